@@ -1,0 +1,236 @@
+//! Server configuration: `witness.toml`, with embedded defaults that need nothing installed
+//! (SQLite file and local-filesystem object store under `./data`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root for everything the server keeps locally: database, objects, spool, keys.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub store: StoreConfig,
+    pub recording: RecordingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; empty means `sqlite://{data_dir}/witness.db`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// Local filesystem; empty path means `{data_dir}/objects`.
+    Local {
+        #[serde(default)]
+        path: PathBuf,
+    },
+    /// Any S3-compatible server.
+    S3 {
+        bucket: String,
+        #[serde(default)]
+        endpoint: Option<String>,
+        #[serde(default = "default_region")]
+        region: String,
+        access_key_id: String,
+        secret_access_key: String,
+        #[serde(default = "default_true")]
+        path_style: bool,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Target segment length; segments close on the first keyframe after it.
+    pub segment_seconds: f64,
+    /// No buffer for this long means the camera is gone: rebuild the pipeline.
+    pub watchdog_seconds: f64,
+    pub reconnect_min_seconds: f64,
+    pub reconnect_max_seconds: f64,
+    /// Where pipeline templates live.
+    pub pipelines_dir: PathBuf,
+    /// Local spool for segments not yet stored and indexed; empty means `{data_dir}/spool`.
+    pub spool_dir: PathBuf,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            store: StoreConfig::Local {
+                path: PathBuf::new(),
+            },
+            recording: RecordingConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+        }
+    }
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            segment_seconds: 2.0,
+            watchdog_seconds: 4.0,
+            reconnect_min_seconds: 0.5,
+            reconnect_max_seconds: 10.0,
+            pipelines_dir: PathBuf::from("./pipelines"),
+            spool_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
+        };
+        config.fill_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn fill_defaults(&mut self) {
+        if self.database.url.is_empty() {
+            self.database.url = format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("witness.db").display()
+            );
+        }
+        if let StoreConfig::Local { path } = &mut self.store
+            && path.as_os_str().is_empty()
+        {
+            *path = self.data_dir.join("objects");
+        }
+        if self.recording.spool_dir.as_os_str().is_empty() {
+            self.recording.spool_dir = self.data_dir.join("spool");
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.recording;
+        if !(0.5..=60.0).contains(&r.segment_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "recording.segment_seconds = {}: expected 0.5 to 60",
+                r.segment_seconds
+            )));
+        }
+        if !(1.0..=120.0).contains(&r.watchdog_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "recording.watchdog_seconds = {}: expected 1 to 120",
+                r.watchdog_seconds
+            )));
+        }
+        if r.reconnect_min_seconds <= 0.0 || r.reconnect_max_seconds < r.reconnect_min_seconds {
+            return Err(ConfigError::Invalid(
+                "recording.reconnect_min_seconds must be > 0 and <= reconnect_max_seconds".into(),
+            ));
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database.url {:?}: expected sqlite://… or postgres://…",
+                self.database.url
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+}
+
+impl RecordingConfig {
+    pub fn segment_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.segment_seconds)
+    }
+    pub fn watchdog(&self) -> Duration {
+        Duration::from_secs_f64(self.watchdog_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_point_under_data() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.database.url, "sqlite://./data/witness.db?mode=rwc");
+        assert!(matches!(&c.store, StoreConfig::Local { path } if path == Path::new("./data/objects")));
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
+        assert!(err.unwrap_err().to_string().contains("unknown field `port`"));
+    }
+
+    #[test]
+    fn s3_store_parses() {
+        let c: Config = toml::from_str(
+            "[store]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\n",
+        )
+        .unwrap();
+        assert!(matches!(c.store, StoreConfig::S3 { path_style: true, .. }));
+    }
+}

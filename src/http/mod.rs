@@ -1,0 +1,66 @@
+//! The HTTP face of the server: `app(state)` builds the whole router; each module contributes its
+//! routes. Never sees GStreamer types; errors leave as `{"error": {"code", "message"}}`.
+
+mod error;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub use error::{ApiError, ApiJson, ApiQuery};
+
+use crate::recording;
+use crate::recording::sessions::Core;
+
+/// Everything a handler may reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub recording: Arc<Core>,
+}
+
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/keys", get(keys))
+        .merge(recording::api::routes());
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    sqlx::query("SELECT 1").execute(&s.recording.pool).await.map_err(|e| {
+        tracing::error!(error = %e, "health check: database unreachable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "database unreachable")
+    })?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.recording.metrics.render(),
+    )
+}
+
+/// The public keys that sign manifests, for anyone verifying offline.
+async fn keys(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "keys": [{ "algorithm": "ed25519", "public_key": s.recording.signer.public_key_hex(), "use": "session manifests" }]
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/api.md")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}

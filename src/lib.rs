@@ -1,0 +1,13 @@
+//! Witness: records the rooms of public-resource trading centres as tamper-evident evidence.
+//!
+//! Shared parts (`config`, `db`, `store`, `http`) sit beside the modules that use them; the
+//! recording core (`recording`) is one such module, and the platform modules will be siblings.
+//! See docs/ARCHITECTURE.md.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod recording;
+pub mod server;
+pub mod simulator;
+pub mod store;

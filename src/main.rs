@@ -1,0 +1,199 @@
+//! The `witness` command: wiring only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use witness::config::Config;
+use witness::recording::{rooms, sessions::StartRequest, verify};
+use witness::{server, simulator};
+
+#[derive(Parser)]
+#[command(name = "witness", version, about = "Records trading-centre rooms as tamper-evident evidence")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the recorders.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the RTSP camera simulator.
+    Simulate(simulator::SimOptions),
+    /// Server + simulator + a demo room that starts recording.
+    Demo {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Simulator port.
+        #[arg(long, default_value_t = 8554)]
+        rtsp_port: u16,
+    },
+    /// Re-read every stored object of a session and check hashes, chain and signed manifest.
+    Verify {
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(opts) => simulator::run(&opts).map_err(Into::into).map(|_| ExitCode::SUCCESS),
+        other => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(run(other))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("witness: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            let state = server::start(&config).await?;
+            server::serve(&config, state).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { session, config, json } => {
+            let config = Config::load(config.as_deref())?;
+            let core = server::open_core(&config).await?;
+            let report = verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &session).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for r in &report.recordings {
+                    println!(
+                        "{:<12} {:>5} entries {:>5} segments {:>3} gaps {:>12} bytes  head {}…  {}",
+                        r.source,
+                        r.entries,
+                        r.media_segments,
+                        r.gaps,
+                        r.bytes,
+                        &r.head_hash.get(..16).unwrap_or(""),
+                        if r.intact { "ok" } else { "BROKEN" }
+                    );
+                }
+                for f in &report.failures {
+                    println!("  {f}");
+                }
+                println!("{}", report.verdict);
+            }
+            Ok(if report.intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Demo { config, rtsp_port } => demo(config, rtsp_port).await,
+        Command::Simulate(_) => unreachable!("handled before the runtime starts"),
+    }
+}
+
+async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let sim = simulator::SimOptions {
+        cameras: 2,
+        microphones: 1,
+        address: "127.0.0.1".into(),
+        port: rtsp_port,
+        width: 1280,
+        height: 720,
+        fps: 25,
+        bitrate: 2000,
+        audio: simulator::AudioCodec::Aac,
+        looped: false,
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ctx = gst::glib::MainContext::default();
+        let _guard = ctx.acquire();
+        let started = simulator::start(&sim).map(|_server| {
+            let _ = ready_tx.send(Ok(()));
+            gst::glib::MainLoop::new(Some(&ctx), false).run();
+        });
+        if let Err(e) = started {
+            let _ = ready_tx.send(Err(e));
+        }
+    });
+    ready_rx.recv().context("simulator thread")??;
+    let state = server::start(&config).await?;
+    let core = state.recording.clone();
+    let name = "演示开标室 Demo bid-opening room";
+    let room = match rooms::list(&core.pool).await?.into_iter().find(|r| r.name == name) {
+        Some(r) => r,
+        None => {
+            let src = |n: &str, path: &str| rooms::Source {
+                name: n.into(),
+                url: format!("rtsp://127.0.0.1:{rtsp_port}/{path}"),
+                media: if path.starts_with("mic") { "audio".into() } else { "av".into() },
+                template: "default".into(),
+            };
+            rooms::create(
+                &core.pool,
+                &core.templates,
+                rooms::CreateRoom {
+                    name: name.into(),
+                    kind: "bid_opening".into(),
+                    location: "demo".into(),
+                    sources: vec![src("cam1", "cam1"), src("cam2", "cam2"), src("mic1", "mic1")],
+                },
+            )
+            .await?
+        }
+    };
+    let session = match witness::recording::index::live_session_of_room(&core.pool, &room.id).await? {
+        Some(s) => s.id,
+        None => {
+            core.start(
+                &room.id,
+                StartRequest {
+                    project_code: "DEMO-2026-001".into(),
+                    session_code: "KB-01".into(),
+                    kind: "bid_opening".into(),
+                    note: "demo recording".into(),
+                },
+            )
+            .await?
+            .summary
+            .id
+        }
+    };
+    let base = format!("http://{}", config.http.listen);
+    println!(
+        "\nWitness demo is running.\n\
+         cameras:   rtsp://127.0.0.1:{rtsp_port}/cam1  rtsp://127.0.0.1:{rtsp_port}/cam2  (microphone /mic1)\n\
+         room:      {base}/api/v1/rooms/{room}\n\
+         session:   {base}/api/v1/sessions/{session}    (recording now)\n\
+         stop:      curl -X POST {base}/api/v1/rooms/{room}/stop\n\
+         verify:    {base}/api/v1/sessions/{session}/verify   or   witness verify --session {session}\n\
+         metrics:   {base}/metrics\n\
+         segments are stored under {}\n\
+         Ctrl-C stops the server; the session resumes, with a gap, at the next start.\n",
+        config.data_dir.join("objects").display(),
+        room = room.id,
+    );
+    server::serve(&config, state).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+//! HTTP handlers of the recording core, under `/api/v1`: rooms, start/stop, sessions, verify.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::index::SessionFilter;
+use super::rooms::{self, CreateRoom, PatchRoom, Room};
+use super::sessions::{SessionSummary, SessionView, StartRequest};
+use super::verify::{self, Report};
+use crate::http::{ApiError, ApiJson, ApiQuery, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/rooms", post(create_room).get(list_rooms))
+        .route("/rooms/{id}", get(get_room).patch(patch_room).delete(delete_room))
+        .route("/rooms/{id}/start", post(start))
+        .route("/rooms/{id}/stop", post(stop))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", get(get_session))
+        .route("/sessions/{id}/verify", get(verify_session))
+        .route("/templates", get(templates))
+}
+
+async fn create_room(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<CreateRoom>,
+) -> Result<(StatusCode, Json<Room>), ApiError> {
+    let core = &s.recording;
+    Ok((StatusCode::CREATED, Json(rooms::create(&core.pool, &core.templates, req).await?)))
+}
+
+async fn list_rooms(State(s): State<AppState>) -> Result<Json<Vec<Room>>, ApiError> {
+    Ok(Json(rooms::list(&s.recording.pool).await?))
+}
+
+async fn get_room(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Room>, ApiError> {
+    Ok(Json(rooms::get(&s.recording.pool, &id).await?))
+}
+
+async fn patch_room(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PatchRoom>,
+) -> Result<Json<Room>, ApiError> {
+    let core = &s.recording;
+    Ok(Json(rooms::patch(&core.pool, &core.templates, &id, req).await?))
+}
+
+async fn delete_room(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    rooms::delete(&s.recording.pool, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.recording.start(&id, req).await?)))
+}
+
+async fn stop(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(s.recording.stop(&id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    project_code: Option<String>,
+    room_id: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_sessions(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<SessionSummary>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit: expected 1 to 1000"));
+    }
+    let filter = SessionFilter {
+        project_code: q.project_code,
+        room_id: q.room_id,
+        state: q.state,
+    };
+    Ok(Json(s.recording.list(&filter, limit).await?))
+}
+
+async fn get_session(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(s.recording.view(&id).await?))
+}
+
+async fn verify_session(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Report>, ApiError> {
+    let core = &s.recording;
+    Ok(Json(verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?))
+}
+
+async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let t = &s.recording.templates;
+    Json(serde_json::json!(t
+        .names()
+        .iter()
+        .filter_map(|n| t.get(n))
+        .map(|t| serde_json::json!({
+            "name": t.name, "description": t.description, "muxer": t.muxer, "extension": t.extension,
+            "video": t.video.keys().collect::<Vec<_>>(), "audio": t.audio.keys().collect::<Vec<_>>(),
+        }))
+        .collect::<Vec<_>>()))
+}

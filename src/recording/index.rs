@@ -1,0 +1,305 @@
+//! SQL rows of sessions, recordings and chain entries. The only file of the recording core that
+//! writes them; a media row is inserted only after its object is stored.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::chain::{Entry, EntryKind};
+use crate::db::{Pool, now_us};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub room_id: String,
+    pub room_name: String,
+    pub room_kind: String,
+    pub project_code: String,
+    pub session_code: String,
+    pub kind: String,
+    pub note: String,
+    pub state: String,
+    pub started_at_us: i64,
+    pub stopped_at_us: Option<i64>,
+    pub manifest_key: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordingRow {
+    pub id: String,
+    pub session_id: String,
+    pub source_name: String,
+    pub url: String,
+    pub media: String,
+    pub template: String,
+}
+
+const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error";
+
+fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
+    Ok(SessionRow {
+        id: r.try_get("id")?,
+        room_id: r.try_get("room_id")?,
+        room_name: r.try_get("room_name")?,
+        room_kind: r.try_get("room_kind")?,
+        project_code: r.try_get("project_code")?,
+        session_code: r.try_get("session_code")?,
+        kind: r.try_get("kind")?,
+        note: r.try_get("note")?,
+        state: r.try_get("state")?,
+        started_at_us: r.try_get("started_at")?,
+        stopped_at_us: r.try_get("stopped_at")?,
+        manifest_key: r.try_get("manifest_key")?,
+        error: r.try_get("error")?,
+    })
+}
+
+fn recording_from(r: &AnyRow) -> Result<RecordingRow, sqlx::Error> {
+    Ok(RecordingRow {
+        id: r.try_get("id")?,
+        session_id: r.try_get("session_id")?,
+        source_name: r.try_get("source_name")?,
+        url: r.try_get("url")?,
+        media: r.try_get("media")?,
+        template: r.try_get("template")?,
+    })
+}
+
+fn entry_from(r: &AnyRow) -> Result<Entry, sqlx::Error> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Entry {
+        recording_id: r.try_get("recording_id")?,
+        seq: r.try_get("seq")?,
+        // An unknown kind is kept visible as a gap so the link check fails on its hash.
+        kind: EntryKind::parse(&kind).unwrap_or(EntryKind::Gap),
+        object_key: r.try_get("object_key")?,
+        wall_start_us: r.try_get("wall_start_us")?,
+        duration_us: r.try_get("duration_us")?,
+        bytes: r.try_get("bytes")?,
+        sha256: r.try_get("sha256")?,
+        clock: r.try_get("clock")?,
+        detail: r.try_get("detail")?,
+        prev_hash: r.try_get("prev_hash")?,
+        entry_hash: r.try_get("entry_hash")?,
+    })
+}
+
+/// Inserts a new live session, its recordings and their genesis entries in one transaction.
+/// Fails with a unique violation when the room already has a live session.
+pub async fn insert_session(
+    pool: &Pool,
+    s: &SessionRow,
+    recordings: &[(RecordingRow, Entry)],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+    ))
+    .bind(&s.id)
+    .bind(&s.room_id)
+    .bind(&s.room_name)
+    .bind(&s.room_kind)
+    .bind(&s.project_code)
+    .bind(&s.session_code)
+    .bind(&s.kind)
+    .bind(&s.note)
+    .bind(&s.state)
+    .bind(s.started_at_us)
+    .bind(s.stopped_at_us)
+    .bind(&s.manifest_key)
+    .bind(&s.error)
+    .execute(&mut *tx)
+    .await?;
+    for (r, genesis) in recordings {
+        sqlx::query(
+            "INSERT INTO recordings (id, session_id, source_name, url, media, template) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(&r.id)
+        .bind(&r.session_id)
+        .bind(&r.source_name)
+        .bind(&r.url)
+        .bind(&r.media)
+        .bind(&r.template)
+        .execute(&mut *tx)
+        .await?;
+        insert_entry_in(&mut *tx, genesis).await?;
+    }
+    tx.commit().await
+}
+
+async fn insert_entry_in<'c, E>(ex: E, e: &Entry) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO chain_entries (recording_id, seq, kind, object_key, wall_start_us, duration_us, bytes, sha256, clock, detail, prev_hash, entry_hash, indexed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+    )
+    .bind(&e.recording_id)
+    .bind(e.seq)
+    .bind(e.kind.as_str())
+    .bind(&e.object_key)
+    .bind(e.wall_start_us)
+    .bind(e.duration_us)
+    .bind(e.bytes)
+    .bind(&e.sha256)
+    .bind(&e.clock)
+    .bind(&e.detail)
+    .bind(&e.prev_hash)
+    .bind(&e.entry_hash)
+    .bind(now_us())
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_entry(pool: &Pool, e: &Entry) -> Result<(), sqlx::Error> {
+    insert_entry_in(pool, e).await
+}
+
+pub async fn session(pool: &Pool, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(session_from)
+        .transpose()
+}
+
+pub async fn live_session_of_room(
+    pool: &Pool,
+    room_id: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {SESSION_COLS} FROM sessions WHERE room_id = $1 AND state IN ('recording', 'stopping')"
+    ))
+    .bind(room_id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(session_from)
+    .transpose()
+}
+
+/// Sessions that were live when the process last ended.
+pub async fn live_sessions(pool: &Pool) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {SESSION_COLS} FROM sessions WHERE state IN ('recording', 'stopping') ORDER BY started_at"
+    ))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(session_from)
+    .collect()
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SessionFilter {
+    pub project_code: Option<String>,
+    pub room_id: Option<String>,
+    pub state: Option<String>,
+}
+
+pub async fn list_sessions(
+    pool: &Pool,
+    f: &SessionFilter,
+    limit: i64,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {SESSION_COLS} FROM sessions
+         WHERE ($1 = '' OR project_code = $1) AND ($2 = '' OR room_id = $2) AND ($3 = '' OR state = $3)
+         ORDER BY started_at DESC LIMIT $4"
+    ))
+    .bind(f.project_code.clone().unwrap_or_default())
+    .bind(f.room_id.clone().unwrap_or_default())
+    .bind(f.state.clone().unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(session_from)
+    .collect()
+}
+
+pub async fn set_session_state(
+    pool: &Pool,
+    id: &str,
+    state: &str,
+    stopped_at_us: Option<i64>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET state = $2, stopped_at = COALESCE($3, stopped_at), error = COALESCE($4, error) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(stopped_at_us)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_manifest_key(pool: &Pool, id: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET manifest_key = $2 WHERE id = $1")
+        .bind(id)
+        .bind(key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn recordings(pool: &Pool, session_id: &str) -> Result<Vec<RecordingRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, session_id, source_name, url, media, template FROM recordings WHERE session_id = $1 ORDER BY source_name",
+    )
+    .bind(session_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(recording_from)
+    .collect()
+}
+
+const ENTRY_COLS: &str = "recording_id, seq, kind, object_key, wall_start_us, duration_us, bytes, sha256, clock, detail, prev_hash, entry_hash";
+
+pub async fn entries(pool: &Pool, recording_id: &str) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {ENTRY_COLS} FROM chain_entries WHERE recording_id = $1 ORDER BY seq"
+    ))
+    .bind(recording_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(entry_from)
+    .collect()
+}
+
+pub async fn head(pool: &Pool, recording_id: &str) -> Result<Option<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {ENTRY_COLS} FROM chain_entries WHERE recording_id = $1 ORDER BY seq DESC LIMIT 1"
+    ))
+    .bind(recording_id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(entry_from)
+    .transpose()
+}
+
+/// Whether a media entry with these bytes is already in the chain (crash after index, before
+/// the spool file was removed).
+pub async fn has_media_hash(
+    pool: &Pool,
+    recording_id: &str,
+    sha256: &str,
+) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM chain_entries WHERE recording_id = $1 AND sha256 = $2 AND kind = 'media'",
+    )
+    .bind(recording_id)
+    .bind(sha256)
+    .fetch_one(pool)
+    .await?;
+    Ok(n > 0)
+}

@@ -1,0 +1,170 @@
+//! Live counters of the recorders, rendered in the Prometheus text format at `/metrics`.
+//! Written with atomics by the recorder and chain writer; read only by the HTTP handler.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceState {
+    Connecting,
+    Recording,
+    Reconnecting,
+    Stopped,
+}
+
+impl SourceState {
+    const ALL: [SourceState; 4] = [
+        SourceState::Connecting,
+        SourceState::Recording,
+        SourceState::Reconnecting,
+        SourceState::Stopped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Connecting => "connecting",
+            SourceState::Recording => "recording",
+            SourceState::Reconnecting => "reconnecting",
+            SourceState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Counters of one live recording (one source of one session).
+#[derive(Debug)]
+pub struct SourceStats {
+    pub room: String,
+    pub session_id: String,
+    pub source: String,
+    state: Mutex<SourceState>,
+    pub segments: AtomicU64,
+    pub bytes: AtomicU64,
+    pub gaps: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub store_retries: AtomicU64,
+    pub bitrate_bps: AtomicU64,
+    pub last_segment_at_us: AtomicU64,
+}
+
+impl SourceStats {
+    pub fn set_state(&self, s: SourceState) {
+        *self.state.lock().expect("state lock") = s;
+    }
+    pub fn state(&self) -> SourceState {
+        *self.state.lock().expect("state lock")
+    }
+}
+
+/// Upper bounds (seconds) of the store-latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sources: Mutex<BTreeMap<String, Arc<SourceStats>>>,
+    latency: Mutex<Histogram>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Metrics {
+    pub fn source(&self, recording_id: &str, room: &str, session_id: &str, source: &str) -> Arc<SourceStats> {
+        let mut m = self.sources.lock().expect("metrics lock");
+        m.entry(recording_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(SourceStats {
+                    room: room.into(),
+                    session_id: session_id.into(),
+                    source: source.into(),
+                    state: Mutex::new(SourceState::Connecting),
+                    segments: AtomicU64::new(0),
+                    bytes: AtomicU64::new(0),
+                    gaps: AtomicU64::new(0),
+                    reconnects: AtomicU64::new(0),
+                    store_retries: AtomicU64::new(0),
+                    bitrate_bps: AtomicU64::new(0),
+                    last_segment_at_us: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    pub fn forget(&self, recording_id: &str) {
+        self.sources.lock().expect("metrics lock").remove(recording_id);
+    }
+
+    pub fn snapshot(&self, recording_id: &str) -> Option<Arc<SourceStats>> {
+        self.sources.lock().expect("metrics lock").get(recording_id).cloned()
+    }
+
+    /// Time from segment closed to stored and indexed.
+    pub fn observe_store_latency(&self, seconds: f64) {
+        let mut h = self.latency.lock().expect("metrics lock");
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let sources = self.sources.lock().expect("metrics lock").clone();
+        let labels = |s: &SourceStats| {
+            format!(
+                "room=\"{}\",session=\"{}\",source=\"{}\"",
+                escape(&s.room),
+                escape(&s.session_id),
+                escape(&s.source)
+            )
+        };
+        out.push_str("# HELP witness_source_state 1 for the current state of each live source.\n# TYPE witness_source_state gauge\n");
+        for s in sources.values() {
+            let now = s.state();
+            for st in SourceState::ALL {
+                let _ = writeln!(
+                    out,
+                    "witness_source_state{{{},state=\"{}\"}} {}",
+                    labels(s),
+                    st.as_str(),
+                    u8::from(st == now)
+                );
+            }
+        }
+        let counters: [(&str, &str, &str, fn(&SourceStats) -> u64); 6] = [
+            ("witness_segments_written_total", "counter", "Segments stored and indexed.", |s| s.segments.load(Ordering::Relaxed)),
+            ("witness_bytes_written_total", "counter", "Segment bytes stored.", |s| s.bytes.load(Ordering::Relaxed)),
+            ("witness_gaps_total", "counter", "Gap entries written.", |s| s.gaps.load(Ordering::Relaxed)),
+            ("witness_reconnects_total", "counter", "Pipeline rebuilds after a camera dropped.", |s| s.reconnects.load(Ordering::Relaxed)),
+            ("witness_store_retries_total", "counter", "Failed object store or index writes, retried.", |s| s.store_retries.load(Ordering::Relaxed)),
+            ("witness_source_bitrate_bps", "gauge", "Bitrate of the last segment.", |s| s.bitrate_bps.load(Ordering::Relaxed)),
+        ];
+        for (name, kind, help, get) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in sources.values() {
+                let _ = writeln!(out, "{name}{{{}}} {}", labels(s), get(s));
+            }
+        }
+        let h = self.latency.lock().expect("metrics lock");
+        out.push_str("# HELP witness_store_latency_seconds Segment closed to stored and indexed.\n# TYPE witness_store_latency_seconds histogram\n");
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "witness_store_latency_seconds_bucket{{le=\"{le}\"}} {}", h.counts[i]);
+        }
+        let _ = writeln!(out, "witness_store_latency_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "witness_store_latency_seconds_sum {}", h.sum);
+        let _ = writeln!(out, "witness_store_latency_seconds_count {}", h.count);
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -1,0 +1,23 @@
+//! The recording core: rooms with cameras and microphones are recorded into short segments,
+//! each hashed and linked into a chain, stored in object storage and indexed in SQL.
+//!
+//! A segment travels through the files in this order:
+//! `pipeline` (GStreamer graph, segment opened/closed) → `recorder` (reconnect, watchdog,
+//! gaps) → `spool` (fsync, hash) → `writer` (store, then index via `index`, linked by `chain`)
+//! → `sessions` (manifest at stop) → `verify`. `rooms` and `template` are configuration;
+//! `api` is the HTTP face.
+
+pub mod api;
+pub mod chain;
+pub mod error;
+pub mod index;
+pub mod manifest;
+pub mod metrics;
+pub mod pipeline;
+pub mod recorder;
+pub mod rooms;
+pub mod sessions;
+pub mod spool;
+pub mod template;
+pub mod verify;
+pub mod writer;

@@ -1,0 +1,564 @@
+//! Session lifecycle: start a room's recording (one recorder and one chain writer per source),
+//! stop it once every last segment is stored and indexed, sign the manifest, and on start-up
+//! replay the spool and resume sessions the last process left running.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::chain::{self, Entry, EntryKind, ZERO_HASH};
+use super::error::{CoreError, is_unique_violation};
+use super::index::{self, RecordingRow, SessionRow};
+use super::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
+use super::metrics::Metrics;
+use super::recorder::{self, RecorderSpec};
+use super::rooms;
+use super::spool;
+use super::template::Templates;
+use super::writer::{ChainWriter, WriterMsg};
+use crate::config::RecordingConfig;
+use crate::db::{Pool, now_us, rfc3339};
+use crate::store::Store;
+
+/// Kinds of business a session records (开标会, 评标会 …).
+pub const SESSION_KINDS: &[&str] = &["bid_opening", "evaluation", "negotiation", "auction", "other"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    pub project_code: String,
+    pub session_code: String,
+    pub kind: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A code that goes into object keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
+pub fn valid_code(code: &str) -> bool {
+    let mut chars = code.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && code.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+struct LiveSession {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    recording_ids: Vec<String>,
+}
+
+/// The recording core as the rest of the server sees it.
+pub struct Core {
+    pub pool: Pool,
+    pub store: Store,
+    pub config: RecordingConfig,
+    pub templates: Templates,
+    pub signer: Signer,
+    pub metrics: Arc<Metrics>,
+    live: Mutex<HashMap<String, LiveSession>>,
+}
+
+impl Core {
+    pub fn new(
+        pool: Pool,
+        store: Store,
+        config: RecordingConfig,
+        templates: Templates,
+        signer: Signer,
+    ) -> Core {
+        Core {
+            pool,
+            store,
+            config,
+            templates,
+            signer,
+            metrics: Arc::new(Metrics::default()),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn start(&self, room_id: &str, req: StartRequest) -> Result<SessionView, CoreError> {
+        for (field, value) in [("project_code", &req.project_code), ("session_code", &req.session_code)] {
+            if !valid_code(value) {
+                return Err(CoreError::invalid(
+                    "invalid_field",
+                    format!("{field} {value:?}: expected 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+                ));
+            }
+        }
+        if !SESSION_KINDS.contains(&req.kind.as_str()) {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                format!("kind {:?} is not valid, expected one of: {}", req.kind, SESSION_KINDS.join(", ")),
+            ));
+        }
+        if req.note.chars().count() > 2000 {
+            return Err(CoreError::invalid("invalid_field", "note: at most 2000 characters"));
+        }
+        let mut live = self.live.lock().await;
+        let room = rooms::get(&self.pool, room_id).await?;
+        if let Some(s) = index::live_session_of_room(&self.pool, room_id).await? {
+            return Err(CoreError::conflict(
+                "already_recording",
+                format!("room {room_id} is already recording session {} (project {})", s.id, s.project_code),
+            ));
+        }
+        for s in &room.sources {
+            if self.templates.get(&s.template).is_none() {
+                return Err(CoreError::invalid(
+                    "unknown_template",
+                    format!("source {:?} uses template {:?}, which is not installed", s.name, s.template),
+                ));
+            }
+        }
+        let started = now_us();
+        let session = SessionRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            room_id: room.id.clone(),
+            room_name: room.name.clone(),
+            room_kind: room.kind.clone(),
+            project_code: req.project_code,
+            session_code: req.session_code,
+            kind: req.kind,
+            note: req.note,
+            state: "recording".into(),
+            started_at_us: started,
+            stopped_at_us: None,
+            manifest_key: None,
+            error: None,
+        };
+        let recordings: Vec<(RecordingRow, Entry)> = room
+            .sources
+            .iter()
+            .map(|s| {
+                let rec = RecordingRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    session_id: session.id.clone(),
+                    source_name: s.name.clone(),
+                    url: s.url.clone(),
+                    media: s.media.clone(),
+                    template: s.template.clone(),
+                };
+                let genesis = Entry {
+                    recording_id: rec.id.clone(),
+                    seq: 0,
+                    kind: EntryKind::Genesis,
+                    object_key: String::new(),
+                    wall_start_us: started,
+                    duration_us: 0,
+                    bytes: 0,
+                    sha256: String::new(),
+                    clock: "server".into(),
+                    detail: chain::genesis_detail(&session.project_code, &session.id, &session.session_code, &room.id, &s.name),
+                    prev_hash: ZERO_HASH.into(),
+                    entry_hash: String::new(),
+                }
+                .seal();
+                (rec, genesis)
+            })
+            .collect();
+        index::insert_session(&self.pool, &session, &recordings)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    CoreError::conflict("already_recording", format!("room {room_id} is already recording"))
+                } else {
+                    e.into()
+                }
+            })?;
+        tracing::info!(room = %room.id, session = %session.id, project = %session.project_code, "recording started");
+        let rows: Vec<RecordingRow> = recordings.into_iter().map(|(r, _)| r).collect();
+        let ls = self.spawn_session(&session, &rows, |_| (started, None)).await?;
+        live.insert(session.id.clone(), ls);
+        drop(live);
+        self.view(&session.id).await
+    }
+
+    async fn spawn_session(
+        &self,
+        session: &SessionRow,
+        recordings: &[RecordingRow],
+        chain_end: impl Fn(&RecordingRow) -> (i64, Option<String>),
+    ) -> Result<LiveSession, CoreError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for rec in recordings {
+            let stats = self.metrics.source(&rec.id, &session.room_name, &session.id, &rec.source_name);
+            let writer = ChainWriter::open(
+                self.pool.clone(),
+                self.store.clone(),
+                rec.id.clone(),
+                format!("{}/{}/{}", session.project_code, session.id, rec.source_name),
+                stats.clone(),
+                self.metrics.clone(),
+            )
+            .await?;
+            let span = tracing::info_span!("recording", room = %session.room_id, session = %session.id, recording = %rec.id, source = %rec.source_name);
+            let (tx, rx) = mpsc::unbounded_channel::<WriterMsg>();
+            tasks.push(tokio::spawn(writer.run(rx).instrument(span.clone())));
+            let Some(template) = self.templates.get(&rec.template).cloned() else {
+                let _ = tx.send(WriterMsg::Gap {
+                    start_us: now_us(),
+                    end_us: now_us(),
+                    reason: format!("template {:?} is not installed; source not recorded", rec.template),
+                });
+                continue;
+            };
+            let (chain_end_us, resume_gap) = chain_end(rec);
+            let spec = RecorderSpec {
+                recording_id: rec.id.clone(),
+                source_name: rec.source_name.clone(),
+                url: rec.url.clone(),
+                template,
+                spool_dir: spool::recording_dir(&self.config.spool_dir, &rec.id),
+                segment: self.config.segment_duration(),
+                watchdog: self.config.watchdog(),
+                backoff_min: std::time::Duration::from_secs_f64(self.config.reconnect_min_seconds),
+                backoff_max: std::time::Duration::from_secs_f64(self.config.reconnect_max_seconds),
+                chain_end_us,
+                resume_gap,
+            };
+            tasks.push(tokio::spawn(recorder::run(spec, tx, stop_rx.clone(), stats).instrument(span)));
+        }
+        Ok(LiveSession {
+            stop,
+            tasks,
+            recording_ids: recordings.iter().map(|r| r.id.clone()).collect(),
+        })
+    }
+
+    /// Stops the room's live session; returns once every last segment is stored and indexed and
+    /// the manifest is signed.
+    pub async fn stop(&self, room_id: &str) -> Result<SessionView, CoreError> {
+        let (session, taken) = {
+            let mut live = self.live.lock().await;
+            rooms::get(&self.pool, room_id).await?;
+            let Some(session) = index::live_session_of_room(&self.pool, room_id).await? else {
+                return Err(CoreError::conflict("not_recording", format!("room {room_id} is not recording")));
+            };
+            let taken = live.remove(&session.id);
+            if taken.is_none() && session.state == "stopping" {
+                return Err(CoreError::conflict("already_stopping", format!("session {} is already stopping", session.id)));
+            }
+            index::set_session_state(&self.pool, &session.id, "stopping", None, None).await?;
+            (session, taken)
+        };
+        if let Some(ls) = taken {
+            let _ = ls.stop.send(true);
+            for t in ls.tasks {
+                let _ = t.await;
+            }
+            for id in &ls.recording_ids {
+                self.metrics.forget(id);
+            }
+        }
+        self.finish(&session).await?;
+        tracing::info!(room = %room_id, session = %session.id, "recording stopped");
+        self.view(&session.id).await
+    }
+
+    /// Signs and stores the manifest of all chain heads, then marks the session stopped.
+    async fn finish(&self, session: &SessionRow) -> Result<(), CoreError> {
+        let stopped = now_us();
+        let mut heads = Vec::new();
+        for rec in index::recordings(&self.pool, &session.id).await? {
+            let entries = index::entries(&self.pool, &rec.id).await?;
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                continue;
+            };
+            heads.push(ManifestHead {
+                recording_id: rec.id.clone(),
+                source: rec.source_name.clone(),
+                genesis_hash: first.entry_hash.clone(),
+                head_seq: last.seq,
+                head_hash: last.entry_hash.clone(),
+            });
+        }
+        let m = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            session_id: session.id.clone(),
+            project_code: session.project_code.clone(),
+            session_code: session.session_code.clone(),
+            kind: session.kind.clone(),
+            room_id: session.room_id.clone(),
+            room_name: session.room_name.clone(),
+            started_at_us: session.started_at_us,
+            stopped_at_us: stopped,
+            public_key: self.signer.public_key_hex(),
+            recordings: heads,
+        };
+        let body = serde_json::to_vec_pretty(&m).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let sig = self.signer.sign_hex(&body);
+        let key = manifest::manifest_key(&session.project_code, &session.id);
+        self.store.put(&key.as_str().into(), body.into()).await?;
+        self.store
+            .put(&manifest::signature_key(&key).as_str().into(), sig.into_bytes().into())
+            .await?;
+        index::set_manifest_key(&self.pool, &session.id, &key).await?;
+        index::set_session_state(&self.pool, &session.id, "stopped", Some(stopped), None).await?;
+        Ok(())
+    }
+
+    /// Start-up: stores and indexes whatever the spool holds, then resumes sessions that were
+    /// recording (with a gap for the time the server was down) and finishes those that were
+    /// stopping.
+    pub async fn resume_interrupted(&self) -> Result<(), CoreError> {
+        for session in index::live_sessions(&self.pool).await? {
+            let recordings = index::recordings(&self.pool, &session.id).await?;
+            for rec in &recordings {
+                self.replay_spool(&session, rec).await?;
+            }
+            if session.state == "stopping" {
+                self.finish(&session).await?;
+                continue;
+            }
+            let mut ends = HashMap::new();
+            for rec in &recordings {
+                let head = index::head(&self.pool, &rec.id).await?;
+                let end = head.map_or(session.started_at_us, |e| e.wall_start_us + e.duration_us);
+                ends.insert(rec.id.clone(), end);
+            }
+            tracing::warn!(session = %session.id, room = %session.room_id, "resuming a session interrupted by a server stop");
+            let ls = self
+                .spawn_session(&session, &recordings, |r| {
+                    (
+                        ends.get(&r.id).copied().unwrap_or(session.started_at_us),
+                        Some("server was not running (restart or crash); recording resumed".into()),
+                    )
+                })
+                .await?;
+            self.live.lock().await.insert(session.id.clone(), ls);
+        }
+        Ok(())
+    }
+
+    async fn replay_spool(&self, session: &SessionRow, rec: &RecordingRow) -> Result<(), CoreError> {
+        let dir = spool::recording_dir(&self.config.spool_dir, &rec.id);
+        let left = spool::leftovers(&dir);
+        if left.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(session = %session.id, recording = %rec.id, files = left.len(), "indexing segments left in the spool");
+        let stats = self.metrics.source(&rec.id, &session.room_name, &session.id, &rec.source_name);
+        let mut writer = ChainWriter::open(
+            self.pool.clone(),
+            self.store.clone(),
+            rec.id.clone(),
+            format!("{}/{}/{}", session.project_code, session.id, rec.source_name),
+            stats,
+            self.metrics.clone(),
+        )
+        .await?;
+        for (path, meta, recovered) in left {
+            writer.apply(WriterMsg::Segment { path, meta, recovered }).await;
+        }
+        Ok(())
+    }
+
+    /// On server shutdown: close every open segment so it is stored. Sessions stay `recording`
+    /// and resume, with a gap, at the next start.
+    pub async fn shutdown(&self) {
+        let sessions: Vec<LiveSession> = self.live.lock().await.drain().map(|(_, v)| v).collect();
+        for ls in &sessions {
+            let _ = ls.stop.send(true);
+        }
+        for ls in sessions {
+            for t in ls.tasks {
+                let _ = t.await;
+            }
+        }
+    }
+
+    pub async fn view(&self, session_id: &str) -> Result<SessionView, CoreError> {
+        let s = index::session(&self.pool, session_id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound { what: "session", id: session_id.into() })?;
+        let mut recordings = Vec::new();
+        for rec in index::recordings(&self.pool, &s.id).await? {
+            let entries = index::entries(&self.pool, &rec.id).await?;
+            recordings.push(self.recording_view(&s, rec, &entries));
+        }
+        Ok(SessionView::new(s, recordings))
+    }
+
+    fn recording_view(&self, s: &SessionRow, rec: RecordingRow, entries: &[Entry]) -> RecordingView {
+        let live = self.metrics.snapshot(&rec.id);
+        let state = match (&live, s.state.as_str()) {
+            (Some(st), _) => st.state().as_str().to_string(),
+            (None, "recording") => "connecting".into(),
+            (None, other) => other.to_string(),
+        };
+        let segments: Vec<SegmentView> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Media)
+            .map(|e| SegmentView {
+                seq: e.seq,
+                object_key: e.object_key.clone(),
+                start: rfc3339(e.wall_start_us),
+                duration_seconds: e.duration_us as f64 / 1e6,
+                bytes: e.bytes,
+                sha256: e.sha256.clone(),
+                clock: e.clock.clone(),
+                note: e.detail.clone(),
+            })
+            .collect();
+        let gaps: Vec<GapView> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Gap)
+            .map(|e| GapView {
+                seq: e.seq,
+                start: rfc3339(e.wall_start_us),
+                end: rfc3339(e.wall_start_us + e.duration_us),
+                duration_seconds: e.duration_us as f64 / 1e6,
+                reason: e.detail.clone(),
+            })
+            .collect();
+        let head = entries.last();
+        RecordingView {
+            id: rec.id,
+            source: rec.source_name,
+            url: rec.url,
+            media: rec.media,
+            template: rec.template,
+            state,
+            bytes: segments.iter().map(|x| x.bytes).sum(),
+            duration_seconds: segments.iter().map(|x| x.duration_seconds).sum(),
+            segment_count: segments.len(),
+            gap_count: gaps.len(),
+            chain_head: head.map(|e| ChainHead { seq: e.seq, hash: e.entry_hash.clone() }),
+            segments,
+            gaps,
+        }
+    }
+
+    pub async fn list(&self, filter: &index::SessionFilter, limit: i64) -> Result<Vec<SessionSummary>, CoreError> {
+        Ok(index::list_sessions(&self.pool, filter, limit)
+            .await?
+            .into_iter()
+            .map(SessionSummary::from)
+            .collect())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SegmentView {
+    pub seq: i64,
+    pub object_key: String,
+    pub start: String,
+    pub duration_seconds: f64,
+    pub bytes: i64,
+    pub sha256: String,
+    /// `rtcp-ntp` (camera clock) or `server`.
+    pub clock: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GapView {
+    pub seq: i64,
+    pub start: String,
+    pub end: String,
+    pub duration_seconds: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordingView {
+    pub id: String,
+    pub source: String,
+    pub url: String,
+    pub media: String,
+    pub template: String,
+    pub state: String,
+    pub bytes: i64,
+    pub duration_seconds: f64,
+    pub segment_count: usize,
+    pub gap_count: usize,
+    pub chain_head: Option<ChainHead>,
+    pub segments: Vec<SegmentView>,
+    pub gaps: Vec<GapView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub room_id: String,
+    pub room_name: String,
+    pub project_code: String,
+    pub session_code: String,
+    pub kind: String,
+    pub state: String,
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+}
+
+impl From<SessionRow> for SessionSummary {
+    fn from(s: SessionRow) -> Self {
+        SessionSummary {
+            id: s.id,
+            room_id: s.room_id,
+            room_name: s.room_name,
+            project_code: s.project_code,
+            session_code: s.session_code,
+            kind: s.kind,
+            state: s.state,
+            started_at: rfc3339(s.started_at_us),
+            stopped_at: s.stopped_at_us.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    pub room_kind: String,
+    pub note: String,
+    pub duration_seconds: f64,
+    pub bytes: i64,
+    pub manifest_key: Option<String>,
+    pub error: Option<String>,
+    pub recordings: Vec<RecordingView>,
+}
+
+impl SessionView {
+    fn new(s: SessionRow, recordings: Vec<RecordingView>) -> SessionView {
+        let end = s.stopped_at_us.unwrap_or_else(now_us);
+        SessionView {
+            room_kind: s.room_kind.clone(),
+            note: s.note.clone(),
+            duration_seconds: (end - s.started_at_us) as f64 / 1e6,
+            bytes: recordings.iter().map(|r| r.bytes).sum(),
+            manifest_key: s.manifest_key.clone(),
+            error: s.error.clone(),
+            recordings,
+            summary: SessionSummary::from(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        for ok in ["ZB2026-001", "a", "P.1_x"] {
+            assert!(valid_code(ok), "{ok}");
+        }
+        for bad in ["", "-x", "a/b", "..", "a b", "项目", &"x".repeat(65)] {
+            assert!(!valid_code(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The local spool: segment files as the muxer wrote them, each with a JSON sidecar, until they
+//! are stored and indexed. Whatever is here at start-up was not indexed yet and is replayed
+//! into the chain first, so a crash loses no closed segment.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What the recorder knows of a segment file, kept beside it as `<file>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentMeta {
+    pub wall_start_us: i64,
+    /// Unknown until the muxer closes the file.
+    pub duration_us: Option<i64>,
+    /// `rtcp-ntp` or `server`.
+    pub clock: String,
+}
+
+pub fn recording_dir(root: &Path, recording_id: &str) -> PathBuf {
+    root.join(recording_id)
+}
+
+pub fn sidecar_path(segment: &Path) -> PathBuf {
+    let mut s = segment.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+/// Writes the sidecar atomically (temp file, fsync, rename).
+pub fn write_sidecar(segment: &Path, meta: &SegmentMeta) -> std::io::Result<()> {
+    let path = sidecar_path(segment);
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(meta).expect("meta serializes"))?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+pub fn read_sidecar(segment: &Path) -> Option<SegmentMeta> {
+    let bytes = std::fs::read(sidecar_path(segment)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A closed segment file made durable and read back: its bytes and SHA-256.
+pub struct Sealed {
+    pub bytes: bytes::Bytes,
+    pub sha256: String,
+}
+
+/// fsyncs the file, then reads and hashes exactly what is on disk.
+pub fn seal(segment: &Path) -> std::io::Result<Sealed> {
+    let f = std::fs::File::open(segment)?;
+    f.sync_all()?;
+    drop(f);
+    let data = std::fs::read(segment)?;
+    let sha256 = hex::encode(Sha256::digest(&data));
+    Ok(Sealed {
+        bytes: bytes::Bytes::from(data),
+        sha256,
+    })
+}
+
+/// Removes a segment and its sidecar once it is stored and indexed.
+pub fn forget(segment: &Path) {
+    let _ = std::fs::remove_file(sidecar_path(segment));
+    let _ = std::fs::remove_file(segment);
+}
+
+/// Segment files left in a recording's spool folder, oldest first (names sort by run, then
+/// index). A file without a sidecar gets one estimated from its file times.
+pub fn leftovers(dir: &Path) -> Vec<(PathBuf, SegmentMeta, bool)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            ext != "json" && ext != "tmp"
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let md = std::fs::metadata(&path).ok()?;
+            if md.len() == 0 {
+                forget(&path);
+                return None;
+            }
+            let modified_us = md
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            match read_sidecar(&path) {
+                Some(meta) if meta.duration_us.is_some() => Some((path, meta, false)),
+                Some(mut meta) => {
+                    // Open when the process died: the file ends at its last write.
+                    meta.duration_us = Some((modified_us - meta.wall_start_us).max(0));
+                    Some((path, meta, true))
+                }
+                None => Some((
+                    path,
+                    SegmentMeta {
+                        wall_start_us: modified_us,
+                        duration_us: Some(0),
+                        clock: "server".into(),
+                    },
+                    true,
+                )),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_sorted_and_estimated() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("0001-00000001.ts");
+        let b = dir.path().join("0001-00000000.ts");
+        let empty = dir.path().join("0002-00000000.ts");
+        std::fs::write(&a, b"aa").unwrap();
+        std::fs::write(&b, b"bb").unwrap();
+        std::fs::write(&empty, b"").unwrap();
+        let meta = SegmentMeta { wall_start_us: 5, duration_us: Some(7), clock: "server".into() };
+        write_sidecar(&b, &meta).unwrap();
+        write_sidecar(&a, &SegmentMeta { duration_us: None, ..meta.clone() }).unwrap();
+        let left = leftovers(dir.path());
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0].0, b);
+        assert_eq!(left[0].1, meta);
+        assert!(!left[0].2);
+        assert!(left[1].2, "an unclosed segment is marked recovered");
+        assert!(!empty.exists(), "empty files are dropped");
+        let sealed = seal(&a).unwrap();
+        assert_eq!(sealed.sha256, hex::encode(Sha256::digest(b"aa")));
+    }
+}

@@ -1,0 +1,278 @@
+//! Re-reads every stored object of a session and checks it against the chain: hashes, links,
+//! genesis binding, unexpected objects, and the signed manifest. Used by `witness verify` and
+//! `GET /sessions/{id}/verify`.
+
+use std::collections::BTreeSet;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::chain::{self, Entry, EntryKind};
+use super::error::CoreError;
+use super::index::{self, RecordingRow, SessionRow};
+use super::manifest::{self, Manifest};
+use crate::db::Pool;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub source: String,
+    pub seq: Option<i64>,
+    pub object_key: Option<String>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "source {}", self.source)?;
+        if let Some(seq) = self.seq {
+            write!(f, " seq {seq}")?;
+        }
+        if let Some(k) = &self.object_key {
+            write!(f, " ({k})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingCheck {
+    pub recording_id: String,
+    pub source: String,
+    pub entries: usize,
+    pub media_segments: usize,
+    pub gaps: usize,
+    pub bytes: i64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub intact: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestCheck {
+    pub key: String,
+    /// `verified`, `missing`, `not_yet` (session still live), `bad_signature`, `heads_differ`, `malformed`
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub session_id: String,
+    pub project_code: String,
+    pub intact: bool,
+    /// One line for people: `intact: …` or `BROKEN: <first failure>`.
+    pub verdict: String,
+    pub first_failure: Option<Failure>,
+    pub failures: Vec<Failure>,
+    pub recordings: Vec<RecordingCheck>,
+    pub manifest: ManifestCheck,
+}
+
+/// How many objects are read at once.
+const PARALLEL_READS: usize = 4;
+
+pub async fn verify_session(
+    pool: &Pool,
+    store: &Store,
+    public_key_hex: &str,
+    session_id: &str,
+) -> Result<Report, CoreError> {
+    let session = index::session(pool, session_id)
+        .await?
+        .ok_or_else(|| CoreError::NotFound {
+            what: "session",
+            id: session_id.into(),
+        })?;
+    let mut failures = Vec::new();
+    let mut checks = Vec::new();
+    let mut heads = Vec::new();
+    for rec in index::recordings(pool, &session.id).await? {
+        let entries = index::entries(pool, &rec.id).await?;
+        let before = failures.len();
+        check_recording(store, &session, &rec, &entries, &mut failures).await;
+        let head = entries.last();
+        heads.push((rec.id.clone(), head.map(|e| (e.seq, e.entry_hash.clone()))));
+        checks.push(RecordingCheck {
+            recording_id: rec.id.clone(),
+            source: rec.source_name.clone(),
+            entries: entries.len(),
+            media_segments: entries.iter().filter(|e| e.kind == EntryKind::Media).count(),
+            gaps: entries.iter().filter(|e| e.kind == EntryKind::Gap).count(),
+            bytes: entries.iter().map(|e| e.bytes).sum(),
+            head_seq: head.map_or(-1, |e| e.seq),
+            head_hash: head.map(|e| e.entry_hash.clone()).unwrap_or_default(),
+            intact: failures.len() == before,
+        });
+    }
+    let manifest = check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
+    let first_failure = failures.first().cloned();
+    let intact = failures.is_empty();
+    let verdict = match &first_failure {
+        None => format!(
+            "intact: session {} ({} recordings, {} segments, {} gaps), manifest {}",
+            session.id,
+            checks.len(),
+            checks.iter().map(|c| c.media_segments).sum::<usize>(),
+            checks.iter().map(|c| c.gaps).sum::<usize>(),
+            manifest.status
+        ),
+        Some(f) => format!("BROKEN: session {}: {f}", session.id),
+    };
+    Ok(Report {
+        session_id: session.id,
+        project_code: session.project_code,
+        intact,
+        verdict,
+        first_failure,
+        failures,
+        recordings: checks,
+        manifest,
+    })
+}
+
+async fn check_recording(
+    store: &Store,
+    session: &SessionRow,
+    rec: &RecordingRow,
+    entries: &[Entry],
+    failures: &mut Vec<Failure>,
+) {
+    let fail = |seq: Option<i64>, key: Option<&str>, problem: String| Failure {
+        source: rec.source_name.clone(),
+        seq,
+        object_key: key.map(str::to_string),
+        problem,
+    };
+    let genesis = chain::genesis_detail(
+        &session.project_code,
+        &session.id,
+        &session.session_code,
+        &session.room_id,
+        &rec.source_name,
+    );
+    if let Err(e) = chain::check_links(&rec.id, &genesis, entries) {
+        let seq = match &e {
+            chain::LinkError::HashMismatch { seq }
+            | chain::LinkError::BrokenLink { seq }
+            | chain::LinkError::SeqGap { seq, .. }
+            | chain::LinkError::NoGenesis { seq }
+            | chain::LinkError::GenesisBinding { seq, .. }
+            | chain::LinkError::WrongRecording { seq, .. } => *seq,
+        };
+        failures.push(fail(Some(seq), None, format!("chain: {e}")));
+    }
+    let media: Vec<&Entry> = entries.iter().filter(|e| e.kind == EntryKind::Media).collect();
+    let results: Vec<(i64, String, Result<(), String>)> = futures::stream::iter(media.iter().map(|e| (*e).clone()).collect::<Vec<Entry>>())
+        .map(|e| {
+            let store = store.clone();
+            async move {
+                let r = check_object(&store, &e).await;
+                (e.seq, e.object_key, r)
+            }
+        })
+        .buffered(PARALLEL_READS)
+        .collect()
+        .await;
+    for (seq, key, r) in results {
+        if let Err(problem) = r {
+            failures.push(fail(Some(seq), Some(&key), problem));
+        }
+    }
+    // Objects under the recording's prefix that no entry names were added behind our back.
+    let prefix = object_store::path::Path::from(format!(
+        "{}/{}/{}",
+        session.project_code, session.id, rec.source_name
+    ));
+    let known: BTreeSet<&str> = media.iter().map(|e| e.object_key.as_str()).collect();
+    match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
+        Ok(objects) => {
+            for o in objects {
+                if !known.contains(o.location.as_ref()) {
+                    failures.push(fail(
+                        None,
+                        Some(o.location.as_ref()),
+                        "object in the store that no chain entry names".into(),
+                    ));
+                }
+            }
+        }
+        Err(e) => failures.push(fail(None, None, format!("cannot list objects: {e}"))),
+    }
+}
+
+async fn check_object(store: &Store, e: &Entry) -> Result<(), String> {
+    let key = object_store::path::Path::from(e.object_key.as_str());
+    let data = match store.get(&key).await {
+        Ok(r) => r.bytes().await.map_err(|err| format!("object unreadable: {err}"))?,
+        Err(object_store::Error::NotFound { .. }) => return Err("object missing from the store".into()),
+        Err(err) => return Err(format!("object unreadable: {err}")),
+    };
+    if data.len() as i64 != e.bytes {
+        return Err(format!(
+            "object has {} bytes, chain says {} (sha256 mismatch)",
+            data.len(),
+            e.bytes
+        ));
+    }
+    let sha = hex::encode(Sha256::digest(&data));
+    if sha != e.sha256 {
+        return Err(format!("sha256 mismatch: object {sha}, chain {}", e.sha256));
+    }
+    Ok(())
+}
+
+async fn check_manifest(
+    store: &Store,
+    public_key_hex: &str,
+    session: &SessionRow,
+    heads: &[(String, Option<(i64, String)>)],
+    failures: &mut Vec<Failure>,
+) -> ManifestCheck {
+    let key = manifest::manifest_key(&session.project_code, &session.id);
+    let status = |s: &str| ManifestCheck {
+        key: key.clone(),
+        status: s.into(),
+    };
+    let mut fail = |problem: String| {
+        failures.push(Failure {
+            source: "manifest".into(),
+            seq: None,
+            object_key: Some(key.clone()),
+            problem,
+        })
+    };
+    if session.state != "stopped" {
+        return status("not_yet");
+    }
+    let read = |k: String| async move {
+        let p = object_store::path::Path::from(k);
+        store.get(&p).await?.bytes().await
+    };
+    let (body, sig) = match (read(key.clone()).await, read(manifest::signature_key(&key)).await) {
+        (Ok(b), Ok(s)) => (b, s),
+        _ => {
+            fail("signed manifest missing from the store".into());
+            return status("missing");
+        }
+    };
+    let sig = String::from_utf8_lossy(&sig).to_string();
+    if !manifest::verify_hex(public_key_hex, &body, &sig) {
+        fail("manifest signature does not verify with the server key".into());
+        return status("bad_signature");
+    }
+    let Ok(m) = serde_json::from_slice::<Manifest>(&body) else {
+        fail("manifest is not valid JSON of format witness-manifest/1".into());
+        return status("malformed");
+    };
+    let signed: Vec<(String, Option<(i64, String)>)> = m
+        .recordings
+        .iter()
+        .map(|h| (h.recording_id.clone(), Some((h.head_seq, h.head_hash.clone()))))
+        .collect();
+    if m.session_id != session.id || signed != heads {
+        fail("chain heads differ from the signed manifest (entries added, removed or edited after stop)".into());
+        return status("heads_differ");
+    }
+    status("verified")
+}

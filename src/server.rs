@@ -1,0 +1,64 @@
+//! Wiring of `witness serve`, `demo` and `verify`: opens config, database, store, templates and
+//! signing key, builds the modules and the router. No business logic here.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::recording::manifest::Signer;
+use crate::recording::sessions::Core;
+use crate::recording::template::Templates;
+use crate::{db, store};
+
+/// Opens everything the recording core needs, without starting any recorder.
+pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
+    gst::init().context("initialising GStreamer")?;
+    let pool = db::open(&config.database.url).await?;
+    let store = store::open(&config.store)?;
+    let templates = Templates::load(&config.recording.pipelines_dir)?;
+    templates.check_elements()?;
+    let signer = Signer::load_or_create(&config.keys_dir())?;
+    Ok(Core::new(pool, store, config.recording.clone(), templates, signer))
+}
+
+/// Opens the core and resumes what the last process left recording.
+pub async fn start(config: &Config) -> anyhow::Result<AppState> {
+    let core = Arc::new(open_core(config).await?);
+    core.resume_interrupted()
+        .await
+        .context("resuming interrupted sessions")?;
+    Ok(AppState { recording: core })
+}
+
+/// Serves HTTP until SIGINT/SIGTERM, then closes every open segment before exiting.
+pub async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    tracing::info!(address = %config.http.listen, "serving HTTP");
+    let core = state.recording.clone();
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server")?;
+    tracing::info!("shutting down: closing open segments");
+    core.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
