@@ -59,6 +59,10 @@ struct Shared {
     last_running_ns: AtomicU64,
     ntp: Mutex<Option<NtpMapping>>,
     ended: AtomicBool,
+    /// Whether the camera's SDP has a video stream (known before data flows).
+    has_video: AtomicBool,
+    /// Running time (ns) of the first video keyframe; `u64::MAX` until then.
+    video_start_ns: AtomicU64,
 }
 
 fn epoch() -> Instant {
@@ -124,8 +128,11 @@ impl RunningPipeline {
             last_running_ns: AtomicU64::new(0),
             ntp: Mutex::new(None),
             ended: AtomicBool::new(false),
+            has_video: AtomicBool::new(false),
+            video_start_ns: AtomicU64::new(u64::MAX),
         });
 
+        note_video_in_sdp(&src, &shared);
         link_streams_from_sdp(&src, &pipeline, &sink, spec.template, &shared, &events);
         learn_camera_clock(&src, &shared);
 
@@ -194,6 +201,23 @@ impl Drop for RunningPipeline {
     }
 }
 
+/// rtspsrc adds a pad only when a stream's first packet arrives, so audio may flow before the
+/// video pad exists; the SDP (`select-stream`, before any setup) says whether video will come.
+fn note_video_in_sdp(src: &gst::Element, shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    src.connect("select-stream", false, move |args| {
+        if let Ok(caps) = args[2].get::<gst::Caps>()
+            && caps
+                .structure(0)
+                .and_then(|s| s.get::<&str>("media").ok())
+                .is_some_and(|m| m == "video")
+        {
+            shared.has_video.store(true, Ordering::Relaxed);
+        }
+        Some(true.to_value())
+    });
+}
+
 /// Links each RTP stream rtspsrc announces (from the SDP) through its template branch.
 fn link_streams_from_sdp(
     src: &gst::Element,
@@ -227,7 +251,10 @@ fn link_streams_from_sdp(
             return;
         };
         let linked = (|| -> Result<(), String> {
-            let bin = gst::parse::bin_from_description(desc, true).map_err(|e| e.to_string())?;
+            // rtspsrc over TCP delivers every stream from one thread; the queue lets splitmuxsink
+            // hold one stream back while it waits for another without blocking them all.
+            let desc = format!("{desc} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000");
+            let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
             pipeline.add(&bin).map_err(|e| e.to_string())?;
             bin.sync_state_with_parent().map_err(|e| e.to_string())?;
             let bin_sink = bin.static_pad("sink").ok_or("branch has no sink pad")?;
@@ -248,11 +275,12 @@ fn link_streams_from_sdp(
     });
 }
 
-/// Feeds the watchdog, and for video drops everything before the first keyframe so every
-/// segment starts decodable.
+/// Feeds the watchdog and cleans the stream for the muxer: video starts at a keyframe so every
+/// segment is decodable, and no buffer with an undefined or backwards timestamp gets through.
 fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
     let shared = shared.clone();
     let seen_keyframe = AtomicBool::new(!is_video);
+    let last_ts = AtomicU64::new(0);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(buffer) = info.buffer() else {
             return gst::PadProbeReturn::Ok;
@@ -264,13 +292,35 @@ fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
             }
             seen_keyframe.store(true, Ordering::Relaxed);
         }
-        if let Some(pts) = buffer.pts()
-            && let Some(ev) = pad.sticky_event::<gst::event::Segment>(0)
-            && let Some(seg) = ev.segment().downcast_ref::<gst::ClockTime>()
-            && let Some(rt) = seg.to_running_time(pts)
+        // splitmuxsink fails the whole graph on a buffer whose running time is undefined or
+        // negative (seen at stream start); such a buffer cannot be placed in any segment.
+        let running = buffer.dts_or_pts().and_then(|ts| {
+            let ev = pad.sticky_event::<gst::event::Segment>(0)?;
+            let seg = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
+            match seg.to_running_time_full(ts)? {
+                gst::Signed::Positive(rt) => Some(rt),
+                gst::Signed::Negative(_) => None,
+            }
+        });
+        let Some(rt) = running else {
+            return gst::PadProbeReturn::Drop;
+        };
+        // splitmuxsink fails on audio older than the first video keyframe ("queued GOP time is
+        // negative"): audio starts with the picture.
+        if is_video {
+            let _ = shared.video_start_ns.compare_exchange(u64::MAX, rt.nseconds(), Ordering::Relaxed, Ordering::Relaxed);
+        } else if shared.has_video.load(Ordering::Relaxed)
+            && rt.nseconds() < shared.video_start_ns.load(Ordering::Relaxed)
         {
-            shared.last_running_ns.fetch_max(rt.nseconds(), Ordering::Relaxed);
+            return gst::PadProbeReturn::Drop;
         }
+        // mpegtsmux also fails on a DTS that goes backwards (seen on the first frames after
+        // h264timestamper): keep each stream monotonic.
+        if rt.nseconds() < last_ts.load(Ordering::Relaxed) {
+            return gst::PadProbeReturn::Drop;
+        }
+        last_ts.store(rt.nseconds(), Ordering::Relaxed);
+        shared.last_running_ns.fetch_max(rt.nseconds(), Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
 }

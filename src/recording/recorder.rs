@@ -177,9 +177,18 @@ async fn drive(
             }
         }
     }
-    let last_running = tokio::task::spawn_blocking(move || pipe.shutdown())
-        .await
-        .unwrap_or(0);
+    // A wedged graph must not wedge stop: give teardown a bound, then abandon it.
+    let last_running = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || pipe.shutdown()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_else(|| {
+        tracing::error!("pipeline teardown did not finish within 5 s; abandoned");
+        0
+    });
     while let Ok(ev) = events.try_recv() {
         if let PipelineEvent::Closed { path, duration_us } = ev
             && open.as_ref().is_some_and(|(p, _, _)| *p == path)
