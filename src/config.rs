@@ -215,14 +215,20 @@ mod tests {
     fn defaults_point_under_data() {
         let c = Config::load(None).unwrap();
         assert_eq!(c.database.url, "sqlite://./data/witness.db?mode=rwc");
-        assert!(matches!(&c.store, StoreConfig::Local { path } if path == Path::new("./data/objects")));
+        assert!(
+            matches!(&c.store, StoreConfig::Local { path } if path == Path::new("./data/objects"))
+        );
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
     }
 
     #[test]
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<Config>("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
-        assert!(err.unwrap_err().to_string().contains("unknown field `port`"));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("unknown field `port`")
+        );
     }
 
     #[test]
@@ -231,6 +237,12 @@ mod tests {
             "[store]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\n",
         )
         .unwrap();
-        assert!(matches!(c.store, StoreConfig::S3 { path_style: true, .. }));
+        assert!(matches!(
+            c.store,
+            StoreConfig::S3 {
+                path_style: true,
+                ..
+            }
+        ));
     }
 }

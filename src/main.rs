@@ -11,7 +11,11 @@ use witness::recording::{rooms, sessions::StartRequest, verify};
 use witness::{server, simulator};
 
 #[derive(Parser)]
-#[command(name = "witness", version, about = "Records trading-centre rooms as tamper-evident evidence")]
+#[command(
+    name = "witness",
+    version,
+    about = "Records trading-centre rooms as tamper-evident evidence"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Simulate(opts) => simulator::run(&opts).map_err(Into::into).map(|_| ExitCode::SUCCESS),
+        Command::Simulate(opts) => simulator::run(&opts)
+            .map_err(Into::into)
+            .map(|_| ExitCode::SUCCESS),
         other => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -80,10 +86,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             server::serve(&config, state).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { session, config, json } => {
+        Command::Verify {
+            session,
+            config,
+            json,
+        } => {
             let config = Config::load(config.as_deref())?;
             let core = server::open_core(&config).await?;
-            let report = verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &session).await?;
+            let report = verify::verify_session(
+                &core.pool,
+                &core.store,
+                &core.signer.public_key_hex(),
+                &session,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -104,7 +120,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 println!("{}", report.verdict);
             }
-            Ok(if report.intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Demo { config, rtsp_port } => demo(config, rtsp_port).await,
         Command::Simulate(_) => unreachable!("handled before the runtime starts"),
@@ -141,13 +161,21 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
     let state = server::start(&config).await?;
     let core = state.recording.clone();
     let name = "演示开标室 Demo bid-opening room";
-    let room = match rooms::list(&core.pool).await?.into_iter().find(|r| r.name == name) {
+    let room = match rooms::list(&core.pool)
+        .await?
+        .into_iter()
+        .find(|r| r.name == name)
+    {
         Some(r) => r,
         None => {
             let src = |n: &str, path: &str| rooms::Source {
                 name: n.into(),
                 url: format!("rtsp://127.0.0.1:{rtsp_port}/{path}"),
-                media: if path.starts_with("mic") { "audio".into() } else { "av".into() },
+                media: if path.starts_with("mic") {
+                    "audio".into()
+                } else {
+                    "av".into()
+                },
                 template: "default".into(),
             };
             rooms::create(
@@ -157,29 +185,34 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
                     name: name.into(),
                     kind: "bid_opening".into(),
                     location: "demo".into(),
-                    sources: vec![src("cam1", "cam1"), src("cam2", "cam2"), src("mic1", "mic1")],
+                    sources: vec![
+                        src("cam1", "cam1"),
+                        src("cam2", "cam2"),
+                        src("mic1", "mic1"),
+                    ],
                 },
             )
             .await?
         }
     };
-    let session = match witness::recording::index::live_session_of_room(&core.pool, &room.id).await? {
-        Some(s) => s.id,
-        None => {
-            core.start(
-                &room.id,
-                StartRequest {
-                    project_code: "DEMO-2026-001".into(),
-                    session_code: "KB-01".into(),
-                    kind: "bid_opening".into(),
-                    note: "demo recording".into(),
-                },
-            )
-            .await?
-            .summary
-            .id
-        }
-    };
+    let session =
+        match witness::recording::index::live_session_of_room(&core.pool, &room.id).await? {
+            Some(s) => s.id,
+            None => {
+                core.start(
+                    &room.id,
+                    StartRequest {
+                        project_code: "DEMO-2026-001".into(),
+                        session_code: "KB-01".into(),
+                        kind: "bid_opening".into(),
+                        note: "demo recording".into(),
+                    },
+                )
+                .await?
+                .summary
+                .id
+            }
+        };
     let base = format!("http://{}", config.http.listen);
     println!(
         "\nWitness demo is running.\n\

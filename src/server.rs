@@ -20,7 +20,13 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
     let templates = Templates::load(&config.recording.pipelines_dir)?;
     templates.check_elements()?;
     let signer = Signer::load_or_create(&config.keys_dir())?;
-    Ok(Core::new(pool, store, config.recording.clone(), templates, signer))
+    Ok(Core::new(
+        pool,
+        store,
+        config.recording.clone(),
+        templates,
+        signer,
+    ))
 }
 
 /// Opens the core and resumes what the last process left recording.

@@ -58,12 +58,21 @@ pub enum SimError {
 }
 
 fn audio_branch(codec: AudioCodec, pay: &str) -> Option<String> {
-    let src = "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 ! audioconvert ! audioresample";
+    let src =
+        "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 ! audioconvert ! audioresample";
     Some(match codec {
-        AudioCodec::Aac => format!("{src} ! audio/x-raw,rate=48000,channels=1 ! avenc_aac bitrate=64000 ! aacparse ! rtpmp4gpay name={pay} pt=97"),
-        AudioCodec::Opus => format!("{src} ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 ! rtpopuspay name={pay} pt=97"),
-        AudioCodec::Pcma => format!("{src} ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name={pay} pt=8"),
-        AudioCodec::Pcmu => format!("{src} ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name={pay} pt=0"),
+        AudioCodec::Aac => format!(
+            "{src} ! audio/x-raw,rate=48000,channels=1 ! avenc_aac bitrate=64000 ! aacparse ! rtpmp4gpay name={pay} pt=97"
+        ),
+        AudioCodec::Opus => format!(
+            "{src} ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 ! rtpopuspay name={pay} pt=97"
+        ),
+        AudioCodec::Pcma => format!(
+            "{src} ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name={pay} pt=8"
+        ),
+        AudioCodec::Pcmu => format!(
+            "{src} ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name={pay} pt=0"
+        ),
         AudioCodec::None => return None,
     })
 }
@@ -98,10 +107,16 @@ fn encode_clip(o: &SimOptions) -> Result<Clip, SimError> {
         encoder(o)
     );
     let pipeline = gst::parse::launch(&desc).map_err(|e| SimError::Gst(e.to_string()))?;
-    let pipeline = pipeline.downcast::<gst::Pipeline>().map_err(|_| SimError::Gst("not a pipeline".into()))?;
-    let sink = pipeline.by_name("sink").ok_or_else(|| SimError::Gst("no appsink".into()))?;
+    let pipeline = pipeline
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| SimError::Gst("not a pipeline".into()))?;
+    let sink = pipeline
+        .by_name("sink")
+        .ok_or_else(|| SimError::Gst("no appsink".into()))?;
     let frames = Arc::new(Mutex::new(Vec::new()));
-    pipeline.set_state(gst::State::Playing).map_err(|e| SimError::Gst(e.to_string()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| SimError::Gst(e.to_string()))?;
     loop {
         let sample = sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]);
         let Some(sample) = sample else { break };
@@ -149,16 +164,21 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
     let server = gst_rtsp_server::RTSPServer::new();
     server.set_address(&o.address);
     server.set_service(&o.port.to_string());
-    let mounts = server.mount_points().ok_or_else(|| SimError::Gst("no mount points".into()))?;
-    let clip = if o.looped { Some(Arc::new(encode_clip(o)?)) } else { None };
+    let mounts = server
+        .mount_points()
+        .ok_or_else(|| SimError::Gst("no mount points".into()))?;
+    let clip = if o.looped {
+        Some(Arc::new(encode_clip(o)?))
+    } else {
+        None
+    };
 
     for i in 1..=o.cameras {
         let label = format!("cam{i}");
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         let launch = match &clip {
-            Some(_) => format!(
-                "( appsrc name=clip is-live=true format=time do-timestamp=true caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-            ),
+            Some(_) => "( appsrc name=clip is-live=true format=time do-timestamp=true caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+                .to_string(),
             None => {
                 let audio = audio_branch(o.audio, "pay1").unwrap_or_default();
                 format!(
@@ -175,14 +195,21 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
             let fps = o.fps;
             factory.connect_media_configure(move |_, media| {
                 let element = media.element();
-                if let Some(src) = element.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("clip")) {
+                if let Some(src) = element
+                    .downcast_ref::<gst::Bin>()
+                    .and_then(|b| b.by_name("clip"))
+                {
                     feed_loop(src, clip.clone(), fps);
                 }
             });
         }
         mounts.add_factory(&format!("/{label}"), factory);
     }
-    let mic_codec = if o.audio == AudioCodec::None { AudioCodec::Aac } else { o.audio };
+    let mic_codec = if o.audio == AudioCodec::None {
+        AudioCodec::Aac
+    } else {
+        o.audio
+    };
     for i in 1..=o.microphones {
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         let audio = audio_branch(mic_codec, "pay0").expect("a codec");

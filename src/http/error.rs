@@ -47,12 +47,22 @@ impl From<CoreError> for ApiError {
                     "session" => "session_not_found",
                     _ => "not_found",
                 };
-                ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} {id:?} not found"))
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    code,
+                    format!("{what} {id:?} not found"),
+                )
             }
-            CoreError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            CoreError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
         }
     }
@@ -64,12 +74,21 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
-                format!("request body: {}", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")),
+                format!(
+                    "request body: {}",
+                    e.body_text().trim_start_matches(
+                        "Failed to deserialize the JSON body into the target type: "
+                    )
+                ),
             ),
             JsonRejection::JsonSyntaxError(e) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
-                format!("request body is not valid JSON: {}", e.body_text().trim_start_matches("Failed to parse the request body as JSON: ")),
+                format!(
+                    "request body is not valid JSON: {}",
+                    e.body_text()
+                        .trim_start_matches("Failed to parse the request body as JSON: ")
+                ),
             ),
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -104,7 +123,8 @@ pub struct ApiQuery<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(v))
     }
 }

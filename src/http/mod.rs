@@ -36,10 +36,17 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn healthz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    sqlx::query("SELECT 1").execute(&s.recording.pool).await.map_err(|e| {
-        tracing::error!(error = %e, "health check: database unreachable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "database unreachable")
-    })?;
+    sqlx::query("SELECT 1")
+        .execute(&s.recording.pool)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "health check: database unreachable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "database unreachable",
+            )
+        })?;
     Ok(Json(serde_json::json!({ "status": "ok" })))
 }
 
@@ -58,9 +65,17 @@ async fn keys(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/api.md")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/api.md",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
 }

@@ -15,7 +15,10 @@ use crate::http::{ApiError, ApiJson, ApiQuery, AppState};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/rooms", post(create_room).get(list_rooms))
-        .route("/rooms/{id}", get(get_room).patch(patch_room).delete(delete_room))
+        .route(
+            "/rooms/{id}",
+            get(get_room).patch(patch_room).delete(delete_room),
+        )
         .route("/rooms/{id}/start", post(start))
         .route("/rooms/{id}/stop", post(stop))
         .route("/sessions", get(list_sessions))
@@ -29,14 +32,20 @@ async fn create_room(
     ApiJson(req): ApiJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
     let core = &s.recording;
-    Ok((StatusCode::CREATED, Json(rooms::create(&core.pool, &core.templates, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(rooms::create(&core.pool, &core.templates, req).await?),
+    ))
 }
 
 async fn list_rooms(State(s): State<AppState>) -> Result<Json<Vec<Room>>, ApiError> {
     Ok(Json(rooms::list(&s.recording.pool).await?))
 }
 
-async fn get_room(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Room>, ApiError> {
+async fn get_room(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Room>, ApiError> {
     Ok(Json(rooms::get(&s.recording.pool, &id).await?))
 }
 
@@ -46,10 +55,15 @@ async fn patch_room(
     ApiJson(req): ApiJson<PatchRoom>,
 ) -> Result<Json<Room>, ApiError> {
     let core = &s.recording;
-    Ok(Json(rooms::patch(&core.pool, &core.templates, &id, req).await?))
+    Ok(Json(
+        rooms::patch(&core.pool, &core.templates, &id, req).await?,
+    ))
 }
 
-async fn delete_room(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_room(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     rooms::delete(&s.recording.pool, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -59,10 +73,16 @@ async fn start(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.recording.start(&id, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.recording.start(&id, req).await?),
+    ))
 }
 
-async fn stop(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
     Ok(Json(s.recording.stop(&id).await?))
 }
 
@@ -81,7 +101,11 @@ async fn list_sessions(
 ) -> Result<Json<Vec<SessionSummary>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit: expected 1 to 1000"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit: expected 1 to 1000",
+        ));
     }
     let filter = SessionFilter {
         project_code: q.project_code,
@@ -91,13 +115,21 @@ async fn list_sessions(
     Ok(Json(s.recording.list(&filter, limit).await?))
 }
 
-async fn get_session(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+async fn get_session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
     Ok(Json(s.recording.view(&id).await?))
 }
 
-async fn verify_session(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Report>, ApiError> {
+async fn verify_session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Report>, ApiError> {
     let core = &s.recording;
-    Ok(Json(verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?))
+    Ok(Json(
+        verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?,
+    ))
 }
 
 async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {

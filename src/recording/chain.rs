@@ -167,7 +167,10 @@ pub fn check_links(
             });
         }
         if e.seq != expected {
-            return Err(LinkError::SeqGap { seq: e.seq, expected });
+            return Err(LinkError::SeqGap {
+                seq: e.seq,
+                expected,
+            });
         }
         if e.compute_hash() != e.entry_hash {
             return Err(LinkError::HashMismatch { seq: e.seq });
@@ -199,13 +202,23 @@ mod tests {
     fn chain(n: usize) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
         for i in 0..n {
-            let prev = out.last().map_or(ZERO_HASH.to_string(), |e| e.entry_hash.clone());
+            let prev = out
+                .last()
+                .map_or(ZERO_HASH.to_string(), |e| e.entry_hash.clone());
             out.push(
                 Entry {
                     recording_id: "r1".into(),
                     seq: i as i64,
-                    kind: if i == 0 { EntryKind::Genesis } else { EntryKind::Media },
-                    object_key: if i == 0 { String::new() } else { format!("p/s/cam1/{i:08}.ts") },
+                    kind: if i == 0 {
+                        EntryKind::Genesis
+                    } else {
+                        EntryKind::Media
+                    },
+                    object_key: if i == 0 {
+                        String::new()
+                    } else {
+                        format!("p/s/cam1/{i:08}.ts")
+                    },
                     wall_start_us: 1_700_000_000_000_000 + i as i64 * 2_000_000,
                     duration_us: 2_000_000,
                     bytes: 1000,
@@ -241,19 +254,37 @@ mod tests {
     fn each_break_is_named() {
         let mut c = chain(5);
         c[3].bytes += 1;
-        assert_eq!(check_links("r1", "G", &c), Err(LinkError::HashMismatch { seq: 3 }));
+        assert_eq!(
+            check_links("r1", "G", &c),
+            Err(LinkError::HashMismatch { seq: 3 })
+        );
 
         let mut c = chain(5);
         c[3].bytes += 1;
         c[3] = c[3].clone().seal();
-        assert_eq!(check_links("r1", "G", &c), Err(LinkError::BrokenLink { seq: 4 }));
+        assert_eq!(
+            check_links("r1", "G", &c),
+            Err(LinkError::BrokenLink { seq: 4 })
+        );
 
         let mut c = chain(5);
         c.remove(2);
-        assert_eq!(check_links("r1", "G", &c), Err(LinkError::SeqGap { seq: 3, expected: 2 }));
+        assert_eq!(
+            check_links("r1", "G", &c),
+            Err(LinkError::SeqGap {
+                seq: 3,
+                expected: 2
+            })
+        );
 
         let c = chain(3);
-        assert!(matches!(check_links("r1", "other", &c), Err(LinkError::GenesisBinding { seq: 0, .. })));
-        assert!(matches!(check_links("r2", "G", &c), Err(LinkError::WrongRecording { seq: 0, .. })));
+        assert!(matches!(
+            check_links("r1", "other", &c),
+            Err(LinkError::GenesisBinding { seq: 0, .. })
+        ));
+        assert!(matches!(
+            check_links("r2", "G", &c),
+            Err(LinkError::WrongRecording { seq: 0, .. })
+        ));
     }
 }

@@ -157,13 +157,15 @@ pub async fn insert_entry(pool: &Pool, e: &Entry) -> Result<(), sqlx::Error> {
 }
 
 pub async fn session(pool: &Pool, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(session_from)
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(session_from)
+    .transpose()
 }
 
 pub async fn live_session_of_room(

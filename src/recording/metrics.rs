@@ -57,6 +57,14 @@ impl SourceStats {
     }
 }
 
+/// name, Prometheus type, help text, reader.
+type Counter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SourceStats) -> u64,
+);
+
 /// Upper bounds (seconds) of the store-latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -74,7 +82,13 @@ struct Histogram {
 }
 
 impl Metrics {
-    pub fn source(&self, recording_id: &str, room: &str, session_id: &str, source: &str) -> Arc<SourceStats> {
+    pub fn source(
+        &self,
+        recording_id: &str,
+        room: &str,
+        session_id: &str,
+        source: &str,
+    ) -> Arc<SourceStats> {
         let mut m = self.sources.lock().expect("metrics lock");
         m.entry(recording_id.to_string())
             .or_insert_with(|| {
@@ -96,11 +110,18 @@ impl Metrics {
     }
 
     pub fn forget(&self, recording_id: &str) {
-        self.sources.lock().expect("metrics lock").remove(recording_id);
+        self.sources
+            .lock()
+            .expect("metrics lock")
+            .remove(recording_id);
     }
 
     pub fn snapshot(&self, recording_id: &str) -> Option<Arc<SourceStats>> {
-        self.sources.lock().expect("metrics lock").get(recording_id).cloned()
+        self.sources
+            .lock()
+            .expect("metrics lock")
+            .get(recording_id)
+            .cloned()
     }
 
     /// Time from segment closed to stored and indexed.
@@ -139,13 +160,43 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &str, fn(&SourceStats) -> u64); 6] = [
-            ("witness_segments_written_total", "counter", "Segments stored and indexed.", |s| s.segments.load(Ordering::Relaxed)),
-            ("witness_bytes_written_total", "counter", "Segment bytes stored.", |s| s.bytes.load(Ordering::Relaxed)),
-            ("witness_gaps_total", "counter", "Gap entries written.", |s| s.gaps.load(Ordering::Relaxed)),
-            ("witness_reconnects_total", "counter", "Pipeline rebuilds after a camera dropped.", |s| s.reconnects.load(Ordering::Relaxed)),
-            ("witness_store_retries_total", "counter", "Failed object store or index writes, retried.", |s| s.store_retries.load(Ordering::Relaxed)),
-            ("witness_source_bitrate_bps", "gauge", "Bitrate of the last segment.", |s| s.bitrate_bps.load(Ordering::Relaxed)),
+        let counters: [Counter; 6] = [
+            (
+                "witness_segments_written_total",
+                "counter",
+                "Segments stored and indexed.",
+                |s| s.segments.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_bytes_written_total",
+                "counter",
+                "Segment bytes stored.",
+                |s| s.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_gaps_total",
+                "counter",
+                "Gap entries written.",
+                |s| s.gaps.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_reconnects_total",
+                "counter",
+                "Pipeline rebuilds after a camera dropped.",
+                |s| s.reconnects.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_store_retries_total",
+                "counter",
+                "Failed object store or index writes, retried.",
+                |s| s.store_retries.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_source_bitrate_bps",
+                "gauge",
+                "Bitrate of the last segment.",
+                |s| s.bitrate_bps.load(Ordering::Relaxed),
+            ),
         ];
         for (name, kind, help, get) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -156,9 +207,17 @@ impl Metrics {
         let h = self.latency.lock().expect("metrics lock");
         out.push_str("# HELP witness_store_latency_seconds Segment closed to stored and indexed.\n# TYPE witness_store_latency_seconds histogram\n");
         for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "witness_store_latency_seconds_bucket{{le=\"{le}\"}} {}", h.counts[i]);
+            let _ = writeln!(
+                out,
+                "witness_store_latency_seconds_bucket{{le=\"{le}\"}} {}",
+                h.counts[i]
+            );
         }
-        let _ = writeln!(out, "witness_store_latency_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "witness_store_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
         let _ = writeln!(out, "witness_store_latency_seconds_sum {}", h.sum);
         let _ = writeln!(out, "witness_store_latency_seconds_count {}", h.count);
         out
@@ -166,5 +225,7 @@ impl Metrics {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

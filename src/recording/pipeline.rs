@@ -113,9 +113,10 @@ impl RunningPipeline {
             .property("tcp-timeout", 5_000_000u64)
             .build()?;
         let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
-        let location = spec
-            .spool_dir
-            .join(format!("{}-%08d.{}", spec.file_prefix, spec.template.extension));
+        let location = spec.spool_dir.join(format!(
+            "{}-%08d.{}",
+            spec.file_prefix, spec.template.extension
+        ));
         let sink = gst::ElementFactory::make("splitmuxsink")
             .property("location", location.to_string_lossy().as_ref())
             .property("max-size-time", spec.segment.as_nanos() as u64)
@@ -162,7 +163,9 @@ impl RunningPipeline {
 
     /// Time since the last media buffer (or since start, before the first one).
     pub fn idle_for(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.shared.last_buffer_ms.load(Ordering::Relaxed)))
+        Duration::from_millis(
+            now_ms().saturating_sub(self.shared.last_buffer_ms.load(Ordering::Relaxed)),
+        )
     }
 
     pub fn uptime(&self) -> Duration {
@@ -236,7 +239,9 @@ fn link_streams_from_sdp(
         let (Some(pipeline), Some(sink)) = (pipeline.upgrade(), sink.upgrade()) else {
             return;
         };
-        let Some(caps) = pad.current_caps() else { return };
+        let Some(caps) = pad.current_caps() else {
+            return;
+        };
         let Some(s) = caps.structure(0) else { return };
         let media = s.get::<&str>("media").unwrap_or("");
         let encoding = s.get::<&str>("encoding-name").unwrap_or("");
@@ -253,7 +258,9 @@ fn link_streams_from_sdp(
         let linked = (|| -> Result<(), String> {
             // rtspsrc over TCP delivers every stream from one thread; the queue lets splitmuxsink
             // hold one stream back while it waits for another without blocking them all.
-            let desc = format!("{desc} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000");
+            let desc = format!(
+                "{desc} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000"
+            );
             let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
             pipeline.add(&bin).map_err(|e| e.to_string())?;
             bin.sync_state_with_parent().map_err(|e| e.to_string())?;
@@ -261,7 +268,11 @@ fn link_streams_from_sdp(
             pad.link(&bin_sink).map_err(|e| format!("{e:?}"))?;
             let bin_src = bin.static_pad("src").ok_or("branch has no src pad")?;
             let mux_pad = sink
-                .request_pad_simple(if media == "video" { "video" } else { "audio_%u" })
+                .request_pad_simple(if media == "video" {
+                    "video"
+                } else {
+                    "audio_%u"
+                })
                 .ok_or("splitmuxsink refused a pad")?;
             watch_buffers(&bin_src, media == "video", &shared);
             bin_src.link(&mux_pad).map_err(|e| format!("{e:?}"))?;
@@ -308,7 +319,12 @@ fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
         // splitmuxsink fails on audio older than the first video keyframe ("queued GOP time is
         // negative"): audio starts with the picture.
         if is_video {
-            let _ = shared.video_start_ns.compare_exchange(u64::MAX, rt.nseconds(), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = shared.video_start_ns.compare_exchange(
+                u64::MAX,
+                rt.nseconds(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         } else if shared.has_video.load(Ordering::Relaxed)
             && rt.nseconds() < shared.video_start_ns.load(Ordering::Relaxed)
         {
@@ -320,7 +336,9 @@ fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
             return gst::PadProbeReturn::Drop;
         }
         last_ts.store(rt.nseconds(), Ordering::Relaxed);
-        shared.last_running_ns.fetch_max(rt.nseconds(), Ordering::Relaxed);
+        shared
+            .last_running_ns
+            .fetch_max(rt.nseconds(), Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
 }
@@ -364,8 +382,8 @@ fn sync_mapping(s: &gst::StructureRef) -> Option<NtpMapping> {
     let ntp_frac = u32::from_be_bytes(map[12..16].try_into().ok()?) as u64;
     let unix_ns = ((ntp_s.checked_sub(NTP_UNIX_OFFSET_S)?) as i128) * 1_000_000_000
         + ((ntp_frac as i128 * 1_000_000_000) >> 32);
-    let sr_running =
-        base_time as i128 + (sr_rtptime as i128 - base_rtptime as i128) * 1_000_000_000 / clock_rate;
+    let sr_running = base_time as i128
+        + (sr_rtptime as i128 - base_rtptime as i128) * 1_000_000_000 / clock_rate;
     Some(NtpMapping {
         offset_ns: unix_ns - sr_running,
     })

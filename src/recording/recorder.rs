@@ -48,12 +48,17 @@ pub async fn run(
     let mut outage: Option<(i64, String)> = spec.resume_gap.clone().map(|r| (last_end_us, r));
     let mut backoff = spec.backoff_min;
     let mut attempt: u64 = 0;
+    let mut any_media = false;
     loop {
         if *stop.borrow() {
             break;
         }
         attempt += 1;
-        stats.set_state(if attempt == 1 { SourceState::Connecting } else { SourceState::Reconnecting });
+        stats.set_state(if attempt == 1 {
+            SourceState::Connecting
+        } else {
+            SourceState::Reconnecting
+        });
         let (tx, mut events) = mpsc::unbounded_channel();
         let prefix = format!("{:016}", chrono::Utc::now().timestamp_millis());
         let name = format!("rec-{}-{attempt}", spec.recording_id);
@@ -71,9 +76,20 @@ pub async fn run(
         let (end_reason, stopped) = match started {
             Err(e) => (format!("pipeline did not start: {e}"), false),
             Ok(pipe) => {
-                let ended = drive(&spec, pipe, &mut events, &writer, &mut stop, &stats, &mut outage, &mut last_end_us).await;
+                let ended = drive(
+                    &spec,
+                    pipe,
+                    &mut events,
+                    &writer,
+                    &mut stop,
+                    &stats,
+                    &mut outage,
+                    &mut last_end_us,
+                )
+                .await;
                 if ended.recorded {
                     backoff = spec.backoff_min;
+                    any_media = true;
                 }
                 (ended.reason, ended.by_stop)
             }
@@ -82,7 +98,9 @@ pub async fn run(
             break;
         }
         tracing::warn!(source = %spec.source_name, reason = %end_reason, retry_in = ?backoff, "source dropped, reconnecting");
-        stats.reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .reconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         stats.set_state(SourceState::Reconnecting);
         outage.get_or_insert((last_end_us, end_reason));
         tokio::select! {
@@ -90,6 +108,13 @@ pub async fn run(
             _ = stop.changed() => {}
         }
         backoff = (backoff * 2).min(spec.backoff_max);
+    }
+    if !any_media && outage.is_none() {
+        // Stopped before the first segment opened: the silence is still on the record.
+        outage = Some((
+            last_end_us,
+            "no media received before stop (camera unreachable or still connecting)".into(),
+        ));
     }
     if let Some((start_us, reason)) = outage.take() {
         let _ = writer.send(WriterMsg::Gap {
@@ -200,7 +225,10 @@ async fn drive(
     }
     if let Some((path, start_running, mut meta)) = open.take() {
         // The camera vanished mid-segment: keep what was written, timing estimated.
-        if std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false) {
+        if std::fs::metadata(&path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+        {
             meta.duration_us = Some((last_running.saturating_sub(start_running) / 1000) as i64);
             let _ = spool::write_sidecar(&path, &meta);
             close_segment(path, meta, true, writer, last_end_us);

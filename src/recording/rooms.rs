@@ -8,7 +8,13 @@ use super::template::Templates;
 use crate::db::{Pool, now_us};
 
 /// Kinds of room in a trading centre.
-pub const ROOM_KINDS: &[&str] = &["bid_opening", "evaluation", "negotiation", "auction", "other"];
+pub const ROOM_KINDS: &[&str] = &[
+    "bid_opening",
+    "evaluation",
+    "negotiation",
+    "auction",
+    "other",
+];
 pub const MEDIA: &[&str] = &["av", "video", "audio"];
 const MAX_SOURCES: usize = 32;
 
@@ -76,7 +82,10 @@ fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), CoreEr
     } else {
         Err(CoreError::invalid(
             "invalid_field",
-            format!("{field} {value:?} is not valid, expected one of: {}", allowed.join(", ")),
+            format!(
+                "{field} {value:?} is not valid, expected one of: {}",
+                allowed.join(", ")
+            ),
         ))
     }
 }
@@ -95,11 +104,17 @@ fn check_room_name(name: &str) -> Result<(), CoreError> {
 /// Checks an RTSP URL: scheme rtsp/rtsps, a host, no whitespace.
 pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
     let bad = |why: &str| {
-        CoreError::invalid("invalid_rtsp_url", format!("url {raw:?} is not a valid RTSP URL: {why}"))
+        CoreError::invalid(
+            "invalid_rtsp_url",
+            format!("url {raw:?} is not a valid RTSP URL: {why}"),
+        )
     };
     let u = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
     if !matches!(u.scheme(), "rtsp" | "rtsps" | "rtspt") {
-        return Err(bad(&format!("scheme {:?}, expected rtsp, rtsps or rtspt", u.scheme())));
+        return Err(bad(&format!(
+            "scheme {:?}, expected rtsp, rtsps or rtspt",
+            u.scheme()
+        )));
     }
     if u.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
@@ -114,7 +129,10 @@ fn check_sources(sources: &[Source], templates: &Templates) -> Result<(), CoreEr
     if sources.is_empty() || sources.len() > MAX_SOURCES {
         return Err(CoreError::invalid(
             "invalid_field",
-            format!("sources: expected 1 to {MAX_SOURCES}, got {}", sources.len()),
+            format!(
+                "sources: expected 1 to {MAX_SOURCES}, got {}",
+                sources.len()
+            ),
         ));
     }
     let mut seen = std::collections::HashSet::new();
@@ -150,7 +168,11 @@ fn check_sources(sources: &[Source], templates: &Templates) -> Result<(), CoreEr
     Ok(())
 }
 
-pub async fn create(pool: &Pool, templates: &Templates, req: CreateRoom) -> Result<Room, CoreError> {
+pub async fn create(
+    pool: &Pool,
+    templates: &Templates,
+    req: CreateRoom,
+) -> Result<Room, CoreError> {
     check_room_name(&req.name)?;
     check_one_of("kind", &req.kind, ROOM_KINDS)?;
     check_sources(&req.sources, templates)?;
@@ -173,7 +195,10 @@ pub async fn create(pool: &Pool, templates: &Templates, req: CreateRoom) -> Resu
 
 fn name_taken(e: sqlx::Error, name: &str) -> CoreError {
     if is_unique_violation(&e) {
-        CoreError::conflict("room_name_taken", format!("a room named {name:?} already exists"))
+        CoreError::conflict(
+            "room_name_taken",
+            format!("a room named {name:?} already exists"),
+        )
     } else {
         e.into()
     }
@@ -199,25 +224,32 @@ async fn insert_sources(
 }
 
 pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
-    let row = sqlx::query("SELECT id, name, kind, location, created_at, updated_at FROM rooms WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| CoreError::NotFound { what: "room", id: id.into() })?;
-    let sources = sqlx::query("SELECT name, url, media, template FROM room_sources WHERE room_id = $1 ORDER BY position")
-        .bind(id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Source {
-                name: r.try_get("name")?,
-                url: r.try_get("url")?,
-                media: r.try_get("media")?,
-                template: r.try_get("template")?,
-            })
+    let row = sqlx::query(
+        "SELECT id, name, kind, location, created_at, updated_at FROM rooms WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| CoreError::NotFound {
+        what: "room",
+        id: id.into(),
+    })?;
+    let sources = sqlx::query(
+        "SELECT name, url, media, template FROM room_sources WHERE room_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Source {
+            name: r.try_get("name")?,
+            url: r.try_get("url")?,
+            media: r.try_get("media")?,
+            template: r.try_get("template")?,
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Room {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -241,7 +273,12 @@ pub async fn list(pool: &Pool) -> Result<Vec<Room>, CoreError> {
 }
 
 /// Changes a room. Refused while it records: the running session keeps the sources it began with.
-pub async fn patch(pool: &Pool, templates: &Templates, id: &str, req: PatchRoom) -> Result<Room, CoreError> {
+pub async fn patch(
+    pool: &Pool,
+    templates: &Templates,
+    id: &str,
+    req: PatchRoom,
+) -> Result<Room, CoreError> {
     let current = get(pool, id).await?;
     refuse_while_live(pool, id, "changed").await?;
     let name = req.name.unwrap_or(current.name);
@@ -250,15 +287,17 @@ pub async fn patch(pool: &Pool, templates: &Templates, id: &str, req: PatchRoom)
     check_room_name(&name)?;
     check_one_of("kind", &kind, ROOM_KINDS)?;
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE rooms SET name = $2, kind = $3, location = $4, updated_at = $5 WHERE id = $1")
-        .bind(id)
-        .bind(name.trim())
-        .bind(&kind)
-        .bind(&location)
-        .bind(now_us())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| name_taken(e, &name))?;
+    sqlx::query(
+        "UPDATE rooms SET name = $2, kind = $3, location = $4, updated_at = $5 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name.trim())
+    .bind(&kind)
+    .bind(&location)
+    .bind(now_us())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| name_taken(e, &name))?;
     if let Some(sources) = req.sources {
         check_sources(&sources, templates)?;
         sqlx::query("DELETE FROM room_sources WHERE room_id = $1")
@@ -275,8 +314,14 @@ pub async fn delete(pool: &Pool, id: &str) -> Result<(), CoreError> {
     get(pool, id).await?;
     refuse_while_live(pool, id, "deleted").await?;
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM room_sources WHERE room_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM rooms WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM room_sources WHERE room_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM rooms WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -285,7 +330,10 @@ async fn refuse_while_live(pool: &Pool, id: &str, verb: &str) -> Result<(), Core
     if let Some(s) = super::index::live_session_of_room(pool, id).await? {
         return Err(CoreError::conflict(
             "room_recording",
-            format!("room {id} is recording session {} and cannot be {verb}; stop it first", s.id),
+            format!(
+                "room {id} is recording session {} and cannot be {verb}; stop it first",
+                s.id
+            ),
         ));
     }
     Ok(())
@@ -297,7 +345,11 @@ mod tests {
 
     #[test]
     fn rtsp_urls() {
-        for ok in ["rtsp://127.0.0.1:8554/cam1", "rtsp://user:pw@cam.local/stream?x=1", "rtsps://h/a"] {
+        for ok in [
+            "rtsp://127.0.0.1:8554/cam1",
+            "rtsp://user:pw@cam.local/stream?x=1",
+            "rtsps://h/a",
+        ] {
             assert!(check_rtsp_url(ok).is_ok(), "{ok}");
         }
         for bad in ["http://h/a", "rtsp://", "cam1", "rtsp:// h/a", ""] {

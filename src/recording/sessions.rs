@@ -25,7 +25,13 @@ use crate::db::{Pool, now_us, rfc3339};
 use crate::store::Store;
 
 /// Kinds of business a session records (开标会, 评标会 …).
-pub const SESSION_KINDS: &[&str] = &["bid_opening", "evaluation", "negotiation", "auction", "other"];
+pub const SESSION_KINDS: &[&str] = &[
+    "bid_opening",
+    "evaluation",
+    "negotiation",
+    "auction",
+    "other",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,36 +88,54 @@ impl Core {
     }
 
     pub async fn start(&self, room_id: &str, req: StartRequest) -> Result<SessionView, CoreError> {
-        for (field, value) in [("project_code", &req.project_code), ("session_code", &req.session_code)] {
+        for (field, value) in [
+            ("project_code", &req.project_code),
+            ("session_code", &req.session_code),
+        ] {
             if !valid_code(value) {
                 return Err(CoreError::invalid(
                     "invalid_field",
-                    format!("{field} {value:?}: expected 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+                    format!(
+                        "{field} {value:?}: expected 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                    ),
                 ));
             }
         }
         if !SESSION_KINDS.contains(&req.kind.as_str()) {
             return Err(CoreError::invalid(
                 "invalid_field",
-                format!("kind {:?} is not valid, expected one of: {}", req.kind, SESSION_KINDS.join(", ")),
+                format!(
+                    "kind {:?} is not valid, expected one of: {}",
+                    req.kind,
+                    SESSION_KINDS.join(", ")
+                ),
             ));
         }
         if req.note.chars().count() > 2000 {
-            return Err(CoreError::invalid("invalid_field", "note: at most 2000 characters"));
+            return Err(CoreError::invalid(
+                "invalid_field",
+                "note: at most 2000 characters",
+            ));
         }
         let mut live = self.live.lock().await;
         let room = rooms::get(&self.pool, room_id).await?;
         if let Some(s) = index::live_session_of_room(&self.pool, room_id).await? {
             return Err(CoreError::conflict(
                 "already_recording",
-                format!("room {room_id} is already recording session {} (project {})", s.id, s.project_code),
+                format!(
+                    "room {room_id} is already recording session {} (project {})",
+                    s.id, s.project_code
+                ),
             ));
         }
         for s in &room.sources {
             if self.templates.get(&s.template).is_none() {
                 return Err(CoreError::invalid(
                     "unknown_template",
-                    format!("source {:?} uses template {:?}, which is not installed", s.name, s.template),
+                    format!(
+                        "source {:?} uses template {:?}, which is not installed",
+                        s.name, s.template
+                    ),
                 ));
             }
         }
@@ -153,7 +177,13 @@ impl Core {
                     bytes: 0,
                     sha256: String::new(),
                     clock: "server".into(),
-                    detail: chain::genesis_detail(&session.project_code, &session.id, &session.session_code, &room.id, &s.name),
+                    detail: chain::genesis_detail(
+                        &session.project_code,
+                        &session.id,
+                        &session.session_code,
+                        &room.id,
+                        &s.name,
+                    ),
                     prev_hash: ZERO_HASH.into(),
                     entry_hash: String::new(),
                 }
@@ -165,14 +195,19 @@ impl Core {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    CoreError::conflict("already_recording", format!("room {room_id} is already recording"))
+                    CoreError::conflict(
+                        "already_recording",
+                        format!("room {room_id} is already recording"),
+                    )
                 } else {
                     e.into()
                 }
             })?;
         tracing::info!(room = %room.id, session = %session.id, project = %session.project_code, "recording started");
         let rows: Vec<RecordingRow> = recordings.into_iter().map(|(r, _)| r).collect();
-        let ls = self.spawn_session(&session, &rows, |_| (started, None)).await?;
+        let ls = self
+            .spawn_session(&session, &rows, |_| (started, None))
+            .await?;
         live.insert(session.id.clone(), ls);
         drop(live);
         self.view(&session.id).await
@@ -187,12 +222,17 @@ impl Core {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for rec in recordings {
-            let stats = self.metrics.source(&rec.id, &session.room_name, &session.id, &rec.source_name);
+            let stats =
+                self.metrics
+                    .source(&rec.id, &session.room_name, &session.id, &rec.source_name);
             let writer = ChainWriter::open(
                 self.pool.clone(),
                 self.store.clone(),
                 rec.id.clone(),
-                format!("{}/{}/{}", session.project_code, session.id, rec.source_name),
+                format!(
+                    "{}/{}/{}",
+                    session.project_code, session.id, rec.source_name
+                ),
                 stats.clone(),
                 self.metrics.clone(),
             )
@@ -204,7 +244,10 @@ impl Core {
                 let _ = tx.send(WriterMsg::Gap {
                     start_us: now_us(),
                     end_us: now_us(),
-                    reason: format!("template {:?} is not installed; source not recorded", rec.template),
+                    reason: format!(
+                        "template {:?} is not installed; source not recorded",
+                        rec.template
+                    ),
                 });
                 continue;
             };
@@ -222,7 +265,9 @@ impl Core {
                 chain_end_us,
                 resume_gap,
             };
-            tasks.push(tokio::spawn(recorder::run(spec, tx, stop_rx.clone(), stats).instrument(span)));
+            tasks.push(tokio::spawn(
+                recorder::run(spec, tx, stop_rx.clone(), stats).instrument(span),
+            ));
         }
         Ok(LiveSession {
             stop,
@@ -238,11 +283,17 @@ impl Core {
             let mut live = self.live.lock().await;
             rooms::get(&self.pool, room_id).await?;
             let Some(session) = index::live_session_of_room(&self.pool, room_id).await? else {
-                return Err(CoreError::conflict("not_recording", format!("room {room_id} is not recording")));
+                return Err(CoreError::conflict(
+                    "not_recording",
+                    format!("room {room_id} is not recording"),
+                ));
             };
             let taken = live.remove(&session.id);
             if taken.is_none() && session.state == "stopping" {
-                return Err(CoreError::conflict("already_stopping", format!("session {} is already stopping", session.id)));
+                return Err(CoreError::conflict(
+                    "already_stopping",
+                    format!("session {} is already stopping", session.id),
+                ));
             }
             index::set_session_state(&self.pool, &session.id, "stopping", None, None).await?;
             (session, taken)
@@ -296,7 +347,10 @@ impl Core {
         let key = manifest::manifest_key(&session.project_code, &session.id);
         self.store.put(&key.as_str().into(), body.into()).await?;
         self.store
-            .put(&manifest::signature_key(&key).as_str().into(), sig.into_bytes().into())
+            .put(
+                &manifest::signature_key(&key).as_str().into(),
+                sig.into_bytes().into(),
+            )
             .await?;
         index::set_manifest_key(&self.pool, &session.id, &key).await?;
         index::set_session_state(&self.pool, &session.id, "stopped", Some(stopped), None).await?;
@@ -336,25 +390,40 @@ impl Core {
         Ok(())
     }
 
-    async fn replay_spool(&self, session: &SessionRow, rec: &RecordingRow) -> Result<(), CoreError> {
+    async fn replay_spool(
+        &self,
+        session: &SessionRow,
+        rec: &RecordingRow,
+    ) -> Result<(), CoreError> {
         let dir = spool::recording_dir(&self.config.spool_dir, &rec.id);
         let left = spool::leftovers(&dir);
         if left.is_empty() {
             return Ok(());
         }
         tracing::info!(session = %session.id, recording = %rec.id, files = left.len(), "indexing segments left in the spool");
-        let stats = self.metrics.source(&rec.id, &session.room_name, &session.id, &rec.source_name);
+        let stats = self
+            .metrics
+            .source(&rec.id, &session.room_name, &session.id, &rec.source_name);
         let mut writer = ChainWriter::open(
             self.pool.clone(),
             self.store.clone(),
             rec.id.clone(),
-            format!("{}/{}/{}", session.project_code, session.id, rec.source_name),
+            format!(
+                "{}/{}/{}",
+                session.project_code, session.id, rec.source_name
+            ),
             stats,
             self.metrics.clone(),
         )
         .await?;
         for (path, meta, recovered) in left {
-            writer.apply(WriterMsg::Segment { path, meta, recovered }).await;
+            writer
+                .apply(WriterMsg::Segment {
+                    path,
+                    meta,
+                    recovered,
+                })
+                .await;
         }
         Ok(())
     }
@@ -376,7 +445,10 @@ impl Core {
     pub async fn view(&self, session_id: &str) -> Result<SessionView, CoreError> {
         let s = index::session(&self.pool, session_id)
             .await?
-            .ok_or_else(|| CoreError::NotFound { what: "session", id: session_id.into() })?;
+            .ok_or_else(|| CoreError::NotFound {
+                what: "session",
+                id: session_id.into(),
+            })?;
         let mut recordings = Vec::new();
         for rec in index::recordings(&self.pool, &s.id).await? {
             let entries = index::entries(&self.pool, &rec.id).await?;
@@ -385,7 +457,12 @@ impl Core {
         Ok(SessionView::new(s, recordings))
     }
 
-    fn recording_view(&self, s: &SessionRow, rec: RecordingRow, entries: &[Entry]) -> RecordingView {
+    fn recording_view(
+        &self,
+        s: &SessionRow,
+        rec: RecordingRow,
+        entries: &[Entry],
+    ) -> RecordingView {
         let live = self.metrics.snapshot(&rec.id);
         let state = match (&live, s.state.as_str()) {
             (Some(st), _) => st.state().as_str().to_string(),
@@ -429,13 +506,20 @@ impl Core {
             duration_seconds: segments.iter().map(|x| x.duration_seconds).sum(),
             segment_count: segments.len(),
             gap_count: gaps.len(),
-            chain_head: head.map(|e| ChainHead { seq: e.seq, hash: e.entry_hash.clone() }),
+            chain_head: head.map(|e| ChainHead {
+                seq: e.seq,
+                hash: e.entry_hash.clone(),
+            }),
             segments,
             gaps,
         }
     }
 
-    pub async fn list(&self, filter: &index::SessionFilter, limit: i64) -> Result<Vec<SessionSummary>, CoreError> {
+    pub async fn list(
+        &self,
+        filter: &index::SessionFilter,
+        limit: i64,
+    ) -> Result<Vec<SessionSummary>, CoreError> {
         Ok(index::list_sessions(&self.pool, filter, limit)
             .await?
             .into_iter()

@@ -130,9 +130,20 @@ mod tests {
         std::fs::write(&a, b"aa").unwrap();
         std::fs::write(&b, b"bb").unwrap();
         std::fs::write(&empty, b"").unwrap();
-        let meta = SegmentMeta { wall_start_us: 5, duration_us: Some(7), clock: "server".into() };
+        let meta = SegmentMeta {
+            wall_start_us: 5,
+            duration_us: Some(7),
+            clock: "server".into(),
+        };
         write_sidecar(&b, &meta).unwrap();
-        write_sidecar(&a, &SegmentMeta { duration_us: None, ..meta.clone() }).unwrap();
+        write_sidecar(
+            &a,
+            &SegmentMeta {
+                duration_us: None,
+                ..meta.clone()
+            },
+        )
+        .unwrap();
         let left = leftovers(dir.path());
         assert_eq!(left.len(), 2);
         assert_eq!(left[0].0, b);

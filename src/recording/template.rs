@@ -44,7 +44,9 @@ impl Template {
             "audio" => &self.audio,
             _ => return None,
         };
-        table.get(&encoding.to_ascii_uppercase()).map(String::as_str)
+        table
+            .get(&encoding.to_ascii_uppercase())
+            .map(String::as_str)
     }
 }
 
@@ -82,7 +84,10 @@ impl Templates {
                 return Err(invalid("no [video] or [audio] branch".into()));
             }
             if !t.extension.chars().all(|c| c.is_ascii_alphanumeric()) || t.extension.is_empty() {
-                return Err(invalid(format!("extension {:?}: expected letters and digits", t.extension)));
+                return Err(invalid(format!(
+                    "extension {:?}: expected letters and digits",
+                    t.extension
+                )));
             }
             by_name.insert(t.name.clone(), t);
         }
@@ -128,7 +133,8 @@ mod tests {
 
     #[test]
     fn shipped_templates_load_and_cover_g711() {
-        let t = Templates::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines"))).unwrap();
+        let t =
+            Templates::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines"))).unwrap();
         let d = t.get("default").unwrap();
         assert_eq!(d.extension, "ts");
         assert!(d.branch("video", "h264").is_some());

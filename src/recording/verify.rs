@@ -97,7 +97,10 @@ pub async fn verify_session(
             recording_id: rec.id.clone(),
             source: rec.source_name.clone(),
             entries: entries.len(),
-            media_segments: entries.iter().filter(|e| e.kind == EntryKind::Media).count(),
+            media_segments: entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Media)
+                .count(),
             gaps: entries.iter().filter(|e| e.kind == EntryKind::Gap).count(),
             bytes: entries.iter().map(|e| e.bytes).sum(),
             head_seq: head.map_or(-1, |e| e.seq),
@@ -162,18 +165,22 @@ async fn check_recording(
         };
         failures.push(fail(Some(seq), None, format!("chain: {e}")));
     }
-    let media: Vec<&Entry> = entries.iter().filter(|e| e.kind == EntryKind::Media).collect();
-    let results: Vec<(i64, String, Result<(), String>)> = futures::stream::iter(media.iter().map(|e| (*e).clone()).collect::<Vec<Entry>>())
-        .map(|e| {
-            let store = store.clone();
-            async move {
-                let r = check_object(&store, &e).await;
-                (e.seq, e.object_key, r)
-            }
-        })
-        .buffered(PARALLEL_READS)
-        .collect()
-        .await;
+    let media: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Media)
+        .collect();
+    let results: Vec<(i64, String, Result<(), String>)> =
+        futures::stream::iter(media.iter().map(|e| (*e).clone()).collect::<Vec<Entry>>())
+            .map(|e| {
+                let store = store.clone();
+                async move {
+                    let r = check_object(&store, &e).await;
+                    (e.seq, e.object_key, r)
+                }
+            })
+            .buffered(PARALLEL_READS)
+            .collect()
+            .await;
     for (seq, key, r) in results {
         if let Err(problem) = r {
             failures.push(fail(Some(seq), Some(&key), problem));
@@ -204,8 +211,13 @@ async fn check_recording(
 async fn check_object(store: &Store, e: &Entry) -> Result<(), String> {
     let key = object_store::path::Path::from(e.object_key.as_str());
     let data = match store.get(&key).await {
-        Ok(r) => r.bytes().await.map_err(|err| format!("object unreadable: {err}"))?,
-        Err(object_store::Error::NotFound { .. }) => return Err("object missing from the store".into()),
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|err| format!("object unreadable: {err}"))?,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err("object missing from the store".into());
+        }
         Err(err) => return Err(format!("object unreadable: {err}")),
     };
     if data.len() as i64 != e.bytes {
@@ -249,7 +261,10 @@ async fn check_manifest(
         let p = object_store::path::Path::from(k);
         store.get(&p).await?.bytes().await
     };
-    let (body, sig) = match (read(key.clone()).await, read(manifest::signature_key(&key)).await) {
+    let (body, sig) = match (
+        read(key.clone()).await,
+        read(manifest::signature_key(&key)).await,
+    ) {
         (Ok(b), Ok(s)) => (b, s),
         _ => {
             fail("signed manifest missing from the store".into());
@@ -268,7 +283,12 @@ async fn check_manifest(
     let signed: Vec<(String, Option<(i64, String)>)> = m
         .recordings
         .iter()
-        .map(|h| (h.recording_id.clone(), Some((h.head_seq, h.head_hash.clone()))))
+        .map(|h| {
+            (
+                h.recording_id.clone(),
+                Some((h.head_seq, h.head_hash.clone())),
+            )
+        })
         .collect();
     if m.session_id != session.id || signed != heads {
         fail("chain heads differ from the signed manifest (entries added, removed or edited after stop)".into());

@@ -90,7 +90,12 @@ impl ChainWriter {
                 end_us,
                 reason,
             } => {
-                let entry = self.next(EntryKind::Gap, start_us, (end_us - start_us).max(0), &reason);
+                let entry = self.next(
+                    EntryKind::Gap,
+                    start_us,
+                    (end_us - start_us).max(0),
+                    &reason,
+                );
                 self.commit(entry).await;
                 self.stats.gaps.fetch_add(1, Ordering::Relaxed);
             }
@@ -116,7 +121,8 @@ impl ChainWriter {
 
     async fn append_segment(&mut self, path: PathBuf, meta: SegmentMeta, recovered: bool) {
         let closed_at = Instant::now();
-        let span = tracing::info_span!("segment", recording = %self.recording_id, file = %path.display());
+        let span =
+            tracing::info_span!("segment", recording = %self.recording_id, file = %path.display());
         let _g = span.enter();
         let sealed = {
             let path = path.clone();
@@ -149,12 +155,20 @@ impl ChainWriter {
             spool::forget(&path);
             return;
         }
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("bin").to_string();
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("bin")
+            .to_string();
         let mut entry = self.next(
             EntryKind::Media,
             meta.wall_start_us,
             meta.duration_us.unwrap_or(0),
-            if recovered { "recovered from spool; duration estimated" } else { "" },
+            if recovered {
+                "recovered from spool; duration estimated"
+            } else {
+                ""
+            },
         );
         entry.object_key = object_key(&self.key_prefix, entry.seq, &extension);
         entry.bytes = sealed.bytes.len() as i64;
@@ -164,7 +178,11 @@ impl ChainWriter {
         let key = object_store::path::Path::from(entry.object_key.as_str());
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.store.put(&key, PutPayload::from(sealed.bytes.clone())).await {
+            match self
+                .store
+                .put(&key, PutPayload::from(sealed.bytes.clone()))
+                .await
+            {
                 Ok(_) => break,
                 Err(e) => {
                     self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
@@ -178,7 +196,8 @@ impl ChainWriter {
         let duration_us = entry.duration_us.max(1) as u64;
         self.commit(entry).await;
         spool::forget(&path);
-        self.metrics.observe_store_latency(closed_at.elapsed().as_secs_f64());
+        self.metrics
+            .observe_store_latency(closed_at.elapsed().as_secs_f64());
         self.stats.segments.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.stats

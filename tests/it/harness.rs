@@ -1,0 +1,353 @@
+//! Real parts for the integration tests: the `witness` binary as camera simulator and as server,
+//! each on a free loopback port, over a SQLite file or a fresh PostgreSQL database
+//! (`WITNESS_TEST_DATABASE_URL`), talking real HTTP.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_witness");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < timeout, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The camera simulator as its own process, so a test can kill it like a camera dropping off.
+pub struct Simulator {
+    pub port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Simulator {
+    pub fn start(extra: &[&str]) -> Simulator {
+        let mut s = Simulator {
+            port: free_port(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new(BIN)
+            .args([
+                "simulate",
+                "--cameras",
+                "2",
+                "--microphones",
+                "1",
+                "--width",
+                "640",
+                "--height",
+                "360",
+                "--bitrate",
+                "600",
+            ])
+            .args(["--port", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("simulator starts");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20));
+    }
+
+    /// SIGKILL: the camera vanishes without a goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub http: reqwest::Client,
+}
+
+/// A database URL for one test: a SQLite file in `dir`, or a fresh PostgreSQL database.
+async fn database_url(dir: &Path) -> String {
+    match std::env::var("WITNESS_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            use sqlx::Connection;
+            let name = format!("witness_test_{}", uuid::Uuid::now_v7().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("admin connection to PostgreSQL");
+            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("witness.db").display()),
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("witness.toml");
+        let db = database_url(dir.path()).await;
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n",
+                dir.path().join("data"),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
+            ),
+        )
+        .unwrap();
+        let mut s = Server {
+            dir,
+            port,
+            config,
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        s.restart().await;
+        s
+    }
+
+    pub async fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,witness=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("server starts");
+        self.child = Some(child);
+        let t = Instant::now();
+        loop {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}; log:\n{}", self.log());
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "server not healthy; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn objects(&self) -> PathBuf {
+        self.dir.path().join("data").join("objects")
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(m, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} → {status}: {v}\nlog:\n{}",
+            self.log()
+        );
+        v
+    }
+
+    /// Creates a room with the simulator's two cameras and its microphone.
+    pub async fn demo_room(&self, sim: &Simulator, template: &str) -> String {
+        let room = self
+            .ok(
+                "POST",
+                "/api/v1/rooms",
+                Some(json!({
+                    "name": "开标室 1", "kind": "bid_opening",
+                    "sources": [
+                        {"name": "cam1", "url": sim.url("cam1"), "media": "av", "template": template},
+                        {"name": "cam2", "url": sim.url("cam2"), "media": "av", "template": template},
+                        {"name": "mic1", "url": sim.url("mic1"), "media": "audio", "template": template},
+                    ]
+                })),
+            )
+            .await;
+        room["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn start_recording(&self, room: &str, project: &str) -> String {
+        let s = self
+            .ok(
+                "POST",
+                &format!("/api/v1/rooms/{room}/start"),
+                Some(json!({"project_code": project, "session_code": "KB-01", "kind": "bid_opening", "note": "test"})),
+            )
+            .await;
+        assert_eq!(s["state"], "recording");
+        s["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the session until `pred` holds.
+    pub async fn wait_session(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let t = Instant::now();
+        loop {
+            let v = self
+                .ok("GET", &format!("/api/v1/sessions/{id}"), None)
+                .await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                t.elapsed() < timeout,
+                "timed out waiting for {what}: {v}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub fn verify_cli(&self, session: &str) -> (i32, String) {
+        let out = Command::new(BIN)
+            .args(["verify", "--session", session, "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn recording<'a>(session: &'a Value, source: &str) -> &'a Value {
+    session["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == source)
+        .unwrap_or_else(|| panic!("no recording for {source}"))
+}
+
+pub fn segments(session: &Value, source: &str) -> usize {
+    recording(session, source)["segment_count"]
+        .as_u64()
+        .unwrap() as usize
+}
+
+/// Streams of a media file per ffprobe: codec_type → codec_name.
+pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let streams = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or("").to_string(),
+                s["codec_name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (streams, duration)
+}

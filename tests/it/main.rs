@@ -1,0 +1,6 @@
+//! Integration tests: real GStreamer, real RTSP, real SQL, real HTTP. See `harness`.
+
+mod errors;
+mod harness;
+mod outages;
+mod recording;
