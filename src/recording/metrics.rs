@@ -66,7 +66,9 @@ type Counter = (
 );
 
 /// Upper bounds (seconds) of the store-latency histogram.
-const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {

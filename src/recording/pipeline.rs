@@ -107,7 +107,12 @@ impl RunningPipeline {
 
         let src = gst::ElementFactory::make("rtspsrc")
             .property("location", spec.url)
-            .property_from_str("protocols", "tcp")
+            // TCP unless the URL asks for UDP (`rtspu://`, RFC 2326): some servers offer no
+            // interleaved transport.
+            .property_from_str(
+                "protocols",
+                if spec.url.starts_with("rtspu://") { "udp" } else { "tcp" },
+            )
             .property_from_str("buffer-mode", "none")
             .property("latency", 200u32)
             .property("tcp-timeout", 5_000_000u64)

@@ -258,5 +258,6 @@ fn close_segment(
         path,
         meta,
         recovered,
+        closed_at: std::time::Instant::now(),
     });
 }

@@ -90,6 +90,16 @@ fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), CoreEr
     }
 }
 
+fn check_location(location: &str) -> Result<(), CoreError> {
+    if location.chars().count() > 200 || location.chars().any(char::is_control) {
+        return Err(CoreError::invalid(
+            "invalid_field",
+            "location: expected at most 200 printable characters",
+        ));
+    }
+    Ok(())
+}
+
 fn check_room_name(name: &str) -> Result<(), CoreError> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
@@ -101,7 +111,8 @@ fn check_room_name(name: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// Checks an RTSP URL: scheme rtsp/rtsps, a host, no whitespace.
+/// Checks an RTSP URL: scheme rtsp, rtsps, rtspt (media over TCP, the default) or rtspu (media
+/// over UDP, for servers without interleaved transport), a host, no whitespace.
 pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
     let bad = |why: &str| {
         CoreError::invalid(
@@ -110,9 +121,9 @@ pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
         )
     };
     let u = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(u.scheme(), "rtsp" | "rtsps" | "rtspt") {
+    if !matches!(u.scheme(), "rtsp" | "rtsps" | "rtspt" | "rtspu") {
         return Err(bad(&format!(
-            "scheme {:?}, expected rtsp, rtsps or rtspt",
+            "scheme {:?}, expected rtsp, rtsps, rtspt or rtspu",
             u.scheme()
         )));
     }
@@ -175,6 +186,7 @@ pub async fn create(
 ) -> Result<Room, CoreError> {
     check_room_name(&req.name)?;
     check_one_of("kind", &req.kind, ROOM_KINDS)?;
+    check_location(&req.location)?;
     check_sources(&req.sources, templates)?;
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_us();
@@ -286,6 +298,10 @@ pub async fn patch(
     let location = req.location.unwrap_or(current.location);
     check_room_name(&name)?;
     check_one_of("kind", &kind, ROOM_KINDS)?;
+    check_location(&location)?;
+    if let Some(sources) = &req.sources {
+        check_sources(sources, templates)?;
+    }
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE rooms SET name = $2, kind = $3, location = $4, updated_at = $5 WHERE id = $1",
@@ -299,7 +315,6 @@ pub async fn patch(
     .await
     .map_err(|e| name_taken(e, &name))?;
     if let Some(sources) = req.sources {
-        check_sources(&sources, templates)?;
         sqlx::query("DELETE FROM room_sources WHERE room_id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -66,6 +66,8 @@ pub struct Core {
     pub signer: Signer,
     pub metrics: Arc<Metrics>,
     live: Mutex<HashMap<String, LiveSession>>,
+    /// Sessions whose stop is under way, so a second stop is refused rather than run twice.
+    stopping: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Core {
@@ -84,6 +86,7 @@ impl Core {
             signer,
             metrics: Arc::new(Metrics::default()),
             live: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(Default::default()),
         }
     }
 
@@ -288,14 +291,23 @@ impl Core {
                     format!("room {room_id} is not recording"),
                 ));
             };
-            let taken = live.remove(&session.id);
-            if taken.is_none() && session.state == "stopping" {
+            if !self.stopping.lock().await.insert(session.id.clone()) {
                 return Err(CoreError::conflict(
                     "already_stopping",
                     format!("session {} is already stopping", session.id),
                 ));
             }
-            index::set_session_state(&self.pool, &session.id, "stopping", None, None).await?;
+            // Absent when a previous stop failed after its recorders ended: finish again.
+            let taken = live.remove(&session.id);
+            if let Err(e) =
+                index::set_session_state(&self.pool, &session.id, "stopping", None, None).await
+            {
+                self.stopping.lock().await.remove(&session.id);
+                if let Some(ls) = taken {
+                    live.insert(session.id.clone(), ls);
+                }
+                return Err(e.into());
+            }
             (session, taken)
         };
         if let Some(ls) = taken {
@@ -307,7 +319,9 @@ impl Core {
                 self.metrics.forget(id);
             }
         }
-        self.finish(&session).await?;
+        let finished = self.finish(&session).await;
+        self.stopping.lock().await.remove(&session.id);
+        finished?;
         tracing::info!(room = %room_id, session = %session.id, "recording stopped");
         self.view(&session.id).await
     }
@@ -422,6 +436,7 @@ impl Core {
                     path,
                     meta,
                     recovered,
+                    closed_at: std::time::Instant::now(),
                 })
                 .await;
         }

@@ -24,6 +24,8 @@ pub enum WriterMsg {
         meta: SegmentMeta,
         /// Found in the spool after a crash or cut short: timing is estimated.
         recovered: bool,
+        /// When the muxer reported it closed, for the closed → indexed latency.
+        closed_at: Instant,
     },
     Gap {
         start_us: i64,
@@ -84,7 +86,8 @@ impl ChainWriter {
                 path,
                 meta,
                 recovered,
-            } => self.append_segment(path, meta, recovered).await,
+                closed_at,
+            } => self.append_segment(path, meta, recovered, closed_at).await,
             WriterMsg::Gap {
                 start_us,
                 end_us,
@@ -119,8 +122,13 @@ impl ChainWriter {
         }
     }
 
-    async fn append_segment(&mut self, path: PathBuf, meta: SegmentMeta, recovered: bool) {
-        let closed_at = Instant::now();
+    async fn append_segment(
+        &mut self,
+        path: PathBuf,
+        meta: SegmentMeta,
+        recovered: bool,
+        closed_at: Instant,
+    ) {
         let span =
             tracing::info_span!("segment", recording = %self.recording_id, file = %path.display());
         let _g = span.enter();

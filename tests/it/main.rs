@@ -4,3 +4,4 @@ mod errors;
 mod harness;
 mod outages;
 mod recording;
+mod third_party;

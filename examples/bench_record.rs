@@ -1,0 +1,380 @@
+//! Recorder benchmark: N concurrent 1080p ~4 Mbit/s streams from the simulator's looped mode,
+//! recorded by `witness serve`, by a bare `gst-launch-1.0 rtspsrc ! … ! splitmuxsink` and by
+//! `ffmpeg -c copy -f segment`, on the same streams in the same run.
+//!
+//! Reports CPU % and RSS per stream for each, their ratios, and Witness's segment-closed →
+//! stored-and-indexed latency (p50/p99) read back from the index.
+//!
+//!     cargo build --release && cargo run --release --example bench_record -- [N ...] [--seconds S]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn witness_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("witness");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --release` first",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn clk_tck() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds (user + system) used so far by a process and its reaped children.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() < 13 {
+        return 0.0;
+    }
+    (f[11] + f[12]) / clk_tck()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Measures CPU % (of one core) and RSS over `secs` for a set of processes.
+fn measure(pids: &[u32], warmup: Duration, secs: u64) -> (f64, f64) {
+    std::thread::sleep(warmup);
+    let c0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let c1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let rss: f64 = pids.iter().map(|p| rss_mib(*p)).sum();
+    ((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss)
+}
+
+struct Kill(Vec<Child>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Upper bounds (ms) of the p50 and p99 of a Prometheus histogram.
+fn histogram_quantiles(text: &str, name: &str) -> (f64, f64) {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((
+                le.parse().unwrap_or(f64::INFINITY),
+                count.trim().parse().ok()?,
+            ))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let q = |p: f64| {
+        buckets
+            .iter()
+            .find(|b| b.1 >= p * total)
+            .map_or(f64::NAN, |b| b.0 * 1000.0)
+    };
+    (q(0.5), q(0.99))
+}
+
+struct WitnessRun {
+    cpu: f64,
+    rss: f64,
+    /// Muxer's fragment-closed → object stored and entry indexed (histogram upper bounds).
+    closed_p50: f64,
+    closed_p99: f64,
+    /// Segment's last frame → indexed: adds the GOP splitmuxsink waits for before closing.
+    end_p50: f64,
+    end_p99: f64,
+    segments: usize,
+}
+
+async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> WitnessRun {
+    let port = free_port();
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("witness.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[recording]\nsegment_seconds = 2.0\npipelines_dir = {:?}\n",
+            dir.join("data"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines")
+        ),
+    )
+    .unwrap();
+    let server = Command::new(witness_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    let _guard = Kill(vec![server]);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    for _ in 0..100 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sources: Vec<_> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| json!({"name": format!("cam{}", i + 1), "url": u, "media": "video"}))
+        .collect();
+    let room: serde_json::Value = http
+        .post(format!("{base}/rooms"))
+        .json(&json!({"name": format!("bench {n}"), "kind": "other", "sources": sources}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["id"].as_str().unwrap().to_string();
+    let session: serde_json::Value = http
+        .post(format!("{base}/rooms/{room}/start"))
+        .json(&json!({"project_code": "BENCH", "session_code": format!("N{n}"), "kind": "other"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session_id = session["id"].as_str().unwrap().to_string();
+    let (cpu, rss) =
+        tokio::task::spawn_blocking(move || measure(&[pid], Duration::from_secs(5), secs))
+            .await
+            .unwrap();
+    let stopped: serde_json::Value = http
+        .post(format!("{base}/rooms/{room}/stop"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (closed_p50, closed_p99) = histogram_quantiles(&metrics, "witness_store_latency_seconds");
+    // Latency: entry indexed_at minus the segment's end (its start + duration, server clock).
+    let pool = witness::db::open(&format!(
+        "sqlite://{}",
+        dir.join("data/witness.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT e.indexed_at - (e.wall_start_us + e.duration_us) FROM chain_entries e JOIN recordings r ON r.id = e.recording_id
+         WHERE r.session_id = $1 AND e.kind = 'media' AND e.detail = ''",
+    )
+    .bind(&session_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut lat: Vec<f64> = rows.iter().map(|(us,)| *us as f64 / 1000.0).collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    WitnessRun {
+        cpu,
+        rss,
+        closed_p50,
+        closed_p99,
+        end_p50: percentile(&lat, 0.5),
+        end_p99: percentile(&lat, 0.99),
+        segments: lat.len(),
+    }
+}
+
+fn bench_gst(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
+    let mut args = vec!["-q".to_string()];
+    for (i, u) in urls.iter().enumerate() {
+        args.extend(
+            format!(
+                "rtspsrc location={u} protocols=tcp latency=200 ! rtph264depay ! h264parse ! splitmuxsink muxer=mpegtsmux max-size-time=2000000000 location={}/g{i}_%05d.ts",
+                dir.display()
+            )
+            .split(' ')
+            .map(str::to_string),
+        );
+    }
+    let child = Command::new("gst-launch-1.0")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _g = Kill(vec![child]);
+    measure(&[pid], Duration::from_secs(5), secs)
+}
+
+fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
+    let children: Vec<Child> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin",
+                    "-loglevel",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    u,
+                    "-c",
+                    "copy",
+                    "-f",
+                    "segment",
+                    "-segment_time",
+                    "2",
+                ])
+                .arg(dir.join(format!("f{i}_%05d.ts")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let _g = Kill(children);
+    measure(&pids, Duration::from_secs(5), secs)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut ns: Vec<usize> = Vec::new();
+    let mut secs = 20;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--seconds" {
+            secs = args
+                .next()
+                .and_then(|s| s.parse().ok())
+                .expect("--seconds N");
+        } else {
+            ns.push(a.parse().expect("stream counts are numbers"));
+        }
+    }
+    if ns.is_empty() {
+        ns = vec![1, 8, 32];
+    }
+    let max = *ns.iter().max().unwrap();
+    let sim_port = free_port();
+    let sim = Command::new(witness_bin())
+        .args([
+            "simulate",
+            "--looped",
+            "--width",
+            "1920",
+            "--height",
+            "1080",
+            "--fps",
+            "25",
+            "--bitrate",
+            "4000",
+            "--microphones",
+            "0",
+        ])
+        .args([
+            "--cameras",
+            &max.to_string(),
+            "--port",
+            &sim_port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _sim = Kill(vec![sim]);
+    while std::net::TcpStream::connect(("127.0.0.1", sim_port)).is_err() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "| streams | witness CPU % | per stream | witness RSS MiB | per stream | gst-launch CPU % | ffmpeg CPU % | witness / gst-launch | witness / ffmpeg | closed→indexed p50 / p99 ms (≤) | segment end→indexed p50 / p99 ms | segments |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for n in ns {
+        let urls: Vec<String> = (1..=n)
+            .map(|i| format!("rtsp://127.0.0.1:{sim_port}/cam{i}"))
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let w = bench_witness(n, &urls, secs, &tmp.path().join("w")).await;
+        let gdir = tmp.path().join("g");
+        std::fs::create_dir_all(&gdir).unwrap();
+        let (g_cpu, _g_rss) = bench_gst(&urls, secs, &gdir);
+        let fdir = tmp.path().join("f");
+        std::fs::create_dir_all(&fdir).unwrap();
+        let (f_cpu, _f_rss) = bench_ffmpeg(&urls, secs, &fdir);
+        println!(
+            "| {n} | {:.1} | {:.2} | {:.0} | {:.1} | {g_cpu:.1} | {f_cpu:.1} | {:.2} | {:.2} | {} / {} | {:.0} / {:.0} | {} |",
+            w.cpu,
+            w.cpu / n as f64,
+            w.rss,
+            w.rss / n as f64,
+            w.cpu / g_cpu,
+            w.cpu / f_cpu,
+            w.closed_p50,
+            w.closed_p99,
+            w.end_p50,
+            w.end_p99,
+            w.segments
+        );
+    }
+}
