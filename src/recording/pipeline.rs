@@ -111,7 +111,11 @@ impl RunningPipeline {
             // interleaved transport.
             .property_from_str(
                 "protocols",
-                if spec.url.starts_with("rtspu://") { "udp" } else { "tcp" },
+                if spec.url.starts_with("rtspu://") {
+                    "udp"
+                } else {
+                    "tcp"
+                },
             )
             .property_from_str("buffer-mode", "none")
             .property("latency", 200u32)

@@ -119,6 +119,11 @@ async fn database_url(dir: &Path) -> String {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with("").await
+    }
+
+    /// Starts a server whose config has `extra` TOML appended (e.g. a `[store]` table).
+    pub async fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("witness.toml");
@@ -126,7 +131,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
                 dir.path().join("data"),
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
             ),

@@ -4,4 +4,5 @@ mod errors;
 mod harness;
 mod outages;
 mod recording;
+mod s3;
 mod third_party;

