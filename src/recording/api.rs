@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::index::SessionFilter;
 use super::rooms::{self, CreateRoom, PatchRoom, Room};
-use super::sessions::{SessionSummary, SessionView, StartRequest};
+use super::sessions::StartRequest;
 use super::verify::{self, Report};
+use super::views::{SessionSummary, SessionView};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState};
 
 pub fn routes() -> Router<AppState> {

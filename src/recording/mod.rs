@@ -5,7 +5,7 @@
 //! `pipeline` (GStreamer graph, segment opened/closed) → `recorder` (reconnect, watchdog,
 //! gaps) → `spool` (fsync, hash) → `writer` (store, then index via `index`, linked by `chain`)
 //! → `sessions` (manifest at stop) → `verify`. `rooms` and `template` are configuration;
-//! `api` is the HTTP face.
+//! `views` are the JSON shapes and `api` the HTTP face.
 
 pub mod api;
 pub mod chain;
@@ -20,4 +20,5 @@ pub mod sessions;
 pub mod spool;
 pub mod template;
 pub mod verify;
+pub mod views;
 pub mod writer;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -14,12 +14,13 @@ use super::chain::{self, Entry, EntryKind, ZERO_HASH};
 use super::error::{CoreError, is_unique_violation};
 use super::index::{self, RecordingRow, SessionRow};
 use super::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, SourceStats};
 use super::recorder::{self, RecorderSpec};
 use super::rooms;
 use super::spool;
 use super::template::Templates;
-use super::writer::{ChainWriter, WriterMsg};
+use super::views::{ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView};
+use super::writer::{ChainWriter, WriterMsg, recording_prefix};
 use crate::config::RecordingConfig;
 use crate::db::{Pool, now_us, rfc3339};
 use crate::store::Store;
@@ -225,21 +226,7 @@ impl Core {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for rec in recordings {
-            let stats =
-                self.metrics
-                    .source(&rec.id, &session.room_name, &session.id, &rec.source_name);
-            let writer = ChainWriter::open(
-                self.pool.clone(),
-                self.store.clone(),
-                rec.id.clone(),
-                format!(
-                    "{}/{}/{}",
-                    session.project_code, session.id, rec.source_name
-                ),
-                stats.clone(),
-                self.metrics.clone(),
-            )
-            .await?;
+            let (writer, stats) = self.open_writer(session, rec).await?;
             let span = tracing::info_span!("recording", room = %session.room_id, session = %session.id, recording = %rec.id, source = %rec.source_name);
             let (tx, rx) = mpsc::unbounded_channel::<WriterMsg>();
             tasks.push(tokio::spawn(writer.run(rx).instrument(span.clone())));
@@ -404,6 +391,27 @@ impl Core {
         Ok(())
     }
 
+    /// The chain writer of a recording, positioned at its current head, and its live counters.
+    async fn open_writer(
+        &self,
+        session: &SessionRow,
+        rec: &RecordingRow,
+    ) -> Result<(ChainWriter, Arc<SourceStats>), CoreError> {
+        let stats = self
+            .metrics
+            .source(&rec.id, &session.room_name, &session.id, &rec.source_name);
+        let writer = ChainWriter::open(
+            self.pool.clone(),
+            self.store.clone(),
+            rec.id.clone(),
+            recording_prefix(&session.project_code, &session.id, &rec.source_name),
+            stats.clone(),
+            self.metrics.clone(),
+        )
+        .await?;
+        Ok((writer, stats))
+    }
+
     async fn replay_spool(
         &self,
         session: &SessionRow,
@@ -415,21 +423,7 @@ impl Core {
             return Ok(());
         }
         tracing::info!(session = %session.id, recording = %rec.id, files = left.len(), "indexing segments left in the spool");
-        let stats = self
-            .metrics
-            .source(&rec.id, &session.room_name, &session.id, &rec.source_name);
-        let mut writer = ChainWriter::open(
-            self.pool.clone(),
-            self.store.clone(),
-            rec.id.clone(),
-            format!(
-                "{}/{}/{}",
-                session.project_code, session.id, rec.source_name
-            ),
-            stats,
-            self.metrics.clone(),
-        )
-        .await?;
+        let (mut writer, _) = self.open_writer(session, rec).await?;
         for (path, meta, recovered) in left {
             writer
                 .apply(WriterMsg::Segment {
@@ -540,110 +534,6 @@ impl Core {
             .into_iter()
             .map(SessionSummary::from)
             .collect())
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct ChainHead {
-    pub seq: i64,
-    pub hash: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SegmentView {
-    pub seq: i64,
-    pub object_key: String,
-    pub start: String,
-    pub duration_seconds: f64,
-    pub bytes: i64,
-    pub sha256: String,
-    /// `rtcp-ntp` (camera clock) or `server`.
-    pub clock: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub note: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GapView {
-    pub seq: i64,
-    pub start: String,
-    pub end: String,
-    pub duration_seconds: f64,
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RecordingView {
-    pub id: String,
-    pub source: String,
-    pub url: String,
-    pub media: String,
-    pub template: String,
-    pub state: String,
-    pub bytes: i64,
-    pub duration_seconds: f64,
-    pub segment_count: usize,
-    pub gap_count: usize,
-    pub chain_head: Option<ChainHead>,
-    pub segments: Vec<SegmentView>,
-    pub gaps: Vec<GapView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SessionSummary {
-    pub id: String,
-    pub room_id: String,
-    pub room_name: String,
-    pub project_code: String,
-    pub session_code: String,
-    pub kind: String,
-    pub state: String,
-    pub started_at: String,
-    pub stopped_at: Option<String>,
-}
-
-impl From<SessionRow> for SessionSummary {
-    fn from(s: SessionRow) -> Self {
-        SessionSummary {
-            id: s.id,
-            room_id: s.room_id,
-            room_name: s.room_name,
-            project_code: s.project_code,
-            session_code: s.session_code,
-            kind: s.kind,
-            state: s.state,
-            started_at: rfc3339(s.started_at_us),
-            stopped_at: s.stopped_at_us.map(rfc3339),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct SessionView {
-    #[serde(flatten)]
-    pub summary: SessionSummary,
-    pub room_kind: String,
-    pub note: String,
-    pub duration_seconds: f64,
-    pub bytes: i64,
-    pub manifest_key: Option<String>,
-    pub error: Option<String>,
-    pub recordings: Vec<RecordingView>,
-}
-
-impl SessionView {
-    fn new(s: SessionRow, recordings: Vec<RecordingView>) -> SessionView {
-        let end = s.stopped_at_us.unwrap_or_else(now_us);
-        SessionView {
-            room_kind: s.room_kind.clone(),
-            note: s.note.clone(),
-            duration_seconds: (end - s.started_at_us) as f64 / 1e6,
-            bytes: recordings.iter().map(|r| r.bytes).sum(),
-            manifest_key: s.manifest_key.clone(),
-            error: s.error.clone(),
-            recordings,
-            summary: SessionSummary::from(s),
-        }
     }
 }
 

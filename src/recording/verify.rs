@@ -12,6 +12,7 @@ use super::chain::{self, Entry, EntryKind};
 use super::error::CoreError;
 use super::index::{self, RecordingRow, SessionRow};
 use super::manifest::{self, Manifest};
+use super::writer::recording_prefix;
 use crate::db::Pool;
 use crate::store::Store;
 
@@ -187,9 +188,10 @@ async fn check_recording(
         }
     }
     // Objects under the recording's prefix that no entry names were added behind our back.
-    let prefix = object_store::path::Path::from(format!(
-        "{}/{}/{}",
-        session.project_code, session.id, rec.source_name
+    let prefix = object_store::path::Path::from(recording_prefix(
+        &session.project_code,
+        &session.id,
+        &rec.source_name,
     ));
     let known: BTreeSet<&str> = media.iter().map(|e| e.object_key.as_str()).collect();
     match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {

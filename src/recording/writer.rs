@@ -45,6 +45,11 @@ pub struct ChainWriter {
     pub metrics: Arc<Metrics>,
 }
 
+/// The key prefix of a recording's objects: `{project_code}/{session_id}/{source}`.
+pub fn recording_prefix(project_code: &str, session_id: &str, source: &str) -> String {
+    format!("{project_code}/{session_id}/{source}")
+}
+
 /// The object key of a segment: fixed width so keys sort by sequence.
 pub fn object_key(prefix: &str, seq: i64, extension: &str) -> String {
     format!("{prefix}/{seq:08}.{extension}")

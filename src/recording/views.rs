@@ -1,0 +1,110 @@
+//! The JSON views of sessions and recordings that the API returns.
+
+use serde::Serialize;
+
+use super::index::SessionRow;
+use crate::db::{now_us, rfc3339};
+
+#[derive(Debug, Serialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SegmentView {
+    pub seq: i64,
+    pub object_key: String,
+    pub start: String,
+    pub duration_seconds: f64,
+    pub bytes: i64,
+    pub sha256: String,
+    /// `rtcp-ntp` (camera clock) or `server`.
+    pub clock: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GapView {
+    pub seq: i64,
+    pub start: String,
+    pub end: String,
+    pub duration_seconds: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordingView {
+    pub id: String,
+    pub source: String,
+    pub url: String,
+    pub media: String,
+    pub template: String,
+    pub state: String,
+    pub bytes: i64,
+    pub duration_seconds: f64,
+    pub segment_count: usize,
+    pub gap_count: usize,
+    pub chain_head: Option<ChainHead>,
+    pub segments: Vec<SegmentView>,
+    pub gaps: Vec<GapView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub room_id: String,
+    pub room_name: String,
+    pub project_code: String,
+    pub session_code: String,
+    pub kind: String,
+    pub state: String,
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+}
+
+impl From<SessionRow> for SessionSummary {
+    fn from(s: SessionRow) -> Self {
+        SessionSummary {
+            id: s.id,
+            room_id: s.room_id,
+            room_name: s.room_name,
+            project_code: s.project_code,
+            session_code: s.session_code,
+            kind: s.kind,
+            state: s.state,
+            started_at: rfc3339(s.started_at_us),
+            stopped_at: s.stopped_at_us.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    pub room_kind: String,
+    pub note: String,
+    pub duration_seconds: f64,
+    pub bytes: i64,
+    pub manifest_key: Option<String>,
+    pub error: Option<String>,
+    pub recordings: Vec<RecordingView>,
+}
+
+impl SessionView {
+    pub fn new(s: SessionRow, recordings: Vec<RecordingView>) -> SessionView {
+        let end = s.stopped_at_us.unwrap_or_else(now_us);
+        SessionView {
+            room_kind: s.room_kind.clone(),
+            note: s.note.clone(),
+            duration_seconds: (end - s.started_at_us) as f64 / 1e6,
+            bytes: recordings.iter().map(|r| r.bytes).sum(),
+            manifest_key: s.manifest_key.clone(),
+            error: s.error.clone(),
+            recordings,
+            summary: SessionSummary::from(s),
+        }
+    }
+}
