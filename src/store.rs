@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use std::time::Duration;
+
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use crate::config::StoreConfig;
 
@@ -46,7 +48,19 @@ pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
             secret_access_key,
             path_style,
         } => {
+            // Short internal retries: the chain writer retries forever itself, and counts and
+            // logs each failure, so an outage is visible instead of hidden in a 3-minute wait.
+            let retry = RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+                backoff: Default::default(),
+            };
+            let client = ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(60));
             let mut b = AmazonS3Builder::new()
+                .with_retry(retry)
+                .with_client_options(client)
                 .with_bucket_name(bucket)
                 .with_region(region)
                 .with_access_key_id(access_key_id)

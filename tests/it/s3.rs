@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 struct SeaweedFs {
-    child: Child,
+    child: Option<Child>,
+    args: Vec<String>,
     s3_port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -42,11 +42,13 @@ impl SeaweedFs {
     fn start() -> SeaweedFs {
         let dir = tempfile::tempdir().unwrap();
         let s3_port = free_port();
-        let mut cmd = Command::new(weed_binary());
-        cmd.arg("mini")
-            .arg(format!("-dir={}", dir.path().display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-            .arg(format!("-s3.port={s3_port}"));
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", dir.path().display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-s3.port={s3_port}"),
+        ];
         // Every other listener on a free port too, so nothing collides with the machine.
         for flag in [
             "master.port",
@@ -62,32 +64,43 @@ impl SeaweedFs {
             "admin.port.grpc",
             "webdav.port",
         ] {
-            cmd.arg(format!("-{flag}={}", free_port()));
+            args.push(format!("-{flag}={}", free_port()));
         }
-        let child = cmd
+        let mut fs = SeaweedFs {
+            child: None,
+            args,
+            s3_port,
+            _dir: dir,
+        };
+        fs.restart();
+        fs
+    }
+
+    /// Starts (again, on the same ports and data) and waits until the bucket exists.
+    fn restart(&mut self) {
+        let child = Command::new(weed_binary())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("weed mini starts");
-        let fs = SeaweedFs {
-            child,
-            s3_port,
-            _dir: dir,
-        };
+        self.child = Some(child);
         let t = Instant::now();
-        // Ready when the bucket can be created (anonymous: this test server has no identities).
-        loop {
-            let ok = raw_http::put_ok(&format!("http://127.0.0.1:{s3_port}/evidence"));
-            if ok {
-                break;
-            }
+        // Anonymous bucket creation: this test server has no identities. Idempotent.
+        while !raw_http::put_ok(&format!("http://127.0.0.1:{}/evidence", self.s3_port)) {
             assert!(
                 t.elapsed() < Duration::from_secs(60),
                 "SeaweedFS S3 did not come up"
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        fs
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -109,7 +122,8 @@ mod raw_http {
     }
 
     pub fn put_ok(url: &str) -> bool {
-        matches!(request("PUT", url), Some((200, _)))
+        // 409: the bucket exists already (after a restart).
+        matches!(request("PUT", url), Some((200 | 409, _)))
     }
 }
 
@@ -179,4 +193,72 @@ async fn records_into_s3_compatible_storage() {
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&key) && out.contains("missing"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_store_outage_loses_nothing() {
+    let mut s3 = SeaweedFs::start();
+    let sim = Simulator::start(&[]);
+    let secret = uuid::Uuid::now_v7().simple().to_string();
+    let server = Server::start_with(&format!(
+        "[store]\nkind = \"s3\"\nbucket = \"evidence\"\nendpoint = \"http://127.0.0.1:{}\"\naccess_key_id = \"witness-test\"\nsecret_access_key = \"{secret}\"\n",
+        s3.s3_port
+    ))
+    .await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = server.start_recording(&room, "ZB-S3-DOWN").await;
+    let before = server
+        .wait_session(&session, "2 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 2
+        })
+        .await;
+
+    s3.kill();
+    // Segments keep closing into the spool while every upload fails and is retried.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("witness_store_retries_total{") && !l.ends_with(" 0")),
+        "store failures are counted: {metrics}"
+    );
+    let spooled = std::fs::read_dir(server.dir.path().join("data/spool"))
+        .unwrap()
+        .flatten()
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .sum::<usize>();
+    assert!(spooled > 3, "segments wait in the spool: {spooled} files");
+    s3.restart();
+
+    let stopped = server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    for src in ["cam1", "cam2", "mic1"] {
+        let rec = recording(&stopped, src);
+        assert_eq!(
+            rec["gap_count"], 0,
+            "a store outage is not a media gap: {rec}"
+        );
+        assert!(
+            segments(&stopped, src) >= segments(&before, src) + 4,
+            "{src}: {rec}"
+        );
+        let total: f64 = rec["duration_seconds"].as_f64().unwrap();
+        let wall = stopped["duration_seconds"].as_f64().unwrap();
+        assert!(
+            total > wall - 3.0,
+            "{src}: {total} s of media in a {wall} s session"
+        );
+    }
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 0, "{out}");
 }
