@@ -4,6 +4,7 @@
 //! recording core (`recording`) is one such module, and the platform modules will be siblings.
 //! See docs/ARCHITECTURE.md.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod http;

@@ -45,7 +45,8 @@ pub async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     tracing::info!(address = %config.http.listen, "serving HTTP");
     let core = state.recording.clone();
-    axum::serve(listener, http::app(state))
+    let app = http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server")?;

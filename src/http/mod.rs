@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-pub use error::{ApiError, ApiJson, ApiQuery};
+pub use error::{ApiError, ApiJson, ApiQuery, ClientAddr};
 
 use crate::recording;
 use crate::recording::sessions::Core;
@@ -25,7 +25,8 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/keys", get(keys))
-        .merge(recording::api::routes());
+        .merge(recording::api::routes())
+        .merge(recording::replay::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

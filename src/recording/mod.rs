@@ -4,7 +4,7 @@
 //! A segment travels through the files in this order:
 //! `pipeline` (GStreamer graph, segment opened/closed) → `recorder` (reconnect, watchdog,
 //! gaps) → `spool` (fsync, hash) → `writer` (store, then index via `index`, linked by `chain`)
-//! → `sessions` (manifest at stop) → `verify`. `rooms` and `template` are configuration;
+//! → `sessions` (manifest at stop) → `verify`, `replay` (HLS). `rooms` and `template` are configuration;
 //! `views` are the JSON shapes and `api` the HTTP face.
 
 pub mod api;
@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod recorder;
+pub mod replay;
 pub mod rooms;
 pub mod sessions;
 pub mod spool;

@@ -4,5 +4,6 @@ mod errors;
 mod harness;
 mod outages;
 mod recording;
+mod replay;
 mod s3;
 mod third_party;

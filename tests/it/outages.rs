@@ -88,6 +88,23 @@ async fn camera_drop_is_a_gap_and_recording_resumes() {
         );
     }
     let _ = after;
+    let playlist = server
+        .http
+        .get(server.url(&format!(
+            "/api/v1/sessions/{session}/sources/cam1/index.m3u8"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY").count(),
+        1,
+        "the gap shows in replay: {playlist}"
+    );
+    assert!(playlist.contains("# gap seq"), "{playlist}");
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("3 gaps"), "{out}");

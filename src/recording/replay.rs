@@ -1,0 +1,322 @@
+//! Replay: an HLS playlist per source of a session, built from the chain (program date-time
+//! from the recorded wall clock, a discontinuity where a gap is), and the stored segments served
+//! byte for byte from the object store. Opening a playlist is audited; evaluation-room sessions
+//! (评标) need a recorded reason.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::TryStreamExt;
+use serde::Deserialize;
+
+use super::chain::{Entry, EntryKind};
+use super::index;
+use crate::audit;
+use crate::db::rfc3339;
+use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions/{id}/sources/{source}/index.m3u8", get(playlist))
+        .route(
+            "/sessions/{id}/sources/{source}/segments/{file}",
+            get(segment),
+        )
+        .route("/sessions/{id}/audit", get(session_audit))
+}
+
+/// The audit entries of one session, oldest first.
+async fn session_audit(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<audit::AuditEntry>>, ApiError> {
+    let pool = &s.recording.pool;
+    index::session(pool, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                format!("session {id:?} not found"),
+            )
+        })?;
+    Ok(axum::Json(
+        audit::for_session(pool, &id).await.map_err(internal)?,
+    ))
+}
+
+/// Session kinds whose recordings are confidential (评标/评审): replay needs a reason.
+pub const CONFIDENTIAL_KINDS: &[&str] = &["evaluation"];
+
+/// The HLS media playlist of one recording. `live` playlists have no end tag.
+pub fn hls_playlist(entries: &[Entry], live: bool) -> String {
+    let media: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Media)
+        .collect();
+    let target = media
+        .iter()
+        .map(|e| (e.duration_us as f64 / 1e6).ceil() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:{}\n#EXT-X-INDEPENDENT-SEGMENTS\n",
+        if live { "EVENT" } else { "VOD" }
+    );
+    let mut gap_pending = false;
+    for e in entries {
+        match e.kind {
+            EntryKind::Genesis => {}
+            EntryKind::Gap => {
+                out.push_str(&format!(
+                    "# gap seq {} from {} for {:.3} s: {}\n",
+                    e.seq,
+                    rfc3339(e.wall_start_us),
+                    e.duration_us as f64 / 1e6,
+                    e.detail
+                ));
+                gap_pending = true;
+            }
+            EntryKind::Media => {
+                if gap_pending {
+                    out.push_str("#EXT-X-DISCONTINUITY\n");
+                    gap_pending = false;
+                }
+                let name = e.object_key.rsplit('/').next().unwrap_or_default();
+                out.push_str(&format!(
+                    "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\nsegments/{name}\n",
+                    rfc3339(e.wall_start_us),
+                    e.duration_us as f64 / 1e6
+                ));
+            }
+        }
+    }
+    if !live {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayQuery {
+    /// Why a confidential session is being replayed; recorded in the audit trail.
+    reason: Option<String>,
+}
+
+async fn playlist(
+    State(s): State<AppState>,
+    Path((id, source)): Path<(String, String)>,
+    ClientAddr(address): ClientAddr,
+    ApiQuery(q): ApiQuery<ReplayQuery>,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    let (session, rec) = find(pool, &id, &source).await?;
+    let reason = q.reason.unwrap_or_default();
+    let target = format!("{}/{}", session.id, rec.source_name);
+    let mut entry = audit::NewEntry {
+        actor: "anonymous",
+        address: &address,
+        action: "replay_start",
+        session_id: Some(&session.id),
+        target: &target,
+        reason: &reason,
+        outcome: "allowed",
+    };
+    if CONFIDENTIAL_KINDS.contains(&session.kind.as_str()) && reason.trim().is_empty() {
+        entry.outcome = "denied: no reason given for a confidential session";
+        audit::append(pool, entry).await.map_err(internal)?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reason_required",
+            format!(
+                "session {} is a confidential {} session: replay needs ?reason=… (it is recorded)",
+                session.id, session.kind
+            ),
+        ));
+    }
+    if reason.chars().count() > 500 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "reason: at most 500 characters",
+        ));
+    }
+    let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
+    if entries
+        .iter()
+        .any(|e| e.kind == EntryKind::Media && !e.object_key.ends_with(".ts"))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_hls_compatible",
+            format!(
+                "recording {source:?} uses template {:?}, whose segments are not MPEG-TS",
+                rec.template
+            ),
+        ));
+    }
+    audit::append(pool, entry).await.map_err(internal)?;
+    let live = session.state != "stopped";
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (
+                header::CACHE_CONTROL,
+                if live {
+                    "no-cache"
+                } else {
+                    "private, max-age=60"
+                },
+            ),
+        ],
+        hls_playlist(&entries, live),
+    )
+        .into_response())
+}
+
+async fn segment(
+    State(s): State<AppState>,
+    Path((id, source, file)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    let (session, rec) = find(pool, &id, &source).await?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "segment_not_found",
+            format!("segment {file:?} of source {source:?} not found"),
+        )
+    };
+    // Only `{seq:08}.{ext}`: fixed width, digits, nothing else reaches the store.
+    let (seq, ext) = file.split_once('.').ok_or_else(not_found)?;
+    if seq.len() != 8 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_found());
+    }
+    let seq: i64 = seq.parse().map_err(|_| not_found())?;
+    let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
+    let entry = entries
+        .iter()
+        .find(|e| {
+            e.seq == seq && e.kind == EntryKind::Media && e.object_key.ends_with(&format!(".{ext}"))
+        })
+        .ok_or_else(not_found)?;
+    let got = s
+        .recording
+        .store
+        .get(&object_store::path::Path::from(entry.object_key.as_str()))
+        .await
+        .map_err(|e| {
+            tracing::error!(session = %session.id, key = %entry.object_key, error = %e, "stored segment unreadable");
+            ApiError::new(StatusCode::BAD_GATEWAY, "segment_unavailable", "the stored segment cannot be read; run verify")
+        })?;
+    let content_type = match ext {
+        "ts" => "video/mp2t",
+        "mkv" => "video/x-matroska",
+        _ => "application/octet-stream",
+    };
+    let body = Body::from_stream(got.into_stream().map_err(std::io::Error::other));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_LENGTH, entry.bytes.to_string()),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable".to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn find(
+    pool: &crate::db::Pool,
+    id: &str,
+    source: &str,
+) -> Result<(index::SessionRow, index::RecordingRow), ApiError> {
+    let session = index::session(pool, id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                format!("session {id:?} not found"),
+            )
+        })?;
+    let rec = index::recordings(pool, &session.id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .find(|r| r.source_name == source)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "source_not_found",
+                format!("session {id} has no source {source:?}"),
+            )
+        })?;
+    Ok((session, rec))
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    super::error::CoreError::from(e).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: i64, kind: EntryKind, start_s: i64, dur_ms: i64) -> Entry {
+        Entry {
+            recording_id: "r".into(),
+            seq,
+            kind,
+            object_key: if kind == EntryKind::Media {
+                format!("p/s/cam1/{seq:08}.ts")
+            } else {
+                String::new()
+            },
+            wall_start_us: 1_764_000_000_000_000 + start_s * 1_000_000,
+            duration_us: dur_ms * 1000,
+            bytes: 1,
+            sha256: String::new(),
+            clock: "server".into(),
+            detail: if kind == EntryKind::Gap {
+                "camera dropped".into()
+            } else {
+                String::new()
+            },
+            prev_hash: String::new(),
+            entry_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn playlist_marks_gaps_and_wall_clock() {
+        let entries = vec![
+            entry(0, EntryKind::Genesis, 0, 0),
+            entry(1, EntryKind::Media, 0, 2000),
+            entry(2, EntryKind::Media, 2, 2040),
+            entry(3, EntryKind::Gap, 4, 5000),
+            entry(4, EntryKind::Media, 9, 1960),
+        ];
+        let p = hls_playlist(&entries, false);
+        assert_eq!(
+            p,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+#EXT-X-PROGRAM-DATE-TIME:2025-11-24T16:00:00.000Z\n#EXTINF:2.000,\nsegments/00000001.ts\n\
+#EXT-X-PROGRAM-DATE-TIME:2025-11-24T16:00:02.000Z\n#EXTINF:2.040,\nsegments/00000002.ts\n\
+# gap seq 3 from 2025-11-24T16:00:04.000Z for 5.000 s: camera dropped\n#EXT-X-DISCONTINUITY\n\
+#EXT-X-PROGRAM-DATE-TIME:2025-11-24T16:00:09.000Z\n#EXTINF:1.960,\nsegments/00000004.ts\n#EXT-X-ENDLIST\n"
+        );
+        let live = hls_playlist(&entries, true);
+        assert!(live.contains("PLAYLIST-TYPE:EVENT") && !live.contains("ENDLIST"));
+    }
+}

@@ -1,0 +1,165 @@
+//! Replay over HLS: the playlist parses with an independent parser (ffprobe), carries the
+//! recorded wall clock, serves the stored bytes unchanged; confidential sessions need a reason,
+//! and every replay start is in the audit trail.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hls_replay_of_a_recorded_session() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let s = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{room}/start"),
+            Some(json!({"project_code": "ZB-HLS", "session_code": "PB-01", "kind": "evaluation"})),
+        )
+        .await;
+    let session = s["id"].as_str().unwrap().to_string();
+    server
+        .wait_session(&session, "5 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 5
+        })
+        .await;
+    let stopped = server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    let base = format!("/api/v1/sessions/{session}/sources/cam1");
+
+    // Confidential: no reason, no replay, and the refusal is audited.
+    let (status, body) = server
+        .call("GET", &format!("{base}/index.m3u8"), None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "reason_required");
+
+    let url = server.url(&format!(
+        "{base}/index.m3u8?reason=complaint%20ZB-HLS%20review"
+    ));
+    let playlist = server
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-ENDLIST"));
+    let rec = recording(&stopped, "cam1");
+    let segs = rec["segments"].as_array().unwrap();
+    assert_eq!(
+        playlist.matches("#EXTINF:").count(),
+        segs.len(),
+        "{playlist}"
+    );
+    let first_start = segs[0]["start"].as_str().unwrap();
+    assert!(
+        playlist.contains(&format!("#EXT-X-PROGRAM-DATE-TIME:{first_start}")),
+        "{playlist}"
+    );
+
+    // An independent parser reads the playlist and the segments it names.
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type",
+            "-of",
+            "json",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let recorded = rec["duration_seconds"].as_f64().unwrap();
+    assert!(
+        (duration - recorded).abs() < 1.5,
+        "ffprobe {duration} s vs recorded {recorded} s"
+    );
+    let kinds: Vec<&str> = probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"video") && kinds.contains(&"audio"),
+        "{kinds:?}"
+    );
+
+    // Served bytes are the stored bytes.
+    let key = segs[1]["object_key"].as_str().unwrap();
+    let name = key.rsplit('/').next().unwrap();
+    let served = server
+        .http
+        .get(server.url(&format!("{base}/segments/{name}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.headers()["content-type"], "video/mp2t");
+    let served = served.bytes().await.unwrap();
+    assert_eq!(
+        served.as_ref(),
+        std::fs::read(server.objects().join(key))
+            .unwrap()
+            .as_slice()
+    );
+    for bad in [
+        "../../etc/passwd",
+        "1.ts",
+        "00000000.ts",
+        "0000000x.ts",
+        "99999999.ts",
+    ] {
+        let (status, body) = server
+            .call("GET", &format!("{base}/segments/{bad}"), None)
+            .await;
+        assert!(status == 404, "{bad}: {status} {body}");
+    }
+    let (status, body) = server
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{session}/sources/nope/index.m3u8"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("source_not_found"))
+    );
+
+    let audit = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/audit"), None)
+        .await;
+    let entries = audit.as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["action"] == "replay_start"
+            && e["outcome"].as_str().unwrap().starts_with("denied")),
+        "{audit}"
+    );
+    let allowed: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "replay_start" && e["outcome"] == "allowed")
+        .collect();
+    assert!(!allowed.is_empty(), "{audit}");
+    assert_eq!(allowed[0]["reason"], "complaint ZB-HLS review");
+    assert_eq!(allowed[0]["address"], "127.0.0.1");
+}
