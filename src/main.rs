@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use witness::config::Config;
-use witness::recording::{rooms, sessions::StartRequest, verify};
+use witness::recording::package::verify_package;
+use witness::recording::{export, rooms, sessions::StartRequest, verify};
 use witness::{server, simulator};
 
 #[derive(Parser)]
@@ -30,6 +31,21 @@ enum Command {
     },
     /// Run the RTSP camera simulator.
     Simulate(simulator::SimOptions),
+    /// Export a stopped session as an evidence package (BagIt bag in a tar file).
+    Export {
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Why it is exported; recorded in the audit trail and the package.
+        #[arg(long)]
+        reason: String,
+        /// Who exports it.
+        #[arg(long, default_value = "cli")]
+        exporter: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Server + simulator + a demo room that starts recording.
     Demo {
         #[arg(long)]
@@ -38,10 +54,15 @@ enum Command {
         #[arg(long, default_value_t = 8554)]
         rtsp_port: u16,
     },
-    /// Re-read every stored object of a session and check hashes, chain and signed manifest.
+    /// Check a session in the store (`--session ID`), or an evidence package offline (PACKAGE).
     Verify {
-        #[arg(long)]
-        session: String,
+        /// An evidence package (tar or unpacked folder): checked offline, no server or database.
+        package: Option<PathBuf>,
+        #[arg(long, conflicts_with = "package")]
+        session: Option<String>,
+        /// With a package: the server public key (hex) it must be signed with.
+        #[arg(long, requires = "package")]
+        public_key: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         /// Print the full report as JSON.
@@ -87,9 +108,43 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {
-            session,
+            package: Some(package),
+            public_key,
+            json,
+            ..
+        } => {
+            let report = verify_package(&package, public_key.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for seg in &report.segments {
+                    println!(
+                        "{:<10} seq {:>6}  {:<40} {}",
+                        seg.source,
+                        seg.seq,
+                        seg.file,
+                        if seg.ok { "ok" } else { "BROKEN" }
+                    );
+                }
+                for g in &report.gaps {
+                    println!("gap: {g}");
+                }
+                for p in &report.problems {
+                    println!("problem: {p}");
+                }
+                println!("{}", report.verdict);
+            }
+            Ok(if report.intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Verify {
+            session: Some(session),
             config,
             json,
+            ..
         } => {
             let config = Config::load(config.as_deref())?;
             let core = server::open_core(&config).await?;
@@ -125,6 +180,72 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Verify { .. } => anyhow::bail!("verify needs a PACKAGE or --session ID"),
+        Command::Export {
+            session,
+            out,
+            reason,
+            exporter,
+            config,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let core = server::open_core(&config).await?;
+            let tmp = out.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let started = std::time::Instant::now();
+            let mut progress = |done: u64, total: u64| {
+                let pct = if total == 0 {
+                    100.0
+                } else {
+                    done as f64 * 100.0 / total as f64
+                };
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let eta = if rate > 0.0 {
+                    (total.saturating_sub(done)) as f64 / rate
+                } else {
+                    0.0
+                };
+                eprint!(
+                    "\rexport {pct:5.1} %  {:.1}/{:.1} MiB  ETA {eta:.0} s   ",
+                    done as f64 / 1048576.0,
+                    total as f64 / 1048576.0
+                );
+            };
+            let summary = export::export_session(
+                &core.pool,
+                &core.store,
+                &core.signer,
+                export::ExportRequest {
+                    session_id: &session,
+                    exporter: &exporter,
+                    reason: &reason,
+                },
+                &mut writer,
+                &mut progress,
+            )
+            .await;
+            eprintln!();
+            let summary = match summary {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            };
+            drop(writer);
+            std::fs::rename(&tmp, &out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "package {} written to {} ({} files, {} payload bytes)",
+                summary.package_id,
+                out.display(),
+                summary.files,
+                summary.payload_bytes
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo { config, rtsp_port } => demo(config, rtsp_port).await,
         Command::Simulate(_) => unreachable!("handled before the runtime starts"),

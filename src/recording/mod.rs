@@ -4,15 +4,18 @@
 //! A segment travels through the files in this order:
 //! `pipeline` (GStreamer graph, segment opened/closed) → `recorder` (reconnect, watchdog,
 //! gaps) → `spool` (fsync, hash) → `writer` (store, then index via `index`, linked by `chain`)
-//! → `sessions` (manifest at stop) → `verify`, `replay` (HLS). `rooms` and `template` are configuration;
+//! → `sessions` (manifest at stop) → `verify`, `replay` (HLS), `export` (evidence package) and `package` (its
+//! offline check). `rooms` and `template` are configuration;
 //! `views` are the JSON shapes and `api` the HTTP face.
 
 pub mod api;
 pub mod chain;
 pub mod error;
+pub mod export;
 pub mod index;
 pub mod manifest;
 pub mod metrics;
+pub mod package;
 pub mod pipeline;
 pub mod recorder;
 pub mod replay;

@@ -1,6 +1,7 @@
 //! Integration tests: real GStreamer, real RTSP, real SQL, real HTTP. See `harness`.
 
 mod errors;
+mod export;
 mod harness;
 mod outages;
 mod recording;

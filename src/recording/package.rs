@@ -1,0 +1,482 @@
+//! The offline check of an evidence package (tar or unpacked folder): no server, no database,
+//! only the bytes. BagIt completeness and fixity (SHA-256 and SM3), the signed tag manifest,
+//! every chain link, genesis bound to the bag's project and session, every segment against its
+//! chain entry, the signed session manifest against the chain heads. Hostile archives (absolute
+//! or `..` paths, links, oversized tag files, too many entries) are refused before use.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Component, Path};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sm3::Sm3;
+
+use super::chain::{self, EntryKind};
+use super::export::PackagedChain;
+use super::manifest::{self, Manifest};
+
+/// Limits that keep a hostile package from exhausting memory or time.
+const MAX_ENTRIES: usize = 1_000_000;
+const MAX_SMALL_FILE: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("package {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("package refused: {0}")]
+    Hostile(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentCheck {
+    pub source: String,
+    pub seq: i64,
+    pub kind: String,
+    pub file: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageReport {
+    pub intact: bool,
+    pub verdict: String,
+    pub problems: Vec<String>,
+    pub public_key: String,
+    pub project_code: String,
+    pub session_id: String,
+    pub segments: Vec<SegmentCheck>,
+    pub gaps: Vec<String>,
+}
+
+/// What was read: hashes of every file, and the bytes of the small (non-media) ones.
+#[derive(Default)]
+struct Contents {
+    sha256: BTreeMap<String, String>,
+    sm3: BTreeMap<String, String>,
+    size: BTreeMap<String, u64>,
+    small: BTreeMap<String, Vec<u8>>,
+}
+
+impl Contents {
+    fn text(&self, name: &str) -> Option<String> {
+        self.small
+            .get(name)
+            .map(|b| String::from_utf8_lossy(b).to_string())
+    }
+
+    fn take(&mut self, name: &str, mut r: impl Read, len: u64) -> Result<(), std::io::Error> {
+        let keep = !name.starts_with("data/media/") && len <= MAX_SMALL_FILE;
+        let mut sha = Sha256::new();
+        let mut sm = Sm3::new();
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            sm.update(&buf[..n]);
+            if keep {
+                kept.extend_from_slice(&buf[..n]);
+            }
+            total += n as u64;
+        }
+        self.sha256.insert(name.into(), hex::encode(sha.finalize()));
+        self.sm3.insert(name.into(), hex::encode(sm.finalize()));
+        self.size.insert(name.into(), total);
+        if keep {
+            self.small.insert(name.into(), kept);
+        }
+        Ok(())
+    }
+}
+
+/// A path inside the bag, checked: relative, no `..`, no root, valid UTF-8.
+fn bag_path(raw: &Path) -> Result<String, PackageError> {
+    let hostile = |why: &str| PackageError::Hostile(format!("{}: {why}", raw.display()));
+    let mut parts = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => {
+                parts.push(p.to_str().ok_or_else(|| hostile("not UTF-8"))?.to_string())
+            }
+            Component::CurDir => {}
+            Component::ParentDir => return Err(hostile("path climbs out with ..")),
+            Component::RootDir | Component::Prefix(_) => return Err(hostile("absolute path")),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Reads a tar archive (one top folder) or an unpacked bag folder.
+fn read(path: &Path) -> Result<Contents, PackageError> {
+    let io = |source| PackageError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut c = Contents::default();
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).map_err(io)? {
+                let e = e.map_err(io)?;
+                let ft = e.file_type().map_err(io)?;
+                let rel = bag_path(e.path().strip_prefix(path).unwrap_or(&e.path()))?;
+                if ft.is_symlink() {
+                    return Err(PackageError::Hostile(format!("{rel}: symbolic link")));
+                } else if ft.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    if c.size.len() >= MAX_ENTRIES {
+                        return Err(PackageError::Hostile("too many files".into()));
+                    }
+                    let f = std::fs::File::open(e.path()).map_err(io)?;
+                    let len = f.metadata().map_err(io)?.len();
+                    c.take(&rel, f, len).map_err(io)?;
+                }
+            }
+        }
+        return Ok(c);
+    }
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut archive = tar::Archive::new(f);
+    let mut top: Option<String> = None;
+    for entry in archive.entries().map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let raw = entry.path().map_err(io)?.to_path_buf();
+        let full = bag_path(&raw)?;
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            tar::EntryType::Directory => continue,
+            other => {
+                return Err(PackageError::Hostile(format!(
+                    "{full}: {other:?} entries are not allowed"
+                )));
+            }
+        }
+        let (first, rest) = full
+            .split_once('/')
+            .ok_or_else(|| PackageError::Hostile(format!("{full}: outside the bag folder")))?;
+        match &top {
+            None => top = Some(first.to_string()),
+            Some(t) if t != first => {
+                return Err(PackageError::Hostile(format!(
+                    "{full}: a second top folder"
+                )));
+            }
+            _ => {}
+        }
+        if c.size.contains_key(rest) {
+            return Err(PackageError::Hostile(format!("{rest}: appears twice")));
+        }
+        if c.size.len() >= MAX_ENTRIES {
+            return Err(PackageError::Hostile("too many files".into()));
+        }
+        let len = entry.header().size().map_err(io)?;
+        c.take(rest, entry, len).map_err(io)?;
+    }
+    Ok(c)
+}
+
+fn parse_manifest(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (h, p) = l
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| format!("malformed line {l:?}"))?;
+            Ok((
+                h.to_ascii_lowercase(),
+                p.trim_start().trim_start_matches('*').to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn bag_info(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Checks a package. `Err` only when it cannot be read or is refused as hostile.
+pub fn verify_package(
+    path: &Path,
+    expected_key: Option<&str>,
+) -> Result<PackageReport, PackageError> {
+    let c = read(path)?;
+    let mut problems = Vec::new();
+
+    // 1. BagIt structure, completeness and fixity.
+    if !c
+        .text("bagit.txt")
+        .is_some_and(|t| t.contains("BagIt-Version:"))
+    {
+        problems.push("bagit.txt missing or invalid: not a BagIt bag".to_string());
+    }
+    let info = bag_info(&c.text("bag-info.txt").unwrap_or_default());
+    for (algo, table) in [("sha256", &c.sha256), ("sm3", &c.sm3)] {
+        let name = format!("manifest-{algo}.txt");
+        let Some(text) = c.text(&name) else {
+            problems.push(format!("{name} missing"));
+            continue;
+        };
+        match parse_manifest(&text) {
+            Err(e) => problems.push(format!("{name}: {e}")),
+            Ok(lines) => {
+                let listed: BTreeSet<&str> = lines.iter().map(|(_, p)| p.as_str()).collect();
+                for (hash, p) in &lines {
+                    match table.get(p) {
+                        None => problems.push(format!(
+                            "{p}: listed in {name} but missing from the package"
+                        )),
+                        Some(h) if h != hash => {
+                            problems.push(format!("{p}: {algo} mismatch (file altered)"))
+                        }
+                        _ => {}
+                    }
+                }
+                for p in table.keys().filter(|p| p.starts_with("data/")) {
+                    if !listed.contains(p.as_str()) {
+                        problems.push(format!(
+                            "{p}: in the package but not in {name} (file added)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(oxum) = info.get("Payload-Oxum") {
+        let (bytes, files) = c
+            .size
+            .iter()
+            .filter(|(p, _)| p.starts_with("data/"))
+            .fold((0u64, 0u64), |(b, f), (_, s)| (b + s, f + 1));
+        if *oxum != format!("{bytes}.{files}") {
+            problems.push(format!(
+                "Payload-Oxum {oxum} but the payload is {bytes}.{files}"
+            ));
+        }
+    }
+
+    // 2. The tag manifest and its signature.
+    let public_key = c
+        .text("server-public-key.txt")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if let Some(k) = expected_key
+        && !k.eq_ignore_ascii_case(&public_key)
+    {
+        problems.push(format!("package signed by key {public_key}, expected {k}"));
+    }
+    match (
+        c.small.get("tagmanifest-sha256.txt"),
+        c.text("tagmanifest-sha256.txt.sig"),
+    ) {
+        (Some(tm), Some(sig)) => {
+            if !manifest::verify_hex(&public_key, tm, sig.trim()) {
+                problems.push(
+                    "tagmanifest-sha256.txt: signature does not verify with server-public-key.txt"
+                        .into(),
+                );
+            }
+            match parse_manifest(&String::from_utf8_lossy(tm)) {
+                Err(e) => problems.push(format!("tagmanifest-sha256.txt: {e}")),
+                Ok(lines) => {
+                    for (hash, p) in lines {
+                        if c.sha256.get(&p) != Some(&hash) {
+                            problems.push(format!(
+                                "{p}: does not match tagmanifest-sha256.txt (tag file edited)"
+                            ));
+                        }
+                    }
+                    for required in [
+                        "bag-info.txt",
+                        "manifest-sha256.txt",
+                        "manifest-sm3.txt",
+                        "server-public-key.txt",
+                    ] {
+                        if !String::from_utf8_lossy(tm).contains(&format!("  {required}\n")) {
+                            problems.push(format!(
+                                "{required}: not covered by the signed tag manifest"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        _ => problems
+            .push("tagmanifest-sha256.txt or its .sig missing: the package is unsigned".into()),
+    }
+
+    // 3. Chains: links, genesis binding, segments.
+    let project = info
+        .get("Witness-Project-Code")
+        .cloned()
+        .unwrap_or_default();
+    let session_id = info.get("Witness-Session-Id").cloned().unwrap_or_default();
+    let session_code = info
+        .get("Witness-Session-Code")
+        .cloned()
+        .unwrap_or_default();
+    let room_id = info.get("Witness-Room-Id").cloned().unwrap_or_default();
+    let mut segments = Vec::new();
+    let mut gaps = Vec::new();
+    let mut heads = BTreeMap::new();
+    let chain_files: Vec<&String> = c
+        .small
+        .keys()
+        .filter(|p| {
+            p.starts_with("data/chain/") && p.ends_with(".json") && !p.ends_with("manifest.json")
+        })
+        .collect();
+    if chain_files.is_empty() {
+        problems.push("data/chain/: no chain in the package".into());
+    }
+    for p in chain_files {
+        let Ok(pc) = serde_json::from_slice::<PackagedChain>(&c.small[p]) else {
+            problems.push(format!("{p}: not a chain file"));
+            continue;
+        };
+        let genesis =
+            chain::genesis_detail(&project, &session_id, &session_code, &room_id, &pc.source);
+        if let Err(e) = chain::check_links(&pc.recording_id, &genesis, &pc.entries) {
+            problems.push(format!("source {}: chain broken: {e}", pc.source));
+        }
+        for e in &pc.entries {
+            match e.kind {
+                EntryKind::Genesis => {}
+                EntryKind::Gap => gaps.push(format!(
+                    "source {} seq {}: gap of {:.1} s from {}: {}",
+                    pc.source,
+                    e.seq,
+                    e.duration_us as f64 / 1e6,
+                    crate::db::rfc3339(e.wall_start_us),
+                    e.detail
+                )),
+                EntryKind::Media => {
+                    let name = e.object_key.rsplit('/').next().unwrap_or_default();
+                    let file = format!("data/media/{}/{name}", pc.source);
+                    let ok = match c.sha256.get(&file) {
+                        None => {
+                            problems.push(format!(
+                                "source {} seq {} ({file}): segment missing",
+                                pc.source, e.seq
+                            ));
+                            false
+                        }
+                        Some(h)
+                            if *h != e.sha256 || c.size.get(&file) != Some(&(e.bytes as u64)) =>
+                        {
+                            problems.push(format!(
+                                "source {} seq {} ({file}): bytes differ from the chain entry (replaced or altered segment)",
+                                pc.source, e.seq
+                            ));
+                            false
+                        }
+                        _ => true,
+                    };
+                    segments.push(SegmentCheck {
+                        source: pc.source.clone(),
+                        seq: e.seq,
+                        kind: "media".into(),
+                        file,
+                        ok,
+                    });
+                }
+            }
+        }
+        if let Some(last) = pc.entries.last() {
+            heads.insert(pc.recording_id.clone(), (last.seq, last.entry_hash.clone()));
+        }
+    }
+
+    // 4. The session manifest signed at stop binds every chain head.
+    match (
+        c.small.get("data/chain/manifest.json"),
+        c.text("data/chain/manifest.json.sig"),
+    ) {
+        (Some(body), Some(sig)) => {
+            if !manifest::verify_hex(&public_key, body, sig.trim()) {
+                problems.push("data/chain/manifest.json: signature does not verify (manifest signed by another key or edited)".into());
+            } else if let Ok(m) = serde_json::from_slice::<Manifest>(body) {
+                if m.session_id != session_id || m.project_code != project {
+                    problems.push(
+                        "data/chain/manifest.json: belongs to another session or project".into(),
+                    );
+                }
+                let signed: BTreeMap<String, (i64, String)> = m
+                    .recordings
+                    .iter()
+                    .map(|h| (h.recording_id.clone(), (h.head_seq, h.head_hash.clone())))
+                    .collect();
+                if signed != heads {
+                    problems.push("chain heads differ from the signed session manifest (entries removed, added or truncated)".into());
+                }
+            } else {
+                problems.push("data/chain/manifest.json: malformed".into());
+            }
+        }
+        _ => problems.push("data/chain/manifest.json or its signature missing".into()),
+    }
+
+    let intact = problems.is_empty();
+    let verdict = if intact {
+        format!(
+            "INTACT: project {project} session {session_id}: {} segments, {} gaps, signed by key {}",
+            segments.len(),
+            gaps.len(),
+            public_key
+        )
+    } else {
+        format!(
+            "BROKEN: {} (and {} more problems)",
+            problems[0],
+            problems.len() - 1
+        )
+    };
+    Ok(PackageReport {
+        intact,
+        verdict,
+        problems,
+        public_key,
+        project_code: project,
+        session_id,
+        segments,
+        gaps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for bad in ["../x", "/etc/passwd", "a/../../b"] {
+            assert!(bag_path(Path::new(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(bag_path(Path::new("./a/b")).unwrap(), "a/b");
+    }
+
+    #[test]
+    fn manifests_parse() {
+        let m = parse_manifest("ab  data/x\nCD *data/y\n").unwrap();
+        assert_eq!(
+            m,
+            vec![
+                ("ab".into(), "data/x".into()),
+                ("cd".into(), "data/y".into())
+            ]
+        );
+        assert!(parse_manifest("nohash\n").is_err());
+    }
+}
