@@ -214,15 +214,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     total as f64 / 1048576.0
                 );
             };
-            let summary = export::export_session(
+            let req = export::ExportRequest {
+                session_id: &session,
+                exporter: &exporter,
+                reason: &reason,
+                address: "cli",
+                selection: export::Selection::default(),
+            };
+            let summary = export::export_to(
                 &core.pool,
                 &core.store,
                 &core.signer,
-                export::ExportRequest {
-                    session_id: &session,
-                    exporter: &exporter,
-                    reason: &reason,
-                },
+                req,
                 &mut writer,
                 &mut progress,
             )

@@ -35,7 +35,10 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
     core.resume_interrupted()
         .await
         .context("resuming interrupted sessions")?;
-    Ok(AppState { recording: core })
+    Ok(AppState {
+        recording: core,
+        exports: Default::default(),
+    })
 }
 
 /// Serves HTTP until SIGINT/SIGTERM, then closes every open segment before exiting.

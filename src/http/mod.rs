@@ -20,13 +20,15 @@ use crate::recording::sessions::Core;
 #[derive(Clone)]
 pub struct AppState {
     pub recording: Arc<Core>,
+    pub exports: Arc<recording::export_api::ExportJobs>,
 }
 
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/keys", get(keys))
         .merge(recording::api::routes())
-        .merge(recording::replay::routes());
+        .merge(recording::replay::routes())
+        .merge(recording::export_api::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

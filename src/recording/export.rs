@@ -1,8 +1,12 @@
-//! Evidence packages: a session exported as a BagIt bag (RFC 8493) in a tar archive. The media
+//! Evidence packages: a session exported as a BagIt bag (RFC 8493) in a tar stream. The media
 //! are the stored segment bytes, unchanged; beside them the full chains, the signed session
 //! manifest, the session's audit entries, SHA-256 and SM3 manifests, a tag manifest signed with
-//! the server key, and a README that says how to check it all by hand. `package` checks one
-//! offline.
+//! the server key, and a README that says how to check it all by hand.
+//!
+//! Two phases keep memory constant and make no temporary copy of the media: `plan` reads every
+//! selected object once (checking it against its chain entry, computing SM3) and builds the
+//! small files; `write` streams the tar, reading each object again and re-checking it.
+//! `package` checks a package offline.
 
 use std::io::Write;
 
@@ -28,32 +32,95 @@ pub struct PackagedChain {
     pub entries: Vec<Entry>,
 }
 
+/// Which media go into a package. Chains always travel whole, so the verifier can tell a segment
+/// left out by selection from one removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Source names; empty means all.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Wall-clock range (Unix µs): segments overlapping it are included.
+    #[serde(default)]
+    pub from_us: Option<i64>,
+    #[serde(default)]
+    pub to_us: Option<i64>,
+}
+
+impl Selection {
+    pub fn includes(&self, source: &str, e: &Entry) -> bool {
+        (self.sources.is_empty() || self.sources.iter().any(|s| s == source))
+            && self
+                .from_us
+                .is_none_or(|f| e.wall_start_us + e.duration_us > f)
+            && self.to_us.is_none_or(|t| e.wall_start_us < t)
+    }
+
+    /// The `Witness-Selection` line of bag-info.txt; parsed back by the verifier.
+    pub fn to_bag_info(&self) -> String {
+        serde_json::to_string(self).expect("selection serializes")
+    }
+}
+
 pub struct ExportRequest<'a> {
     pub session_id: &'a str,
     pub exporter: &'a str,
     pub reason: &'a str,
+    pub address: &'a str,
+    pub selection: Selection,
 }
 
-/// What was written, for the caller's report.
-#[derive(Debug, Serialize)]
-pub struct ExportSummary {
+enum Content {
+    /// A stored object, fetched again while writing and checked against this hash.
+    Object {
+        key: String,
+        sha256: String,
+    },
+    Bytes(Vec<u8>),
+}
+
+struct PlannedFile {
+    path: String,
+    content: Content,
+}
+
+/// Everything needed to write a package, with the media still in the store.
+pub struct Plan {
     pub package_id: String,
-    pub files: usize,
+    pub root: String,
     pub payload_bytes: u64,
+    pub files: usize,
+    entries: Vec<PlannedFile>,
 }
 
-/// Progress callback: bytes of media written so far, of the total.
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+/// Progress callback: bytes done, bytes total.
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
-/// Writes the package of a session as a tar stream to `out`.
-pub async fn export_session<W: Write>(
+async fn read_checked(store: &Store, key: &str, sha256: &str) -> Result<bytes::Bytes, CoreError> {
+    let data = store
+        .get(&object_store::path::Path::from(key))
+        .await?
+        .bytes()
+        .await?;
+    // Never package bytes the chain does not vouch for.
+    if hex::encode(Sha256::digest(&data)) != sha256 {
+        return Err(CoreError::conflict(
+            "store_tampered",
+            format!("object {key} does not match its chain entry; run verify"),
+        ));
+    }
+    Ok(data)
+}
+
+/// Reads the session, checks and hashes every selected object, and prepares all small files.
+/// Records the export in the audit trail (and that entry travels in the package).
+pub async fn plan(
     pool: &Pool,
     store: &Store,
     signer: &Signer,
     req: ExportRequest<'_>,
-    out: W,
     progress: Progress<'_>,
-) -> Result<ExportSummary, CoreError> {
+) -> Result<Plan, CoreError> {
     let session =
         index::session(pool, req.session_id)
             .await?
@@ -70,64 +137,73 @@ pub async fn export_session<W: Write>(
             ),
         ));
     }
-    if req.reason.trim().is_empty() {
+    if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
         return Err(CoreError::invalid(
             "reason_required",
-            "an export needs a reason; it is recorded",
+            "an export needs a reason (1 to 500 characters); it is recorded",
         ));
+    }
+    let recordings = index::recordings(pool, &session.id).await?;
+    for s in &req.selection.sources {
+        if !recordings.iter().any(|r| &r.source_name == s) {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                format!("sources: session has no source {s:?}"),
+            ));
+        }
     }
     let package_id = uuid::Uuid::now_v7().to_string();
     let root = format!("witness-{}-{}", session.project_code, session.id);
-    let mut tar = tar::Builder::new(out);
-    let mut sha_lines = String::new();
-    let mut sm3_lines = String::new();
-    let mut payload_bytes: u64 = 0;
-    let mut payload_files: u64 = 0;
-    let add = |tar: &mut tar::Builder<W>,
-               path: &str,
-               data: &[u8],
-               sha: &mut String,
-               sm: &mut String|
-     -> Result<(), CoreError> {
-        append(tar, &format!("{root}/{path}"), data)?;
-        sha.push_str(&format!("{}  {path}\n", hex::encode(Sha256::digest(data))));
-        sm.push_str(&format!("{}  {path}\n", hex::encode(Sm3::digest(data))));
-        Ok(())
-    };
-
-    let recordings = index::recordings(pool, &session.id).await?;
     let mut chains = Vec::new();
     let mut total: u64 = 0;
     for rec in &recordings {
         let entries = index::entries(pool, &rec.id).await?;
-        total += entries.iter().map(|e| e.bytes as u64).sum::<u64>();
+        total += entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Media && req.selection.includes(&rec.source_name, e))
+            .map(|e| e.bytes as u64)
+            .sum::<u64>();
         chains.push((rec, entries));
     }
+
+    let mut files = Vec::new();
+    let mut sha_lines = String::new();
+    let mut sm3_lines = String::new();
+    let mut payload_bytes: u64 = 0;
+    let mut done: u64 = 0;
+    let mut payload = |path: String, content: Content, len: u64, sha: String, sm: String| {
+        sha_lines.push_str(&format!("{sha}  {path}\n"));
+        sm3_lines.push_str(&format!("{sm}  {path}\n"));
+        payload_bytes += len;
+        files.push(PlannedFile { path, content });
+    };
+    let small = |data: &[u8]| {
+        (
+            hex::encode(Sha256::digest(data)),
+            hex::encode(Sm3::digest(data)),
+        )
+    };
+
     for (rec, entries) in &chains {
-        for e in entries.iter().filter(|e| e.kind == EntryKind::Media) {
-            let key = object_store::path::Path::from(e.object_key.as_str());
-            let data = store.get(&key).await?.bytes().await?;
-            // Never package bytes the chain does not vouch for.
-            if hex::encode(Sha256::digest(&data)) != e.sha256 {
-                return Err(CoreError::conflict(
-                    "store_tampered",
-                    format!(
-                        "object {} does not match its chain entry; run verify",
-                        e.object_key
-                    ),
-                ));
-            }
+        for e in entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Media && req.selection.includes(&rec.source_name, e))
+        {
+            let data = read_checked(store, &e.object_key, &e.sha256).await?;
             let name = e.object_key.rsplit('/').next().unwrap_or_default();
-            add(
-                &mut tar,
-                &format!("data/media/{}/{name}", rec.source_name),
-                &data,
-                &mut sha_lines,
-                &mut sm3_lines,
-            )?;
-            payload_bytes += data.len() as u64;
-            payload_files += 1;
-            progress(payload_bytes, total);
+            let sm = hex::encode(Sm3::digest(&data));
+            done += data.len() as u64;
+            progress(done, total);
+            payload(
+                format!("data/media/{}/{name}", rec.source_name),
+                Content::Object {
+                    key: e.object_key.clone(),
+                    sha256: e.sha256.clone(),
+                },
+                data.len() as u64,
+                e.sha256.clone(),
+                sm,
+            );
         }
         let chain = PackagedChain {
             recording_id: rec.id.clone(),
@@ -138,15 +214,14 @@ pub async fn export_session<W: Write>(
         };
         let json =
             serde_json::to_vec_pretty(&chain).map_err(|e| CoreError::Internal(e.to_string()))?;
-        add(
-            &mut tar,
-            &format!("data/chain/{}.json", rec.source_name),
-            &json,
-            &mut sha_lines,
-            &mut sm3_lines,
-        )?;
-        payload_bytes += json.len() as u64;
-        payload_files += 1;
+        let (sha, sm) = small(&json);
+        payload(
+            format!("data/chain/{}.json", rec.source_name),
+            Content::Bytes(json.clone()),
+            json.len() as u64,
+            sha,
+            sm,
+        );
     }
     if let Some(key) = &session.manifest_key {
         for (k, name) in [
@@ -157,24 +232,24 @@ pub async fn export_session<W: Write>(
                 .get(&object_store::path::Path::from(k.as_str()))
                 .await?
                 .bytes()
-                .await?;
-            add(
-                &mut tar,
-                &format!("data/chain/{name}"),
-                &data,
-                &mut sha_lines,
-                &mut sm3_lines,
-            )?;
-            payload_bytes += data.len() as u64;
-            payload_files += 1;
+                .await?
+                .to_vec();
+            let (sha, sm) = small(&data);
+            let len = data.len() as u64;
+            payload(
+                format!("data/chain/{name}"),
+                Content::Bytes(data),
+                len,
+                sha,
+                sm,
+            );
         }
     }
-    // The export is itself audited, and its own entry travels in the package.
     audit::append(
         pool,
         audit::NewEntry {
             actor: req.exporter,
-            address: "local",
+            address: req.address,
             action: "export",
             session_id: Some(&session.id),
             target: &package_id,
@@ -189,19 +264,19 @@ pub async fn export_session<W: Write>(
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         audit_jsonl.push(b'\n');
     }
-    add(
-        &mut tar,
-        "data/audit/audit.jsonl",
-        &audit_jsonl,
-        &mut sha_lines,
-        &mut sm3_lines,
-    )?;
-    payload_bytes += audit_jsonl.len() as u64;
-    payload_files += 1;
+    let (sha, sm) = small(&audit_jsonl);
+    let len = audit_jsonl.len() as u64;
+    payload(
+        "data/audit/audit.jsonl".into(),
+        Content::Bytes(audit_jsonl),
+        len,
+        sha,
+        sm,
+    );
+    let payload_files = files.len();
 
-    // Tag files.
     let bag_info = format!(
-        "Source-Organization: Witness\nBagging-Date: {}\nPayload-Oxum: {payload_bytes}.{payload_files}\nWitness-Package-Id: {package_id}\nWitness-Project-Code: {}\nWitness-Session-Id: {}\nWitness-Session-Code: {}\nWitness-Session-Kind: {}\nWitness-Room-Id: {}\nWitness-Room-Name: {}\nWitness-Session-Start: {}\nWitness-Session-Stop: {}\nWitness-Exporter: {}\nWitness-Export-Reason: {}\nWitness-Exported-At: {}\n",
+        "Source-Organization: Witness\nBagging-Date: {}\nPayload-Oxum: {payload_bytes}.{payload_files}\nWitness-Package-Id: {package_id}\nWitness-Project-Code: {}\nWitness-Session-Id: {}\nWitness-Session-Code: {}\nWitness-Session-Kind: {}\nWitness-Room-Id: {}\nWitness-Room-Name: {}\nWitness-Session-Start: {}\nWitness-Session-Stop: {}\nWitness-Selection: {}\nWitness-Exporter: {}\nWitness-Export-Reason: {}\nWitness-Exported-At: {}\n",
         chrono::Utc::now().format("%Y-%m-%d"),
         session.project_code,
         session.id,
@@ -211,11 +286,11 @@ pub async fn export_session<W: Write>(
         one_line(&session.room_name),
         rfc3339(session.started_at_us),
         session.stopped_at_us.map(rfc3339).unwrap_or_default(),
+        req.selection.to_bag_info(),
         one_line(req.exporter),
         one_line(req.reason),
         rfc3339(now_us()),
     );
-    let mut tag_lines = String::new();
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (
             "bagit.txt",
@@ -230,29 +305,81 @@ pub async fn export_session<W: Write>(
         ),
         ("README.txt", README.as_bytes().to_vec()),
     ];
-    for (name, data) in &tags {
-        append(&mut tar, &format!("{root}/{name}"), data)?;
-        tag_lines.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(data))));
+    let mut tag_lines = String::new();
+    for (name, data) in tags {
+        tag_lines.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(&data))));
+        files.push(PlannedFile {
+            path: name.into(),
+            content: Content::Bytes(data),
+        });
     }
-    append(
-        &mut tar,
-        &format!("{root}/tagmanifest-sha256.txt"),
-        tag_lines.as_bytes(),
-    )?;
-    let signature = signer.sign_hex(tag_lines.as_bytes());
-    append(
-        &mut tar,
-        &format!("{root}/tagmanifest-sha256.txt.sig"),
-        format!("{signature}\n").as_bytes(),
-    )?;
-    tar.into_inner()
-        .and_then(|mut w| w.flush())
-        .map_err(|e| CoreError::Internal(format!("writing the package: {e}")))?;
-    Ok(ExportSummary {
+    let signature = format!("{}\n", signer.sign_hex(tag_lines.as_bytes()));
+    files.push(PlannedFile {
+        path: "tagmanifest-sha256.txt".into(),
+        content: Content::Bytes(tag_lines.into_bytes()),
+    });
+    files.push(PlannedFile {
+        path: "tagmanifest-sha256.txt.sig".into(),
+        content: Content::Bytes(signature.into_bytes()),
+    });
+    Ok(Plan {
         package_id,
-        files: payload_files as usize + tags.len() + 2,
+        root,
         payload_bytes,
+        files: files.len(),
+        entries: files,
     })
+}
+
+/// Writes the planned package as a tar stream. `flush` receives the archive in pieces of at most
+/// one segment, so memory stays constant whatever the session's size.
+pub async fn write<F, Fut>(plan: &Plan, store: &Store, mut flush: F) -> Result<u64, CoreError>
+where
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CoreError>>,
+{
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut written = 0u64;
+    for f in &plan.entries {
+        let path = format!("{}/{}", plan.root, f.path);
+        match &f.content {
+            Content::Bytes(b) => append(&mut tar, &path, b)?,
+            Content::Object { key, sha256 } => {
+                append(&mut tar, &path, &read_checked(store, key, sha256).await?)?
+            }
+        }
+        let chunk = std::mem::take(tar.get_mut());
+        written += chunk.len() as u64;
+        flush(chunk).await?;
+    }
+    let tail = tar
+        .into_inner()
+        .map_err(|e| CoreError::Internal(format!("finishing the package: {e}")))?;
+    written += tail.len() as u64;
+    flush(tail).await?;
+    Ok(written)
+}
+
+/// Plan and write to a file-like sink: what `witness export` does.
+pub async fn export_to<W: Write>(
+    pool: &Pool,
+    store: &Store,
+    signer: &Signer,
+    req: ExportRequest<'_>,
+    out: &mut W,
+    progress: Progress<'_>,
+) -> Result<Plan, CoreError> {
+    let plan = plan(pool, store, signer, req, progress).await?;
+    write(&plan, store, |chunk| {
+        let r = out
+            .write_all(&chunk)
+            .map_err(|e| CoreError::Internal(format!("writing the package: {e}")));
+        async move { r }
+    })
+    .await?;
+    out.flush()
+        .map_err(|e| CoreError::Internal(format!("writing the package: {e}")))?;
+    Ok(plan)
 }
 
 fn one_line(s: &str) -> String {
@@ -260,7 +387,7 @@ fn one_line(s: &str) -> String {
 }
 
 fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<(), CoreError> {
-    let mut header = tar::Header::new_ustar();
+    let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
     header.set_mode(0o444);
     header.set_mtime(0);
@@ -273,19 +400,20 @@ const README: &str = "证据包说明 / About this evidence package\n\
 \n\
 本包为 BagIt (RFC 8493) 格式，由 Witness 公共资源交易见证录像系统导出。\n\
 data/media/ 下为原始存储的录像分段，逐字节未改动；data/chain/ 为各路录像的哈希链及服务器签名的会话清单；\n\
-data/audit/ 为该会话的审计记录。\n\
+data/audit/ 为该会话的审计记录。bag-info.txt 的 Witness-Selection 说明本包包含哪些分段。\n\
 \n\
 This package is a BagIt bag (RFC 8493) exported by Witness. data/media/ holds the recorded\n\
 segments exactly as stored; data/chain/ the hash chain of every source and the session manifest\n\
-signed by the server; data/audit/ the audit entries of the session.\n\
+signed by the server; data/audit/ the audit entries of the session. Witness-Selection in\n\
+bag-info.txt says which segments were selected; chains are always complete.\n\
 \n\
 手工核验 / Check by hand:\n\
   sha256sum -c manifest-sha256.txt        # every payload file is intact\n\
   sha256sum -c tagmanifest-sha256.txt     # the tag files are intact\n\
-  (gmssl sm3 or any SM3 tool for manifest-sm3.txt)\n\
+  (any SM3 tool, e.g. gmssl sm3, for manifest-sm3.txt)\n\
 Then check the Ed25519 signature in tagmanifest-sha256.txt.sig over tagmanifest-sha256.txt with\n\
 the key in server-public-key.txt, and compare that key with the one the trading centre publishes\n\
 (GET /api/v1/keys). The chain format is documented in docs/chain-format.md of Witness.\n\
 \n\
 用核验工具 / With the verifier (offline, no server or database):\n\
-  witness verify <this package>\n";
+  witness verify <this package> --public-key <published key>\n";

@@ -12,6 +12,7 @@ pub mod api;
 pub mod chain;
 pub mod error;
 pub mod export;
+pub mod export_api;
 pub mod index;
 pub mod manifest;
 pub mod metrics;

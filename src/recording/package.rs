@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
 use super::chain::{self, EntryKind};
-use super::export::PackagedChain;
+use super::export::{PackagedChain, Selection};
 use super::manifest::{self, Manifest};
 
 /// Limits that keep a hostile package from exhausting memory or time.
@@ -328,6 +328,17 @@ pub fn verify_package(
         .cloned()
         .unwrap_or_default();
     let room_id = info.get("Witness-Room-Id").cloned().unwrap_or_default();
+    // Segments left out by the exporter's selection are expected absent; the selection itself is
+    // covered by the signed tag manifest.
+    let selection: Selection = match info.get("Witness-Selection") {
+        None => Selection::default(),
+        Some(text) => serde_json::from_str(text).unwrap_or_else(|_| {
+            problems.push(format!(
+                "bag-info.txt: Witness-Selection {text:?} is malformed"
+            ));
+            Selection::default()
+        }),
+    };
     let mut segments = Vec::new();
     let mut gaps = Vec::new();
     let mut heads = BTreeMap::new();
@@ -365,6 +376,9 @@ pub fn verify_package(
                 EntryKind::Media => {
                     let name = e.object_key.rsplit('/').next().unwrap_or_default();
                     let file = format!("data/media/{}/{name}", pc.source);
+                    if !selection.includes(&pc.source, e) && !c.sha256.contains_key(&file) {
+                        continue;
+                    }
                     let ok = match c.sha256.get(&file) {
                         None => {
                             problems.push(format!(

@@ -360,6 +360,144 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
     }
     let (code, out) = verify(&w.join("does-not-exist.tar"), &[]);
     assert_eq!(code, 2, "{out}");
+
+    http_export_of_a_selection(&server, &session, &view, w).await;
+}
+
+/// Over HTTP: a job with progress, then a streamed download of one source over a time range.
+async fn http_export_of_a_selection(
+    server: &Server,
+    session: &str,
+    view: &serde_json::Value,
+    w: &Path,
+) {
+    let segs = recording(view, "cam1")["segments"].as_array().unwrap();
+    let (from, to) = (
+        segs[1]["start"].as_str().unwrap(),
+        segs[3]["start"].as_str().unwrap(),
+    );
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{session}/exports"),
+            Some(serde_json::json!({"sources": ["cam1"], "from": from, "to": to})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_body")),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{session}/exports"),
+            Some(serde_json::json!({"reason": " "})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("reason_required")),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{session}/exports"),
+            Some(serde_json::json!({"reason": "r", "sources": ["nope"]})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = body["id"].as_str().unwrap().to_string();
+    let (status, body) = server.call("GET", "/api/v1/exports/nope", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("export_not_found"))
+    );
+
+    let (status, job) = server
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{session}/exports"),
+            Some(serde_json::json!({"sources": ["cam1"], "from": from, "to": to, "reason": "监管调阅 regulator request"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let t = std::time::Instant::now();
+    let done = loop {
+        let j = server
+            .ok("GET", &format!("/api/v1/exports/{id}"), None)
+            .await;
+        if j["state"] != "preparing" {
+            break j;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "ready", "{done}");
+    assert_eq!(done["percent"], 100.0);
+    assert!(done["bytes_total"].as_u64().unwrap() > 0);
+    let failed = server
+        .ok("GET", &format!("/api/v1/exports/{failed}"), None)
+        .await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("nope"),
+        "{failed}"
+    );
+
+    let resp = server
+        .http
+        .get(server.url(done["download"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/x-tar");
+    let tar_path = w.join("selection.tar");
+    std::fs::write(&tar_path, resp.bytes().await.unwrap()).unwrap();
+    let (code, out) = verify(&tar_path, &[]);
+    assert_eq!(code, 0, "{out}");
+    let bag = unpack(&tar_path, &w.join("selection"));
+    assert!(
+        !bag.join("data/media/cam2").exists(),
+        "only the selected source"
+    );
+    let names: Vec<_> = media(&bag, "cam1")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    let want: Vec<_> = [&segs[1], &segs[2]]
+        .iter()
+        .map(|s| {
+            s["object_key"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        want.iter().all(|n| names.contains(n)),
+        "{names:?} ⊇ {want:?}"
+    );
+    assert!(
+        names.len() <= 3,
+        "only segments overlapping the range: {names:?}"
+    );
+    let audit = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/audit"), None)
+        .await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "export_download"),
+        "{audit}"
+    );
 }
 
 /// Rewrites payload and tag manifests as an attacker would (the signature cannot follow).

@@ -1,0 +1,311 @@
+//! HTTP face of evidence packages: `POST /sessions/{id}/exports` starts a job that checks and
+//! hashes every selected object (progress with bytes, percent and ETA at `GET /exports/{id}`);
+//! `GET /exports/{id}/download` then streams the tar, reading the media from the store again,
+//! in constant memory. Jobs live in memory: after a restart, ask again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::error::CoreError;
+use super::export::{self, Plan, Selection};
+use crate::audit;
+use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions/{id}/exports", post(start))
+        .route("/exports/{id}", get(status))
+        .route("/exports/{id}/download", get(download))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum JobState {
+    Preparing,
+    Ready,
+    Failed,
+}
+
+struct Job {
+    session_id: String,
+    state: JobState,
+    done: u64,
+    total: u64,
+    started: Instant,
+    error: Option<String>,
+    plan: Option<Arc<Plan>>,
+}
+
+/// The export jobs of this process.
+#[derive(Default)]
+pub struct ExportJobs {
+    jobs: Mutex<HashMap<String, Arc<Mutex<Job>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartExport {
+    #[serde(default)]
+    sources: Vec<String>,
+    /// RFC 3339 wall-clock bounds; segments overlapping [from, to) are included.
+    from: Option<String>,
+    to: Option<String>,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct JobView {
+    id: String,
+    session_id: String,
+    state: JobState,
+    bytes_done: u64,
+    bytes_total: u64,
+    percent: f64,
+    eta_seconds: Option<f64>,
+    package_id: Option<String>,
+    package_bytes_payload: Option<u64>,
+    download: Option<String>,
+    error: Option<String>,
+}
+
+fn view(id: &str, j: &Job) -> JobView {
+    let percent = if j.total == 0 {
+        if j.state == JobState::Ready {
+            100.0
+        } else {
+            0.0
+        }
+    } else {
+        j.done as f64 * 100.0 / j.total as f64
+    };
+    let elapsed = j.started.elapsed().as_secs_f64();
+    let eta = (j.state == JobState::Preparing && j.done > 0)
+        .then(|| (j.total.saturating_sub(j.done)) as f64 / (j.done as f64 / elapsed.max(1e-3)));
+    JobView {
+        id: id.into(),
+        session_id: j.session_id.clone(),
+        state: j.state,
+        bytes_done: j.done,
+        bytes_total: j.total,
+        percent,
+        eta_seconds: eta,
+        package_id: j.plan.as_ref().map(|p| p.package_id.clone()),
+        package_bytes_payload: j.plan.as_ref().map(|p| p.payload_bytes),
+        download: (j.state == JobState::Ready).then(|| format!("/api/v1/exports/{id}/download")),
+        error: j.error.clone(),
+    }
+}
+
+fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_ref()
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_micros())
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_field",
+                        format!("{field} {s:?}: expected RFC 3339 time: {e}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Path(session_id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(req): ApiJson<StartExport>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let selection = Selection {
+        sources: req.sources,
+        from_us: parse_time("from", &req.from)?,
+        to_us: parse_time("to", &req.to)?,
+    };
+    if let (Some(f), Some(t)) = (selection.from_us, selection.to_us)
+        && f >= t
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "from must be before to",
+        ));
+    }
+    let core = s.recording.clone();
+    // Refuse what would fail at once (unknown or live session, no reason) before starting a job.
+    let session = super::index::session(&core.pool, &session_id)
+        .await
+        .map_err(CoreError::from)?
+        .ok_or_else(|| CoreError::NotFound {
+            what: "session",
+            id: session_id.clone(),
+        })?;
+    if session.state != "stopped" {
+        return Err(CoreError::conflict(
+            "session_not_stopped",
+            format!(
+                "session {session_id} is {}; export it once it is stopped",
+                session.state
+            ),
+        )
+        .into());
+    }
+    if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
+        return Err(CoreError::invalid(
+            "reason_required",
+            "an export needs a reason (1 to 500 characters); it is recorded",
+        )
+        .into());
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let job = Arc::new(Mutex::new(Job {
+        session_id: session_id.clone(),
+        state: JobState::Preparing,
+        done: 0,
+        total: 0,
+        started: Instant::now(),
+        error: None,
+        plan: None,
+    }));
+    s.exports
+        .jobs
+        .lock()
+        .expect("jobs lock")
+        .insert(id.clone(), job.clone());
+    let first = view(&id, &job.lock().expect("job lock"));
+    let reason = req.reason;
+    let job_id = id.clone();
+    tokio::spawn(async move {
+        let progress_job = job.clone();
+        let mut progress = move |done: u64, total: u64| {
+            let mut j = progress_job.lock().expect("job lock");
+            j.done = done;
+            j.total = total;
+        };
+        let req = export::ExportRequest {
+            session_id: &session_id,
+            exporter: "anonymous",
+            reason: &reason,
+            address: &address,
+            selection,
+        };
+        let result = export::plan(&core.pool, &core.store, &core.signer, req, &mut progress).await;
+        let mut j = job.lock().expect("job lock");
+        match result {
+            Ok(plan) => {
+                j.done = j.total;
+                j.state = JobState::Ready;
+                j.plan = Some(Arc::new(plan));
+            }
+            Err(e) => {
+                tracing::warn!(export = %job_id, error = %e, "export failed");
+                j.state = JobState::Failed;
+                j.error = Some(e.to_string());
+            }
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(first)))
+}
+
+fn job(s: &AppState, id: &str) -> Result<Arc<Mutex<Job>>, ApiError> {
+    s.exports
+        .jobs
+        .lock()
+        .expect("jobs lock")
+        .get(id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "export_not_found",
+                format!("export {id:?} not found"),
+            )
+        })
+}
+
+async fn status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let j = job(&s, &id)?;
+    let v = view(&id, &j.lock().expect("job lock"));
+    Ok(Json(v))
+}
+
+async fn download(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+) -> Result<Response, ApiError> {
+    let j = job(&s, &id)?;
+    let (plan, session_id) = {
+        let j = j.lock().expect("job lock");
+        match (&j.plan, j.state) {
+            (Some(p), JobState::Ready) => (p.clone(), j.session_id.clone()),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "export_not_ready",
+                    format!("export {id} is {:?}", j.state).to_lowercase(),
+                ));
+            }
+        }
+    };
+    let core = s.recording.clone();
+    audit::append(
+        &core.pool,
+        audit::NewEntry {
+            actor: "anonymous",
+            address: &address,
+            action: "export_download",
+            session_id: Some(&session_id),
+            target: &plan.package_id,
+            reason: "",
+            outcome: "allowed",
+        },
+    )
+    .await
+    .map_err(CoreError::from)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+    let writer_plan = plan.clone();
+    tokio::spawn(async move {
+        let sent = export::write(&writer_plan, &core.store, |chunk| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Ok(bytes::Bytes::from(chunk)))
+                    .await
+                    .map_err(|_| CoreError::Internal("download abandoned by the client".into()))
+            }
+        })
+        .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "export download ended early");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.tar\"", plan.root),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
