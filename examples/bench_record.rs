@@ -66,7 +66,35 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// Measures CPU % (of one core) and RSS over `secs` for a set of processes.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Spawns a baseline and checks it is still running after a few seconds; a client that raced the
+/// server's teardown of the previous contender's stream is started again.
+fn spawn_alive(make: impl Fn() -> Command) -> Child {
+    for _ in 0..5 {
+        let mut child = make()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        if alive(child.id()) {
+            return child;
+        }
+        let _ = child.wait();
+    }
+    panic!("baseline {:?} keeps exiting", make().get_program());
+}
+
+/// Measures CPU % (of one core) and RSS over `secs` for a set of processes, which must live
+/// through the whole measurement.
 fn measure(pids: &[u32], warmup: Duration, secs: u64) -> (f64, f64) {
     std::thread::sleep(warmup);
     let c0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
@@ -74,6 +102,10 @@ fn measure(pids: &[u32], warmup: Duration, secs: u64) -> (f64, f64) {
     std::thread::sleep(Duration::from_secs(secs));
     let c1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
     let rss: f64 = pids.iter().map(|p| rss_mib(*p)).sum();
+    assert!(
+        pids.iter().all(|p| alive(*p)),
+        "a contender exited during the measurement"
+    );
     ((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss)
 }
 
@@ -253,12 +285,11 @@ fn bench_gst(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
             .map(str::to_string),
         );
     }
-    let child = Command::new("gst-launch-1.0")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn_alive(|| {
+        let mut c = Command::new("gst-launch-1.0");
+        c.args(&args);
+        c
+    });
     let pid = child.id();
     let _g = Kill(vec![child]);
     measure(&[pid], Duration::from_secs(5), secs)
@@ -269,8 +300,9 @@ fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            Command::new("ffmpeg")
-                .args([
+            spawn_alive(|| {
+                let mut c = Command::new("ffmpeg");
+                c.args([
                     "-nostdin",
                     "-loglevel",
                     "error",
@@ -285,11 +317,9 @@ fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
                     "-segment_time",
                     "2",
                 ])
-                .arg(dir.join(format!("f{i}_%05d.ts")))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+                .arg(dir.join(format!("f{i}_%05d.ts")));
+                c
+            })
         })
         .collect();
     let pids: Vec<u32> = children.iter().map(Child::id).collect();

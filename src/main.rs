@@ -88,7 +88,12 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(run(other))),
+            .and_then(|rt| {
+                let result = rt.block_on(run(other));
+                // A GStreamer graph wedged in teardown must not keep the process alive.
+                rt.shutdown_timeout(std::time::Duration::from_secs(10));
+                result
+            }),
     };
     match result {
         Ok(code) => code,

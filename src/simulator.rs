@@ -99,7 +99,8 @@ struct Clip {
 fn encode_clip(o: &SimOptions) -> Result<Clip, SimError> {
     let seconds = 10;
     let desc = format!(
-        "videotestsrc num-buffers={} pattern=ball ! video/x-raw,width={},height={},framerate={}/1 ! clockoverlay text=\"looped clip\" font-desc=\"Sans 28\" ! {} ! appsink name=sink sync=false",
+        // Noise, so the encoder spends the whole bitrate: benchmarks see real 1080p streams.
+        "videotestsrc num-buffers={} pattern=snow ! video/x-raw,width={},height={},framerate={}/1 ! clockoverlay text=\"looped clip\" font-desc=\"Sans 28\" ! {} ! appsink name=sink sync=false",
         seconds * o.fps,
         o.width,
         o.height,

@@ -121,13 +121,7 @@ pub async fn plan(
     req: ExportRequest<'_>,
     progress: Progress<'_>,
 ) -> Result<Plan, CoreError> {
-    let session =
-        index::session(pool, req.session_id)
-            .await?
-            .ok_or_else(|| CoreError::NotFound {
-                what: "session",
-                id: req.session_id.into(),
-            })?;
+    let session = super::sessions::existing_session(pool, req.session_id).await?;
     if session.state != "stopped" {
         return Err(CoreError::conflict(
             "session_not_stopped",

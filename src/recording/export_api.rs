@@ -144,13 +144,7 @@ async fn start(
     }
     let core = s.recording.clone();
     // Refuse what would fail at once (unknown or live session, no reason) before starting a job.
-    let session = super::index::session(&core.pool, &session_id)
-        .await
-        .map_err(CoreError::from)?
-        .ok_or_else(|| CoreError::NotFound {
-            what: "session",
-            id: session_id.clone(),
-        })?;
+    let session = super::sessions::existing_session(&core.pool, &session_id).await?;
     if session.state != "stopped" {
         return Err(CoreError::conflict(
             "session_not_stopped",

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::chain::{Entry, EntryKind};
 use super::index;
+use super::sessions::existing_session;
 use crate::audit;
 use crate::db::rfc3339;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
@@ -34,16 +35,7 @@ async fn session_audit(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<audit::AuditEntry>>, ApiError> {
     let pool = &s.recording.pool;
-    index::session(pool, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "session_not_found",
-                format!("session {id:?} not found"),
-            )
-        })?;
+    existing_session(pool, &id).await?;
     Ok(axum::Json(
         audit::for_session(pool, &id).await.map_err(internal)?,
     ))
@@ -240,16 +232,7 @@ async fn find(
     id: &str,
     source: &str,
 ) -> Result<(index::SessionRow, index::RecordingRow), ApiError> {
-    let session = index::session(pool, id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "session_not_found",
-                format!("session {id:?} not found"),
-            )
-        })?;
+    let session = existing_session(pool, id).await?;
     let rec = index::recordings(pool, &session.id)
         .await
         .map_err(internal)?

@@ -44,6 +44,16 @@ pub struct StartRequest {
     pub note: String,
 }
 
+/// The session row, or `NotFound` naming it.
+pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
+    index::session(pool, id)
+        .await?
+        .ok_or_else(|| CoreError::NotFound {
+            what: "session",
+            id: id.into(),
+        })
+}
+
 /// A code that goes into object keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
 pub fn valid_code(code: &str) -> bool {
     let mut chars = code.chars();
@@ -452,12 +462,7 @@ impl Core {
     }
 
     pub async fn view(&self, session_id: &str) -> Result<SessionView, CoreError> {
-        let s = index::session(&self.pool, session_id)
-            .await?
-            .ok_or_else(|| CoreError::NotFound {
-                what: "session",
-                id: session_id.into(),
-            })?;
+        let s = existing_session(&self.pool, session_id).await?;
         let mut recordings = Vec::new();
         for rec in index::recordings(&self.pool, &s.id).await? {
             let entries = index::entries(&self.pool, &rec.id).await?;

@@ -79,12 +79,7 @@ pub async fn verify_session(
     public_key_hex: &str,
     session_id: &str,
 ) -> Result<Report, CoreError> {
-    let session = index::session(pool, session_id)
-        .await?
-        .ok_or_else(|| CoreError::NotFound {
-            what: "session",
-            id: session_id.into(),
-        })?;
+    let session = super::sessions::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
     let mut checks = Vec::new();
     let mut heads = Vec::new();

@@ -46,15 +46,7 @@ async fn camera_drop_is_a_gap_and_recording_resumes() {
             },
         )
         .await;
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     assert!(metrics.contains("witness_reconnects_total{"), "{metrics}");
     assert!(
         metrics
@@ -89,16 +81,10 @@ async fn camera_drop_is_a_gap_and_recording_resumes() {
     }
     let _ = after;
     let playlist = server
-        .http
-        .get(server.url(&format!(
+        .text(&format!(
             "/api/v1/sessions/{session}/sources/cam1/index.m3u8"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        ))
+        .await;
     assert_eq!(
         playlist.matches("#EXT-X-DISCONTINUITY").count(),
         1,

@@ -216,15 +216,7 @@ async fn object_store_outage_loses_nothing() {
     s3.kill();
     // Segments keep closing into the spool while every upload fails and is retried.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     assert!(
         metrics
             .lines()

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Evidence-package benchmark: records a session of at least 1 GiB (32 looped 1080p cameras), then
+# measures in the same run
+#   - `witness export` against `tar` of the same stored objects,
+#   - `witness verify PACKAGE` (SHA-256 + SM3 + chains + signatures) against `sha256sum` of the
+#     same bytes, with `openssl speed sha256` as the ceiling,
+# as throughput and ratios, with peak RSS. Warm page cache for every run.
+# Usage: benches/export.sh [MiB, default 1024]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_mib=${1:-1024}
+cargo build --release --bins >&2
+W=$PWD/target/release/witness
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rtsp=$(port); http=$(port)
+cat > "$dir/witness.toml" <<TOML
+data_dir = "$dir/data"
+[http]
+listen = "127.0.0.1:$http"
+[recording]
+pipelines_dir = "$PWD/pipelines"
+TOML
+"$W" simulate --looped --cameras 32 --microphones 0 --width 1920 --height 1080 --bitrate 8000 --port "$rtsp" >/dev/null 2>&1 &
+pids+=($!)
+RUST_LOG=warn "$W" serve --config "$dir/witness.toml" >/dev/null 2>&1 &
+pids+=($!)
+api="http://127.0.0.1:$http/api/v1"
+until curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$rtsp) 2>/dev/null; do sleep 0.5; done
+sources=$(python3 -c "import json; print(json.dumps([{'name': f'cam{i}', 'url': 'rtsp://127.0.0.1:$rtsp/cam%d' % i, 'media': 'video'} for i in range(1, 33)]))")
+room=$(curl -sf -X POST "$api/rooms" -H 'content-type: application/json' -d "{\"name\":\"bench\",\"kind\":\"other\",\"sources\":$sources}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+session=$(curl -sf -X POST "$api/rooms/$room/start" -H 'content-type: application/json' -d '{"project_code":"BENCH","session_code":"EXPORT","kind":"other"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+while :; do
+  bytes=$(curl -sf "$api/sessions/$session" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+  [ "$bytes" -ge $((target_mib * 1048576)) ] && break
+  sleep 2
+done
+curl -sf -X POST "$api/rooms/$room/stop" >/dev/null
+kill "${pids[@]}" 2>/dev/null || true
+pids=()
+objects="$dir/data/objects/BENCH/$session"
+media_bytes=$(find "$objects" -name '*.ts' -printf '%s\n' | awk '{s+=$1} END {print s}')
+segments=$(find "$objects" -name '*.ts' | wc -l)
+
+measure() { /usr/bin/time -f "%e %M" -o "$dir/t" "$@" >/dev/null 2>&1; cat "$dir/t"; }
+cat "$objects"/*/*.ts > /dev/null  # warm the cache for every contender alike
+read -r ex_s ex_kb < <(measure "$W" export --config "$dir/witness.toml" --session "$session" --out "$dir/pkg.tar" --reason bench)
+read -r tar_s tar_kb < <(measure tar -cf "$dir/plain.tar" -C "$dir/data/objects" "BENCH/$session")
+read -r ver_s ver_kb < <(measure "$W" verify "$dir/pkg.tar")
+"$W" verify "$dir/pkg.tar" >/dev/null || { echo "package does not verify" >&2; exit 1; }
+read -r sha_s sha_kb < <(measure sha256sum "$dir/pkg.tar")
+ossl=$(openssl speed -seconds 3 -bytes 1048576 sha256 2>/dev/null | awk '/^sha256/ {print $2}' | tr -d k)
+mib() { python3 -c "print(f'{$media_bytes / 1048576 / max($1, 1e-3):.0f}')"; }
+ratio() { python3 -c "print(f'{$1 / max($2, 1e-3):.2f}')"; }
+echo "session: $segments segments, $((media_bytes / 1048576)) MiB of media"
+echo
+echo "| operation | seconds | MiB/s | peak RSS MiB | baseline | baseline s | baseline MiB/s | time ratio |"
+echo "|---|---:|---:|---:|---|---:|---:|---:|"
+echo "| witness export | $ex_s | $(mib "$ex_s") | $((ex_kb / 1024)) | tar -cf | $tar_s | $(mib "$tar_s") | $(ratio "$ex_s" "$tar_s") |"
+echo "| witness verify PACKAGE | $ver_s | $(mib "$ver_s") | $((ver_kb / 1024)) | sha256sum | $sha_s | $(mib "$sha_s") | $(ratio "$ver_s" "$sha_s") |"
+echo
+echo "openssl speed sha256 (1 MiB blocks): $(python3 -c "print(f'{$ossl * 1000 / 1048576:.0f}')") MiB/s (ceiling for one SHA-256 pass)"
