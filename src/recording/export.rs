@@ -112,16 +112,14 @@ async fn read_checked(store: &Store, key: &str, sha256: &str) -> Result<bytes::B
     Ok(data)
 }
 
-/// Reads the session, checks and hashes every selected object, and prepares all small files.
-/// Records the export in the audit trail (and that entry travels in the package).
-pub async fn plan(
+/// The session, if it can be exported with this reason: it exists, it is stopped, and the
+/// reason is 1 to 500 characters.
+pub async fn exportable(
     pool: &Pool,
-    store: &Store,
-    signer: &Signer,
-    req: ExportRequest<'_>,
-    progress: Progress<'_>,
-) -> Result<Plan, CoreError> {
-    let session = super::sessions::existing_session(pool, req.session_id).await?;
+    session_id: &str,
+    reason: &str,
+) -> Result<index::SessionRow, CoreError> {
+    let session = super::sessions::existing_session(pool, session_id).await?;
     if session.state != "stopped" {
         return Err(CoreError::conflict(
             "session_not_stopped",
@@ -131,12 +129,25 @@ pub async fn plan(
             ),
         ));
     }
-    if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
+    if reason.trim().is_empty() || reason.chars().count() > 500 {
         return Err(CoreError::invalid(
             "reason_required",
             "an export needs a reason (1 to 500 characters); it is recorded",
         ));
     }
+    Ok(session)
+}
+
+/// Reads the session, checks and hashes every selected object, and prepares all small files.
+/// Records the export in the audit trail (and that entry travels in the package).
+pub async fn plan(
+    pool: &Pool,
+    store: &Store,
+    signer: &Signer,
+    req: ExportRequest<'_>,
+    progress: Progress<'_>,
+) -> Result<Plan, CoreError> {
+    let session = exportable(pool, req.session_id, req.reason).await?;
     let recordings = index::recordings(pool, &session.id).await?;
     for s in &req.selection.sources {
         if !recordings.iter().any(|r| &r.source_name == s) {

@@ -144,24 +144,7 @@ async fn start(
     }
     let core = s.recording.clone();
     // Refuse what would fail at once (unknown or live session, no reason) before starting a job.
-    let session = super::sessions::existing_session(&core.pool, &session_id).await?;
-    if session.state != "stopped" {
-        return Err(CoreError::conflict(
-            "session_not_stopped",
-            format!(
-                "session {session_id} is {}; export it once it is stopped",
-                session.state
-            ),
-        )
-        .into());
-    }
-    if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
-        return Err(CoreError::invalid(
-            "reason_required",
-            "an export needs a reason (1 to 500 characters); it is recorded",
-        )
-        .into());
-    }
+    export::exportable(&core.pool, &session_id, &req.reason).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let job = Arc::new(Mutex::new(Job {
         session_id: session_id.clone(),
