@@ -360,6 +360,20 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
     }
     let (code, out) = verify(&w.join("does-not-exist.tar"), &[]);
     assert_eq!(code, 2, "{out}");
+    // A header that promises a terabyte it does not carry (the tar cousin of a zip bomb): read
+    // as a stream, it ends in a clean error, not an allocation or a hang.
+    let p = w.join("bomb.tar");
+    hostile_tar(&p, "bag/bag-info.txt", false);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mut header = tar::Header::from_byte_slice(&bytes[..512]).clone();
+    header.set_size(1 << 40);
+    header.set_cksum();
+    bytes[..512].copy_from_slice(header.as_bytes());
+    std::fs::write(&p, bytes).unwrap();
+    let t = std::time::Instant::now();
+    let (code, out) = verify(&p, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(t.elapsed() < Duration::from_secs(10), "refused quickly");
 
     http_export_of_a_selection(&server, &session, &view, w).await;
 }
