@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod package;
 pub mod pipeline;
 pub mod recorder;
+pub mod remux;
 pub mod replay;
 pub mod rooms;
 pub mod sessions;

@@ -27,6 +27,10 @@ pub fn routes() -> Router<AppState> {
             get(segment),
         )
         .route("/sessions/{id}/audit", get(session_audit))
+        .route(
+            "/sessions/{id}/sources/{source}/download.mp4",
+            get(download_mp4),
+        )
 }
 
 /// The audit entries of one session, oldest first.
@@ -168,6 +172,121 @@ async fn playlist(
             ),
         ],
         hls_playlist(&entries, live),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadQuery {
+    /// RFC 3339 wall-clock range; segments overlapping [from, to) are included.
+    from: Option<String>,
+    to: Option<String>,
+    reason: Option<String>,
+}
+
+/// One playable MP4 of a source over a wall-clock range, remuxed (not transcoded) and streamed.
+async fn download_mp4(
+    State(s): State<AppState>,
+    Path((id, source)): Path<(String, String)>,
+    ClientAddr(address): ClientAddr,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    let (session, rec) = find(pool, &id, &source).await?;
+    let time = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_ref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.timestamp_micros())
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_query",
+                            format!("{field} {t:?}: expected RFC 3339 time: {e}"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let selection = super::export::Selection {
+        sources: vec![],
+        from_us: time("from", &q.from)?,
+        to_us: time("to", &q.to)?,
+    };
+    let reason = q.reason.unwrap_or_default();
+    let target = format!(
+        "{}/{} from {} to {}",
+        session.id,
+        rec.source_name,
+        q.from.as_deref().unwrap_or("start"),
+        q.to.as_deref().unwrap_or("end")
+    );
+    let mut entry = audit::NewEntry {
+        actor: "anonymous",
+        address: &address,
+        action: "download",
+        session_id: Some(&session.id),
+        target: &target,
+        reason: &reason,
+        outcome: "allowed",
+    };
+    if CONFIDENTIAL_KINDS.contains(&session.kind.as_str()) && reason.trim().is_empty() {
+        entry.outcome = "denied: no reason given for a confidential session";
+        audit::append(pool, entry).await.map_err(internal)?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reason_required",
+            format!(
+                "session {} is a confidential {} session: a download needs ?reason=… (it is recorded)",
+                session.id, session.kind
+            ),
+        ));
+    }
+    let segments: Vec<Entry> = index::entries(pool, &rec.id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Media && selection.includes(&rec.source_name, e))
+        .collect();
+    if segments.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_media_in_range",
+            "no recorded segment overlaps the requested range",
+        ));
+    }
+    if segments.iter().any(|e| !e.object_key.ends_with(".ts")) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_remuxable",
+            format!("recording {source:?} is not MPEG-TS"),
+        ));
+    }
+    audit::append(pool, entry).await.map_err(internal)?;
+    let rx = super::remux::start(&rec.media, segments, s.recording.store.clone()).map_err(|e| {
+        tracing::error!(error = %e, "remux pipeline");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    })?;
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp4".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}-{}.mp4\"",
+                    session.id, rec.source_name
+                ),
+            ),
+        ],
+        Body::from_stream(stream),
     )
         .into_response())
 }
