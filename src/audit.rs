@@ -20,6 +20,7 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct NewEntry<'a> {
     pub actor: &'a str,
     pub address: &'a str,

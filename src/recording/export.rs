@@ -47,6 +47,17 @@ pub struct Selection {
     pub to_us: Option<i64>,
 }
 
+/// An optional RFC 3339 time as Unix µs, or a message naming the field and the value.
+pub fn parse_wall_clock(field: &str, value: Option<&str>) -> Result<Option<i64>, String> {
+    value
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_micros())
+                .map_err(|e| format!("{field} {s:?}: expected RFC 3339 time: {e}"))
+        })
+        .transpose()
+}
+
 impl Selection {
     pub fn includes(&self, source: &str, e: &Entry) -> bool {
         (self.sources.is_empty() || self.sources.iter().any(|s| s == source))

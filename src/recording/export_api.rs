@@ -107,19 +107,8 @@ fn view(id: &str, j: &Job) -> JobView {
 }
 
 fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
-    v.as_ref()
-        .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_micros())
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_field",
-                        format!("{field} {s:?}: expected RFC 3339 time: {e}"),
-                    )
-                })
-        })
-        .transpose()
+    export::parse_wall_clock(field, v.as_deref())
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))
 }
 
 async fn start(

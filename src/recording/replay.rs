@@ -98,6 +98,48 @@ pub fn hls_playlist(entries: &[Entry], live: bool) -> String {
     out
 }
 
+fn access_entry<'a>(
+    address: &'a str,
+    action: &'a str,
+    session_id: &'a str,
+    target: &'a str,
+    reason: &'a str,
+) -> audit::NewEntry<'a> {
+    audit::NewEntry {
+        actor: "anonymous",
+        address,
+        action,
+        session_id: Some(session_id),
+        target,
+        reason,
+        outcome: "allowed",
+    }
+}
+
+/// Confidential (评标) sessions are seen only with a recorded reason; a refusal is audited too.
+async fn refuse_confidential_without_reason(
+    pool: &crate::db::Pool,
+    session: &index::SessionRow,
+    entry: &audit::NewEntry<'_>,
+) -> Result<(), ApiError> {
+    if !CONFIDENTIAL_KINDS.contains(&session.kind.as_str()) || !entry.reason.trim().is_empty() {
+        return Ok(());
+    }
+    let denied = audit::NewEntry {
+        outcome: "denied: no reason given for a confidential session",
+        ..*entry
+    };
+    audit::append(pool, denied).await.map_err(internal)?;
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "reason_required",
+        format!(
+            "session {} is a confidential {} session: {} needs ?reason=… (it is recorded)",
+            session.id, session.kind, entry.action
+        ),
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayQuery {
@@ -115,27 +157,8 @@ async fn playlist(
     let (session, rec) = find(pool, &id, &source).await?;
     let reason = q.reason.unwrap_or_default();
     let target = format!("{}/{}", session.id, rec.source_name);
-    let mut entry = audit::NewEntry {
-        actor: "anonymous",
-        address: &address,
-        action: "replay_start",
-        session_id: Some(&session.id),
-        target: &target,
-        reason: &reason,
-        outcome: "allowed",
-    };
-    if CONFIDENTIAL_KINDS.contains(&session.kind.as_str()) && reason.trim().is_empty() {
-        entry.outcome = "denied: no reason given for a confidential session";
-        audit::append(pool, entry).await.map_err(internal)?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "reason_required",
-            format!(
-                "session {} is a confidential {} session: replay needs ?reason=… (it is recorded)",
-                session.id, session.kind
-            ),
-        ));
-    }
+    let entry = access_entry(&address, "replay_start", &session.id, &target, &reason);
+    refuse_confidential_without_reason(pool, &session, &entry).await?;
     if reason.chars().count() > 500 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -194,20 +217,9 @@ async fn download_mp4(
 ) -> Result<Response, ApiError> {
     let pool = &s.recording.pool;
     let (session, rec) = find(pool, &id, &source).await?;
-    let time = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_ref()
-            .map(|t| {
-                chrono::DateTime::parse_from_rfc3339(t)
-                    .map(|t| t.timestamp_micros())
-                    .map_err(|e| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_query",
-                            format!("{field} {t:?}: expected RFC 3339 time: {e}"),
-                        )
-                    })
-            })
-            .transpose()
+    let time = |field: &str, v: &Option<String>| {
+        super::export::parse_wall_clock(field, v.as_deref())
+            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))
     };
     let selection = super::export::Selection {
         sources: vec![],
@@ -222,27 +234,8 @@ async fn download_mp4(
         q.from.as_deref().unwrap_or("start"),
         q.to.as_deref().unwrap_or("end")
     );
-    let mut entry = audit::NewEntry {
-        actor: "anonymous",
-        address: &address,
-        action: "download",
-        session_id: Some(&session.id),
-        target: &target,
-        reason: &reason,
-        outcome: "allowed",
-    };
-    if CONFIDENTIAL_KINDS.contains(&session.kind.as_str()) && reason.trim().is_empty() {
-        entry.outcome = "denied: no reason given for a confidential session";
-        audit::append(pool, entry).await.map_err(internal)?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "reason_required",
-            format!(
-                "session {} is a confidential {} session: a download needs ?reason=… (it is recorded)",
-                session.id, session.kind
-            ),
-        ));
-    }
+    let entry = access_entry(&address, "download", &session.id, &target, &reason);
+    refuse_confidential_without_reason(pool, &session, &entry).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
         .await
         .map_err(internal)?
