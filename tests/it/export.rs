@@ -303,12 +303,7 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
         &bag,
         w,
         |d| {
-            let body = std::fs::read(d.join("data/chain/manifest.json")).unwrap();
-            std::fs::write(
-                d.join("data/chain/manifest.json.sig"),
-                attacker.sign_hex(&body),
-            )
-            .unwrap();
+            resign_session_manifest(d, &attacker);
             std::fs::write(
                 d.join("server-public-key.txt"),
                 format!("{}\n", attacker.public_key_hex()),
@@ -326,12 +321,7 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
         &bag,
         w,
         |d| {
-            let body = std::fs::read(d.join("data/chain/manifest.json")).unwrap();
-            std::fs::write(
-                d.join("data/chain/manifest.json.sig"),
-                attacker.sign_hex(&body),
-            )
-            .unwrap();
+            resign_session_manifest(d, &attacker);
             rewrite_manifests(d);
         },
         "manifest.json: signature does not verify",
@@ -512,6 +502,12 @@ async fn http_export_of_a_selection(
             .any(|e| e["action"] == "export_download"),
         "{audit}"
     );
+}
+
+/// Signs the session manifest with another key, as an attacker holding one would.
+fn resign_session_manifest(d: &Path, key: &Signer) {
+    let body = std::fs::read(d.join("data/chain/manifest.json")).unwrap();
+    std::fs::write(d.join("data/chain/manifest.json.sig"), key.sign_hex(&body)).unwrap();
 }
 
 /// Rewrites payload and tag manifests as an attacker would (the signature cannot follow).

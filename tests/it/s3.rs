@@ -96,6 +96,16 @@ impl SeaweedFs {
         }
     }
 
+    /// The `[store]` table pointing a server at this bucket. Credentials are generated per run;
+    /// this SeaweedFS has no identities and accepts them.
+    fn store_config(&self) -> String {
+        let secret = uuid::Uuid::now_v7().simple().to_string();
+        format!(
+            "[store]\nkind = \"s3\"\nbucket = \"evidence\"\nendpoint = \"http://127.0.0.1:{}\"\naccess_key_id = \"witness-test\"\nsecret_access_key = \"{secret}\"\n",
+            self.s3_port
+        )
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -131,13 +141,7 @@ mod raw_http {
 async fn records_into_s3_compatible_storage() {
     let s3 = SeaweedFs::start();
     let sim = Simulator::start(&[]);
-    // Credentials are generated per run; this SeaweedFS has no identities and accepts them.
-    let secret = uuid::Uuid::now_v7().simple().to_string();
-    let server = Server::start_with(&format!(
-        "[store]\nkind = \"s3\"\nbucket = \"evidence\"\nendpoint = \"http://127.0.0.1:{}\"\naccess_key_id = \"witness-test\"\nsecret_access_key = \"{secret}\"\n",
-        s3.s3_port
-    ))
-    .await;
+    let server = Server::start_with(&s3.store_config()).await;
     let room = server.demo_room(&sim, "default").await;
     let session = server.start_recording(&room, "ZB-S3").await;
     server
@@ -199,12 +203,7 @@ async fn records_into_s3_compatible_storage() {
 async fn object_store_outage_loses_nothing() {
     let mut s3 = SeaweedFs::start();
     let sim = Simulator::start(&[]);
-    let secret = uuid::Uuid::now_v7().simple().to_string();
-    let server = Server::start_with(&format!(
-        "[store]\nkind = \"s3\"\nbucket = \"evidence\"\nendpoint = \"http://127.0.0.1:{}\"\naccess_key_id = \"witness-test\"\nsecret_access_key = \"{secret}\"\n",
-        s3.s3_port
-    ))
-    .await;
+    let server = Server::start_with(&s3.store_config()).await;
     let room = server.demo_room(&sim, "default").await;
     let session = server.start_recording(&room, "ZB-S3-DOWN").await;
     let before = server
