@@ -12,3 +12,4 @@ pub mod recording;
 pub mod server;
 pub mod simulator;
 pub mod store;
+pub mod web;

@@ -48,8 +48,10 @@ async fn session_audit(
 /// Session kinds whose recordings are confidential (评标/评审): replay needs a reason.
 pub const CONFIDENTIAL_KINDS: &[&str] = &["evaluation"];
 
-/// The HLS media playlist of one recording. `live` playlists have no end tag.
-pub fn hls_playlist(entries: &[Entry], live: bool) -> String {
+/// The HLS media playlist of one recording. `live` playlists have no end tag. `segment_query`
+/// (e.g. `?reason=…`) is appended to each segment address: players resolve segment URIs against
+/// the playlist's address without its query, and confidential segments need the reason too.
+pub fn hls_playlist(entries: &[Entry], live: bool, segment_query: &str) -> String {
     let media: Vec<&Entry> = entries
         .iter()
         .filter(|e| e.kind == EntryKind::Media)
@@ -85,7 +87,7 @@ pub fn hls_playlist(entries: &[Entry], live: bool) -> String {
                 }
                 let name = e.object_key.rsplit('/').next().unwrap_or_default();
                 out.push_str(&format!(
-                    "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\nsegments/{name}\n",
+                    "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\nsegments/{name}{segment_query}\n",
                     rfc3339(e.wall_start_us),
                     e.duration_us as f64 / 1e6
                 ));
@@ -182,6 +184,14 @@ async fn playlist(
     }
     audit::append(pool, entry).await.map_err(internal)?;
     let live = session.state != "stopped";
+    let segment_query = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "?reason={}",
+            percent_encoding::utf8_percent_encode(&reason, percent_encoding::NON_ALPHANUMERIC)
+        )
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
@@ -194,7 +204,7 @@ async fn playlist(
                 },
             ),
         ],
-        hls_playlist(&entries, live),
+        hls_playlist(&entries, live, &segment_query),
     )
         .into_response())
 }
@@ -284,12 +294,27 @@ async fn download_mp4(
         .into_response())
 }
 
+/// One stored segment, byte for byte. Opening the playlist is the audited act; segments of a
+/// confidential session still need the reason, so that knowing a segment's name is not enough.
 async fn segment(
     State(s): State<AppState>,
     Path((id, source, file)): Path<(String, String, String)>,
+    ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
     let pool = &s.recording.pool;
     let (session, rec) = find(pool, &id, &source).await?;
+    if CONFIDENTIAL_KINDS.contains(&session.kind.as_str())
+        && q.reason.as_deref().unwrap_or_default().trim().is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reason_required",
+            format!(
+                "session {} is confidential: segments need the ?reason=… given for its playlist",
+                session.id
+            ),
+        ));
+    }
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -402,7 +427,7 @@ mod tests {
             entry(3, EntryKind::Gap, 4, 5000),
             entry(4, EntryKind::Media, 9, 1960),
         ];
-        let p = hls_playlist(&entries, false);
+        let p = hls_playlist(&entries, false, "");
         assert_eq!(
             p,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n\
@@ -411,7 +436,11 @@ mod tests {
 # gap seq 3 from 2025-11-24T16:00:04.000Z for 5.000 s: camera dropped\n#EXT-X-DISCONTINUITY\n\
 #EXT-X-PROGRAM-DATE-TIME:2025-11-24T16:00:09.000Z\n#EXTINF:1.960,\nsegments/00000004.ts\n#EXT-X-ENDLIST\n"
         );
-        let live = hls_playlist(&entries, true);
+        let live = hls_playlist(&entries, true, "?reason=a%20b");
         assert!(live.contains("PLAYLIST-TYPE:EVENT") && !live.contains("ENDLIST"));
+        assert!(
+            live.contains("segments/00000004.ts?reason=a%20b\n"),
+            "{live}"
+        );
     }
 }

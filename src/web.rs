@@ -1,0 +1,75 @@
+//! Browser pages served by the binary itself: the HTML shells and the assets that `build.rs`
+//! bundled from `web/` (hls.js and the pages' scripts). The pages talk to `/api/v1` like any
+//! other client; nothing here reads the database.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::http::{ApiError, AppState};
+
+const REPLAY_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/replay.js"));
+const WITNESS_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/witness.css"));
+
+/// hls.js needs blob: for its worker and for Media Source buffers; nothing else leaves 'self'.
+/// No referrer: replay URLs of confidential sessions carry the stated reason.
+const PAGE_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-cache"),
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions/{id}", get(replay_page))
+        .route("/assets/{name}", get(asset))
+}
+
+async fn replay_page(Path(_id): Path<String>) -> Response {
+    // The script reads the session id from the address and loads everything through the API,
+    // so an unknown id is reported on the page with the API's own message.
+    let mut res = Html(shell("回放 Replay", "replay.js")).into_response();
+    for (k, v) in PAGE_HEADERS {
+        res.headers_mut().insert(k, HeaderValue::from_static(v));
+    }
+    res
+}
+
+fn shell(title: &str, script: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
+<link rel=\"icon\" href=\"data:,\">\n<link rel=\"stylesheet\" href=\"/assets/witness.css\">\n<script defer src=\"/assets/{script}\"></script>\n\
+</head>\n<body>\n<div id=\"messages\"></div>\n<main></main>\n\
+<noscript>此页面需要 JavaScript。This page needs JavaScript.</noscript>\n</body>\n</html>\n"
+    )
+}
+
+async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (body, content_type) = match name.as_str() {
+        "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
+        "witness.css" => (WITNESS_CSS, "text/css; charset=utf-8"),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no asset {name:?}"),
+            ));
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,76 @@
+//! The replay page in a real browser: headless Debian Chromium, driven by playwright-core
+//! (web/tests/replay.mjs), against a session recorded from the simulator. Screenshots are kept
+//! under target/tmp/browser/ as test artefacts.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = server.start_recording(&room, "ZB-BROWSER").await;
+    server
+        .wait_session(
+            &session,
+            "6 segments per source",
+            Duration::from_secs(40),
+            |s| {
+                ["cam1", "cam2", "mic1"]
+                    .iter()
+                    .all(|src| segments(s, src) >= 6)
+            },
+        )
+        .await;
+    server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+
+    // The page itself: an HTML shell with a restrictive content security policy.
+    let page = server
+        .http
+        .get(server.url(&format!("/sessions/{session}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(page.text().await.unwrap().contains("/assets/replay.js"));
+
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/replay.mjs");
+    let base = server.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([script, base.trim_end_matches('/'), &session])
+            .arg(&artefacts)
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{stderr}\n{stdout}\nserver log:\n{}",
+        server.log()
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    eprintln!("browser summary: {summary}");
+    assert_eq!(summary["videos"], serde_json::json!(["cam1", "cam2"]));
+    for cam in ["cam1", "cam2"] {
+        assert!(summary["sources"][cam]["advanced"].as_f64().unwrap() > 0.5);
+        assert!(
+            summary["seek"]["landed"][cam]["off_s"]
+                .as_f64()
+                .unwrap()
+                .abs()
+                <= 3.0
+        );
+    }
+}

@@ -1,0 +1,484 @@
+// The replay page `/sessions/{id}`: every source of a session in one grid, kept in step by one
+// session clock in wall-clock time; a timeline of segments and gaps; seek by click or typed time;
+// playback speed; the evidence chain's verification beside it.
+//
+// The clock follows the first source that has media at the current wall-clock time (so the
+// clock and what is on screen never drift apart); other sources are seeked to the same wall
+// clock when they stray more than a few frames. When no source has media (all in a gap), the
+// clock runs on real time until one does.
+
+import Hls from 'hls.js';
+import { chooseLanguage, rememberLanguage, translator } from './i18n.js';
+import {
+  formatDateTime,
+  formatTime,
+  mediaTimeAt,
+  parseTypedTime,
+  wallAt,
+  zoneLabel,
+} from './wallclock.js';
+
+const CONFIDENTIAL_KINDS = ['evaluation'];
+const TOLERANCE_S = 0.35;
+
+const lang = chooseLanguage();
+const t = translator(lang);
+const sessionId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] ?? '');
+const api = `/api/v1/sessions/${encodeURIComponent(sessionId)}`;
+
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    // Through the CSSOM: the page's content security policy refuses inline style attributes.
+    else if (k === 'style') Object.assign(e.style, v);
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+};
+
+const state = {
+  session: null,
+  reason: '',
+  sources: [],
+  start: 0,
+  end: 0,
+  wall: 0,
+  playing: false,
+  rate: 1,
+  lastTick: 0,
+};
+
+async function getJson(url) {
+  const r = await fetch(url, { headers: { accept: 'application/json' } });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body?.error?.message ?? `HTTP ${r.status}`);
+  return body;
+}
+
+function withReason(url) {
+  return state.reason ? `${url}?reason=${encodeURIComponent(state.reason)}` : url;
+}
+
+function showError(text) {
+  document.querySelector('#messages').append(el('p', { class: 'error' }, text));
+}
+
+// ---- page skeleton -----------------------------------------------------------------------
+
+function header(s) {
+  const fields = [
+    [t('project'), s.project_code],
+    [t('session'), s.session_code],
+    [t('room'), s.room_name],
+    [t('kind'), t(`kinds.${s.kind}`)],
+    [t('started'), formatDateTime(Date.parse(s.started_at))],
+    [t('stopped'), s.stopped_at ? formatDateTime(Date.parse(s.stopped_at)) : t('live')],
+    [t('timezone'), zoneLabel(Date.parse(s.started_at))],
+  ];
+  const other = lang === 'zh' ? 'en' : 'zh';
+  return el(
+    'header',
+    {},
+    el('h1', {}, `${t('title')} · ${s.project_code} · ${s.session_code}`),
+    el(
+      'button',
+      {
+        id: 'language',
+        type: 'button',
+        onclick: () => {
+          rememberLanguage(other);
+          const u = new URL(location.href);
+          u.searchParams.set('lang', other);
+          location.href = u.toString();
+        },
+      },
+      t('language'),
+    ),
+    el('dl', {}, ...fields.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
+  );
+}
+
+function askReason() {
+  return new Promise((resolve) => {
+    const input = el('input', { id: 'reason', type: 'text', maxlength: '500', required: '' });
+    const form = el(
+      'form',
+      {
+        id: 'reason-form',
+        class: 'confidential',
+        onsubmit: (e) => {
+          e.preventDefault();
+          const reason = input.value.trim();
+          if (!reason) return input.setCustomValidity(t('reasonRequired'));
+          form.remove();
+          resolve(reason);
+        },
+      },
+      el('p', {}, t('confidential')),
+      el('label', {}, `${t('reason')} `, input),
+      el('button', { type: 'submit' }, t('reasonGo')),
+    );
+    input.addEventListener('input', () => input.setCustomValidity(''));
+    document.querySelector('main').append(form);
+  });
+}
+
+function controls() {
+  const speed = el('select', { id: 'speed', onchange: (e) => setRate(Number(e.target.value)) });
+  for (const r of [0.5, 1, 1.5, 2, 4, 8]) {
+    speed.append(el('option', { value: String(r), ...(r === 1 ? { selected: '' } : {}) }, `${r}×`));
+  }
+  const sound = el('select', { id: 'sound', onchange: (e) => setSound(e.target.value) });
+  sound.append(el('option', { value: '' }, t('soundNone')));
+  for (const s of state.sources.filter((s) => s.hasAudio)) {
+    sound.append(el('option', { value: s.name }, s.name));
+  }
+  const seekInput = el('input', { id: 'seek', type: 'text', placeholder: t('seekPlaceholder') });
+  const seekForm = el(
+    'form',
+    {
+      id: 'seek-form',
+      onsubmit: (e) => {
+        e.preventDefault();
+        const got = parseTypedTime(seekInput.value, state.start, state.end);
+        document.querySelector('#seek-error').textContent = got.error
+          ? t(got.error, { value: seekInput.value })
+          : '';
+        if (!got.error) seek(got.ms);
+      },
+    },
+    el('label', {}, `${t('seek')} `, seekInput),
+    el('button', { type: 'submit' }, t('seekGo')),
+    el('span', { id: 'seek-error', class: 'error', role: 'alert' }),
+  );
+  return el(
+    'div',
+    { class: 'controls' },
+    el('button', { id: 'play', type: 'button', onclick: togglePlay }, t('play')),
+    el('output', { id: 'clock' }, '--:--:--'),
+    el('label', {}, `${t('speed')} `, speed),
+    el('label', {}, `${t('sound')} `, sound),
+    seekForm,
+  );
+}
+
+// ---- sources -----------------------------------------------------------------------------
+
+function addSource(rec) {
+  const isVideo = rec.media !== 'audio';
+  const media = el(isVideo ? 'video' : 'audio', { playsinline: '', preload: 'auto' });
+  media.muted = true;
+  const status = el('div', { class: 'status' });
+  const name = rec.source;
+  const download = el(
+    'a',
+    { href: withReason(`${api}/sources/${encodeURIComponent(name)}/download.mp4`), download: '' },
+    t('download'),
+  );
+  const tile = el(
+    'figure',
+    { class: `tile ${isVideo ? 'video' : 'audio'}`, 'data-source': name },
+    media,
+    isVideo ? null : el('div', { class: 'audio-only' }, `♪ ${t('audioOnly')}`),
+    status,
+    el('figcaption', {}, el('span', {}, name), el('span', { class: 'wall' }), download),
+  );
+  const source = {
+    name,
+    rec,
+    media,
+    tile,
+    status,
+    isVideo,
+    hasAudio: rec.media !== 'video',
+    frags: fragsFromRecording(rec),
+    failed: false,
+    hls: null,
+  };
+  const url = withReason(`${api}/sources/${encodeURIComponent(name)}/index.m3u8`);
+  if (rec.segments.some((s) => !s.object_key.endsWith('.ts'))) {
+    fail(source, t('notHls', { template: rec.template }));
+  } else if (Hls.isSupported()) {
+    const hls = new Hls({ maxBufferLength: 20, backBufferLength: 30, startPosition: 0 });
+    hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
+      // The player's own reading of the playlist: its media timeline is what currentTime uses.
+      // Live views: hls.js refines each fragment's start from the real timestamps as it plays.
+      source.frags = data.details.fragments
+        .filter((f) => f.programDateTime != null)
+        .map((f) => ({
+          get start() {
+            return f.start;
+          },
+          get duration() {
+            return f.duration;
+          },
+          get wall() {
+            return f.programDateTime;
+          },
+        }));
+    });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (data.fatal) fail(source, t('playbackError', { detail: data.details }));
+    });
+    hls.loadSource(url);
+    hls.attachMedia(media);
+    source.hls = hls;
+  } else if (media.canPlayType('application/vnd.apple.mpegurl')) {
+    media.src = url;
+  } else {
+    fail(source, t('playbackError', { detail: 'HLS' }));
+  }
+  media.addEventListener('error', () => fail(source, t('playbackError', { detail: media.error?.message ?? '' })));
+  state.sources.push(source);
+  return source;
+}
+
+/// Until the player has read the playlist (and for native HLS): the same mapping from the API,
+/// where the media timeline is the segments' durations laid end to end.
+function fragsFromRecording(rec) {
+  let start = 0;
+  return rec.segments.map((s) => {
+    const f = { start, duration: s.duration_seconds, wall: Date.parse(s.start) };
+    start += s.duration_seconds;
+    return f;
+  });
+}
+
+function fail(source, text) {
+  source.failed = true;
+  source.tile.classList.add('failed');
+  source.status.textContent = text;
+}
+
+function setRate(rate) {
+  state.rate = rate;
+  for (const s of state.sources) s.media.playbackRate = rate;
+}
+
+function setSound(name) {
+  for (const s of state.sources) s.media.muted = s.name !== name;
+}
+
+function togglePlay() {
+  state.playing = !state.playing;
+  if (state.playing && state.wall >= state.end) state.wall = state.start;
+  document.querySelector('#play').textContent = state.playing ? t('pause') : t('play');
+  for (const s of state.sources) sync(s, true);
+}
+
+function seek(ms) {
+  state.wall = Math.min(Math.max(ms, state.start), state.end);
+  for (const s of state.sources) sync(s, true);
+  render();
+}
+
+/// Brings one source to the session clock: seek when it strays, pause it in its gaps.
+function sync(source, exact = false) {
+  if (source.failed) return;
+  const target = mediaTimeAt(source.frags, state.wall);
+  const m = source.media;
+  source.tile.classList.toggle('gap', target === null);
+  if (target === null) {
+    source.status.textContent = gapReason(source) ?? t('noMedia');
+    if (!m.paused) m.pause();
+    return;
+  }
+  source.status.textContent = '';
+  if (!m.seeking && Math.abs(m.currentTime - target) > (exact ? 0.04 : TOLERANCE_S)) {
+    m.currentTime = target;
+  }
+  if (m.playbackRate !== state.rate) m.playbackRate = state.rate;
+  if (state.playing && m.paused) m.play().catch(() => {});
+  if (!state.playing && !m.paused) m.pause();
+}
+
+function gapReason(source) {
+  const gap = source.rec.gaps.find(
+    (g) => state.wall >= Date.parse(g.start) && state.wall < Date.parse(g.end),
+  );
+  return gap ? `${t('gap')}: ${gap.reason}` : null;
+}
+
+/// The session clock: taken from the first source playing media now, else real time.
+function tick(now) {
+  const dt = state.lastTick ? now - state.lastTick : 0;
+  state.lastTick = now;
+  if (state.playing) {
+    const expected = state.wall + dt * state.rate;
+    let next = expected;
+    for (const s of state.sources) {
+      if (s.failed || s.media.seeking || s.media.paused || s.media.readyState < 3) continue;
+      const w = wallAt(s.frags, s.media.currentTime);
+      // A jump means the leader crossed into its own gap: keep real time, sync() pauses it.
+      if (w !== null && Math.abs(w - expected) < 1000) {
+        next = w;
+        break;
+      }
+    }
+    state.wall = Math.max(state.wall, next);
+    if (state.wall >= state.end) {
+      state.wall = state.end;
+      togglePlay();
+    }
+    for (const s of state.sources) sync(s);
+  }
+  render();
+  requestAnimationFrame(tick);
+}
+
+// ---- timeline ----------------------------------------------------------------------------
+
+function timeline() {
+  const span = Math.max(state.end - state.start, 1);
+  const pct = (ms) => `${(((ms - state.start) / span) * 100).toFixed(4)}%`;
+  const width = (ms) => `${((ms / span) * 100).toFixed(4)}%`;
+  const rows = state.sources.map((s) => {
+    const row = el('div', { class: 'row', 'data-source': s.name }, el('span', { class: 'label' }, s.name));
+    const track = el('div', { class: 'track' });
+    for (const seg of s.rec.segments) {
+      track.append(
+        el('span', {
+          class: 'segment',
+          style: { left: pct(Date.parse(seg.start)), width: width(seg.duration_seconds * 1000) },
+          title: `#${seg.seq} ${formatTime(Date.parse(seg.start))} ${seg.duration_seconds.toFixed(2)} s`,
+        }),
+      );
+    }
+    for (const gap of s.rec.gaps) {
+      track.append(
+        el('span', {
+          class: 'gap',
+          style: { left: pct(Date.parse(gap.start)), width: width(gap.duration_seconds * 1000) },
+          title: `${t('gapReason')}: ${gap.reason} (${formatTime(Date.parse(gap.start))}–${formatTime(Date.parse(gap.end))})`,
+        }),
+      );
+    }
+    row.append(track);
+    return row;
+  });
+  const ticks = el('div', { class: 'ticks' });
+  for (const ms of tickTimes(state.start, state.end)) {
+    ticks.append(el('span', { style: { left: pct(ms) } }, formatTime(ms)));
+  }
+  const cursor = el('div', { id: 'cursor' });
+  const box = el('div', { id: 'timeline', class: 'timeline' }, ...rows, ticks, cursor);
+  box.addEventListener('click', (e) => {
+    const track = box.querySelector('.track').getBoundingClientRect();
+    const x = Math.min(Math.max(e.clientX - track.left, 0), track.width);
+    seek(state.start + (x / track.width) * span);
+  });
+  return box;
+}
+
+/// Round clock times for the timeline's labels: at most eight, on whole steps of the clock.
+function tickTimes(start, end) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800];
+  const step = (steps.find((s) => (end - start) / (s * 1000) <= 8) ?? 21600) * 1000;
+  // Whole steps of local time, not of UTC: the zone offset shifts where the hours fall.
+  const zone = new Date(start).getTimezoneOffset() * 60_000;
+  const times = [];
+  for (let ms = Math.ceil((start - zone) / step) * step + zone; ms <= end; ms += step) times.push(ms);
+  return times;
+}
+
+function render() {
+  document.querySelector('#clock').textContent = formatTime(state.wall);
+  const track = document.querySelector('#timeline .track');
+  const cursor = document.querySelector('#cursor');
+  if (track && cursor) {
+    const box = document.querySelector('#timeline').getBoundingClientRect();
+    const r = track.getBoundingClientRect();
+    const f = (state.wall - state.start) / Math.max(state.end - state.start, 1);
+    cursor.style.left = `${r.left - box.left + f * r.width}px`;
+  }
+  for (const s of state.sources) {
+    s.tile.querySelector('.wall').textContent = formatTime(state.wall);
+  }
+}
+
+// ---- chain status ------------------------------------------------------------------------
+
+async function chainStatus() {
+  const box = el('aside', { id: 'chain', class: 'checking' }, el('h2', {}, t('chain')), el('p', {}, t('chainChecking')));
+  document.querySelector('main').prepend(box);
+  const p = box.querySelector('p');
+  try {
+    const report = await getJson(`${api}/verify`);
+    const segments = report.recordings.reduce((n, r) => n + r.media_segments, 0);
+    const gaps = report.recordings.reduce((n, r) => n + r.gaps, 0);
+    box.className = report.intact ? 'intact' : 'broken';
+    box.dataset.intact = String(report.intact);
+    if (report.intact) {
+      p.textContent = `✔ ${t('chainIntact')} · ${segments} ${t('segments')} · ${gaps} ${t('gaps')}`;
+    } else {
+      const f = report.first_failure ?? {};
+      p.textContent = `✘ ${t('chainBroken')}: ${t('chainAt', { source: f.source ?? '?', seq: f.seq ?? '?', problem: f.problem ?? report.verdict })}`;
+    }
+  } catch (e) {
+    box.className = 'broken';
+    p.textContent = `${t('chainUnavailable')}: ${e.message}`;
+  }
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+async function main() {
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  let session;
+  try {
+    session = await getJson(api);
+  } catch (e) {
+    showError(t('notFound', { detail: e.message }));
+    return;
+  }
+  state.session = session;
+  document.title = `${t('title')} · ${session.project_code} · ${session.session_code}`;
+  document.querySelector('main').before(header(session));
+  if (CONFIDENTIAL_KINDS.includes(session.kind)) state.reason = await askReason();
+
+  const grid = el('section', { id: 'grid', class: 'grid' });
+  for (const rec of session.recordings) grid.append(addSource(rec).tile);
+  const walls = session.recordings.flatMap((r) => [
+    ...r.segments.map((s) => [Date.parse(s.start), Date.parse(s.start) + s.duration_seconds * 1000]),
+    ...r.gaps.map((g) => [Date.parse(g.start), Date.parse(g.end)]),
+  ]);
+  state.start = walls.length ? Math.min(...walls.map((w) => w[0])) : Date.parse(session.started_at);
+  state.end = walls.length ? Math.max(...walls.map((w) => w[1])) : state.start;
+  state.wall = state.start;
+
+  const main = document.querySelector('main');
+  main.append(controls(), grid, timeline());
+  const firstAudio = state.sources.find((s) => !s.isVideo) ?? state.sources.find((s) => s.hasAudio);
+  if (firstAudio) {
+    document.querySelector('#sound').value = firstAudio.name;
+    setSound(firstAudio.name);
+  }
+  chainStatus();
+  requestAnimationFrame(tick);
+}
+
+// For tests and for people debugging in the console: the page's view of the clock.
+window.witnessReplay = {
+  seek,
+  state: () => ({
+    wall: state.wall,
+    start: state.start,
+    end: state.end,
+    playing: state.playing,
+    rate: state.rate,
+    sources: state.sources.map((s) => ({
+      name: s.name,
+      video: s.isVideo,
+      failed: s.failed,
+      currentTime: s.media.currentTime,
+      readyState: s.media.readyState,
+      paused: s.media.paused,
+      wall: wallAt(s.frags, s.media.currentTime),
+    })),
+  }),
+};
+
+main().catch((e) => showError(t('loadError', { detail: e.message })));
