@@ -31,12 +31,16 @@ enum Command {
     },
     /// Run the RTSP camera simulator.
     Simulate(simulator::SimOptions),
-    /// Export a stopped session as an evidence package (BagIt bag in a tar file).
+    /// Export a stopped session as an evidence package (BagIt bag in a tar or zip file).
     Export {
         #[arg(long)]
         session: String,
+        /// The package file; a name ending in .zip makes a zip unless --format says otherwise.
         #[arg(long)]
         out: PathBuf,
+        /// tar or zip.
+        #[arg(long, value_parser = ["tar", "zip"])]
+        format: Option<String>,
         /// Why it is exported; recorded in the audit trail and the package.
         #[arg(long)]
         reason: String,
@@ -190,6 +194,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Export {
             session,
             out,
+            format,
             reason,
             exporter,
             config,
@@ -226,11 +231,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 address: "cli",
                 selection: export::Selection::default(),
             };
+            let format = match format.as_deref() {
+                Some("zip") => export::Format::Zip,
+                Some(_) => export::Format::Tar,
+                None => export::Format::for_file_name(&out.to_string_lossy()),
+            };
             let summary = export::export_to(
                 &core.pool,
                 &core.store,
                 &core.signer,
                 req,
+                format,
                 &mut writer,
                 &mut progress,
             )

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
+use super::archive::ArchiveWriter;
+pub use super::archive::Format;
 use super::chain::{Entry, EntryKind};
 use super::error::CoreError;
 use super::index;
@@ -347,30 +349,33 @@ pub async fn plan(
     })
 }
 
-/// Writes the planned package as a tar stream. `flush` receives the archive in pieces of at most
-/// one segment, so memory stays constant whatever the session's size.
-pub async fn write<F, Fut>(plan: &Plan, store: &Store, mut flush: F) -> Result<u64, CoreError>
+/// Writes the planned package as a tar or zip stream. `flush` receives the archive in pieces of
+/// at most one segment, so memory stays constant whatever the session's size.
+pub async fn write<F, Fut>(
+    plan: &Plan,
+    store: &Store,
+    format: Format,
+    mut flush: F,
+) -> Result<u64, CoreError>
 where
     F: FnMut(Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = Result<(), CoreError>>,
 {
-    let mut tar = tar::Builder::new(Vec::new());
+    let mut archive = ArchiveWriter::new(format);
     let mut written = 0u64;
     for f in &plan.entries {
         let path = format!("{}/{}", plan.root, f.path);
         match &f.content {
-            Content::Bytes(b) => append(&mut tar, &path, b)?,
+            Content::Bytes(b) => archive.add(&path, b)?,
             Content::Object { key, sha256 } => {
-                append(&mut tar, &path, &read_checked(store, key, sha256).await?)?
+                archive.add(&path, &read_checked(store, key, sha256).await?)?
             }
         }
-        let chunk = std::mem::take(tar.get_mut());
+        let chunk = archive.take();
         written += chunk.len() as u64;
         flush(chunk).await?;
     }
-    let tail = tar
-        .into_inner()
-        .map_err(|e| CoreError::Internal(format!("finishing the package: {e}")))?;
+    let tail = archive.finish()?;
     written += tail.len() as u64;
     flush(tail).await?;
     Ok(written)
@@ -382,11 +387,12 @@ pub async fn export_to<W: Write>(
     store: &Store,
     signer: &Signer,
     req: ExportRequest<'_>,
+    format: Format,
     out: &mut W,
     progress: Progress<'_>,
 ) -> Result<Plan, CoreError> {
     let plan = plan(pool, store, signer, req, progress).await?;
-    write(&plan, store, |chunk| {
+    write(&plan, store, format, |chunk| {
         let r = out
             .write_all(&chunk)
             .map_err(|e| CoreError::Internal(format!("writing the package: {e}")));
@@ -400,16 +406,6 @@ pub async fn export_to<W: Write>(
 
 fn one_line(s: &str) -> String {
     super::chain::one_line(s)
-}
-
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<(), CoreError> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o444);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, path, data)
-        .map_err(|e| CoreError::Internal(format!("writing {path} into the package: {e}")))
 }
 
 const README: &str = "证据包说明 / About this evidence package\n\

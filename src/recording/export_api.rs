@@ -17,9 +17,9 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::error::CoreError;
-use super::export::{self, Plan, Selection};
+use super::export::{self, Format, Plan, Selection};
 use crate::audit;
-use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
+use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -209,10 +209,19 @@ async fn status(
     Ok(Json(v))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadQuery {
+    /// `tar` (default) or `zip`: the same package in either container.
+    #[serde(default)]
+    format: Format,
+}
+
 async fn download(
     State(s): State<AppState>,
     Path(id): Path<String>,
     ClientAddr(address): ClientAddr,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let j = job(&s, &id)?;
     let (plan, session_id) = {
@@ -246,7 +255,7 @@ async fn download(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let writer_plan = plan.clone();
     tokio::spawn(async move {
-        let sent = export::write(&writer_plan, &core.store, |chunk| {
+        let sent = export::write(&writer_plan, &core.store, q.format, |chunk| {
             let tx = tx.clone();
             async move {
                 tx.send(Ok(bytes::Bytes::from(chunk)))
@@ -265,10 +274,14 @@ async fn download(
     });
     Ok((
         [
-            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_TYPE, q.format.content_type().to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}.tar\"", plan.root),
+                format!(
+                    "attachment; filename=\"{}.{}\"",
+                    plan.root,
+                    q.format.extension()
+                ),
             ),
         ],
         Body::from_stream(stream),

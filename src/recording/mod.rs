@@ -9,6 +9,7 @@
 //! `views` are the JSON shapes and `api` the HTTP face.
 
 pub mod api;
+pub mod archive;
 pub mod chain;
 pub mod error;
 pub mod export;

@@ -1,11 +1,11 @@
-//! The offline check of an evidence package (tar or unpacked folder): no server, no database,
+//! The offline check of an evidence package (tar, zip or unpacked folder): no server, no database,
 //! only the bytes. BagIt completeness and fixity (SHA-256 and SM3), the signed tag manifest,
 //! every chain link, genesis bound to the bag's project and session, every segment against its
 //! chain entry, the signed session manifest against the chain heads. Hostile archives (absolute
 //! or `..` paths, links, oversized tag files, too many entries) are refused before use.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
 use serde::Serialize;
@@ -19,6 +19,8 @@ use super::manifest::{self, Manifest};
 /// Limits that keep a hostile package from exhausting memory or time.
 const MAX_ENTRIES: usize = 1_000_000;
 const MAX_SMALL_FILE: u64 = 64 * 1024 * 1024;
+/// Beyond this expansion a compressed member is taken for a zip bomb (media barely compresses).
+const MAX_ZIP_RATIO: u64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -144,7 +146,56 @@ fn read(path: &Path) -> Result<Contents, PackageError> {
         }
         return Ok(c);
     }
-    let f = std::fs::File::open(path).map_err(io)?;
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).map_err(io)?;
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
+    if n == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06") {
+        read_zip(f, &mut c).map_err(|e| match e {
+            ZipFailure::Package(p) => p,
+            ZipFailure::Zip(z) => PackageError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(z),
+            },
+        })?;
+    } else {
+        read_tar(f, &mut c).map_err(|e| match e {
+            PackageError::Io { source, .. } => io(source),
+            other => other,
+        })?;
+    }
+    Ok(c)
+}
+
+/// Admits one archive member: every member sits in the same top folder, once. Returns its path
+/// inside the bag.
+fn admit(c: &Contents, top: &mut Option<String>, full: &str) -> Result<String, PackageError> {
+    let (first, rest) = full
+        .split_once('/')
+        .ok_or_else(|| PackageError::Hostile(format!("{full}: outside the bag folder")))?;
+    match top {
+        None => *top = Some(first.to_string()),
+        Some(t) if t != first => {
+            return Err(PackageError::Hostile(format!(
+                "{full}: a second top folder"
+            )));
+        }
+        _ => {}
+    }
+    if c.size.contains_key(rest) {
+        return Err(PackageError::Hostile(format!("{rest}: appears twice")));
+    }
+    if c.size.len() >= MAX_ENTRIES {
+        return Err(PackageError::Hostile("too many files".into()));
+    }
+    Ok(rest.to_string())
+}
+
+fn read_tar(f: std::fs::File, c: &mut Contents) -> Result<(), PackageError> {
+    let io = |source| PackageError::Io {
+        path: String::new(),
+        source,
+    };
     let mut archive = tar::Archive::new(f);
     let mut top: Option<String> = None;
     for entry in archive.entries().map_err(io)? {
@@ -160,28 +211,82 @@ fn read(path: &Path) -> Result<Contents, PackageError> {
                 )));
             }
         }
-        let (first, rest) = full
-            .split_once('/')
-            .ok_or_else(|| PackageError::Hostile(format!("{full}: outside the bag folder")))?;
-        match &top {
-            None => top = Some(first.to_string()),
-            Some(t) if t != first => {
-                return Err(PackageError::Hostile(format!(
-                    "{full}: a second top folder"
-                )));
-            }
-            _ => {}
-        }
-        if c.size.contains_key(rest) {
-            return Err(PackageError::Hostile(format!("{rest}: appears twice")));
-        }
-        if c.size.len() >= MAX_ENTRIES {
-            return Err(PackageError::Hostile("too many files".into()));
-        }
+        let rest = admit(c, &mut top, &full)?;
         let len = entry.header().size().map_err(io)?;
-        c.take(rest, entry, len).map_err(io)?;
+        c.take(&rest, entry, len).map_err(io)?;
     }
-    Ok(c)
+    Ok(())
+}
+
+enum ZipFailure {
+    Package(PackageError),
+    Zip(zip::result::ZipError),
+}
+
+impl From<zip::result::ZipError> for ZipFailure {
+    fn from(e: zip::result::ZipError) -> Self {
+        ZipFailure::Zip(e)
+    }
+}
+
+impl From<PackageError> for ZipFailure {
+    fn from(e: PackageError) -> Self {
+        ZipFailure::Package(e)
+    }
+}
+
+/// A zip, as we write it (stored) or as someone re-zipped the folder (deflated). Members that
+/// expand beyond all reason (zip bombs), overlap each other, or are links are refused.
+fn read_zip(f: std::fs::File, c: &mut Contents) -> Result<(), ZipFailure> {
+    let mut archive = zip::ZipArchive::new(f)?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(PackageError::Hostile(format!("{} members: too many", archive.len())).into());
+    }
+    let mut top: Option<String> = None;
+    let mut spans: Vec<(u64, u64, String)> = Vec::new();
+    for i in 0..archive.len() {
+        let member = archive.by_index(i)?;
+        let raw = String::from_utf8_lossy(member.name_raw()).to_string();
+        let full = bag_path(Path::new(&raw))?;
+        if member.is_symlink() {
+            return Err(PackageError::Hostile(format!("{full}: symbolic link")).into());
+        }
+        if member.is_dir() {
+            continue;
+        }
+        let (size, packed) = (member.size(), member.compressed_size());
+        if size > MAX_ZIP_RATIO * packed.max(1) && size > MAX_SMALL_FILE {
+            return Err(PackageError::Hostile(format!(
+                "{full}: expands {packed} bytes to {size} (a zip bomb?)"
+            ))
+            .into());
+        }
+        let start = member.data_start().unwrap_or(member.header_start());
+        spans.push((start, start + packed, full.clone()));
+        let rest = admit(c, &mut top, &full)?;
+        // Never trust the declared size: read at most one byte more and compare.
+        let mut limited = member.take(size + 1);
+        c.take(&rest, &mut limited, size)
+            .map_err(|e| PackageError::Io {
+                path: full.clone(),
+                source: e,
+            })?;
+        if c.size[&rest] != size {
+            return Err(PackageError::Hostile(format!(
+                "{full}: declares {size} bytes but holds {}",
+                c.size[&rest]
+            ))
+            .into());
+        }
+    }
+    // Members that share bytes (the overlapping-file zip bomb) are refused.
+    spans.sort();
+    for w in spans.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(PackageError::Hostile(format!("{} overlaps {}", w[1].2, w[0].2)).into());
+        }
+    }
+    Ok(())
 }
 
 fn parse_manifest(text: &str) -> Result<Vec<(String, String)>, String> {

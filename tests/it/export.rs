@@ -348,6 +348,22 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
         assert_eq!(code, 2, "{name}: {out}");
         assert!(out.contains("package refused"), "{name}: {out}");
     }
+    // The same for zips, written with Python's zipfile (which writes whatever it is told).
+    for (name, why) in [
+        ("traversal", "climbs out"),
+        ("absolute", "absolute path"),
+        ("symlink", "symbolic link"),
+        ("bomb", "zip bomb"),
+    ] {
+        let p = w.join(format!("{name}.zip"));
+        hostile_zip(&p, name);
+        let (code, out) = verify(&p, &[]);
+        assert_eq!(code, 2, "{name}.zip: {out}");
+        assert!(
+            out.contains("package refused") && out.contains(why),
+            "{name}.zip: {out}"
+        );
+    }
     let (code, out) = verify(&w.join("does-not-exist.tar"), &[]);
     assert_eq!(code, 2, "{out}");
     // A header that promises a terabyte it does not carry (the tar cousin of a zip bomb): read
@@ -451,12 +467,61 @@ async fn http_export_of_a_selection(
         "{failed}"
     );
 
+    // The same package as a zip: our verifier, Python's zip reader, then bagit on its contents.
+    let download = server.url(done["download"].as_str().unwrap());
     let resp = server
         .http
-        .get(server.url(done["download"].as_str().unwrap()))
+        .get(format!("{download}?format=zip"))
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    let zip_path = w.join("selection.zip");
+    std::fs::write(&zip_path, resp.bytes().await.unwrap()).unwrap();
+    let (code, out) = verify(&zip_path, &[]);
+    assert_eq!(code, 0, "{out}");
+    let unzipped = w.join("selection-unzipped");
+    let py = Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&zip_path)
+        .arg(&unzipped)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let bag_dir = std::fs::read_dir(&unzipped)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bagit = Command::new("python3")
+        .args(["-m", "bagit", "--validate"])
+        .arg(&bag_dir)
+        .output()
+        .unwrap();
+    assert!(
+        bagit.status.success(),
+        "bagit on the unzipped package: {}",
+        String::from_utf8_lossy(&bagit.stderr)
+    );
+    let (status, body) = server
+        .call(
+            "GET",
+            &format!("{}?format=rar", done["download"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{body}"
+    );
+
+    let resp = server.http.get(download).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "application/x-tar");
     let tar_path = w.join("selection.tar");
     std::fs::write(&tar_path, resp.bytes().await.unwrap()).unwrap();
@@ -583,4 +648,34 @@ fn hostile_tar(out: &Path, path: &str, link: bool) {
     }
     bytes.extend(vec![0u8; 1024]);
     std::fs::write(out, bytes).unwrap();
+}
+
+fn hostile_zip(out: &Path, kind: &str) {
+    let script = r#"
+import sys, zipfile
+out, kind = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    if kind == "traversal":
+        z.writestr(zipfile.ZipInfo("bag/../../etc/x"), b"evil")
+    elif kind == "absolute":
+        z.writestr(zipfile.ZipInfo("/etc/witness-x"), b"evil")
+    elif kind == "symlink":
+        info = zipfile.ZipInfo("bag/data/link")
+        info.external_attr = 0o120777 << 16
+        z.writestr(info, b"/etc/passwd")
+    elif kind == "bomb":
+        info = zipfile.ZipInfo("bag/data/media/cam1/00000001.ts")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as f:
+            block = bytes(1 << 20)
+            for _ in range(256):
+                f.write(block)
+"#;
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .arg(out)
+        .arg(kind)
+        .status()
+        .unwrap();
+    assert!(st.success(), "building {kind}.zip");
 }
