@@ -82,6 +82,8 @@ pub struct RecordingConfig {
     pub pipelines_dir: PathBuf,
     /// Local spool for segments not yet stored and indexed; empty means `{data_dir}/spool`.
     pub spool_dir: PathBuf,
+    /// Scratch space for the derived MP4s of evidence packages; empty means `{data_dir}/exports`.
+    pub export_scratch_dir: PathBuf,
 }
 
 fn default_region() -> String {
@@ -122,6 +124,7 @@ impl Default for RecordingConfig {
             reconnect_max_seconds: 10.0,
             pipelines_dir: PathBuf::from("./pipelines"),
             spool_dir: PathBuf::new(),
+            export_scratch_dir: PathBuf::new(),
         }
     }
 }
@@ -161,6 +164,9 @@ impl Config {
         }
         if self.recording.spool_dir.as_os_str().is_empty() {
             self.recording.spool_dir = self.data_dir.join("spool");
+        }
+        if self.recording.export_scratch_dir.as_os_str().is_empty() {
+            self.recording.export_scratch_dir = self.data_dir.join("exports");
         }
     }
 

@@ -41,6 +41,9 @@ enum Command {
         /// tar or zip.
         #[arg(long, value_parser = ["tar", "zip"])]
         format: Option<String>,
+        /// Also one playable MP4 per source under derived/ (remuxed; marked as not evidence).
+        #[arg(long)]
+        derived_mp4: bool,
         /// Why it is exported; recorded in the audit trail and the package.
         #[arg(long)]
         reason: String,
@@ -138,6 +141,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 for g in &report.gaps {
                     println!("gap: {g}");
                 }
+                for d in &report.derived {
+                    println!("derived (not evidence, signed): {d}");
+                }
                 for p in &report.problems {
                     println!("problem: {p}");
                 }
@@ -195,6 +201,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             session,
             out,
             format,
+            derived_mp4,
             reason,
             exporter,
             config,
@@ -225,6 +232,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 );
             };
             let req = export::ExportRequest {
+                derived_mp4_dir: derived_mp4.then_some(core.config.export_scratch_dir.as_path()),
                 session_id: &session,
                 exporter: &exporter,
                 reason: &reason,

@@ -32,6 +32,8 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
 /// Opens the core and resumes what the last process left recording.
 pub async fn start(config: &Config) -> anyhow::Result<AppState> {
     let core = Arc::new(open_core(config).await?);
+    // Export jobs live in memory: the derived files of the last process's jobs are orphans.
+    let _ = std::fs::remove_dir_all(&config.recording.export_scratch_dir);
     core.resume_interrupted()
         .await
         .context("resuming interrupted sessions")?;

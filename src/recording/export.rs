@@ -9,6 +9,7 @@
 //! `package` checks a package offline.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -76,6 +77,9 @@ impl Selection {
 }
 
 pub struct ExportRequest<'a> {
+    /// When set: also one concatenated playable MP4 per selected source, remuxed into this
+    /// scratch folder first and packaged under `derived/` as a convenience, not as evidence.
+    pub derived_mp4_dir: Option<&'a std::path::Path>,
     pub session_id: &'a str,
     pub exporter: &'a str,
     pub reason: &'a str,
@@ -90,6 +94,11 @@ enum Content {
         sha256: String,
     },
     Bytes(Vec<u8>),
+    /// A derived file in the plan's scratch folder.
+    File {
+        path: std::path::PathBuf,
+        len: u64,
+    },
 }
 
 struct PlannedFile {
@@ -103,7 +112,19 @@ pub struct Plan {
     pub root: String,
     pub payload_bytes: u64,
     pub files: usize,
+    /// `derived/{source}.mp4` files, when asked for.
+    pub derived: Vec<String>,
     entries: Vec<PlannedFile>,
+    /// Deleted with the plan: the derived files live only as long as the package can be fetched.
+    scratch: Option<std::path::PathBuf>,
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Progress callback: bytes done, bytes total.
@@ -293,7 +314,7 @@ pub async fn plan(
     );
     let payload_files = files.len();
 
-    let bag_info = format!(
+    let mut bag_info = format!(
         "Source-Organization: Witness\nBagging-Date: {}\nPayload-Oxum: {payload_bytes}.{payload_files}\nWitness-Package-Id: {package_id}\nWitness-Project-Code: {}\nWitness-Session-Id: {}\nWitness-Session-Code: {}\nWitness-Session-Kind: {}\nWitness-Room-Id: {}\nWitness-Room-Name: {}\nWitness-Session-Start: {}\nWitness-Session-Stop: {}\nWitness-Selection: {}\nWitness-Exporter: {}\nWitness-Export-Reason: {}\nWitness-Exported-At: {}\n",
         chrono::Utc::now().format("%Y-%m-%d"),
         session.project_code,
@@ -309,6 +330,11 @@ pub async fn plan(
         one_line(req.reason),
         rfc3339(now_us()),
     );
+    if req.derived_mp4_dir.is_some() {
+        bag_info.push_str(
+            "Witness-Derived: derived/{source}.mp4 are playable copies remuxed from the selected segments, not evidence; the evidence is data/media/\n",
+        );
+    }
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (
             "bagit.txt",
@@ -331,6 +357,47 @@ pub async fn plan(
             content: Content::Bytes(data),
         });
     }
+    let (derived, scratch) = match req.derived_mp4_dir {
+        None => (Vec::new(), None),
+        Some(dir) => {
+            let scratch = dir.join(&package_id);
+            std::fs::create_dir_all(&scratch).map_err(|e| {
+                CoreError::Internal(format!("scratch folder {}: {e}", scratch.display()))
+            })?;
+            let mut derived = Vec::new();
+            for (rec, entries) in &chains {
+                let segments: Vec<Entry> = entries
+                    .iter()
+                    .filter(|e| {
+                        e.kind == EntryKind::Media && req.selection.includes(&rec.source_name, e)
+                    })
+                    .cloned()
+                    .collect();
+                if segments.is_empty()
+                    || segments.iter().any(|e| !e.object_key.ends_with(".ts"))
+                    || super::remux::launch_for(&rec.media).is_none()
+                {
+                    continue; // nothing selected, or a container the remuxer does not read
+                }
+                let file = scratch.join(format!("{}.mp4", rec.source_name));
+                let (len, sha) = match derive_mp4(&rec.media, segments, store, &file).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&scratch);
+                        return Err(e);
+                    }
+                };
+                let path = format!("derived/{}.mp4", rec.source_name);
+                tag_lines.push_str(&format!("{sha}  {path}\n"));
+                files.push(PlannedFile {
+                    path: path.clone(),
+                    content: Content::File { path: file, len },
+                });
+                derived.push(path);
+            }
+            (derived, Some(scratch))
+        }
+    };
     let signature = format!("{}\n", signer.sign_hex(tag_lines.as_bytes()));
     files.push(PlannedFile {
         path: "tagmanifest-sha256.txt".into(),
@@ -345,15 +412,17 @@ pub async fn plan(
         root,
         payload_bytes,
         files: files.len(),
+        derived,
         entries: files,
+        scratch,
     })
 }
 
 /// Writes the planned package as a tar or zip stream. `flush` receives the archive in pieces of
-/// at most one segment, so memory stays constant whatever the session's size.
+/// about a megabyte as it is written, so memory stays constant whatever the session's size.
 pub async fn write<F, Fut>(
-    plan: &Plan,
-    store: &Store,
+    plan: Arc<Plan>,
+    store: Store,
     format: Format,
     mut flush: F,
 ) -> Result<u64, CoreError>
@@ -361,24 +430,66 @@ where
     F: FnMut(Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = Result<(), CoreError>>,
 {
-    let mut archive = ArchiveWriter::new(format);
-    let mut written = 0u64;
-    for f in &plan.entries {
-        let path = format!("{}/{}", plan.root, f.path);
-        match &f.content {
-            Content::Bytes(b) => archive.add(&path, b)?,
-            Content::Object { key, sha256 } => {
-                archive.add(&path, &read_checked(store, key, sha256).await?)?
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let handle = tokio::runtime::Handle::current();
+    let writer = tokio::task::spawn_blocking(move || -> Result<(), CoreError> {
+        let mut archive = ArchiveWriter::new(format, tx);
+        for f in &plan.entries {
+            let path = format!("{}/{}", plan.root, f.path);
+            match &f.content {
+                Content::Bytes(b) => archive.add(&path, b.len() as u64, &b[..])?,
+                Content::Object { key, sha256 } => {
+                    let data = handle.block_on(read_checked(&store, key, sha256))?;
+                    archive.add(&path, data.len() as u64, &data[..])?
+                }
+                Content::File { path: file, len } => {
+                    let f = std::fs::File::open(file).map_err(|e| {
+                        CoreError::Internal(format!("derived file {}: {e}", file.display()))
+                    })?;
+                    archive.add(&path, *len, f)?
+                }
             }
         }
-        let chunk = archive.take();
-        written += chunk.len() as u64;
-        flush(chunk).await?;
+        archive.finish()
+    });
+    let mut written = 0u64;
+    while let Some(piece) = rx.recv().await {
+        written += piece.len() as u64;
+        if let Err(e) = flush(piece).await {
+            drop(rx); // the writer's next send fails and it stops
+            let _ = writer.await;
+            return Err(e);
+        }
     }
-    let tail = archive.finish()?;
-    written += tail.len() as u64;
-    flush(tail).await?;
+    writer
+        .await
+        .map_err(|e| CoreError::Internal(format!("package writer: {e}")))??;
     Ok(written)
+}
+
+/// Remuxes the selected segments of one recording into `out`; returns (bytes, SHA-256).
+async fn derive_mp4(
+    media: &str,
+    segments: Vec<Entry>,
+    store: &Store,
+    out: &std::path::Path,
+) -> Result<(u64, String), CoreError> {
+    use tokio::io::AsyncWriteExt;
+    let failed = |e: &dyn std::fmt::Display| {
+        CoreError::Internal(format!("derived MP4 {}: {e}", out.display()))
+    };
+    let mut rx = super::remux::start(media, segments, store.clone()).map_err(|e| failed(&e))?;
+    let mut file = tokio::fs::File::create(out).await.map_err(|e| failed(&e))?;
+    let mut sha = Sha256::new();
+    let mut len = 0u64;
+    while let Some(piece) = rx.recv().await {
+        let piece = piece.map_err(|e| failed(&e))?;
+        sha.update(&piece);
+        len += piece.len() as u64;
+        file.write_all(&piece).await.map_err(|e| failed(&e))?;
+    }
+    file.sync_all().await.map_err(|e| failed(&e))?;
+    Ok((len, hex::encode(sha.finalize())))
 }
 
 /// Plan and write to a file-like sink: what `witness export` does.
@@ -390,9 +501,9 @@ pub async fn export_to<W: Write>(
     format: Format,
     out: &mut W,
     progress: Progress<'_>,
-) -> Result<Plan, CoreError> {
-    let plan = plan(pool, store, signer, req, progress).await?;
-    write(&plan, store, format, |chunk| {
+) -> Result<Arc<Plan>, CoreError> {
+    let plan = Arc::new(plan(pool, store, signer, req, progress).await?);
+    write(plan.clone(), store.clone(), format, |chunk| {
         let r = out
             .write_all(&chunk)
             .map_err(|e| CoreError::Internal(format!("writing the package: {e}")));
@@ -426,6 +537,10 @@ bag-info.txt says which segments were selected; chains are always complete.\n\
 Then check the Ed25519 signature in tagmanifest-sha256.txt.sig over tagmanifest-sha256.txt with\n\
 the key in server-public-key.txt, and compare that key with the one the trading centre publishes\n\
 (GET /api/v1/keys). The chain format is documented in docs/chain-format.md of Witness.\n\
+\n\
+derived/（如有）中的 MP4 是由所选分段重新封装的便于播放的副本，不是证据；证据是 data/media/ 中的原始分段。\n\
+derived/ (if present) holds playable MP4 copies remuxed from the selected segments for\n\
+convenience. They are not evidence; the evidence is the original segments in data/media/.\n\
 \n\
 用核验工具 / With the verifier (offline, no server or database):\n\
   witness verify <this package> --public-key <published key>\n";

@@ -61,6 +61,9 @@ struct StartExport {
     from: Option<String>,
     to: Option<String>,
     reason: String,
+    /// Also one concatenated playable MP4 per source under `derived/`, marked as not evidence.
+    #[serde(default)]
+    derived_mp4: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +154,7 @@ async fn start(
         .insert(id.clone(), job.clone());
     let first = view(&id, &job.lock().expect("job lock"));
     let reason = req.reason;
+    let derived_mp4 = req.derived_mp4;
     let job_id = id.clone();
     tokio::spawn(async move {
         let progress_job = job.clone();
@@ -160,6 +164,7 @@ async fn start(
             j.total = total;
         };
         let req = export::ExportRequest {
+            derived_mp4_dir: derived_mp4.then_some(core.config.export_scratch_dir.as_path()),
             session_id: &session_id,
             exporter: "anonymous",
             reason: &reason,
@@ -255,7 +260,7 @@ async fn download(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let writer_plan = plan.clone();
     tokio::spawn(async move {
-        let sent = export::write(&writer_plan, &core.store, q.format, |chunk| {
+        let sent = export::write(writer_plan, core.store.clone(), q.format, |chunk| {
             let tx = tx.clone();
             async move {
                 tx.send(Ok(bytes::Bytes::from(chunk)))

@@ -52,6 +52,8 @@ pub struct PackageReport {
     pub session_id: String,
     pub segments: Vec<SegmentCheck>,
     pub gaps: Vec<String>,
+    /// Playable copies under `derived/`: covered by the signed tag manifest, not evidence.
+    pub derived: Vec<String>,
 }
 
 /// What was read: hashes of every file, and the bytes of the small (non-media) ones.
@@ -396,12 +398,23 @@ pub fn verify_package(
             match parse_manifest(&String::from_utf8_lossy(tm)) {
                 Err(e) => problems.push(format!("tagmanifest-sha256.txt: {e}")),
                 Ok(lines) => {
-                    for (hash, p) in lines {
-                        if c.sha256.get(&p) != Some(&hash) {
+                    for (hash, p) in &lines {
+                        if c.sha256.get(p) != Some(hash) {
                             problems.push(format!(
                                 "{p}: does not match tagmanifest-sha256.txt (tag file edited)"
                             ));
                         }
+                    }
+                    // Every file outside the payload is vouched for by the signed tag manifest.
+                    let listed: BTreeSet<&str> = lines.iter().map(|(_, p)| p.as_str()).collect();
+                    for p in c.size.keys().filter(|p| {
+                        !p.starts_with("data/")
+                            && !listed.contains(p.as_str())
+                            && !p.starts_with("tagmanifest-sha256.txt")
+                    }) {
+                        problems.push(format!(
+                            "{p}: not covered by the signed tag manifest (file added)"
+                        ));
                     }
                     for required in [
                         "bag-info.txt",
@@ -571,6 +584,12 @@ pub fn verify_package(
         session_id,
         segments,
         gaps,
+        derived: c
+            .size
+            .keys()
+            .filter(|p| p.starts_with("derived/"))
+            .cloned()
+            .collect(),
     })
 }
 

@@ -142,6 +142,17 @@ async fn refuse_confidential_without_reason(
     ))
 }
 
+fn check_reason_length(reason: &str) -> Result<(), ApiError> {
+    if reason.chars().count() > 500 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "reason: at most 500 characters",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayQuery {
@@ -160,14 +171,8 @@ async fn playlist(
     let reason = q.reason.unwrap_or_default();
     let target = format!("{}/{}", session.id, rec.source_name);
     let entry = access_entry(&address, "replay_start", &session.id, &target, &reason);
+    check_reason_length(&reason)?;
     refuse_confidential_without_reason(pool, &session, &entry).await?;
-    if reason.chars().count() > 500 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "reason: at most 500 characters",
-        ));
-    }
     let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
     if entries
         .iter()
@@ -236,7 +241,17 @@ async fn download_mp4(
         from_us: time("from", &q.from)?,
         to_us: time("to", &q.to)?,
     };
+    if let (Some(f), Some(t)) = (selection.from_us, selection.to_us)
+        && f >= t
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "from must be before to",
+        ));
+    }
     let reason = q.reason.unwrap_or_default();
+    check_reason_length(&reason)?;
     let target = format!(
         "{}/{} from {} to {}",
         session.id,

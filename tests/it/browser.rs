@@ -12,7 +12,15 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     let sim = Simulator::start(&[]);
     let server = Server::start().await;
     let room = server.demo_room(&sim, "default").await;
-    let session = server.start_recording(&room, "ZB-BROWSER").await;
+    // An evaluation (评标) session: the page must ask for a reason before anything plays.
+    let started = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{room}/start"),
+            Some(serde_json::json!({"project_code": "ZB-BROWSER", "session_code": "PB-01", "kind": "evaluation"})),
+        )
+        .await;
+    let session = started["id"].as_str().unwrap().to_string();
     server
         .wait_session(
             &session,
@@ -44,9 +52,10 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/replay.mjs");
     let base = server.url("");
+    let session_id = session.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .args([script, base.trim_end_matches('/'), &session])
+            .args([script, base.trim_end_matches('/'), &session_id])
             .arg(&artefacts)
             .output()
             .expect("node runs (scripts/setup installs Node.js)")
@@ -63,6 +72,21 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
     eprintln!("browser summary: {summary}");
     assert_eq!(summary["videos"], serde_json::json!(["cam1", "cam2"]));
+    let audit = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/audit"), None)
+        .await;
+    let replays: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "replay_start" && e["outcome"] == "allowed")
+        .collect();
+    assert!(
+        replays
+            .iter()
+            .any(|e| e["reason"] == "质疑复核 objection review"),
+        "the reason typed on the page is in the audit trail: {audit}"
+    );
     for cam in ["cam1", "cam2"] {
         assert!(summary["sources"][cam]["advanced"].as_f64().unwrap() > 0.5);
         assert!(

@@ -208,12 +208,7 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
         "flipped byte",
         &bag,
         w,
-        |d| {
-            let p = d.join("data/media/cam1").join(&n1);
-            let mut b = std::fs::read(&p).unwrap();
-            b[100] ^= 1;
-            std::fs::write(&p, b).unwrap();
-        },
+        |d| flip_byte(&d.join("data/media/cam1").join(&n1)),
         &format!("data/media/cam1/{n1}: sha256 mismatch"),
         &[],
     );
@@ -439,7 +434,7 @@ async fn http_export_of_a_selection(
         .call(
             "POST",
             &format!("/api/v1/sessions/{session}/exports"),
-            Some(serde_json::json!({"sources": ["cam1"], "from": from, "to": to, "reason": "监管调阅 regulator request"})),
+            Some(serde_json::json!({"sources": ["cam1"], "from": from, "to": to, "reason": "监管调阅 regulator request", "derived_mp4": true})),
         )
         .await;
     assert_eq!(status, 202, "{job}");
@@ -556,6 +551,42 @@ async fn http_export_of_a_selection(
         names.len() <= 3,
         "only segments overlapping the range: {names:?}"
     );
+    // The derived MP4: playable, as long as the selection, signed, and not mistaken for evidence.
+    let mp4 = bag.join("derived/cam1.mp4");
+    let (streams, seconds) = ffprobe(&mp4);
+    assert!(
+        streams.iter().any(|(t, c)| t == "video" && c == "h264"),
+        "{streams:?}"
+    );
+    let selected: f64 = names.len() as f64 * 1.0;
+    assert!(
+        (seconds - selected).abs() < selected * 0.5 + 0.5,
+        "derived MP4 of {} segments lasts {seconds} s",
+        names.len()
+    );
+    let (code, out) = verify(&tar_path, &[]);
+    assert!(
+        out.contains("derived (not evidence, signed): derived/cam1.mp4"),
+        "{out}"
+    );
+    assert_eq!(code, 0, "{out}");
+    case(
+        "derived MP4 altered",
+        &bag,
+        w,
+        |d| flip_byte(&d.join("derived/cam1.mp4")),
+        "derived/cam1.mp4: does not match tagmanifest-sha256.txt",
+        &[],
+    );
+    case(
+        "unlisted file added beside the payload",
+        &bag,
+        w,
+        |d| std::fs::write(d.join("derived/cam2.mp4"), b"not a video").unwrap(),
+        "derived/cam2.mp4: not covered by the signed tag manifest",
+        &[],
+    );
+
     let audit = server
         .ok("GET", &format!("/api/v1/sessions/{session}/audit"), None)
         .await;
@@ -648,6 +679,12 @@ fn hostile_tar(out: &Path, path: &str, link: bool) {
     }
     bytes.extend(vec![0u8; 1024]);
     std::fs::write(out, bytes).unwrap();
+}
+
+fn flip_byte(p: &Path) {
+    let mut b = std::fs::read(p).unwrap();
+    b[100] ^= 1;
+    std::fs::write(p, b).unwrap();
 }
 
 fn hostile_zip(out: &Path, kind: &str) {

@@ -108,9 +108,23 @@ async fn hls_replay_of_a_recorded_session() {
     // Served bytes are the stored bytes.
     let key = segs[1]["object_key"].as_str().unwrap();
     let name = key.rsplit('/').next().unwrap();
+    let (status, body) = server
+        .call("GET", &format!("{base}/segments/{name}"), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("reason_required")),
+        "a confidential segment needs the reason too"
+    );
+    assert!(
+        playlist.contains(&format!(
+            "segments/{name}?reason=complaint%20ZB%2DHLS%20review"
+        )),
+        "{playlist}"
+    );
     let served = server
         .http
-        .get(server.url(&format!("{base}/segments/{name}")))
+        .get(server.url(&format!("{base}/segments/{name}?reason=r")))
         .send()
         .await
         .unwrap();
@@ -130,7 +144,7 @@ async fn hls_replay_of_a_recorded_session() {
         "99999999.ts",
     ] {
         let (status, body) = server
-            .call("GET", &format!("{base}/segments/{bad}"), None)
+            .call("GET", &format!("{base}/segments/{bad}?reason=r"), None)
             .await;
         assert!(status == 404, "{bad}: {status} {body}");
     }
@@ -146,10 +160,87 @@ async fn hls_replay_of_a_recorded_session() {
         (404, Some("source_not_found"))
     );
 
+    // One playable MP4 over a wall-clock range: remuxed, not transcoded, and audited.
+    let (from, to) = (
+        segs[1]["start"].as_str().unwrap(),
+        segs[4]["start"].as_str().unwrap(),
+    );
+    let q = |extra: &str| {
+        format!(
+            "{base}/download.mp4?from={}&to={}{extra}",
+            from.replace('+', "%2B"),
+            to.replace('+', "%2B")
+        )
+    };
+    let (status, body) = server.call("GET", &q(""), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("reason_required"))
+    );
+    let (status, body) = server
+        .call(
+            "GET",
+            &format!("{base}/download.mp4?from={to}&to={from}&reason=r"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            "GET",
+            &format!(
+                "{base}/download.mp4?from=2001-01-01T00:00:00Z&to=2001-01-01T00:01:00Z&reason=r"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("no_media_in_range")),
+        "{body}"
+    );
+    let resp = server
+        .http
+        .get(server.url(&q("&reason=court%20order")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "video/mp4");
+    let mp4 = tempfile::Builder::new().suffix(".mp4").tempfile().unwrap();
+    std::fs::write(mp4.path(), resp.bytes().await.unwrap()).unwrap();
+    let (streams, seconds) = ffprobe(mp4.path());
+    assert!(
+        streams.iter().any(|(t, c)| t == "video" && c == "h264"),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|(t, c)| t == "audio" && c == "aac"),
+        "{streams:?}"
+    );
+    let want: f64 = segs[1..4]
+        .iter()
+        .map(|s| s["duration_seconds"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (seconds - want).abs() < 1.5,
+        "MP4 lasts {seconds} s, the range {want} s"
+    );
+
     let audit = server
         .ok("GET", &format!("/api/v1/sessions/{session}/audit"), None)
         .await;
     let entries = audit.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "download" && e["reason"] == "court order"),
+        "{audit}"
+    );
     assert!(
         entries.iter().any(|e| e["action"] == "replay_start"
             && e["outcome"].as_str().unwrap().starts_with("denied")),

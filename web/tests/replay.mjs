@@ -16,6 +16,7 @@ if (!base || !sessionId || !artefacts) {
 }
 await mkdir(artefacts, { recursive: true });
 const ZONE = 'Asia/Shanghai';
+const REASON = '质疑复核 objection review';
 
 function check(ok, message) {
   if (!ok) throw new Error(message);
@@ -74,7 +75,15 @@ try {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()} (${m.location().url})`));
 
+  // A confidential (评标) session: nothing loads until a reason is given, and it is recorded.
+  const playlists = [];
+  page.on('request', (r) => r.url().includes('.m3u8') && playlists.push(r.url()));
   await page.goto(`${base}/sessions/${encodeURIComponent(sessionId)}`);
+  await page.waitForSelector('#reason-form', { timeout: 30_000 });
+  await page.screenshot({ path: join(artefacts, 'replay-reason.png') });
+  check(playlists.length === 0, `playlists requested before a reason was given: ${playlists}`);
+  await page.fill('#reason', REASON);
+  await page.click('#reason-form button[type=submit]');
   await page.waitForSelector('#chain.intact, #chain.broken', { timeout: 60_000 });
   summary.chain = await page.textContent('#chain p');
   check((await page.getAttribute('#chain', 'class')) === 'intact', `chain status: ${summary.chain}`);
@@ -139,7 +148,7 @@ try {
   const st = await page.evaluate(() => window.witnessReplay.state());
   const frags = {};
   for (const v of videos) {
-    frags[v] = await playlistFrags(`${base}/api/v1/sessions/${encodeURIComponent(sessionId)}/sources/${v}/index.m3u8`);
+    frags[v] = await playlistFrags(`${base}/api/v1/sessions/${encodeURIComponent(sessionId)}/sources/${v}/index.m3u8?reason=${encodeURIComponent(REASON)}`);
   }
   const longest = Math.max(...Object.values(frags).flat().map((f) => f.duration));
   // A time inside media on every camera, well before the end and away from where we are now.
@@ -174,6 +183,9 @@ try {
 
   // English on request.
   await page.click('#language');
+  await page.waitForSelector('#reason-form', { timeout: 30_000 });
+  await page.fill('#reason', REASON);
+  await page.click('#reason-form button[type=submit]');
   await page.waitForSelector('#chain.intact, #chain.broken', { timeout: 60_000 });
   summary.title_en = await page.textContent('header h1');
   check(summary.title_en.includes('Replay'), `English title: ${summary.title_en}`);
