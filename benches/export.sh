@@ -52,6 +52,10 @@ read -r tar_s tar_kb < <(measure tar -cf "$dir/plain.tar" -C "$dir/data/objects"
 read -r ver_s ver_kb < <(measure "$W" verify "$dir/pkg.tar")
 "$W" verify "$dir/pkg.tar" >/dev/null || { echo "package does not verify" >&2; exit 1; }
 read -r sha_s sha_kb < <(measure sha256sum "$dir/pkg.tar")
+read -r exz_s exz_kb < <(measure "$W" export --config "$dir/witness.toml" --session "$session" --out "$dir/pkg.zip" --reason bench)
+read -r verz_s verz_kb < <(measure "$W" verify "$dir/pkg.zip")
+"$W" verify "$dir/pkg.zip" >/dev/null || { echo "zip package does not verify" >&2; exit 1; }
+read -r shaz_s shaz_kb < <(measure sha256sum "$dir/pkg.zip")
 ossl=$(openssl speed -seconds 3 -bytes 1048576 sha256 2>/dev/null | awk '/^sha256/ {print $2}' | tr -d k)
 mib() { python3 -c "print(f'{$media_bytes / 1048576 / max($1, 1e-3):.0f}')"; }
 ratio() { python3 -c "print(f'{$1 / max($2, 1e-3):.2f}')"; }
@@ -61,5 +65,7 @@ echo "| operation | seconds | MiB/s | peak RSS MiB | baseline | baseline s | bas
 echo "|---|---:|---:|---:|---|---:|---:|---:|"
 echo "| witness export | $ex_s | $(mib "$ex_s") | $((ex_kb / 1024)) | tar -cf | $tar_s | $(mib "$tar_s") | $(ratio "$ex_s" "$tar_s") |"
 echo "| witness verify PACKAGE | $ver_s | $(mib "$ver_s") | $((ver_kb / 1024)) | sha256sum | $sha_s | $(mib "$sha_s") | $(ratio "$ver_s" "$sha_s") |"
+echo "| witness export (zip) | $exz_s | $(mib "$exz_s") | $((exz_kb / 1024)) | tar -cf | $tar_s | $(mib "$tar_s") | $(ratio "$exz_s" "$tar_s") |"
+echo "| witness verify PACKAGE (zip) | $verz_s | $(mib "$verz_s") | $((verz_kb / 1024)) | sha256sum | $shaz_s | $(mib "$shaz_s") | $(ratio "$verz_s" "$shaz_s") |"
 echo
 echo "openssl speed sha256 (1 MiB blocks): $(python3 -c "print(f'{$ossl * 1000 / 1048576:.0f}')") MiB/s (ceiling for one SHA-256 pass)"
