@@ -32,6 +32,22 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub store: StoreConfig,
     pub recording: RecordingConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often the head of the audit chain is signed (and at every shutdown).
+    pub checkpoint_minutes: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_minutes: 10.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +114,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             http: HttpConfig::default(),
+            audit: AuditConfig::default(),
             database: DatabaseConfig::default(),
             store: StoreConfig::Local {
                 path: PathBuf::new(),
@@ -171,6 +188,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.001..=1440.0).contains(&self.audit.checkpoint_minutes) {
+            return Err(ConfigError::Invalid(format!(
+                "audit.checkpoint_minutes = {}: expected 0.001 to 1440",
+                self.audit.checkpoint_minutes
+            )));
+        }
         let r = &self.recording;
         if !(0.5..=60.0).contains(&r.segment_seconds) {
             return Err(ConfigError::Invalid(format!(

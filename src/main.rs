@@ -67,6 +67,9 @@ enum Command {
         package: Option<PathBuf>,
         #[arg(long, conflicts_with = "package")]
         session: Option<String>,
+        /// Check the audit trail's hash chain and signed checkpoints (needs the database).
+        #[arg(long, conflicts_with_all = ["package", "session"])]
+        audit: bool,
         /// With a package: the server public key (hex) it must be signed with.
         #[arg(long, requires = "package")]
         public_key: Option<String>,
@@ -196,7 +199,33 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Verify { .. } => anyhow::bail!("verify needs a PACKAGE or --session ID"),
+        Command::Verify {
+            audit: true,
+            config,
+            json,
+            ..
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let core = server::open_core(&config).await?;
+            let report =
+                witness::audit::verify::verify(&core.pool, &core.signer.public_key_hex()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in &report.problems {
+                    println!("problem: {p}");
+                }
+                println!("{}", report.verdict);
+            }
+            Ok(if report.intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Verify { .. } => {
+            anyhow::bail!("verify needs a PACKAGE, --session ID or --audit")
+        }
         Command::Export {
             session,
             out,

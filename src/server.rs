@@ -10,12 +10,15 @@ use crate::http::{self, AppState};
 use crate::recording::manifest::Signer;
 use crate::recording::sessions::Core;
 use crate::recording::template::Templates;
-use crate::{db, store};
+use crate::{audit, db, store};
 
 /// Opens everything the recording core needs, without starting any recorder.
 pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
     gst::init().context("initialising GStreamer")?;
     let pool = db::open(&config.database.url).await?;
+    audit::open(&pool)
+        .await
+        .context("opening the audit trail")?;
     let store = store::open(&config.store)?;
     let templates = Templates::load(&config.recording.pipelines_dir)?;
     templates.check_elements()?;
@@ -37,6 +40,11 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
     core.resume_interrupted()
         .await
         .context("resuming interrupted sessions")?;
+    audit::checkpoint::spawn_periodic(
+        core.pool.clone(),
+        core.signer.clone(),
+        std::time::Duration::from_secs_f64(config.audit.checkpoint_minutes * 60.0),
+    );
     Ok(AppState {
         recording: core,
         exports: Default::default(),
@@ -57,6 +65,9 @@ pub async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
         .context("HTTP server")?;
     tracing::info!("shutting down: closing open segments");
     core.shutdown().await;
+    if let Err(e) = audit::checkpoint::make(&core.pool, &core.signer).await {
+        tracing::warn!(error = %e, "final audit checkpoint failed");
+    }
     Ok(())
 }
 

@@ -1,75 +1,300 @@
 //! The audit trail shared by every module: who did what, when, from where, with what outcome.
-//! Append-only: this file has an insert and reads, and nothing else.
+//! Append-only and hash-chained (`chain`): the application only inserts, the database refuses
+//! UPDATE and DELETE (`guard`), signed checkpoints pin the head (`checkpoint`), and `verify`
+//! re-checks it all. `api` serves it to discipline officers, filtered, as JSON or CSV.
+
+pub mod api;
+pub mod chain;
+pub mod checkpoint;
+pub mod guard;
+pub mod verify;
+
+use sqlx::Row;
 
 use crate::db::{Pool, now_us};
 
-/// One audited action.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One audited action, as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct AuditEntry {
+    pub seq: i64,
     pub id: String,
     pub at_us: i64,
-    /// Until identities exist, `anonymous`.
+    /// The user name, `token:<name>` for an API token, `cli`, `system` or `anonymous`.
     pub actor: String,
+    /// The actor's role when it acted (empty for system and anonymous actors).
+    pub actor_role: String,
     pub address: String,
-    /// Stable snake_case, e.g. `replay_start`, `segment_download`.
+    /// Stable snake_case, e.g. `replay_start`, `login`, `room_start`.
     pub action: String,
     pub session_id: Option<String>,
+    pub project_code: Option<String>,
     pub target: String,
     pub reason: String,
-    /// `allowed` or `denied: …`
+    /// `allowed`, `denied: …`, `failed: …` or an HTTP status for generic entries.
     pub outcome: String,
+    /// Access to confidential material (评标), to be looked at by discipline officers.
+    pub flagged: bool,
+    pub prev_hash: String,
+    pub entry_hash: String,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct NewEntry<'a> {
     pub actor: &'a str,
+    pub actor_role: &'a str,
     pub address: &'a str,
     pub action: &'a str,
     pub session_id: Option<&'a str>,
+    pub project_code: Option<&'a str>,
     pub target: &'a str,
     pub reason: &'a str,
     pub outcome: &'a str,
+    pub flagged: bool,
 }
 
-pub async fn append(pool: &Pool, e: NewEntry<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, actor, address, action, session_id, target, reason, outcome) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(now_us())
-    .bind(e.actor)
-    .bind(e.address)
-    .bind(e.action)
-    .bind(e.session_id)
-    .bind(e.target)
-    .bind(crate::recording::chain::one_line(e.reason))
-    .bind(e.outcome)
+/// One writer per process at a time; across processes the unique sequence number decides.
+static APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const COLUMNS: &str = "seq, id, at, actor, actor_role, address, action, session_id, project_code, target, reason, outcome, flagged, prev_hash, entry_hash";
+
+/// Appends one entry at the head of the chain and returns it.
+pub async fn append(pool: &Pool, e: NewEntry<'_>) -> Result<AuditEntry, sqlx::Error> {
+    let _one_writer = APPEND.lock().await;
+    let mut attempt = 0;
+    loop {
+        let (seq, prev_hash) = head(pool)
+            .await?
+            .map(|(s, h)| (s + 1, h))
+            .unwrap_or((1, chain::GENESIS_PREV.to_string()));
+        let mut entry = AuditEntry {
+            seq,
+            id: uuid::Uuid::now_v7().to_string(),
+            at_us: now_us(),
+            actor: e.actor.into(),
+            actor_role: e.actor_role.into(),
+            address: e.address.into(),
+            action: e.action.into(),
+            session_id: e.session_id.map(Into::into),
+            project_code: e.project_code.map(Into::into),
+            target: e.target.into(),
+            reason: e.reason.replace(['\n', '\r'], " "),
+            outcome: e.outcome.into(),
+            flagged: e.flagged,
+            prev_hash,
+            entry_hash: String::new(),
+        };
+        entry.entry_hash = entry.compute_hash();
+        match insert(pool, &entry).await {
+            Ok(()) => return Ok(entry),
+            // Another node appended the same sequence number first: link to its entry instead.
+            Err(err)
+                if attempt < 50
+                    && err
+                        .as_database_error()
+                        .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn insert(pool: &Pool, e: &AuditEntry) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+    ))
+    .bind(e.seq)
+    .bind(&e.id)
+    .bind(e.at_us)
+    .bind(&e.actor)
+    .bind(&e.actor_role)
+    .bind(&e.address)
+    .bind(&e.action)
+    .bind(&e.session_id)
+    .bind(&e.project_code)
+    .bind(&e.target)
+    .bind(&e.reason)
+    .bind(&e.outcome)
+    .bind(i64::from(e.flagged))
+    .bind(&e.prev_hash)
+    .bind(&e.entry_hash)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-pub async fn for_session(pool: &Pool, session_id: &str) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    use sqlx::Row;
-    sqlx::query(
-        "SELECT id, at, actor, address, action, session_id, target, reason, outcome FROM audit_log WHERE session_id = $1 ORDER BY at, id",
+/// The last entry's sequence number and hash.
+pub async fn head(pool: &Pool) -> Result<Option<(i64, String)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT seq, entry_hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
     )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| Ok((r.try_get("seq")?, r.try_get("entry_hash")?)))
+        .transpose()
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        id: r.try_get("id")?,
+        at_us: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        actor_role: r.try_get("actor_role")?,
+        address: r.try_get("address")?,
+        action: r.try_get("action")?,
+        session_id: r.try_get("session_id")?,
+        project_code: r.try_get("project_code")?,
+        target: r.try_get("target")?,
+        reason: r.try_get("reason")?,
+        outcome: r.try_get("outcome")?,
+        flagged: r.try_get::<i64, _>("flagged")? != 0,
+        prev_hash: r.try_get("prev_hash")?,
+        entry_hash: r.try_get("entry_hash")?,
+    })
+}
+
+pub async fn for_session(pool: &Pool, session_id: &str) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE session_id = $1 ORDER BY seq"
+    ))
     .bind(session_id)
     .fetch_all(pool)
     .await?
     .iter()
-    .map(|r| {
-        Ok(AuditEntry {
-            id: r.try_get("id")?,
-            at_us: r.try_get("at")?,
-            actor: r.try_get("actor")?,
-            address: r.try_get("address")?,
-            action: r.try_get("action")?,
-            session_id: r.try_get("session_id")?,
-            target: r.try_get("target")?,
-            reason: r.try_get("reason")?,
-            outcome: r.try_get("outcome")?,
-        })
-    })
+    .map(from_row)
     .collect()
+}
+
+/// Filters of `GET /api/v1/audit`; all optional, combined with AND.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub actor: Option<String>,
+    pub session_id: Option<String>,
+    pub project_code: Option<String>,
+    pub action: Option<String>,
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+    pub flagged: Option<bool>,
+    /// Entries after this sequence number (paging).
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+pub async fn query(pool: &Pool, f: &Filter) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    // Every value is bound; only the fixed clauses are formatted in.
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq > $1");
+    let mut n = 1;
+    let mut clause = |sql: &mut String, text: &str| {
+        n += 1;
+        sql.push_str(&text.replace('?', &format!("${n}")));
+    };
+    if f.actor.is_some() {
+        clause(&mut sql, " AND actor = ?");
+    }
+    if f.session_id.is_some() {
+        clause(&mut sql, " AND session_id = ?");
+    }
+    if f.project_code.is_some() {
+        clause(&mut sql, " AND project_code = ?");
+    }
+    if f.action.is_some() {
+        clause(&mut sql, " AND action = ?");
+    }
+    if f.from_us.is_some() {
+        clause(&mut sql, " AND at >= ?");
+    }
+    if f.to_us.is_some() {
+        clause(&mut sql, " AND at < ?");
+    }
+    if f.flagged.is_some() {
+        clause(&mut sql, " AND flagged = ?");
+    }
+    clause(&mut sql, " ORDER BY seq LIMIT ?");
+    let mut q = sqlx::query(&sql).bind(f.after_seq);
+    for v in [&f.actor, &f.session_id, &f.project_code, &f.action]
+        .into_iter()
+        .flatten()
+    {
+        q = q.bind(v.clone());
+    }
+    for v in [f.from_us, f.to_us].into_iter().flatten() {
+        q = q.bind(v);
+    }
+    if let Some(flagged) = f.flagged {
+        q = q.bind(i64::from(flagged));
+    }
+    q.bind(f.limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Every entry in chain order, a page at a time (for verification and CSV export).
+pub async fn page(pool: &Pool, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    query(
+        pool,
+        &Filter {
+            after_seq,
+            limit,
+            ..Filter::default()
+        },
+    )
+    .await
+}
+
+/// Prepares the trail at start-up: entries written before the chain existed are chained (in
+/// the order they were written), then the database guards go in.
+pub async fn open(pool: &Pool) -> Result<(), sqlx::Error> {
+    let legacy = sqlx::query(
+        "SELECT id, at, actor, address, action, session_id, target, reason, outcome FROM audit_log WHERE seq IS NULL ORDER BY at, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    if !legacy.is_empty() {
+        let _one_writer = APPEND.lock().await;
+        let (mut seq, mut prev) = head(pool)
+            .await?
+            .unwrap_or((0, chain::GENESIS_PREV.to_string()));
+        for r in &legacy {
+            seq += 1;
+            let mut e = AuditEntry {
+                seq,
+                id: r.try_get("id")?,
+                at_us: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                actor_role: String::new(),
+                address: r.try_get("address")?,
+                action: r.try_get("action")?,
+                session_id: r.try_get("session_id")?,
+                project_code: None,
+                target: r.try_get("target")?,
+                reason: r.try_get("reason")?,
+                outcome: r.try_get("outcome")?,
+                flagged: false,
+                prev_hash: prev.clone(),
+                entry_hash: String::new(),
+            };
+            e.entry_hash = e.compute_hash();
+            sqlx::query(
+                "UPDATE audit_log SET seq = $1, prev_hash = $2, entry_hash = $3 WHERE id = $4 AND seq IS NULL",
+            )
+            .bind(e.seq)
+            .bind(&e.prev_hash)
+            .bind(&e.entry_hash)
+            .bind(&e.id)
+            .execute(pool)
+            .await?;
+            prev = e.entry_hash;
+        }
+        tracing::info!(
+            entries = legacy.len(),
+            "audit entries from before the chain were chained"
+        );
+    }
+    guard::install(pool).await
 }

@@ -28,7 +28,8 @@ pub fn app(state: AppState) -> Router {
         .route("/keys", get(keys))
         .merge(recording::api::routes())
         .merge(recording::replay::routes())
-        .merge(recording::export_api::routes());
+        .merge(recording::export_api::routes())
+        .merge(crate::audit::api::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

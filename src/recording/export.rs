@@ -109,6 +109,7 @@ struct PlannedFile {
 /// Everything needed to write a package, with the media still in the store.
 pub struct Plan {
     pub package_id: String,
+    pub project_code: String,
     pub root: String,
     pub payload_bytes: u64,
     pub files: usize,
@@ -291,9 +292,12 @@ pub async fn plan(
             address: req.address,
             action: "export",
             session_id: Some(&session.id),
+            project_code: Some(&session.project_code),
             target: &package_id,
             reason: req.reason,
             outcome: "allowed",
+            flagged: super::replay::is_confidential(&session),
+            ..audit::NewEntry::default()
         },
     )
     .await?;
@@ -409,6 +413,7 @@ pub async fn plan(
     });
     Ok(Plan {
         package_id,
+        project_code: session.project_code.clone(),
         root,
         payload_bytes,
         files: files.len(),

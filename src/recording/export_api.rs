@@ -250,9 +250,10 @@ async fn download(
             address: &address,
             action: "export_download",
             session_id: Some(&session_id),
+            project_code: Some(&plan.project_code),
             target: &plan.package_id,
-            reason: "",
             outcome: "allowed",
+            ..audit::NewEntry::default()
         },
     )
     .await

@@ -560,6 +560,27 @@ pub fn verify_package(
         _ => problems.push("data/chain/manifest.json or its signature missing".into()),
     }
 
+    // 5. The session's audit entries: each one as it was chained (links are not checked, as
+    // entries of other sessions sit between them in the full trail).
+    if let Some(text) = c.text("data/audit/audit.jsonl") {
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            match serde_json::from_str::<crate::audit::AuditEntry>(line) {
+                Ok(e) if e.compute_hash() == e.entry_hash => {}
+                Ok(e) => problems.push(format!(
+                    "data/audit/audit.jsonl: entry {} does not match its hash (entry edited)",
+                    e.seq
+                )),
+                Err(err) => problems.push(format!(
+                    "data/audit/audit.jsonl line {}: not an audit entry ({err})",
+                    n + 1
+                )),
+            }
+        }
+    }
     let intact = problems.is_empty();
     let verdict = if intact {
         format!(

@@ -103,7 +103,7 @@ pub fn hls_playlist(entries: &[Entry], live: bool, segment_query: &str) -> Strin
 fn access_entry<'a>(
     address: &'a str,
     action: &'a str,
-    session_id: &'a str,
+    session: &'a index::SessionRow,
     target: &'a str,
     reason: &'a str,
 ) -> audit::NewEntry<'a> {
@@ -111,11 +111,18 @@ fn access_entry<'a>(
         actor: "anonymous",
         address,
         action,
-        session_id: Some(session_id),
+        session_id: Some(&session.id),
+        project_code: Some(&session.project_code),
         target,
         reason,
         outcome: "allowed",
+        flagged: is_confidential(session),
+        ..audit::NewEntry::default()
     }
+}
+
+pub fn is_confidential(session: &index::SessionRow) -> bool {
+    CONFIDENTIAL_KINDS.contains(&session.kind.as_str())
 }
 
 /// Confidential (评标) sessions are seen only with a recorded reason; a refusal is audited too.
@@ -124,7 +131,7 @@ async fn refuse_confidential_without_reason(
     session: &index::SessionRow,
     entry: &audit::NewEntry<'_>,
 ) -> Result<(), ApiError> {
-    if !CONFIDENTIAL_KINDS.contains(&session.kind.as_str()) || !entry.reason.trim().is_empty() {
+    if !is_confidential(session) || !entry.reason.trim().is_empty() {
         return Ok(());
     }
     let denied = audit::NewEntry {
@@ -170,7 +177,7 @@ async fn playlist(
     let (session, rec) = find(pool, &id, &source).await?;
     let reason = q.reason.unwrap_or_default();
     let target = format!("{}/{}", session.id, rec.source_name);
-    let entry = access_entry(&address, "replay_start", &session.id, &target, &reason);
+    let entry = access_entry(&address, "replay_start", &session, &target, &reason);
     check_reason_length(&reason)?;
     refuse_confidential_without_reason(pool, &session, &entry).await?;
     let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
@@ -259,7 +266,7 @@ async fn download_mp4(
         q.from.as_deref().unwrap_or("start"),
         q.to.as_deref().unwrap_or("end")
     );
-    let entry = access_entry(&address, "download", &session.id, &target, &reason);
+    let entry = access_entry(&address, "download", &session, &target, &reason);
     refuse_confidential_without_reason(pool, &session, &entry).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
         .await
@@ -318,9 +325,7 @@ async fn segment(
 ) -> Result<Response, ApiError> {
     let pool = &s.recording.pool;
     let (session, rec) = find(pool, &id, &source).await?;
-    if CONFIDENTIAL_KINDS.contains(&session.kind.as_str())
-        && q.reason.as_deref().unwrap_or_default().trim().is_empty()
-    {
+    if is_confidential(&session) && q.reason.as_deref().unwrap_or_default().trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "reason_required",

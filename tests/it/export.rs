@@ -265,6 +265,25 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
         &[],
     );
     case(
+        "audit entry in the package edited",
+        &bag,
+        w,
+        |d| {
+            let p = d.join("data/audit/audit.jsonl");
+            let text = std::fs::read_to_string(&p).unwrap();
+            let mut lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            lines[0]["address"] = "10.0.0.66".into();
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(&p, text).unwrap();
+            rewrite_manifests(d);
+        },
+        "does not match its hash (entry edited)",
+        &[],
+    );
+    case(
         "truncated chain tail",
         &bag,
         w,

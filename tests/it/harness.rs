@@ -93,6 +93,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub config: PathBuf,
+    /// The server's database, for tests that play an insider with database access.
+    pub db: String,
     child: Option<Child>,
     pub http: reqwest::Client,
 }
@@ -131,7 +133,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
                 dir.path().join("data"),
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
             ),
@@ -141,6 +143,7 @@ impl Server {
             dir,
             port,
             config,
+            db,
             child: None,
             http: reqwest::Client::new(),
         };

@@ -1,5 +1,6 @@
 //! Integration tests: real GStreamer, real RTSP, real SQL, real HTTP. See `harness`.
 
+mod audit;
 mod browser;
 mod errors;
 mod export;

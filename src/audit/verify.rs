@@ -1,0 +1,91 @@
+//! `witness verify --audit`: the whole audit chain from its first entry, and every signed
+//! checkpoint against the entry it names.
+
+use serde::Serialize;
+
+use super::chain::{self, GENESIS_PREV};
+use super::checkpoint::{self, Checkpoint};
+use crate::db::Pool;
+use crate::recording::manifest::verify_hex;
+
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    pub intact: bool,
+    pub verdict: String,
+    pub entries: i64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub checkpoints: usize,
+    pub problems: Vec<String>,
+}
+
+pub async fn verify(pool: &Pool, public_key: &str) -> Result<AuditReport, sqlx::Error> {
+    let mut problems = Vec::new();
+    let checkpoints = checkpoint::all(pool).await?;
+    let mut pending: std::collections::BTreeMap<i64, &Checkpoint> =
+        checkpoints.iter().map(|c| (c.seq, c)).collect();
+    let (mut prev, mut next_seq, mut count) = (GENESIS_PREV.to_string(), 1i64, 0i64);
+    loop {
+        let page = super::page(pool, next_seq - 1, 5000).await?;
+        if page.is_empty() {
+            break;
+        }
+        if problems.is_empty()
+            && let Some(p) = chain::first_break(&page, prev.clone(), next_seq)
+        {
+            problems.push(p);
+        }
+        for e in &page {
+            if let Some(c) = pending.remove(&e.seq)
+                && c.entry_hash != e.entry_hash
+            {
+                problems.push(format!(
+                    "audit entry {}: differs from the checkpoint signed at {} (entries rewritten)",
+                    e.seq,
+                    crate::db::rfc3339(c.at_us)
+                ));
+            }
+        }
+        let last = page.last().expect("non-empty page");
+        prev = last.entry_hash.clone();
+        next_seq = last.seq + 1;
+        count += page.len() as i64;
+    }
+    for c in pending.values() {
+        problems.push(format!(
+            "audit entry {}: signed in a checkpoint but missing (trail truncated)",
+            c.seq
+        ));
+    }
+    for c in &checkpoints {
+        let message = Checkpoint::message(c.seq, &c.entry_hash, c.at_us);
+        if !verify_hex(&c.public_key, message.as_bytes(), &c.signature) {
+            problems.push(format!(
+                "checkpoint at entry {}: signature does not verify",
+                c.seq
+            ));
+        } else if !c.public_key.eq_ignore_ascii_case(public_key) {
+            problems.push(format!(
+                "checkpoint at entry {}: signed by key {}, not this server's",
+                c.seq, c.public_key
+            ));
+        }
+    }
+    let intact = problems.is_empty();
+    Ok(AuditReport {
+        intact,
+        verdict: if intact {
+            format!(
+                "audit trail intact: {count} entries, {} signed checkpoints",
+                checkpoints.len()
+            )
+        } else {
+            format!("audit trail BROKEN: {}", problems[0])
+        },
+        entries: count,
+        head_seq: next_seq - 1,
+        head_hash: prev,
+        checkpoints: checkpoints.len(),
+        problems,
+    })
+}
