@@ -33,6 +33,45 @@ pub struct Config {
     pub store: StoreConfig,
     pub recording: RecordingConfig,
     pub audit: AuditConfig,
+    pub identity: IdentityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// A browser session with no request for this long ends.
+    pub idle_minutes: f64,
+    /// A browser session ends this long after login whatever happens.
+    pub session_hours: f64,
+    /// Failed logins in a row that lock an account, and for how long.
+    pub max_failed_logins: i64,
+    pub lockout_minutes: f64,
+    /// The longest an API token may live.
+    pub token_max_days: i64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            idle_minutes: 15.0,
+            session_hours: 12.0,
+            max_failed_logins: 5,
+            lockout_minutes: 15.0,
+            token_max_days: 365,
+        }
+    }
+}
+
+impl IdentityConfig {
+    pub fn idle_us(&self) -> i64 {
+        (self.idle_minutes * 60e6) as i64
+    }
+    pub fn session_us(&self) -> i64 {
+        (self.session_hours * 3600e6) as i64
+    }
+    pub fn lockout_us(&self) -> i64 {
+        (self.lockout_minutes * 60e6) as i64
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +154,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             http: HttpConfig::default(),
             audit: AuditConfig::default(),
+            identity: IdentityConfig::default(),
             database: DatabaseConfig::default(),
             store: StoreConfig::Local {
                 path: PathBuf::new(),
@@ -188,6 +228,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let i = &self.identity;
+        if !(0.05..=480.0).contains(&i.idle_minutes)
+            || !(0.01..=168.0).contains(&i.session_hours)
+            || !(1..=100).contains(&i.max_failed_logins)
+            || !(0.01..=1440.0).contains(&i.lockout_minutes)
+            || !(1..=3650).contains(&i.token_max_days)
+        {
+            return Err(ConfigError::Invalid(
+                "identity: idle_minutes 0.05–480, session_hours 0.01–168, max_failed_logins 1–100, lockout_minutes 0.01–1440, token_max_days 1–3650".into(),
+            ));
+        }
         if !(0.001..=1440.0).contains(&self.audit.checkpoint_minutes) {
             return Err(ConfigError::Invalid(format!(
                 "audit.checkpoint_minutes = {}: expected 0.001 to 1440",

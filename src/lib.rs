@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod identity;
 pub mod recording;
 pub mod server;
 pub mod simulator;

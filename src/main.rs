@@ -24,6 +24,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Manage user accounts (also possible over HTTP for administrators).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Issue an API token for an integration (e.g. the trading system starting recordings).
+    Token {
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// Permissions (default: all of the user's role), e.g. --scope recording_control.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the HTTP API and the recorders.
     Serve {
         #[arg(long)]
@@ -81,6 +104,36 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user; prints a one-time password to change at first login.
+    Add {
+        username: String,
+        /// administrator, witness_staff, regulator, archive_clerk or discipline_officer.
+        #[arg(long)]
+        role: String,
+        /// Trading categories in a regulator's scope (repeatable).
+        #[arg(long = "category")]
+        categories: Vec<String>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// A new one-time password (and with --totp, a cleared second factor); sessions end.
+    Reset {
+        username: String,
+        #[arg(long)]
+        totp: bool,
+    },
+    /// Lock a user out: sessions and tokens end at once.
+    Disable {
+        username: String,
+    },
+    Enable {
+        username: String,
+    },
+    List,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -114,8 +167,117 @@ fn main() -> ExitCode {
     }
 }
 
+/// The database alone, for account commands: no GStreamer, no store.
+async fn open_db(config: Option<&std::path::Path>) -> anyhow::Result<(Config, witness::db::Pool)> {
+    let config = Config::load(config)?;
+    let pool = witness::db::open(&config.database.url).await?;
+    witness::audit::open(&pool).await?;
+    Ok((config, pool))
+}
+
+async fn user_command(action: UserAction, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use witness::identity::{self, By, roles::Role, users};
+    let (_, pool) = open_db(config.as_deref()).await?;
+    let by = By {
+        actor: "cli",
+        role: "",
+        address: "local",
+    };
+    match action {
+        UserAction::Add {
+            username,
+            role,
+            categories,
+            display_name,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!(
+                    "role {role:?} is not valid, expected one of: {}",
+                    identity::roles::ROLES.map(|r| r.as_str()).join(", ")
+                )
+            })?;
+            let (u, one_time) = identity::add_user(
+                &pool,
+                identity::AddUser {
+                    username: &username,
+                    display_name: &display_name,
+                    role,
+                    categories: &categories,
+                },
+                by,
+            )
+            .await?;
+            println!("user {} ({}) created", u.username, u.role.as_str());
+            println!("one-time password: {one_time}");
+        }
+        UserAction::Reset { username, totp } => {
+            let one_time = identity::reset_user(&pool, &username, totp, by).await?;
+            println!("one-time password for {username}: {one_time}");
+        }
+        UserAction::Disable { username } => {
+            identity::set_disabled(&pool, &username, true, by).await?;
+            println!("{username} disabled; their sessions and tokens have ended");
+        }
+        UserAction::Enable { username } => {
+            identity::set_disabled(&pool, &username, false, by).await?;
+            println!("{username} enabled");
+        }
+        UserAction::List => {
+            for u in users::all(&pool).await? {
+                println!(
+                    "{:<20} {:<20} {:<24} {}{}{}",
+                    u.username,
+                    u.role.as_str(),
+                    u.categories.join(","),
+                    if u.totp_enabled { "totp " } else { "" },
+                    if u.disabled { "disabled " } else { "" },
+                    if u.must_change_password {
+                        "one-time-password"
+                    } else {
+                        ""
+                    },
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::User { action, config } => user_command(action, config).await,
+        Command::Token {
+            user,
+            name,
+            scopes,
+            days,
+            config,
+        } => {
+            use witness::identity::{self, roles::Permission};
+            let (config, pool) = open_db(config.as_deref()).await?;
+            let scopes = scopes
+                .iter()
+                .map(|p| {
+                    Permission::parse(p).with_context(|| format!("scope {p:?} is not a permission"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (_, secret) = identity::issue_token(
+                &pool,
+                &user,
+                &name,
+                &scopes,
+                days,
+                config.identity.token_max_days,
+                identity::By {
+                    actor: "cli",
+                    role: "",
+                    address: "local",
+                },
+            )
+            .await?;
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             let state = server::start(&config).await?;
@@ -383,6 +545,7 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
                         session_code: "KB-01".into(),
                         kind: "bid_opening".into(),
                         note: "demo recording".into(),
+                        category: "construction".into(),
                     },
                 )
                 .await?

@@ -45,9 +45,14 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         core.signer.clone(),
         std::time::Duration::from_secs_f64(config.audit.checkpoint_minutes * 60.0),
     );
+    crate::identity::bootstrap(&core.pool)
+        .await
+        .context("creating the first administrator")?;
     Ok(AppState {
         recording: core,
         exports: Default::default(),
+        identity: Arc::new(config.identity.clone()),
+        secure_cookies: false,
     })
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{AuditEntry, Filter, NewEntry};
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
+use crate::identity::access::CurrentActor;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,6 +57,7 @@ fn internal(e: sqlx::Error) -> ApiError {
 async fn list(
     State(s): State<AppState>,
     ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let time = |field: &str, v: &Option<String>| {
@@ -86,10 +88,12 @@ async fn list(
         limit,
     };
     let pool = &s.recording.pool;
+    let who = actor.audit_names();
     super::append(
         pool,
         NewEntry {
-            actor: "anonymous",
+            actor: &who.0,
+            actor_role: who.1,
             address: &address,
             action: "audit_view",
             target: if csv { "csv" } else { "json" },

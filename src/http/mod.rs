@@ -21,6 +21,9 @@ use crate::recording::sessions::Core;
 pub struct AppState {
     pub recording: Arc<Core>,
     pub exports: Arc<recording::export_api::ExportJobs>,
+    pub identity: Arc<crate::config::IdentityConfig>,
+    /// Session cookies carry `Secure` when the server speaks TLS.
+    pub secure_cookies: bool,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -29,12 +32,18 @@ pub fn app(state: AppState) -> Router {
         .merge(recording::api::routes())
         .merge(recording::replay::routes())
         .merge(recording::export_api::routes())
-        .merge(crate::audit::api::routes());
+        .merge(crate::audit::api::routes())
+        .merge(crate::identity::api::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .merge(crate::web::routes())
+        // After routing, so that the access rule is found by the matched route.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::identity::access::authorize,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -12,6 +12,8 @@ use super::sessions::StartRequest;
 use super::verify::{self, Report};
 use super::views::{SessionSummary, SessionView};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState};
+use crate::identity::access::CurrentActor;
+use crate::identity::roles::Role;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,6 +100,7 @@ struct ListQuery {
 
 async fn list_sessions(
     State(s): State<AppState>,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<SessionSummary>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -112,6 +115,11 @@ async fn list_sessions(
         project_code: q.project_code,
         room_id: q.room_id,
         state: q.state,
+        // A regulator lists only the trading categories in their scope.
+        categories: actor
+            .0
+            .filter(|a| a.role == Role::Regulator)
+            .map(|a| a.categories),
     };
     Ok(Json(s.recording.list(&filter, limit).await?))
 }

@@ -20,6 +20,7 @@ use super::error::CoreError;
 use super::export::{self, Format, Plan, Selection};
 use crate::audit;
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
+use crate::identity::access::CurrentActor;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -118,6 +119,7 @@ async fn start(
     State(s): State<AppState>,
     Path(session_id): Path<String>,
     ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiJson(req): ApiJson<StartExport>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let selection = Selection {
@@ -155,6 +157,7 @@ async fn start(
     let first = view(&id, &job.lock().expect("job lock"));
     let reason = req.reason;
     let derived_mp4 = req.derived_mp4;
+    let exporter = actor.audit_names().0;
     let job_id = id.clone();
     tokio::spawn(async move {
         let progress_job = job.clone();
@@ -166,7 +169,7 @@ async fn start(
         let req = export::ExportRequest {
             derived_mp4_dir: derived_mp4.then_some(core.config.export_scratch_dir.as_path()),
             session_id: &session_id,
-            exporter: "anonymous",
+            exporter: &exporter,
             reason: &reason,
             address: &address,
             selection,
@@ -226,6 +229,7 @@ async fn download(
     State(s): State<AppState>,
     Path(id): Path<String>,
     ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let j = job(&s, &id)?;
@@ -243,10 +247,12 @@ async fn download(
         }
     };
     let core = s.recording.clone();
+    let who = actor.audit_names();
     audit::append(
         &core.pool,
         audit::NewEntry {
-            actor: "anonymous",
+            actor: &who.0,
+            actor_role: who.1,
             address: &address,
             action: "export_download",
             session_id: Some(&session_id),

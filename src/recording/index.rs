@@ -22,6 +22,8 @@ pub struct SessionRow {
     pub stopped_at_us: Option<i64>,
     pub manifest_key: Option<String>,
     pub error: Option<String>,
+    /// Trading category (交易类别): scopes which regulators see the session.
+    pub category: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -34,7 +36,7 @@ pub struct RecordingRow {
     pub template: String,
 }
 
-const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error";
+const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category";
 
 fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
     Ok(SessionRow {
@@ -51,6 +53,7 @@ fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         stopped_at_us: r.try_get("stopped_at")?,
         manifest_key: r.try_get("manifest_key")?,
         error: r.try_get("error")?,
+        category: r.try_get("category")?,
     })
 }
 
@@ -93,7 +96,7 @@ pub async fn insert_session(
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
-        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
     ))
     .bind(&s.id)
     .bind(&s.room_id)
@@ -108,6 +111,7 @@ pub async fn insert_session(
     .bind(s.stopped_at_us)
     .bind(&s.manifest_key)
     .bind(&s.error)
+    .bind(&s.category)
     .execute(&mut *tx)
     .await?;
     for (r, genesis) in recordings {
@@ -200,6 +204,8 @@ pub struct SessionFilter {
     pub project_code: Option<String>,
     pub room_id: Option<String>,
     pub state: Option<String>,
+    #[serde(skip)]
+    pub categories: Option<Vec<String>>,
 }
 
 pub async fn list_sessions(
@@ -207,20 +213,32 @@ pub async fn list_sessions(
     f: &SessionFilter,
     limit: i64,
 ) -> Result<Vec<SessionRow>, sqlx::Error> {
-    sqlx::query(&format!(
+    // `categories`: when set, only these (a regulator's scope); bound one by one.
+    let scope = f.categories.as_deref().unwrap_or_default();
+    let in_scope = if f.categories.is_some() {
+        let marks: Vec<String> = (0..scope.len()).map(|i| format!("${}", i + 5)).collect();
+        if marks.is_empty() {
+            " AND 1 = 0".to_string()
+        } else {
+            format!(" AND category IN ({})", marks.join(", "))
+        }
+    } else {
+        String::new()
+    };
+    let sql = format!(
         "SELECT {SESSION_COLS} FROM sessions
-         WHERE ($1 = '' OR project_code = $1) AND ($2 = '' OR room_id = $2) AND ($3 = '' OR state = $3)
+         WHERE ($1 = '' OR project_code = $1) AND ($2 = '' OR room_id = $2) AND ($3 = '' OR state = $3){in_scope}
          ORDER BY started_at DESC LIMIT $4"
-    ))
-    .bind(f.project_code.clone().unwrap_or_default())
-    .bind(f.room_id.clone().unwrap_or_default())
-    .bind(f.state.clone().unwrap_or_default())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(session_from)
-    .collect()
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(f.project_code.clone().unwrap_or_default())
+        .bind(f.room_id.clone().unwrap_or_default())
+        .bind(f.state.clone().unwrap_or_default())
+        .bind(limit);
+    for c in scope {
+        q = q.bind(c.clone());
+    }
+    q.fetch_all(pool).await?.iter().map(session_from).collect()
 }
 
 pub async fn set_session_state(

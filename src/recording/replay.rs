@@ -18,6 +18,7 @@ use super::sessions::existing_session;
 use crate::audit;
 use crate::db::rfc3339;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
+use crate::identity::access::CurrentActor;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -101,6 +102,7 @@ pub fn hls_playlist(entries: &[Entry], live: bool, segment_query: &str) -> Strin
 }
 
 fn access_entry<'a>(
+    actor: &'a (String, &'static str),
     address: &'a str,
     action: &'a str,
     session: &'a index::SessionRow,
@@ -108,7 +110,8 @@ fn access_entry<'a>(
     reason: &'a str,
 ) -> audit::NewEntry<'a> {
     audit::NewEntry {
-        actor: "anonymous",
+        actor: &actor.0,
+        actor_role: actor.1,
         address,
         action,
         session_id: Some(&session.id),
@@ -117,7 +120,6 @@ fn access_entry<'a>(
         reason,
         outcome: "allowed",
         flagged: is_confidential(session),
-        ..audit::NewEntry::default()
     }
 }
 
@@ -171,13 +173,15 @@ async fn playlist(
     State(s): State<AppState>,
     Path((id, source)): Path<(String, String)>,
     ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
+    let who = actor.audit_names();
     let pool = &s.recording.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let reason = q.reason.unwrap_or_default();
     let target = format!("{}/{}", session.id, rec.source_name);
-    let entry = access_entry(&address, "replay_start", &session, &target, &reason);
+    let entry = access_entry(&who, &address, "replay_start", &session, &target, &reason);
     check_reason_length(&reason)?;
     refuse_confidential_without_reason(pool, &session, &entry).await?;
     let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
@@ -235,8 +239,10 @@ async fn download_mp4(
     State(s): State<AppState>,
     Path((id, source)): Path<(String, String)>,
     ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
+    let who = actor.audit_names();
     let pool = &s.recording.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let time = |field: &str, v: &Option<String>| {
@@ -266,7 +272,7 @@ async fn download_mp4(
         q.from.as_deref().unwrap_or("start"),
         q.to.as_deref().unwrap_or("end")
     );
-    let entry = access_entry(&address, "download", &session, &target, &reason);
+    let entry = access_entry(&who, &address, "download", &session, &target, &reason);
     refuse_confidential_without_reason(pool, &session, &entry).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
         .await

@@ -42,7 +42,23 @@ pub struct StartRequest {
     pub kind: String,
     #[serde(default)]
     pub note: String,
+    /// Trading category (交易类别), one of `TRADING_CATEGORIES`; `other` when not given.
+    #[serde(default = "other_category")]
+    pub category: String,
 }
+
+fn other_category() -> String {
+    "other".into()
+}
+
+/// Trading categories (交易类别): 工程建设, 政府采购, 土地矿业权, 国有产权, other.
+pub const TRADING_CATEGORIES: [&str; 5] = [
+    "construction",
+    "procurement",
+    "land",
+    "state_assets",
+    "other",
+];
 
 /// The session row, or `NotFound` naming it.
 pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
@@ -125,6 +141,16 @@ impl Core {
                 ),
             ));
         }
+        if !TRADING_CATEGORIES.contains(&req.category.as_str()) {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                format!(
+                    "category {:?} is not valid, expected one of: {}",
+                    req.category,
+                    TRADING_CATEGORIES.join(", ")
+                ),
+            ));
+        }
         if req.note.chars().count() > 2000 {
             return Err(CoreError::invalid(
                 "invalid_field",
@@ -168,6 +194,7 @@ impl Core {
             stopped_at_us: None,
             manifest_key: None,
             error: None,
+            category: req.category,
         };
         let recordings: Vec<(RecordingRow, Entry)> = room
             .sources

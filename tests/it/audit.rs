@@ -41,21 +41,40 @@ async fn audit_trail_is_chained_guarded_and_verifiable() {
     }
     let page = server.ok("GET", "/api/v1/audit", None).await;
     let entries = page["entries"].as_array().unwrap();
-    assert!(entries.len() >= 6, "{page}");
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["seq"], i as i64 + 1);
-        assert_eq!(e["action"], "audit_view");
-        assert_eq!(e["address"], "127.0.0.1");
         if i > 0 {
             assert_eq!(e["prev_hash"], entries[i - 1]["entry_hash"], "linked");
         }
     }
+    // The test users were made with the CLI: each creation and token is in the trail.
+    assert_eq!(entries[0]["action"], "user_add");
+    assert_eq!(
+        entries[0]["actor"], "system",
+        "the first administrator: {page}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "token_issue" && e["actor"] == "cli")
+    );
+    let views: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "audit_view")
+        .collect();
+    assert_eq!(views.len(), 6, "{page}");
+    for v in &views {
+        assert_eq!(v["actor"], "t-discipline-officer/token:tests");
+        assert_eq!(v["actor_role"], "discipline_officer");
+        assert_eq!(v["address"], "127.0.0.1");
+    }
+    let first_view = views[0]["seq"].as_i64().unwrap();
 
     // Filters, paging and CSV.
     let p = server
         .ok(
             "GET",
-            "/api/v1/audit?action=audit_view&limit=2&after_seq=2",
+            &format!("/api/v1/audit?action=audit_view&limit=2&after_seq={first_view}"),
             None,
         )
         .await;
@@ -65,8 +84,14 @@ async fn audit_trail_is_chained_guarded_and_verifiable() {
         .iter()
         .map(|e| e["seq"].as_i64().unwrap())
         .collect();
-    assert_eq!(seqs, vec![3, 4]);
-    assert_eq!(p["next_after_seq"], 4);
+    assert_eq!(
+        seqs,
+        vec![
+            views[1]["seq"].as_i64().unwrap(),
+            views[2]["seq"].as_i64().unwrap()
+        ]
+    );
+    assert_eq!(p["next_after_seq"], views[2]["seq"]);
     let none = server
         .ok(
             "GET",

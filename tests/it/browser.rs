@@ -53,10 +53,13 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/replay.mjs");
     let base = server.url("");
     let session_id = session.clone();
+    let officer = server.user("discipline_officer");
+    let (username, password) = (officer.username.clone(), officer.one_time_password.clone());
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args([script, base.trim_end_matches('/'), &session_id])
             .arg(&artefacts)
+            .args([&username, &password])
             .output()
             .expect("node runs (scripts/setup installs Node.js)")
     })

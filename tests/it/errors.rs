@@ -45,8 +45,7 @@ async fn bad_input_answers_4xx_with_a_named_problem() {
         .await;
     expect(s, &b, 422, "invalid_body");
     let r = server
-        .http
-        .post(server.url("/api/v1/rooms"))
+        .request("POST", "/api/v1/rooms")
         .header("content-type", "application/json")
         .body("{\"name\": ")
         .send()
@@ -55,8 +54,7 @@ async fn bad_input_answers_4xx_with_a_named_problem() {
     let s = r.status().as_u16();
     expect(s, &r.json().await.unwrap(), 400, "malformed_json");
     let r = server
-        .http
-        .post(server.url("/api/v1/rooms"))
+        .request("POST", "/api/v1/rooms")
         .body("name=x")
         .send()
         .await

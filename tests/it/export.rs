@@ -482,10 +482,9 @@ async fn http_export_of_a_selection(
     );
 
     // The same package as a zip: our verifier, Python's zip reader, then bagit on its contents.
-    let download = server.url(done["download"].as_str().unwrap());
+    let download = done["download"].as_str().unwrap().to_string();
     let resp = server
-        .http
-        .get(format!("{download}?format=zip"))
+        .request("GET", &format!("{download}?format=zip"))
         .send()
         .await
         .unwrap();
@@ -535,7 +534,7 @@ async fn http_export_of_a_selection(
         "{body}"
     );
 
-    let resp = server.http.get(download).send().await.unwrap();
+    let resp = server.request("GET", &download).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "application/x-tar");
     let tar_path = w.join("selection.tar");
     std::fs::write(&tar_path, resp.bytes().await.unwrap()).unwrap();

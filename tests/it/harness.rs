@@ -95,6 +95,8 @@ pub struct Server {
     pub config: PathBuf,
     /// The server's database, for tests that play an insider with database access.
     pub db: String,
+    /// One user per role (`t-staff` …), each with an API token, made with the CLI.
+    pub users: Vec<TestUser>,
     child: Option<Child>,
     pub http: reqwest::Client,
 }
@@ -144,11 +146,105 @@ impl Server {
             port,
             config,
             db,
+            users: Vec::new(),
             child: None,
             http: reqwest::Client::new(),
         };
         s.restart().await;
+        for role in ROLES {
+            let name = format!("t-{}", role.replace('_', "-"));
+            let mut args = vec!["user", "add", &name, "--role", role];
+            if role == "regulator" {
+                for c in [
+                    "construction",
+                    "procurement",
+                    "land",
+                    "state_assets",
+                    "other",
+                ] {
+                    args.extend(["--category", c]);
+                }
+            }
+            let out = s.cli(&args);
+            let password = out
+                .lines()
+                .find_map(|l| l.strip_prefix("one-time password: "))
+                .unwrap_or_else(|| panic!("no one-time password in {out}"))
+                .to_string();
+            let token = s.cli(&["token", "--user", &name, "--name", "tests", "--days", "1"]);
+            s.users.push(TestUser {
+                role,
+                username: name,
+                one_time_password: password,
+                token: token.trim().to_string(),
+            });
+        }
         s
+    }
+
+    /// Runs a `witness` subcommand against this server's config; panics unless it succeeds.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "witness {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    pub fn user(&self, role: &str) -> &TestUser {
+        self.users
+            .iter()
+            .find(|u| u.role == role)
+            .unwrap_or_else(|| panic!("no test user with role {role}"))
+    }
+
+    /// A request as `role` (by its API token); `None` sends no credentials.
+    pub fn request_as(
+        &self,
+        role: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = self.http.request(m, self.url(path));
+        match role {
+            Some(r) => req.bearer_auth(&self.user(r).token),
+            None => req,
+        }
+    }
+
+    /// A request as the role that does this in real life (see `default_role`).
+    pub fn request(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(Some(default_role(method, path)), method, path)
+    }
+
+    pub async fn call_as(
+        &self,
+        role: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.request_as(role, method, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn restart(&mut self) {
@@ -205,25 +301,15 @@ impl Server {
         self.dir.path().join("data").join("objects")
     }
 
+    /// A request as the role that does this in real life (see `default_role`).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(m, self.url(path));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.call_as(Some(default_role(method, path)), method, path, body)
+            .await
     }
 
     /// GET a non-JSON body (metrics, playlists).
     pub async fn text(&self, path: &str) -> String {
-        self.http
-            .get(self.url(path))
+        self.request("GET", path)
             .send()
             .await
             .unwrap()
@@ -315,6 +401,47 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+pub const ROLES: [&str; 5] = [
+    "administrator",
+    "witness_staff",
+    "regulator",
+    "archive_clerk",
+    "discipline_officer",
+];
+
+pub struct TestUser {
+    pub role: &'static str,
+    pub username: String,
+    pub one_time_password: String,
+    pub token: String,
+}
+
+/// Who does this in real life: administrators set rooms up, witness staff start and stop and
+/// watch, regulators replay, archive clerks export, discipline officers read the audit trail.
+pub fn default_role(method: &str, path: &str) -> &'static str {
+    let p = path.split('?').next().unwrap_or(path);
+    if p.starts_with("/api/v1/rooms")
+        && !p.ends_with("/start")
+        && !p.ends_with("/stop")
+        && method != "GET"
+    {
+        "administrator"
+    } else if p.contains("/index.m3u8") || p.contains("/segments/") || p.ends_with("/download.mp4")
+    {
+        "regulator"
+    } else if p.contains("/exports") {
+        "archive_clerk"
+    } else if p.starts_with("/api/v1/audit")
+        || (p.starts_with("/api/v1/sessions/") && p.ends_with("/audit"))
+    {
+        "discipline_officer"
+    } else if p.starts_with("/api/v1/users") {
+        "administrator"
+    } else {
+        "witness_staff"
     }
 }
 

@@ -38,12 +38,10 @@ async fn hls_replay_of_a_recorded_session() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "reason_required");
 
-    let url = server.url(&format!(
-        "{base}/index.m3u8?reason=complaint%20ZB-HLS%20review"
-    ));
+    let path = format!("{base}/index.m3u8?reason=complaint%20ZB-HLS%20review");
+    let url = server.url(&path);
     let playlist = server
-        .http
-        .get(&url)
+        .request("GET", &path)
         .send()
         .await
         .unwrap()
@@ -74,6 +72,12 @@ async fn hls_replay_of_a_recorded_session() {
             "format=duration:stream=codec_type",
             "-of",
             "json",
+            // The playlist and every segment it names are fetched with the regulator's token.
+            "-headers",
+            &format!(
+                "Authorization: Bearer {}\r\n",
+                server.user("regulator").token
+            ),
             &url,
         ])
         .output()
@@ -123,8 +127,7 @@ async fn hls_replay_of_a_recorded_session() {
         "{playlist}"
     );
     let served = server
-        .http
-        .get(server.url(&format!("{base}/segments/{name}?reason=r")))
+        .request("GET", &format!("{base}/segments/{name}?reason=r"))
         .send()
         .await
         .unwrap();
@@ -204,8 +207,7 @@ async fn hls_replay_of_a_recorded_session() {
         "{body}"
     );
     let resp = server
-        .http
-        .get(server.url(&q("&reason=court%20order")))
+        .request("GET", &q("&reason=court%20order"))
         .send()
         .await
         .unwrap();

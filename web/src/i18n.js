@@ -34,6 +34,7 @@ const STRINGS = {
     playbackError: '回放出错：{detail}',
     download: '下载 MP4',
     audioOnly: '仅音频',
+    loginRequired: '请先登录（会话已过期或未登录）',
     confidential: '本场为保密的评标/评审录像。回放须填写理由，理由将记入审计日志。',
     reason: '理由',
     reasonGo: '确认并回放',
@@ -79,6 +80,7 @@ const STRINGS = {
     playbackError: 'playback error: {detail}',
     download: 'Download MP4',
     audioOnly: 'audio only',
+    loginRequired: 'please log in first (not logged in, or the session expired)',
     confidential:
       'This is a confidential evaluation-room recording. Replay needs a reason, which is written to the audit trail.',
     reason: 'Reason',

@@ -54,6 +54,7 @@ const state = {
 async function getJson(url) {
   const r = await fetch(url, { headers: { accept: 'application/json' } });
   const body = await r.json().catch(() => ({}));
+  if (r.status === 401) throw new Error(t('loginRequired'));
   if (!r.ok) throw new Error(body?.error?.message ?? `HTTP ${r.status}`);
   return body;
 }

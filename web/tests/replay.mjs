@@ -9,9 +9,9 @@ import { chromium } from 'playwright-core';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const [base, sessionId, artefacts] = process.argv.slice(2);
-if (!base || !sessionId || !artefacts) {
-  console.error('usage: node replay.mjs BASE_URL SESSION_ID ARTEFACT_DIR');
+const [base, sessionId, artefacts, username, oneTimePassword] = process.argv.slice(2);
+if (!base || !sessionId || !artefacts || !username || !oneTimePassword) {
+  console.error('usage: node replay.mjs BASE_URL SESSION_ID ARTEFACT_DIR USERNAME ONE_TIME_PASSWORD');
   process.exit(2);
 }
 await mkdir(artefacts, { recursive: true });
@@ -23,8 +23,8 @@ function check(ok, message) {
 }
 
 /// An independent reading of one HLS playlist: [{start (media s), duration, wall (ms)}].
-async function playlistFrags(url) {
-  const text = await (await fetch(url)).text();
+async function playlistFrags(url, cookie) {
+  const text = await (await fetch(url, { headers: { cookie } })).text();
   check(text.startsWith('#EXTM3U'), `${url} is not an m3u8 playlist`);
   const frags = [];
   let pdt = null;
@@ -71,6 +71,24 @@ try {
     locale: 'zh-CN',
     viewport: { width: 1280, height: 900 },
   });
+  // Log in as a new user would: the one-time password must be changed first. The context's
+  // request API shares its cookies with the pages.
+  const api = context.request;
+  let r = await api.post(`${base}/api/v1/auth/login`, { data: { username, password: oneTimePassword } });
+  check(r.ok(), `login: ${r.status()} ${await r.text()}`);
+  let login = await r.json();
+  check(login.restriction === 'password_change_required', `restriction: ${login.restriction}`);
+  const unauthenticated = await fetch(`${base}/api/v1/sessions/${sessionId}`);
+  check(unauthenticated.status === 401, `without a login: ${unauthenticated.status}`);
+  const newPassword = 'Replay-Check-2026!';
+  r = await api.post(`${base}/api/v1/auth/password`, {
+    data: { current_password: oneTimePassword, new_password: newPassword },
+    headers: { 'x-csrf-token': login.csrf_token },
+  });
+  check(r.status() === 204, `password change: ${r.status()} ${await r.text()}`);
+  r = await api.post(`${base}/api/v1/auth/login`, { data: { username, password: newPassword } });
+  login = await r.json();
+  check(r.ok() && login.restriction === null, `second login: ${JSON.stringify(login)}`);
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()} (${m.location().url})`));
@@ -147,8 +165,9 @@ try {
   // Seek by typed wall-clock time, checked against an independent parse of each playlist.
   const st = await page.evaluate(() => window.witnessReplay.state());
   const frags = {};
+  const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
   for (const v of videos) {
-    frags[v] = await playlistFrags(`${base}/api/v1/sessions/${encodeURIComponent(sessionId)}/sources/${v}/index.m3u8?reason=${encodeURIComponent(REASON)}`);
+    frags[v] = await playlistFrags(`${base}/api/v1/sessions/${encodeURIComponent(sessionId)}/sources/${v}/index.m3u8?reason=${encodeURIComponent(REASON)}`, cookie);
   }
   const longest = Math.max(...Object.values(frags).flat().map((f) => f.duration));
   // A time inside media on every camera, well before the end and away from where we are now.

@@ -1,0 +1,592 @@
+//! `/api/v1/auth/*` (login with password and TOTP, logout, who am I, password change, TOTP
+//! enrolment), `/api/v1/users` (administrators) and `/api/v1/tokens` (one's own API tokens).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+
+use super::access::{Actor, Audited, Via};
+use super::roles::{PERMISSIONS, Permission, Role};
+use super::users::UserView;
+use super::{AddUser, By, logins, password, tokens, totp, users};
+use crate::audit;
+use crate::db::{now_us, rfc3339};
+use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+        .route("/auth/password", post(change_password))
+        .route("/auth/totp/setup", post(totp_setup))
+        .route("/auth/totp/confirm", post(totp_confirm))
+        .route("/users", get(list_users).post(add_user))
+        .route("/users/{id}", patch(change_user))
+        .route("/users/{id}/reset", post(reset_user))
+        .route("/tokens", get(list_tokens).post(issue_token))
+        .route("/tokens/{id}", delete(revoke_token))
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    super::IdentityError::Db(e).into()
+}
+
+fn by<'a>(actor: &'a Actor, name: &'a str, address: &'a str) -> By<'a> {
+    By {
+        actor: name,
+        role: actor.role.as_str(),
+        address,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    /// The 6-digit TOTP code, for accounts with a second factor.
+    totp: Option<String>,
+}
+
+fn login_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "login_failed",
+        "wrong user name or password",
+    )
+}
+
+/// `Secure` only over TLS: over plain HTTP (loopback only) a browser would drop the cookie.
+fn session_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{}",
+        logins::COOKIE,
+        if secure { "; Secure" } else { "" }
+    ))
+    .expect("cookie is ASCII")
+}
+
+async fn login(
+    State(s): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    let cfg = &s.identity;
+    if req.username.chars().count() > 64 || req.password.chars().count() > 256 {
+        return Err(login_failed());
+    }
+    let audit_login = |outcome: String, role: &'static str| {
+        let (pool, address, username) = (pool.clone(), address.clone(), req.username.clone());
+        async move {
+            audit::append(
+                &pool,
+                audit::NewEntry {
+                    actor: &username,
+                    actor_role: role,
+                    address: &address,
+                    action: "login",
+                    target: &username,
+                    outcome: &outcome,
+                    ..audit::NewEntry::default()
+                },
+            )
+            .await
+            .map_err(internal)
+        }
+    };
+    let Some(user) = users::by_username(pool, &req.username)
+        .await
+        .map_err(internal)?
+    else {
+        password::verify(&req.password, password::dummy_hash()); // same time either way
+        audit_login("failed: unknown user".into(), "").await?;
+        return Err(login_failed());
+    };
+    let role = user.role.as_str();
+    if user.disabled {
+        audit_login("failed: account disabled".into(), role).await?;
+        return Err(login_failed());
+    }
+    if user.locked_until_us > now_us() {
+        audit_login("failed: account locked".into(), role).await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_locked",
+            format!(
+                "too many failed logins: the account is locked until {}",
+                rfc3339(user.locked_until_us)
+            ),
+        ));
+    }
+    if !password::verify(&req.password, &user.password_hash) {
+        let locked = users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
+            .await
+            .map_err(internal)?;
+        audit_login(
+            format!(
+                "failed: wrong password{}",
+                if locked { "; account locked" } else { "" }
+            ),
+            role,
+        )
+        .await?;
+        return Err(login_failed());
+    }
+    let mut step = None;
+    if user.totp_enabled {
+        let Some(code) = req.totp.as_deref().filter(|c| !c.is_empty()) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "totp_required",
+                "this account needs its 6-digit TOTP code (field totp)",
+            ));
+        };
+        let secret = user.totp_secret.clone().unwrap_or_default();
+        let now_s = (now_us() / 1_000_000) as u64;
+        match totp::accept(&secret, code, now_s, user.totp_last_step) {
+            Some(s) => step = Some(s),
+            None => {
+                users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
+                    .await
+                    .map_err(internal)?;
+                audit_login("failed: wrong or reused TOTP code".into(), role).await?;
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "totp_invalid",
+                    "the TOTP code is wrong, expired or already used",
+                ));
+            }
+        }
+    }
+    users::record_success(pool, &user.id, step)
+        .await
+        .map_err(internal)?;
+    let (cookie, csrf_token) = logins::create(pool, &user.id, &address, cfg.session_us())
+        .await
+        .map_err(internal)?;
+    audit_login("allowed".into(), role).await?;
+    let restriction = restriction(&user);
+    let mut res = (
+        Extension(Audited),
+        Json(serde_json::json!({
+            "user": UserView::from(&user),
+            "csrf_token": csrf_token,
+            "restriction": restriction,
+            "idle_timeout_seconds": (cfg.idle_minutes * 60.0) as i64,
+        })),
+    )
+        .into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&cookie, cfg.session_us() / 1_000_000, s.secure_cookies),
+    );
+    Ok(res)
+}
+
+fn restriction(u: &users::User) -> Option<&'static str> {
+    if u.must_change_password {
+        Some("password_change_required")
+    } else if u.role.needs_totp() && !u.totp_enabled {
+        Some("totp_enrollment_required")
+    } else {
+        None
+    }
+}
+
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    if let Some(c) = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == logins::COOKIE)
+        .map(|(_, v)| v.to_string())
+    {
+        logins::revoke(pool, &c).await.map_err(internal)?;
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0, s.secure_cookies));
+    Ok(res)
+}
+
+async fn me(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let u = users::by_id(&s.recording.pool, &actor.user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    let permissions: Vec<Permission> = PERMISSIONS.into_iter().filter(|p| actor.can(*p)).collect();
+    Ok(Json(serde_json::json!({
+        "user": UserView::from(&u),
+        "permissions": permissions,
+        "restriction": match actor.via { Via::Browser { .. } => restriction(&u), Via::Token { .. } => None },
+        "csrf_token": match &actor.via { Via::Browser { csrf_token } => Some(csrf_token), Via::Token { .. } => None },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let pool = &s.recording.pool;
+    let u = users::by_id(pool, &actor.user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    if !password::verify(&req.current_password, &u.password_hash) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is wrong",
+        ));
+    }
+    password::check_policy(&u.username, &req.new_password)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", m))?;
+    if password::verify(&req.new_password, &u.password_hash) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+            "the new password must differ from the current one",
+        ));
+    }
+    users::set_password(pool, &u.id, &password::hash(&req.new_password), false)
+        .await
+        .map_err(internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn totp_setup(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pool = &s.recording.pool;
+    let u = users::by_id(pool, &actor.user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    if u.totp_enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "totp_already_enabled",
+            "a second factor is already enrolled; an administrator can reset it",
+        ));
+    }
+    let secret = totp::new_secret();
+    users::set_totp(pool, &u.id, Some(&secret), false, 0)
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "secret": secret,
+        "otpauth_url": totp::provisioning_url(&secret, &u.username),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpConfirm {
+    code: String,
+}
+
+async fn totp_confirm(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(req): ApiJson<TotpConfirm>,
+) -> Result<StatusCode, ApiError> {
+    let pool = &s.recording.pool;
+    let u = users::by_id(pool, &actor.user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    let (Some(secret), false) = (u.totp_secret.as_deref(), u.totp_enabled) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "totp_not_pending",
+            "start with POST /api/v1/auth/totp/setup",
+        ));
+    };
+    let now_s = (now_us() / 1_000_000) as u64;
+    let step = totp::accept(secret, &req.code, now_s, u.totp_last_step).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "totp_invalid",
+            "the code does not match; check the authenticator's clock",
+        )
+    })?;
+    users::set_totp(pool, &u.id, Some(secret), true, step)
+        .await
+        .map_err(internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
+    let all = users::all(&s.recording.pool).await.map_err(internal)?;
+    Ok(Json(all.iter().map(UserView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserRequest {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    Role::parse(role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!(
+                "role {role:?} is not valid, expected one of: {}",
+                super::roles::ROLES.map(|r| r.as_str()).join(", ")
+            ),
+        )
+    })
+}
+
+async fn add_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(req): ApiJson<NewUserRequest>,
+) -> Result<Response, ApiError> {
+    let role = parse_role(&req.role)?;
+    let name = actor.name();
+    let (user, one_time) = super::add_user(
+        &s.recording.pool,
+        AddUser {
+            username: &req.username,
+            display_name: &req.display_name,
+            role,
+            categories: &req.categories,
+        },
+        by(&actor, &name, &address),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(Audited),
+        Json(serde_json::json!({ "user": UserView::from(&user), "one_time_password": one_time })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeUser {
+    display_name: Option<String>,
+    role: Option<String>,
+    categories: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+async fn change_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ChangeUser>,
+) -> Result<Json<UserView>, ApiError> {
+    let pool = &s.recording.pool;
+    let u = users::by_id(pool, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(id.clone()))?;
+    if u.id == actor.user_id && (req.role.is_some() || req.disabled == Some(true)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "own_account",
+            "administrators cannot change their own role or disable themselves",
+        ));
+    }
+    let role = req
+        .role
+        .as_deref()
+        .map(parse_role)
+        .transpose()?
+        .unwrap_or(u.role);
+    let categories = req.categories.clone().unwrap_or_else(|| {
+        if role == Role::Regulator {
+            u.categories.clone()
+        } else {
+            vec![]
+        }
+    });
+    users::check_categories(role, &categories)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))?;
+    let display_name = req
+        .display_name
+        .clone()
+        .unwrap_or_else(|| u.display_name.clone());
+    if display_name.trim().is_empty() || display_name.chars().count() > 100 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "display_name: 1 to 100 characters",
+        ));
+    }
+    users::set_profile(pool, &u.id, &display_name, role, &categories)
+        .await
+        .map_err(internal)?;
+    if role != u.role {
+        // New duties, new credentials: nothing issued under the old role lives on.
+        logins::revoke_all(pool, &u.id).await.map_err(internal)?;
+        tokens::revoke_all(pool, &u.id).await.map_err(internal)?;
+    }
+    if let Some(d) = req.disabled {
+        let name = actor.name();
+        super::set_disabled(pool, &u.username, d, by(&actor, &name, &address)).await?;
+    }
+    let after = users::by_id(pool, &u.id)
+        .await
+        .map_err(internal)?
+        .expect("exists");
+    Ok(Json(UserView::from(&after)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    /// Also clear the TOTP second factor (a lost phone).
+    #[serde(default)]
+    totp: bool,
+}
+
+async fn reset_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: none means a password reset only.
+    let req: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })?
+    };
+    let pool = &s.recording.pool;
+    let u = users::by_id(pool, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(id.clone()))?;
+    let name = actor.name();
+    let one_time =
+        super::reset_user(pool, &u.username, req.totp, by(&actor, &name, &address)).await?;
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({ "username": u.username, "one_time_password": one_time })),
+    )
+        .into_response())
+}
+
+async fn list_tokens(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<Vec<tokens::TokenView>>, ApiError> {
+    Ok(Json(
+        tokens::list(&s.recording.pool, &actor.user_id)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    expires_in_days: i64,
+}
+
+async fn issue_token(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Response, ApiError> {
+    if let Via::Token { .. } = actor.via {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "API tokens cannot issue tokens; log in",
+        ));
+    }
+    let scopes = req
+        .scopes
+        .iter()
+        .map(|p| {
+            Permission::parse(p).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("scope {p:?} is not a permission"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = actor.name();
+    let (id, secret) = super::issue_token(
+        &s.recording.pool,
+        &actor.username,
+        &req.name,
+        &scopes,
+        req.expires_in_days,
+        s.identity.token_max_days,
+        by(&actor, &name, &address),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(Audited),
+        Json(serde_json::json!({ "id": id, "token": secret, "note": "shown once; store it now" })),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if tokens::revoke(&s.recording.pool, &actor.user_id, &id)
+        .await
+        .map_err(internal)?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "token_not_found",
+            format!("you have no live token {id:?}"),
+        ))
+    }
+}

@@ -1,0 +1,291 @@
+//! Identity: users with one role each (`roles`), Argon2id passwords (`password`), TOTP
+//! (`totp`), browser sessions (`logins`) and API tokens (`tokens`); `access` decides every
+//! request; `api` is the HTTP face. The account operations shared by the HTTP API and the CLI
+//! (`witness user …`) are here.
+
+pub mod access;
+pub mod api;
+pub mod logins;
+pub mod password;
+pub mod roles;
+pub mod tokens;
+pub mod totp;
+pub mod users;
+
+use axum::http::StatusCode;
+
+use crate::audit;
+use crate::db::Pool;
+use crate::http::ApiError;
+use roles::{Permission, Role};
+use users::{NewUser, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no user {0:?}")]
+    NoUser(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl IdentityError {
+    fn invalid(message: impl Into<String>) -> Self {
+        IdentityError::Invalid {
+            code: "invalid_field",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Invalid { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            IdentityError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "username_taken", m),
+            IdentityError::NoUser(u) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "user_not_found",
+                format!("user {u:?} not found"),
+            ),
+            IdentityError::Db(e) => {
+                tracing::error!(error = %e, "identity database");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
+            }
+        }
+    }
+}
+
+/// Who performs an account operation, for the audit trail.
+pub struct By<'a> {
+    pub actor: &'a str,
+    pub role: &'a str,
+    pub address: &'a str,
+}
+
+pub struct AddUser<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+    pub categories: &'a [String],
+}
+
+/// Creates a user with a one-time password (returned once, to be changed at first login).
+pub async fn add_user(
+    pool: &Pool,
+    req: AddUser<'_>,
+    by: By<'_>,
+) -> Result<(User, String), IdentityError> {
+    users::check_username(req.username).map_err(IdentityError::invalid)?;
+    if req.display_name.chars().count() > 100 {
+        return Err(IdentityError::invalid(
+            "display_name: at most 100 characters",
+        ));
+    }
+    users::check_categories(req.role, req.categories).map_err(IdentityError::invalid)?;
+    if users::by_username(pool, req.username).await?.is_some() {
+        return Err(IdentityError::Conflict(format!(
+            "user name {:?} is taken",
+            req.username
+        )));
+    }
+    let one_time = password::one_time();
+    let user = users::insert(
+        pool,
+        NewUser {
+            username: req.username,
+            display_name: if req.display_name.is_empty() {
+                req.username
+            } else {
+                req.display_name
+            },
+            role: req.role,
+            categories: req.categories,
+            password_hash: &password::hash(&one_time),
+        },
+    )
+    .await
+    .map_err(|e| {
+        if e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
+        {
+            IdentityError::Conflict(format!("user name {:?} is taken", req.username))
+        } else {
+            IdentityError::Db(e)
+        }
+    })?;
+    audit_account(
+        pool,
+        &by,
+        "user_add",
+        &user.username,
+        &format!("role {}", user.role.as_str()),
+    )
+    .await?;
+    Ok((user, one_time))
+}
+
+/// A new one-time password (and, with `totp`, a cleared second factor); every session and
+/// token of the user ends.
+pub async fn reset_user(
+    pool: &Pool,
+    username: &str,
+    totp: bool,
+    by: By<'_>,
+) -> Result<String, IdentityError> {
+    let u = users::by_username(pool, username)
+        .await?
+        .ok_or_else(|| IdentityError::NoUser(username.into()))?;
+    let one_time = password::one_time();
+    users::set_password(pool, &u.id, &password::hash(&one_time), true).await?;
+    if totp {
+        users::set_totp(pool, &u.id, None, false, 0).await?;
+    }
+    logins::revoke_all(pool, &u.id).await?;
+    audit_account(
+        pool,
+        &by,
+        "user_reset",
+        username,
+        if totp {
+            "password and TOTP"
+        } else {
+            "password"
+        },
+    )
+    .await?;
+    Ok(one_time)
+}
+
+pub async fn set_disabled(
+    pool: &Pool,
+    username: &str,
+    disabled: bool,
+    by: By<'_>,
+) -> Result<(), IdentityError> {
+    let u = users::by_username(pool, username)
+        .await?
+        .ok_or_else(|| IdentityError::NoUser(username.into()))?;
+    users::set_disabled(pool, &u.id, disabled).await?;
+    if disabled {
+        logins::revoke_all(pool, &u.id).await?;
+        tokens::revoke_all(pool, &u.id).await?;
+    }
+    audit_account(
+        pool,
+        &by,
+        if disabled {
+            "user_disable"
+        } else {
+            "user_enable"
+        },
+        username,
+        "",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Issues an API token for `username` with `scopes` (all of the role's when empty).
+pub async fn issue_token(
+    pool: &Pool,
+    username: &str,
+    name: &str,
+    scopes: &[Permission],
+    days: i64,
+    max_days: i64,
+    by: By<'_>,
+) -> Result<(String, String), IdentityError> {
+    let u = users::by_username(pool, username)
+        .await?
+        .ok_or_else(|| IdentityError::NoUser(username.into()))?;
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(IdentityError::invalid("name: 1 to 64 characters"));
+    }
+    if !(1..=max_days).contains(&days) {
+        return Err(IdentityError::invalid(format!(
+            "expires_in_days: 1 to {max_days}"
+        )));
+    }
+    if let Some(p) = scopes.iter().find(|p| !u.role.allows(**p)) {
+        return Err(IdentityError::invalid(format!(
+            "scope {:?} is beyond what the {} role may do",
+            p.as_str(),
+            u.role.as_str()
+        )));
+    }
+    let scopes: Vec<Permission> = if scopes.is_empty() {
+        roles::PERMISSIONS
+            .into_iter()
+            .filter(|p| u.role.allows(*p))
+            .collect()
+    } else {
+        scopes.to_vec()
+    };
+    let issued = tokens::issue(pool, &u.id, name, &scopes, days * 86_400_000_000).await?;
+    audit_account(pool, &by, "token_issue", username, name).await?;
+    Ok(issued)
+}
+
+async fn audit_account(
+    pool: &Pool,
+    by: &By<'_>,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    audit::append(
+        pool,
+        audit::NewEntry {
+            actor: by.actor,
+            actor_role: by.role,
+            address: by.address,
+            action,
+            target,
+            reason: detail,
+            outcome: "allowed",
+            ..audit::NewEntry::default()
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// First start: with no user at all, an administrator `admin` with a one-time password printed
+/// once on the console. There is no default password.
+pub async fn bootstrap(pool: &Pool) -> Result<(), IdentityError> {
+    if users::count(pool).await? > 0 {
+        return Ok(());
+    }
+    let (_, one_time) = add_user(
+        pool,
+        AddUser {
+            username: "admin",
+            display_name: "系统管理员 Administrator",
+            role: Role::Administrator,
+            categories: &[],
+        },
+        By {
+            actor: "system",
+            role: "",
+            address: "local",
+        },
+    )
+    .await?;
+    eprintln!(
+        "\n================================================================\n\
+         First start: administrator account created.\n  user name:          admin\n  one-time password:  {one_time}\n\
+         Shown only this once. Log in, change it, and enrol TOTP.\n\
+         ================================================================\n"
+    );
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Roles and what each may do: one table (`Role::allows`), least privilege, separated duties.
+//! The administrator manages users and rooms but sees no evidence; the discipline officer reads
+//! everything, the audit trail included, and changes nothing.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 系统管理员: users, roles, rooms; no replay, no export, no audit trail.
+    Administrator,
+    /// 见证人员: start and stop room recordings, watch rooms.
+    WitnessStaff,
+    /// 监管人员: replay sessions of the trading categories in their scope.
+    Regulator,
+    /// 档案管理员: export evidence packages.
+    ArchiveClerk,
+    /// 纪检监察/审计: read-only over everything, the audit trail included.
+    DisciplineOfficer,
+}
+
+pub const ROLES: [Role; 5] = [
+    Role::Administrator,
+    Role::WitnessStaff,
+    Role::Regulator,
+    Role::ArchiveClerk,
+    Role::DisciplineOfficer,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    RoomsRead,
+    RoomsManage,
+    RecordingControl,
+    SessionsRead,
+    /// HLS, segments, MP4 download.
+    Replay,
+    SessionAuditRead,
+    Export,
+    AuditRead,
+    UsersManage,
+}
+
+pub const PERMISSIONS: [Permission; 9] = [
+    Permission::RoomsRead,
+    Permission::RoomsManage,
+    Permission::RecordingControl,
+    Permission::SessionsRead,
+    Permission::Replay,
+    Permission::SessionAuditRead,
+    Permission::Export,
+    Permission::AuditRead,
+    Permission::UsersManage,
+];
+
+impl Role {
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        use Role::*;
+        match self {
+            Administrator => matches!(p, RoomsRead | RoomsManage | UsersManage),
+            WitnessStaff => matches!(p, RoomsRead | RecordingControl | SessionsRead),
+            Regulator => matches!(p, RoomsRead | SessionsRead | Replay),
+            ArchiveClerk => matches!(p, RoomsRead | SessionsRead | SessionAuditRead | Export),
+            DisciplineOfficer => matches!(
+                p,
+                RoomsRead | SessionsRead | Replay | SessionAuditRead | AuditRead
+            ),
+        }
+    }
+
+    /// Roles whose interactive login needs a second factor (TOTP).
+    pub fn needs_totp(self) -> bool {
+        matches!(self, Role::Administrator | Role::Regulator)
+    }
+
+    /// May see confidential (评标) recordings, with a recorded reason.
+    pub fn may_see_confidential(self) -> bool {
+        matches!(self, Role::Regulator | Role::DisciplineOfficer)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::WitnessStaff => "witness_staff",
+            Role::Regulator => "regulator",
+            Role::ArchiveClerk => "archive_clerk",
+            Role::DisciplineOfficer => "discipline_officer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        ROLES.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::RoomsRead => "rooms_read",
+            Permission::RoomsManage => "rooms_manage",
+            Permission::RecordingControl => "recording_control",
+            Permission::SessionsRead => "sessions_read",
+            Permission::Replay => "replay",
+            Permission::SessionAuditRead => "session_audit_read",
+            Permission::Export => "export",
+            Permission::AuditRead => "audit_read",
+            Permission::UsersManage => "users_manage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        PERMISSIONS.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Trading categories (交易类别) that scope a regulator.
+pub use crate::recording::sessions::TRADING_CATEGORIES as CATEGORIES;
