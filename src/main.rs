@@ -554,13 +554,59 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
             }
         };
     let base = format!("http://{}", config.http.listen);
+    // Accounts to look around with. One-time passwords are shown once, here; the first login
+    // asks for a new password. A token lets the curl lines below work for a day.
+    let by = || witness::identity::By {
+        actor: "demo",
+        role: "",
+        address: "local",
+    };
+    let mut accounts = String::new();
+    for (username, role, what) in [
+        (
+            "demo-staff",
+            witness::identity::roles::Role::WitnessStaff,
+            "witness staff: start/stop rooms, watch them",
+        ),
+        (
+            "demo-officer",
+            witness::identity::roles::Role::DisciplineOfficer,
+            "discipline officer: replay, audit trail",
+        ),
+    ] {
+        let line = match witness::identity::users::by_username(&core.pool, username).await? {
+            Some(_) => format!(
+                "  {username:<13} {what}  (exists; `witness user reset {username}` for a new password)\n"
+            ),
+            None => {
+                let (_, one_time) = witness::identity::add_user(
+                    &core.pool,
+                    witness::identity::AddUser {
+                        username,
+                        display_name: "",
+                        role,
+                        categories: &[],
+                    },
+                    by(),
+                )
+                .await?;
+                format!("  {username:<13} {what}  one-time password: {one_time}\n")
+            }
+        };
+        accounts.push_str(&line);
+    }
+    let (_, token) =
+        witness::identity::issue_token(&core.pool, "demo-staff", "demo", &[], 1, 1, by()).await?;
     println!(
         "\nWitness demo is running.\n\
+         console:   {base}/   log in as one of:\n{accounts}\
+         \x20 admin         administrator: users and rooms (one-time password printed at first start)\n\
          cameras:   rtsp://127.0.0.1:{rtsp_port}/cam1  rtsp://127.0.0.1:{rtsp_port}/cam2  (microphone /mic1)\n\
-         room:      {base}/api/v1/rooms/{room}\n\
-         session:   {base}/api/v1/sessions/{session}    (recording now)\n\
-         stop:      curl -X POST {base}/api/v1/rooms/{room}/stop\n\
-         verify:    {base}/api/v1/sessions/{session}/verify   or   witness verify --session {session}\n\
+         replay:    {base}/sessions/{session}   (as demo-officer, once the session is stopped)\n\
+         API:       export WITNESS_TOKEN={token}   (demo-staff, valid one day)\n\
+         \x20          curl -H \"Authorization: Bearer $WITNESS_TOKEN\" {base}/api/v1/sessions/{session}\n\
+         \x20          curl -X POST -H \"Authorization: Bearer $WITNESS_TOKEN\" {base}/api/v1/rooms/{room}/stop\n\
+         verify:    witness verify --session {session}\n\
          metrics:   {base}/metrics\n\
          segments are stored under {}\n\
          Ctrl-C stops the server; the session resumes, with a gap, at the next start.\n",

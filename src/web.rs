@@ -11,6 +11,7 @@ use axum::routing::get;
 use crate::http::{ApiError, AppState};
 
 const REPLAY_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/replay.js"));
+const CONSOLE_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/console.js"));
 const WITNESS_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/witness.css"));
 
 /// hls.js needs blob: for its worker and for Media Source buffers; nothing else leaves 'self'.
@@ -27,6 +28,7 @@ const PAGE_HEADERS: [(&str, &str); 4] = [
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(console_page))
         .route("/sessions/{id}", get(replay_page))
         .route("/assets/{name}", get(asset))
 }
@@ -34,19 +36,32 @@ pub fn routes() -> Router<AppState> {
 async fn replay_page(Path(_id): Path<String>) -> Response {
     // The script reads the session id from the address and loads everything through the API,
     // so an unknown id is reported on the page with the API's own message.
-    let mut res = Html(shell("回放 Replay", "replay.js")).into_response();
+    page(shell("回放 Replay", "replay.js", ""))
+}
+
+/// The staff console: log in, rooms, sessions, users, audit trail.
+async fn console_page() -> Response {
+    page(shell(
+        "Witness 见证录像",
+        "console.js",
+        "<header class=\"app\"><h1>Witness 见证录像</h1><nav></nav></header>\n",
+    ))
+}
+
+fn page(html: String) -> Response {
+    let mut res = Html(html).into_response();
     for (k, v) in PAGE_HEADERS {
         res.headers_mut().insert(k, HeaderValue::from_static(v));
     }
     res
 }
 
-fn shell(title: &str, script: &str) -> String {
+fn shell(title: &str, script: &str, header: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
 <link rel=\"icon\" href=\"data:,\">\n<link rel=\"stylesheet\" href=\"/assets/witness.css\">\n<script defer src=\"/assets/{script}\"></script>\n\
-</head>\n<body>\n<div id=\"messages\"></div>\n<main></main>\n\
+</head>\n<body>\n{header}<div id=\"messages\"></div>\n<main></main>\n\
 <noscript>此页面需要 JavaScript。This page needs JavaScript.</noscript>\n</body>\n</html>\n"
     )
 }
@@ -54,6 +69,7 @@ fn shell(title: &str, script: &str) -> String {
 async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     let (body, content_type) = match name.as_str() {
         "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
+        "console.js" => (CONSOLE_JS, "text/javascript; charset=utf-8"),
         "witness.css" => (WITNESS_CSS, "text/css; charset=utf-8"),
         _ => {
             return Err(ApiError::new(

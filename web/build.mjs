@@ -9,7 +9,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = process.argv[2] ?? join(here, 'dist');
 await mkdir(out, { recursive: true });
 await build({
-  entryPoints: { replay: join(here, 'src/replay.js') },
+  entryPoints: { replay: join(here, 'src/replay.js'), console: join(here, 'src/console.js') },
   bundle: true,
   minify: true,
   format: 'iife',

@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         .route("/keys", get(keys))
         .merge(recording::api::routes())
         .merge(recording::replay::routes())
+        .merge(recording::live::routes())
         .merge(recording::export_api::routes())
         .merge(crate::audit::api::routes())
         .merge(crate::identity::api::routes());

@@ -123,6 +123,7 @@ pub const POLICY: &[Rule] = &[
     rule("GET", "/metrics", Public, "metrics"),
     rule("GET", "/api/v1/keys", Public, "keys"),
     rule("GET", "/sessions/{id}", Public, "page_replay"),
+    rule("GET", "/", Public, "page_console"),
     rule("GET", "/assets/{name}", Public, "asset"),
     rule("POST", "/api/v1/auth/login", Public, "login"),
     rule("POST", "/api/v1/auth/logout", Account, "logout"),
@@ -148,6 +149,30 @@ pub const POLICY: &[Rule] = &[
         "user_reset",
     ),
     rule("GET", "/api/v1/rooms", Needs(RoomsRead), "rooms_list"),
+    rule(
+        "GET",
+        "/api/v1/rooms/status",
+        Needs(RoomsRead),
+        "rooms_status",
+    ),
+    rule(
+        "POST",
+        "/api/v1/rooms/{id}/live",
+        Needs(LiveView),
+        "live_view",
+    ),
+    rule(
+        "GET",
+        "/api/v1/rooms/{id}/live/{source}/index.m3u8",
+        Needs(LiveView),
+        "live_playlist",
+    ),
+    rule(
+        "GET",
+        "/api/v1/rooms/{id}/live/{source}/segments/{file}",
+        Needs(LiveView),
+        "live_segment",
+    ),
     rule("POST", "/api/v1/rooms", Needs(RoomsManage), "room_add"),
     rule("GET", "/api/v1/rooms/{id}", Needs(RoomsRead), "room_view"),
     rule(

@@ -36,14 +36,17 @@ pub enum Permission {
     SessionsRead,
     /// HLS, segments, MP4 download.
     Replay,
+    /// Watch a room that is recording (never an evaluation session).
+    LiveView,
     SessionAuditRead,
     Export,
     AuditRead,
     UsersManage,
 }
 
-pub const PERMISSIONS: [Permission; 9] = [
+pub const PERMISSIONS: [Permission; 10] = [
     Permission::RoomsRead,
+    Permission::LiveView,
     Permission::RoomsManage,
     Permission::RecordingControl,
     Permission::SessionsRead,
@@ -60,12 +63,12 @@ impl Role {
         use Role::*;
         match self {
             Administrator => matches!(p, RoomsRead | RoomsManage | UsersManage),
-            WitnessStaff => matches!(p, RoomsRead | RecordingControl | SessionsRead),
-            Regulator => matches!(p, RoomsRead | SessionsRead | Replay),
+            WitnessStaff => matches!(p, RoomsRead | LiveView | RecordingControl | SessionsRead),
+            Regulator => matches!(p, RoomsRead | LiveView | SessionsRead | Replay),
             ArchiveClerk => matches!(p, RoomsRead | SessionsRead | SessionAuditRead | Export),
             DisciplineOfficer => matches!(
                 p,
-                RoomsRead | SessionsRead | Replay | SessionAuditRead | AuditRead
+                RoomsRead | LiveView | SessionsRead | Replay | SessionAuditRead | AuditRead
             ),
         }
     }
@@ -103,6 +106,7 @@ impl Permission {
             Permission::RecordingControl => "recording_control",
             Permission::SessionsRead => "sessions_read",
             Permission::Replay => "replay",
+            Permission::LiveView => "live_view",
             Permission::SessionAuditRead => "session_audit_read",
             Permission::Export => "export",
             Permission::AuditRead => "audit_read",

@@ -341,6 +341,18 @@ async fn segment(
             ),
         ));
     }
+    stored_segment(&s, &session, &rec, &file).await
+}
+
+/// One stored segment of a recording, byte for byte, by its file name `{seq:08}.{ext}`.
+pub async fn stored_segment(
+    s: &AppState,
+    session: &index::SessionRow,
+    rec: &index::RecordingRow,
+    file: &str,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    let source = &rec.source_name;
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -390,7 +402,7 @@ async fn segment(
         .into_response())
 }
 
-async fn find(
+pub async fn find(
     pool: &crate::db::Pool,
     id: &str,
     source: &str,

@@ -2,6 +2,7 @@
 
 mod audit;
 mod browser;
+mod console;
 mod errors;
 mod export;
 mod harness;

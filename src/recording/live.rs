@@ -1,0 +1,220 @@
+//! What the staff console watches: every room's state with per-source bitrate and last-segment
+//! age (`GET /rooms/status`), and a live view of a room that is recording (HLS of the live
+//! session, a few segments behind). Evaluation (评标) sessions have no live view at all.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+
+use super::index::{self, SessionRow};
+use super::replay::{self, is_confidential};
+use super::rooms;
+use super::views::SessionSummary;
+use crate::audit;
+use crate::db::now_us;
+use crate::http::{ApiError, AppState, ClientAddr};
+use crate::identity::access::{Audited, CurrentActor};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/rooms/status", get(status))
+        .route("/rooms/{id}/live", post(open_live_view))
+        .route("/rooms/{id}/live/{source}/index.m3u8", get(live_playlist))
+        .route(
+            "/rooms/{id}/live/{source}/segments/{file}",
+            get(live_segment),
+        )
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub media: String,
+    /// connecting, recording, reconnecting, stopped.
+    pub state: String,
+    pub bitrate_bps: u64,
+    pub segments: u64,
+    pub gaps: u64,
+    pub reconnects: u64,
+    pub last_segment_age_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomStatus {
+    pub room_id: String,
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+    /// idle, recording, reconnecting (a source is down), error.
+    pub state: String,
+    pub session: Option<SessionSummary>,
+    pub elapsed_seconds: Option<f64>,
+    pub live_view: bool,
+    pub sources: Vec<SourceStatus>,
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    super::error::CoreError::from(e).into()
+}
+
+async fn status(State(s): State<AppState>) -> Result<Json<Vec<RoomStatus>>, ApiError> {
+    let core = &s.recording;
+    let now = now_us();
+    let mut out = Vec::new();
+    for room in rooms::list(&core.pool).await? {
+        let live = index::live_session_of_room(&core.pool, &room.id)
+            .await
+            .map_err(internal)?;
+        let mut sources = Vec::new();
+        if let Some(session) = &live {
+            for rec in index::recordings(&core.pool, &session.id)
+                .await
+                .map_err(internal)?
+            {
+                let stats = core.metrics.snapshot(&rec.id);
+                let read = |f: fn(&super::metrics::SourceStats) -> u64| {
+                    stats.as_ref().map(|st| f(st)).unwrap_or(0)
+                };
+                let last = read(|st| {
+                    st.last_segment_at_us
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                });
+                sources.push(SourceStatus {
+                    name: rec.source_name.clone(),
+                    media: rec.media.clone(),
+                    state: stats
+                        .as_ref()
+                        .map(|st| st.state().as_str())
+                        .unwrap_or("connecting")
+                        .into(),
+                    bitrate_bps: read(|st| {
+                        st.bitrate_bps.load(std::sync::atomic::Ordering::Relaxed)
+                    }),
+                    segments: read(|st| st.segments.load(std::sync::atomic::Ordering::Relaxed)),
+                    gaps: read(|st| st.gaps.load(std::sync::atomic::Ordering::Relaxed)),
+                    reconnects: read(|st| st.reconnects.load(std::sync::atomic::Ordering::Relaxed)),
+                    last_segment_age_seconds: (last > 0)
+                        .then(|| (now - last as i64).max(0) as f64 / 1e6),
+                });
+            }
+        }
+        let state = match &live {
+            None => "idle",
+            Some(sess) if sess.error.is_some() => "error",
+            Some(_) if sources.iter().any(|x| x.state == "reconnecting") => "reconnecting",
+            Some(_) => "recording",
+        };
+        out.push(RoomStatus {
+            room_id: room.id.clone(),
+            name: room.name.clone(),
+            kind: room.kind.clone(),
+            location: room.location.clone(),
+            state: state.into(),
+            elapsed_seconds: live
+                .as_ref()
+                .map(|sess| (now - sess.started_at_us) as f64 / 1e6),
+            live_view: live.as_ref().is_some_and(|sess| !is_confidential(sess)),
+            session: live.map(SessionSummary::from),
+            sources,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// The live session of a room, if it may be watched.
+async fn watchable(s: &AppState, room_id: &str) -> Result<SessionRow, ApiError> {
+    let session = index::live_session_of_room(&s.recording.pool, room_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "room_idle",
+                format!("room {room_id} is not recording"),
+            )
+        })?;
+    if is_confidential(&session) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "confidential",
+            "evaluation (评标) sessions have no live view",
+        ));
+    }
+    Ok(session)
+}
+
+/// Opening a live view is the audited act; the playlist refreshes that follow are not.
+async fn open_live_view(
+    State(s): State<AppState>,
+    Path(room_id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<Response, ApiError> {
+    let session = watchable(&s, &room_id).await?;
+    let recordings = index::recordings(&s.recording.pool, &session.id)
+        .await
+        .map_err(internal)?;
+    let who = actor.audit_names();
+    audit::append(
+        &s.recording.pool,
+        audit::NewEntry {
+            actor: &who.0,
+            actor_role: who.1,
+            address: &address,
+            action: "live_view",
+            session_id: Some(&session.id),
+            project_code: Some(&session.project_code),
+            target: &room_id,
+            outcome: "allowed",
+            ..audit::NewEntry::default()
+        },
+    )
+    .await
+    .map_err(internal)?;
+    let sources: Vec<serde_json::Value> = recordings
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.source_name,
+                "media": r.media,
+                "playlist": format!("/api/v1/rooms/{room_id}/live/{}/index.m3u8", r.source_name),
+            })
+        })
+        .collect();
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({ "session_id": session.id, "sources": sources })),
+    )
+        .into_response())
+}
+
+async fn live_playlist(
+    State(s): State<AppState>,
+    Path((room_id, source)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let session = watchable(&s, &room_id).await?;
+    let (_, rec) = replay::find(&s.recording.pool, &session.id, &source).await?;
+    let entries = index::entries(&s.recording.pool, &rec.id)
+        .await
+        .map_err(internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        replay::hls_playlist(&entries, true, ""),
+    )
+        .into_response())
+}
+
+async fn live_segment(
+    State(s): State<AppState>,
+    Path((room_id, source, file)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let session = watchable(&s, &room_id).await?;
+    let (session, rec) = replay::find(&s.recording.pool, &session.id, &source).await?;
+    replay::stored_segment(&s, &session, &rec, &file).await
+}

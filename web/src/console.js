@@ -1,0 +1,640 @@
+// The witness staff console at `/`: log in (password, one-time password change, TOTP), then the
+// views the user's permissions allow: rooms (state, alarms, start/stop, live view), sessions
+// (search, replay links), users (administrators), audit trail (discipline officers).
+// Everything goes through /api/v1 with the session cookie and the CSRF token.
+
+import Hls from 'hls.js';
+import { chooseLanguage, rememberLanguage, translator } from './i18n.js';
+import { formatDateTime } from './wallclock.js';
+
+const lang = chooseLanguage();
+const t = translator(lang);
+const KINDS = ['bid_opening', 'evaluation', 'negotiation', 'auction', 'other'];
+const CATEGORIES = ['construction', 'procurement', 'land', 'state_assets', 'other'];
+const ROLES = ['administrator', 'witness_staff', 'regulator', 'archive_clerk', 'discipline_officer'];
+
+const me = { user: null, permissions: [], csrf: '' };
+let refreshTimer = null;
+let liveHls = [];
+
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+};
+
+class ApiFailure extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/// JSON in and out; unsafe methods carry the CSRF token; a 401 sends the user to the login form.
+async function api(method, path, body) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && me.csrf) headers['x-csrf-token'] = me.csrf;
+  const r = await fetch(`/api/v1${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 204) return null;
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    const err = new ApiFailure(r.status, data?.error?.code, data?.error?.message ?? `HTTP ${r.status}`);
+    // A session that ended while in use says so; a first visit just shows the form.
+    if (r.status === 401 && path !== '/auth/login') showLogin(me.user ? err.message : undefined);
+    throw err;
+  }
+  return data;
+}
+
+const can = (p) => me.permissions.includes(p);
+const main = () => document.querySelector('main');
+const say = (text, kind = 'error') => {
+  const box = document.querySelector('#messages');
+  box.replaceChildren(el('p', { class: kind, role: kind === 'error' ? 'alert' : 'status' }, text));
+};
+const clearMessages = () => document.querySelector('#messages').replaceChildren();
+
+function stopRefreshing() {
+  clearInterval(refreshTimer);
+  refreshTimer = null;
+  for (const h of liveHls) h.destroy();
+  liveHls = [];
+}
+
+function field(label, input) {
+  return el('label', { class: 'field' }, el('span', {}, label), input);
+}
+
+function options(values, labelOf, selected) {
+  return values.map((v) => el('option', { value: v, selected: v === selected }, labelOf(v)));
+}
+
+// ---- login, password change, TOTP enrolment -----------------------------------------------
+
+function showLogin(message) {
+  stopRefreshing();
+  me.user = null;
+  me.csrf = '';
+  document.querySelector('nav').replaceChildren(languageButton());
+  const username = el('input', { id: 'login-username', autocomplete: 'username', required: true });
+  const password = el('input', { id: 'login-password', type: 'password', autocomplete: 'current-password', required: true });
+  const totp = el('input', { id: 'login-totp', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '6' });
+  const form = el(
+    'form',
+    {
+      id: 'login-form',
+      class: 'card narrow',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const r = await api('POST', '/auth/login', {
+            username: username.value.trim(),
+            password: password.value,
+            ...(totp.value.trim() ? { totp: totp.value.trim() } : {}),
+          });
+          me.csrf = r.csrf_token;
+          clearMessages();
+          await enter();
+        } catch (err) {
+          say(t('loginFailed', { detail: err.message }));
+          if (err.code === 'totp_required' || err.code === 'totp_invalid') totp.focus();
+        }
+      },
+    },
+    el('h2', {}, t('login')),
+    field(t('username'), username),
+    field(t('password'), password),
+    field(t('totpCode'), totp),
+    el('button', { type: 'submit', id: 'login-submit' }, t('login')),
+  );
+  main().replaceChildren(form);
+  if (message) say(message);
+  username.focus();
+}
+
+function showPasswordChange() {
+  const current = el('input', { id: 'pw-current', type: 'password', autocomplete: 'current-password', required: true });
+  const next = el('input', { id: 'pw-new', type: 'password', autocomplete: 'new-password', required: true });
+  const again = el('input', { id: 'pw-again', type: 'password', autocomplete: 'new-password', required: true });
+  main().replaceChildren(
+    el(
+      'form',
+      {
+        id: 'password-form',
+        class: 'card narrow',
+        onsubmit: async (e) => {
+          e.preventDefault();
+          if (next.value !== again.value) return say(t('passwordsDiffer'));
+          try {
+            await api('POST', '/auth/password', { current_password: current.value, new_password: next.value });
+            clearMessages();
+            await enter();
+          } catch (err) {
+            say(err.message);
+          }
+        },
+      },
+      el('h2', {}, t('changePassword')),
+      el('p', {}, t('mustChangePassword')),
+      field(t('currentPassword'), current),
+      field(t('newPassword'), next),
+      field(t('repeatPassword'), again),
+      el('button', { type: 'submit' }, t('save')),
+    ),
+  );
+}
+
+async function showTotpEnrolment() {
+  const setup = await api('POST', '/auth/totp/setup');
+  const code = el('input', { id: 'totp-code', inputmode: 'numeric', maxlength: '6', required: true });
+  main().replaceChildren(
+    el(
+      'form',
+      {
+        id: 'totp-form',
+        class: 'card narrow',
+        onsubmit: async (e) => {
+          e.preventDefault();
+          try {
+            await api('POST', '/auth/totp/confirm', { code: code.value.trim() });
+            clearMessages();
+            await enter();
+          } catch (err) {
+            say(err.message);
+          }
+        },
+      },
+      el('h2', {}, t('totpEnrol')),
+      el('p', {}, t('totpExplain')),
+      el('p', {}, `${t('totpSecret')}: `, el('code', { id: 'totp-secret' }, setup.secret)),
+      el('p', { class: 'muted' }, el('code', {}, setup.otpauth_url)),
+      field('6 位 / digits', code),
+      el('button', { type: 'submit' }, t('confirm')),
+    ),
+  );
+}
+
+/// After any login step: where the account stands decides what comes next.
+async function enter() {
+  const r = await api('GET', '/auth/me');
+  me.user = r.user;
+  me.permissions = r.permissions;
+  if (r.csrf_token) me.csrf = r.csrf_token;
+  if (r.restriction === 'password_change_required') return showPasswordChange();
+  if (r.restriction === 'totp_enrollment_required') return showTotpEnrolment();
+  renderNav();
+  route();
+}
+
+// ---- navigation ------------------------------------------------------------------------------
+
+function languageButton() {
+  const other = lang === 'zh' ? 'en' : 'zh';
+  return el(
+    'button',
+    {
+      type: 'button',
+      id: 'language',
+      onclick: () => {
+        rememberLanguage(other);
+        location.reload();
+      },
+    },
+    t('language'),
+  );
+}
+
+const VIEWS = [
+  { hash: '#rooms', label: 'navRooms', needs: 'rooms_read', show: showRooms },
+  { hash: '#sessions', label: 'navSessions', needs: 'sessions_read', show: showSessions },
+  { hash: '#users', label: 'navUsers', needs: 'users_manage', show: showUsers },
+  { hash: '#audit', label: 'navAudit', needs: 'audit_read', show: showAudit },
+];
+
+function renderNav() {
+  const links = VIEWS.filter((v) => can(v.needs)).map((v) =>
+    el('a', { href: v.hash, id: `nav-${v.hash.slice(1)}` }, t(v.label)),
+  );
+  document.querySelector('nav').replaceChildren(
+    ...links,
+    el('span', { class: 'who' }, `${me.user.display_name} · ${t(`roles.${me.user.role}`)}`),
+    languageButton(),
+    el(
+      'button',
+      {
+        type: 'button',
+        id: 'logout',
+        onclick: async () => {
+          await api('POST', '/auth/logout').catch(() => {});
+          showLogin();
+        },
+      },
+      t('logout'),
+    ),
+  );
+}
+
+function route() {
+  if (!me.user) return;
+  stopRefreshing();
+  clearMessages();
+  const allowed = VIEWS.filter((v) => can(v.needs));
+  const view = allowed.find((v) => v.hash === location.hash) ?? allowed[0];
+  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('current', a.getAttribute('href') === view?.hash);
+  if (view) view.show().catch((err) => say(t('error', { detail: err.message })));
+  else main().replaceChildren(el('p', {}, '—'));
+}
+
+// ---- rooms -----------------------------------------------------------------------------------
+
+const duration = (s) => {
+  const two = (n) => String(Math.floor(n)).padStart(2, '0');
+  return `${two(s / 3600)}:${two((s % 3600) / 60)}:${two(s % 60)}`;
+};
+
+async function showRooms() {
+  const grid = el('section', { id: 'rooms', class: 'rooms' });
+  const live = el('section', { id: 'live', class: 'grid' });
+  main().replaceChildren(grid, live);
+  const draw = async () => {
+    const rooms = await api('GET', '/rooms/status');
+    grid.replaceChildren(...rooms.map(roomCard));
+  };
+  await draw();
+  refreshTimer = setInterval(() => draw().catch(() => {}), 2000);
+}
+
+function roomCard(room) {
+  const alarms = room.sources.filter((s) => s.state === 'reconnecting' || s.state === 'stopped');
+  const card = el(
+    'article',
+    { class: `card room ${room.state}`, 'data-room': room.room_id, 'data-state': room.state },
+    el(
+      'header',
+      {},
+      el('h3', {}, room.name),
+      el('span', { class: `badge ${room.state}` }, t(`roomState.${room.state}`)),
+    ),
+    room.location ? el('p', { class: 'muted' }, room.location) : null,
+  );
+  for (const a of alarms) card.append(el('p', { class: 'alarm', role: 'alert' }, t('alarm', { source: a.name })));
+  if (room.session) {
+    card.append(
+      el(
+        'p',
+        {},
+        `${room.session.project_code} · ${room.session.session_code} · ${t(`kinds.${room.session.kind}`)} · `,
+        el('span', { class: 'elapsed' }, `${t('elapsed')} ${duration(room.elapsed_seconds ?? 0)}`),
+      ),
+    );
+    card.append(
+      el(
+        'table',
+        { class: 'sources' },
+        el('tr', {}, el('th', {}, ''), el('th', {}, t('state')), el('th', {}, t('bitrate')), el('th', {}, t('lastSegment'))),
+        ...room.sources.map((s) =>
+          el(
+            'tr',
+            { 'data-source': s.name, class: s.state },
+            el('td', {}, s.name),
+            el('td', {}, t(`sourceState.${s.state}`)),
+            el('td', {}, `${Math.round(s.bitrate_bps / 1000)} kbit/s`),
+            el('td', {}, s.last_segment_age_seconds == null ? '—' : t('secondsAgo', { n: Math.round(s.last_segment_age_seconds) })),
+          ),
+        ),
+      ),
+    );
+  }
+  const buttons = el('div', { class: 'buttons' });
+  if (can('recording_control')) {
+    if (room.state === 'idle') {
+      buttons.append(el('button', { type: 'button', class: 'start', onclick: () => startForm(room) }, t('start')));
+    } else {
+      buttons.append(
+        el(
+          'button',
+          {
+            type: 'button',
+            class: 'stop danger',
+            onclick: async () => {
+              if (!confirm(t('confirmStop', { room: room.name }))) return;
+              try {
+                await api('POST', `/rooms/${room.room_id}/stop`);
+              } catch (err) {
+                say(err.message);
+              }
+            },
+          },
+          t('stop'),
+        ),
+      );
+    }
+  }
+  if (can('live_view') && room.session) {
+    buttons.append(
+      room.live_view
+        ? el('button', { type: 'button', class: 'live', onclick: () => openLive(room) }, t('liveView'))
+        : el('span', { class: 'muted' }, t('noLiveView')),
+    );
+  }
+  card.append(buttons);
+  return card;
+}
+
+function startForm(room) {
+  stopRefreshing();
+  const project = el('input', { id: 'start-project', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
+  const session = el('input', { id: 'start-session', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
+  const kind = el('select', { id: 'start-kind' }, ...options(KINDS, (k) => t(`kinds.${k}`), room.kind));
+  const category = el('select', { id: 'start-category' }, ...options(CATEGORIES, (c) => t(`cats.${c}`), 'other'));
+  const note = el('input', { id: 'start-note', maxlength: '2000' });
+  main().replaceChildren(
+    el(
+      'form',
+      {
+        id: 'start-form',
+        class: 'card narrow',
+        onsubmit: async (e) => {
+          e.preventDefault();
+          if (!confirm(`${t('confirmStart')} ${room.name}: ${project.value} ${session.value}`)) return;
+          try {
+            await api('POST', `/rooms/${room.room_id}/start`, {
+              project_code: project.value.trim(),
+              session_code: session.value.trim(),
+              kind: kind.value,
+              category: category.value,
+              note: note.value,
+            });
+            location.hash = '#rooms';
+            route();
+          } catch (err) {
+            say(err.message);
+          }
+        },
+      },
+      el('h2', {}, `${t('start')} · ${room.name}`),
+      field(t('projectCode'), project),
+      field(t('sessionCode'), session),
+      field(t('kind'), kind),
+      field(t('category'), category),
+      field(t('note'), note),
+      el('div', { class: 'buttons' }, el('button', { type: 'submit', id: 'start-submit' }, t('start')), el('button', { type: 'button', onclick: route }, t('cancel'))),
+    ),
+  );
+  project.focus();
+}
+
+async function openLive(room) {
+  const view = await api('POST', `/rooms/${room.room_id}/live`);
+  const live = document.querySelector('#live');
+  for (const h of liveHls) h.destroy();
+  liveHls = [];
+  live.replaceChildren(
+    ...view.sources
+      .filter((s) => s.media !== 'audio')
+      .map((s) => {
+        const video = el('video', { muted: true, autoplay: true, playsinline: true });
+        video.muted = true;
+        if (Hls.isSupported()) {
+          const hls = new Hls({ liveSyncDurationCount: 2 });
+          hls.loadSource(s.playlist);
+          hls.attachMedia(video);
+          liveHls.push(hls);
+        } else {
+          video.src = s.playlist;
+        }
+        return el('figure', { class: 'tile video', 'data-source': s.name }, video, el('figcaption', {}, el('span', {}, `${room.name} · ${s.name}`)));
+      }),
+  );
+}
+
+// ---- sessions --------------------------------------------------------------------------------
+
+async function showSessions() {
+  const rooms = await api('GET', '/rooms');
+  const project = el('input', { id: 'search-project', placeholder: 'ZB-2026-0001' });
+  const room = el('select', { id: 'search-room' }, el('option', { value: '' }, t('all')), ...rooms.map((r) => el('option', { value: r.id }, r.name)));
+  const date = el('input', { id: 'search-date', type: 'date' });
+  const table = el('table', { id: 'sessions', class: 'list' });
+  const search = async () => {
+    const q = new URLSearchParams({ limit: '200' });
+    if (project.value.trim()) q.set('project_code', project.value.trim());
+    if (room.value) q.set('room_id', room.value);
+    let list = await api('GET', `/sessions?${q}`);
+    if (date.value) list = list.filter((s) => formatDateTime(Date.parse(s.started_at)).startsWith(date.value));
+    table.replaceChildren(
+      el('tr', {}, ...[t('projectCode'), t('sessionCode'), t('kind'), t('category'), t('room'), t('started'), t('stopped'), t('state'), ''].map((h) => el('th', {}, h))),
+      ...list.map((s) =>
+        el(
+          'tr',
+          { 'data-session': s.id },
+          el('td', {}, s.project_code),
+          el('td', {}, s.session_code),
+          el('td', {}, t(`kinds.${s.kind}`)),
+          el('td', {}, t(`cats.${s.category}`)),
+          el('td', {}, s.room_name),
+          el('td', {}, formatDateTime(Date.parse(s.started_at))),
+          el('td', {}, s.stopped_at ? formatDateTime(Date.parse(s.stopped_at)) : '—'),
+          el('td', {}, t(`states.${s.state}`)),
+          el('td', {}, can('replay') && s.state !== 'recording' ? el('a', { href: `/sessions/${s.id}`, class: 'replay' }, t('replay')) : ''),
+        ),
+      ),
+    );
+    if (!list.length) table.append(el('tr', {}, el('td', { colspan: '9' }, t('noSessions'))));
+  };
+  main().replaceChildren(
+    el(
+      'form',
+      {
+        id: 'session-search',
+        class: 'filters',
+        onsubmit: (e) => {
+          e.preventDefault();
+          search().catch((err) => say(err.message));
+        },
+      },
+      field(t('projectCode'), project),
+      field(t('room'), room),
+      field(t('date'), date),
+      el('button', { type: 'submit' }, t('search')),
+    ),
+    table,
+  );
+  await search();
+}
+
+// ---- users -----------------------------------------------------------------------------------
+
+async function showUsers() {
+  const list = await api('GET', '/users');
+  const username = el('input', { id: 'user-username', required: true });
+  const name = el('input', { id: 'user-name' });
+  const role = el('select', { id: 'user-role' }, ...options(ROLES, (r) => t(`roles.${r}`), 'witness_staff'));
+  const cats = el('select', { id: 'user-categories', multiple: true }, ...options(CATEGORIES, (c) => t(`cats.${c}`)));
+  const oneTime = (user, password) => say(`${user}: ${t('oneTimePassword', { password })}`, 'notice');
+  const add = el(
+    'form',
+    {
+      id: 'user-add',
+      class: 'filters',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const r = await api('POST', '/users', {
+            username: username.value.trim(),
+            display_name: name.value.trim(),
+            role: role.value,
+            categories: role.value === 'regulator' ? [...cats.selectedOptions].map((o) => o.value) : [],
+          });
+          await showUsers();
+          oneTime(r.user.username, r.one_time_password);
+        } catch (err) {
+          say(err.message);
+        }
+      },
+    },
+    field(t('username'), username),
+    field(t('displayName'), name),
+    field(t('role'), role),
+    field(t('categories'), cats),
+    el('button', { type: 'submit' }, t('addUser')),
+  );
+  const table = el(
+    'table',
+    { id: 'users', class: 'list' },
+    el('tr', {}, ...[t('username'), t('displayName'), t('role'), t('categories'), 'TOTP', t('state'), ''].map((h) => el('th', {}, h))),
+    ...list.map((u) =>
+      el(
+        'tr',
+        { 'data-user': u.username },
+        el('td', {}, u.username),
+        el('td', {}, u.display_name),
+        el('td', {}, t(`roles.${u.role}`)),
+        el('td', {}, u.categories.map((c) => t(`cats.${c}`)).join('、')),
+        el('td', {}, u.totp_enabled ? '✔' : ''),
+        el('td', {}, [u.disabled && t('disabled'), u.locked && t('locked')].filter(Boolean).join(' ')),
+        el(
+          'td',
+          {},
+          el('button', {
+            type: 'button',
+            onclick: async () => {
+              try {
+                const r = await api('POST', `/users/${u.id}/reset`);
+                oneTime(u.username, r.one_time_password);
+              } catch (err) {
+                say(err.message);
+              }
+            },
+          }, t('reset')),
+          u.id === me.user.id
+            ? null
+            : el('button', {
+                type: 'button',
+                onclick: async () => {
+                  try {
+                    await api('PATCH', `/users/${u.id}`, { disabled: !u.disabled });
+                    await showUsers();
+                  } catch (err) {
+                    say(err.message);
+                  }
+                },
+              }, u.disabled ? t('enable') : t('disable')),
+        ),
+      ),
+    ),
+  );
+  main().replaceChildren(add, table);
+}
+
+// ---- audit trail -----------------------------------------------------------------------------
+
+async function showAudit() {
+  const inputs = {
+    user: el('input', { id: 'audit-user' }),
+    action: el('input', { id: 'audit-action', placeholder: 'replay_start' }),
+    project: el('input', { id: 'audit-project' }),
+    session: el('input', { id: 'audit-session' }),
+    from: el('input', { id: 'audit-from', type: 'datetime-local' }),
+    to: el('input', { id: 'audit-to', type: 'datetime-local' }),
+  };
+  const flagged = el('input', { id: 'audit-flagged', type: 'checkbox' });
+  const table = el('table', { id: 'audit', class: 'list' });
+  const csv = el('a', { id: 'audit-csv', download: 'witness-audit.csv' }, t('csv'));
+  const query = () => {
+    const q = new URLSearchParams();
+    for (const [k, input] of Object.entries(inputs)) {
+      const v = input.value.trim();
+      if (!v) continue;
+      q.set(k, k === 'from' || k === 'to' ? new Date(v).toISOString() : v);
+    }
+    if (flagged.checked) q.set('flagged', 'true');
+    return q;
+  };
+  const search = async () => {
+    const q = query();
+    csv.href = `/api/v1/audit?${q}&format=csv`;
+    const r = await api('GET', `/audit?${q}`);
+    table.replaceChildren(
+      el('tr', {}, ...['#', t('time'), t('actor'), t('address'), t('action'), t('target'), t('reason'), t('outcome')].map((h) => el('th', {}, h))),
+      ...r.entries.map((e) =>
+        el(
+          'tr',
+          { class: e.flagged ? 'flagged' : '' },
+          el('td', {}, String(e.seq)),
+          el('td', {}, formatDateTime(e.at_us / 1000)),
+          el('td', {}, `${e.actor}${e.actor_role ? ` (${t(`roles.${e.actor_role}`)})` : ''}`),
+          el('td', {}, e.address),
+          el('td', {}, e.action),
+          el('td', {}, e.target),
+          el('td', {}, e.reason),
+          el('td', {}, e.outcome),
+        ),
+      ),
+    );
+  };
+  main().replaceChildren(
+    el(
+      'form',
+      {
+        id: 'audit-search',
+        class: 'filters',
+        onsubmit: (e) => {
+          e.preventDefault();
+          search().catch((err) => say(err.message));
+        },
+      },
+      field(t('actor'), inputs.user),
+      field(t('action'), inputs.action),
+      field(t('projectCode'), inputs.project),
+      field(t('session'), inputs.session),
+      field(t('from'), inputs.from),
+      field(t('to'), inputs.to),
+      field(t('flaggedOnly'), flagged),
+      el('button', { type: 'submit' }, t('search')),
+      csv,
+    ),
+    table,
+  );
+  await search();
+}
+
+// ---- start -----------------------------------------------------------------------------------
+
+document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+document.title = t('appName');
+window.addEventListener('hashchange', route);
+enter().catch((err) => {
+  if (err.status !== 401) showLogin(err.message);
+});
