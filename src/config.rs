@@ -93,6 +93,10 @@ impl Default for AuditConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// PEM certificate chain and private key: HTTPS (rustls). Without them the server speaks
+    /// plain HTTP, which is allowed only on a loopback address.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -168,6 +172,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -228,6 +234,20 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "http.tls_cert and http.tls_key go together".into(),
+                ));
+            }
+            (None, None) if !self.http.listen.ip().is_loopback() => {
+                return Err(ConfigError::Invalid(format!(
+                    "http.listen = {}: plain HTTP is allowed only on a loopback address; set http.tls_cert and http.tls_key for HTTPS",
+                    self.http.listen
+                )));
+            }
+            _ => {}
+        }
         let i = &self.identity;
         if !(0.05..=480.0).contains(&i.idle_minutes)
             || !(0.01..=168.0).contains(&i.session_hours)

@@ -52,22 +52,48 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         recording: core,
         exports: Default::default(),
         identity: Arc::new(config.identity.clone()),
-        secure_cookies: false,
+        secure_cookies: config.http.tls_cert.is_some(),
     })
 }
 
-/// Serves HTTP until SIGINT/SIGTERM, then closes every open segment before exiting.
+/// Serves HTTPS (with a configured certificate) or loopback HTTP until SIGINT/SIGTERM, then
+/// closes every open segment before exiting.
 pub async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
-    tracing::info!(address = %config.http.listen, "serving HTTP");
     let core = state.recording.clone();
     let app = http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server")?;
+    let address = config.http.listen;
+    if let (Some(cert), Some(key)) = (&config.http.tls_cert, &config.http.tls_key) {
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .with_context(|| {
+                format!(
+                    "reading the TLS certificate {} and key {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        tracing::info!(%address, "serving HTTPS");
+        axum_server::bind_rustls(address, tls)
+            .handle(handle)
+            .serve(app)
+            .await
+            .with_context(|| format!("HTTPS server on {address}"))?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        tracing::info!(%address, "serving HTTP");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("HTTP server")?;
+    }
     tracing::info!("shutting down: closing open segments");
     core.shutdown().await;
     if let Err(e) = audit::checkpoint::make(&core.pool, &core.signer).await {

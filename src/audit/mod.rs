@@ -19,7 +19,8 @@ pub struct AuditEntry {
     pub seq: i64,
     pub id: String,
     pub at_us: i64,
-    /// The user name, `token:<name>` for an API token, `cli`, `system` or `anonymous`.
+    /// The user name, `user/token:<name>` for an API token, `cli`, `system`, `demo` or
+    /// `anonymous`.
     pub actor: String,
     /// The actor's role when it acted (empty for system and anonymous actors).
     pub actor_role: String,

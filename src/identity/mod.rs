@@ -134,8 +134,9 @@ pub async fn add_user(
     Ok((user, one_time))
 }
 
-/// A new one-time password (and, with `totp`, a cleared second factor); every session and
-/// token of the user ends.
+/// A new one-time password (and, with `totp`, a cleared second factor); every browser session
+/// of the user ends. API tokens live on (an integration keeps working); disable the user to end
+/// those too.
 pub async fn reset_user(
     pool: &Pool,
     username: &str,

@@ -11,3 +11,4 @@ mod recording;
 mod replay;
 mod s3;
 mod third_party;
+mod tls;
