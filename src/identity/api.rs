@@ -140,6 +140,8 @@ async fn login(
     let mut step = None;
     if user.totp_enabled {
         let Some(code) = req.totp.as_deref().filter(|c| !c.is_empty()) else {
+            // The password was right: a trace of that, though the login is not complete.
+            audit_login("failed: TOTP code missing".into(), role).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "totp_required",

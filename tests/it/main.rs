@@ -1,12 +1,14 @@
 //! Integration tests: real GStreamer, real RTSP, real SQL, real HTTP. See `harness`.
 
 mod audit;
+mod auth;
 mod browser;
 mod console;
 mod errors;
 mod export;
 mod harness;
 mod outages;
+mod rbac;
 mod recording;
 mod replay;
 mod s3;
