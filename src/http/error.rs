@@ -95,6 +95,11 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "expected Content-Type: application/json",
             ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body too large (at most 2 MiB)",
+            ),
             other => ApiError::new(other.status(), "invalid_body", other.body_text()),
         }
     }
@@ -112,8 +117,33 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
+        let Json(v) = Json::<serde_json::Value>::from_request(req, state).await?;
+        // A NUL inside a string is valid JSON but no database text may hold it: refuse it here
+        // rather than fail deep inside (PostgreSQL would answer an internal error).
+        if holds_nul(&v) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "request body: strings may not contain NUL (\\u0000) characters",
+            ));
+        }
+        let v = serde_json::from_value(v).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("request body: {e}"),
+            )
+        })?;
         Ok(ApiJson(v))
+    }
+}
+
+fn holds_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(holds_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 

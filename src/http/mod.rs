@@ -47,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(refuse_nul_in_address))
         .with_state(state)
 }
 
@@ -77,6 +78,24 @@ async fn keys(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "keys": [{ "algorithm": "ed25519", "public_key": s.recording.signer.public_key_hex(), "use": "session manifests" }]
     }))
+}
+
+/// `%00` decodes to a NUL no identifier, query value or database text may hold: refused before
+/// routing, for paths and queries alike.
+async fn refuse_nul_in_address(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let address = req.uri().to_string().to_ascii_lowercase();
+    if address.contains("%00") {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the address contains an encoded NUL (%00)",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

@@ -52,6 +52,19 @@ struct LoginRequest {
     totp: Option<String>,
 }
 
+/// Credentials are changed by the person, in a browser session: an API token (which may sit in
+/// an integration's configuration) must not be able to set a password or a second factor.
+fn browser_only(actor: &Actor) -> Result<(), ApiError> {
+    match actor.via {
+        Via::Browser { .. } => Ok(()),
+        Via::Token { .. } => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "passwords and second factors are changed after logging in, not with an API token",
+        )),
+    }
+}
+
 fn login_failed() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -248,6 +261,7 @@ async fn change_password(
     Extension(actor): Extension<Actor>,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
+    browser_only(&actor)?;
     let pool = &s.recording.pool;
     let u = users::by_id(pool, &actor.user_id)
         .await
@@ -279,6 +293,7 @@ async fn totp_setup(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    browser_only(&actor)?;
     let pool = &s.recording.pool;
     let u = users::by_id(pool, &actor.user_id)
         .await
@@ -312,6 +327,7 @@ async fn totp_confirm(
     Extension(actor): Extension<Actor>,
     ApiJson(req): ApiJson<TotpConfirm>,
 ) -> Result<StatusCode, ApiError> {
+    browser_only(&actor)?;
     let pool = &s.recording.pool;
     let u = users::by_id(pool, &actor.user_id)
         .await

@@ -60,14 +60,19 @@ fn internal(e: sqlx::Error) -> ApiError {
     super::error::CoreError::from(e).into()
 }
 
-async fn status(State(s): State<AppState>) -> Result<Json<Vec<RoomStatus>>, ApiError> {
+async fn status(
+    State(s): State<AppState>,
+    actor: CurrentActor,
+) -> Result<Json<Vec<RoomStatus>>, ApiError> {
     let core = &s.recording;
     let now = now_us();
     let mut out = Vec::new();
     for room in rooms::list(&core.pool).await? {
+        // A regulator sees that a room is busy, but not the business of other categories.
         let live = index::live_session_of_room(&core.pool, &room.id)
             .await
-            .map_err(internal)?;
+            .map_err(internal)?
+            .filter(|sess| actor.0.as_ref().is_none_or(|a| a.sees_category(&sess.category)));
         let mut sources = Vec::new();
         if let Some(session) = &live {
             for rec in index::recordings(&core.pool, &session.id)
@@ -124,8 +129,9 @@ async fn status(State(s): State<AppState>) -> Result<Json<Vec<RoomStatus>>, ApiE
     Ok(Json(out))
 }
 
-/// The live session of a room, if it may be watched.
-async fn watchable(s: &AppState, room_id: &str) -> Result<SessionRow, ApiError> {
+/// The live session of a room, if this actor may watch it.
+async fn watchable(s: &AppState, room_id: &str, actor: &CurrentActor) -> Result<SessionRow, ApiError> {
+    rooms::get(&s.recording.pool, room_id).await?; // 404 for a room that does not exist
     let session = index::live_session_of_room(&s.recording.pool, room_id)
         .await
         .map_err(internal)?
@@ -143,6 +149,18 @@ async fn watchable(s: &AppState, room_id: &str) -> Result<SessionRow, ApiError> 
             "evaluation (评标) sessions have no live view",
         ));
     }
+    if let Some(a) = &actor.0
+        && !a.sees_category(&session.category)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "out_of_scope",
+            format!(
+                "the session in room {room_id} is in trading category {:?}, outside this regulator's scope",
+                session.category
+            ),
+        ));
+    }
     Ok(session)
 }
 
@@ -153,7 +171,7 @@ async fn open_live_view(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let session = watchable(&s, &room_id).await?;
+    let session = watchable(&s, &room_id, &actor).await?;
     let recordings = index::recordings(&s.recording.pool, &session.id)
         .await
         .map_err(internal)?;
@@ -194,12 +212,23 @@ async fn open_live_view(
 async fn live_playlist(
     State(s): State<AppState>,
     Path((room_id, source)): Path<(String, String)>,
+    actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let session = watchable(&s, &room_id).await?;
+    let session = watchable(&s, &room_id, &actor).await?;
     let (_, rec) = replay::find(&s.recording.pool, &session.id, &source).await?;
     let entries = index::entries(&s.recording.pool, &rec.id)
         .await
         .map_err(internal)?;
+    if entries
+        .iter()
+        .any(|e| e.kind == super::chain::EntryKind::Media && !e.object_key.ends_with(".ts"))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_hls_compatible",
+            format!("source {source:?} is not recorded as MPEG-TS; no live view"),
+        ));
+    }
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
@@ -213,8 +242,9 @@ async fn live_playlist(
 async fn live_segment(
     State(s): State<AppState>,
     Path((room_id, source, file)): Path<(String, String, String)>,
+    actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let session = watchable(&s, &room_id).await?;
+    let session = watchable(&s, &room_id, &actor).await?;
     let (session, rec) = replay::find(&s.recording.pool, &session.id, &source).await?;
     replay::stored_segment(&s, &session, &rec, &file).await
 }

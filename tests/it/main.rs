@@ -7,6 +7,7 @@ mod console;
 mod errors;
 mod export;
 mod harness;
+mod hostile;
 mod outages;
 mod rbac;
 mod recording;
