@@ -2,8 +2,9 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::index::SessionFilter;
@@ -11,8 +12,8 @@ use super::rooms::{self, CreateRoom, PatchRoom, Room};
 use super::sessions::StartRequest;
 use super::verify::{self, Report};
 use super::views::{SessionSummary, SessionView};
-use crate::http::{ApiError, ApiJson, ApiQuery, AppState};
-use crate::identity::access::CurrentActor;
+use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
+use crate::identity::access::{Audited, CurrentActor};
 use crate::identity::roles::Role;
 
 pub fn routes() -> Router<AppState> {
@@ -71,22 +72,55 @@ async fn delete_room(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Start and stop write their own audit entry, naming the session and project they concern.
+async fn audit_session(
+    s: &AppState,
+    actor: &CurrentActor,
+    address: &str,
+    action: &str,
+    view: &SessionView,
+) -> Result<(), ApiError> {
+    let who = actor.audit_names();
+    crate::audit::append(
+        &s.recording.pool,
+        crate::audit::NewEntry {
+            actor: &who.0,
+            actor_role: who.1,
+            address,
+            action,
+            session_id: Some(&view.summary.id),
+            project_code: Some(&view.summary.project_code),
+            target: &view.summary.room_id,
+            outcome: "allowed",
+            ..crate::audit::NewEntry::default()
+        },
+    )
+    .await
+    .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    Ok(())
+}
+
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiJson(req): ApiJson<StartRequest>,
-) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.recording.start(&id, req).await?),
-    ))
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.recording.start(&id, req).await?;
+    audit_session(&s, &actor, &address, "room_start", &view).await?;
+    Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
 }
 
 async fn stop(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(s.recording.stop(&id).await?))
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.recording.stop(&id).await?;
+    audit_session(&s, &actor, &address, "room_stop", &view).await?;
+    Ok((Extension(Audited), Json(view)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,11 +168,30 @@ async fn get_session(
 async fn verify_session(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
 ) -> Result<Json<Report>, ApiError> {
     let core = &s.recording;
-    Ok(Json(
-        verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?,
-    ))
+    let report =
+        verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?;
+    let who = actor.audit_names();
+    crate::audit::append(
+        &core.pool,
+        crate::audit::NewEntry {
+            actor: &who.0,
+            actor_role: who.1,
+            address: &address,
+            action: "session_verify",
+            session_id: Some(&report.session_id),
+            project_code: Some(&report.project_code),
+            target: &report.verdict,
+            outcome: if report.intact { "intact" } else { "broken" },
+            ..crate::audit::NewEntry::default()
+        },
+    )
+    .await
+    .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    Ok(Json(report))
 }
 
 async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {

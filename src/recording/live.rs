@@ -72,7 +72,12 @@ async fn status(
         let live = index::live_session_of_room(&core.pool, &room.id)
             .await
             .map_err(internal)?
-            .filter(|sess| actor.0.as_ref().is_none_or(|a| a.sees_category(&sess.category)));
+            .filter(|sess| {
+                actor
+                    .0
+                    .as_ref()
+                    .is_none_or(|a| a.sees_category(&sess.category))
+            });
         let mut sources = Vec::new();
         if let Some(session) = &live {
             for rec in index::recordings(&core.pool, &session.id)
@@ -130,7 +135,11 @@ async fn status(
 }
 
 /// The live session of a room, if this actor may watch it.
-async fn watchable(s: &AppState, room_id: &str, actor: &CurrentActor) -> Result<SessionRow, ApiError> {
+async fn watchable(
+    s: &AppState,
+    room_id: &str,
+    actor: &CurrentActor,
+) -> Result<SessionRow, ApiError> {
     rooms::get(&s.recording.pool, room_id).await?; // 404 for a room that does not exist
     let session = index::live_session_of_room(&s.recording.pool, room_id)
         .await

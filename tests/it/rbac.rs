@@ -45,16 +45,46 @@ struct Exception {
     why: &'static str,
 }
 
-const TOKEN_EXCEPTIONS: &[Exception] = &[Exception {
-    method: "POST",
-    path: "/api/v1/tokens",
-    body: r#"{"name": "from-a-token", "expires_in_days": 1}"#,
-    status: 403,
-    code: "forbidden",
-    message: "API tokens cannot issue tokens",
-    why: "the table lets any account issue its own tokens, but only from a login: the handler \
+const TOKEN_EXCEPTIONS: &[Exception] = &[
+    Exception {
+        method: "POST",
+        path: "/api/v1/tokens",
+        body: r#"{"name": "from-a-token", "expires_in_days": 1}"#,
+        status: 403,
+        code: "forbidden",
+        message: "API tokens cannot issue tokens",
+        why: "the table lets any account issue its own tokens, but only from a login: the handler \
           refuses a token, so that a leaked token cannot mint more (or outlive its revocation)",
-}];
+    },
+    Exception {
+        method: "POST",
+        path: "/api/v1/auth/password",
+        body: r#"{"current_password": "x", "new_password": "y"}"#,
+        status: 403,
+        code: "forbidden",
+        message: "not with an API token",
+        why: "credentials are changed by the person in a browser session: a leaked token must not \
+          set the account's password",
+    },
+    Exception {
+        method: "POST",
+        path: "/api/v1/auth/totp/setup",
+        body: "{}",
+        status: 403,
+        code: "forbidden",
+        message: "not with an API token",
+        why: "a leaked token must not enrol an attacker's second factor on an account that has none",
+    },
+    Exception {
+        method: "POST",
+        path: "/api/v1/auth/totp/confirm",
+        body: r#"{"code": "123456"}"#,
+        status: 403,
+        code: "forbidden",
+        message: "not with an API token",
+        why: "as for setup",
+    },
+];
 
 fn exception(rule: &Rule) -> Option<&'static Exception> {
     TOKEN_EXCEPTIONS

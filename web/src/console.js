@@ -520,7 +520,35 @@ async function showUsers() {
         { 'data-user': u.username },
         el('td', {}, u.username),
         el('td', {}, u.display_name),
-        el('td', {}, t(`roles.${u.role}`)),
+        el(
+          'td',
+          {},
+          u.id === me.user.id
+            ? t(`roles.${u.role}`)
+            : el(
+                'select',
+                {
+                  class: 'role',
+                  onchange: async (e) => {
+                    const role = e.target.value;
+                    const body = { role };
+                    if (role === 'regulator') {
+                      const typed = prompt(`${t('categories')}: ${CATEGORIES.join(', ')}`, u.categories.join(',') || 'construction');
+                      if (typed === null) return showUsers();
+                      body.categories = typed.split(',').map((c) => c.trim()).filter(Boolean);
+                    }
+                    try {
+                      await api('PATCH', `/users/${u.id}`, body);
+                      await showUsers();
+                    } catch (err) {
+                      say(err.message);
+                      await showUsers();
+                    }
+                  },
+                },
+                ...options(ROLES, (r) => t(`roles.${r}`), u.role),
+              ),
+        ),
         el('td', {}, u.categories.map((c) => t(`cats.${c}`)).join('、')),
         el('td', {}, u.totp_enabled ? '✔' : ''),
         el('td', {}, [u.disabled && t('disabled'), u.locked && t('locked')].filter(Boolean).join(' ')),
