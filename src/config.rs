@@ -34,6 +34,25 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// The legal retention rules (`storage-policies/*.toml`), validated at start-up.
+    pub policies_dir: PathBuf,
+    /// Where the centre is: `CN` rules always apply, and those of this province (e.g. `CN-ZJ`).
+    pub jurisdiction: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            policies_dir: PathBuf::from("./storage-policies"),
+            jurisdiction: "CN".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +178,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             audit: AuditConfig::default(),
             identity: IdentityConfig::default(),
+            retention: RetentionConfig::default(),
             database: DatabaseConfig::default(),
             store: StoreConfig::Local {
                 path: PathBuf::new(),

@@ -10,6 +10,7 @@ pub mod db;
 pub mod http;
 pub mod identity;
 pub mod recording;
+pub mod retention;
 pub mod server;
 pub mod simulator;
 pub mod store;

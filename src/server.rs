@@ -48,11 +48,19 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
     crate::identity::bootstrap(&core.pool)
         .await
         .context("creating the first administrator")?;
+    let policies = crate::retention::policy::Policies::load(
+        &config.retention.policies_dir,
+        &config.retention.jurisdiction,
+    )?;
+    crate::retention::open(&core.pool, &policies)
+        .await
+        .context("applying the storage policies")?;
     Ok(AppState {
         recording: core,
         exports: Default::default(),
         identity: Arc::new(config.identity.clone()),
         secure_cookies: config.http.tls_cert.is_some(),
+        policies: Arc::new(policies),
     })
 }
 

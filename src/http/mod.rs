@@ -24,6 +24,8 @@ pub struct AppState {
     pub identity: Arc<crate::config::IdentityConfig>,
     /// Session cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
+    /// The retention rules in force.
+    pub policies: Arc<crate::retention::policy::Policies>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -34,7 +36,8 @@ pub fn app(state: AppState) -> Router {
         .merge(recording::live::routes())
         .merge(recording::export_api::routes())
         .merge(crate::audit::api::routes())
-        .merge(crate::identity::api::routes());
+        .merge(crate::identity::api::routes())
+        .merge(crate::retention::api::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -42,9 +42,15 @@ pub enum Permission {
     Export,
     AuditRead,
     UsersManage,
+    /// Place and release legal holds; file objections and complaints.
+    Holds,
+    /// Report project events that start retention clocks (closed, procurement ended).
+    ProjectEvents,
 }
 
-pub const PERMISSIONS: [Permission; 10] = [
+pub const PERMISSIONS: [Permission; 12] = [
+    Permission::Holds,
+    Permission::ProjectEvents,
     Permission::RoomsRead,
     Permission::LiveView,
     Permission::RoomsManage,
@@ -63,9 +69,15 @@ impl Role {
         use Role::*;
         match self {
             Administrator => matches!(p, RoomsRead | RoomsManage | UsersManage),
-            WitnessStaff => matches!(p, RoomsRead | LiveView | RecordingControl | SessionsRead),
-            Regulator => matches!(p, RoomsRead | LiveView | SessionsRead | Replay),
-            ArchiveClerk => matches!(p, RoomsRead | SessionsRead | SessionAuditRead | Export),
+            WitnessStaff => matches!(
+                p,
+                RoomsRead | LiveView | RecordingControl | SessionsRead | ProjectEvents
+            ),
+            Regulator => matches!(p, RoomsRead | LiveView | SessionsRead | Replay | Holds),
+            ArchiveClerk => matches!(
+                p,
+                RoomsRead | SessionsRead | SessionAuditRead | Export | Holds
+            ),
             DisciplineOfficer => matches!(
                 p,
                 RoomsRead | LiveView | SessionsRead | Replay | SessionAuditRead | AuditRead
@@ -111,6 +123,8 @@ impl Permission {
             Permission::Export => "export",
             Permission::AuditRead => "audit_read",
             Permission::UsersManage => "users_manage",
+            Permission::Holds => "holds",
+            Permission::ProjectEvents => "project_events",
         }
     }
 

@@ -108,6 +108,15 @@ async fn start(
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let view = s.recording.start(&id, req).await?;
+    // The policy version and rule in force are recorded on the session from its first moment.
+    if let Some(row) = super::index::session(&s.recording.pool, &view.summary.id)
+        .await
+        .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?
+    {
+        crate::retention::stamp(&s.recording.pool, &s.policies, &row)
+            .await
+            .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    }
     audit_session(&s, &actor, &address, "room_start", &view).await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
 }
@@ -158,11 +167,20 @@ async fn list_sessions(
     Ok(Json(s.recording.list(&filter, limit).await?))
 }
 
+/// The session with its segments and gaps, and its retention (rule, retain-until, holds).
 async fn get_session(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(s.recording.view(&id).await?))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let view = s.recording.view(&id).await?;
+    let row = super::sessions::existing_session(&s.recording.pool, &id).await?;
+    let retention = crate::retention::view(&s.recording.pool, &s.policies, &row)
+        .await
+        .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    let mut json = serde_json::to_value(&view)
+        .map_err(|e| ApiError::from(super::error::CoreError::Internal(e.to_string())))?;
+    json["retention"] = serde_json::to_value(&retention).unwrap_or_default();
+    Ok(Json(json))
 }
 
 async fn verify_session(

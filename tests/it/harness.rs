@@ -132,10 +132,21 @@ impl Server {
         let port = free_port();
         let config = dir.path().join("witness.toml");
         let db = database_url(dir.path()).await;
+        // A copy of the shipped storage policies that a test may edit before a restart.
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies"))
+            .unwrap()
+        {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&p, policies.join(p.file_name().unwrap())).unwrap();
+            }
+        }
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
                 dir.path().join("data"),
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
             ),
@@ -295,6 +306,11 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The storage policies this server loads at start (a copy of the shipped ones).
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
     }
 
     pub fn objects(&self) -> PathBuf {

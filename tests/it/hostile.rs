@@ -124,7 +124,8 @@ async fn hostile_input_is_refused_cleanly_and_changes_nothing() {
                 .replace("{id}", junk)
                 .replace("{source}", junk)
                 .replace("{file}", junk)
-                .replace("{name}", junk);
+                .replace("{name}", junk)
+                .replace("{code}", junk);
             let body = (rule.method != "GET").then(|| json!({}));
             let (status, b) = server.call(rule.method, &path, body).await;
             no_5xx(&format!("{} {path}", rule.method), status, &b);

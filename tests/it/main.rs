@@ -12,6 +12,7 @@ mod outages;
 mod rbac;
 mod recording;
 mod replay;
+mod retention;
 mod s3;
 mod third_party;
 mod tls;

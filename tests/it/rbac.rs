@@ -19,7 +19,8 @@ pub fn example_path(template: &str) -> String {
         .replace("{id}", &uuid::Uuid::now_v7().to_string())
         .replace("{source}", "cam1")
         .replace("{file}", "00000001.ts")
-        .replace("{name}", "witness.css");
+        .replace("{name}", "witness.css")
+        .replace("{code}", "ZB-RBAC-0001");
     assert!(
         !path.contains('{'),
         "{template}: a path parameter this test does not know; add a dummy value"

@@ -1,0 +1,422 @@
+//! Retention over HTTP: a session's retention (rule, basis, retain-until, holds), the policies
+//! in force, project events that start clocks, complaints that place holds, and holds
+//! themselves (place; release by a different person). Every change is audited by its handler.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+
+use super::holds::{self, NewHold};
+use crate::audit;
+use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
+use crate::identity::access::{Audited, CurrentActor};
+use crate::recording::export::parse_wall_clock;
+use crate::recording::sessions::{existing_session, valid_code};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/retention/policies", get(policies))
+        .route("/sessions/{id}/retention", get(session_retention))
+        .route("/projects/{code}", get(project))
+        .route("/projects/{code}/events", post(project_events))
+        .route("/projects/{code}/complaints", post(file_complaint))
+        .route("/holds", get(list_holds).post(place_hold))
+        .route("/holds/{id}/release", post(release_hold))
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    crate::recording::error::CoreError::from(e).into()
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+}
+
+fn text(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.trim().is_empty() || v.chars().count() > max {
+        return Err(invalid(format!("{field}: 1 to {max} characters")));
+    }
+    Ok(())
+}
+
+fn code(project: &str) -> Result<(), ApiError> {
+    if !valid_code(project) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "project_not_found",
+            format!("{project:?} is not a project code"),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends `entry` as done by `actor`, allowed.
+async fn audit_change(
+    s: &AppState,
+    actor: &CurrentActor,
+    entry: audit::NewEntry<'_>,
+) -> Result<(), ApiError> {
+    let who = actor.audit_names();
+    audit::append(
+        &s.recording.pool,
+        audit::NewEntry {
+            actor: &who.0,
+            actor_role: who.1,
+            outcome: "allowed",
+            ..entry
+        },
+    )
+    .await
+    .map_err(internal)?;
+    Ok(())
+}
+
+async fn policies(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": s.policies.version,
+        "jurisdiction": s.policies.jurisdiction,
+        "rules": s.policies.rules,
+    }))
+}
+
+async fn session_retention(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<super::RetentionView>, ApiError> {
+    let session = existing_session(&s.recording.pool, &id).await?;
+    Ok(Json(
+        super::view(&s.recording.pool, &s.policies, &session)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+async fn project(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    code(&project)?;
+    let pool = &s.recording.pool;
+    let events = super::project_events(pool, &project)
+        .await
+        .map_err(internal)?;
+    let holds: Vec<holds::Hold> = holds::list(pool, true)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|h| h.project_code.as_deref() == Some(project.as_str()))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "project_code": project,
+        "closed_at": events.closed_at_us.map(crate::db::rfc3339),
+        "procurement_ended_at": events.procurement_ended_at_us.map(crate::db::rfc3339),
+        "open": events.closed_at_us.is_none(),
+        "holds": holds,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsRequest {
+    /// RFC 3339; the first date given stands.
+    closed_at: Option<String>,
+    procurement_ended_at: Option<String>,
+}
+
+async fn project_events(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<EventsRequest>,
+) -> Result<Response, ApiError> {
+    code(&project)?;
+    let closed = parse_wall_clock("closed_at", req.closed_at.as_deref()).map_err(invalid)?;
+    let ended = parse_wall_clock("procurement_ended_at", req.procurement_ended_at.as_deref())
+        .map_err(invalid)?;
+    if closed.is_none() && ended.is_none() {
+        return Err(invalid("give closed_at, procurement_ended_at or both"));
+    }
+    let events = super::set_project_events(&s.recording.pool, &project, closed, ended)
+        .await
+        .map_err(internal)?;
+    let detail = format!(
+        "closed_at {} procurement_ended_at {}",
+        req.closed_at.as_deref().unwrap_or("-"),
+        req.procurement_ended_at.as_deref().unwrap_or("-")
+    );
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: "project_event",
+            project_code: Some(&project),
+            session_id: None,
+            target: &project,
+            reason: &detail,
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({
+            "project_code": project,
+            "closed_at": events.closed_at_us.map(crate::db::rfc3339),
+            "procurement_ended_at": events.procurement_ended_at_us.map(crate::db::rfc3339),
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComplaintRequest {
+    /// `query` (质疑), `objection` (异议) or `complaint` (投诉).
+    kind: String,
+    reference: String,
+    reason: String,
+    #[serde(default)]
+    authority: String,
+}
+
+/// Filing an objection or complaint against a project places a hold on all of it at once.
+async fn file_complaint(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<ComplaintRequest>,
+) -> Result<Response, ApiError> {
+    code(&project)?;
+    if !["query", "objection", "complaint"].contains(&req.kind.as_str()) {
+        return Err(invalid(format!(
+            "kind {:?} is not valid, expected one of: query, objection, complaint",
+            req.kind
+        )));
+    }
+    text("reference", &req.reference, 200)?;
+    text("reason", &req.reason, 2000)?;
+    let authority = if req.authority.trim().is_empty() {
+        "公共资源交易中心 (platform)".to_string()
+    } else {
+        req.authority.clone()
+    };
+    let who = actor.audit_names().0;
+    let hold = holds::place(
+        &s.recording.pool,
+        NewHold {
+            scope: "project",
+            project_code: Some(&project),
+            session_id: None,
+            room_id: None,
+            from_us: None,
+            to_us: None,
+            reason: &format!("{}: {}", req.kind, req.reason),
+            authority: &authority,
+            reference: &req.reference,
+            placed_by: &who,
+        },
+    )
+    .await
+    .map_err(internal)?;
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: "hold_place",
+            project_code: Some(&project),
+            session_id: None,
+            target: &hold.id,
+            reason: &hold.reason,
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Extension(Audited), Json(hold)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldsQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list_holds(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<HoldsQuery>,
+) -> Result<Json<Vec<holds::Hold>>, ApiError> {
+    Ok(Json(
+        holds::list(&s.recording.pool, !q.all)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldRequest {
+    scope: String,
+    project_code: Option<String>,
+    session_id: Option<String>,
+    room_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    reason: String,
+    authority: String,
+    reference: String,
+}
+
+async fn place_hold(
+    State(s): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<HoldRequest>,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    text("reason", &req.reason, 2000)?;
+    text("authority", &req.authority, 200)?;
+    text("reference", &req.reference, 200)?;
+    let (from_us, to_us) = (
+        parse_wall_clock("from", req.from.as_deref()).map_err(invalid)?,
+        parse_wall_clock("to", req.to.as_deref()).map_err(invalid)?,
+    );
+    let mut project = req.project_code.clone();
+    match req.scope.as_str() {
+        "project" => {
+            let p = req
+                .project_code
+                .as_deref()
+                .ok_or_else(|| invalid("a project hold needs project_code"))?;
+            code(p)?;
+        }
+        "session" => {
+            let id = req
+                .session_id
+                .as_deref()
+                .ok_or_else(|| invalid("a session hold needs session_id"))?;
+            project = Some(existing_session(pool, id).await?.project_code);
+        }
+        "range" => {
+            let room = req
+                .room_id
+                .as_deref()
+                .ok_or_else(|| invalid("a range hold needs room_id"))?;
+            crate::recording::rooms::get(pool, room).await?;
+            match (from_us, to_us) {
+                (Some(f), Some(t)) if f < t => {}
+                _ => return Err(invalid("a range hold needs from before to")),
+            }
+        }
+        other => {
+            return Err(invalid(format!(
+                "scope {other:?} is not valid, expected one of: project, session, range"
+            )));
+        }
+    }
+    let who = actor.audit_names().0;
+    let hold = holds::place(
+        pool,
+        NewHold {
+            scope: &req.scope,
+            project_code: project.as_deref(),
+            session_id: req.session_id.as_deref(),
+            room_id: req.room_id.as_deref(),
+            from_us,
+            to_us,
+            reason: &req.reason,
+            authority: &req.authority,
+            reference: &req.reference,
+            placed_by: &who,
+        },
+    )
+    .await
+    .map_err(internal)?;
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: "hold_place",
+            project_code: project.as_deref(),
+            session_id: req.session_id.as_deref(),
+            target: &hold.id,
+            reason: &req.reason,
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Extension(Audited), Json(hold)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    reason: String,
+}
+
+async fn release_hold(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<ReleaseRequest>,
+) -> Result<Response, ApiError> {
+    let pool = &s.recording.pool;
+    text("reason", &req.reason, 2000)?;
+    let hold = holds::get(pool, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "hold_not_found",
+                format!("hold {id:?} not found"),
+            )
+        })?;
+    let who = actor.audit_names().0;
+    // The same person, however they sign in (browser or one of their tokens).
+    let person = |name: &str| name.split('/').next().unwrap_or(name).to_string();
+    if person(&hold.placed_by) == person(&who) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "same_person",
+            "a hold is released by a different person from the one who placed it",
+        ));
+    }
+    if !holds::release(pool, &id, &who, &req.reason)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "hold_released",
+            format!("hold {id} is already released"),
+        ));
+    }
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: "hold_release",
+            project_code: hold.project_code.as_deref(),
+            session_id: hold.session_id.as_deref(),
+            target: &id,
+            reason: &req.reason,
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    let after = holds::get(pool, &id)
+        .await
+        .map_err(internal)?
+        .expect("exists");
+    Ok((Extension(Audited), Json(after)).into_response())
+}

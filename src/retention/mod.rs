@@ -1,0 +1,218 @@
+//! Retention: how long each record is kept and why (`policy`: the rules in
+//! `storage-policies/`), the business events that start the clocks (projects closed,
+//! procurement ended), legal holds that freeze deletion (`holds`), and the HTTP face (`api`).
+//!
+//! Nothing here deletes anything: expiry only makes a record a *candidate*; lawful destruction
+//! (appraisal, two approvers, a permanent register) is a separate, later step.
+
+pub mod api;
+pub mod holds;
+pub mod policy;
+
+use chrono::{DateTime, Months, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::audit;
+use crate::db::{Pool, now_us, rfc3339};
+use crate::recording::index::SessionRow;
+use policy::{Policies, Rule, record_class_of_session};
+
+/// Business events of a project that start retention clocks; None while they have not happened.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProjectEvents {
+    pub closed_at_us: Option<i64>,
+    pub procurement_ended_at_us: Option<i64>,
+}
+
+pub async fn project_events(pool: &Pool, project_code: &str) -> Result<ProjectEvents, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT closed_at, procurement_ended_at FROM projects WHERE project_code = $1")
+            .bind(project_code)
+            .fetch_optional(pool)
+            .await?;
+    Ok(match row {
+        Some(r) => ProjectEvents {
+            closed_at_us: r.try_get("closed_at")?,
+            procurement_ended_at_us: r.try_get("procurement_ended_at")?,
+        },
+        None => ProjectEvents::default(),
+    })
+}
+
+/// Records that a project closed or its procurement ended (each at most once: the first date
+/// stands, so that nobody can move a clock by re-sending an event).
+pub async fn set_project_events(
+    pool: &Pool,
+    project_code: &str,
+    closed_at_us: Option<i64>,
+    procurement_ended_at_us: Option<i64>,
+) -> Result<ProjectEvents, sqlx::Error> {
+    let now = now_us();
+    let mut tx = pool.begin().await?;
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT project_code FROM projects WHERE project_code = $1")
+            .bind(project_code)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if exists.is_none() {
+        sqlx::query("INSERT INTO projects (project_code, updated_at) VALUES ($1, $2)")
+            .bind(project_code)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE projects SET closed_at = COALESCE(closed_at, $1), procurement_ended_at = COALESCE(procurement_ended_at, $2), updated_at = $3 WHERE project_code = $4",
+    )
+    .bind(closed_at_us)
+    .bind(procurement_ended_at_us)
+    .bind(now)
+    .bind(project_code)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    project_events(pool, project_code).await
+}
+
+/// A session's retention, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct RetentionView {
+    pub record_class: String,
+    pub rule: Rule,
+    /// The policy version recorded with the session, and the one in force now.
+    pub policy_version: String,
+    pub current_policy_version: String,
+    /// The longest minimum ever in force for this session (never shortened).
+    pub retention_months: i64,
+    pub clock_starts: String,
+    pub clock_started_at: Option<String>,
+    /// None while the clock has not started (e.g. the project is still open): never expires.
+    pub retain_until: Option<String>,
+    /// `open` (clock not started), `retained`, `expired` (a candidate for disposition).
+    pub state: String,
+    pub disposition: String,
+    pub holds: Vec<holds::Hold>,
+    /// Expired and not held: may be proposed for appraisal.
+    pub disposable: bool,
+}
+
+fn add_months(us: i64, months: i64) -> Option<i64> {
+    let t = DateTime::<Utc>::from_timestamp_micros(us)?;
+    t.checked_add_months(Months::new(u32::try_from(months).ok()?))
+        .map(|t| t.timestamp_micros())
+}
+
+/// Records the rule and policy version in force on a session, and raises (never lowers) its
+/// retention to the current rule's minimum.
+pub async fn stamp(pool: &Pool, policies: &Policies, s: &SessionRow) -> Result<(), sqlx::Error> {
+    let rule = policies.governing(record_class_of_session(&s.kind), &s.category);
+    sqlx::query(
+        "UPDATE sessions SET policy_version = CASE WHEN policy_version = '' THEN $1 ELSE policy_version END, retention_rule = CASE WHEN retention_rule = '' THEN $2 ELSE retention_rule END, retention_months = CASE WHEN retention_months < $3 THEN $3 ELSE retention_months END WHERE id = $4",
+    )
+    .bind(&policies.version)
+    .bind(&rule.id)
+    .bind(i64::from(rule.minimum_months))
+    .bind(&s.id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// At start-up: stamp every session with the rules now in force (raising, never lowering), and
+/// audit a change of the policy set.
+pub async fn open(pool: &Pool, policies: &Policies) -> Result<(), sqlx::Error> {
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT version FROM policy_versions ORDER BY loaded_at DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    if previous.as_deref() != Some(policies.version.as_str()) {
+        let rules = serde_json::to_string(&policies.rules).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO policy_versions (id, version, loaded_at, rules) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&policies.version)
+        .bind(now_us())
+        .bind(&rules)
+        .execute(pool)
+        .await?;
+        let ids: Vec<&str> = policies.rules.iter().map(|r| r.id.as_str()).collect();
+        audit::append(
+            pool,
+            audit::NewEntry {
+                actor: "system",
+                address: "local",
+                action: "policy_change",
+                target: &policies.version,
+                reason: &format!(
+                    "{} → {} ({}): {}",
+                    previous.as_deref().unwrap_or("none"),
+                    policies.version,
+                    policies.jurisdiction,
+                    ids.join(", ")
+                ),
+                outcome: "allowed",
+                ..audit::NewEntry::default()
+            },
+        )
+        .await?;
+        tracing::info!(version = %policies.version, "storage policies changed; recorded and audited");
+    }
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions")
+        .fetch_all(pool)
+        .await?;
+    for id in ids {
+        if let Some(s) = crate::recording::index::session(pool, &id).await? {
+            stamp(pool, policies, &s).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn view(
+    pool: &Pool,
+    policies: &Policies,
+    s: &SessionRow,
+) -> Result<RetentionView, sqlx::Error> {
+    let class = record_class_of_session(&s.kind);
+    let current = policies.governing(class, &s.category).clone();
+    let row = sqlx::query(
+        "SELECT policy_version, retention_rule, retention_months FROM sessions WHERE id = $1",
+    )
+    .bind(&s.id)
+    .fetch_one(pool)
+    .await?;
+    let recorded_version: String = row.try_get("policy_version")?;
+    let months: i64 = row
+        .try_get::<i64, _>("retention_months")?
+        .max(i64::from(current.minimum_months));
+    let events = project_events(pool, &s.project_code).await?;
+    let started = match current.clock_starts.as_str() {
+        "session_end" | "record_created" => s.stopped_at_us,
+        "project_closed" => events.closed_at_us,
+        "procurement_end" => events.procurement_ended_at_us.or(events.closed_at_us),
+        _ => None,
+    };
+    let until = started.and_then(|t| add_months(t, months));
+    let holds = holds::active_for_session(pool, s).await?;
+    let state = match until {
+        None => "open",
+        Some(u) if u > now_us() => "retained",
+        Some(_) => "expired",
+    };
+    Ok(RetentionView {
+        record_class: class.into(),
+        policy_version: recorded_version,
+        current_policy_version: policies.version.clone(),
+        retention_months: months,
+        clock_starts: current.clock_starts.clone(),
+        clock_started_at: started.map(rfc3339),
+        retain_until: until.map(rfc3339),
+        state: state.into(),
+        disposition: current.disposition.clone(),
+        disposable: state == "expired" && holds.is_empty(),
+        holds,
+        rule: current,
+    })
+}
