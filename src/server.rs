@@ -55,12 +55,14 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
     crate::retention::open(&core.pool, &policies)
         .await
         .context("applying the storage policies")?;
+    let policies = Arc::new(policies);
+    crate::retention::candidates::spawn_daily(core.pool.clone(), policies.clone());
     Ok(AppState {
         recording: core,
         exports: Default::default(),
         identity: Arc::new(config.identity.clone()),
         secure_cookies: config.http.tls_cert.is_some(),
-        policies: Arc::new(policies),
+        policies: policies.clone(),
     })
 }
 

@@ -273,6 +273,18 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "GET",
+        "/api/v1/retention/candidates",
+        Needs(Holds),
+        "retention_candidates",
+    ),
+    rule(
+        "GET",
+        "/api/v1/retention/dry-run",
+        Needs(Holds),
+        "retention_dry_run",
+    ),
+    rule(
+        "GET",
         "/api/v1/sessions/{id}/retention",
         Needs(SessionsRead),
         "session_retention",

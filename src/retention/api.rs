@@ -19,6 +19,8 @@ use crate::recording::sessions::{existing_session, valid_code};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/retention/policies", get(policies))
+        .route("/retention/candidates", get(candidates))
+        .route("/retention/dry-run", get(dry_run))
         .route("/sessions/{id}/retention", get(session_retention))
         .route("/projects/{code}", get(project))
         .route("/projects/{code}/events", post(project_events))
@@ -80,6 +82,53 @@ async fn policies(State(s): State<AppState>) -> Json<serde_json::Value> {
         "jurisdiction": s.policies.jurisdiction,
         "rules": s.policies.rules,
     }))
+}
+
+/// Sessions that are expired and not held: candidates for appraisal, nothing more.
+async fn candidates(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<super::candidates::Candidate>>, ApiError> {
+    Ok(Json(
+        super::candidates::list(&s.recording.pool, &s.policies, false)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+/// What a lawful destruction of every candidate would remove, object by object, and why. Deletes
+/// nothing; the report itself is audited.
+async fn dry_run(
+    State(s): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let found = super::candidates::list(&s.recording.pool, &s.policies, true)
+        .await
+        .map_err(internal)?;
+    let bytes: i64 = found.iter().map(|c| c.bytes).sum();
+    let objects: usize = found.iter().map(|c| c.segments).sum();
+    let summary = format!("{} sessions, {objects} objects, {bytes} bytes", found.len());
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: "retention_dry_run",
+            target: &s.policies.version,
+            reason: &summary,
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "dry_run": true,
+        "policy_version": s.policies.version,
+        "sessions": found.len(),
+        "objects": objects,
+        "bytes": bytes,
+        "note": "nothing was deleted; destruction needs an appraisal record and two approvers",
+        "candidates": found,
+    })))
 }
 
 async fn session_retention(

@@ -6,6 +6,7 @@
 //! (appraisal, two approvers, a permanent register) is a separate, later step.
 
 pub mod api;
+pub mod candidates;
 pub mod holds;
 pub mod policy;
 

@@ -167,6 +167,50 @@ async fn retention_follows_the_law_and_holds_freeze_it() {
     );
     assert_eq!(retention(&server, &old).await["disposable"], true);
 
+    // Candidates and the dry-run report: the expired, unheld session, and nothing deleted.
+    let c = server
+        .call_as(
+            Some("archive_clerk"),
+            "GET",
+            "/api/v1/retention/candidates",
+            None,
+        )
+        .await
+        .1;
+    let ids: Vec<&str> = c
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["session"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![old.as_str()], "{c}");
+    let (status, dry) = server
+        .call_as(
+            Some("archive_clerk"),
+            "GET",
+            "/api/v1/retention/dry-run",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["candidates"][0]["retention"]["rule"]["id"], "default");
+    assert!(dry["candidates"][0]["objects"].is_array(), "{dry}");
+    assert_eq!(
+        retention(&server, &old).await["disposable"],
+        true,
+        "still there"
+    );
+    let (status, _) = server
+        .call_as(
+            Some("witness_staff"),
+            "GET",
+            "/api/v1/retention/dry-run",
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
     // A range hold on the room covers the sessions it overlaps; hold scopes are checked.
     let (status, h) = server
         .call_as(
@@ -279,6 +323,15 @@ async fn retention_follows_the_law_and_holds_freeze_it() {
             .any(|e| e["outcome"] == "failed: HTTP 422"),
         "refused attempts are in the trail too: {holds}"
     );
+    for action in ["retention_dry_run", "retention_candidates"] {
+        let e = server
+            .ok("GET", &format!("/api/v1/audit?action={action}"), None)
+            .await;
+        assert!(
+            !e["entries"].as_array().unwrap().is_empty(),
+            "{action}: {e}"
+        );
+    }
     let releases = server
         .ok("GET", "/api/v1/audit?action=hold_release", None)
         .await;
