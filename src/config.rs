@@ -44,6 +44,9 @@ pub struct RetentionConfig {
     pub policies_dir: PathBuf,
     /// Where the centre is: `CN` rules always apply, and those of this province (e.g. `CN-ZJ`).
     pub jurisdiction: String,
+    /// How often every stored object is re-hashed against its chain entry, and how fast.
+    pub fixity_interval_hours: f64,
+    pub fixity_mib_per_second: f64,
 }
 
 impl Default for RetentionConfig {
@@ -51,6 +54,8 @@ impl Default for RetentionConfig {
         RetentionConfig {
             policies_dir: PathBuf::from("./storage-policies"),
             jurisdiction: "CN".into(),
+            fixity_interval_hours: 24.0,
+            fixity_mib_per_second: 50.0,
         }
     }
 }
@@ -254,6 +259,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.retention;
+        if !(0.001..=8760.0).contains(&r.fixity_interval_hours)
+            || !(0.1..=100_000.0).contains(&r.fixity_mib_per_second)
+        {
+            return Err(ConfigError::Invalid(
+                "retention: fixity_interval_hours 0.001–8760, fixity_mib_per_second 0.1–100000"
+                    .into(),
+            ));
+        }
         match (&self.http.tls_cert, &self.http.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(ConfigError::Invalid(

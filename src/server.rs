@@ -57,12 +57,23 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         .context("applying the storage policies")?;
     let policies = Arc::new(policies);
     crate::retention::candidates::spawn_daily(core.pool.clone(), policies.clone());
+    let fixity = Arc::new(crate::retention::fixity::FixityState::default());
+    let fixity_rate = config.retention.fixity_mib_per_second * 1048576.0;
+    crate::retention::fixity::spawn_periodic(
+        core.pool.clone(),
+        core.store.clone(),
+        fixity.clone(),
+        std::time::Duration::from_secs_f64(config.retention.fixity_interval_hours * 3600.0),
+        fixity_rate,
+    );
     Ok(AppState {
         recording: core,
         exports: Default::default(),
         identity: Arc::new(config.identity.clone()),
         secure_cookies: config.http.tls_cert.is_some(),
         policies: policies.clone(),
+        fixity,
+        fixity_bytes_per_second: fixity_rate,
     })
 }
 

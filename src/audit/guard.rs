@@ -7,7 +7,8 @@ use sqlx::Connection;
 
 use crate::db::Pool;
 
-const TABLES: [&str; 2] = ["audit_log", "audit_checkpoints"];
+/// The audit trail, its checkpoints, and the fixity reports (kept as evidence of care).
+const TABLES: [&str; 3] = ["audit_log", "audit_checkpoints", "fixity_reports"];
 
 pub async fn install(pool: &Pool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;

@@ -26,6 +26,9 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The retention rules in force.
     pub policies: Arc<crate::retention::policy::Policies>,
+    pub fixity: Arc<crate::retention::fixity::FixityState>,
+    /// Re-hash speed of a requested fixity run.
+    pub fixity_bytes_per_second: f64,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -70,10 +73,14 @@ async fn healthz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.recording.metrics.render(),
-    )
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut text = s.recording.metrics.render();
+    text.push_str(&format!(
+        "# HELP witness_fixity_failures Objects missing or altered in the last fixity run.\n# TYPE witness_fixity_failures gauge\nwitness_fixity_failures {}\n# HELP witness_fixity_runs_total Fixity runs completed.\n# TYPE witness_fixity_runs_total counter\nwitness_fixity_runs_total {}\n",
+        s.fixity.last_failures.load(Relaxed),
+        s.fixity.runs.load(Relaxed)
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// The public keys that sign manifests, for anyone verifying offline.

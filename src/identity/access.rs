@@ -285,6 +285,13 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "GET",
+        "/api/v1/fixity/reports",
+        Needs(SessionAuditRead),
+        "fixity_reports",
+    ),
+    rule("POST", "/api/v1/fixity/run", Needs(Holds), "fixity_run"),
+    rule(
+        "GET",
         "/api/v1/sessions/{id}/retention",
         Needs(SessionsRead),
         "session_retention",

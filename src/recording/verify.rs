@@ -205,7 +205,8 @@ async fn check_recording(
     }
 }
 
-async fn check_object(store: &Store, e: &Entry) -> Result<(), String> {
+/// One stored object against its chain entry: present, the right size, the right SHA-256.
+pub async fn check_object(store: &Store, e: &Entry) -> Result<(), String> {
     let key = object_store::path::Path::from(e.object_key.as_str());
     let data = match store.get(&key).await {
         Ok(r) => r

@@ -21,6 +21,8 @@ pub fn routes() -> Router<AppState> {
         .route("/retention/policies", get(policies))
         .route("/retention/candidates", get(candidates))
         .route("/retention/dry-run", get(dry_run))
+        .route("/fixity/reports", get(fixity_reports))
+        .route("/fixity/run", post(fixity_run))
         .route("/sessions/{id}/retention", get(session_retention))
         .route("/projects/{code}", get(project))
         .route("/projects/{code}/events", post(project_events))
@@ -129,6 +131,41 @@ async fn dry_run(
         "note": "nothing was deleted; destruction needs an appraisal record and two approvers",
         "candidates": found,
     })))
+}
+
+async fn fixity_reports(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<super::fixity::FixityReport>>, ApiError> {
+    Ok(Json(
+        super::fixity::reports(&s.recording.pool, 100)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+/// Starts a fixity run now (in the background; its report appears under /fixity/reports).
+async fn fixity_run(
+    State(s): State<AppState>,
+    actor: CurrentActor,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let who = actor.audit_names().0;
+    let (pool, store, state, rate) = (
+        s.recording.pool.clone(),
+        s.recording.store.clone(),
+        s.fixity.clone(),
+        s.fixity_bytes_per_second,
+    );
+    tokio::spawn(async move {
+        match super::fixity::run(&pool, &store, &state, rate, &who).await {
+            Ok(Some(r)) => tracing::info!(report = %r.id, intact = r.intact, "fixity run finished"),
+            Ok(None) => tracing::info!("fixity run already under way"),
+            Err(e) => tracing::warn!(error = %e, "fixity run failed"),
+        }
+    });
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "started": true, "reports": "/api/v1/fixity/reports" })),
+    )
 }
 
 async fn session_retention(

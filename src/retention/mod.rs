@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod candidates;
+pub mod fixity;
 pub mod holds;
 pub mod policy;
 

@@ -6,6 +6,7 @@ mod browser;
 mod console;
 mod errors;
 mod export;
+mod fixity;
 mod harness;
 mod hostile;
 mod outages;
