@@ -306,6 +306,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 for g in &report.gaps {
                     println!("gap: {g}");
                 }
+                for d in &report.destructions {
+                    println!("lawfully destroyed: {d}");
+                }
                 for d in &report.derived {
                     println!("derived (not evidence, signed): {d}");
                 }

@@ -7,8 +7,15 @@ use sqlx::Connection;
 
 use crate::db::Pool;
 
-/// The audit trail, its checkpoints, and the fixity reports (kept as evidence of care).
-const TABLES: [&str; 3] = ["audit_log", "audit_checkpoints", "fixity_reports"];
+/// The audit trail, its checkpoints, the fixity reports and the destruction register: kept for
+/// good, whatever the application asks.
+const TABLES: [&str; 5] = [
+    "audit_log",
+    "audit_checkpoints",
+    "fixity_reports",
+    "destruction_register",
+    "destruction_approvals",
+];
 
 pub async fn install(pool: &Pool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;

@@ -292,6 +292,42 @@ pub const POLICY: &[Rule] = &[
     rule("POST", "/api/v1/fixity/run", Needs(Holds), "fixity_run"),
     rule(
         "GET",
+        "/api/v1/destructions",
+        Needs(Holds),
+        "destructions_list",
+    ),
+    rule(
+        "POST",
+        "/api/v1/destructions",
+        Needs(Disposal),
+        "destruction_propose",
+    ),
+    rule(
+        "GET",
+        "/api/v1/destructions/{id}",
+        Needs(Holds),
+        "destruction_view",
+    ),
+    rule(
+        "POST",
+        "/api/v1/destructions/{id}/decision",
+        Needs(DisposalApprove),
+        "destruction_decide",
+    ),
+    rule(
+        "POST",
+        "/api/v1/destructions/{id}/execute",
+        Needs(Disposal),
+        "destruction_execute",
+    ),
+    rule(
+        "GET",
+        "/api/v1/destruction-register",
+        Needs(SessionsRead),
+        "destruction_register",
+    ),
+    rule(
+        "GET",
         "/api/v1/sessions/{id}/retention",
         Needs(SessionsRead),
         "session_retention",

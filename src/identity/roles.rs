@@ -46,9 +46,15 @@ pub enum Permission {
     Holds,
     /// Report project events that start retention clocks (closed, procurement ended).
     ProjectEvents,
+    /// Propose the lawful destruction of expired, unheld sessions, and carry it out once approved.
+    Disposal,
+    /// Approve or reject someone else's destruction proposal.
+    DisposalApprove,
 }
 
-pub const PERMISSIONS: [Permission; 12] = [
+pub const PERMISSIONS: [Permission; 14] = [
+    Permission::Disposal,
+    Permission::DisposalApprove,
     Permission::Holds,
     Permission::ProjectEvents,
     Permission::RoomsRead,
@@ -73,10 +79,19 @@ impl Role {
                 p,
                 RoomsRead | LiveView | RecordingControl | SessionsRead | ProjectEvents
             ),
-            Regulator => matches!(p, RoomsRead | LiveView | SessionsRead | Replay | Holds),
+            Regulator => matches!(
+                p,
+                RoomsRead | LiveView | SessionsRead | Replay | Holds | DisposalApprove
+            ),
             ArchiveClerk => matches!(
                 p,
-                RoomsRead | SessionsRead | SessionAuditRead | Export | Holds
+                RoomsRead
+                    | SessionsRead
+                    | SessionAuditRead
+                    | Export
+                    | Holds
+                    | Disposal
+                    | DisposalApprove
             ),
             DisciplineOfficer => matches!(
                 p,
@@ -125,6 +140,8 @@ impl Permission {
             Permission::UsersManage => "users_manage",
             Permission::Holds => "holds",
             Permission::ProjectEvents => "project_events",
+            Permission::Disposal => "disposal",
+            Permission::DisposalApprove => "disposal_approve",
         }
     }
 

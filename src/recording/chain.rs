@@ -16,6 +16,9 @@ pub enum EntryKind {
     Media,
     /// A time with no media (camera down, server down), recorded rather than hidden.
     Gap,
+    /// Lawful destruction: names the media entries whose objects were destroyed, the
+    /// destruction request that authorised it, and (in `sha256`) a digest of exactly what went.
+    Tombstone,
 }
 
 impl EntryKind {
@@ -24,6 +27,7 @@ impl EntryKind {
             EntryKind::Genesis => "genesis",
             EntryKind::Media => "media",
             EntryKind::Gap => "gap",
+            EntryKind::Tombstone => "tombstone",
         }
     }
     pub fn parse(s: &str) -> Option<EntryKind> {
@@ -31,6 +35,7 @@ impl EntryKind {
             "genesis" => Some(EntryKind::Genesis),
             "media" => Some(EntryKind::Media),
             "gap" => Some(EntryKind::Gap),
+            "tombstone" => Some(EntryKind::Tombstone),
             _ => None,
         }
     }
@@ -195,6 +200,97 @@ pub fn check_links(
     Ok(())
 }
 
+/// What a tombstone says was destroyed: `destroyed: 3-7,9; request: …; rule: …; approved by: …`.
+pub fn tombstone_detail(seqs: &[i64], request: &str, rule: &str, approvers: &[String]) -> String {
+    format!(
+        "destroyed: {}; request: {request}; rule: {rule}; approved by: {}",
+        seq_ranges(seqs),
+        one_line(&approvers.join(", "))
+    )
+}
+
+/// The digest a tombstone carries: SHA-256 over `seq sha256` lines of the destroyed entries.
+pub fn tombstone_digest(destroyed: &[&Entry]) -> String {
+    let mut h = Sha256::new();
+    for e in destroyed {
+        h.update(format!("{} {}\n", e.seq, e.sha256).as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// `1-3,5` for [1, 2, 3, 5].
+fn seq_ranges(seqs: &[i64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let start = seqs[i];
+        let mut end = start;
+        while i + 1 < seqs.len() && seqs[i + 1] == end + 1 {
+            i += 1;
+            end = seqs[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// The seqs a tombstone's detail names, or None when it does not parse.
+pub fn tombstone_seqs(detail: &str) -> Option<Vec<i64>> {
+    let list = detail.strip_prefix("destroyed: ")?.split(';').next()?;
+    let mut seqs = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (i64, i64) = (a.parse().ok()?, b.parse().ok()?);
+                if b < a || b - a > 10_000_000 {
+                    return None;
+                }
+                seqs.extend(a..=b);
+            }
+            None => seqs.push(part.parse().ok()?),
+        }
+    }
+    Some(seqs)
+}
+
+/// The media entries that tombstones lawfully account for, checked: each tombstone must name
+/// only earlier media entries and carry the digest of exactly those. Returns the destroyed seqs,
+/// or the first problem.
+pub fn destroyed_entries(entries: &[Entry]) -> Result<std::collections::BTreeSet<i64>, String> {
+    let mut destroyed = std::collections::BTreeSet::new();
+    for t in entries.iter().filter(|e| e.kind == EntryKind::Tombstone) {
+        let seqs = tombstone_seqs(&t.detail)
+            .ok_or_else(|| format!("seq {}: tombstone does not say what it destroyed", t.seq))?;
+        let named: Vec<&Entry> = seqs
+            .iter()
+            .filter_map(|s| entries.iter().find(|e| e.seq == *s))
+            .collect();
+        if named.len() != seqs.len()
+            || named
+                .iter()
+                .any(|e| e.kind != EntryKind::Media || e.seq >= t.seq)
+        {
+            return Err(format!(
+                "seq {}: tombstone names entries that are not earlier media entries",
+                t.seq
+            ));
+        }
+        if tombstone_digest(&named) != t.sha256 {
+            return Err(format!(
+                "seq {}: tombstone digest does not match the entries it names",
+                t.seq
+            ));
+        }
+        destroyed.extend(seqs);
+    }
+    Ok(destroyed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +382,14 @@ mod tests {
             check_links("r2", "G", &c),
             Err(LinkError::WrongRecording { seq: 0, .. })
         ));
+    }
+
+    #[test]
+    fn tombstones_name_what_went_and_bind_it() {
+        assert_eq!(seq_ranges(&[1, 2, 3, 5, 7, 8]), "1-3,5,7-8");
+        let d = tombstone_detail(&[1, 2, 3, 5], "req", "default", &["a".into(), "b".into()]);
+        assert_eq!(tombstone_seqs(&d), Some(vec![1, 2, 3, 5]));
+        assert_eq!(tombstone_seqs("destroyed: 9-1; x"), None);
+        assert_eq!(tombstone_seqs("something else"), None);
     }
 }

@@ -155,7 +155,9 @@ pub async fn exportable(
     reason: &str,
 ) -> Result<index::SessionRow, CoreError> {
     let session = super::sessions::existing_session(pool, session_id).await?;
-    if session.state != "stopped" {
+    // A destroyed session still exports: its chains, tombstones and audit entries are the proof
+    // of what was destroyed, lawfully.
+    if session.state != "stopped" && session.state != "destroyed" {
         return Err(CoreError::conflict(
             "session_not_stopped",
             format!(
@@ -198,12 +200,20 @@ pub async fn plan(
     let mut total: u64 = 0;
     for rec in &recordings {
         let entries = index::entries(pool, &rec.id).await?;
+        // Lawfully destroyed media are gone; their tombstones travel in the chain.
+        let destroyed = super::chain::destroyed_entries(&entries).map_err(|why| {
+            CoreError::conflict("store_tampered", format!("{}: {why}", rec.source_name))
+        })?;
         total += entries
             .iter()
-            .filter(|e| e.kind == EntryKind::Media && req.selection.includes(&rec.source_name, e))
+            .filter(|e| {
+                e.kind == EntryKind::Media
+                    && !destroyed.contains(&e.seq)
+                    && req.selection.includes(&rec.source_name, e)
+            })
             .map(|e| e.bytes as u64)
             .sum::<u64>();
-        chains.push((rec, entries));
+        chains.push((rec, entries, destroyed));
     }
 
     let mut files = Vec::new();
@@ -224,11 +234,12 @@ pub async fn plan(
         )
     };
 
-    for (rec, entries) in &chains {
-        for e in entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Media && req.selection.includes(&rec.source_name, e))
-        {
+    for (rec, entries, destroyed) in &chains {
+        for e in entries.iter().filter(|e| {
+            e.kind == EntryKind::Media
+                && !destroyed.contains(&e.seq)
+                && req.selection.includes(&rec.source_name, e)
+        }) {
             let data = read_checked(store, &e.object_key, &e.sha256).await?;
             let name = e.object_key.rsplit('/').next().unwrap_or_default();
             let sm = hex::encode(Sm3::digest(&data));
@@ -369,11 +380,13 @@ pub async fn plan(
                 CoreError::Internal(format!("scratch folder {}: {e}", scratch.display()))
             })?;
             let mut derived = Vec::new();
-            for (rec, entries) in &chains {
+            for (rec, entries, destroyed) in &chains {
                 let segments: Vec<Entry> = entries
                     .iter()
                     .filter(|e| {
-                        e.kind == EntryKind::Media && req.selection.includes(&rec.source_name, e)
+                        e.kind == EntryKind::Media
+                            && !destroyed.contains(&e.seq)
+                            && req.selection.includes(&rec.source_name, e)
                     })
                     .cloned()
                     .collect();

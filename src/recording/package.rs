@@ -52,6 +52,8 @@ pub struct PackageReport {
     pub session_id: String,
     pub segments: Vec<SegmentCheck>,
     pub gaps: Vec<String>,
+    /// Lawful destructions (tombstones): what went, under which request and rule.
+    pub destructions: Vec<String>,
     /// Playable copies under `derived/`: covered by the signed tag manifest, not evidence.
     pub derived: Vec<String>,
 }
@@ -459,6 +461,7 @@ pub fn verify_package(
     };
     let mut segments = Vec::new();
     let mut gaps = Vec::new();
+    let mut destructions = Vec::new();
     let mut heads = BTreeMap::new();
     let chain_files: Vec<&String> = c
         .small
@@ -480,9 +483,24 @@ pub fn verify_package(
         if let Err(e) = chain::check_links(&pc.recording_id, &genesis, &pc.entries) {
             problems.push(format!("source {}: chain broken: {e}", pc.source));
         }
+        // Objects a tombstone accounts for were destroyed lawfully: expected absent.
+        let destroyed = chain::destroyed_entries(&pc.entries).unwrap_or_else(|why| {
+            problems.push(format!("source {}: {why}", pc.source));
+            Default::default()
+        });
         for e in &pc.entries {
             match e.kind {
                 EntryKind::Genesis => {}
+                EntryKind::Tombstone => {
+                    destructions.push(format!("source {} seq {}: {}", pc.source, e.seq, e.detail))
+                }
+                EntryKind::Media if destroyed.contains(&e.seq) => segments.push(SegmentCheck {
+                    source: pc.source.clone(),
+                    seq: e.seq,
+                    kind: "destroyed".into(),
+                    file: String::new(),
+                    ok: true,
+                }),
                 EntryKind::Gap => gaps.push(format!(
                     "source {} seq {}: gap of {:.1} s from {}: {}",
                     pc.source,
@@ -526,7 +544,13 @@ pub fn verify_package(
                 }
             }
         }
-        if let Some(last) = pc.entries.last() {
+        // The manifest signed at stop binds the head then; tombstones come after it.
+        if let Some(last) = pc
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.kind != EntryKind::Tombstone)
+        {
             heads.insert(pc.recording_id.clone(), (last.seq, last.entry_hash.clone()));
         }
     }
@@ -605,6 +629,7 @@ pub fn verify_package(
         session_id,
         segments,
         gaps,
+        destructions,
         derived: c
             .size
             .keys()

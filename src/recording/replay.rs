@@ -68,9 +68,12 @@ pub fn hls_playlist(entries: &[Entry], live: bool, segment_query: &str) -> Strin
         if live { "EVENT" } else { "VOD" }
     );
     let mut gap_pending = false;
+    let destroyed = super::chain::destroyed_entries(entries).unwrap_or_default();
     for e in entries {
         match e.kind {
-            EntryKind::Genesis => {}
+            EntryKind::Genesis | EntryKind::Tombstone => {}
+            // Lawfully destroyed media are no longer there to play: a discontinuity.
+            EntryKind::Media if destroyed.contains(&e.seq) => gap_pending = true,
             EntryKind::Gap => {
                 out.push_str(&format!(
                     "# gap seq {} from {} for {:.3} s: {}\n",

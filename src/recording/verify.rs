@@ -87,7 +87,12 @@ pub async fn verify_session(
         let entries = index::entries(pool, &rec.id).await?;
         let before = failures.len();
         check_recording(store, &session, &rec, &entries, &mut failures).await;
-        let head = entries.last();
+        // The manifest signed at stop binds the head then; tombstones come after it.
+        let head = entries
+            .iter()
+            .rev()
+            .find(|e| e.kind != EntryKind::Tombstone)
+            .or(entries.last());
         heads.push((rec.id.clone(), head.map(|e| (e.seq, e.entry_hash.clone()))));
         checks.push(RecordingCheck {
             recording_id: rec.id.clone(),
@@ -161,22 +166,32 @@ async fn check_recording(
         };
         failures.push(fail(Some(seq), None, format!("chain: {e}")));
     }
+    // Objects that a tombstone accounts for were destroyed lawfully: not looked for.
+    let destroyed = chain::destroyed_entries(entries).unwrap_or_else(|why| {
+        failures.push(fail(None, None, format!("chain: {why}")));
+        Default::default()
+    });
     let media: Vec<&Entry> = entries
         .iter()
         .filter(|e| e.kind == EntryKind::Media)
         .collect();
-    let results: Vec<(i64, String, Result<(), String>)> =
-        futures::stream::iter(media.iter().map(|e| (*e).clone()).collect::<Vec<Entry>>())
-            .map(|e| {
-                let store = store.clone();
-                async move {
-                    let r = check_object(&store, &e).await;
-                    (e.seq, e.object_key, r)
-                }
-            })
-            .buffered(PARALLEL_READS)
-            .collect()
-            .await;
+    let results: Vec<(i64, String, Result<(), String>)> = futures::stream::iter(
+        media
+            .iter()
+            .filter(|e| !destroyed.contains(&e.seq))
+            .map(|e| (*e).clone())
+            .collect::<Vec<Entry>>(),
+    )
+    .map(|e| {
+        let store = store.clone();
+        async move {
+            let r = check_object(&store, &e).await;
+            (e.seq, e.object_key, r)
+        }
+    })
+    .buffered(PARALLEL_READS)
+    .collect()
+    .await;
     for (seq, key, r) in results {
         if let Err(problem) = r {
             failures.push(fail(Some(seq), Some(&key), problem));

@@ -23,6 +23,14 @@ pub fn routes() -> Router<AppState> {
         .route("/retention/dry-run", get(dry_run))
         .route("/fixity/reports", get(fixity_reports))
         .route("/fixity/run", post(fixity_run))
+        .route(
+            "/destructions",
+            get(list_destructions).post(propose_destruction),
+        )
+        .route("/destructions/{id}", get(get_destruction))
+        .route("/destructions/{id}/decision", post(decide_destruction))
+        .route("/destructions/{id}/execute", post(execute_destruction))
+        .route("/destruction-register", get(destruction_register))
         .route("/sessions/{id}/retention", get(session_retention))
         .route("/projects/{code}", get(project))
         .route("/projects/{code}/events", post(project_events))
@@ -505,4 +513,229 @@ async fn release_hold(
         .map_err(internal)?
         .expect("exists");
     Ok((Extension(Audited), Json(after)).into_response())
+}
+
+// ---- lawful destruction ------------------------------------------------------------------------
+
+use super::destruction::{self, DestructionError};
+
+impl From<DestructionError> for ApiError {
+    fn from(e: DestructionError) -> Self {
+        match e {
+            DestructionError::Refused(code, message) => {
+                let status = match code {
+                    "invalid_field" => StatusCode::UNPROCESSABLE_ENTITY,
+                    "session_not_found" | "destruction_not_found" => StatusCode::NOT_FOUND,
+                    _ => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, code, message)
+            }
+            DestructionError::Db(e) => internal(e),
+            DestructionError::Store(m) => {
+                tracing::error!(error = %m, "destruction: object store");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "store_unavailable",
+                    "the object store refused a deletion; nothing more was destroyed, see the server log",
+                )
+            }
+        }
+    }
+}
+
+async fn list_destructions(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<destruction::Request>>, ApiError> {
+    Ok(Json(
+        destruction::list(&s.recording.pool)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+async fn get_destruction(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<destruction::Request>, ApiError> {
+    destruction::get(&s.recording.pool, &id)
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "destruction_not_found",
+                format!("destruction request {id:?} not found"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppraisalBody {
+    committee: String,
+    conclusion: String,
+    reference: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeRequest {
+    session_ids: Vec<String>,
+    appraisal: AppraisalBody,
+}
+
+async fn propose_destruction(
+    State(s): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<ProposeRequest>,
+) -> Result<Response, ApiError> {
+    let who = actor.audit_names().0;
+    let proposal = destruction::propose(
+        &s.recording.pool,
+        &s.policies,
+        &req.session_ids,
+        destruction::Appraisal {
+            committee: &req.appraisal.committee,
+            conclusion: &req.appraisal.conclusion,
+            reference: &req.appraisal.reference,
+        },
+        &who,
+    )
+    .await?;
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: "destruction_propose",
+            target: &proposal.id,
+            reason: &format!(
+                "{} sessions; appraisal {}: {}",
+                proposal.session_ids.len(),
+                proposal.appraisal_reference,
+                proposal.appraisal_conclusion
+            ),
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Extension(Audited), Json(proposal)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionRequest {
+    /// `approve` or `reject`.
+    decision: String,
+    reason: String,
+}
+
+async fn decide_destruction(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<DecisionRequest>,
+) -> Result<Response, ApiError> {
+    let approve = match req.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(invalid(format!(
+                "decision {other:?} is not valid, expected approve or reject"
+            )));
+        }
+    };
+    let (who, role) = actor.audit_names();
+    let after =
+        destruction::decide(&s.recording.pool, &id, approve, &req.reason, &who, role).await?;
+    audit_change(
+        &s,
+        &actor,
+        audit::NewEntry {
+            address: &address,
+            action: if approve {
+                "destruction_approve"
+            } else {
+                "destruction_reject"
+            },
+            target: &id,
+            reason: &req.reason,
+            ..audit::NewEntry::default()
+        },
+    )
+    .await?;
+    Ok((Extension(Audited), Json(after)).into_response())
+}
+
+async fn execute_destruction(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<Response, ApiError> {
+    let who = actor.audit_names().0;
+    let register = destruction::execute(
+        &s.recording.pool,
+        &s.recording.store,
+        &s.policies,
+        &id,
+        &who,
+    )
+    .await?;
+    let bytes: i64 = register.iter().map(|r| r.bytes).sum();
+    let mut sessions: Vec<&str> = register.iter().map(|r| r.session_id.as_str()).collect();
+    sessions.dedup();
+    for session in &sessions {
+        let project = register
+            .iter()
+            .find(|r| r.session_id == *session)
+            .map(|r| r.project_code.as_str());
+        audit_change(
+            &s,
+            &actor,
+            audit::NewEntry {
+                address: &address,
+                action: "destruction_execute",
+                session_id: Some(session),
+                project_code: project,
+                target: &id,
+                reason: &format!(
+                    "{} objects destroyed",
+                    register.iter().filter(|r| r.session_id == *session).count()
+                ),
+                ..audit::NewEntry::default()
+            },
+        )
+        .await?;
+    }
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({
+            "request": id,
+            "objects": register.len(),
+            "bytes": bytes,
+            "register": register,
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterQuery {
+    session: Option<String>,
+}
+
+async fn destruction_register(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<RegisterQuery>,
+) -> Result<Json<Vec<destruction::RegisterEntry>>, ApiError> {
+    Ok(Json(
+        destruction::register(&s.recording.pool, q.session.as_deref())
+            .await
+            .map_err(internal)?,
+    ))
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod candidates;
+pub mod destruction;
 pub mod fixity;
 pub mod holds;
 pub mod policy;
@@ -51,19 +52,15 @@ pub async fn set_project_events(
     procurement_ended_at_us: Option<i64>,
 ) -> Result<ProjectEvents, sqlx::Error> {
     let now = now_us();
-    let mut tx = pool.begin().await?;
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT project_code FROM projects WHERE project_code = $1")
-            .bind(project_code)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if exists.is_none() {
-        sqlx::query("INSERT INTO projects (project_code, updated_at) VALUES ($1, $2)")
-            .bind(project_code)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // Two single statements rather than a read-then-write transaction: under SQLite's WAL a
+    // read lock upgraded to a write lock can fail at once while another writer is busy.
+    sqlx::query(
+        "INSERT INTO projects (project_code, updated_at) VALUES ($1, $2) ON CONFLICT (project_code) DO NOTHING",
+    )
+    .bind(project_code)
+    .bind(now)
+    .execute(pool)
+    .await?;
     sqlx::query(
         "UPDATE projects SET closed_at = COALESCE(closed_at, $1), procurement_ended_at = COALESCE(procurement_ended_at, $2), updated_at = $3 WHERE project_code = $4",
     )
@@ -71,9 +68,8 @@ pub async fn set_project_events(
     .bind(procurement_ended_at_us)
     .bind(now)
     .bind(project_code)
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
     project_events(pool, project_code).await
 }
 

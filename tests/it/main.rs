@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod browser;
 mod console;
+mod destruction;
 mod errors;
 mod export;
 mod fixity;

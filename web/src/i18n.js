@@ -46,7 +46,7 @@ const STRINGS = {
     timezone: '时区',
     language: 'English',
     kinds: { bid_opening: '开标', evaluation: '评标', negotiation: '谈判', auction: '拍卖', other: '其他' },
-    states: { recording: '录制中', stopping: '正在停止', stopped: '已结束', failed: '失败' },
+    states: { recording: '录制中', stopping: '正在停止', stopped: '已结束', failed: '失败', destroyed: '已依法销毁' },
     // console
     appName: 'Witness 见证录像',
     login: '登录',
@@ -164,7 +164,7 @@ const STRINGS = {
     timezone: 'Time zone',
     language: '中文',
     kinds: { bid_opening: 'bid opening', evaluation: 'evaluation', negotiation: 'negotiation', auction: 'auction', other: 'other' },
-    states: { recording: 'recording', stopping: 'stopping', stopped: 'stopped', failed: 'failed' },
+    states: { recording: 'recording', stopping: 'stopping', stopped: 'stopped', failed: 'failed', destroyed: 'lawfully destroyed' },
     // console
     appName: 'Witness',
     login: 'Log in',
