@@ -15,3 +15,4 @@ pub mod server;
 pub mod simulator;
 pub mod store;
 pub mod web;
+pub mod worm;

@@ -18,3 +18,4 @@ mod retention;
 mod s3;
 mod third_party;
 mod tls;
+mod worm;

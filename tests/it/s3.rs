@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-struct SeaweedFs {
+pub(crate) struct SeaweedFs {
     child: Option<Child>,
     args: Vec<String>,
-    s3_port: u16,
+    pub(crate) s3_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -40,6 +40,11 @@ fn weed_binary() -> String {
 
 impl SeaweedFs {
     fn start() -> SeaweedFs {
+        SeaweedFs::start_with(&[])
+    }
+
+    /// Started with more `weed mini` flags (e.g. `-s3.config=` with identities).
+    pub(crate) fn start_with(extra: &[String]) -> SeaweedFs {
         let dir = tempfile::tempdir().unwrap();
         let s3_port = free_port();
         let mut args = vec![
@@ -66,6 +71,7 @@ impl SeaweedFs {
         ] {
             args.push(format!("-{flag}={}", free_port()));
         }
+        args.extend_from_slice(extra);
         let mut fs = SeaweedFs {
             child: None,
             args,
