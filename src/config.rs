@@ -35,6 +35,25 @@ pub struct Config {
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub retention: RetentionConfig,
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name; empty means one generated once and kept in `{data_dir}/node-id`.
+    pub node_id: String,
+    /// How long a room's lease lasts without renewal: another node takes the room over after.
+    pub lease_seconds: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            lease_seconds: 6.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +203,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             identity: IdentityConfig::default(),
             retention: RetentionConfig::default(),
+            cluster: ClusterConfig::default(),
             database: DatabaseConfig::default(),
             store: StoreConfig::Local {
                 path: PathBuf::new(),
@@ -259,6 +279,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1.0..=300.0).contains(&self.cluster.lease_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.lease_seconds = {}: expected 1 to 300",
+                self.cluster.lease_seconds
+            )));
+        }
         let r = &self.retention;
         if !(0.001..=8760.0).contains(&r.fixity_interval_hours)
             || !(0.1..=100_000.0).contains(&r.fixity_mib_per_second)

@@ -29,7 +29,38 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         config.recording.clone(),
         templates,
         signer,
+        node_id(config)?,
+        std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
     ))
+}
+
+/// The configured node name, or one made once and kept beside the data (so that a restarted
+/// node recognises its own leases).
+fn node_id(config: &Config) -> anyhow::Result<String> {
+    if !config.cluster.node_id.is_empty() {
+        return Ok(config.cluster.node_id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let id = format!(
+        "{}-{}",
+        host.trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>(),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    )
+    .trim_start_matches('-')
+    .to_string();
+    std::fs::create_dir_all(&config.data_dir)
+        .and_then(|_| std::fs::write(&path, &id))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// Opens the core and resumes what the last process left recording.
@@ -40,6 +71,19 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
     core.resume_interrupted()
         .await
         .context("resuming interrupted sessions")?;
+    // Leases: renew, take over the rooms of nodes that stopped renewing, stop on request.
+    let cluster = core.clone();
+    let every = std::time::Duration::from_secs_f64(config.cluster.lease_seconds / 3.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = cluster.cluster_tick().await {
+                tracing::warn!(error = %e, "lease renewal / takeover round failed; next round soon");
+            }
+        }
+    });
     audit::checkpoint::spawn_periodic(
         core.pool.clone(),
         core.signer.clone(),

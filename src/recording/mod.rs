@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod export_api;
 pub mod index;
+pub mod lease;
 pub mod live;
 pub mod manifest;
 pub mod metrics;

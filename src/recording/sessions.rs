@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::chain::{self, Entry, EntryKind, ZERO_HASH};
 use super::error::{CoreError, is_unique_violation};
 use super::index::{self, RecordingRow, SessionRow};
+use super::lease;
 use super::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
 use super::metrics::{Metrics, SourceStats};
 use super::recorder::{self, RecorderSpec};
@@ -95,6 +96,9 @@ pub struct Core {
     live: Mutex<HashMap<String, LiveSession>>,
     /// Sessions whose stop is under way, so a second stop is refused rather than run twice.
     stopping: Mutex<std::collections::HashSet<String>>,
+    /// This node, and how long its room leases last: each room is recorded by one node.
+    pub node_id: String,
+    lease_ttl_us: i64,
 }
 
 impl Core {
@@ -104,6 +108,8 @@ impl Core {
         config: RecordingConfig,
         templates: Templates,
         signer: Signer,
+        node_id: String,
+        lease_ttl: std::time::Duration,
     ) -> Core {
         Core {
             pool,
@@ -114,6 +120,8 @@ impl Core {
             metrics: Arc::new(Metrics::default()),
             live: Mutex::new(HashMap::new()),
             stopping: Mutex::new(Default::default()),
+            node_id,
+            lease_ttl_us: lease_ttl.as_micros() as i64,
         }
     }
 
@@ -179,6 +187,16 @@ impl Core {
                 ));
             }
         }
+        // One node per room: the lease first, so that two nodes never both start it.
+        if !lease::acquire(&self.pool, room_id, &self.node_id, self.lease_ttl_us).await? {
+            let holder = lease::holder(&self.pool, room_id)
+                .await?
+                .unwrap_or_default();
+            return Err(CoreError::conflict(
+                "room_busy",
+                format!("room {room_id} is being recorded by node {holder}"),
+            ));
+        }
         let started = now_us();
         let session = SessionRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -232,18 +250,20 @@ impl Core {
                 (rec, genesis)
             })
             .collect();
-        index::insert_session(&self.pool, &session, &recordings)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    CoreError::conflict(
-                        "already_recording",
-                        format!("room {room_id} is already recording"),
-                    )
-                } else {
-                    e.into()
-                }
-            })?;
+        let inserted = index::insert_session(&self.pool, &session, &recordings).await;
+        if inserted.is_err() {
+            let _ = lease::release(&self.pool, room_id, &self.node_id).await;
+        }
+        inserted.map_err(|e| {
+            if is_unique_violation(&e) {
+                CoreError::conflict(
+                    "already_recording",
+                    format!("room {room_id} is already recording"),
+                )
+            } else {
+                e.into()
+            }
+        })?;
         tracing::info!(room = %room.id, session = %session.id, project = %session.project_code, "recording started");
         let rows: Vec<RecordingRow> = recordings.into_iter().map(|(r, _)| r).collect();
         let ls = self
@@ -306,6 +326,52 @@ impl Core {
     /// Stops the room's live session; returns once every last segment is stored and indexed and
     /// the manifest is signed.
     pub async fn stop(&self, room_id: &str) -> Result<SessionView, CoreError> {
+        rooms::get(&self.pool, room_id).await?;
+        if let Some(session) = index::live_session_of_room(&self.pool, room_id).await?
+            && !self.live.lock().await.contains_key(&session.id)
+            && let Some(holder) = lease::holder(&self.pool, room_id).await?
+            && holder != self.node_id
+        {
+            return self.stop_remote(room_id, &session, &holder).await;
+        }
+        self.stop_local(room_id).await
+    }
+
+    /// The room is recorded by another node: ask it to stop (through the session's state) and
+    /// wait until it has. If that node dies meanwhile, its lease runs out and this node finishes.
+    async fn stop_remote(
+        &self,
+        room_id: &str,
+        session: &SessionRow,
+        holder: &str,
+    ) -> Result<SessionView, CoreError> {
+        tracing::info!(room = %room_id, session = %session.id, node = %holder, "asking the recording node to stop");
+        index::set_session_state(&self.pool, &session.id, "stopping", None, None).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let now = existing_session(&self.pool, &session.id).await?;
+            if now.state == "stopped" || now.state == "failed" {
+                return self.view(&session.id).await;
+            }
+            let alive = lease::holder(&self.pool, room_id).await?.is_some();
+            if !alive
+                && lease::acquire(&self.pool, room_id, &self.node_id, self.lease_ttl_us).await?
+            {
+                return self.stop_local(room_id).await;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CoreError::conflict(
+                    "stop_pending",
+                    format!(
+                        "node {holder} has not stopped room {room_id} yet; the session stays `stopping`"
+                    ),
+                ));
+            }
+        }
+    }
+
+    async fn stop_local(&self, room_id: &str) -> Result<SessionView, CoreError> {
         let (session, taken) = {
             let mut live = self.live.lock().await;
             rooms::get(&self.pool, room_id).await?;
@@ -346,6 +412,7 @@ impl Core {
         let finished = self.finish(&session).await;
         self.stopping.lock().await.remove(&session.id);
         finished?;
+        let _ = lease::release(&self.pool, room_id, &self.node_id).await;
         tracing::info!(room = %room_id, session = %session.id, "recording stopped");
         self.view(&session.id).await
     }
@@ -400,30 +467,99 @@ impl Core {
     /// stopping.
     pub async fn resume_interrupted(&self) -> Result<(), CoreError> {
         for session in index::live_sessions(&self.pool).await? {
+            // Another node may be recording it; then it is not ours to resume.
+            if !lease::acquire(
+                &self.pool,
+                &session.room_id,
+                &self.node_id,
+                self.lease_ttl_us,
+            )
+            .await?
+            {
+                continue;
+            }
             let recordings = index::recordings(&self.pool, &session.id).await?;
             for rec in &recordings {
                 self.replay_spool(&session, rec).await?;
             }
-            if session.state == "stopping" {
-                self.finish(&session).await?;
+            self.resume(
+                &session,
+                "server was not running (restart or crash); recording resumed",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Continues a live session whose lease this node holds: a stopping one is finished, a
+    /// recording one gets its recorders back, with a gap from each chain's end to now.
+    async fn resume(&self, session: &SessionRow, reason: &str) -> Result<(), CoreError> {
+        if session.state == "stopping" {
+            self.finish(session).await?;
+            let _ = lease::release(&self.pool, &session.room_id, &self.node_id).await;
+            return Ok(());
+        }
+        let recordings = index::recordings(&self.pool, &session.id).await?;
+        let mut ends = HashMap::new();
+        for rec in &recordings {
+            let head = index::head(&self.pool, &rec.id).await?;
+            let end = head.map_or(session.started_at_us, |e| e.wall_start_us + e.duration_us);
+            ends.insert(rec.id.clone(), end);
+        }
+        tracing::warn!(session = %session.id, room = %session.room_id, node = %self.node_id, %reason, "resuming a session");
+        let ls = self
+            .spawn_session(session, &recordings, |r| {
+                (
+                    ends.get(&r.id).copied().unwrap_or(session.started_at_us),
+                    Some(reason.to_string()),
+                )
+            })
+            .await?;
+        self.live.lock().await.insert(session.id.clone(), ls);
+        Ok(())
+    }
+
+    /// Every few seconds: renew this node's leases, stop what another node asked to stop, let go
+    /// of rooms whose lease was lost, and take over rooms whose node stopped renewing.
+    pub async fn cluster_tick(&self) -> Result<(), CoreError> {
+        let held = lease::renew(&self.pool, &self.node_id, self.lease_ttl_us).await?;
+        let local: Vec<String> = self.live.lock().await.keys().cloned().collect();
+        for id in local {
+            let Some(s) = index::session(&self.pool, &id).await? else {
+                continue;
+            };
+            if !held.contains(&s.room_id) {
+                // Fenced: another node has the room now. Stop recording here, finish nothing.
+                tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop");
+                if let Some(ls) = self.live.lock().await.remove(&s.id) {
+                    let _ = ls.stop.send(true);
+                    for t in ls.tasks {
+                        let _ = t.await;
+                    }
+                }
                 continue;
             }
-            let mut ends = HashMap::new();
-            for rec in &recordings {
-                let head = index::head(&self.pool, &rec.id).await?;
-                let end = head.map_or(session.started_at_us, |e| e.wall_start_us + e.duration_us);
-                ends.insert(rec.id.clone(), end);
+            if s.state == "stopping" && !self.stopping.lock().await.contains(&s.id) {
+                tracing::info!(session = %s.id, room = %s.room_id, "stop asked by another node");
+                self.stop_local(&s.room_id).await?;
             }
-            tracing::warn!(session = %session.id, room = %session.room_id, "resuming a session interrupted by a server stop");
-            let ls = self
-                .spawn_session(&session, &recordings, |r| {
-                    (
-                        ends.get(&r.id).copied().unwrap_or(session.started_at_us),
-                        Some("server was not running (restart or crash); recording resumed".into()),
-                    )
-                })
-                .await?;
-            self.live.lock().await.insert(session.id.clone(), ls);
+        }
+        for s in index::live_sessions(&self.pool).await? {
+            if self.live.lock().await.contains_key(&s.id)
+                || self.stopping.lock().await.contains(&s.id)
+                || lease::holder(&self.pool, &s.room_id).await?.is_some()
+            {
+                continue;
+            }
+            let previous = lease::last_holder(&self.pool, &s.room_id).await?;
+            if lease::acquire(&self.pool, &s.room_id, &self.node_id, self.lease_ttl_us).await? {
+                let reason = format!(
+                    "node {} stopped renewing its lease; recording taken over by node {}",
+                    previous.as_deref().unwrap_or("?"),
+                    self.node_id
+                );
+                self.resume(&s, &reason).await?;
+            }
         }
         Ok(())
     }

@@ -132,6 +132,8 @@ impl Server {
         let port = free_port();
         let config = dir.path().join("witness.toml");
         let db = database_url(dir.path()).await;
+        // Short leases, so that the cluster test sees a takeover quickly.
+        let cluster = "[cluster]\nlease_seconds = 3.0\n";
         // A copy of the shipped storage policies that a test may edit before a restart.
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
@@ -146,7 +148,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\n{cluster}[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
                 dir.path().join("data"),
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
             ),
@@ -190,6 +192,53 @@ impl Server {
                 token: token.trim().to_string(),
             });
         }
+        s
+    }
+
+    /// A second node of the same cluster: its own data folder, spool and port; the same
+    /// database, object store, signing key and policies. Leases of `lease_seconds`.
+    pub async fn second_node(&self, lease_seconds: f64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let keys = dir.path().join("data").join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::copy(
+            self.dir.path().join("data/keys/ed25519.key"),
+            keys.join("ed25519.key"),
+        )
+        .unwrap();
+        let config = dir.path().join("witness.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {:?}\n[store]\nkind = \"local\"\npath = {:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {:?}\n[cluster]\nlease_seconds = {lease_seconds}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n",
+                dir.path().join("data"),
+                self.db,
+                self.objects(),
+                self.policies(),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
+            ),
+        )
+        .unwrap();
+        let mut s = Server {
+            dir,
+            port,
+            config,
+            db: self.db.clone(),
+            users: self
+                .users
+                .iter()
+                .map(|u| TestUser {
+                    role: u.role,
+                    username: u.username.clone(),
+                    one_time_password: u.one_time_password.clone(),
+                    token: u.token.clone(),
+                })
+                .collect(),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        s.restart().await;
         s
     }
 

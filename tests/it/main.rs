@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod browser;
+mod cluster;
 mod console;
 mod destruction;
 mod errors;

@@ -1,0 +1,124 @@
+//! Two `witness serve` nodes on one database and one object store: a room is recorded by one
+//! node at a time (its lease); when that node dies, the other takes the room over within
+//! seconds, the outage is one gap in each chain, nothing is recorded twice, and any node
+//! answers for any session, stop included.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn gaps(session: &Value, source: &str) -> Vec<String> {
+    recording(session, source)["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_node_takes_over_a_room_whose_node_died() {
+    let sim = Simulator::start(&[]);
+    let mut a = Server::start().await;
+    let mut b = a.second_node(3.0).await;
+    let room = a.demo_room(&sim, "default").await;
+    let session = a.start_recording(&room, "ZB-CLUSTER").await;
+    a.wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+        segments(s, "cam1") >= 3
+    })
+    .await;
+    // Any node answers for any session.
+    let via_b = b
+        .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+        .await;
+    assert_eq!(via_b["state"], "recording");
+    // The room is node A's: node B cannot start it.
+    let (status, body) = b
+        .call(
+            "POST",
+            &format!("/api/v1/rooms/{room}/start"),
+            Some(serde_json::json!({"project_code": "X", "session_code": "Y", "kind": "other"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+
+    // Node A dies. Node B takes the room over within 10 s; the chain continues with one gap.
+    let before = segments(&via_b, "cam1");
+    a.kill();
+    let killed = Instant::now();
+    let taken = b
+        .wait_session(
+            &session,
+            "takeover and new segments",
+            Duration::from_secs(30),
+            |s| {
+                gaps(s, "cam1")
+                    .iter()
+                    .any(|g| g.contains("taken over by node"))
+                    && segments(s, "cam1") >= before + 3
+            },
+        )
+        .await;
+    let took = killed.elapsed();
+    eprintln!("takeover observed after {took:?}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+
+    // Stopped through node B (the recording node now), verified intact, nothing twice.
+    let stopped = b
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    for source in ["cam1", "cam2", "mic1"] {
+        let g = gaps(&stopped, source);
+        assert_eq!(
+            g.iter()
+                .filter(|r| r.contains("taken over by node"))
+                .count(),
+            1,
+            "{source}: one takeover gap: {g:?}"
+        );
+        let segs = recording(&stopped, source)["segments"].as_array().unwrap();
+        let keys: BTreeSet<&str> = segs
+            .iter()
+            .map(|s| s["object_key"].as_str().unwrap())
+            .collect();
+        let hashes: BTreeSet<&str> = segs.iter().map(|s| s["sha256"].as_str().unwrap()).collect();
+        assert_eq!(keys.len(), segs.len(), "{source}: an object key twice");
+        assert_eq!(
+            hashes.len(),
+            segs.len(),
+            "{source}: a segment recorded twice"
+        );
+    }
+    let report = b
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["intact"], true, "{report}");
+    drop(taken);
+
+    // A stop asked of the node that is not recording reaches the one that is.
+    a.restart().await;
+    let second = b.start_recording(&room, "ZB-CLUSTER-2").await;
+    b.wait_session(&second, "2 segments", Duration::from_secs(30), |s| {
+        segments(s, "cam1") >= 2
+    })
+    .await;
+    let stopped = a
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let report = a
+        .ok("GET", &format!("/api/v1/sessions/{second}/verify"), None)
+        .await;
+    assert_eq!(report["intact"], true, "{report}");
+    assert!(
+        gaps(&stopped, "cam1")
+            .iter()
+            .all(|g| !g.contains("taken over")),
+        "no takeover when nobody died: {stopped}"
+    );
+    b.kill();
+}
