@@ -66,6 +66,8 @@ pub struct RetentionConfig {
     /// How often every stored object is re-hashed against its chain entry, and how fast.
     pub fixity_interval_hours: f64,
     pub fixity_mib_per_second: f64,
+    /// On Object Lock storage: how often retention and holds are applied to the objects.
+    pub worm_sync_seconds: f64,
 }
 
 impl Default for RetentionConfig {
@@ -75,6 +77,7 @@ impl Default for RetentionConfig {
             jurisdiction: "CN".into(),
             fixity_interval_hours: 24.0,
             fixity_mib_per_second: 50.0,
+            worm_sync_seconds: 60.0,
         }
     }
 }
@@ -168,6 +171,11 @@ pub enum StoreConfig {
         secret_access_key: String,
         #[serde(default = "default_true")]
         path_style: bool,
+        /// The bucket has S3 Object Lock (`witness store init` makes one): every object's
+        /// retention and legal holds are then enforced by the server, and deletion is only
+        /// ever a versioned delete by lawful destruction.
+        #[serde(default)]
+        object_lock: bool,
     },
 }
 
@@ -286,6 +294,11 @@ impl Config {
             )));
         }
         let r = &self.retention;
+        if !(0.1..=86_400.0).contains(&r.worm_sync_seconds) {
+            return Err(ConfigError::Invalid(
+                "retention.worm_sync_seconds: 0.1 to 86400".into(),
+            ));
+        }
         if !(0.001..=8760.0).contains(&r.fixity_interval_hours)
             || !(0.1..=100_000.0).contains(&r.fixity_mib_per_second)
         {

@@ -31,6 +31,12 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Create the S3 bucket of `[store]` with Object Lock and a default COMPLIANCE retention at
+    /// the legal minimum of the storage policies (run once, before the first start).
+    StoreInit {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Issue an API token for an integration (e.g. the trading system starting recordings).
     Token {
         /// The user the token acts as.
@@ -246,6 +252,35 @@ async fn user_command(action: UserAction, config: Option<PathBuf>) -> anyhow::Re
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::User { action, config } => user_command(action, config).await,
+        Command::StoreInit { config } => {
+            let config = Config::load(config.as_deref())?;
+            let witness::config::StoreConfig::S3 { bucket, .. } = &config.store else {
+                anyhow::bail!(
+                    "[store] is a local folder: Object Lock needs an S3-compatible store"
+                );
+            };
+            let policies = witness::retention::policy::Policies::load(
+                &config.retention.policies_dir,
+                &config.retention.jurisdiction,
+            )?;
+            // The shortest minimum any recording rule sets: the floor every object gets at once.
+            let months = policies
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.record_classes.is_empty()
+                        || r.record_classes.iter().any(|c| c.ends_with("_av"))
+                })
+                .map(|r| r.minimum_months)
+                .min()
+                .unwrap_or(180);
+            let days = (f64::from(months) * 365.25 / 12.0).ceil() as u32;
+            witness::worm::create_locked_bucket(&config.store, bucket, days).await?;
+            println!(
+                "bucket {bucket} created with Object Lock, default COMPLIANCE retention {days} days ({months} months)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token {
             user,
             name,

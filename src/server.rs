@@ -101,6 +101,28 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         .context("applying the storage policies")?;
     let policies = Arc::new(policies);
     crate::retention::candidates::spawn_daily(core.pool.clone(), policies.clone());
+    let worm = match &config.store {
+        crate::config::StoreConfig::S3 {
+            object_lock: true, ..
+        } => {
+            let cfg = Arc::new(config.store.clone());
+            crate::retention::worm_sync::spawn_periodic(
+                core.pool.clone(),
+                (*cfg).clone(),
+                policies.clone(),
+                std::time::Duration::from_secs_f64(config.retention.worm_sync_seconds),
+            );
+            Some(cfg)
+        }
+        crate::config::StoreConfig::Local { path } => {
+            crate::retention::worm_sync::spawn_local_read_only(
+                path.clone(),
+                std::time::Duration::from_secs_f64(config.retention.worm_sync_seconds),
+            );
+            None
+        }
+        _ => None,
+    };
     let fixity = Arc::new(crate::retention::fixity::FixityState::default());
     let fixity_rate = config.retention.fixity_mib_per_second * 1048576.0;
     crate::retention::fixity::spawn_periodic(
@@ -118,6 +140,7 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         policies: policies.clone(),
         fixity,
         fixity_bytes_per_second: fixity_rate,
+        worm,
     })
 }
 

@@ -47,6 +47,7 @@ pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
             access_key_id,
             secret_access_key,
             path_style,
+            ..
         } => {
             // Short internal retries: the chain writer retries forever itself, and counts and
             // logs each failure, so an outage is visible instead of hidden in a 3-minute wait.

@@ -211,6 +211,7 @@ impl<'a> S3<'a> {
                 access_key_id,
                 secret_access_key,
                 path_style,
+                ..
             } => Ok(S3 {
                 bucket,
                 endpoint: endpoint.as_deref().map(|e| e.trim_end_matches('/')),
@@ -449,6 +450,7 @@ mod tests {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
             path_style,
+            object_lock: true,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub fixity: Arc<crate::retention::fixity::FixityState>,
     /// Re-hash speed of a requested fixity run.
     pub fixity_bytes_per_second: f64,
+    /// The store's configuration when it enforces retention itself (S3 Object Lock).
+    pub worm: Option<Arc<crate::config::StoreConfig>>,
 }
 
 pub fn app(state: AppState) -> Router {

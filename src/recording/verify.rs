@@ -267,7 +267,8 @@ async fn check_manifest(
             problem,
         })
     };
-    if session.state != "stopped" {
+    // A destroyed session keeps its signed manifest: the tombstones come after the heads it binds.
+    if session.state != "stopped" && session.state != "destroyed" {
         return status("not_yet");
     }
     let read = |k: String| async move {

@@ -680,6 +680,7 @@ async fn execute_destruction(
     let register = destruction::execute(
         &s.recording.pool,
         &s.recording.store,
+        s.worm.as_deref(),
         &s.policies,
         &id,
         &who,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::policy::Policies;
+use crate::config::StoreConfig;
 use crate::db::{Pool, now_us, rfc3339};
 use crate::recording::chain::{self, Entry, EntryKind};
 use crate::recording::index;
@@ -308,6 +309,7 @@ pub async fn decide(
 pub async fn execute(
     pool: &Pool,
     store: &Store,
+    worm: Option<&StoreConfig>,
     policies: &Policies,
     id: &str,
     by: &str,
@@ -368,16 +370,14 @@ pub async fn execute(
             if doomed.is_empty() {
                 continue;
             }
+            let mut gone: Vec<&Entry> = Vec::new();
+            let mut failure = None;
             for e in &doomed {
-                match store
-                    .delete(&object_store::path::Path::from(e.object_key.as_str()))
-                    .await
-                {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(err) => {
-                        return Err(DestructionError::Store(format!("{}: {err}", e.object_key)));
-                    }
+                if let Err(why) = remove(store, worm, pool, &s.id, e).await {
+                    failure = Some(why);
+                    break;
                 }
+                gone.push(e);
                 let entry = RegisterEntry {
                     id: uuid::Uuid::now_v7().to_string(),
                     request_id: id.into(),
@@ -416,6 +416,9 @@ pub async fn execute(
                 .await?;
                 register.push(entry);
             }
+            // What did go is closed by a tombstone even when the store refused the rest, so the
+            // chain never shows a lawful deletion as a missing object; the rest can be retried.
+            let doomed = gone;
             let last = entries.last().expect("a chain has its genesis");
             let seqs: Vec<i64> = doomed.iter().map(|e| e.seq).collect();
             let tombstone = Entry {
@@ -433,11 +436,47 @@ pub async fn execute(
                 entry_hash: String::new(),
             }
             .seal();
-            index::insert_entry(pool, &tombstone).await?;
+            if !doomed.is_empty() {
+                index::insert_entry(pool, &tombstone).await?;
+            }
+            if let Some(why) = failure {
+                sqlx::query("UPDATE destruction_requests SET state = 'approved', executed_by = NULL, executed_at = NULL WHERE id = $1")
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+                return Err(DestructionError::Store(why));
+            }
         }
         index::set_session_state(pool, &s.id, "destroyed", None, None).await?;
     }
     Ok(register)
+}
+
+/// Deletes one object: a versioned delete on Object Lock storage (which the server refuses while
+/// the object is retained or held), a plain delete otherwise.
+async fn remove(
+    store: &Store,
+    worm: Option<&StoreConfig>,
+    pool: &Pool,
+    session_id: &str,
+    e: &Entry,
+) -> Result<(), String> {
+    match worm {
+        Some(cfg) => {
+            let version =
+                super::worm_sync::version_of(pool, cfg, session_id, &e.object_key).await?;
+            crate::worm::delete_version(cfg, &e.object_key, &version)
+                .await
+                .map_err(|err| err.to_string())
+        }
+        None => match store
+            .delete(&object_store::path::Path::from(e.object_key.as_str()))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(format!("{}: {err}", e.object_key)),
+        },
+    }
 }
 
 pub async fn register(

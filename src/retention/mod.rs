@@ -11,6 +11,7 @@ pub mod destruction;
 pub mod fixity;
 pub mod holds;
 pub mod policy;
+pub mod worm_sync;
 
 use chrono::{DateTime, Months, Utc};
 use serde::Serialize;

@@ -148,7 +148,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\n{cluster}[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\nworm_sync_seconds = 0.5\n{cluster}[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
                 dir.path().join("data"),
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
             ),

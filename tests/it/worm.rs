@@ -42,6 +42,7 @@ fn config(s3: &SeaweedFs, bucket: &str, secret: &str) -> StoreConfig {
         access_key_id: "witness-test".into(),
         secret_access_key: secret.into(),
         path_style: true,
+        object_lock: true,
     }
 }
 
@@ -180,4 +181,205 @@ async fn worm_object_lock_is_enforced_by_the_server() {
         .unwrap_err();
     assert_eq!(gone.status(), Some(404), "{gone}");
     assert!(gone.to_string().contains(held), "{gone}");
+}
+
+/// The whole application on Object Lock storage: versions recorded, retention set by the policy,
+/// holds mirrored, and a destruction that the law allows but the bucket's retention does not is
+/// refused by the server, with nothing registered as destroyed.
+#[tokio::test(flavor = "multi_thread")]
+async fn witness_keeps_evidence_under_object_lock() {
+    let (s3, _identities) = start();
+    let store = format!(
+        "[store]\nkind = \"s3\"\nbucket = \"evidence-locked\"\nendpoint = \"http://127.0.0.1:{}\"\naccess_key_id = \"witness-test\"\nsecret_access_key = \"{SECRET}\"\nobject_lock = true\n",
+        s3.s3_port
+    );
+    let sim = crate::harness::Simulator::start(&[]);
+    let server = crate::harness::Server::start_with(&store).await;
+    let out = server.cli(&["store-init"]);
+    assert!(
+        out.contains("default COMPLIANCE retention 5479 days"),
+        "{out}"
+    );
+    let cfg = config(&s3, "evidence-locked", SECRET);
+
+    let room = server.demo_room(&sim, "default").await;
+    let started = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{room}/start"),
+            Some(serde_json::json!({"project_code": "QT-2005-09", "session_code": "KB-01", "kind": "other", "category": "other"})),
+        )
+        .await;
+    let session = started["id"].as_str().unwrap().to_string();
+    server
+        .wait_session(&session, "2 segments", Duration::from_secs(30), |s| {
+            crate::harness::segments(s, "cam1") >= 2
+        })
+        .await;
+    let stopped = server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    let key = crate::harness::recording(&stopped, "cam1")["segments"][0]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Every object is under COMPLIANCE retention for at least the legal minimum.
+    let lock = worm::object_lock(&cfg, &key, None).await.unwrap();
+    let version = lock.version.clone().expect("versioned");
+    assert_eq!(lock.mode.as_deref(), Some("COMPLIANCE"), "{lock:?}");
+    assert!(
+        lock.retain_until.unwrap() > Utc::now() + chrono::Duration::days(5470),
+        "{lock:?}"
+    );
+
+    // A complaint's hold reaches the object as an S3 legal hold.
+    let (status, hold) = server
+        .call_as(
+            Some("regulator"),
+            "POST",
+            "/api/v1/projects/QT-2005-09/complaints",
+            Some(serde_json::json!({"kind": "complaint", "reference": "投诉〔2026〕5号", "reason": "r"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let t = std::time::Instant::now();
+    while !worm::object_lock(&cfg, &key, Some(&version))
+        .await
+        .unwrap()
+        .legal_hold
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "legal hold never mirrored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_refused(
+        worm::delete_version(&cfg, &key, &version).await,
+        "delete under hold",
+    );
+    let release = format!("/api/v1/holds/{}/release", hold["id"].as_str().unwrap());
+    server
+        .call_as(
+            Some("archive_clerk"),
+            "POST",
+            &release,
+            Some(serde_json::json!({"reason": "撤回"})),
+        )
+        .await;
+    let t = std::time::Instant::now();
+    while worm::object_lock(&cfg, &key, Some(&version))
+        .await
+        .unwrap()
+        .legal_hold
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "legal hold never released"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Shortening is refused by the server.
+    assert_refused(
+        worm::retain_until(&cfg, &key, &version, Utc::now() + chrono::Duration::days(1)).await,
+        "shorten retention",
+    );
+
+    // The law would allow destruction (project closed in 2005), the bucket's retention does not:
+    // the server refuses the versioned delete, nothing is registered, the request can be retried.
+    server
+        .ok(
+            "POST",
+            "/api/v1/projects/QT-2005-09/events",
+            Some(serde_json::json!({"closed_at": "2005-01-01T00:00:00Z"})),
+        )
+        .await;
+    let (status, req) = server
+        .call_as(
+            Some("archive_clerk"),
+            "POST",
+            "/api/v1/destructions",
+            Some(serde_json::json!({"session_ids": [session], "appraisal": {"committee": "c", "conclusion": "销毁", "reference": "鉴〔2026〕1号"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{req}");
+    let id = req["id"].as_str().unwrap();
+    server.cli(&[
+        "user",
+        "add",
+        "t-regulator-2",
+        "--role",
+        "regulator",
+        "--category",
+        "other",
+    ]);
+    let token = server.cli(&[
+        "token",
+        "--user",
+        "t-regulator-2",
+        "--name",
+        "t",
+        "--days",
+        "1",
+    ]);
+    let decision = format!("/api/v1/destructions/{id}/decision");
+    let approve = serde_json::json!({"decision": "approve", "reason": "ok"});
+    server
+        .call_as(Some("regulator"), "POST", &decision, Some(approve.clone()))
+        .await;
+    server
+        .http
+        .post(server.url(&decision))
+        .bearer_auth(token.trim())
+        .json(&approve)
+        .send()
+        .await
+        .unwrap();
+    let (status, b) = server
+        .call_as(
+            Some("archive_clerk"),
+            "POST",
+            &format!("/api/v1/destructions/{id}/execute"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"]["code"].as_str()),
+        (502, Some("store_unavailable")),
+        "{b}"
+    );
+    let register = server
+        .ok(
+            "GET",
+            &format!("/api/v1/destruction-register?session={session}"),
+            None,
+        )
+        .await;
+    assert_eq!(register.as_array().unwrap().len(), 0, "{register}");
+    assert!(
+        worm::object_lock(&cfg, &key, Some(&version))
+            .await
+            .unwrap()
+            .version
+            .is_some(),
+        "still there"
+    );
+    let again = server
+        .call_as(
+            Some("archive_clerk"),
+            "GET",
+            &format!("/api/v1/destructions/{id}"),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(
+        again["state"], "approved",
+        "can be retried once the retention allows: {again}"
+    );
+    let report = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["intact"], true, "{report}");
 }
