@@ -573,7 +573,7 @@ impl Core {
         let stats = self
             .metrics
             .source(&rec.id, &session.room_name, &session.id, &rec.source_name);
-        let writer = ChainWriter::open(
+        let mut writer = ChainWriter::open(
             self.pool.clone(),
             self.store.clone(),
             rec.id.clone(),
@@ -582,6 +582,7 @@ impl Core {
             self.metrics.clone(),
         )
         .await?;
+        writer.lease = Some((session.room_id.clone(), self.node_id.clone()));
         Ok((writer, stats))
     }
 

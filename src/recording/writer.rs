@@ -43,6 +43,10 @@ pub struct ChainWriter {
     pub head: Entry,
     pub stats: Arc<SourceStats>,
     pub metrics: Arc<Metrics>,
+    /// (room, node): with several nodes, this writer writes only while its node holds the
+    /// room's lease. Once fenced, it stores and indexes nothing more; segments stay spooled.
+    pub lease: Option<(String, String)>,
+    fenced: bool,
 }
 
 /// The key prefix of a recording's objects: `{project_code}/{session_id}/{source}`.
@@ -75,7 +79,25 @@ impl ChainWriter {
             head,
             stats,
             metrics,
+            lease: None,
+            fenced: false,
         })
+    }
+
+    /// Whether this node may still write: it holds the room's lease. A database error is not
+    /// proof of anything (the index write will retry); only another node's lease fences.
+    async fn may_write(&mut self) -> bool {
+        if self.fenced {
+            return false;
+        }
+        if let Some((room, node)) = &self.lease
+            && let Ok(holder) = super::lease::holder(&self.pool, room).await
+            && holder.as_deref().is_some_and(|h| h != node)
+        {
+            tracing::error!(recording = %self.recording_id, room = %room, node = %node, holder = ?holder, "another node holds this room's lease: this node stops writing; unstored segments stay in the spool");
+            self.fenced = true;
+        }
+        !self.fenced
     }
 
     /// Applies messages until every sender is gone.
@@ -86,6 +108,10 @@ impl ChainWriter {
     }
 
     pub async fn apply(&mut self, msg: WriterMsg) {
+        // Fenced: another node continues this chain; writing here would fork or overwrite it.
+        if !self.may_write().await {
+            return;
+        }
         match msg {
             WriterMsg::Segment {
                 path,
