@@ -49,6 +49,17 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(page.text().await.unwrap().contains("/assets/replay.js"));
 
+    // A complaint against the project: its hold shows on the page's timeline.
+    let (status, hold) = server
+        .call_as(
+            Some("regulator"),
+            "POST",
+            "/api/v1/projects/ZB-BROWSER/complaints",
+            Some(serde_json::json!({"kind": "objection", "reference": "异议〔2026〕8号", "reason": "评标过程异议"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+
     let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/replay.mjs");
     let base = server.url("");

@@ -79,6 +79,12 @@ function header(s) {
     [t('stopped'), s.stopped_at ? formatDateTime(Date.parse(s.stopped_at)) : t('live')],
     [t('timezone'), zoneLabel(Date.parse(s.started_at))],
   ];
+  const r = s.retention;
+  if (r) {
+    const until = r.retain_until ? formatDateTime(Date.parse(r.retain_until)) : t('retainOpen');
+    fields.push([t('retainUntil'), `${until} · ${r.rule.basis.law} ${r.rule.basis.article}`]);
+    if (r.holds.length) fields.push([t('holds'), r.holds.map((h) => `${h.reference} (${h.authority})`).join('; ')]);
+  }
   const other = lang === 'zh' ? 'en' : 'zh';
   return el(
     'header',
@@ -360,6 +366,23 @@ function timeline() {
     row.append(track);
     return row;
   });
+  // Legal holds over the session: a band over the time they cover.
+  const holds = state.session?.retention?.holds ?? [];
+  if (holds.length) {
+    const track = el('div', { class: 'track' });
+    for (const h of holds) {
+      const from = h.from ? Math.max(Date.parse(h.from), state.start) : state.start;
+      const to = h.to ? Math.min(Date.parse(h.to), state.end) : state.end;
+      track.append(
+        el('span', {
+          class: 'hold',
+          style: { left: pct(from), width: width(Math.max(to - from, 0)) },
+          title: `${t('holds')}: ${h.reference} · ${h.authority} · ${h.reason}`,
+        }),
+      );
+    }
+    rows.push(el('div', { class: 'row holds', 'data-source': 'holds' }, el('span', { class: 'label' }, t('holds')), track));
+  }
   const ticks = el('div', { class: 'ticks' });
   for (const ms of tickTimes(state.start, state.end)) {
     ticks.append(el('span', { style: { left: pct(ms) } }, formatTime(ms)));

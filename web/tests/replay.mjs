@@ -105,6 +105,10 @@ try {
   await page.waitForSelector('#chain.intact, #chain.broken', { timeout: 60_000 });
   summary.chain = await page.textContent('#chain p');
   check((await page.getAttribute('#chain', 'class')) === 'intact', `chain status: ${summary.chain}`);
+  // Retention and the legal hold are on the page.
+  summary.header = await page.textContent('header dl');
+  check(summary.header.includes('保存至') && summary.header.includes('异议〔2026〕8号'), `retention and hold in the header: ${summary.header}`);
+  check((await page.$$('#timeline .row.holds .hold')).length === 1, 'the hold on the timeline');
   summary.title = await page.textContent('header h1');
   check(summary.title.includes('回放'), `Chinese by default, got title ${summary.title}`);
 
