@@ -23,6 +23,8 @@ data_dir = "$dir/data"
 listen = "127.0.0.1:$http"
 [recording]
 pipelines_dir = "$PWD/pipelines"
+[retention]
+policies_dir = "$PWD/storage-policies"
 TOML
 "$W" simulate --looped --cameras 32 --microphones 0 --width 1920 --height 1080 --bitrate 8000 --port "$rtsp" >/dev/null 2>&1 &
 pids+=($!)
@@ -30,15 +32,20 @@ RUST_LOG=warn "$W" serve --config "$dir/witness.toml" >/dev/null 2>&1 &
 pids+=($!)
 api="http://127.0.0.1:$http/api/v1"
 until curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$rtsp) 2>/dev/null; do sleep 0.5; done
+# Accounts, made with the CLI as an operator would: an administrator sets the room up, staff record.
+"$W" user add bench-admin --role administrator --config "$dir/witness.toml" >/dev/null
+"$W" user add bench-staff --role witness_staff --config "$dir/witness.toml" >/dev/null
+admin=$("$W" token --user bench-admin --name bench --days 1 --config "$dir/witness.toml")
+staff=$("$W" token --user bench-staff --name bench --days 1 --config "$dir/witness.toml")
 sources=$(python3 -c "import json; print(json.dumps([{'name': f'cam{i}', 'url': 'rtsp://127.0.0.1:$rtsp/cam%d' % i, 'media': 'video'} for i in range(1, 33)]))")
-room=$(curl -sf -X POST "$api/rooms" -H 'content-type: application/json' -d "{\"name\":\"bench\",\"kind\":\"other\",\"sources\":$sources}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-session=$(curl -sf -X POST "$api/rooms/$room/start" -H 'content-type: application/json' -d '{"project_code":"BENCH","session_code":"EXPORT","kind":"other"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+room=$(curl -sf -X POST "$api/rooms" -H "Authorization: Bearer $admin" -H 'content-type: application/json' -d "{\"name\":\"bench\",\"kind\":\"other\",\"sources\":$sources}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+session=$(curl -sf -X POST "$api/rooms/$room/start" -H "Authorization: Bearer $staff" -H 'content-type: application/json' -d '{"project_code":"BENCH","session_code":"EXPORT","kind":"other"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 while :; do
-  bytes=$(curl -sf "$api/sessions/$session" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+  bytes=$(curl -sf -H "Authorization: Bearer $staff" "$api/sessions/$session" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
   [ "$bytes" -ge $((target_mib * 1048576)) ] && break
   sleep 2
 done
-curl -sf -X POST "$api/rooms/$room/stop" >/dev/null
+curl -sf -X POST -H "Authorization: Bearer $staff" "$api/rooms/$room/stop" >/dev/null
 kill "${pids[@]}" 2>/dev/null || true
 pids=()
 objects="$dir/data/objects/BENCH/$session"

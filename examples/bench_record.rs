@@ -169,8 +169,9 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[recording]\nsegment_seconds = 2.0\npipelines_dir = {:?}\n",
+            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[retention]\npolicies_dir = {:?}\n[recording]\nsegment_seconds = 2.0\npipelines_dir = {:?}\n",
             dir.join("data"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies"),
             Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines")
         ),
     )
@@ -198,6 +199,31 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Accounts for the benchmark, made with the CLI as an operator would: an administrator
+    // sets the room up, witness staff start and stop it.
+    let token = |role: &str| {
+        let name = format!("bench-{}", role.replace('_', "-"));
+        let cli = |args: &[&str]| {
+            let out = Command::new(witness_bin())
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        if !cli(&["user", "list"]).contains(&name) {
+            cli(&["user", "add", &name, "--role", role]);
+        }
+        cli(&["token", "--user", &name, "--name", "bench", "--days", "1"])
+    };
+    let (admin, staff) = (token("administrator"), token("witness_staff"));
     let sources: Vec<_> = urls
         .iter()
         .enumerate()
@@ -205,6 +231,7 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
         .collect();
     let room: serde_json::Value = http
         .post(format!("{base}/rooms"))
+        .bearer_auth(&admin)
         .json(&json!({"name": format!("bench {n}"), "kind": "other", "sources": sources}))
         .send()
         .await
@@ -215,6 +242,7 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     let room = room["id"].as_str().unwrap().to_string();
     let session: serde_json::Value = http
         .post(format!("{base}/rooms/{room}/start"))
+        .bearer_auth(&staff)
         .json(&json!({"project_code": "BENCH", "session_code": format!("N{n}"), "kind": "other"}))
         .send()
         .await
@@ -229,6 +257,7 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
             .unwrap();
     let stopped: serde_json::Value = http
         .post(format!("{base}/rooms/{room}/stop"))
+        .bearer_auth(&staff)
         .send()
         .await
         .unwrap()

@@ -329,9 +329,18 @@ pub async fn execute(
             ),
         ));
     }
-    // A hold placed since the approval wins.
+    // A hold placed since the approval wins. Sessions a previous, interrupted run finished
+    // are skipped (the run is being retried after the store refused something).
+    let mut pending = Vec::new();
     for s in &req.session_ids {
+        if index::session(pool, s)
+            .await?
+            .is_some_and(|x| x.state == "destroyed")
+        {
+            continue;
+        }
         check_disposable(pool, policies, s).await?;
+        pending.push(s.clone());
     }
     let claimed = sqlx::query(
         "UPDATE destruction_requests SET state = 'executed', executed_by = $1, executed_at = $2 WHERE id = $3 AND state = 'approved'",
@@ -354,7 +363,7 @@ pub async fn execute(
         .map(|a| a.approver.clone())
         .collect();
     let mut register = Vec::new();
-    for session_id in &req.session_ids {
+    for session_id in &pending {
         let s = index::session(pool, session_id)
             .await?
             .expect("checked above");
