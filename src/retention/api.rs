@@ -86,6 +86,35 @@ async fn audit_change(
     Ok(())
 }
 
+/// A regulator sees (and holds) only projects with a session in a trading category of their
+/// scope; everyone else sees all. Refused as `out_of_scope`.
+async fn project_in_scope(
+    s: &AppState,
+    actor: &CurrentActor,
+    project: &str,
+) -> Result<(), ApiError> {
+    let Some(a) = &actor.0 else { return Ok(()) };
+    if a.role != crate::identity::roles::Role::Regulator {
+        return Ok(());
+    }
+    let categories: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT category FROM sessions WHERE project_code = $1")
+            .bind(project)
+            .fetch_all(&s.recording.pool)
+            .await
+            .map_err(internal)?;
+    // A project with nothing recorded yet has nothing to hide: a hold on it is harmless.
+    if categories.is_empty() || categories.iter().any(|c| a.sees_category(c)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "out_of_scope",
+            format!("project {project} has no session in this regulator's trading categories"),
+        ))
+    }
+}
+
 async fn policies(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": s.policies.version,
@@ -97,12 +126,28 @@ async fn policies(State(s): State<AppState>) -> Json<serde_json::Value> {
 /// Sessions that are expired and not held: candidates for appraisal, nothing more.
 async fn candidates(
     State(s): State<AppState>,
+    actor: CurrentActor,
 ) -> Result<Json<Vec<super::candidates::Candidate>>, ApiError> {
-    Ok(Json(
-        super::candidates::list(&s.recording.pool, &s.policies, false)
-            .await
-            .map_err(internal)?,
-    ))
+    let found = super::candidates::list(&s.recording.pool, &s.policies, false)
+        .await
+        .map_err(internal)?;
+    Ok(Json(in_scope(&actor, found)))
+}
+
+/// A regulator's view of candidates: their trading categories only.
+fn in_scope(
+    actor: &CurrentActor,
+    found: Vec<super::candidates::Candidate>,
+) -> Vec<super::candidates::Candidate> {
+    found
+        .into_iter()
+        .filter(|c| {
+            actor
+                .0
+                .as_ref()
+                .is_none_or(|a| a.sees_category(&c.session.category))
+        })
+        .collect()
 }
 
 /// What a lawful destruction of every candidate would remove, object by object, and why. Deletes
@@ -112,9 +157,12 @@ async fn dry_run(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let found = super::candidates::list(&s.recording.pool, &s.policies, true)
-        .await
-        .map_err(internal)?;
+    let found = in_scope(
+        &actor,
+        super::candidates::list(&s.recording.pool, &s.policies, true)
+            .await
+            .map_err(internal)?,
+    );
     let bytes: i64 = found.iter().map(|c| c.bytes).sum();
     let objects: usize = found.iter().map(|c| c.segments).sum();
     let summary = format!("{} sessions, {objects} objects, {bytes} bytes", found.len());
@@ -191,8 +239,10 @@ async fn session_retention(
 async fn project(
     State(s): State<AppState>,
     Path(project): Path<String>,
+    actor: CurrentActor,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     code(&project)?;
+    project_in_scope(&s, &actor, &project).await?;
     let pool = &s.recording.pool;
     let events = super::project_events(pool, &project)
         .await
@@ -287,6 +337,7 @@ async fn file_complaint(
     ApiJson(req): ApiJson<ComplaintRequest>,
 ) -> Result<Response, ApiError> {
     code(&project)?;
+    project_in_scope(&s, &actor, &project).await?;
     if !["query", "objection", "complaint"].contains(&req.kind.as_str()) {
         return Err(invalid(format!(
             "kind {:?} is not valid, expected one of: query, objection, complaint",
@@ -344,13 +395,26 @@ struct HoldsQuery {
 
 async fn list_holds(
     State(s): State<AppState>,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<HoldsQuery>,
 ) -> Result<Json<Vec<holds::Hold>>, ApiError> {
-    Ok(Json(
-        holds::list(&s.recording.pool, !q.all)
-            .await
-            .map_err(internal)?,
-    ))
+    let mut visible = Vec::new();
+    for h in holds::list(&s.recording.pool, !q.all)
+        .await
+        .map_err(internal)?
+    {
+        let seen = match &h.project_code {
+            Some(p) => project_in_scope(&s, &actor, p).await.is_ok(),
+            None => actor
+                .0
+                .as_ref()
+                .is_none_or(|a| a.role != crate::identity::roles::Role::Regulator),
+        };
+        if seen {
+            visible.push(h);
+        }
+    }
+    Ok(Json(visible))
 }
 
 #[derive(Deserialize)]
@@ -389,13 +453,16 @@ async fn place_hold(
                 .as_deref()
                 .ok_or_else(|| invalid("a project hold needs project_code"))?;
             code(p)?;
+            project_in_scope(&s, &actor, p).await?;
         }
         "session" => {
             let id = req
                 .session_id
                 .as_deref()
                 .ok_or_else(|| invalid("a session hold needs session_id"))?;
-            project = Some(existing_session(pool, id).await?.project_code);
+            let session = existing_session(pool, id).await?;
+            project_in_scope(&s, &actor, &session.project_code).await?;
+            project = Some(session.project_code);
         }
         "range" => {
             let room = req

@@ -367,3 +367,99 @@ async fn retention_follows_the_law_and_holds_freeze_it() {
         "{stderr}"
     );
 }
+
+/// A regulator scoped to some trading categories sees and holds only those projects.
+#[tokio::test(flavor = "multi_thread")]
+async fn regulators_see_and_hold_only_their_categories() {
+    let server = Server::start().await;
+    let room = server
+        .ok(
+            "POST",
+            "/api/v1/rooms",
+            Some(json!({"name": "开标室 9", "kind": "bid_opening", "sources": [{"name": "cam1", "url": "rtsp://127.0.0.1:1/x"}]})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let land = session_of(&server, &room, "TD-2026-01", "bid_opening", "land").await;
+    server
+        .ok(
+            "POST",
+            "/api/v1/projects/TD-2026-01/events",
+            Some(json!({"closed_at": "2005-01-01T00:00:00Z"})),
+        )
+        .await;
+    server.cli(&[
+        "user",
+        "add",
+        "t-reg-construction",
+        "--role",
+        "regulator",
+        "--category",
+        "construction",
+    ]);
+    let token = server.cli(&[
+        "token",
+        "--user",
+        "t-reg-construction",
+        "--name",
+        "t",
+        "--days",
+        "1",
+    ]);
+    let as_scoped = |method: &str, path: &str| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        server
+            .http
+            .request(m, server.url(path))
+            .bearer_auth(token.trim().to_string())
+    };
+    let r = as_scoped("GET", "/api/v1/projects/TD-2026-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = as_scoped("POST", "/api/v1/projects/TD-2026-01/complaints")
+        .json(&json!({"kind": "complaint", "reference": "x", "reason": "y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let c: Value = as_scoped("GET", "/api/v1/retention/candidates")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c.as_array().unwrap().len(), 0, "{c}");
+    // The unscoped regulator of the harness sees it all.
+    let c = server
+        .call_as(
+            Some("regulator"),
+            "GET",
+            "/api/v1/retention/candidates",
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(c[0]["session"]["id"], land.as_str(), "{c}");
+    let (status, _) = server
+        .call_as(
+            Some("regulator"),
+            "POST",
+            "/api/v1/projects/TD-2026-01/complaints",
+            Some(json!({"kind": "complaint", "reference": "x", "reason": "y"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let holds: Value = as_scoped("GET", "/api/v1/holds")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(holds.as_array().unwrap().len(), 0, "{holds}");
+}
