@@ -373,6 +373,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &session,
             )
             .await?;
+            // Verifying is an access to evidence like any other: in the trail.
+            witness::audit::append(
+                &core.pool,
+                witness::audit::NewEntry {
+                    actor: "cli",
+                    address: "local",
+                    action: "session_verify",
+                    session_id: Some(&report.session_id),
+                    project_code: Some(&report.project_code),
+                    target: &report.verdict,
+                    outcome: if report.intact { "intact" } else { "broken" },
+                    ..Default::default()
+                },
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
