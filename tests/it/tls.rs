@@ -44,13 +44,15 @@ async fn https_with_a_configured_certificate_and_secure_cookies() {
     )
     .unwrap();
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
         .build()
@@ -68,7 +70,10 @@ async fn https_with_a_configured_certificate_and_secure_cookies() {
             t.elapsed() < Duration::from_secs(30),
             "no HTTPS ({last}): {log}"
         );
-        assert!(child.try_wait().unwrap().is_none(), "server exited: {log}");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "server exited: {log}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Plain HTTP on the HTTPS port gets nothing useful.
@@ -94,8 +99,17 @@ async fn https_with_a_configured_certificate_and_secure_cookies() {
     for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+/// The server process ends with the test, whether it passes or panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
