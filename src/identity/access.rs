@@ -58,6 +58,11 @@ impl Actor {
     }
 }
 
+/// The person behind an actor's audit name: `li` for `li` and for `li/token:x` alike.
+pub fn person_of(actor_name: &str) -> &str {
+    actor_name.split('/').next().unwrap_or(actor_name)
+}
+
 /// The caller, if any: never rejects (public routes have none).
 pub struct CurrentActor(pub Option<Actor>);
 
@@ -389,7 +394,8 @@ fn client_address(req: &Request) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The value of cookie `name` in a request's headers.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()

@@ -35,6 +35,14 @@ fn internal(e: sqlx::Error) -> ApiError {
     super::IdentityError::Db(e).into()
 }
 
+/// The caller's own account, as stored now.
+async fn current_user(s: &AppState, actor: &Actor) -> Result<users::User, ApiError> {
+    Ok(users::by_id(&s.recording.pool, &actor.user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?)
+}
+
 fn by<'a>(actor: &'a Actor, name: &'a str, address: &'a str) -> By<'a> {
     By {
         actor: name,
@@ -215,15 +223,7 @@ fn restriction(u: &users::User) -> Option<&'static str> {
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let pool = &s.recording.pool;
-    if let Some(c) = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == logins::COOKIE)
-        .map(|(_, v)| v.to_string())
-    {
+    if let Some(c) = super::access::cookie(&headers, logins::COOKIE) {
         logins::revoke(pool, &c).await.map_err(internal)?;
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -236,10 +236,7 @@ async fn me(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let u = users::by_id(&s.recording.pool, &actor.user_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    let u = current_user(&s, &actor).await?;
     let permissions: Vec<Permission> = PERMISSIONS.into_iter().filter(|p| actor.can(*p)).collect();
     Ok(Json(serde_json::json!({
         "user": UserView::from(&u),
@@ -263,10 +260,7 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     browser_only(&actor)?;
     let pool = &s.recording.pool;
-    let u = users::by_id(pool, &actor.user_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    let u = current_user(&s, &actor).await?;
     if !password::verify(&req.current_password, &u.password_hash) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -295,10 +289,7 @@ async fn totp_setup(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     browser_only(&actor)?;
     let pool = &s.recording.pool;
-    let u = users::by_id(pool, &actor.user_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    let u = current_user(&s, &actor).await?;
     if u.totp_enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -329,10 +320,7 @@ async fn totp_confirm(
 ) -> Result<StatusCode, ApiError> {
     browser_only(&actor)?;
     let pool = &s.recording.pool;
-    let u = users::by_id(pool, &actor.user_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?;
+    let u = current_user(&s, &actor).await?;
     let (Some(secret), false) = (u.totp_secret.as_deref(), u.totp_enabled) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

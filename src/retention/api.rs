@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::holds::{self, NewHold};
 use crate::audit;
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
-use crate::identity::access::{Audited, CurrentActor};
+use crate::identity::access::{Audited, CurrentActor, person_of};
 use crate::recording::export::parse_wall_clock;
 use crate::recording::sessions::{existing_session, valid_code};
 
@@ -543,8 +543,7 @@ async fn release_hold(
         })?;
     let who = actor.audit_names().0;
     // The same person, however they sign in (browser or one of their tokens).
-    let person = |name: &str| name.split('/').next().unwrap_or(name).to_string();
-    if person(&hold.placed_by) == person(&who) {
+    if person_of(&hold.placed_by) == person_of(&who) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "same_person",

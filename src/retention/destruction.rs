@@ -10,6 +10,7 @@ use sqlx::Row;
 use super::policy::Policies;
 use crate::config::StoreConfig;
 use crate::db::{Pool, now_us, rfc3339};
+use crate::identity::access::person_of;
 use crate::recording::chain::{self, Entry, EntryKind};
 use crate::recording::index;
 use crate::store::Store;
@@ -70,11 +71,6 @@ pub struct RegisterEntry {
     pub basis: String,
     pub approvers: String,
     pub executed_at: String,
-}
-
-/// The same person, whether in a browser or through one of their tokens.
-fn person(actor: &str) -> &str {
-    actor.split('/').next().unwrap_or(actor)
 }
 
 async fn check_disposable(
@@ -245,7 +241,7 @@ pub async fn decide(
             format!("request {id} is {}", req.state),
         ));
     }
-    if person(&req.proposed_by) == person(by) {
+    if person_of(&req.proposed_by) == person_of(by) {
         return Err(DestructionError::refused(
             "same_person",
             "the proposer cannot approve their own proposal",
@@ -254,7 +250,7 @@ pub async fn decide(
     if req
         .approvals
         .iter()
-        .any(|a| person(&a.approver) == person(by))
+        .any(|a| person_of(&a.approver) == person_of(by))
     {
         return Err(DestructionError::refused(
             "same_person",

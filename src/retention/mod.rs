@@ -105,14 +105,28 @@ fn add_months(us: i64, months: i64) -> Option<i64> {
 /// Records the rule and policy version in force on a session, and raises (never lowers) its
 /// retention to the current rule's minimum.
 pub async fn stamp(pool: &Pool, policies: &Policies, s: &SessionRow) -> Result<(), sqlx::Error> {
-    let rule = policies.governing(record_class_of_session(&s.kind), &s.category);
+    stamp_where(pool, policies, &s.kind, &s.category, Some(&s.id)).await
+}
+
+/// The stamp of every session of one kind and category (the rule depends on nothing else), or
+/// of one session of them.
+async fn stamp_where(
+    pool: &Pool,
+    policies: &Policies,
+    kind: &str,
+    category: &str,
+    session_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let rule = policies.governing(record_class_of_session(kind), category);
     sqlx::query(
-        "UPDATE sessions SET policy_version = CASE WHEN policy_version = '' THEN $1 ELSE policy_version END, retention_rule = CASE WHEN retention_rule = '' THEN $2 ELSE retention_rule END, retention_months = CASE WHEN retention_months < $3 THEN $3 ELSE retention_months END WHERE id = $4",
+        "UPDATE sessions SET policy_version = CASE WHEN policy_version = '' THEN $1 ELSE policy_version END, retention_rule = CASE WHEN retention_rule = '' THEN $2 ELSE retention_rule END, retention_months = CASE WHEN retention_months < $3 THEN $3 ELSE retention_months END WHERE kind = $4 AND category = $5 AND ($6 = '' OR id = $6)",
     )
     .bind(&policies.version)
     .bind(&rule.id)
     .bind(i64::from(rule.minimum_months))
-    .bind(&s.id)
+    .bind(kind)
+    .bind(category)
+    .bind(session_id.unwrap_or(""))
     .execute(pool)
     .await?;
     Ok(())
@@ -158,13 +172,14 @@ pub async fn open(pool: &Pool, policies: &Policies) -> Result<(), sqlx::Error> {
         .await?;
         tracing::info!(version = %policies.version, "storage policies changed; recorded and audited");
     }
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions")
+    // One statement per kind and category, not per session: start-up stays short however many
+    // sessions are stored.
+    let pairs = sqlx::query("SELECT DISTINCT kind, category FROM sessions")
         .fetch_all(pool)
         .await?;
-    for id in ids {
-        if let Some(s) = crate::recording::index::session(pool, &id).await? {
-            stamp(pool, policies, &s).await?;
-        }
+    for r in pairs {
+        let (kind, category): (String, String) = (r.try_get("kind")?, r.try_get("category")?);
+        stamp_where(pool, policies, &kind, &category, None).await?;
     }
     Ok(())
 }

@@ -134,28 +134,11 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
         assert_eq!(status, 403, "{role} approves nothing");
     }
     // A second regulator approves.
-    server.cli(&[
-        "user",
-        "add",
-        "t-regulator-2",
-        "--role",
-        "regulator",
-        "--category",
-        "other",
-    ]);
-    let token = server.cli(&[
-        "token",
-        "--user",
-        "t-regulator-2",
-        "--name",
-        "tests",
-        "--days",
-        "1",
-    ]);
+    let token = server.another_user("t-regulator-2", "regulator", &["other"]);
     let r = server
         .http
         .post(server.url(&decision))
-        .bearer_auth(token.trim())
+        .bearer_auth(&token)
         .json(&approve)
         .send()
         .await

@@ -260,6 +260,19 @@ impl Server {
         stdout
     }
 
+    /// Another user of `role` (regulators scoped to `categories`), made with the CLI; returns
+    /// its API token.
+    pub fn another_user(&self, name: &str, role: &str, categories: &[&str]) -> String {
+        let mut args = vec!["user", "add", name, "--role", role];
+        for c in categories {
+            args.extend(["--category", c]);
+        }
+        self.cli(&args);
+        self.cli(&["token", "--user", name, "--name", "tests", "--days", "1"])
+            .trim()
+            .to_string()
+    }
+
     pub fn user(&self, role: &str) -> &TestUser {
         self.users
             .iter()

@@ -390,30 +390,13 @@ async fn regulators_see_and_hold_only_their_categories() {
             Some(json!({"closed_at": "2005-01-01T00:00:00Z"})),
         )
         .await;
-    server.cli(&[
-        "user",
-        "add",
-        "t-reg-construction",
-        "--role",
-        "regulator",
-        "--category",
-        "construction",
-    ]);
-    let token = server.cli(&[
-        "token",
-        "--user",
-        "t-reg-construction",
-        "--name",
-        "t",
-        "--days",
-        "1",
-    ]);
+    let token = server.another_user("t-reg-construction", "regulator", &["construction"]);
     let as_scoped = |method: &str, path: &str| {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         server
             .http
             .request(m, server.url(path))
-            .bearer_auth(token.trim().to_string())
+            .bearer_auth(token.clone())
     };
     let r = as_scoped("GET", "/api/v1/projects/TD-2026-01")
         .send()

@@ -305,24 +305,7 @@ async fn witness_keeps_evidence_under_object_lock() {
         .await;
     assert_eq!(status, 201, "{req}");
     let id = req["id"].as_str().unwrap();
-    server.cli(&[
-        "user",
-        "add",
-        "t-regulator-2",
-        "--role",
-        "regulator",
-        "--category",
-        "other",
-    ]);
-    let token = server.cli(&[
-        "token",
-        "--user",
-        "t-regulator-2",
-        "--name",
-        "t",
-        "--days",
-        "1",
-    ]);
+    let token = server.another_user("t-regulator-2", "regulator", &["other"]);
     let decision = format!("/api/v1/destructions/{id}/decision");
     let approve = serde_json::json!({"decision": "approve", "reason": "ok"});
     server
@@ -331,7 +314,7 @@ async fn witness_keeps_evidence_under_object_lock() {
     server
         .http
         .post(server.url(&decision))
-        .bearer_auth(token.trim())
+        .bearer_auth(&token)
         .json(&approve)
         .send()
         .await
