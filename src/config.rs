@@ -184,8 +184,14 @@ pub enum StoreConfig {
 pub struct RecordingConfig {
     /// Target segment length; segments close on the first keyframe after it.
     pub segment_seconds: f64,
-    /// No buffer for this long means the camera is gone: rebuild the pipeline.
+    /// No buffer of an expected stream (video or audio) reaching the segment files for this
+    /// long means the camera is gone or stalled: rebuild the pipeline.
     pub watchdog_seconds: f64,
+    /// Coverage tolerance: how far apart one chain entry's end and the next one's start may
+    /// be before a gap entry covers the difference (at most 500 ms).
+    pub coverage_tolerance_ms: u64,
+    /// How far the camera's clock (RTCP) may be from this server's before the server's is used.
+    pub camera_clock_max_offset_seconds: f64,
     pub reconnect_min_seconds: f64,
     pub reconnect_max_seconds: f64,
     /// Where pipeline templates live.
@@ -236,6 +242,8 @@ impl Default for RecordingConfig {
         RecordingConfig {
             segment_seconds: 2.0,
             watchdog_seconds: 4.0,
+            coverage_tolerance_ms: 250,
+            camera_clock_max_offset_seconds: 2.0,
             reconnect_min_seconds: 0.5,
             reconnect_max_seconds: 10.0,
             pipelines_dir: PathBuf::from("./pipelines"),
@@ -351,6 +359,18 @@ impl Config {
                 r.watchdog_seconds
             )));
         }
+        if !(1..=500).contains(&r.coverage_tolerance_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "recording.coverage_tolerance_ms = {}: expected 1 to 500",
+                r.coverage_tolerance_ms
+            )));
+        }
+        if !(0.01..=3600.0).contains(&r.camera_clock_max_offset_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "recording.camera_clock_max_offset_seconds = {}: expected 0.01 to 3600",
+                r.camera_clock_max_offset_seconds
+            )));
+        }
         if r.reconnect_min_seconds <= 0.0 || r.reconnect_max_seconds < r.reconnect_min_seconds {
             return Err(ConfigError::Invalid(
                 "recording.reconnect_min_seconds must be > 0 and <= reconnect_max_seconds".into(),
@@ -377,6 +397,12 @@ impl RecordingConfig {
     }
     pub fn watchdog(&self) -> Duration {
         Duration::from_secs_f64(self.watchdog_seconds)
+    }
+    pub fn time_rules(&self) -> crate::recording::writer::TimeRules {
+        crate::recording::writer::TimeRules {
+            tolerance_us: self.coverage_tolerance_ms as i64 * 1000,
+            max_camera_offset_us: (self.camera_clock_max_offset_seconds * 1e6) as i64,
+        }
     }
 }
 

@@ -350,13 +350,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 for p in &report.problems {
                     println!("problem: {p}");
                 }
+                for u in &report.uncovered {
+                    println!(
+                        "not covered: source {} from {} to {} ({:.1} s, {})",
+                        u.source, u.from, u.to, u.seconds, u.problem
+                    );
+                }
                 println!("{}", report.verdict);
             }
-            Ok(if report.intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(ExitCode::from(report.status.exit_code() as u8))
         }
         Command::Verify {
             session: Some(session),
@@ -383,7 +385,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     session_id: Some(&report.session_id),
                     project_code: Some(&report.project_code),
                     target: &report.verdict,
-                    outcome: if report.intact { "intact" } else { "broken" },
+                    outcome: &report.status.as_str().to_ascii_lowercase(),
                     ..Default::default()
                 },
             )
@@ -406,13 +408,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 for f in &report.failures {
                     println!("  {f}");
                 }
+                for u in &report.uncovered {
+                    println!(
+                        "  not covered: source {} from {} to {} ({:.1} s, {})",
+                        u.source, u.from, u.to, u.seconds, u.problem
+                    );
+                }
                 println!("{}", report.verdict);
             }
-            Ok(if report.intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(ExitCode::from(report.status.exit_code() as u8))
         }
         Command::Verify {
             audit: true,
@@ -569,6 +573,7 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
                     "av".into()
                 },
                 template: "default".into(),
+                transport: Default::default(),
             };
             rooms::create(
                 &core.pool,

@@ -194,6 +194,12 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "POST",
+        "/api/v1/rooms/{id}/probe",
+        Needs(RoomsProbe),
+        "room_probe",
+    ),
+    rule(
+        "POST",
         "/api/v1/rooms/{id}/start",
         Needs(RecordingControl),
         "room_start",

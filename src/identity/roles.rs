@@ -32,6 +32,8 @@ pub const ROLES: [Role; 5] = [
 pub enum Permission {
     RoomsRead,
     RoomsManage,
+    /// Connect to a room's cameras and report what they send (before a session).
+    RoomsProbe,
     RecordingControl,
     SessionsRead,
     /// HLS, segments, MP4 download.
@@ -52,7 +54,7 @@ pub enum Permission {
     DisposalApprove,
 }
 
-pub const PERMISSIONS: [Permission; 14] = [
+pub const PERMISSIONS: [Permission; 15] = [
     Permission::Disposal,
     Permission::DisposalApprove,
     Permission::Holds,
@@ -60,6 +62,7 @@ pub const PERMISSIONS: [Permission; 14] = [
     Permission::RoomsRead,
     Permission::LiveView,
     Permission::RoomsManage,
+    Permission::RoomsProbe,
     Permission::RecordingControl,
     Permission::SessionsRead,
     Permission::Replay,
@@ -74,10 +77,10 @@ impl Role {
         use Permission::*;
         use Role::*;
         match self {
-            Administrator => matches!(p, RoomsRead | RoomsManage | UsersManage),
+            Administrator => matches!(p, RoomsRead | RoomsManage | RoomsProbe | UsersManage),
             WitnessStaff => matches!(
                 p,
-                RoomsRead | LiveView | RecordingControl | SessionsRead | ProjectEvents
+                RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead | ProjectEvents
             ),
             Regulator => matches!(
                 p,
@@ -130,6 +133,7 @@ impl Permission {
         match self {
             Permission::RoomsRead => "rooms_read",
             Permission::RoomsManage => "rooms_manage",
+            Permission::RoomsProbe => "rooms_probe",
             Permission::RecordingControl => "recording_control",
             Permission::SessionsRead => "sessions_read",
             Permission::Replay => "replay",

@@ -8,6 +8,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::index::SessionFilter;
+use super::probe;
 use super::rooms::{self, CreateRoom, PatchRoom, Room};
 use super::sessions::StartRequest;
 use super::verify::{self, Report};
@@ -23,6 +24,7 @@ pub fn routes() -> Router<AppState> {
             "/rooms/{id}",
             get(get_room).patch(patch_room).delete(delete_room),
         )
+        .route("/rooms/{id}/probe", post(probe_room))
         .route("/rooms/{id}/start", post(start))
         .route("/rooms/{id}/stop", post(stop))
         .route("/sessions", get(list_sessions))
@@ -31,15 +33,109 @@ pub fn routes() -> Router<AppState> {
         .route("/templates", get(templates))
 }
 
+/// Creates a room. With `"probe": true` every source is probed first, and a room with a source
+/// that cannot be recorded is refused (422 `source_not_recordable`); the answer then carries
+/// the probe.
 async fn create_room(
     State(s): State<AppState>,
-    ApiJson(req): ApiJson<CreateRoom>,
-) -> Result<(StatusCode, Json<Room>), ApiError> {
+    ApiJson(mut body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let invalid =
+        |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message);
+    let probe_first = match body.as_object_mut().and_then(|o| o.remove("probe")) {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(invalid(
+                "request body: probe: expected true or false".into(),
+            ));
+        }
+    };
+    let mut req: CreateRoom =
+        serde_json::from_value(body).map_err(|e| invalid(format!("request body: {e}")))?;
     let core = &s.recording;
-    Ok((
-        StatusCode::CREATED,
-        Json(rooms::create(&core.pool, &core.templates, req).await?),
-    ))
+    if !probe_first {
+        let room = rooms::create(&core.pool, &core.templates, req).await?;
+        return Ok((StatusCode::CREATED, Json(json_of(&room)?)));
+    }
+    rooms::prepare(&mut req, &core.templates)?;
+    let listen = probe::listen_window(None);
+    let learned = vec![None; req.sources.len()];
+    let report = probe::probe_sources(&req.sources, &learned, &core.templates, listen).await;
+    if let Some(message) = probe::not_recordable_message(&report) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "source_not_recordable",
+            message,
+        ));
+    }
+    let room = rooms::create(&core.pool, &core.templates, req).await?;
+    probe::remember_transports(&core.pool, &room.id, &report).await?;
+    let mut json = json_of(&room)?;
+    json["probe"] = serde_json::json!({
+        "listen_seconds": listen.as_secs_f64(),
+        "recordable": true,
+        "sources": report,
+    });
+    Ok((StatusCode::CREATED, Json(json)))
+}
+
+fn json_of(v: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v)
+        .map_err(|e| ApiError::from(super::error::CoreError::Internal(e.to_string())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeQuery {
+    /// Listening window per transport attempt, clamped to 1–15 s (default 4).
+    seconds: Option<u64>,
+}
+
+/// Connects to every source of the room and reports what each sends and whether it can be
+/// recorded. Audited with the verdict.
+async fn probe_room(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiQuery(q): ApiQuery<ProbeQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let core = &s.recording;
+    let report = probe::probe_room(
+        &core.pool,
+        &core.templates,
+        &id,
+        probe::listen_window(q.seconds),
+    )
+    .await?;
+    let outcome = if report.recordable {
+        "recordable".to_string()
+    } else {
+        let bad: Vec<&str> = report
+            .sources
+            .iter()
+            .filter(|s| !s.recordable)
+            .map(|s| s.name.as_str())
+            .collect();
+        format!("not recordable: {}", bad.join(", "))
+    };
+    let who = actor.audit_names();
+    crate::audit::append(
+        &core.pool,
+        crate::audit::NewEntry {
+            actor: &who.0,
+            actor_role: who.1,
+            address: &address,
+            action: "room_probe",
+            target: &report.room_id,
+            outcome: &outcome,
+            ..crate::audit::NewEntry::default()
+        },
+    )
+    .await
+    .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    Ok((Extension(Audited), Json(report)))
 }
 
 async fn list_rooms(State(s): State<AppState>) -> Result<Json<Vec<Room>>, ApiError> {
@@ -203,7 +299,7 @@ async fn verify_session(
             session_id: Some(&report.session_id),
             project_code: Some(&report.project_code),
             target: &report.verdict,
-            outcome: if report.intact { "intact" } else { "broken" },
+            outcome: &report.status.as_str().to_ascii_lowercase(),
             ..crate::audit::NewEntry::default()
         },
     )

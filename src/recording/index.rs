@@ -34,6 +34,8 @@ pub struct RecordingRow {
     pub url: String,
     pub media: String,
     pub template: String,
+    /// `auto`, `tcp`, `udp` or `multicast`, as configured when the session started.
+    pub transport: String,
 }
 
 const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category";
@@ -65,6 +67,7 @@ fn recording_from(r: &AnyRow) -> Result<RecordingRow, sqlx::Error> {
         url: r.try_get("url")?,
         media: r.try_get("media")?,
         template: r.try_get("template")?,
+        transport: r.try_get("transport")?,
     })
 }
 
@@ -116,7 +119,7 @@ pub async fn insert_session(
     .await?;
     for (r, genesis) in recordings {
         sqlx::query(
-            "INSERT INTO recordings (id, session_id, source_name, url, media, template) VALUES ($1,$2,$3,$4,$5,$6)",
+            "INSERT INTO recordings (id, session_id, source_name, url, media, template, transport) VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
         .bind(&r.id)
         .bind(&r.session_id)
@@ -124,6 +127,7 @@ pub async fn insert_session(
         .bind(&r.url)
         .bind(&r.media)
         .bind(&r.template)
+        .bind(&r.transport)
         .execute(&mut *tx)
         .await?;
         insert_entry_in(&mut *tx, genesis).await?;
@@ -271,7 +275,7 @@ pub async fn set_manifest_key(pool: &Pool, id: &str, key: &str) -> Result<(), sq
 
 pub async fn recordings(pool: &Pool, session_id: &str) -> Result<Vec<RecordingRow>, sqlx::Error> {
     sqlx::query(
-        "SELECT id, session_id, source_name, url, media, template FROM recordings WHERE session_id = $1 ORDER BY source_name",
+        "SELECT id, session_id, source_name, url, media, template, transport FROM recordings WHERE session_id = $1 ORDER BY source_name",
     )
     .bind(session_id)
     .fetch_all(pool)
@@ -305,6 +309,16 @@ pub async fn head(pool: &Pool, recording_id: &str) -> Result<Option<Entry>, sqlx
     .as_ref()
     .map(entry_from)
     .transpose()
+}
+
+/// Where a chain's time reaches: the latest end of its genesis, media and gap entries.
+pub async fn chain_end(pool: &Pool, recording_id: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MAX(wall_start_us + duration_us) FROM chain_entries WHERE recording_id = $1 AND kind IN ('genesis', 'media', 'gap')",
+    )
+    .bind(recording_id)
+    .fetch_one(pool)
+    .await
 }
 
 /// Whether a media entry with these bytes is already in the chain (crash after index, before

@@ -40,6 +40,14 @@ pub struct SourceStatus {
     pub gaps: u64,
     pub reconnects: u64,
     pub last_segment_age_seconds: Option<f64>,
+    /// Each elementary stream where it reaches the segment files: age of its last media and
+    /// whether it has stalled (an alarm).
+    pub streams: Vec<super::metrics::StreamStatus>,
+    /// Transport of the current attempt (`tcp`, `udp`, `multicast`); empty before the first.
+    pub transport: String,
+    /// Why the source is not recording now, in plain words; `None` while it records.
+    pub problem: Option<String>,
+    pub clock_corrections: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,13 +116,26 @@ async fn status(
                     reconnects: read(|st| st.reconnects.load(std::sync::atomic::Ordering::Relaxed)),
                     last_segment_age_seconds: (last > 0)
                         .then(|| (now - last as i64).max(0) as f64 / 1e6),
+                    streams: stats.as_ref().map(|st| st.streams()).unwrap_or_default(),
+                    transport: stats.as_ref().map(|st| st.transport()).unwrap_or_default(),
+                    problem: stats.as_ref().and_then(|st| st.problem()),
+                    clock_corrections: read(|st| {
+                        st.clock_corrections
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    }),
                 });
             }
         }
         let state = match &live {
             None => "idle",
             Some(sess) if sess.error.is_some() => "error",
-            Some(_) if sources.iter().any(|x| x.state == "reconnecting") => "reconnecting",
+            Some(_)
+                if sources.iter().any(|x| {
+                    x.state == "reconnecting" || x.streams.iter().any(|st| st.stalled)
+                }) =>
+            {
+                "reconnecting"
+            }
             Some(_) => "recording",
         };
         out.push(RoomStatus {

@@ -102,6 +102,13 @@ pub struct Manifest {
     pub stopped_at_us: i64,
     pub public_key: String,
     pub recordings: Vec<ManifestHead>,
+    /// The coverage tolerance every chain of the session was written with (µs): consecutive
+    /// entries meet within it, and the chains reach `stopped_at_us` within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage_tolerance_us: Option<i64>,
+    /// The synchronisation state of this server's clock at stop, as the system reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_clock: Option<super::clock::ServerClockSync>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

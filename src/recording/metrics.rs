@@ -46,9 +46,46 @@ pub struct SourceStats {
     pub store_retries: AtomicU64,
     pub bitrate_bps: AtomicU64,
     pub last_segment_at_us: AtomicU64,
+    /// Segments whose camera clock was beyond the bound or outside the session.
+    pub clock_corrections: AtomicU64,
+    /// Each elementary stream as the segment muxer sees it, refreshed by the recorder.
+    streams: Mutex<Vec<StreamStatus>>,
+    /// The transport the current (or last) attempt uses: `tcp`, `udp`, `multicast`.
+    transport: Mutex<String>,
+    /// Why the source is not recording right now, in plain words (for the console's alarm).
+    problem: Mutex<Option<String>>,
+}
+
+/// One elementary stream of a live source.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamStatus {
+    /// `video` or `audio`.
+    pub stream: &'static str,
+    /// Seconds since its last buffer reached the segment muxer; `None` before the first.
+    pub media_age_seconds: Option<f64>,
+    /// No media for longer than the watchdog allows.
+    pub stalled: bool,
 }
 
 impl SourceStats {
+    pub fn set_streams(&self, streams: Vec<StreamStatus>) {
+        *self.streams.lock().expect("streams lock") = streams;
+    }
+    pub fn streams(&self) -> Vec<StreamStatus> {
+        self.streams.lock().expect("streams lock").clone()
+    }
+    pub fn set_transport(&self, t: &str) {
+        *self.transport.lock().expect("transport lock") = t.into();
+    }
+    pub fn transport(&self) -> String {
+        self.transport.lock().expect("transport lock").clone()
+    }
+    pub fn set_problem(&self, p: Option<String>) {
+        *self.problem.lock().expect("problem lock") = p;
+    }
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().expect("problem lock").clone()
+    }
     pub fn set_state(&self, s: SourceState) {
         *self.state.lock().expect("state lock") = s;
     }
@@ -106,6 +143,10 @@ impl Metrics {
                     store_retries: AtomicU64::new(0),
                     bitrate_bps: AtomicU64::new(0),
                     last_segment_at_us: AtomicU64::new(0),
+                    clock_corrections: AtomicU64::new(0),
+                    streams: Mutex::new(Vec::new()),
+                    transport: Mutex::new(String::new()),
+                    problem: Mutex::new(None),
                 })
             })
             .clone()
@@ -162,7 +203,28 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Counter; 6] = [
+        out.push_str("# HELP witness_stream_media_age_seconds Seconds since each elementary stream last reached the segment muxer.\n# TYPE witness_stream_media_age_seconds gauge\n");
+        out.push_str("# HELP witness_stream_stalled 1 while an elementary stream has sent nothing for longer than the watchdog.\n# TYPE witness_stream_stalled gauge\n");
+        for s in sources.values() {
+            for st in s.streams() {
+                if let Some(age) = st.media_age_seconds {
+                    let _ = writeln!(
+                        out,
+                        "witness_stream_media_age_seconds{{{},stream=\"{}\"}} {age:.3}",
+                        labels(s),
+                        st.stream
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "witness_stream_stalled{{{},stream=\"{}\"}} {}",
+                    labels(s),
+                    st.stream,
+                    u8::from(st.stalled)
+                );
+            }
+        }
+        let counters: [Counter; 7] = [
             (
                 "witness_segments_written_total",
                 "counter",
@@ -192,6 +254,12 @@ impl Metrics {
                 "counter",
                 "Failed object store or index writes, retried.",
                 |s| s.store_retries.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_clock_corrections_total",
+                "counter",
+                "Segments whose camera clock was rejected (beyond the bound or outside the session); the server clock was used.",
+                |s| s.clock_corrections.load(Ordering::Relaxed),
             ),
             (
                 "witness_source_bitrate_bps",

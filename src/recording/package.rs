@@ -1,7 +1,8 @@
 //! The offline check of an evidence package (tar, zip or unpacked folder): no server, no database,
 //! only the bytes. BagIt completeness and fixity (SHA-256 and SM3), the signed tag manifest,
 //! every chain link, genesis bound to the bag's project and session, every segment against its
-//! chain entry, the signed session manifest against the chain heads. Hostile archives (absolute
+//! chain entry, the signed session manifest against the chain heads, and coverage of the
+//! session from start to the signed stop (INTACT, INCOMPLETE or TAMPERED). Hostile archives (absolute
 //! or `..` paths, links, oversized tag files, too many entries) are refused before use.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +13,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
-use super::chain::{self, EntryKind};
+use super::chain::{self, Entry, EntryKind};
+use super::coverage::{self, Verdict};
+use super::verify::{UncoveredView, uncovered_views};
 use super::export::{PackagedChain, Selection};
 use super::manifest::{self, Manifest};
 
@@ -44,8 +47,13 @@ pub struct SegmentCheck {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PackageReport {
+    /// `INTACT`, `INCOMPLETE` (nothing altered, but time no entry covers) or `TAMPERED`.
+    pub status: Verdict,
+    /// `status` is INTACT.
     pub intact: bool,
     pub verdict: String,
+    /// Stretches of the session that no chain entry covers (checked against the signed stop).
+    pub uncovered: Vec<UncoveredView>,
     pub problems: Vec<String>,
     pub public_key: String,
     pub project_code: String,
@@ -463,6 +471,7 @@ pub fn verify_package(
     let mut gaps = Vec::new();
     let mut destructions = Vec::new();
     let mut heads = BTreeMap::new();
+    let mut chains: Vec<(String, Vec<Entry>)> = Vec::new();
     let chain_files: Vec<&String> = c
         .small
         .keys()
@@ -544,6 +553,7 @@ pub fn verify_package(
                 }
             }
         }
+        chains.push((pc.source.clone(), pc.entries.clone()));
         // The manifest signed at stop binds the head then; tombstones come after it.
         if let Some(last) = pc
             .entries
@@ -556,6 +566,7 @@ pub fn verify_package(
     }
 
     // 4. The session manifest signed at stop binds every chain head.
+    let mut signed_manifest: Option<Manifest> = None;
     match (
         c.small.get("data/chain/manifest.json"),
         c.text("data/chain/manifest.json.sig"),
@@ -577,6 +588,7 @@ pub fn verify_package(
                 if signed != heads {
                     problems.push("chain heads differ from the signed session manifest (entries removed, added or truncated)".into());
                 }
+                signed_manifest = Some(m);
             } else {
                 problems.push("data/chain/manifest.json: malformed".into());
             }
@@ -605,24 +617,45 @@ pub fn verify_package(
             }
         }
     }
-    let intact = problems.is_empty();
-    let verdict = if intact {
-        format!(
-            "INTACT: project {project} session {session_id}: {} segments, {} gaps, signed by key {}",
+    // 6. Coverage: every moment from start to the signed stop is in a media or gap entry.
+    let mut uncovered = Vec::new();
+    if let Some(m) = &signed_manifest {
+        let tolerance = m
+            .coverage_tolerance_us
+            .unwrap_or(coverage::MAX_TOLERANCE_US)
+            .min(coverage::MAX_TOLERANCE_US);
+        for (source, entries) in &chains {
+            let c = coverage::check(entries, Some(m.stopped_at_us), tolerance);
+            uncovered.extend(uncovered_views(source, &c));
+        }
+    }
+    let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty());
+    let intact = status == Verdict::Intact;
+    let verdict = match (problems.first(), uncovered.first()) {
+        (None, None) => format!(
+            "INTACT: project {project} session {session_id}: {} segments, {} gaps, every moment covered, signed by key {}",
             segments.len(),
             gaps.len(),
             public_key
-        )
-    } else {
-        format!(
-            "BROKEN: {} (and {} more problems)",
-            problems[0],
+        ),
+        (Some(p), _) => format!(
+            "TAMPERED: {p} (and {} more problems)",
             problems.len() - 1
-        )
+        ),
+        (None, Some(u)) => format!(
+            "INCOMPLETE: source {} not covered from {} to {} ({:.1} s) (and {} more stretches)",
+            u.source,
+            u.from,
+            u.to,
+            u.seconds,
+            uncovered.len() - 1
+        ),
     };
     Ok(PackageReport {
+        status,
         intact,
         verdict,
+        uncovered,
         problems,
         public_key,
         project_code: project,

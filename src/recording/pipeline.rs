@@ -1,6 +1,7 @@
-//! One GStreamer graph per source: `rtspsrc` (TCP) → per-stream branch from the template →
-//! `splitmuxsink`, keyframe-aligned, no video transcoding. Emits segment open/close events with
-//! wall-clock times; knows nothing of hashes, stores or SQL.
+//! One GStreamer graph per source: `rtspsrc` (over one transport) → per-stream branch from the
+//! template → `splitmuxsink`, keyframe-aligned, no video transcoding. Emits segment open/close
+//! events with both clocks (the camera's, from RTCP, and this server's), and watches each
+//! elementary stream where it reaches the segment muxer. Knows nothing of hashes, stores or SQL.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,8 +11,9 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use tokio::sync::mpsc;
 
-use super::chain::ClockSource;
+use super::clock::CameraClock;
 use super::template::Template;
+use super::transport::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -28,41 +30,82 @@ impl From<gst::glib::BoolError> for PipelineError {
 /// What a running pipeline reports, in order.
 #[derive(Debug)]
 pub enum PipelineEvent {
-    /// A segment file was opened; its wall-clock start is known now.
+    /// A segment file was opened; its wall-clock start is known now, on both clocks.
     Opened {
         path: PathBuf,
         /// Pipeline running time at the start, to estimate a segment the muxer never closed.
         running_ns: u64,
-        wall_start_us: i64,
-        clock: ClockSource,
+        /// This server's clock at the segment's first buffer (Unix µs).
+        server_start_us: i64,
+        /// The camera's clock (RTCP sender reports) at the same instant, once one was seen.
+        camera_start_us: Option<i64>,
     },
     /// A segment file is complete and closed by the muxer.
     Closed { path: PathBuf, duration_us: i64 },
+    /// The RTSP control connection failed while UDP media went on: recording continues for as
+    /// long as the media does (the per-stream watchdog ends it otherwise).
+    ControlLost { error: String },
     /// The graph stopped: end of stream (camera closed or we asked) or an error.
     Ended { error: Option<String> },
 }
 
-/// Seconds between Unix and NTP epochs.
-const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+/// The elementary streams of a source, as the segment muxer sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Video,
+    Audio,
+}
 
-/// Mapping from pipeline running time to the camera's wall clock, learned from RTCP SR.
-#[derive(Debug, Default, Clone, Copy)]
-struct NtpMapping {
-    /// camera wall time (Unix ns) minus running time (ns)
-    offset_ns: i128,
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Video => "video",
+            Stream::Audio => "audio",
+        }
+    }
+}
+
+/// Liveness of one elementary stream where it enters the segment muxer.
+#[derive(Debug)]
+struct StreamWatch {
+    /// Whether the camera's SDP offers this stream and we record it.
+    expected: AtomicBool,
+    /// Milliseconds since `epoch()` of the last buffer into the muxer; 0 = none yet.
+    last_ms: AtomicU64,
+}
+
+impl StreamWatch {
+    fn new() -> StreamWatch {
+        StreamWatch {
+            expected: AtomicBool::new(false),
+            last_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 struct Shared {
-    /// Milliseconds since `epoch()` at the last buffer seen on any branch (watchdog).
-    last_buffer_ms: AtomicU64,
+    video: StreamWatch,
+    audio: StreamWatch,
     /// Running time (ns) of the last buffer, to close a fragment the muxer never closed.
     last_running_ns: AtomicU64,
-    ntp: Mutex<Option<NtpMapping>>,
     ended: AtomicBool,
-    /// Whether the camera's SDP has a video stream (known before data flows).
-    has_video: AtomicBool,
     /// Running time (ns) of the first video keyframe; `u64::MAX` until then.
     video_start_ns: AtomicU64,
+    /// Streams the camera offers that the template cannot record, for the chain to name.
+    unsupported: Mutex<Vec<String>>,
+    /// Set once any buffer reached the muxer: the camera works over this transport.
+    media_seen: AtomicBool,
+    /// Milliseconds since `epoch()` when the graph was started.
+    started_ms: u64,
+}
+
+impl Shared {
+    fn watch(&self, s: Stream) -> &StreamWatch {
+        match s {
+            Stream::Video => &self.video,
+            Stream::Audio => &self.audio,
+        }
+    }
 }
 
 fn epoch() -> Instant {
@@ -77,6 +120,7 @@ fn now_ms() -> u64 {
 pub struct RunningPipeline {
     pipeline: gst::Pipeline,
     shared: Arc<Shared>,
+    camera_clock: CameraClock,
     started: Instant,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     stop_bus: Arc<AtomicBool>,
@@ -85,12 +129,49 @@ pub struct RunningPipeline {
 pub struct PipelineSpec<'a> {
     pub name: &'a str,
     pub url: &'a str,
+    /// A concrete transport for this attempt (never `Auto`; the recorder chooses).
+    pub transport: Transport,
     pub template: &'a Template,
+    /// `av`, `video` or `audio`: which of the camera's streams to record.
+    pub media: &'a str,
     /// Folder for this run's segment files.
     pub spool_dir: &'a Path,
     /// File name prefix, unique per run so files of successive runs sort in order.
     pub file_prefix: &'a str,
     pub segment: Duration,
+}
+
+/// Which elementary streams have stopped reaching the muxer, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stall {
+    /// The stalled streams (never empty).
+    pub streams: Vec<Stream>,
+    pub idle: Duration,
+    /// Streams still flowing meanwhile.
+    pub flowing: Vec<Stream>,
+}
+
+impl Stall {
+    /// The gap reason: which stream, for how long, and whether the other one went on.
+    pub fn reason(&self) -> String {
+        let names = |v: &[Stream]| {
+            v.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        if self.flowing.is_empty() {
+            format!("no media for {:.1} s", self.idle.as_secs_f64())
+        } else {
+            format!(
+                "{} stalled: no {} for {:.1} s while {} flowed",
+                names(&self.streams),
+                names(&self.streams),
+                self.idle.as_secs_f64(),
+                names(&self.flowing)
+            )
+        }
+    }
 }
 
 impl RunningPipeline {
@@ -107,19 +188,15 @@ impl RunningPipeline {
 
         let src = gst::ElementFactory::make("rtspsrc")
             .property("location", spec.url)
-            // TCP unless the URL asks for UDP (`rtspu://`, RFC 2326): some servers offer no
-            // interleaved transport.
-            .property_from_str(
-                "protocols",
-                if spec.url.starts_with("rtspu://") {
-                    "udp"
-                } else {
-                    "tcp"
-                },
-            )
-            .property_from_str("buffer-mode", "none")
+            .property_from_str("protocols", spec.transport.rtspsrc_protocols())
+            // Timestamps from arrival, skew-corrected against the camera's RTP clock: a camera
+            // whose RTP timestamps restart (a reboot, a server that seeks a shared stream for
+            // a new client) stays continuous instead of jumping back.
+            .property_from_str("buffer-mode", "slave")
             .property("latency", 200u32)
             .property("tcp-timeout", 5_000_000u64)
+            // A camera that sends nothing over UDP is reported after 4 s, then TCP is tried.
+            .property("timeout", 4_000_000u64)
             .build()?;
         let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
         let location = spec.spool_dir.join(format!(
@@ -128,33 +205,50 @@ impl RunningPipeline {
         ));
         let sink = gst::ElementFactory::make("splitmuxsink")
             .property("location", location.to_string_lossy().as_ref())
-            .property("max-size-time", spec.segment.as_nanos() as u64)
+            // Timestamps follow arrival (jitter): a GOP that ends a hair past the target
+            // length still belongs in the segment, or 1 s GOPs would make 1 s segments.
+            .property("max-size-time", (spec.segment.as_nanos() * 21 / 20) as u64)
             .property("muxer", &muxer)
             .build()?;
         pipeline.add_many([&src, &sink])?;
 
         let shared = Arc::new(Shared {
-            last_buffer_ms: AtomicU64::new(now_ms()),
+            video: StreamWatch::new(),
+            audio: StreamWatch::new(),
             last_running_ns: AtomicU64::new(0),
-            ntp: Mutex::new(None),
             ended: AtomicBool::new(false),
-            has_video: AtomicBool::new(false),
             video_start_ns: AtomicU64::new(u64::MAX),
+            unsupported: Mutex::new(Vec::new()),
+            media_seen: AtomicBool::new(false),
+            started_ms: now_ms(),
         });
 
-        note_video_in_sdp(&src, &shared);
-        link_streams_from_sdp(&src, &pipeline, &sink, spec.template, &shared, &events);
-        learn_camera_clock(&src, &shared);
+        select_streams_from_sdp(&src, spec.template, spec.media, &shared);
+        watch_muxer_inputs(&muxer, &shared);
+        link_streams(&src, &pipeline, &sink, spec.template, &shared, &events);
+        let camera_clock = CameraClock::watch(&src);
+        let camera_clock_for_bus = camera_clock.clone();
 
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let stop_bus = Arc::new(AtomicBool::new(false));
+        let media_over_udp = spec.transport != Transport::Tcp;
         let bus_thread = {
             let pipeline = pipeline.clone();
             let shared = shared.clone();
             let stop_bus = stop_bus.clone();
             std::thread::Builder::new()
                 .name(format!("bus-{}", spec.name))
-                .spawn(move || forward_bus(bus, pipeline, shared, stop_bus, events))
+                .spawn(move || {
+                    forward_bus(BusContext {
+                        bus,
+                        pipeline,
+                        shared,
+                        camera_clock: camera_clock_for_bus,
+                        media_over_udp,
+                        stop: stop_bus,
+                        events,
+                    })
+                })
                 .map_err(|e| PipelineError::Build(e.to_string()))?
         };
 
@@ -164,17 +258,93 @@ impl RunningPipeline {
         Ok(RunningPipeline {
             pipeline,
             shared,
+            camera_clock,
             started: Instant::now(),
             bus_thread: Some(bus_thread),
             stop_bus,
         })
     }
 
-    /// Time since the last media buffer (or since start, before the first one).
-    pub fn idle_for(&self) -> Duration {
-        Duration::from_millis(
-            now_ms().saturating_sub(self.shared.last_buffer_ms.load(Ordering::Relaxed)),
-        )
+    /// The expected streams that have not reached the muxer for longer than `limit` (counted
+    /// from the start of the graph before their first buffer), or `None` while all flow.
+    pub fn stalled(&self, limit: Duration) -> Option<Stall> {
+        let now = now_ms();
+        let limit_ms = limit.as_millis() as u64;
+        let mut stalled = Vec::new();
+        let mut flowing = Vec::new();
+        let mut idle_ms = 0;
+        for s in [Stream::Video, Stream::Audio] {
+            let w = self.shared.watch(s);
+            if !w.expected.load(Ordering::Relaxed) {
+                continue;
+            }
+            let last = match w.last_ms.load(Ordering::Relaxed) {
+                0 => self.shared.started_ms,
+                t => t,
+            };
+            let idle = now.saturating_sub(last);
+            if idle > limit_ms {
+                stalled.push(s);
+                idle_ms = idle_ms.max(idle);
+            } else {
+                flowing.push(s);
+            }
+        }
+        // Nothing expected yet (no SDP): the graph as a whole must show life within the limit.
+        if stalled.is_empty() && flowing.is_empty() {
+            let idle = now.saturating_sub(self.shared.started_ms);
+            if idle > limit_ms {
+                return Some(Stall {
+                    streams: vec![Stream::Video],
+                    idle: Duration::from_millis(idle),
+                    flowing: vec![],
+                });
+            }
+            return None;
+        }
+        (!stalled.is_empty()).then(|| Stall {
+            streams: stalled,
+            idle: Duration::from_millis(idle_ms),
+            flowing,
+        })
+    }
+
+    /// Per stream: whether expected, and seconds since its last buffer reached the muxer.
+    pub fn stream_ages(&self) -> Vec<(Stream, Option<f64>)> {
+        let now = now_ms();
+        [Stream::Video, Stream::Audio]
+            .into_iter()
+            .filter(|s| self.shared.watch(*s).expected.load(Ordering::Relaxed))
+            .map(|s| {
+                let last = self.shared.watch(s).last_ms.load(Ordering::Relaxed);
+                (
+                    s,
+                    (last != 0).then(|| now.saturating_sub(last) as f64 / 1000.0),
+                )
+            })
+            .collect()
+    }
+
+    /// The camera's wall clock (Unix µs) at a running time, once its first sender report came.
+    pub fn camera_wall_us(&self, running_ns: u64) -> Option<i64> {
+        self.camera_clock
+            .wall_ns(running_ns)
+            .map(|ns| (ns / 1000) as i64)
+    }
+
+    /// The camera clock this graph learns, usable after the graph is gone.
+    pub fn camera_clock(&self) -> CameraClock {
+        self.camera_clock.clone()
+    }
+
+    /// Whether any media reached the muxer: the camera works over this transport.
+    pub fn media_seen(&self) -> bool {
+        self.shared.media_seen.load(Ordering::Relaxed)
+    }
+
+    /// Streams the camera offers that the template cannot record.
+    pub fn unsupported(&self) -> Vec<String> {
+        self.shared.unsupported.lock().expect("lock").clone()
     }
 
     pub fn uptime(&self) -> Duration {
@@ -213,25 +383,79 @@ impl Drop for RunningPipeline {
     }
 }
 
-/// rtspsrc adds a pad only when a stream's first packet arrives, so audio may flow before the
-/// video pad exists; the SDP (`select-stream`, before any setup) says whether video will come.
-fn note_video_in_sdp(src: &gst::Element, shared: &Arc<Shared>) {
+/// Decides from the SDP (before any SETUP) which streams to record: those of the source's
+/// `media` that the template has a branch for. The others are not set up, and the ones the
+/// template cannot take are remembered so the chain can name them.
+fn select_streams_from_sdp(
+    src: &gst::Element,
+    template: &Template,
+    media_wanted: &str,
+    shared: &Arc<Shared>,
+) {
     let shared = shared.clone();
+    let template = template.clone();
+    let media_wanted = media_wanted.to_string();
     src.connect("select-stream", false, move |args| {
-        if let Ok(caps) = args[2].get::<gst::Caps>()
-            && caps
-                .structure(0)
-                .and_then(|s| s.get::<&str>("media").ok())
-                .is_some_and(|m| m == "video")
-        {
-            shared.has_video.store(true, Ordering::Relaxed);
+        let Ok(caps) = args[2].get::<gst::Caps>() else {
+            return Some(false.to_value());
+        };
+        let Some(s) = caps.structure(0) else {
+            return Some(false.to_value());
+        };
+        let media = s.get::<&str>("media").unwrap_or("");
+        let encoding = s.get::<&str>("encoding-name").unwrap_or("");
+        let stream = match media {
+            "video" => Stream::Video,
+            "audio" => Stream::Audio,
+            _ => return Some(false.to_value()),
+        };
+        let wanted = media_wanted == "av" || media_wanted == media;
+        if !wanted {
+            return Some(false.to_value());
         }
+        if template.branch(media, encoding).is_none() {
+            shared.unsupported.lock().expect("lock").push(format!(
+                "{media} {encoding:?} (template {:?} has no branch for it)",
+                template.name
+            ));
+            return Some(false.to_value());
+        }
+        shared.watch(stream).expected.store(true, Ordering::Relaxed);
         Some(true.to_value())
     });
 }
 
-/// Links each RTP stream rtspsrc announces (from the SDP) through its template branch.
-fn link_streams_from_sdp(
+/// Liveness is measured where media enters the segment muxer (after the stream is cleaned), per
+/// elementary stream, so a stream that stalls or whose buffers are all dropped shows as such.
+fn watch_muxer_inputs(muxer: &gst::Element, shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    muxer.connect_pad_added(move |_, pad| {
+        if pad.direction() != gst::PadDirection::Sink {
+            return;
+        }
+        let shared = shared.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+            let stream = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+                .map(|n| {
+                    if n.starts_with("video/") {
+                        Stream::Video
+                    } else {
+                        Stream::Audio
+                    }
+                });
+            if let Some(s) = stream {
+                shared.watch(s).last_ms.store(now_ms(), Ordering::Relaxed);
+                shared.media_seen.store(true, Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+}
+
+/// Links each RTP stream rtspsrc sets up through its template branch to the muxer.
+fn link_streams(
     src: &gst::Element,
     pipeline: &gst::Pipeline,
     sink: &gst::Element,
@@ -255,13 +479,7 @@ fn link_streams_from_sdp(
         let media = s.get::<&str>("media").unwrap_or("");
         let encoding = s.get::<&str>("encoding-name").unwrap_or("");
         let Some(desc) = template.branch(media, encoding) else {
-            // Never drop a stream silently: the session must say what it could not keep.
-            let _ = events.send(PipelineEvent::Ended {
-                error: Some(format!(
-                    "template {:?} has no branch for {media} encoding {encoding:?}",
-                    template.name
-                )),
-            });
+            // select-stream refused it already; never link a stream we cannot keep.
             return;
         };
         let linked = (|| -> Result<(), String> {
@@ -283,7 +501,7 @@ fn link_streams_from_sdp(
                     "audio_%u"
                 })
                 .ok_or("splitmuxsink refused a pad")?;
-            watch_buffers(&bin_src, media == "video", &shared);
+            clean_stream(&bin_src, media == "video", &shared);
             bin_src.link(&mux_pad).map_err(|e| format!("{e:?}"))?;
             Ok(())
         })();
@@ -295,9 +513,15 @@ fn link_streams_from_sdp(
     });
 }
 
-/// Feeds the watchdog and cleans the stream for the muxer: video starts at a keyframe so every
-/// segment is decodable, and no buffer with an undefined or backwards timestamp gets through.
-fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
+/// A timestamp that goes back further than this is a camera that restarted its stream (new
+/// SSRC, timestamps from zero), not jitter.
+const RESTART_JUMP: Duration = Duration::from_secs(1);
+
+/// Cleans the stream for the muxer: video starts at a keyframe so every segment is decodable,
+/// and no buffer with an undefined or backwards timestamp gets through. A stream whose
+/// timestamps jump back (camera restart) ends the graph, so the recorder reconnects and the
+/// chain shows the break, instead of every later buffer being dropped.
+fn clean_stream(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
     let shared = shared.clone();
     let seen_keyframe = AtomicBool::new(!is_video);
     let last_ts = AtomicU64::new(0);
@@ -305,7 +529,6 @@ fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
         let Some(buffer) = info.buffer() else {
             return gst::PadProbeReturn::Ok;
         };
-        shared.last_buffer_ms.store(now_ms(), Ordering::Relaxed);
         if !seen_keyframe.load(Ordering::Relaxed) {
             if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                 return gst::PadProbeReturn::Drop;
@@ -334,14 +557,30 @@ fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
-        } else if shared.has_video.load(Ordering::Relaxed)
+        } else if shared.video.expected.load(Ordering::Relaxed)
             && rt.nseconds() < shared.video_start_ns.load(Ordering::Relaxed)
         {
             return gst::PadProbeReturn::Drop;
         }
         // mpegtsmux also fails on a DTS that goes backwards (seen on the first frames after
         // h264timestamper): keep each stream monotonic.
-        if rt.nseconds() < last_ts.load(Ordering::Relaxed) {
+        let last = last_ts.load(Ordering::Relaxed);
+        if rt.nseconds() < last {
+            if last - rt.nseconds() > RESTART_JUMP.as_nanos() as u64 {
+                let msg = format!(
+                    "{} timestamps went back {:.1} s (camera restarted its stream)",
+                    if is_video { "video" } else { "audio" },
+                    (last - rt.nseconds()) as f64 / 1e9
+                );
+                if let Some(parent) = pad.parent_element() {
+                    parent.post_message(
+                        gst::message::Error::builder(gst::StreamError::Failed, &msg)
+                            .src(&parent)
+                            .build(),
+                    )
+                    .ok();
+                }
+            }
             return gst::PadProbeReturn::Drop;
         }
         last_ts.store(rt.nseconds(), Ordering::Relaxed);
@@ -352,59 +591,27 @@ fn watch_buffers(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
     });
 }
 
-/// Learns the camera's wall clock from RTCP sender reports: each jitterbuffer announces
-/// (`handle-sync`) the SR's NTP time with the running time of the same RTP timestamp.
-fn learn_camera_clock(src: &gst::Element, shared: &Arc<Shared>) {
-    let shared = shared.clone();
-    src.connect("new-manager", false, move |args| {
-        let manager = args[1].get::<gst::Element>().ok()?;
-        let shared = shared.clone();
-        manager.connect("new-jitterbuffer", false, move |args| {
-            let jb = args[1].get::<gst::Element>().ok()?;
-            let shared = shared.clone();
-            jb.connect("handle-sync", false, move |args| {
-                if let Ok(s) = args[1].get::<gst::Structure>()
-                    && let Some(m) = sync_mapping(&s)
-                {
-                    *shared.ntp.lock().expect("ntp lock") = Some(m);
-                }
-                None
-            });
-            None
-        });
-        None
-    });
-}
-
-fn sync_mapping(s: &gst::StructureRef) -> Option<NtpMapping> {
-    let base_rtptime = s.get::<u64>("base-rtptime").ok()?;
-    let base_time = s.get::<u64>("base-time").ok()?;
-    let clock_rate = s.get::<u32>("clock-rate").ok()? as i128;
-    let sr_rtptime = s.get::<u64>("sr-ext-rtptime").ok()?;
-    let sr = s.get::<gst::Buffer>("sr-buffer").ok()?;
-    let map = sr.map_readable().ok()?;
-    // RTCP SR: V/P/RC, PT=200, length, SSRC, NTP seconds, NTP fraction, RTP timestamp …
-    if map.len() < 20 || map[1] != 200 || clock_rate == 0 {
-        return None;
-    }
-    let ntp_s = u32::from_be_bytes(map[8..12].try_into().ok()?) as u64;
-    let ntp_frac = u32::from_be_bytes(map[12..16].try_into().ok()?) as u64;
-    let unix_ns = ((ntp_s.checked_sub(NTP_UNIX_OFFSET_S)?) as i128) * 1_000_000_000
-        + ((ntp_frac as i128 * 1_000_000_000) >> 32);
-    let sr_running = base_time as i128
-        + (sr_rtptime as i128 - base_rtptime as i128) * 1_000_000_000 / clock_rate;
-    Some(NtpMapping {
-        offset_ns: unix_ns - sr_running,
-    })
-}
-
-fn forward_bus(
+struct BusContext {
     bus: gst::Bus,
     pipeline: gst::Pipeline,
     shared: Arc<Shared>,
+    camera_clock: CameraClock,
+    /// Media over UDP keeps flowing when the RTSP control connection dies.
+    media_over_udp: bool,
     stop: Arc<AtomicBool>,
     events: mpsc::UnboundedSender<PipelineEvent>,
-) {
+}
+
+fn forward_bus(cx: BusContext) {
+    let BusContext {
+        bus,
+        pipeline,
+        shared,
+        camera_clock,
+        media_over_udp,
+        stop,
+        events,
+    } = cx;
     let mut open: Option<(PathBuf, u64)> = None;
     while !stop.load(Ordering::Relaxed) {
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
@@ -417,13 +624,12 @@ fn forward_bus(
                 let running = s.get::<u64>("running-time");
                 match (s.name().as_str(), location, running) {
                     ("splitmuxsink-fragment-opened", Ok(path), Ok(rt)) => {
-                        let (wall_ns, clock) = wall_clock(&pipeline, &shared, rt);
                         open = Some((path.clone(), rt));
                         let _ = events.send(PipelineEvent::Opened {
                             path,
                             running_ns: rt,
-                            wall_start_us: (wall_ns / 1000) as i64,
-                            clock,
+                            server_start_us: (server_wall_ns(&pipeline, rt) / 1000) as i64,
+                            camera_start_us: camera_clock.wall_ns(rt).map(|ns| (ns / 1000) as i64),
                         });
                     }
                     ("splitmuxsink-fragment-closed", Ok(path), Ok(rt)) => {
@@ -446,14 +652,24 @@ fn forward_bus(
                 return;
             }
             gst::MessageView::Error(err) => {
+                let from_rtspsrc = err
+                    .src()
+                    .and_then(|s| s.downcast_ref::<gst::Element>())
+                    .and_then(|e| e.factory())
+                    .is_some_and(|f| f.name() == "rtspsrc");
+                let text = format!(
+                    "{}: {}",
+                    err.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                    err.error()
+                );
+                // The camera closed the RTSP connection after PLAY, but RTP over UDP does not
+                // need it: keep recording while media flows (the watchdog ends it otherwise).
+                if from_rtspsrc && media_over_udp && shared.media_seen.load(Ordering::Relaxed) {
+                    let _ = events.send(PipelineEvent::ControlLost { error: text });
+                    continue;
+                }
                 shared.ended.store(true, Ordering::Relaxed);
-                let _ = events.send(PipelineEvent::Ended {
-                    error: Some(format!(
-                        "{}: {}",
-                        err.src().map(|s| s.name().to_string()).unwrap_or_default(),
-                        err.error()
-                    )),
-                });
+                let _ = events.send(PipelineEvent::Ended { error: Some(text) });
                 return;
             }
             gst::MessageView::Warning(w) => {
@@ -464,17 +680,11 @@ fn forward_bus(
     }
 }
 
-/// Wall-clock time (Unix ns) of a running time: the camera's clock when an RTCP SR has been
-/// seen, else this server's clock.
-fn wall_clock(pipeline: &gst::Pipeline, shared: &Shared, running_ns: u64) -> (i128, ClockSource) {
-    if let Some(m) = *shared.ntp.lock().expect("ntp lock") {
-        return (running_ns as i128 + m.offset_ns, ClockSource::RtcpNtp);
+/// This server's wall clock (Unix ns) at a running time: the pipeline runs on the realtime
+/// clock, so base time + running time is the moment the buffer was taken in.
+fn server_wall_ns(pipeline: &gst::Pipeline, running_ns: u64) -> i128 {
+    match pipeline.base_time().map(|t| t.nseconds()) {
+        Some(base) if base != 0 => base as i128 + running_ns as i128,
+        _ => chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128,
     }
-    let base = pipeline.base_time().map(|t| t.nseconds()).unwrap_or(0);
-    let wall = if base == 0 {
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128
-    } else {
-        base as i128 + running_ns as i128
-    };
-    (wall, ClockSource::Server)
 }

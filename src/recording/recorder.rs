@@ -1,7 +1,8 @@
-//! The camera supervisor of one source: keeps a pipeline running from start to stop. A camera
-//! that closes, errors or goes silent (watchdog on buffer flow) is rebuilt with backoff, and the
-//! time without media is handed to the chain writer as a gap. One failing source never stops
-//! the others.
+//! The camera supervisor of one source: keeps a pipeline running from start to stop. It picks
+//! the transport (TCP first, then UDP, remembering what worked), watches each elementary stream
+//! where it reaches the segment files, rebuilds a pipeline that ends, errs or stalls (with
+//! backoff), and tells the chain writer why each hole opened. The writer decides where gaps
+//! lie. One failing source never stops the others.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,56 +10,142 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::metrics::{SourceState, SourceStats};
+use super::metrics::{SourceState, SourceStats, StreamStatus};
 use super::pipeline::{PipelineEvent, PipelineSpec, RunningPipeline};
 use super::spool::{self, SegmentMeta};
 use super::template::Template;
+use super::transport::Transport;
 use super::writer::WriterMsg;
-use crate::db::now_us;
+
+/// What the session asks of its recorders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// The session stops at this time (Unix µs): close the last segment, and the chain must
+    /// reach this time.
+    At(i64),
+    /// The server shuts down or lost the room: close the last segment, leave the chain open
+    /// (it resumes, with a gap, wherever the session continues).
+    Abandon,
+}
+
+/// Told once a transport delivered media, so the next session of the room tries it first.
+pub type LearnedTransport = Box<dyn Fn(Transport) + Send + Sync>;
 
 pub struct RecorderSpec {
     pub recording_id: String,
     pub source_name: String,
     pub url: String,
+    /// `av`, `video` or `audio`.
+    pub media: String,
+    pub transport: Transport,
+    /// What worked last time for this source.
+    pub learned: Option<Transport>,
+    pub on_learned: LearnedTransport,
     pub template: Template,
     pub spool_dir: PathBuf,
     pub segment: Duration,
     pub watchdog: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Where the chain ends now (session start, or the last entry's end when resuming).
-    pub chain_end_us: i64,
-    /// Set when resuming after the server stopped: the outage to record as a gap.
+    /// Set when resuming after the server stopped: why the chain has a hole before now.
     pub resume_gap: Option<String>,
 }
 
 /// How long a pipeline may take to finish its last segment after stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a run waits for the camera's first RTCP sender report before it stamps its
+/// segments with the server's clock. A run keeps one clock, so the chain never shows the step
+/// between the two clocks in the middle of a run.
+const SENDER_REPORT_WAIT: Duration = Duration::from_secs(6);
+
+/// Closed segments of a run held until the run knows which clock it uses.
+struct ClockHold {
+    /// `Some(true)`: camera clock (RTCP); `Some(false)`: no sender report came in time.
+    camera: Option<bool>,
+    held: Vec<(PathBuf, SegmentMeta, u64, bool)>,
+}
+
+impl ClockHold {
+    fn new() -> ClockHold {
+        ClockHold {
+            camera: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// Decides the run's clock if it can (or must, `force`), then sends what it held.
+    fn settle(
+        &mut self,
+        pipe: &RunningPipeline,
+        force: bool,
+        writer: &mpsc::UnboundedSender<WriterMsg>,
+    ) {
+        if self.camera.is_none() {
+            if pipe.camera_wall_us(0).is_some() {
+                self.camera = Some(true);
+            } else if force || pipe.uptime() > SENDER_REPORT_WAIT {
+                self.camera = Some(false);
+            } else {
+                return;
+            }
+        }
+        for (path, mut meta, running_ns, recovered) in self.held.drain(..) {
+            meta.camera_start_us = if self.camera == Some(true) {
+                pipe.camera_wall_us(running_ns)
+            } else {
+                None
+            };
+            close_segment(path, meta, recovered, writer);
+        }
+    }
+
+    fn push(
+        &mut self,
+        pipe: &RunningPipeline,
+        seg: (PathBuf, SegmentMeta, u64, bool),
+        writer: &mpsc::UnboundedSender<WriterMsg>,
+    ) {
+        self.held.push(seg);
+        self.settle(pipe, false, writer);
+    }
+}
+
 pub async fn run(
     spec: RecorderSpec,
     writer: mpsc::UnboundedSender<WriterMsg>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
     stats: Arc<SourceStats>,
 ) {
     if let Err(e) = std::fs::create_dir_all(&spec.spool_dir) {
         tracing::error!(dir = %spec.spool_dir.display(), error = %e, "cannot create spool folder");
     }
-    let mut last_end_us = spec.chain_end_us;
-    let mut outage: Option<(i64, String)> = spec.resume_gap.clone().map(|r| (last_end_us, r));
+    // Why the chain has a hole before its first media of this run.
+    let _ = writer.send(WriterMsg::Outage {
+        reason: spec
+            .resume_gap
+            .clone()
+            .unwrap_or_else(|| "connecting to the camera".into()),
+    });
+    let transports = spec.transport.attempts(spec.learned);
+    let mut which = 0usize;
     let mut backoff = spec.backoff_min;
     let mut attempt: u64 = 0;
     let mut any_media = false;
+    let mut last_reason: Option<String> = None;
     loop {
-        if *stop.borrow() {
+        if *stop.borrow() != Stop::Running {
             break;
         }
         attempt += 1;
+        let transport = transports[which % transports.len()];
         stats.set_state(if attempt == 1 {
             SourceState::Connecting
         } else {
             SourceState::Reconnecting
         });
+        stats.set_transport(transport.as_str());
         let (tx, mut events) = mpsc::unbounded_channel();
         let prefix = format!("{:016}", chrono::Utc::now().timestamp_millis());
         let name = format!("rec-{}-{attempt}", spec.recording_id);
@@ -66,62 +153,74 @@ pub async fn run(
             &PipelineSpec {
                 name: &name,
                 url: &spec.url,
+                transport,
                 template: &spec.template,
+                media: &spec.media,
                 spool_dir: &spec.spool_dir,
                 file_prefix: &prefix,
                 segment: spec.segment,
             },
             tx,
         );
-        let (end_reason, stopped) = match started {
-            Err(e) => (format!("pipeline did not start: {e}"), false),
-            Ok(pipe) => {
-                let ended = drive(
-                    &spec,
-                    pipe,
-                    &mut events,
-                    &writer,
-                    &mut stop,
-                    &stats,
-                    &mut outage,
-                    &mut last_end_us,
-                )
-                .await;
-                if ended.recorded {
-                    backoff = spec.backoff_min;
-                    any_media = true;
-                }
-                (ended.reason, ended.by_stop)
-            }
+        let ended = match started {
+            Err(e) => Ended {
+                reason: format!("pipeline did not start: {e}"),
+                by_stop: false,
+                recorded: false,
+            },
+            Ok(pipe) => drive(&spec, pipe, &mut events, &writer, &mut stop, &stats).await,
         };
-        if stopped {
+        if ended.recorded {
+            backoff = spec.backoff_min;
+            if !any_media || Some(transport) != spec.learned {
+                (spec.on_learned)(transport);
+            }
+            any_media = true;
+        }
+        if ended.by_stop {
             break;
         }
-        tracing::warn!(source = %spec.source_name, reason = %end_reason, retry_in = ?backoff, "source dropped, reconnecting");
+        let reason = if ended.recorded || transports.len() == 1 {
+            ended.reason
+        } else {
+            format!("{} (transport {})", ended.reason, transport.as_str())
+        };
+        tracing::warn!(source = %spec.source_name, transport = transport.as_str(), %reason, "source dropped, reconnecting");
         stats
             .reconnects
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         stats.set_state(SourceState::Reconnecting);
-        outage.get_or_insert((last_end_us, end_reason));
+        stats.set_problem(Some(reason.clone()));
+        stats.set_streams(Vec::new());
+        let _ = writer.send(WriterMsg::Outage {
+            reason: reason.clone(),
+        });
+        last_reason = Some(reason.clone());
+        // A camera that will not do this transport gets the next one at once; a full round
+        // without media waits, with backoff.
+        if !ended.recorded && transports.len() > 1 {
+            which += 1;
+            if which % transports.len() != 0 {
+                continue;
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => {}
         }
         backoff = (backoff * 2).min(spec.backoff_max);
     }
-    if !any_media && outage.is_none() {
-        // Stopped before the first segment opened: the silence is still on the record.
-        outage = Some((
-            last_end_us,
-            "no media received before stop (camera unreachable or still connecting)".into(),
-        ));
-    }
-    if let Some((start_us, reason)) = outage.take() {
-        let _ = writer.send(WriterMsg::Gap {
-            start_us,
-            end_us: now_us().max(start_us),
-            reason: format!("{reason}; no media until stop"),
-        });
+    if let Stop::At(stop_us) = *stop.borrow() {
+        if !any_media {
+            // Stopped before the first segment: the silence is still on the record, with why.
+            let _ = writer.send(WriterMsg::Outage {
+                reason: match last_reason {
+                    Some(r) => format!("no media received before stop: {r}"),
+                    None => "no media received before stop (camera still connecting)".into(),
+                },
+            });
+        }
+        let _ = writer.send(WriterMsg::Close { stop_us });
     }
     stats.set_state(SourceState::Stopped);
 }
@@ -129,79 +228,114 @@ pub async fn run(
 struct Ended {
     reason: String,
     by_stop: bool,
-    /// Whether any segment opened: the camera worked, so the next retry starts fast.
+    /// Whether any media reached the segment files: the camera works over this transport.
     recorded: bool,
 }
 
-/// Runs one pipeline until it ends, the watchdog fires, or stop is asked and the last segment is
+/// Runs one pipeline until it ends, a stream stalls, or stop is asked and the last segment is
 /// closed.
-#[allow(clippy::too_many_arguments)]
 async fn drive(
     spec: &RecorderSpec,
     pipe: RunningPipeline,
     events: &mut mpsc::UnboundedReceiver<PipelineEvent>,
     writer: &mpsc::UnboundedSender<WriterMsg>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Stop>,
     stats: &SourceStats,
-    outage: &mut Option<(i64, String)>,
-    last_end_us: &mut i64,
 ) -> Ended {
     let mut open: Option<(PathBuf, u64, SegmentMeta)> = None;
+    let mut hold = ClockHold::new();
     let mut stopping_since: Option<tokio::time::Instant> = None;
-    let mut opened_any = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let reason: String;
-    if *stop.borrow() {
+    if *stop.borrow() != Stop::Running {
         pipe.send_eos();
         stopping_since = Some(tokio::time::Instant::now());
     }
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(PipelineEvent::Opened { path, running_ns, wall_start_us, clock }) => {
-                    if let Some((start_us, why)) = outage.take() {
-                        let _ = writer.send(WriterMsg::Gap { start_us, end_us: wall_start_us.max(start_us), reason: why });
-                    }
-                    opened_any = true;
+                Some(PipelineEvent::Opened { path, running_ns, server_start_us, camera_start_us }) => {
                     stats.set_state(SourceState::Recording);
-                    let meta = SegmentMeta { wall_start_us, duration_us: None, clock: clock.as_str().into() };
+                    stats.set_problem(None);
+                    let unsupported = pipe.unsupported();
+                    let meta = SegmentMeta {
+                        wall_start_us: server_start_us,
+                        duration_us: None,
+                        clock: "server".into(),
+                        server_start_us: Some(server_start_us),
+                        camera_start_us,
+                        note: (!unsupported.is_empty())
+                            .then(|| format!("not recorded: {}", unsupported.join(", "))),
+                    };
                     if let Err(e) = spool::write_sidecar(&path, &meta) {
                         tracing::error!(file = %path.display(), error = %e, "cannot write spool sidecar");
                     }
                     open = Some((path, running_ns, meta));
                 }
                 Some(PipelineEvent::Closed { path, duration_us }) => {
-                    let meta = match open.take() {
-                        Some((p, _, mut meta)) if p == path => { meta.duration_us = Some(duration_us); meta }
+                    let (meta, running_ns) = match open.take() {
+                        Some((p, running_ns, mut meta)) if p == path => { meta.duration_us = Some(duration_us); (meta, running_ns) }
                         other => { open = other; continue; }
                     };
-                    close_segment(path, meta, false, writer, last_end_us);
+                    hold.push(&pipe, (path, meta, running_ns, false), writer);
+                }
+                Some(PipelineEvent::ControlLost { error }) => {
+                    tracing::warn!(source = %spec.source_name, %error, "camera closed the RTSP connection; media over UDP continues");
                 }
                 Some(PipelineEvent::Ended { error }) => {
-                    reason = error.unwrap_or_else(|| "camera ended the stream".into());
+                    reason = match error {
+                        Some(e) => explain(&e, &pipe),
+                        None => "camera ended the stream".into(),
+                    };
                     break;
                 }
                 None => { reason = "pipeline event channel closed".into(); break; }
             },
             changed = stop.changed(), if stopping_since.is_none() => {
-                if changed.is_err() || *stop.borrow() {
+                if changed.is_err() || *stop.borrow() != Stop::Running {
                     pipe.send_eos();
                     stopping_since = Some(tokio::time::Instant::now());
                 }
             }
             _ = tick.tick() => {
+                hold.settle(&pipe, false, writer);
+                let stall = pipe.stalled(spec.watchdog);
+                stats.set_streams(
+                    pipe.stream_ages()
+                        .into_iter()
+                        .map(|(s, age)| StreamStatus {
+                            stream: s.as_str(),
+                            media_age_seconds: age,
+                            stalled: stall.as_ref().is_some_and(|st| st.streams.contains(&s)),
+                        })
+                        .collect(),
+                );
                 if let Some(since) = stopping_since {
                     if since.elapsed() > STOP_GRACE {
                         reason = "stop: the muxer did not finish in time".into();
                         break;
                     }
-                } else if pipe.idle_for() > spec.watchdog {
-                    reason = format!("no media for {:.0} s", pipe.idle_for().as_secs_f64());
+                } else if let Some(stall) = stall {
+                    reason = if pipe.media_seen() {
+                        stall.reason()
+                    } else {
+                        explain(&format!("no media for {:.1} s after connecting", stall.idle.as_secs_f64()), &pipe)
+                    };
                     break;
                 }
             }
         }
     }
+    let recorded = pipe.media_seen();
+    hold.settle(&pipe, true, writer);
+    let camera_clock = (hold.camera == Some(true)).then(|| pipe.camera_clock());
+    let camera_start = |running_ns: u64| {
+        camera_clock
+            .as_ref()
+            .and_then(|c| c.wall_ns(running_ns))
+            .map(|ns| (ns / 1000) as i64)
+    };
+    let mut last_segments = Vec::new();
     // A wedged graph must not wedge stop: give teardown a bound, then abandon it.
     let last_running = tokio::time::timeout(
         Duration::from_secs(5),
@@ -217,10 +351,11 @@ async fn drive(
     while let Ok(ev) = events.try_recv() {
         if let PipelineEvent::Closed { path, duration_us } = ev
             && open.as_ref().is_some_and(|(p, _, _)| *p == path)
-            && let Some((_, _, mut meta)) = open.take()
+            && let Some((_, running_ns, mut meta)) = open.take()
         {
             meta.duration_us = Some(duration_us);
-            close_segment(path, meta, false, writer, last_end_us);
+            meta.camera_start_us = camera_start(running_ns);
+            last_segments.push((path, meta, false));
         }
     }
     if let Some((path, start_running, mut meta)) = open.take() {
@@ -230,16 +365,33 @@ async fn drive(
             .unwrap_or(false)
         {
             meta.duration_us = Some((last_running.saturating_sub(start_running) / 1000) as i64);
-            let _ = spool::write_sidecar(&path, &meta);
-            close_segment(path, meta, true, writer, last_end_us);
+            meta.camera_start_us = camera_start(start_running);
+            last_segments.push((path, meta, true));
         } else {
             spool::forget(&path);
         }
     }
+    for (path, meta, recovered) in last_segments {
+        close_segment(path, meta, recovered, writer);
+    }
     Ended {
         reason,
         by_stop: stopping_since.is_some(),
-        recorded: opened_any,
+        recorded,
+    }
+}
+
+/// A pipeline failure in words a user can act on: streams the template cannot record are named
+/// when they are why nothing could be recorded.
+fn explain(error: &str, pipe: &RunningPipeline) -> String {
+    let unsupported = pipe.unsupported();
+    if !pipe.media_seen() && !unsupported.is_empty() {
+        format!(
+            "camera offers no stream that can be recorded: {} ({error})",
+            unsupported.join(", ")
+        )
+    } else {
+        error.to_string()
     }
 }
 
@@ -248,12 +400,10 @@ fn close_segment(
     meta: SegmentMeta,
     recovered: bool,
     writer: &mpsc::UnboundedSender<WriterMsg>,
-    last_end_us: &mut i64,
 ) {
     if let Err(e) = spool::write_sidecar(&path, &meta) {
         tracing::error!(file = %path.display(), error = %e, "cannot write spool sidecar");
     }
-    *last_end_us = meta.wall_start_us + meta.duration_us.unwrap_or(0);
     let _ = writer.send(WriterMsg::Segment {
         path,
         meta,

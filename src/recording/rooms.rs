@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::error::{CoreError, is_unique_violation};
 use super::template::Templates;
+use super::transport::{self, Transport};
 use crate::db::{Pool, now_us};
 
 /// Kinds of room in a trading centre.
@@ -30,6 +31,9 @@ pub struct Source {
     /// Pipeline template (file stem in `pipelines/`).
     #[serde(default = "default_template")]
     pub template: String,
+    /// How media travels: `auto` (TCP, then UDP), `tcp`, `udp` or `multicast`.
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 fn default_media() -> String {
@@ -111,8 +115,8 @@ fn check_room_name(name: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// Checks an RTSP URL: scheme rtsp, rtsps, rtspt (media over TCP, the default) or rtspu (media
-/// over UDP, for servers without interleaved transport), a host, no whitespace.
+/// Checks an RTSP URL: scheme rtsp or rtsps (or the legacy aliases rtspt and rtspu, which
+/// `normalize_sources` turns into rtsp with a transport), a host, no whitespace.
 pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
     let bad = |why: &str| {
         CoreError::invalid(
@@ -132,6 +136,30 @@ pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
     }
     if raw.chars().any(char::is_whitespace) {
         return Err(bad("contains whitespace"));
+    }
+    Ok(())
+}
+
+/// The legacy schemes become the camera's `rtsp://` URL plus a transport; a scheme that says one
+/// transport and a `transport` field that says another is refused.
+fn normalize_sources(sources: &mut [Source]) -> Result<(), CoreError> {
+    for s in sources {
+        let (url, implied) = transport::normalize_url(&s.url);
+        if let Some(t) = implied {
+            if s.transport != Transport::Auto && s.transport != t {
+                return Err(CoreError::invalid(
+                    "invalid_field",
+                    format!(
+                        "source {:?}: url scheme means transport {}, but transport is {}",
+                        s.name,
+                        t.as_str(),
+                        s.transport.as_str()
+                    ),
+                ));
+            }
+            s.url = url;
+            s.transport = t;
+        }
     }
     Ok(())
 }
@@ -179,15 +207,23 @@ fn check_sources(sources: &[Source], templates: &Templates) -> Result<(), CoreEr
     Ok(())
 }
 
+/// Validates a new room and turns legacy URL schemes into transports; `create` does it too,
+/// this is for checking a room (e.g. probing its sources) before creating it.
+pub fn prepare(req: &mut CreateRoom, templates: &Templates) -> Result<(), CoreError> {
+    check_room_name(&req.name)?;
+    check_one_of("kind", &req.kind, ROOM_KINDS)?;
+    check_location(&req.location)?;
+    normalize_sources(&mut req.sources)?;
+    check_sources(&req.sources, templates)
+}
+
 pub async fn create(
     pool: &Pool,
     templates: &Templates,
     req: CreateRoom,
 ) -> Result<Room, CoreError> {
-    check_room_name(&req.name)?;
-    check_one_of("kind", &req.kind, ROOM_KINDS)?;
-    check_location(&req.location)?;
-    check_sources(&req.sources, templates)?;
+    let mut req = req;
+    prepare(&mut req, templates)?;
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_us();
     let mut tx = pool.begin().await?;
@@ -222,13 +258,14 @@ async fn insert_sources(
     sources: &[Source],
 ) -> Result<(), CoreError> {
     for (i, s) in sources.iter().enumerate() {
-        sqlx::query("INSERT INTO room_sources (room_id, position, name, url, media, template) VALUES ($1,$2,$3,$4,$5,$6)")
+        sqlx::query("INSERT INTO room_sources (room_id, position, name, url, media, template, transport) VALUES ($1,$2,$3,$4,$5,$6,$7)")
             .bind(room_id)
             .bind(i as i32)
             .bind(&s.name)
             .bind(&s.url)
             .bind(&s.media)
             .bind(&s.template)
+            .bind(s.transport.as_str())
             .execute(&mut **tx)
             .await?;
     }
@@ -247,7 +284,7 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
         id: id.into(),
     })?;
     let sources = sqlx::query(
-        "SELECT name, url, media, template FROM room_sources WHERE room_id = $1 ORDER BY position",
+        "SELECT name, url, media, template, transport FROM room_sources WHERE room_id = $1 ORDER BY position",
     )
     .bind(id)
     .fetch_all(pool)
@@ -259,6 +296,7 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
             url: r.try_get("url")?,
             media: r.try_get("media")?,
             template: r.try_get("template")?,
+            transport: Transport::parse(&r.try_get::<String, _>("transport")?).unwrap_or_default(),
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -284,6 +322,38 @@ pub async fn list(pool: &Pool) -> Result<Vec<Room>, CoreError> {
     Ok(rooms)
 }
 
+/// What transport last delivered media for a room's source (`None` before the first success).
+pub async fn learned_transport(
+    pool: &Pool,
+    room_id: &str,
+    source: &str,
+) -> Result<Option<Transport>, sqlx::Error> {
+    let t: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT learned_transport FROM room_sources WHERE room_id = $1 AND name = $2",
+    )
+    .bind(room_id)
+    .bind(source)
+    .fetch_optional(pool)
+    .await?;
+    Ok(t.flatten().as_deref().and_then(Transport::parse))
+}
+
+/// Remembers the transport that delivered media, so the next session tries it first.
+pub async fn remember_transport(
+    pool: &Pool,
+    room_id: &str,
+    source: &str,
+    t: Transport,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE room_sources SET learned_transport = $3 WHERE room_id = $1 AND name = $2")
+        .bind(room_id)
+        .bind(source)
+        .bind(t.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Changes a room. Refused while it records: the running session keeps the sources it began with.
 pub async fn patch(
     pool: &Pool,
@@ -293,6 +363,10 @@ pub async fn patch(
 ) -> Result<Room, CoreError> {
     let current = get(pool, id).await?;
     refuse_while_live(pool, id, "changed").await?;
+    let mut req = req;
+    if let Some(sources) = &mut req.sources {
+        normalize_sources(sources)?;
+    }
     let name = req.name.unwrap_or(current.name);
     let kind = req.kind.unwrap_or(current.kind);
     let location = req.location.unwrap_or(current.location);

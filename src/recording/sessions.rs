@@ -16,10 +16,11 @@ use super::index::{self, RecordingRow, SessionRow};
 use super::lease;
 use super::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
 use super::metrics::{Metrics, SourceStats};
-use super::recorder::{self, RecorderSpec};
+use super::recorder::{self, RecorderSpec, Stop};
 use super::rooms;
 use super::spool;
 use super::template::Templates;
+use super::transport::Transport;
 use super::views::{ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView};
 use super::writer::{ChainWriter, WriterMsg, recording_prefix};
 use crate::config::RecordingConfig;
@@ -80,7 +81,7 @@ pub fn valid_code(code: &str) -> bool {
 }
 
 struct LiveSession {
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     tasks: Vec<JoinHandle<()>>,
     recording_ids: Vec<String>,
 }
@@ -225,6 +226,7 @@ impl Core {
                     url: s.url.clone(),
                     media: s.media.clone(),
                     template: s.template.clone(),
+                    transport: s.transport.as_str().into(),
                 };
                 let genesis = Entry {
                     recording_id: rec.id.clone(),
@@ -266,9 +268,7 @@ impl Core {
         })?;
         tracing::info!(room = %room.id, session = %session.id, project = %session.project_code, "recording started");
         let rows: Vec<RecordingRow> = recordings.into_iter().map(|(r, _)| r).collect();
-        let ls = self
-            .spawn_session(&session, &rows, |_| (started, None))
-            .await?;
+        let ls = self.spawn_session(&session, &rows, None).await?;
         live.insert(session.id.clone(), ls);
         drop(live);
         self.view(&session.id).await
@@ -278,9 +278,9 @@ impl Core {
         &self,
         session: &SessionRow,
         recordings: &[RecordingRow],
-        chain_end: impl Fn(&RecordingRow) -> (i64, Option<String>),
+        resume_gap: Option<&str>,
     ) -> Result<LiveSession, CoreError> {
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(Stop::Running);
         let mut tasks = Vec::new();
         for rec in recordings {
             let (writer, stats) = self.open_writer(session, rec).await?;
@@ -288,29 +288,56 @@ impl Core {
             let (tx, rx) = mpsc::unbounded_channel::<WriterMsg>();
             tasks.push(tokio::spawn(writer.run(rx).instrument(span.clone())));
             let Some(template) = self.templates.get(&rec.template).cloned() else {
-                let _ = tx.send(WriterMsg::Gap {
-                    start_us: now_us(),
-                    end_us: now_us(),
+                // Nothing will record it; the gap up to the stop says why.
+                let _ = tx.send(WriterMsg::Outage {
                     reason: format!(
                         "template {:?} is not installed; source not recorded",
                         rec.template
                     ),
                 });
+                let mut stop_rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    while stop_rx.changed().await.is_ok() {
+                        if let Stop::At(stop_us) = *stop_rx.borrow() {
+                            let _ = tx.send(WriterMsg::Close { stop_us });
+                            break;
+                        }
+                    }
+                }));
                 continue;
             };
-            let (chain_end_us, resume_gap) = chain_end(rec);
+            let transport = Transport::parse(&rec.transport).unwrap_or_default();
+            let learned = rooms::learned_transport(&self.pool, &session.room_id, &rec.source_name)
+                .await
+                .unwrap_or(None);
+            let on_learned: recorder::LearnedTransport = {
+                let pool = self.pool.clone();
+                let room = session.room_id.clone();
+                let source = rec.source_name.clone();
+                Box::new(move |t: Transport| {
+                    let (pool, room, source) = (pool.clone(), room.clone(), source.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = rooms::remember_transport(&pool, &room, &source, t).await {
+                            tracing::warn!(error = %e, "cannot remember the source's transport");
+                        }
+                    });
+                })
+            };
             let spec = RecorderSpec {
                 recording_id: rec.id.clone(),
                 source_name: rec.source_name.clone(),
                 url: rec.url.clone(),
+                media: rec.media.clone(),
+                transport,
+                learned,
+                on_learned,
                 template,
                 spool_dir: spool::recording_dir(&self.config.spool_dir, &rec.id),
                 segment: self.config.segment_duration(),
                 watchdog: self.config.watchdog(),
                 backoff_min: std::time::Duration::from_secs_f64(self.config.reconnect_min_seconds),
                 backoff_max: std::time::Duration::from_secs_f64(self.config.reconnect_max_seconds),
-                chain_end_us,
-                resume_gap,
+                resume_gap: resume_gap.map(str::to_string),
             };
             tasks.push(tokio::spawn(
                 recorder::run(spec, tx, stop_rx.clone(), stats).instrument(span),
@@ -372,7 +399,7 @@ impl Core {
     }
 
     async fn stop_local(&self, room_id: &str) -> Result<SessionView, CoreError> {
-        let (session, taken) = {
+        let (session, taken, stop_us) = {
             let mut live = self.live.lock().await;
             rooms::get(&self.pool, room_id).await?;
             let Some(session) = index::live_session_of_room(&self.pool, room_id).await? else {
@@ -389,8 +416,11 @@ impl Core {
             }
             // Absent when a previous stop failed after its recorders ended: finish again.
             let taken = live.remove(&session.id);
+            // The stop time every chain must reach; a stop retried keeps the first one.
+            let stop_us = session.stopped_at_us.unwrap_or_else(now_us);
             if let Err(e) =
-                index::set_session_state(&self.pool, &session.id, "stopping", None, None).await
+                index::set_session_state(&self.pool, &session.id, "stopping", Some(stop_us), None)
+                    .await
             {
                 self.stopping.lock().await.remove(&session.id);
                 if let Some(ls) = taken {
@@ -398,10 +428,10 @@ impl Core {
                 }
                 return Err(e.into());
             }
-            (session, taken)
+            (session, taken, stop_us)
         };
         if let Some(ls) = taken {
-            let _ = ls.stop.send(true);
+            let _ = ls.stop.send(Stop::At(stop_us));
             for t in ls.tasks {
                 let _ = t.await;
             }
@@ -417,11 +447,18 @@ impl Core {
         self.view(&session.id).await
     }
 
-    /// Signs and stores the manifest of all chain heads, then marks the session stopped.
+    /// Closes every chain at the stop time (a gap covers any tail the recorders left), then
+    /// signs and stores the manifest of all chain heads and marks the session stopped.
     async fn finish(&self, session: &SessionRow) -> Result<(), CoreError> {
-        let stopped = now_us();
+        let session = &existing_session(&self.pool, &session.id).await?;
+        let stopped = session.stopped_at_us.unwrap_or_else(now_us);
+        let rules = self.config.time_rules();
         let mut heads = Vec::new();
         for rec in index::recordings(&self.pool, &session.id).await? {
+            let (mut writer, _) = self.open_writer(session, &rec).await?;
+            writer
+                .apply(WriterMsg::Close { stop_us: stopped })
+                .await;
             let entries = index::entries(&self.pool, &rec.id).await?;
             let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
                 continue;
@@ -446,6 +483,10 @@ impl Core {
             stopped_at_us: stopped,
             public_key: self.signer.public_key_hex(),
             recordings: heads,
+            coverage_tolerance_us: Some(rules.tolerance_us),
+            server_clock: tokio::task::spawn_blocking(super::clock::server_clock_sync)
+                .await
+                .ok(),
         };
         let body = serde_json::to_vec_pretty(&m).map_err(|e| CoreError::Internal(e.to_string()))?;
         let sig = self.signer.sign_hex(&body);
@@ -500,20 +541,9 @@ impl Core {
             return Ok(());
         }
         let recordings = index::recordings(&self.pool, &session.id).await?;
-        let mut ends = HashMap::new();
-        for rec in &recordings {
-            let head = index::head(&self.pool, &rec.id).await?;
-            let end = head.map_or(session.started_at_us, |e| e.wall_start_us + e.duration_us);
-            ends.insert(rec.id.clone(), end);
-        }
         tracing::warn!(session = %session.id, room = %session.room_id, node = %self.node_id, %reason, "resuming a session");
         let ls = self
-            .spawn_session(session, &recordings, |r| {
-                (
-                    ends.get(&r.id).copied().unwrap_or(session.started_at_us),
-                    Some(reason.to_string()),
-                )
-            })
+            .spawn_session(session, &recordings, Some(reason))
             .await?;
         self.live.lock().await.insert(session.id.clone(), ls);
         Ok(())
@@ -532,7 +562,7 @@ impl Core {
                 // Fenced: another node has the room now. Stop recording here, finish nothing.
                 tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop");
                 if let Some(ls) = self.live.lock().await.remove(&s.id) {
-                    let _ = ls.stop.send(true);
+                    let _ = ls.stop.send(Stop::Abandon);
                     for t in ls.tasks {
                         let _ = t.await;
                     }
@@ -578,6 +608,8 @@ impl Core {
             self.store.clone(),
             rec.id.clone(),
             recording_prefix(&session.project_code, &session.id, &rec.source_name),
+            session.started_at_us,
+            self.config.time_rules(),
             stats.clone(),
             self.metrics.clone(),
         )
@@ -616,7 +648,7 @@ impl Core {
     pub async fn shutdown(&self) {
         let sessions: Vec<LiveSession> = self.live.lock().await.drain().map(|(_, v)| v).collect();
         for ls in &sessions {
-            let _ = ls.stop.send(true);
+            let _ = ls.stop.send(Stop::Abandon);
         }
         for ls in sessions {
             for t in ls.tasks {

@@ -9,13 +9,22 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What the recorder knows of a segment file, kept beside it as `<file>.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SegmentMeta {
     pub wall_start_us: i64,
     /// Unknown until the muxer closes the file.
     pub duration_us: Option<i64>,
     /// `rtcp-ntp` or `server`.
     pub clock: String,
+    /// This server's clock at the segment's first buffer, and the camera's (RTCP) if known:
+    /// the chain writer chooses between them (`clock::stamp`).
+    #[serde(default)]
+    pub server_start_us: Option<i64>,
+    #[serde(default)]
+    pub camera_start_us: Option<i64>,
+    /// What the entry's detail should say about this run (e.g. a stream not recorded).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 pub fn recording_dir(root: &Path, recording_id: &str) -> PathBuf {
@@ -109,6 +118,7 @@ pub fn leftovers(dir: &Path) -> Vec<(PathBuf, SegmentMeta, bool)> {
                         wall_start_us: modified_us,
                         duration_us: Some(0),
                         clock: "server".into(),
+                        ..Default::default()
                     },
                     true,
                 )),
@@ -134,6 +144,7 @@ mod tests {
             wall_start_us: 5,
             duration_us: Some(7),
             clock: "server".into(),
+            ..Default::default()
         };
         write_sidecar(&b, &meta).unwrap();
         write_sidecar(

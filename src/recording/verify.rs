@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::chain::{self, Entry, EntryKind};
+use super::coverage::{self, Verdict};
 use super::error::CoreError;
 use super::index::{self, RecordingRow, SessionRow};
 use super::manifest::{self, Manifest};
@@ -47,7 +48,25 @@ pub struct RecordingCheck {
     pub bytes: i64,
     pub head_seq: i64,
     pub head_hash: String,
+    /// No tampering found in this chain (coverage aside).
     pub intact: bool,
+    /// Seconds of media and of gap entries, and the stretches of the session no entry covers.
+    pub media_seconds: f64,
+    pub gap_seconds: f64,
+    pub uncovered: Vec<UncoveredView>,
+}
+
+/// A stretch of the session that no chain entry covers.
+#[derive(Debug, Clone, Serialize)]
+pub struct UncoveredView {
+    pub source: String,
+    pub from: String,
+    pub to: String,
+    pub seconds: f64,
+    pub after_seq: i64,
+    /// `hole` (no entry), or `overlap` (an entry starts before the previous one ends,
+    /// without saying so).
+    pub problem: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,9 +80,18 @@ pub struct ManifestCheck {
 pub struct Report {
     pub session_id: String,
     pub project_code: String,
+    /// `INTACT`, `INCOMPLETE` (nothing altered, but time no entry covers) or `TAMPERED`.
+    pub status: Verdict,
+    /// `status` is INTACT.
     pub intact: bool,
-    /// One line for people: `intact: …` or `BROKEN: <first failure>`.
+    /// One line for people: `INTACT: …`, `INCOMPLETE: <first hole>` or `TAMPERED: <first failure>`.
     pub verdict: String,
+    /// Every stretch of the session that no chain entry covers, all sources.
+    pub uncovered: Vec<UncoveredView>,
+    /// The tolerance coverage was checked with (µs), and the end each chain must reach (none
+    /// while the session records).
+    pub coverage_tolerance_us: i64,
+    pub stopped_at: Option<String>,
     pub first_failure: Option<Failure>,
     pub failures: Vec<Failure>,
     pub recordings: Vec<RecordingCheck>,
@@ -81,7 +109,7 @@ pub async fn verify_session(
 ) -> Result<Report, CoreError> {
     let session = super::sessions::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
-    let mut checks = Vec::new();
+    let mut chains = Vec::new();
     let mut heads = Vec::new();
     for rec in index::recordings(pool, &session.id).await? {
         let entries = index::entries(pool, &rec.id).await?;
@@ -94,6 +122,34 @@ pub async fn verify_session(
             .find(|e| e.kind != EntryKind::Tombstone)
             .or(entries.last());
         heads.push((rec.id.clone(), head.map(|e| (e.seq, e.entry_hash.clone()))));
+        let intact = failures.len() == before;
+        chains.push((rec, entries, intact));
+    }
+    let (manifest, signed) =
+        check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
+    // Coverage is judged against what was signed at stop when the manifest verifies, else
+    // against the database; a live session's tail is not judged.
+    let live = session.state != "stopped" && session.state != "destroyed";
+    let stop_us = match &signed {
+        Some(m) => Some(m.stopped_at_us),
+        None if live => None,
+        None => session.stopped_at_us,
+    };
+    let tolerance_us = signed
+        .as_ref()
+        .and_then(|m| m.coverage_tolerance_us)
+        .unwrap_or(coverage::MAX_TOLERANCE_US)
+        .min(coverage::MAX_TOLERANCE_US);
+    let mut checks = Vec::new();
+    let mut uncovered = Vec::new();
+    for (rec, entries, intact) in chains {
+        let c = coverage::check(&entries, stop_us, tolerance_us);
+        let mine = uncovered_views(&rec.source_name, &c);
+        let head = entries
+            .iter()
+            .rev()
+            .find(|e| e.kind != EntryKind::Tombstone)
+            .or(entries.last());
         checks.push(RecordingCheck {
             recording_id: rec.id.clone(),
             source: rec.source_name.clone(),
@@ -106,33 +162,79 @@ pub async fn verify_session(
             bytes: entries.iter().map(|e| e.bytes).sum(),
             head_seq: head.map_or(-1, |e| e.seq),
             head_hash: head.map(|e| e.entry_hash.clone()).unwrap_or_default(),
-            intact: failures.len() == before,
+            intact,
+            media_seconds: c.media_us as f64 / 1e6,
+            gap_seconds: c.gap_us as f64 / 1e6,
+            uncovered: mine.clone(),
         });
+        uncovered.extend(mine);
     }
-    let manifest = check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
     let first_failure = failures.first().cloned();
-    let intact = failures.is_empty();
-    let verdict = match &first_failure {
-        None => format!(
-            "intact: session {} ({} recordings, {} segments, {} gaps), manifest {}",
+    let status = Verdict::of(!failures.is_empty(), !uncovered.is_empty());
+    let intact = status == Verdict::Intact;
+    let verdict = match (&first_failure, uncovered.first()) {
+        (Some(f), _) => format!("TAMPERED: session {}: {f}", session.id),
+        (None, Some(u)) => format!(
+            "INCOMPLETE: session {}: source {} not covered from {} to {} ({:.1} s){}",
+            session.id,
+            u.source,
+            u.from,
+            u.to,
+            u.seconds,
+            if uncovered.len() > 1 {
+                format!(" and {} more stretches", uncovered.len() - 1)
+            } else {
+                String::new()
+            }
+        ),
+        (None, None) => format!(
+            "INTACT: session {} ({} recordings, {} segments, {} gaps), every moment covered, manifest {}",
             session.id,
             checks.len(),
             checks.iter().map(|c| c.media_segments).sum::<usize>(),
             checks.iter().map(|c| c.gaps).sum::<usize>(),
             manifest.status
         ),
-        Some(f) => format!("BROKEN: session {}: {f}", session.id),
     };
     Ok(Report {
         session_id: session.id,
         project_code: session.project_code,
+        status,
         intact,
         verdict,
+        uncovered,
+        coverage_tolerance_us: tolerance_us,
+        stopped_at: stop_us.map(crate::db::rfc3339),
         first_failure,
         failures,
         recordings: checks,
         manifest,
     })
+}
+
+/// The coverage findings of one chain, for people and JSON.
+pub fn uncovered_views(source: &str, c: &coverage::Coverage) -> Vec<UncoveredView> {
+    let mut out: Vec<UncoveredView> = c
+        .uncovered
+        .iter()
+        .map(|u| UncoveredView {
+            source: source.into(),
+            from: crate::db::rfc3339(u.from_us),
+            to: crate::db::rfc3339(u.to_us),
+            seconds: u.seconds(),
+            after_seq: u.after_seq,
+            problem: "hole".into(),
+        })
+        .collect();
+    out.extend(c.undeclared_overlaps.iter().map(|o| UncoveredView {
+        source: source.into(),
+        from: String::new(),
+        to: String::new(),
+        seconds: o.overlap_us as f64 / 1e6,
+        after_seq: o.seq - 1,
+        problem: format!("overlap: seq {} starts before the entry before it ends, without saying so", o.seq),
+    }));
+    out
 }
 
 async fn check_recording(
@@ -253,7 +355,7 @@ async fn check_manifest(
     session: &SessionRow,
     heads: &[(String, Option<(i64, String)>)],
     failures: &mut Vec<Failure>,
-) -> ManifestCheck {
+) -> (ManifestCheck, Option<Manifest>) {
     let key = manifest::manifest_key(&session.project_code, &session.id);
     let status = |s: &str| ManifestCheck {
         key: key.clone(),
@@ -269,7 +371,7 @@ async fn check_manifest(
     };
     // A destroyed session keeps its signed manifest: the tombstones come after the heads it binds.
     if session.state != "stopped" && session.state != "destroyed" {
-        return status("not_yet");
+        return (status("not_yet"), None);
     }
     let read = |k: String| async move {
         let p = object_store::path::Path::from(k);
@@ -282,17 +384,17 @@ async fn check_manifest(
         (Ok(b), Ok(s)) => (b, s),
         _ => {
             fail("signed manifest missing from the store".into());
-            return status("missing");
+            return (status("missing"), None);
         }
     };
     let sig = String::from_utf8_lossy(&sig).to_string();
     if !manifest::verify_hex(public_key_hex, &body, &sig) {
         fail("manifest signature does not verify with the server key".into());
-        return status("bad_signature");
+        return (status("bad_signature"), None);
     }
     let Ok(m) = serde_json::from_slice::<Manifest>(&body) else {
         fail("manifest is not valid JSON of format witness-manifest/1".into());
-        return status("malformed");
+        return (status("malformed"), None);
     };
     let signed: Vec<(String, Option<(i64, String)>)> = m
         .recordings
@@ -306,7 +408,7 @@ async fn check_manifest(
         .collect();
     if m.session_id != session.id || signed != heads {
         fail("chain heads differ from the signed manifest (entries added, removed or edited after stop)".into());
-        return status("heads_differ");
+        return (status("heads_differ"), None);
     }
-    status("verified")
+    (status("verified"), Some(m))
 }

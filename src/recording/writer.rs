@@ -1,6 +1,8 @@
-//! The chain writer of one recording: the single task that turns spooled segments and gaps into
-//! chain entries. For a segment: fsync and hash the file, store the object, insert the entry,
-//! then forget the spool file. Failures are retried with backoff; order is never changed.
+//! The chain writer of one recording: the single task that turns spooled segments into chain
+//! entries and enforces the coverage invariant where entries enter the chain. For a segment:
+//! fsync and hash the file, choose its start time (camera or server clock, never outside the
+//! session), cover any hole before it with a gap entry, store the object, insert the entry, then
+//! forget the spool file. Failures are retried with backoff; order is never changed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,11 +12,13 @@ use std::time::{Duration, Instant};
 use object_store::PutPayload;
 use tokio::sync::mpsc;
 
-use super::chain::{Entry, EntryKind, one_line};
+use super::chain::{ClockSource, Entry, EntryKind, one_line};
+use super::clock;
+use super::coverage::OVERLAP_MARK;
 use super::index;
 use super::metrics::{Metrics, SourceStats};
 use super::spool::{self, SegmentMeta};
-use crate::db::Pool;
+use crate::db::{Pool, now_us, rfc3339};
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -27,11 +31,19 @@ pub enum WriterMsg {
         /// When the muxer reported it closed, for the closed → indexed latency.
         closed_at: Instant,
     },
-    Gap {
-        start_us: i64,
-        end_us: i64,
-        reason: String,
-    },
+    /// Why the next hole in this chain opened (camera dropped, server down …): the gap entry
+    /// that covers it will say so. The writer, not the sender, decides where the gap lies.
+    Outage { reason: String },
+    /// The session stopped at `stop_us`: the chain must reach it (a gap covers any tail).
+    Close { stop_us: i64 },
+}
+
+/// The timing rules of a chain: how close consecutive entries must meet, and how far the
+/// camera's clock may be from the server's before the server's is used.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeRules {
+    pub tolerance_us: i64,
+    pub max_camera_offset_us: i64,
 }
 
 pub struct ChainWriter {
@@ -47,6 +59,15 @@ pub struct ChainWriter {
     /// room's lease. Once fenced, it stores and indexes nothing more; segments stay spooled.
     pub lease: Option<(String, String)>,
     fenced: bool,
+    rules: TimeRules,
+    /// The session's start: no entry starts before it (less the tolerance).
+    session_start_us: i64,
+    /// Where the chain's time reaches now: the latest end of any entry.
+    covered_until_us: i64,
+    /// The reason for the next hole, when the recorder knows it.
+    pending_outage: Option<String>,
+    /// The server-clock end of the previous segment, to tell a camera clock jump from a hole.
+    last_server_end_us: Option<i64>,
 }
 
 /// The key prefix of a recording's objects: `{project_code}/{session_id}/{source}`.
@@ -60,18 +81,29 @@ pub fn object_key(prefix: &str, seq: i64, extension: &str) -> String {
 }
 
 impl ChainWriter {
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         pool: Pool,
         store: Store,
         recording_id: String,
         key_prefix: String,
+        session_start_us: i64,
+        rules: TimeRules,
         stats: Arc<SourceStats>,
         metrics: Arc<Metrics>,
     ) -> Result<ChainWriter, sqlx::Error> {
         let head = index::head(&pool, &recording_id)
             .await?
             .ok_or_else(|| sqlx::Error::RowNotFound)?;
+        let covered_until_us = index::chain_end(&pool, &recording_id)
+            .await?
+            .unwrap_or(session_start_us);
         Ok(ChainWriter {
+            rules,
+            session_start_us,
+            covered_until_us,
+            pending_outage: None,
+            last_server_end_us: None,
             pool,
             store,
             recording_id,
@@ -119,21 +151,71 @@ impl ChainWriter {
                 recovered,
                 closed_at,
             } => self.append_segment(path, meta, recovered, closed_at).await,
-            WriterMsg::Gap {
-                start_us,
-                end_us,
-                reason,
-            } => {
-                let entry = self.next(
-                    EntryKind::Gap,
-                    start_us,
-                    (end_us - start_us).max(0),
-                    &reason,
-                );
-                self.commit(entry).await;
-                self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            WriterMsg::Outage { reason } => {
+                self.pending_outage.get_or_insert(reason);
+            }
+            WriterMsg::Close { stop_us } => {
+                let stop_us = stop_us.min(now_us());
+                self.cover_until(stop_us, "no media between the last segment and stop")
+                    .await;
             }
         }
+    }
+
+    /// Covers [chain end, `until_us`] with a gap entry if it is longer than the tolerance. The
+    /// reason is the pending outage's, or `default_reason`.
+    async fn cover_until(&mut self, until_us: i64, default_reason: &str) {
+        let hole = until_us - self.covered_until_us;
+        if hole <= self.rules.tolerance_us {
+            return;
+        }
+        let reason = match self.pending_outage.take() {
+            Some(r) => format!("{r} ({:.1} s)", hole as f64 / 1e6),
+            None => default_reason.to_string(),
+        };
+        let entry = self.next(EntryKind::Gap, self.covered_until_us, hole, &reason);
+        self.commit(entry).await;
+        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The start a segment enters the chain with: the camera's clock within the bound, else the
+    /// server's; never outside [session start, now] (less/plus the tolerance).
+    fn stamp(&self, meta: &SegmentMeta) -> clock::Stamp {
+        let mut st = match meta.server_start_us {
+            Some(server) => {
+                clock::stamp(server, meta.camera_start_us, self.rules.max_camera_offset_us)
+            }
+            // A sidecar written before both clocks were kept.
+            None => clock::Stamp {
+                start_us: meta.wall_start_us,
+                clock: if meta.clock == "rtcp-ntp" {
+                    ClockSource::RtcpNtp
+                } else {
+                    ClockSource::Server
+                },
+                note: None,
+                corrected: false,
+            },
+        };
+        let lo = self.session_start_us - self.rules.tolerance_us;
+        let hi = now_us() + self.rules.tolerance_us;
+        if !(lo..=hi).contains(&st.start_us) {
+            let fallback = meta
+                .server_start_us
+                .filter(|s| (lo..=hi).contains(s))
+                .unwrap_or(self.covered_until_us);
+            st = clock::Stamp {
+                note: Some(format!(
+                    "start {} is outside the session: placed at {}",
+                    rfc3339(st.start_us),
+                    rfc3339(fallback)
+                )),
+                start_us: fallback,
+                clock: ClockSource::Server,
+                corrected: true,
+            };
+        }
+        st
     }
 
     fn next(&self, kind: EntryKind, start_us: i64, duration_us: i64, detail: &str) -> Entry {
@@ -168,16 +250,11 @@ impl ChainWriter {
             match tokio::task::spawn_blocking(move || spool::seal(&path)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    // The file vanished or is unreadable: say so in the chain, never hide it.
+                    // The file vanished or is unreadable: the hole it leaves is a gap that says
+                    // so, placed by the next segment or the stop.
                     tracing::error!(error = %e, "segment file unreadable, recorded as a gap");
-                    let end = meta.wall_start_us + meta.duration_us.unwrap_or(0);
-                    let entry = self.next(
-                        EntryKind::Gap,
-                        meta.wall_start_us,
-                        end - meta.wall_start_us,
-                        &format!("segment file lost before storing: {e}"),
-                    );
-                    self.commit(entry).await;
+                    self.pending_outage
+                        .get_or_insert(format!("segment file lost before storing: {e}"));
                     return;
                 }
                 Err(e) => {
@@ -199,20 +276,51 @@ impl ChainWriter {
             .and_then(|e| e.to_str())
             .unwrap_or("bin")
             .to_string();
+        let duration_us = meta.duration_us.unwrap_or(0).max(0);
+        let stamp = self.stamp(&meta);
+        if stamp.corrected {
+            self.stats.clock_corrections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(note = ?stamp.note, "segment start corrected");
+        }
+        // A hole before this segment becomes a gap entry first. When the server's clock shows
+        // the media continuous, the hole is the camera's clock jumping, and is named so.
+        let clock_jump = match (self.last_server_end_us, meta.server_start_us) {
+            (Some(prev_end), Some(server)) if stamp.clock == ClockSource::RtcpNtp => {
+                (server - prev_end).abs() <= self.rules.tolerance_us
+            }
+            _ => false,
+        };
+        let hole = stamp.start_us - self.covered_until_us;
+        let default_reason = if clock_jump {
+            format!("camera clock jumped {:+.3} s", hole as f64 / 1e6)
+        } else {
+            format!("no media for {:.1} s", hole as f64 / 1e6)
+        };
+        self.cover_until(stamp.start_us, &default_reason).await;
+        let _ = self.pending_outage.take();
+        let mut notes: Vec<String> = Vec::new();
+        if recovered {
+            notes.push("recovered from spool; duration estimated".into());
+        }
+        if stamp.start_us < self.covered_until_us - self.rules.tolerance_us {
+            notes.push(format!(
+                "{OVERLAP_MARK} {:.3} s",
+                (self.covered_until_us - stamp.start_us) as f64 / 1e6
+            ));
+        }
+        notes.extend(stamp.note.clone());
+        notes.extend(meta.note.clone());
         let mut entry = self.next(
             EntryKind::Media,
-            meta.wall_start_us,
-            meta.duration_us.unwrap_or(0),
-            if recovered {
-                "recovered from spool; duration estimated"
-            } else {
-                ""
-            },
+            stamp.start_us,
+            duration_us,
+            &notes.join("; "),
         );
         entry.object_key = object_key(&self.key_prefix, entry.seq, &extension);
         entry.bytes = sealed.bytes.len() as i64;
         entry.sha256 = sealed.sha256;
-        entry.clock = meta.clock.clone();
+        entry.clock = stamp.clock.as_str().into();
+        self.last_server_end_us = meta.server_start_us.map(|s| s + duration_us);
 
         let key = object_store::path::Path::from(entry.object_key.as_str());
         let mut backoff = Duration::from_millis(200);
@@ -250,6 +358,7 @@ impl ChainWriter {
     /// Seals and inserts the entry, retrying until the index accepts it.
     async fn commit(&mut self, entry: Entry) {
         let entry = entry.seal();
+        let end = entry.wall_start_us + entry.duration_us;
         let mut backoff = Duration::from_millis(200);
         loop {
             match index::insert_entry(&self.pool, &entry).await {
@@ -261,6 +370,9 @@ impl ChainWriter {
                     backoff = (backoff * 2).min(Duration::from_secs(15));
                 }
             }
+        }
+        if matches!(entry.kind, EntryKind::Media | EntryKind::Gap) {
+            self.covered_until_us = self.covered_until_us.max(end);
         }
         self.head = entry;
     }

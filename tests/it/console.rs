@@ -1,7 +1,7 @@
 //! The witness staff console in a real browser (headless Debian Chromium via playwright-core,
 //! web/tests/console.mjs): the first administrator's one-time password, password change and
-//! TOTP enrolment, password + TOTP login, a staff user who starts, watches and stops a recording
-//! of the simulated room and finds the session listed. Screenshots: target/tmp/console/.
+//! TOTP enrolment, password + TOTP login, a staff user who probes the simulated room, starts,
+//! watches and stops a recording of it and finds the session listed. Screenshots: target/tmp/console/.
 
 use std::process::Command;
 

@@ -19,7 +19,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, timeout: Duration) {
+pub fn wait_for_port(port: u16, timeout: Duration) {
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t.elapsed() < timeout, "nothing listens on port {port}");
@@ -148,7 +148,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\nworm_sync_seconds = 0.5\n{cluster}[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n{extra}",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {policies:?}\nworm_sync_seconds = 0.5\n{cluster}[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.25\nreconnect_max_seconds = 0.5\npipelines_dir = {:?}\n{extra}",
                 dir.path().join("data"),
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"),
             ),
@@ -211,7 +211,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {:?}\n[store]\nkind = \"local\"\npath = {:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {:?}\n[cluster]\nlease_seconds = {lease_seconds}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.5\nreconnect_max_seconds = 2.0\npipelines_dir = {:?}\n",
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {:?}\n[store]\nkind = \"local\"\npath = {:?}\n[audit]\ncheckpoint_minutes = 0.01\n[retention]\npolicies_dir = {:?}\n[cluster]\nlease_seconds = {lease_seconds}\n[recording]\nsegment_seconds = 1.0\nwatchdog_seconds = 3.0\nreconnect_min_seconds = 0.25\nreconnect_max_seconds = 0.5\npipelines_dir = {:?}\n",
                 dir.path().join("data"),
                 self.db,
                 self.objects(),
@@ -575,4 +575,127 @@ pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
         .and_then(|d| d.parse().ok())
         .unwrap_or(0.0);
     (streams, duration)
+}
+
+/// The coverage tolerance the test servers run with (the default, `coverage_tolerance_ms`).
+pub const TOLERANCE_S: f64 = 0.25;
+/// Session views carry times to the millisecond.
+const VIEW_ROUNDING_S: f64 = 0.002;
+
+/// RFC 3339 (as the API writes it) to Unix seconds.
+pub fn unix_seconds(v: &Value) -> f64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .timestamp_micros() as f64
+        / 1e6
+}
+
+/// One media or gap entry of a chain, as the session view shows it.
+#[derive(Debug, Clone)]
+pub struct Tile {
+    pub seq: i64,
+    pub gap: bool,
+    pub start: f64,
+    pub end: f64,
+    /// A gap's reason, a segment's note.
+    pub text: String,
+}
+
+impl Tile {
+    pub fn seconds(&self) -> f64 {
+        self.end - self.start
+    }
+}
+
+/// The media and gap entries of one source, in chain order.
+pub fn tiles(session: &Value, source: &str) -> Vec<Tile> {
+    let rec = recording(session, source);
+    let mut out: Vec<Tile> = rec["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let start = unix_seconds(&s["start"]);
+            Tile {
+                seq: s["seq"].as_i64().unwrap(),
+                gap: false,
+                start,
+                end: start + s["duration_seconds"].as_f64().unwrap(),
+                text: s["note"].as_str().unwrap_or("").to_string(),
+            }
+        })
+        .chain(rec["gaps"].as_array().unwrap().iter().map(|g| {
+            let start = unix_seconds(&g["start"]);
+            Tile {
+                seq: g["seq"].as_i64().unwrap(),
+                gap: true,
+                start,
+                end: start + g["duration_seconds"].as_f64().unwrap(),
+                text: g["reason"].as_str().unwrap_or("").to_string(),
+            }
+        }))
+        .collect();
+    out.sort_by_key(|t| t.seq);
+    out
+}
+
+/// Asserts that one source's chain tiles its stopped session: the first entry begins at the
+/// session start, each entry begins where the one before ends (within the tolerance), the last
+/// reaches the stop, and entries' durations add up to stop − start. Returns the entries.
+pub fn assert_tiled(session: &Value, source: &str) -> Vec<Tile> {
+    let start = unix_seconds(&session["started_at"]);
+    let stop = unix_seconds(&session["stopped_at"]);
+    let t = tiles(session, source);
+    assert!(!t.is_empty(), "{source}: no entries: {session}");
+    let slack = TOLERANCE_S + VIEW_ROUNDING_S;
+    let mut end = start;
+    for e in &t {
+        assert!(
+            (e.start - end).abs() <= slack || (e.start < end && e.text.contains("overlaps")),
+            "{source}: seq {} starts at {:.3}, {:+.3} s from the end of the entry before ({:.3}): {t:#?}",
+            e.seq,
+            e.start,
+            e.start - end,
+            end
+        );
+        end = end.max(e.end);
+    }
+    assert!(
+        end >= stop - slack,
+        "{source}: chain ends at {end:.3}, {:.3} s before the stop: {t:#?}",
+        stop - end
+    );
+    let total: f64 = t.iter().map(Tile::seconds).sum();
+    assert!(
+        (total - (stop - start)).abs() <= 1.0,
+        "{source}: segments + gaps = {total:.3} s, session lasted {:.3} s",
+        stop - start
+    );
+    t
+}
+
+/// The gaps of a tiling, less the one at the very start while the camera was being reached.
+pub fn outage_gaps(t: &[Tile]) -> Vec<&Tile> {
+    t.iter()
+        .enumerate()
+        .filter(|(i, e)| e.gap && !(*i == 0 && e.text.starts_with("connecting to the camera")))
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// Asserts the session lasted what the test itself measured between asking start and stop,
+/// within one second.
+pub fn assert_lasted(session: &Value, measured: Duration) {
+    let span = unix_seconds(&session["stopped_at"]) - unix_seconds(&session["started_at"]);
+    assert!(
+        (span - measured.as_secs_f64()).abs() <= 1.0,
+        "session lasted {span:.3} s by its own times, {:.3} s by the test's clock",
+        measured.as_secs_f64()
+    );
+}
+
+/// Now, as Unix seconds, to compare the test's own clock with the chain's times.
+pub fn unix_now() -> f64 {
+    chrono::Utc::now().timestamp_micros() as f64 / 1e6
 }

@@ -12,6 +12,8 @@ mod fixity;
 mod harness;
 mod hostile;
 mod outages;
+mod peers;
+mod probe;
 mod rbac;
 mod recording;
 mod replay;

@@ -1,92 +1,25 @@
 //! Recording from an RTSP server that is not ours: VLC (Debian `vlc-bin`) serving a clip that
-//! ffmpeg encoded, so the recorder is not only tested against its own simulator.
+//! ffmpeg encoded, so the recorder is not only tested against its own simulator. The fixture is
+//! `peers::Vlc`.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::*;
+use crate::peers::{Profile, Vlc};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_from_a_vlc_rtsp_server() {
-    // VLC refuses to run as root; it runs as `nobody`, so its input must be world-readable.
-    let dir = tempfile::tempdir().unwrap();
-    set_mode(dir.path(), 0o755);
-    let clip = dir.path().join("clip.ts");
-    let ffmpeg = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-        ])
-        .args([
-            "-t",
-            "30",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-f",
-            "mpegts",
-        ])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg runs (scripts/setup installs it)");
-    assert!(ffmpeg.success());
-    set_mode(&clip, 0o644);
+    let vlc = Vlc::start(Profile::H264Aac);
 
-    let port = free_port();
-    let mut vlc = Command::new("cvlc");
-    if is_root() {
-        vlc = Command::new("setpriv");
-        vlc.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--",
-            "cvlc",
-        ]);
-    }
-    let mut vlc = vlc
-        .args(["-I", "dummy"])
-        .arg(&clip)
-        .arg(format!("--sout=#rtp{{sdp=rtsp://127.0.0.1:{port}/room}}"))
-        .args(["--sout-keep", "--loop"])
-        .env("HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cvlc runs (scripts/setup installs vlc-bin)");
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "VLC did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
+    // VLC's RTSP server has no interleaved TCP: media over UDP on loopback.
+    let url = vlc.url().replacen("rtsp://", "rtspu://", 1);
     let server = Server::start().await;
     let room = server
         .ok(
             "POST",
             "/api/v1/rooms",
             Some(serde_json::json!({"name": "谈判室", "kind": "negotiation",
-                // VLC's RTSP server has no interleaved TCP: media over UDP on loopback.
-                "sources": [{"name": "vlc", "url": format!("rtspu://127.0.0.1:{port}/room")}]})),
+                "sources": [{"name": "vlc", "url": url}]})),
         )
         .await;
     let room = room["id"].as_str().unwrap().to_string();
@@ -102,8 +35,7 @@ async fn records_from_a_vlc_rtsp_server() {
     let stopped = server
         .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
         .await;
-    let _ = vlc.kill();
-    let _ = vlc.wait();
+    drop(vlc);
 
     let rec = recording(&stopped, "vlc");
     let seg = &rec["segments"][1];
@@ -119,17 +51,4 @@ async fn records_from_a_vlc_rtsp_server() {
     assert!(duration > 0.5, "{duration}");
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
-}
-
-fn set_mode(p: &std::path::Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
 }

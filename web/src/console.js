@@ -16,6 +16,10 @@ const ROLES = ['administrator', 'witness_staff', 'regulator', 'archive_clerk', '
 const me = { user: null, permissions: [], csrf: '' };
 let refreshTimer = null;
 let liveHls = [];
+// Probe results by room id ({ running } | { result } | { error }): kept across the rooms view's
+// refreshes, which redraw every card.
+const probes = new Map();
+let redrawRooms = null;
 
 const el = (tag, attrs = {}, ...children) => {
   const e = document.createElement(tag);
@@ -271,6 +275,7 @@ async function showRooms() {
     const rooms = await api('GET', '/rooms/status');
     grid.replaceChildren(...rooms.map(roomCard));
   };
+  redrawRooms = () => draw().catch(() => {});
   await draw();
   refreshTimer = setInterval(() => draw().catch(() => {}), 2000);
 }
@@ -348,8 +353,94 @@ function roomCard(room) {
         : el('span', { class: 'muted' }, t('noLiveView')),
     );
   }
+  if (can('rooms_probe')) {
+    const running = probes.get(room.room_id)?.running;
+    buttons.append(el('button', { type: 'button', class: 'probe', disabled: running, onclick: () => probeRoom(room) }, t('probe')));
+  }
   card.append(buttons);
+  const probe = probes.get(room.room_id);
+  if (probe) card.append(probeView(room, probe));
   return card;
+}
+
+// ---- probe: check a room's sources before a session --------------------------------------------
+
+const PROBE_SECONDS = 4;
+
+async function probeRoom(room) {
+  probes.set(room.room_id, { running: true });
+  redrawRooms?.();
+  try {
+    const result = await api('POST', `/rooms/${room.room_id}/probe?seconds=${PROBE_SECONDS}`);
+    probes.set(room.room_id, { result });
+  } catch (err) {
+    probes.set(room.room_id, { error: err.message });
+  }
+  redrawRooms?.();
+}
+
+const yesNo = (b) => el('span', { class: b ? 'ok' : 'bad' }, t(b ? 'yes' : 'no'));
+
+function codecsText(s) {
+  return s.codecs
+    .map((c) => `${c.media === 'video' ? t('video') : c.media === 'audio' ? t('audio') : c.media} ${c.codec} (${c.encoding})${c.recorded ? '' : ` ${t('notRecorded')}`}`)
+    .join(', ');
+}
+
+function probeView(room, probe) {
+  const box = el('section', { class: 'probe', 'data-probe': room.room_id });
+  const close = el('button', { type: 'button', class: 'probe-close', onclick: () => { probes.delete(room.room_id); redrawRooms?.(); } }, t('close'));
+  if (probe.running) {
+    box.append(el('p', { class: 'muted', role: 'status' }, t('probing', { n: PROBE_SECONDS })));
+    return box;
+  }
+  if (probe.error) {
+    box.append(el('p', { class: 'error', role: 'alert' }, t('error', { detail: probe.error })), close);
+    return box;
+  }
+  const r = probe.result;
+  box.setAttribute('data-recordable', String(r.recordable));
+  box.append(
+    el(
+      'p',
+      {},
+      el('strong', { class: r.recordable ? 'ok' : 'bad' }, t(r.recordable ? 'probeRecordable' : 'probeNotRecordable')),
+      ' · ',
+      el('span', { class: 'muted' }, t('probedAt', { time: formatDateTime(Date.parse(r.probed_at)) })),
+    ),
+  );
+  const head = ['probeSource', 'reachable', 'transport', 'codecs', 'resolution', 'frameRate', 'bitrate', 'clockOffset', 'recordable'];
+  const table = el('table', { class: 'probe-result' }, el('tr', {}, ...head.map((h) => el('th', {}, t(h)))));
+  for (const s of r.sources) {
+    table.append(
+      el(
+        'tr',
+        { 'data-probe-source': s.name, class: s.recordable ? 'ok' : 'bad' },
+        el('td', {}, s.name),
+        el('td', {}, yesNo(s.reachable)),
+        el('td', {}, s.transport ? s.transport.toUpperCase() : '—'),
+        el('td', {}, codecsText(s) || '—'),
+        el('td', {}, s.resolution ? `${s.resolution.width}×${s.resolution.height}` : '—'),
+        el('td', {}, s.frame_rate == null ? '—' : `${s.frame_rate} fps`),
+        el('td', {}, s.bitrate_bps == null ? '—' : `${Math.round(s.bitrate_bps / 1000)} kbit/s`),
+        el('td', { title: s.clock_note ?? '' }, s.clock_offset_seconds == null ? '—' : `${s.clock_offset_seconds > 0 ? '+' : ''}${s.clock_offset_seconds} s`),
+        el('td', {}, yesNo(s.recordable)),
+      ),
+    );
+    const notes = [...s.problems];
+    if (s.clock_note) notes.push(`${t('clockOffset')}: ${s.clock_note}`);
+    if (notes.length) {
+      table.append(
+        el(
+          'tr',
+          { class: 'problems' },
+          el('td', { colspan: String(head.length) }, el('ul', {}, ...notes.map((p) => el('li', {}, p)))),
+        ),
+      );
+    }
+  }
+  box.append(table, close);
+  return box;
 }
 
 function startForm(room) {

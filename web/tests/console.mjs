@@ -2,8 +2,8 @@
 //   node web/tests/console.mjs BASE_URL ADMIN_ONE_TIME_PASSWORD ARTEFACT_DIR
 // The first administrator logs in with the one-time password printed at first start, must
 // change it and enrol TOTP (codes computed here, RFC 6238), then logs in again with password +
-// TOTP and adds a witness staff user. That user logs in, starts a recording of the simulated
-// room, sees it recording, stops it and finds the session in the list. Screenshots of each step
+// TOTP and adds a witness staff user. That user logs in, probes the simulated room, starts a
+// recording of it, sees it recording, stops it and finds the session in the list. Screenshots of each step
 // go to ARTEFACT_DIR. Prints a JSON summary; any failed check exits non-zero.
 
 import { chromium } from 'playwright-core';
@@ -116,6 +116,13 @@ try {
   await page.click('#password-form button[type=submit]');
   await page.waitForSelector('#rooms article.room');
   await snap('staff-rooms-idle');
+  // Check the room before the session: every source reachable and recordable.
+  await page.click('#rooms article.room button.probe');
+  await page.waitForSelector('#rooms article.room section.probe[data-recordable]', { timeout: 30_000 });
+  summary.probe = await page.$$eval('#rooms article.room .probe-result tr[data-probe-source]', (rs) => rs.map((r) => [...r.cells].map((c) => c.textContent)));
+  check(summary.probe.length === 3, `three sources probed: ${JSON.stringify(summary.probe)}`);
+  check(summary.probe.every((cells) => cells[8] === '是' && cells[2] === 'TCP'), `probe: ${JSON.stringify(summary.probe)}`);
+  await snap('staff-probe');
   const room = page.locator('#rooms article.room').first();
   await room.locator('button.start').click();
   await page.waitForSelector('#start-form');
