@@ -540,6 +540,8 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
         bitrate: 2000,
         audio: simulator::AudioCodec::Aac,
         looped: false,
+        clock_offset: 0.0,
+        hold_video_while: None,
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

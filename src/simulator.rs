@@ -47,7 +47,23 @@ pub struct SimOptions {
     /// Loop a pre-encoded clip instead of encoding live (video only, ~free per stream).
     #[arg(long)]
     pub looped: bool,
+    /// The cameras' own clock runs this many seconds ahead of real time (negative: behind): in
+    /// their RTCP sender reports and in the time each frame carries.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub clock_offset: f64,
+    /// While this file exists, every camera's video is held back (audio goes on): a camera
+    /// whose encoder hangs while its microphone works.
+    #[arg(long)]
+    pub hold_video_while: Option<std::path::PathBuf>,
 }
+
+/// Every live camera frame carries the camera's wall clock at capture in an H.264 SEI message
+/// (user data unregistered) with this UUID, followed by the time as ASCII Unix microseconds,
+/// so tests can compare recorded times with the picture's own.
+pub const CLOCK_SEI_UUID: [u8; 16] = *b"WITNESS-SIMCLOCK";
+
+/// Set while `--hold-video-while`'s file exists.
+static VIDEO_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -159,6 +175,73 @@ fn feed_loop(appsrc: gst::Element, clip: Arc<Clip>, fps: u32) {
     });
 }
 
+/// Puts the camera's wall clock at capture into each access unit (SEI before the first NAL
+/// unit), and holds video back while SIGUSR1 says so.
+fn stamp_frames(pad: &gst::Pad, offset_us: i64) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if VIDEO_HELD.load(std::sync::atomic::Ordering::Relaxed) {
+            // Swallowed here, as if the encoder had hung.
+            let _ = info.data.take();
+            return gst::PadProbeReturn::Handled;
+        }
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let now = chrono::Utc::now().timestamp_micros() + offset_us;
+        let mut payload = CLOCK_SEI_UUID.to_vec();
+        payload.extend_from_slice(now.to_string().as_bytes());
+        // NAL type 6 (SEI), payload type 5 (user data unregistered), size, payload, stop bit.
+        let mut sei = vec![0, 0, 0, 1, 0x06, 0x05, payload.len() as u8];
+        sei.extend_from_slice(&payload);
+        sei.push(0x80);
+        let mut stamped = gst::Buffer::from_mut_slice(sei);
+        {
+            let b = stamped.get_mut().expect("new buffer");
+            let _ = buffer.copy_into(
+                b,
+                gst::BufferCopyFlags::FLAGS
+                    | gst::BufferCopyFlags::TIMESTAMPS
+                    | gst::BufferCopyFlags::META,
+                ..,
+            );
+        }
+        stamped.append(buffer.clone());
+        info.data = Some(gst::PadProbeData::Buffer(stamped));
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Shifts the NTP time of the media's RTCP sender reports by `offset_us`: rtpbin takes NTP time
+/// from the pipeline clock, which runs ahead of (or behind) real time by the offset. (Only the
+/// difference matters, as with a real camera whose clock is off.)
+fn skew_sender_reports(media: &gst_rtsp_server::RTSPMedia, offset_us: i64) {
+    let skewed: gst::Clock = glib::Object::builder::<gst::SystemClock>()
+        .property("clock-type", gst::ClockType::Realtime)
+        .build()
+        .upcast();
+    // rtpbin's `clock-time` source takes the clock as NTP time: the clock runs on the NTP
+    // epoch (1900), shifted by the offset.
+    const NTP_UNIX_OFFSET_US: i64 = 2_208_988_800 * 1_000_000;
+    let internal = skewed.internal_time();
+    let shift = NTP_UNIX_OFFSET_US + offset_us;
+    let external = internal + gst::ClockTime::from_useconds(shift as u64);
+    skewed.set_calibration(internal, external, 1, 1);
+    media.set_clock(Some(&skewed));
+    media.connect_prepared(|media| {
+        let Some(pipeline) = media.element().parent() else {
+            return;
+        };
+        let Some(bin) = pipeline.downcast_ref::<gst::Bin>() else {
+            return;
+        };
+        for e in bin.iterate_recurse().into_iter().flatten() {
+            if e.factory().is_some_and(|f| f.name() == "rtpbin") {
+                e.set_property_from_str("ntp-time-source", "clock-time");
+            }
+        }
+    });
+}
+
 /// Starts the RTSP server on the default main context. Run a `glib::MainLoop` to serve.
 pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
     gst::init().map_err(|e| SimError::Gst(e.to_string()))?;
@@ -191,6 +274,23 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
         };
         factory.set_launch(&launch);
         factory.set_shared(true);
+        if clip.is_none() {
+            let offset_us = (o.clock_offset * 1e6) as i64;
+            factory.connect_media_configure(move |_, media| {
+                let element = media.element();
+                let Some(bin) = element.downcast_ref::<gst::Bin>() else {
+                    return;
+                };
+                if let Some(pay) = bin.by_name("pay0")
+                    && let Some(pad) = pay.static_pad("sink")
+                {
+                    stamp_frames(&pad, offset_us);
+                }
+                if offset_us != 0 {
+                    skew_sender_reports(media, offset_us);
+                }
+            });
+        }
         if let Some(clip) = &clip {
             let clip = clip.clone();
             let fps = o.fps;
@@ -228,6 +328,17 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
 /// Serves until the process ends.
 pub fn run(o: &SimOptions) -> Result<(), SimError> {
     let _server = start(o)?;
+    if let Some(path) = o.hold_video_while.clone() {
+        std::thread::spawn(move || {
+            loop {
+                let held = path.exists();
+                if VIDEO_HELD.swap(held, std::sync::atomic::Ordering::Relaxed) != held {
+                    eprintln!("simulator: video {}", if held { "held" } else { "flowing" });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    }
     for i in 1..=o.cameras {
         println!("camera     rtsp://{}:{}/cam{i}", o.address, o.port);
     }

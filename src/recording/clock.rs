@@ -96,7 +96,10 @@ pub fn stamp(server_us: i64, camera_us: Option<i64>, max_offset_us: i64) -> Stam
         Stamp {
             start_us: camera,
             clock: ClockSource::RtcpNtp,
-            note: Some(format!("camera clock {:+.3} s from server", offset as f64 / 1e6)),
+            note: Some(format!(
+                "camera clock {:+.3} s from server",
+                offset as f64 / 1e6
+            )),
             corrected: false,
         }
     } else {
@@ -150,7 +153,10 @@ pub fn server_clock_sync() -> ServerClockSync {
             detail: one_line_excerpt(&text),
         };
     }
-    if let Some(text) = run("timedatectl", &["show", "-p", "NTPSynchronized", "-p", "NTP"]) {
+    if let Some(text) = run(
+        "timedatectl",
+        &["show", "-p", "NTPSynchronized", "-p", "NTP"],
+    ) {
         let synced = text
             .lines()
             .find_map(|l| l.strip_prefix("NTPSynchronized="))
@@ -193,7 +199,11 @@ mod tests {
     #[test]
     fn camera_clock_in_2611_is_replaced_by_the_server_clock() {
         // 2611-05-10, as one VLC server's sender reports said.
-        let s = stamp(1_795_000_000_000_000, Some(20_239_113_600_000_000), 2_000_000);
+        let s = stamp(
+            1_795_000_000_000_000,
+            Some(20_239_113_600_000_000),
+            2_000_000,
+        );
         assert_eq!(s.start_us, 1_795_000_000_000_000);
         assert_eq!(s.clock, ClockSource::Server);
         assert!(s.corrected);
@@ -203,6 +213,9 @@ mod tests {
     #[test]
     fn no_sender_report_means_server_clock() {
         let s = stamp(5, None, 2_000_000);
-        assert_eq!((s.start_us, s.clock, s.corrected), (5, ClockSource::Server, false));
+        assert_eq!(
+            (s.start_us, s.clock, s.corrected),
+            (5, ClockSource::Server, false)
+        );
     }
 }

@@ -15,9 +15,9 @@ use sm3::Sm3;
 
 use super::chain::{self, Entry, EntryKind};
 use super::coverage::{self, Verdict};
-use super::verify::{UncoveredView, uncovered_views};
 use super::export::{PackagedChain, Selection};
 use super::manifest::{self, Manifest};
+use super::verify::{UncoveredView, uncovered_views};
 
 /// Limits that keep a hostile package from exhausting memory or time.
 const MAX_ENTRIES: usize = 1_000_000;
@@ -638,10 +638,7 @@ pub fn verify_package(
             gaps.len(),
             public_key
         ),
-        (Some(p), _) => format!(
-            "TAMPERED: {p} (and {} more problems)",
-            problems.len() - 1
-        ),
+        (Some(p), _) => format!("TAMPERED: {p} (and {} more problems)", problems.len() - 1),
         (None, Some(u)) => format!(
             "INCOMPLETE: source {} not covered from {} to {} ({:.1} s) (and {} more stretches)",
             u.source,

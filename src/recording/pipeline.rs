@@ -72,6 +72,8 @@ struct StreamWatch {
     expected: AtomicBool,
     /// Milliseconds since `epoch()` of the last buffer into the muxer; 0 = none yet.
     last_ms: AtomicU64,
+    /// Milliseconds since `epoch()` of the last RTP of this stream out of rtspsrc; 0 = none.
+    rtp_last_ms: AtomicU64,
 }
 
 impl StreamWatch {
@@ -79,6 +81,7 @@ impl StreamWatch {
         StreamWatch {
             expected: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
+            rtp_last_ms: AtomicU64::new(0),
         }
     }
 }
@@ -95,6 +98,9 @@ struct Shared {
     unsupported: Mutex<Vec<String>>,
     /// Set once any buffer reached the muxer: the camera works over this transport.
     media_seen: AtomicBool,
+    /// Set once any RTP came out of rtspsrc: the camera sends over this transport, even if
+    /// nothing of it is recordable (yet).
+    rtp_seen: AtomicBool,
     /// Milliseconds since `epoch()` when the graph was started.
     started_ms: u64,
 }
@@ -220,10 +226,12 @@ impl RunningPipeline {
             video_start_ns: AtomicU64::new(u64::MAX),
             unsupported: Mutex::new(Vec::new()),
             media_seen: AtomicBool::new(false),
+            rtp_seen: AtomicBool::new(false),
             started_ms: now_ms(),
         });
 
         select_streams_from_sdp(&src, spec.template, spec.media, &shared);
+        watch_rtp_arrival(&src, &shared);
         watch_muxer_inputs(&muxer, &shared);
         link_streams(&src, &pipeline, &sink, spec.template, &shared, &events);
         let camera_clock = CameraClock::watch(&src);
@@ -270,6 +278,7 @@ impl RunningPipeline {
     pub fn stalled(&self, limit: Duration) -> Option<Stall> {
         let now = now_ms();
         let limit_ms = limit.as_millis() as u64;
+        let since = |t: u64| now.saturating_sub(if t == 0 { self.shared.started_ms } else { t });
         let mut stalled = Vec::new();
         let mut flowing = Vec::new();
         let mut idle_ms = 0;
@@ -278,18 +287,32 @@ impl RunningPipeline {
             if !w.expected.load(Ordering::Relaxed) {
                 continue;
             }
-            let last = match w.last_ms.load(Ordering::Relaxed) {
-                0 => self.shared.started_ms,
-                t => t,
-            };
-            let idle = now.saturating_sub(last);
+            let idle = since(w.last_ms.load(Ordering::Relaxed));
             if idle > limit_ms {
                 stalled.push(s);
                 idle_ms = idle_ms.max(idle);
-            } else {
+            }
+            // A stream the camera still sends, even if the muxer holds it back waiting for
+            // another one (audio waits for the picture). Packets come every few tens of ms.
+            if since(w.rtp_last_ms.load(Ordering::Relaxed)) <= RTP_FRESH_MS {
                 flowing.push(s);
             }
         }
+        if !stalled.is_empty() && !flowing.is_empty() {
+            // Name the streams the camera stopped sending; the others only waited for them.
+            let silent: Vec<Stream> = stalled
+                .iter()
+                .copied()
+                .filter(|s| !flowing.contains(s))
+                .collect();
+            if !silent.is_empty() {
+                stalled = silent;
+            }
+        }
+        let flowing: Vec<Stream> = flowing
+            .into_iter()
+            .filter(|s| !stalled.contains(s))
+            .collect();
         // Nothing expected yet (no SDP): the graph as a whole must show life within the limit.
         if stalled.is_empty() && flowing.is_empty() {
             let idle = now.saturating_sub(self.shared.started_ms);
@@ -340,6 +363,23 @@ impl RunningPipeline {
     /// Whether any media reached the muxer: the camera works over this transport.
     pub fn media_seen(&self) -> bool {
         self.shared.media_seen.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the last RTP per stream (diagnostics).
+    pub fn rtp_ages(&self) -> Vec<(Stream, Option<f64>)> {
+        let now = now_ms();
+        [Stream::Video, Stream::Audio]
+            .into_iter()
+            .map(|s| {
+                let t = self.shared.watch(s).rtp_last_ms.load(Ordering::Relaxed);
+                (s, (t != 0).then(|| now.saturating_sub(t) as f64 / 1000.0))
+            })
+            .collect()
+    }
+
+    /// Whether any RTP arrived: the camera sends over this transport.
+    pub fn rtp_seen(&self) -> bool {
+        self.shared.rtp_seen.load(Ordering::Relaxed)
     }
 
     /// Streams the camera offers that the template cannot record.
@@ -425,6 +465,42 @@ fn select_streams_from_sdp(
     });
 }
 
+/// What the camera still sends, per stream: RTP as it enters the RTP session, before any
+/// queue that a stalled sibling stream could block (audio waits for the picture downstream).
+fn watch_rtp_arrival(src: &gst::Element, shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    src.connect("new-manager", false, move |args| {
+        let manager = args[1].get::<gst::Element>().ok()?;
+        let shared = shared.clone();
+        manager.connect_pad_added(move |_, pad| {
+            if !pad.name().starts_with("recv_rtp_sink") {
+                return;
+            }
+            let shared = shared.clone();
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                move |pad, _| {
+                    let media = pad
+                        .current_caps()
+                        .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("media").ok()));
+                    let stream = match media.as_deref() {
+                        Some("video") => Stream::Video,
+                        Some("audio") => Stream::Audio,
+                        _ => return gst::PadProbeReturn::Ok,
+                    };
+                    shared.rtp_seen.store(true, Ordering::Relaxed);
+                    shared
+                        .watch(stream)
+                        .rtp_last_ms
+                        .store(now_ms(), Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        });
+        None
+    });
+}
+
 /// Liveness is measured where media enters the segment muxer (after the stream is cleaned), per
 /// elementary stream, so a stream that stalls or whose buffers are all dropped shows as such.
 fn watch_muxer_inputs(muxer: &gst::Element, shared: &Arc<Shared>) {
@@ -434,7 +510,13 @@ fn watch_muxer_inputs(muxer: &gst::Element, shared: &Arc<Shared>) {
             return;
         }
         let shared = shared.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            // What reached the file, for the duration of a segment the muxer never closes.
+            if let Some(rt) = info.buffer().and_then(|b| running_time(pad, b)) {
+                shared
+                    .last_running_ns
+                    .fetch_max(rt.nseconds(), Ordering::Relaxed);
+            }
             let stream = pad
                 .current_caps()
                 .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
@@ -482,6 +564,7 @@ fn link_streams(
             // select-stream refused it already; never link a stream we cannot keep.
             return;
         };
+
         let linked = (|| -> Result<(), String> {
             // rtspsrc over TCP delivers every stream from one thread; the queue lets splitmuxsink
             // hold one stream back while it waits for another without blocking them all.
@@ -513,6 +596,9 @@ fn link_streams(
     });
 }
 
+/// RTP this recent means the camera is sending the stream now.
+const RTP_FRESH_MS: u64 = 1000;
+
 /// A timestamp that goes back further than this is a camera that restarted its stream (new
 /// SSRC, timestamps from zero), not jitter.
 const RESTART_JUMP: Duration = Duration::from_secs(1);
@@ -537,15 +623,7 @@ fn clean_stream(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
         }
         // splitmuxsink fails the whole graph on a buffer whose running time is undefined or
         // negative (seen at stream start); such a buffer cannot be placed in any segment.
-        let running = buffer.dts_or_pts().and_then(|ts| {
-            let ev = pad.sticky_event::<gst::event::Segment>(0)?;
-            let seg = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
-            match seg.to_running_time_full(ts)? {
-                gst::Signed::Positive(rt) => Some(rt),
-                gst::Signed::Negative(_) => None,
-            }
-        });
-        let Some(rt) = running else {
+        let Some(rt) = running_time(pad, buffer) else {
             return gst::PadProbeReturn::Drop;
         };
         // splitmuxsink fails on audio older than the first video keyframe ("queued GOP time is
@@ -573,22 +651,31 @@ fn clean_stream(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
                     (last - rt.nseconds()) as f64 / 1e9
                 );
                 if let Some(parent) = pad.parent_element() {
-                    parent.post_message(
-                        gst::message::Error::builder(gst::StreamError::Failed, &msg)
-                            .src(&parent)
-                            .build(),
-                    )
-                    .ok();
+                    parent
+                        .post_message(
+                            gst::message::Error::builder(gst::StreamError::Failed, &msg)
+                                .src(&parent)
+                                .build(),
+                        )
+                        .ok();
                 }
             }
             return gst::PadProbeReturn::Drop;
         }
         last_ts.store(rt.nseconds(), Ordering::Relaxed);
-        shared
-            .last_running_ns
-            .fetch_max(rt.nseconds(), Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
+}
+
+/// A buffer's running time on a pad (from its DTS, else PTS), if defined and not negative.
+fn running_time(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<gst::ClockTime> {
+    let ts = buffer.dts_or_pts()?;
+    let ev = pad.sticky_event::<gst::event::Segment>(0)?;
+    let seg = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
+    match seg.to_running_time_full(ts)? {
+        gst::Signed::Positive(rt) => Some(rt),
+        gst::Signed::Negative(_) => None,
+    }
 }
 
 struct BusContext {

@@ -226,6 +226,13 @@ pub fn not_recordable_message(sources: &[SourceProbe]) -> Option<String> {
 }
 
 fn failed(s: &Source, problem: &str) -> SourceProbe {
+    let mut report = blank(s);
+    report.problems.push(problem.to_string());
+    report
+}
+
+/// A source not (yet) reached: nothing known, nothing wrong said.
+fn blank(s: &Source) -> SourceProbe {
     SourceProbe {
         name: s.name.clone(),
         media: s.media.clone(),
@@ -241,7 +248,7 @@ fn failed(s: &Source, problem: &str) -> SourceProbe {
         clock_offset_seconds: None,
         clock_note: Some("no media, so no camera clock".into()),
         attempts: Vec::new(),
-        problems: vec![problem.to_string()],
+        problems: Vec::new(),
         elapsed_seconds: 0.0,
     }
 }
@@ -255,8 +262,7 @@ pub fn probe_source(
 ) -> SourceProbe {
     let started = Instant::now();
     let deadline = started + OVERALL;
-    let mut report = failed(source, "");
-    report.problems.clear();
+    let mut report = blank(source);
     let window = listen.as_secs_f64();
 
     if template.is_none() {
@@ -321,6 +327,12 @@ pub fn probe_source(
                 "{}; {} works",
                 transport_failure(f, window),
                 upper(chosen.transport)
+            ));
+        }
+        if let (Some(e), Some(first)) = (&chosen.error, chosen.first_media) {
+            report.problems.push(format!(
+                "the media stopped {:.1} s after it began: {e}",
+                secs(chosen.ended.saturating_duration_since(first))
             ));
         }
     } else if chosen.streams.iter().any(|s| s.not_recorded.is_none()) {

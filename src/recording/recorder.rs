@@ -200,7 +200,7 @@ pub async fn run(
         // without media waits, with backoff.
         if !ended.recorded && transports.len() > 1 {
             which += 1;
-            if which % transports.len() != 0 {
+            if !which.is_multiple_of(transports.len()) {
                 continue;
             }
         }
@@ -316,8 +316,15 @@ async fn drive(
                         break;
                     }
                 } else if let Some(stall) = stall {
+                    tracing::debug!(?stall, rtp = ?pipe.rtp_ages(), media = pipe.media_seen(), "stream stalled");
                     reason = if pipe.media_seen() {
                         stall.reason()
+                    } else if pipe.rtp_seen() {
+                        format!(
+                            "the camera sends RTP, but no {} reached the segment files for {:.1} s",
+                            stall.streams.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
+                            stall.idle.as_secs_f64()
+                        )
                     } else {
                         explain(&format!("no media for {:.1} s after connecting", stall.idle.as_secs_f64()), &pipe)
                     };
@@ -326,7 +333,8 @@ async fn drive(
             }
         }
     }
-    let recorded = pipe.media_seen();
+    // The camera answered over this transport if any RTP came, recordable or not.
+    let recorded = pipe.rtp_seen() || pipe.media_seen();
     hold.settle(&pipe, true, writer);
     let camera_clock = (hold.camera == Some(true)).then(|| pipe.camera_clock());
     let camera_start = |running_ns: u64| {

@@ -456,9 +456,7 @@ impl Core {
         let mut heads = Vec::new();
         for rec in index::recordings(&self.pool, &session.id).await? {
             let (mut writer, _) = self.open_writer(session, &rec).await?;
-            writer
-                .apply(WriterMsg::Close { stop_us: stopped })
-                .await;
+            writer.apply(WriterMsg::Close { stop_us: stopped }).await;
             let entries = index::entries(&self.pool, &rec.id).await?;
             let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
                 continue;

@@ -118,7 +118,9 @@ mod tests {
         assert!(refused_transport(
             "source: No supported stream was found. You might need to allow more transport protocols or may otherwise be missing the right GStreamer RTSP extension plugin."
         ));
-        assert!(refused_transport("Unhandled error: 461 Unsupported transport"));
+        assert!(refused_transport(
+            "Unhandled error: 461 Unsupported transport"
+        ));
         assert!(!refused_transport("Could not connect to server"));
     }
 }

@@ -232,7 +232,10 @@ pub fn uncovered_views(source: &str, c: &coverage::Coverage) -> Vec<UncoveredVie
         to: String::new(),
         seconds: o.overlap_us as f64 / 1e6,
         after_seq: o.seq - 1,
-        problem: format!("overlap: seq {} starts before the entry before it ends, without saying so", o.seq),
+        problem: format!(
+            "overlap: seq {} starts before the entry before it ends, without saying so",
+            o.seq
+        ),
     }));
     out
 }

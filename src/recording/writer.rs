@@ -182,9 +182,11 @@ impl ChainWriter {
     /// server's; never outside [session start, now] (less/plus the tolerance).
     fn stamp(&self, meta: &SegmentMeta) -> clock::Stamp {
         let mut st = match meta.server_start_us {
-            Some(server) => {
-                clock::stamp(server, meta.camera_start_us, self.rules.max_camera_offset_us)
-            }
+            Some(server) => clock::stamp(
+                server,
+                meta.camera_start_us,
+                self.rules.max_camera_offset_us,
+            ),
             // A sidecar written before both clocks were kept.
             None => clock::Stamp {
                 start_us: meta.wall_start_us,
@@ -197,8 +199,9 @@ impl ChainWriter {
                 corrected: false,
             },
         };
-        let lo = self.session_start_us - self.rules.tolerance_us;
-        let hi = now_us() + self.rules.tolerance_us;
+        // A camera may be ahead or behind by up to the bound; nothing further enters.
+        let lo = self.session_start_us - self.rules.max_camera_offset_us;
+        let hi = now_us() + self.rules.max_camera_offset_us;
         if !(lo..=hi).contains(&st.start_us) {
             let fallback = meta
                 .server_start_us

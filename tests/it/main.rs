@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod browser;
 mod cluster;
+mod completeness;
 mod console;
 mod destruction;
 mod errors;

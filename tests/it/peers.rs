@@ -74,7 +74,7 @@ const CLIP_SECONDS: &str = "30";
 /// A 30 s clip of `profile` in Matroska (which carries A-law, unlike MPEG-TS for VLC), 640×360
 /// at 25 fps with a keyframe every second and no B-frames, like a camera: the moving test
 /// pattern with its timestamp and frame number burned in, and a 440 Hz tone. Encoded once per
-/// target directory.
+/// target directory (`-v1` in the name: count it up when the encoding changes).
 pub fn clip(profile: Profile) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _once = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -174,8 +174,9 @@ pub struct ProbedStream {
 }
 
 /// ffprobe reads `url` over `transport` for `read`: each stream's kind, codec and packet count.
-/// Err with ffprobe's message when it fails; a server that goes quiet fails it after 3 s (its
-/// socket timeout), and a hung ffprobe is killed after `read` + 10 s.
+/// Err with ffprobe's message when it fails: a server that does not answer fails it after 2 s
+/// (its socket timeout). One that answers but sends no RTP gives its streams with 0 packets. A
+/// hung ffprobe is killed after `read` + 10 s.
 pub fn probe_rtsp(
     url: &str,
     transport: Transport,
@@ -183,7 +184,7 @@ pub fn probe_rtsp(
 ) -> Result<Vec<ProbedStream>, String> {
     let mut cmd = Command::new("ffprobe");
     cmd.args(["-v", "error", "-rtsp_transport", transport.ffmpeg()])
-        .args(["-timeout", "3000000"])
+        .args(["-timeout", "2000000", "-analyzeduration", "1000000"])
         .arg("-read_intervals")
         .arg(format!("%+{}", read.as_secs_f64()))
         .args(["-count_packets", "-show_entries"])
@@ -1525,7 +1526,7 @@ fn a_silent_server_times_ffprobe_out() {
     let fake = SilentRtsp::start();
     let t = Instant::now();
     assert!(probe_rtsp(&fake.url(), Transport::Tcp, READ).is_err());
-    assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
     let mut c = RtspClient::connect(&fake.url()).unwrap();
     let e = c.request("DESCRIBE", &fake.url(), &[]).unwrap_err();
     assert!(

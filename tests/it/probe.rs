@@ -1,8 +1,9 @@
 //! Checking a room before a session (`POST /api/v1/rooms/{id}/probe`): the simulator's cameras
-//! and microphone as a recording would see them; a camera nothing listens for, one that accepts
-//! and never answers, one that refuses the credentials and one with a hostile stream
-//! description (a small RTSP responder in this file), each said in a plain sentence within a
-//! bounded time; room creation with `"probe": true`; the audit entry.
+//! and microphone as a recording would see them; VLC, which only does UDP; a camera nothing
+//! listens for, one that accepts and never answers, one that refuses the credentials, one with
+//! a hostile stream description (small RTSP responders in this file) and one that never sends
+//! media (from `peers`), each said in a plain sentence within a bounded time; room creation
+//! with `"probe": true`; the audit entry.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -271,6 +272,7 @@ async fn cameras_that_cannot_be_reached_are_said_plainly_and_quickly() {
     let silent = fake_camera(Behaviour::Silent);
     let locked = fake_camera(Behaviour::Unauthorized);
     let hostile = fake_camera(Behaviour::Hostile);
+    let mute = crate::peers::NoMediaRtsp::start();
     let room = room(
         &server,
         "开标室 探测",
@@ -279,6 +281,7 @@ async fn cameras_that_cannot_be_reached_are_said_plainly_and_quickly() {
             {"name": "silent", "url": format!("rtsp://127.0.0.1:{silent}/cam")},
             {"name": "locked", "url": format!("rtsp://127.0.0.1:{locked}/cam")},
             {"name": "hostile", "url": format!("rtsp://127.0.0.1:{hostile}/x")},
+            {"name": "mute", "url": mute.url()},
         ]),
     )
     .await;
@@ -363,6 +366,19 @@ async fn cameras_that_cannot_be_reached_are_said_plainly_and_quickly() {
         .map(|a| a["transport"].as_str().unwrap())
         .collect();
     assert_eq!(attempts, ["tcp", "udp"]);
+
+    // A camera that answers everything and sends nothing: both transports tried, in time.
+    let s = source(&probe, "mute");
+    assert_eq!(
+        (&s["reachable"], &s["recordable"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(
+        problems(s),
+        "no media over TCP within 2 s; no media over UDP within 2 s",
+        "{s:#}"
+    );
+    assert_eq!(codec(s, "video")["codec"], "h264");
 
     // The server is still well.
     server.ok("GET", "/api/v1/rooms", None).await;

@@ -112,7 +112,10 @@ async fn records_two_cameras_and_a_microphone_into_a_verified_chain() {
     assert_eq!(report["manifest"]["status"], "verified");
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("INTACT") && out.contains("every moment covered"), "{out}");
+    assert!(
+        out.contains("INTACT") && out.contains("every moment covered"),
+        "{out}"
+    );
 
     let key = server.ok("GET", "/api/v1/keys", None).await;
     assert_eq!(key["keys"][0]["public_key"].as_str().unwrap().len(), 64);

@@ -359,7 +359,10 @@ function roomCard(room) {
   }
   card.append(buttons);
   const probe = probes.get(room.room_id);
-  if (probe) card.append(probeView(room, probe));
+  if (probe) {
+    card.classList.add('probed');
+    card.append(probeView(room, probe));
+  }
   return card;
 }
 
@@ -381,10 +384,15 @@ async function probeRoom(room) {
 
 const yesNo = (b) => el('span', { class: b ? 'ok' : 'bad' }, t(b ? 'yes' : 'no'));
 
-function codecsText(s) {
-  return s.codecs
-    .map((c) => `${c.media === 'video' ? t('video') : c.media === 'audio' ? t('audio') : c.media} ${c.codec} (${c.encoding})${c.recorded ? '' : ` ${t('notRecorded')}`}`)
-    .join(', ');
+function codecLines(s) {
+  if (!s.codecs.length) return ['—'];
+  return s.codecs.map((c) =>
+    el(
+      'div',
+      { class: c.recorded ? '' : 'muted' },
+      `${c.media === 'video' ? t('video') : c.media === 'audio' ? t('audio') : c.media} ${c.codec} (${c.encoding})${c.recorded ? '' : ` ${t('notRecorded')}`}`,
+    ),
+  );
 }
 
 function probeView(room, probe) {
@@ -419,7 +427,7 @@ function probeView(room, probe) {
         el('td', {}, s.name),
         el('td', {}, yesNo(s.reachable)),
         el('td', {}, s.transport ? s.transport.toUpperCase() : '—'),
-        el('td', {}, codecsText(s) || '—'),
+        el('td', {}, ...codecLines(s)),
         el('td', {}, s.resolution ? `${s.resolution.width}×${s.resolution.height}` : '—'),
         el('td', {}, s.frame_rate == null ? '—' : `${s.frame_rate} fps`),
         el('td', {}, s.bitrate_bps == null ? '—' : `${Math.round(s.bitrate_bps / 1000)} kbit/s`),

@@ -1,0 +1,483 @@
+//! Completeness: every moment of a session is a segment or a gap entry that says why, whatever
+//! the cameras do; the camera's clock is used when it agrees with the server's and checked
+//! against the time the simulator puts in each frame; verification says INTACT, INCOMPLETE or
+//! TAMPERED with distinct exit codes.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The camera's wall clock (Unix seconds) that the simulator put into the first frame of a
+/// segment file (`witness::simulator::CLOCK_SEI_UUID` then ASCII microseconds).
+fn frame_clock(segment: &std::path::Path) -> f64 {
+    let bytes = std::fs::read(segment).unwrap();
+    let uuid = witness::simulator::CLOCK_SEI_UUID;
+    let at = bytes
+        .windows(uuid.len())
+        .position(|w| w == uuid)
+        .unwrap_or_else(|| panic!("{}: no clock SEI in the segment", segment.display()));
+    let digits: String = bytes[at + uuid.len()..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .map(|&b| b as char)
+        .collect();
+    digits.parse::<i64>().unwrap() as f64 / 1e6
+}
+
+async fn one_camera_room(server: &Server, name: &str, url: &str) -> String {
+    let room = server
+        .ok(
+            "POST",
+            "/api/v1/rooms",
+            Some(json!({"name": name, "kind": "bid_opening",
+                "sources": [{"name": "cam1", "url": url}]})),
+        )
+        .await;
+    room["id"].as_str().unwrap().to_string()
+}
+
+async fn stop(server: &Server, room: &str) -> Value {
+    server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await
+}
+
+async fn verify(server: &Server, session: &str) -> Value {
+    server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn camera_clock_is_used_within_the_bound_and_matches_the_picture() {
+    // The camera's clock runs 1.5 s ahead of this machine's: within the 2 s bound.
+    let sim = Simulator::start(&["--clock-offset", "1.5"]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 时钟", &sim.url("cam1")).await;
+    let asked = Instant::now();
+    let session = server.start_recording(&room, "ZB-CLOCK").await;
+    server
+        .wait_session(&session, "6 segments", Duration::from_secs(40), |s| {
+            segments(s, "cam1") >= 6
+        })
+        .await;
+    let stopped = stop(&server, &room).await;
+    assert_lasted(&stopped, asked.elapsed());
+    let tiled = assert_tiled(&stopped, "cam1");
+    assert!(outage_gaps(&tiled).is_empty(), "{tiled:#?}");
+    let segs = recording(&stopped, "cam1")["segments"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for seg in &segs {
+        assert_eq!(seg["clock"], "rtcp-ntp", "the camera sends RTCP: {seg}");
+        let note = seg["note"].as_str().unwrap();
+        let offset: f64 = note
+            .strip_prefix("camera clock ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("offset not in the note: {note}"));
+        assert!(
+            (offset - 1.5).abs() < 0.3,
+            "camera clock offset {offset}: {seg}"
+        );
+        // The recorded start is the time the camera put into the segment's first frame.
+        let picture = frame_clock(&server.objects().join(seg["object_key"].as_str().unwrap()));
+        let recorded = unix_seconds(&seg["start"]);
+        assert!(
+            (recorded - picture).abs() < 0.25,
+            "seq {}: recorded {recorded:.3}, the frame says {picture:.3}",
+            seg["seq"]
+        );
+    }
+    assert_eq!(verify(&server, &session).await["status"], "INTACT");
+    let metrics = server.text("/metrics").await;
+    assert!(
+        !metrics.contains("witness_clock_corrections_total{") || metrics.contains(" 0\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn camera_clock_beyond_the_bound_gives_way_to_the_server_clock() {
+    // An hour ahead: the chain uses this server's clock and says why.
+    let sim = Simulator::start(&["--clock-offset", "3600"]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 钟快", &sim.url("cam1")).await;
+    let asked = Instant::now();
+    let session = server.start_recording(&room, "ZB-SKEW").await;
+    let live = server
+        .wait_session(&session, "4 segments", Duration::from_secs(40), |s| {
+            segments(s, "cam1") >= 4
+        })
+        .await;
+    let metrics = server.text("/metrics").await;
+    let corrections: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("witness_clock_corrections_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no clock corrections metric: {metrics}"));
+    assert!(corrections >= 3.0, "{metrics}");
+    let _ = live;
+    let stopped = stop(&server, &room).await;
+    assert_lasted(&stopped, asked.elapsed());
+    let tiled = assert_tiled(&stopped, "cam1");
+    assert!(outage_gaps(&tiled).is_empty(), "{tiled:#?}");
+    let now = unix_now();
+    for seg in recording(&stopped, "cam1")["segments"].as_array().unwrap() {
+        assert_eq!(seg["clock"], "server", "{seg}");
+        assert!(
+            seg["note"]
+                .as_str()
+                .unwrap()
+                .contains("beyond the 2.0 s bound"),
+            "{seg}"
+        );
+        assert!(
+            unix_seconds(&seg["start"]) < now,
+            "no date from the future: {seg}"
+        );
+    }
+    assert_eq!(verify(&server, &session).await["status"], "INTACT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_frozen_camera_is_a_gap_of_its_own_and_the_others_go_on() {
+    // Two cameras from two simulator processes: one is frozen (SIGSTOP) with its TCP
+    // connection open for 10 s, then thawed.
+    let steady = Simulator::start(&[]);
+    let frozen = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server
+        .ok(
+            "POST",
+            "/api/v1/rooms",
+            Some(
+                json!({"name": "开标室 冻结", "kind": "bid_opening", "sources": [
+                    {"name": "steady", "url": steady.url("cam1")},
+                    {"name": "frozen", "url": frozen.url("cam1")},
+                ]}),
+            ),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let asked = Instant::now();
+    let session = server.start_recording(&room, "ZB-FREEZE").await;
+    server
+        .wait_session(&session, "3 segments each", Duration::from_secs(30), |s| {
+            segments(s, "steady") >= 3 && segments(s, "frozen") >= 3
+        })
+        .await;
+    let froze = unix_now();
+    frozen.signal("STOP");
+    // The room shows the frozen source as reconnecting within the watchdog time (3 s).
+    let t = Instant::now();
+    loop {
+        let status = server.ok("GET", "/api/v1/rooms/status", None).await;
+        let me = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["room_id"] == room.as_str())
+            .unwrap()
+            .clone();
+        let src = me["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "frozen")
+            .unwrap()
+            .clone();
+        if src["state"] == "reconnecting" {
+            assert!(
+                src["problem"].as_str().is_some_and(|p| !p.is_empty()),
+                "{src}"
+            );
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "not flagged: {me}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(t.elapsed())).await;
+    frozen.signal("CONT");
+    let thawed = unix_now();
+    server
+        .wait_session(
+            &session,
+            "frozen records again",
+            Duration::from_secs(30),
+            |s| {
+                recording(s, "frozen")["state"] == "recording"
+                    && tiles(s, "frozen")
+                        .last()
+                        .is_some_and(|t| !t.gap && t.start > thawed)
+            },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = stop(&server, &room).await;
+    assert_lasted(&stopped, asked.elapsed());
+
+    let steady_tiles = assert_tiled(&stopped, "steady");
+    assert!(
+        outage_gaps(&steady_tiles).is_empty(),
+        "the other camera goes on: {steady_tiles:#?}"
+    );
+    let frozen_tiles = assert_tiled(&stopped, "frozen");
+    let gaps = outage_gaps(&frozen_tiles);
+    assert_eq!(gaps.len(), 1, "{frozen_tiles:#?}");
+    let outage = thawed - froze;
+    assert!(
+        (gaps[0].seconds() - outage).abs() <= 1.0 && (gaps[0].start - froze).abs() <= 1.0,
+        "gap {:.3} s from {:.3}; frozen {outage:.3} s from {froze:.3}",
+        gaps[0].seconds(),
+        gaps[0].start
+    );
+    assert!(gaps[0].text.contains("no media"), "{}", gaps[0].text);
+    assert_eq!(verify(&server, &session).await["status"], "INTACT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn video_that_stalls_while_audio_flows_is_a_gap_naming_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold-video");
+    let sim = Simulator::start(&["--hold-video-while", hold.to_str().unwrap()]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 视频", &sim.url("cam1")).await;
+    let asked = Instant::now();
+    let session = server.start_recording(&room, "ZB-STALL").await;
+    server
+        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 3
+        })
+        .await;
+    let held = unix_now();
+    std::fs::write(&hold, b"").unwrap();
+    // Within the watchdog time (3 s) plus a poll, the video stream shows stalled.
+    let t = Instant::now();
+    loop {
+        let metrics = server.text("/metrics").await;
+        if metrics.lines().any(|l| {
+            l.starts_with("witness_stream_stalled{")
+                && l.contains("stream=\"video\"")
+                && l.ends_with(" 1")
+        }) || metrics.contains("witness_source_state{")
+            && metrics.lines().any(|l| {
+                l.starts_with("witness_source_state{")
+                    && l.contains("state=\"reconnecting\"")
+                    && l.ends_with(" 1")
+            })
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "stall not shown: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(t.elapsed())).await;
+    std::fs::remove_file(&hold).unwrap();
+    let released = unix_now();
+    server
+        .wait_session(&session, "video again", Duration::from_secs(30), |s| {
+            tiles(s, "cam1")
+                .last()
+                .is_some_and(|t| !t.gap && t.start > released)
+        })
+        .await;
+    let stopped = stop(&server, &room).await;
+    assert_lasted(&stopped, asked.elapsed());
+    let tiled = assert_tiled(&stopped, "cam1");
+    let gaps = outage_gaps(&tiled);
+    assert_eq!(gaps.len(), 1, "{tiled:#?}");
+    assert!(
+        gaps[0].text.contains("video"),
+        "the gap names the stream: {}",
+        gaps[0].text
+    );
+    let outage = released - held;
+    assert!(
+        (gaps[0].seconds() - outage).abs() <= 1.5,
+        "gap {:.3} s, video held {outage:.3} s",
+        gaps[0].seconds()
+    );
+    assert_eq!(verify(&server, &session).await["status"], "INTACT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_client_joining_and_leaving_leaves_no_hole() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let asked = Instant::now();
+    let session = server.start_recording(&room, "ZB-SECOND").await;
+    server
+        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+            ["cam1", "cam2", "mic1"]
+                .iter()
+                .all(|src| segments(s, src) >= 3)
+        })
+        .await;
+    // Another client (a VMS, a curious ffprobe) joins each camera and leaves.
+    for path in ["cam1", "cam2", "mic1"] {
+        let out = Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+            ])
+            .arg(sim.url(path))
+            .args(["-t", "2", "-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = stop(&server, &room).await;
+    assert_lasted(&stopped, asked.elapsed());
+    for src in ["cam1", "cam2", "mic1"] {
+        let tiled = assert_tiled(&stopped, src);
+        assert!(outage_gaps(&tiled).is_empty(), "{src}: {tiled:#?}");
+    }
+    let report = verify(&server, &session).await;
+    assert_eq!(report["status"], "INTACT", "{report}");
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// A chain written before coverage was enforced: a hole of 12 s with no gap entry, every
+/// link and the signed manifest in order. Verification must call it INCOMPLETE, name the hole,
+/// and exit 3, online, on the CLI and offline in an exported package.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
+    use witness::recording::chain::{Entry, EntryKind};
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 旧链", &sim.url("cam1")).await;
+    let session = server.start_recording(&room, "ZB-HOLE").await;
+    server
+        .wait_session(&session, "5 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 5
+        })
+        .await;
+    let stopped = stop(&server, &room).await;
+    let recording_id = recording(&stopped, "cam1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The insider (or an older Witness) rewrites the chain: entries after seq 3 move 12 s
+    // later, the links are recomputed and the manifest is signed again with the server key.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&server.db).await.unwrap();
+    let rows = sqlx::query_as::<_, (i64, String, String, i64, i64, i64, String, String, String)>(
+        "SELECT seq, kind, object_key, wall_start_us, duration_us, bytes, sha256, clock, detail FROM chain_entries WHERE recording_id = $1 ORDER BY seq",
+    )
+    .bind(&recording_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut prev = witness::recording::chain::ZERO_HASH.to_string();
+    let mut head = (0, String::new());
+    for (seq, kind, object_key, start, duration, bytes, sha256, clock, detail) in rows {
+        let shifted = if seq > 3 { start + 12_000_000 } else { start };
+        let e = Entry {
+            recording_id: recording_id.clone(),
+            seq,
+            kind: EntryKind::parse(&kind).unwrap(),
+            object_key,
+            wall_start_us: shifted,
+            duration_us: duration,
+            bytes,
+            sha256,
+            clock,
+            detail,
+            prev_hash: prev.clone(),
+            entry_hash: String::new(),
+        }
+        .seal();
+        sqlx::query(
+            "UPDATE chain_entries SET wall_start_us = $3, prev_hash = $4, entry_hash = $5 WHERE recording_id = $1 AND seq = $2",
+        )
+        .bind(&recording_id)
+        .bind(seq)
+        .bind(e.wall_start_us)
+        .bind(&e.prev_hash)
+        .bind(&e.entry_hash)
+        .execute(&pool)
+        .await
+        .unwrap();
+        prev = e.entry_hash.clone();
+        head = (seq, e.entry_hash);
+    }
+    let key = stopped["manifest_key"].as_str().unwrap().to_string();
+    let manifest_path = server.objects().join(&key);
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["recordings"][0]["head_seq"] = json!(head.0);
+    manifest["recordings"][0]["head_hash"] = json!(head.1);
+    manifest["stopped_at_us"] = json!(manifest["stopped_at_us"].as_i64().unwrap() + 12_000_000);
+    let body = serde_json::to_vec_pretty(&manifest).unwrap();
+    let signer =
+        witness::recording::manifest::Signer::load_or_create(&server.dir.path().join("data/keys"))
+            .unwrap();
+    let sig_path = server.objects().join(format!("{key}.sig"));
+    for p in [&manifest_path, &sig_path] {
+        let mut perm = std::fs::metadata(p).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(p, perm).unwrap();
+    }
+    std::fs::write(&manifest_path, &body).unwrap();
+    std::fs::write(&sig_path, signer.sign_hex(&body)).unwrap();
+
+    let report = verify(&server, &session).await;
+    assert_eq!(report["status"], "INCOMPLETE", "{report}");
+    assert_eq!(report["intact"], false);
+    let hole = &report["uncovered"][0];
+    assert_eq!(hole["source"], "cam1");
+    assert!(
+        (hole["seconds"].as_f64().unwrap() - 12.0).abs() < 0.5,
+        "{hole}"
+    );
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("INCOMPLETE") && out.contains("not covered"),
+        "{out}"
+    );
+
+    // Offline, in an evidence package, the same verdict and exit code.
+    let pkg = server.dir.path().join("hole.tar");
+    let exported = server.cli(&[
+        "export",
+        "--session",
+        &session,
+        "--out",
+        pkg.to_str().unwrap(),
+        "--reason",
+        "completeness test",
+    ]);
+    let _ = exported;
+    let out = Command::new(BIN)
+        .args(["verify", pkg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("INCOMPLETE"), "{text}");
+}
