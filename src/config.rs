@@ -245,7 +245,7 @@ impl Default for RecordingConfig {
             coverage_tolerance_ms: 250,
             camera_clock_max_offset_seconds: 2.0,
             reconnect_min_seconds: 0.5,
-            reconnect_max_seconds: 10.0,
+            reconnect_max_seconds: 2.0,
             pipelines_dir: PathBuf::from("./pipelines"),
             spool_dir: PathBuf::new(),
             export_scratch_dir: PathBuf::new(),

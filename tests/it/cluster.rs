@@ -25,6 +25,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     let mut a = Server::start().await;
     let mut b = a.second_node(3.0).await;
     let room = a.demo_room(&sim, "default").await;
+    let asked = Instant::now();
     let session = a.start_recording(&room, "ZB-CLUSTER").await;
     a.wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
         segments(s, "cam1") >= 3
@@ -47,6 +48,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
 
     // Node A dies. Node B takes the room over within 10 s; the chain continues with one gap.
     let before = segments(&via_b, "cam1");
+    let killed_at = unix_now();
     a.kill();
     let killed = Instant::now();
     let taken = b
@@ -71,7 +73,24 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
         .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
         .await;
     assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert_lasted(&stopped, asked.elapsed());
     for source in ["cam1", "cam2", "mic1"] {
+        // One chain, tiled across the takeover: the gap runs from the last segment the dead
+        // node stored (its open segment dies with it) to node B's first one.
+        let tiled = assert_tiled(&stopped, source);
+        let outages = outage_gaps(&tiled);
+        assert_eq!(outages.len(), 1, "{source}: {tiled:#?}");
+        let gap = outages[0];
+        assert!(
+            gap.start >= killed_at - 2.5 && gap.start <= killed_at + 0.5,
+            "{source}: gap from {:.3}, node killed at {killed_at:.3}",
+            gap.start
+        );
+        assert!(
+            gap.end <= killed_at + took.as_secs_f64() + 1.0,
+            "{source}: gap until {:.3}, takeover seen {took:?} after the kill at {killed_at:.3}",
+            gap.end
+        );
         let g = gaps(&stopped, source);
         assert_eq!(
             g.iter()
@@ -170,6 +189,10 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
         .ok("GET", &format!("/api/v1/sessions/{third}/verify"), None)
         .await;
     assert_eq!(report["intact"], true, "{report}");
+    for source in ["cam1", "cam2", "mic1"] {
+        let tiled = assert_tiled(&stopped, source);
+        assert_eq!(outage_gaps(&tiled).len(), 1, "{source}: {tiled:#?}");
+    }
     assert!(
         b.log().contains("another node holds this room's lease"),
         "the fenced node said so"

@@ -11,6 +11,7 @@ mod errors;
 mod export;
 mod fixity;
 mod harness;
+mod interop;
 mod hostile;
 mod outages;
 mod peers;

@@ -189,6 +189,8 @@ async fn server_killed_mid_recording_loses_no_closed_segment() {
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
     let spool = server.dir.path().join("data/spool");
+    // The walk finds nothing in a folder that does not exist: check it is the real spool.
+    assert!(spool.is_dir(), "no spool at {}", spool.display());
     let left: Vec<_> = walk(&spool);
     assert!(left.is_empty(), "spool empty after stop: {left:?}");
 }

@@ -282,6 +282,10 @@ async function showRooms() {
 
 function roomCard(room) {
   const alarms = room.sources.filter((s) => s.state === 'reconnecting' || s.state === 'stopped');
+  // A stream that stopped reaching the segment files while the source as a whole still runs.
+  const stalls = room.sources.flatMap((s) =>
+    s.state === 'reconnecting' ? [] : (s.streams ?? []).filter((st) => st.stalled).map((st) => ({ source: s.name, stream: st.stream })),
+  );
   const card = el(
     'article',
     { class: `card room ${room.state}`, 'data-room': room.room_id, 'data-state': room.state },
@@ -293,7 +297,12 @@ function roomCard(room) {
     ),
     room.location ? el('p', { class: 'muted' }, room.location) : null,
   );
-  for (const a of alarms) card.append(el('p', { class: 'alarm', role: 'alert' }, t('alarm', { source: a.name })));
+  for (const a of alarms) {
+    card.append(el('p', { class: 'alarm', role: 'alert', 'data-source': a.name }, t('alarm', { source: a.name }), a.problem ? ` · ${a.problem}` : ''));
+  }
+  for (const st of stalls) {
+    card.append(el('p', { class: 'alarm', role: 'alert', 'data-source': st.source }, t('streamStalled', { source: st.source, stream: t(`stream.${st.stream}`) })));
+  }
   if (room.session) {
     card.append(
       el(
@@ -307,13 +316,14 @@ function roomCard(room) {
       el(
         'table',
         { class: 'sources' },
-        el('tr', {}, el('th', {}, ''), el('th', {}, t('state')), el('th', {}, t('bitrate')), el('th', {}, t('lastSegment'))),
+        el('tr', {}, el('th', {}, ''), el('th', {}, t('state')), el('th', {}, t('transport')), el('th', {}, t('bitrate')), el('th', {}, t('lastSegment'))),
         ...room.sources.map((s) =>
           el(
             'tr',
             { 'data-source': s.name, class: s.state },
             el('td', {}, s.name),
             el('td', {}, t(`sourceState.${s.state}`)),
+            el('td', {}, s.transport ? s.transport.toUpperCase() : '—'),
             el('td', {}, `${Math.round(s.bitrate_bps / 1000)} kbit/s`),
             el('td', {}, s.last_segment_age_seconds == null ? '—' : t('secondsAgo', { n: Math.round(s.last_segment_age_seconds) })),
           ),

@@ -348,9 +348,9 @@ function timeline() {
     for (const seg of s.rec.segments) {
       track.append(
         el('span', {
-          class: 'segment',
+          class: seg.clock === 'server' && /server clock used|outside the session/.test(seg.note ?? '') ? 'segment corrected' : 'segment',
           style: { left: pct(Date.parse(seg.start)), width: width(seg.duration_seconds * 1000) },
-          title: `#${seg.seq} ${formatTime(Date.parse(seg.start))} ${seg.duration_seconds.toFixed(2)} s`,
+          title: `#${seg.seq} ${formatTime(Date.parse(seg.start))} ${seg.duration_seconds.toFixed(2)} s · ${seg.clock}${seg.note ? ` · ${seg.note}` : ''}`,
         }),
       );
     }
@@ -433,17 +433,51 @@ async function chainStatus() {
     const report = await getJson(`${api}/verify`);
     const segments = report.recordings.reduce((n, r) => n + r.media_segments, 0);
     const gaps = report.recordings.reduce((n, r) => n + r.gaps, 0);
-    box.className = report.intact ? 'intact' : 'broken';
+    const status = report.status ?? (report.intact ? 'INTACT' : 'TAMPERED');
+    box.className = { INTACT: 'intact', INCOMPLETE: 'incomplete' }[status] ?? 'broken';
     box.dataset.intact = String(report.intact);
-    if (report.intact) {
+    box.dataset.status = status;
+    if (status === 'INTACT') {
       p.textContent = `✔ ${t('chainIntact')} · ${segments} ${t('segments')} · ${gaps} ${t('gaps')}`;
+    } else if (status === 'INCOMPLETE') {
+      p.textContent = `⚠ ${t('chainIncomplete')} · ${segments} ${t('segments')} · ${gaps} ${t('gaps')}`;
+      for (const u of report.uncovered ?? []) {
+        if (!u.from) continue;
+        box.append(el('p', { class: 'uncovered' }, t('uncovered', { source: u.source, from: formatTime(Date.parse(u.from)), to: formatTime(Date.parse(u.to)), seconds: u.seconds.toFixed(1) })));
+      }
+      markUncovered(report.uncovered ?? []);
     } else {
       const f = report.first_failure ?? {};
       p.textContent = `✘ ${t('chainBroken')}: ${t('chainAt', { source: f.source ?? '?', seq: f.seq ?? '?', problem: f.problem ?? report.verdict })}`;
     }
+    // Segments whose camera clock was rejected: the server's clock stands in for it.
+    const corrected = state.sources.reduce(
+      (n, s) => n + s.rec.segments.filter((seg) => seg.clock === 'server' && /server clock used|outside the session/.test(seg.note ?? '')).length,
+      0,
+    );
+    if (corrected) box.append(el('p', { class: 'clock-corrections' }, t('clockCorrections', { n: corrected })));
   } catch (e) {
     box.className = 'broken';
     p.textContent = `${t('chainUnavailable')}: ${e.message}`;
+  }
+}
+
+/// Stretches no chain entry covers, drawn on the timeline where they are.
+function markUncovered(uncovered) {
+  const span = Math.max(state.end - state.start, 1);
+  for (const u of uncovered) {
+    if (!u.from) continue;
+    const track = document.querySelector(`.timeline .row[data-source="${CSS.escape(u.source)}"] .track`);
+    if (!track) continue;
+    const from = Date.parse(u.from);
+    const to = Date.parse(u.to);
+    track.append(
+      el('span', {
+        class: 'uncovered',
+        style: { left: `${(((from - state.start) / span) * 100).toFixed(4)}%`, width: `${(((to - from) / span) * 100).toFixed(4)}%` },
+        title: t('uncovered', { source: u.source, from: formatTime(from), to: formatTime(to), seconds: u.seconds.toFixed(1) }),
+      }),
+    );
   }
 }
 
@@ -469,8 +503,11 @@ async function main() {
     ...r.segments.map((s) => [Date.parse(s.start), Date.parse(s.start) + s.duration_seconds * 1000]),
     ...r.gaps.map((g) => [Date.parse(g.start), Date.parse(g.end)]),
   ]);
-  state.start = walls.length ? Math.min(...walls.map((w) => w[0])) : Date.parse(session.started_at);
-  state.end = walls.length ? Math.max(...walls.map((w) => w[1])) : state.start;
+  // The whole session, start to stop, so that a stretch nothing covers shows as such.
+  const begun = Date.parse(session.started_at);
+  const ended = session.stopped_at ? Date.parse(session.stopped_at) : begun;
+  state.start = Math.min(begun, ...walls.map((w) => w[0]));
+  state.end = Math.max(ended, ...walls.map((w) => w[1]));
   state.wall = state.start;
 
   const main = document.querySelector('main');

@@ -102,7 +102,7 @@ try {
   check(playlists.length === 0, `playlists requested before a reason was given: ${playlists}`);
   await page.fill('#reason', REASON);
   await page.click('#reason-form button[type=submit]');
-  await page.waitForSelector('#chain.intact, #chain.broken', { timeout: 60_000 });
+  await page.waitForSelector('#chain.intact, #chain.broken, #chain.incomplete', { timeout: 60_000 });
   summary.chain = await page.textContent('#chain p');
   check((await page.getAttribute('#chain', 'class')) === 'intact', `chain status: ${summary.chain}`);
   // Retention and the legal hold are on the page.
@@ -209,7 +209,7 @@ try {
   await page.waitForSelector('#reason-form', { timeout: 30_000 });
   await page.fill('#reason', REASON);
   await page.click('#reason-form button[type=submit]');
-  await page.waitForSelector('#chain.intact, #chain.broken', { timeout: 60_000 });
+  await page.waitForSelector('#chain.intact, #chain.broken, #chain.incomplete', { timeout: 60_000 });
   summary.title_en = await page.textContent('header h1');
   check(summary.title_en.includes('Replay'), `English title: ${summary.title_en}`);
   await page.screenshot({ path: join(artefacts, 'replay-english.png') });
