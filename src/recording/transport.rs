@@ -76,8 +76,11 @@ pub fn refused_transport(reason: &str) -> bool {
 /// `rtsp://` with UDP media, `rtspt://` for `rtsp://` with TCP.
 pub fn normalize_url(url: &str) -> (String, Option<Transport>) {
     for (scheme, t) in [("rtspu://", Transport::Udp), ("rtspt://", Transport::Tcp)] {
-        if url.len() >= scheme.len() && url[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return (format!("rtsp://{}", &url[scheme.len()..]), Some(t));
+        // `get`: a URL is untrusted text, and may have a multi-byte character at any byte.
+        if let (Some(head), Some(rest)) = (url.get(..scheme.len()), url.get(scheme.len()..))
+            && head.eq_ignore_ascii_case(scheme)
+        {
+            return (format!("rtsp://{rest}"), Some(t));
         }
     }
     (url.to_string(), None)
@@ -111,6 +114,8 @@ mod tests {
             ("rtsp://h/a".into(), Some(Transport::Tcp))
         );
         assert_eq!(normalize_url("rtsps://h/a"), ("rtsps://h/a".into(), None));
+        // Multi-byte text where the scheme would end: no panic, no alias.
+        assert_eq!(normalize_url("项目项目"), ("项目项目".into(), None));
     }
 
     #[test]

@@ -156,7 +156,9 @@ impl ChainWriter {
             }
             WriterMsg::Close { stop_us } => {
                 let stop_us = stop_us.min(now_us());
-                self.cover_until(stop_us, "no media between the last segment and stop")
+                // A chain with nothing but its genesis says why, however short the session.
+                let force = self.head.seq == 0 && stop_us > self.covered_until_us;
+                self.cover_to(stop_us, "no media between the last segment and stop", force)
                     .await;
             }
         }
@@ -165,8 +167,13 @@ impl ChainWriter {
     /// Covers [chain end, `until_us`] with a gap entry if it is longer than the tolerance. The
     /// reason is the pending outage's, or `default_reason`.
     async fn cover_until(&mut self, until_us: i64, default_reason: &str) {
+        self.cover_to(until_us, default_reason, false).await;
+    }
+
+    /// As `cover_until`; `force` covers a hole however short (but not an empty one).
+    async fn cover_to(&mut self, until_us: i64, default_reason: &str, force: bool) {
         let hole = until_us - self.covered_until_us;
-        if hole <= self.rules.tolerance_us {
+        if hole <= self.rules.tolerance_us && !(force && hole > 0) {
             return;
         }
         let reason = match self.pending_outage.take() {

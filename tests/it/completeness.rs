@@ -481,3 +481,46 @@ async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("INCOMPLETE"), "{text}");
 }
+
+/// The stream shapes cameras send: Opus and G.711 µ-law audio, a camera without audio, a
+/// microphone without video. Each is recorded, tiled and verified; the codecs are kept (µ-law
+/// becomes AAC in the default MPEG-TS template, as A-law does).
+#[tokio::test(flavor = "multi_thread")]
+async fn opus_mulaw_video_only_and_audio_only_sources_are_recorded() {
+    for (audio, cam_codecs, mic_codec) in [
+        ("opus", vec![("video", "h264"), ("audio", "opus")], "opus"),
+        ("pcmu", vec![("video", "h264"), ("audio", "aac")], "aac"),
+        ("none", vec![("video", "h264")], "aac"),
+    ] {
+        let sim = Simulator::start(&["--audio", audio]);
+        let server = Server::start().await;
+        let room = server.demo_room(&sim, "default").await;
+        let asked = Instant::now();
+        let session = server.start_recording(&room, "ZB-CODECS").await;
+        server
+            .wait_session(&session, "3 segments each", Duration::from_secs(30), |s| {
+                ["cam1", "mic1"].iter().all(|src| segments(s, src) >= 3)
+            })
+            .await;
+        let stopped = stop(&server, &room).await;
+        assert_lasted(&stopped, asked.elapsed());
+        for (src, want) in [
+            ("cam1", cam_codecs.clone()),
+            ("mic1", vec![("audio", mic_codec)]),
+        ] {
+            let tiled = assert_tiled(&stopped, src);
+            assert!(outage_gaps(&tiled).is_empty(), "{audio} {src}: {tiled:#?}");
+            let seg = &recording(&stopped, src)["segments"][1];
+            let (streams, _) = ffprobe(&server.objects().join(seg["object_key"].as_str().unwrap()));
+            let mut got: Vec<(String, String)> = streams;
+            got.sort();
+            let mut want: Vec<(String, String)> = want
+                .iter()
+                .map(|(k, c)| (k.to_string(), c.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "--audio {audio}, {src}");
+        }
+        assert_eq!(verify(&server, &session).await["status"], "INTACT");
+    }
+}

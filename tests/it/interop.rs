@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::peers::{
-    AioRtsp, ControlCloser, NoMediaRtsp, PerlRtsp, Profile, SilentRtsp, TcpRefusingRtsp,
-    Transport, UnsupportedCodecRtsp, Vlc, codecs, probe_rtsp,
+    AioRtsp, ControlCloser, NoMediaRtsp, PerlRtsp, Profile, SilentRtsp, TcpRefusingRtsp, Transport,
+    UnsupportedCodecRtsp, Vlc, codecs, probe_rtsp,
 };
 
 /// How far the test's own clock may be from the times the server took for start and stop
@@ -127,9 +127,7 @@ async fn assert_intact(server: &Server, session: &str, label: &str) {
         .await;
     assert_eq!(report["status"], "INTACT", "{label}: {report}");
     assert!(
-        report["uncovered"]
-            .as_array()
-            .is_some_and(|u| u.is_empty()),
+        report["uncovered"].as_array().is_some_and(|u| u.is_empty()),
         "{label}: {report}"
     );
     let (code, out) = server.verify_cli(session);
@@ -146,35 +144,68 @@ fn segment_files(server: &Server, session: &Value, source: &str) -> Vec<std::pat
         .collect()
 }
 
-/// (kind, codec) of a media file's streams, sorted, per ffprobe.
-fn file_codecs(path: &std::path::Path) -> Vec<(String, String)> {
-    let mut streams = ffprobe(path).0;
-    streams.sort();
-    streams
+/// A stored segment file as ffprobe reads it.
+#[derive(Debug)]
+struct Probed {
+    /// (kind, codec), sorted.
+    streams: Vec<(String, String)>,
+    /// How long the picture lasts (the video stream's duration; the audio's without video).
+    /// Not the container's duration, which also counts audio running on past the picture
+    /// (G.711 transcoded to AAC comes in 128 ms frames).
+    seconds: f64,
+    /// Whether the first video packet is a keyframe (`None` without video): a segment must be
+    /// playable on its own.
+    starts_with_keyframe: Option<bool>,
 }
 
-/// Asserts the media of `source`, as ffprobe measures the stored files (not as the chain says),
-/// lasts the session's wall-clock time less the gaps the chain declares, within 5 %. Returns
-/// (media seconds by ffprobe, wall clock − gaps).
-fn assert_media_fills(server: &Server, session: &Value, source: &str, label: &str) -> (f64, f64) {
-    let wall = unix_seconds(&session["stopped_at"]) - unix_seconds(&session["started_at"]);
-    let t = tiles(session, source);
-    let gaps: f64 = t.iter().filter(|e| e.gap).map(Tile::seconds).sum();
-    let claimed: f64 = t.iter().filter(|e| !e.gap).map(Tile::seconds).sum();
-    let probed: f64 = segment_files(server, session, source)
-        .iter()
-        .map(|f| ffprobe(f).1)
-        .sum();
-    let expected = wall - gaps;
+fn probe_file(path: &std::path::Path) -> Probed {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries"])
+        .arg("stream=index,codec_type,codec_name,duration:packet=stream_index,flags")
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
     assert!(
-        expected > 0.0 && (probed - expected).abs() <= 0.05 * expected,
-        "{label}: ffprobe finds {probed:.3} s of media (the chain says {claimed:.3} s); the \
-         session lasted {wall:.3} s with {gaps:.3} s of gaps, so {expected:.3} s ± 5 %: {t:#?}"
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
-    (probed, expected)
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let streams = list("streams");
+    let mut kinds: Vec<(String, String)> = streams
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or("").to_string(),
+                s["codec_name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    let of = |kind: &str| streams.iter().find(|s| s["codec_type"] == kind);
+    let main = of("video").or_else(|| of("audio"));
+    let seconds = main
+        .and_then(|s| s["duration"].as_str())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    let starts_with_keyframe = of("video").map(|video| {
+        list("packets")
+            .iter()
+            .find(|p| p["stream_index"] == video["index"])
+            .and_then(|p| p["flags"].as_str())
+            .is_some_and(|f| f.starts_with('K'))
+    });
+    Probed {
+        streams: kinds,
+        seconds,
+        starts_with_keyframe,
+    }
 }
 
-/// A server that is not ours, as test 1 records it.
+/// A server that is not ours, as the first test records it.
 struct Peer {
     /// Names the server in every failure.
     label: &'static str,
@@ -188,7 +219,74 @@ struct Peer {
 }
 
 fn streams(s: &[(&str, &str)]) -> Vec<(String, String)> {
-    s.iter().map(|(k, c)| (k.to_string(), c.to_string())).collect()
+    s.iter()
+        .map(|(k, c)| (k.to_string(), c.to_string()))
+        .collect()
+}
+
+/// The checks of one stopped session from a peer that served throughout: tiled with no
+/// outage; shown on its server's transport while recording; a middle segment holds the
+/// expected codecs; every segment starts with a keyframe; the media, as ffprobe measures the
+/// stored files, lasts the session's wall clock less its gaps within 5 %. Panics with every
+/// check that failed, each naming the server; returns what it measured.
+fn check_peer_recording(server: &Server, p: &Peer, session: &Value, seen: &[String]) -> String {
+    let label = p.label;
+    let mut wrong = Vec::new();
+    if seen != [p.transport.ffmpeg()] {
+        wrong.push(format!(
+            "rooms status showed transports {seen:?} while recording, expected [{:?}]",
+            p.transport.ffmpeg()
+        ));
+    }
+    let t = assert_tiled(session, "cam");
+    if !outage_gaps(&t).is_empty() {
+        wrong.push(format!("outages while the server served: {t:#?}"));
+    }
+    let files = segment_files(server, session, "cam");
+    let probed: Vec<Probed> = files.iter().map(|f| probe_file(f)).collect();
+    if files.len() < 5 {
+        wrong.push(format!("{} segments: {t:#?}", files.len()));
+    } else {
+        let middle = files.len() / 2;
+        if probed[middle].streams != p.recorded {
+            wrong.push(format!(
+                "streams of {}: {:?}, expected {:?}",
+                files[middle].display(),
+                probed[middle].streams,
+                p.recorded
+            ));
+        }
+    }
+    let undecodable: Vec<String> = files
+        .iter()
+        .zip(&probed)
+        .filter(|(_, pr)| pr.starts_with_keyframe != Some(true))
+        .map(|(f, pr)| format!("{} {pr:?}", f.display()))
+        .collect();
+    if !undecodable.is_empty() {
+        wrong.push(format!(
+            "segments whose first video packet is not a keyframe: {undecodable:#?}"
+        ));
+    }
+    let wall = unix_seconds(&session["stopped_at"]) - unix_seconds(&session["started_at"]);
+    let gaps: f64 = t.iter().filter(|e| e.gap).map(Tile::seconds).sum();
+    let claimed: f64 = t.iter().filter(|e| !e.gap).map(Tile::seconds).sum();
+    let media: f64 = probed.iter().map(|pr| pr.seconds).sum();
+    let expected = wall - gaps;
+    let measured = format!(
+        "ffprobe finds {media:.3} s of picture in {} files (the chain says {claimed:.3} s); the \
+         session lasted {wall:.3} s with {gaps:.3} s of gaps: {expected:.3} s expected ± 5 %",
+        files.len()
+    );
+    if (media - expected).abs() > 0.05 * expected {
+        wrong.push(measured.clone());
+    }
+    assert!(
+        wrong.is_empty(),
+        "{label}:\n- {}\nentries: {t:#?}",
+        wrong.join("\n- ")
+    );
+    format!("{label}: {measured}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,9 +337,8 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (p, probed) in peers.iter().zip(probes) {
-            let probed = probed.unwrap_or_else(|e| {
-                panic!("{}: ffprobe over {:?}: {e}", p.label, p.transport)
-            });
+            let probed = probed
+                .unwrap_or_else(|e| panic!("{}: ffprobe over {:?}: {e}", p.label, p.transport));
             assert_eq!(codecs(&probed), p.served, "{}: ffprobe reads", p.label);
             assert!(
                 probed.iter().all(|s| s.packets > 0),
@@ -261,8 +358,8 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
     }
     // While they record, the console shows each on the transport its server takes.
     let mut seen: Vec<Vec<String>> = vec![Vec::new(); peers.len()];
-    let recording_for = Duration::from_secs(9);
-    while takes[takes.len() - 1].asked.elapsed() < recording_for {
+    let last = takes.last().unwrap().asked;
+    while last.elapsed() < Duration::from_secs(9) {
         let all = server.ok("GET", "/api/v1/rooms/status", None).await;
         for (i, take) in takes.iter().enumerate() {
             let src = all
@@ -286,31 +383,46 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
         stopped.push(stop(&server, take).await);
     }
 
+    // Every server is checked, and every failure reported together, each naming its server.
+    let mut failures = Vec::new();
     for ((p, take), (session, seen)) in peers.iter().zip(&takes).zip(stopped.iter().zip(&seen)) {
-        let label = p.label;
-        assert_eq!(
-            seen,
-            &[p.transport.ffmpeg().to_string()],
-            "{label}: transports the rooms status showed while recording"
-        );
-        let t = assert_tiled(session, "cam");
-        assert!(
-            outage_gaps(&t).is_empty(),
-            "{label}: no outage while the server serves: {t:#?}"
-        );
-        let files = segment_files(&server, session, "cam");
-        assert!(files.len() >= 5, "{label}: {} segments: {t:#?}", files.len());
-        let middle = &files[files.len() / 2];
-        assert_eq!(
-            file_codecs(middle),
-            p.recorded,
-            "{label}: streams of {}",
-            middle.display()
-        );
-        let (probed, expected) = assert_media_fills(&server, session, "cam", label);
-        eprintln!("{label}: {probed:.3} s of media for {expected:.3} s");
-        assert_intact(&server, &take.session, label).await;
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_peer_recording(&server, p, session, seen)
+        }));
+        match checked {
+            Ok(measured) => eprintln!("{measured}"),
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failures.push(why);
+                continue;
+            }
+        }
+        let report = server
+            .ok(
+                "GET",
+                &format!("/api/v1/sessions/{}/verify", take.session),
+                None,
+            )
+            .await;
+        let (code, out) = server.verify_cli(&take.session);
+        if report["status"] != "INTACT" || code != 0 {
+            failures.push(format!(
+                "{}: verify {report}; witness verify --session exits {code}: {out}",
+                p.label
+            ));
+        }
     }
+    assert!(
+        failures.is_empty(),
+        "{} of {} servers failed:\n\n{}",
+        failures.len(),
+        peers.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,7 +512,11 @@ async fn a_vlc_camera_restarting_is_a_gap_as_long_as_its_downtime() {
             &take.session,
             "media after the restart",
             Duration::from_secs(20),
-            |s| tiles(s, "cam").last().is_some_and(|t| !t.gap && t.start > up),
+            |s| {
+                tiles(s, "cam")
+                    .last()
+                    .is_some_and(|t| !t.gap && t.start > up)
+            },
         )
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -417,8 +533,14 @@ async fn a_vlc_camera_restarting_is_a_gap_as_long_as_its_downtime() {
         gap.seconds(),
         gap.start
     );
-    let before = t.iter().filter(|e| !e.gap && e.end <= gap.start + 0.5).count();
-    let after = t.iter().filter(|e| !e.gap && e.start >= gap.end - 0.5).count();
+    let before = t
+        .iter()
+        .filter(|e| !e.gap && e.end <= gap.start + 0.5)
+        .count();
+    let after = t
+        .iter()
+        .filter(|e| !e.gap && e.start >= gap.end - 0.5)
+        .count();
     assert!(
         before >= 3 && after >= 2,
         "media on both sides: {before} before, {after} after: {t:#?}"
@@ -451,7 +573,10 @@ async fn a_second_client_joining_and_leaving_vlc_leaves_no_gap() {
         "the second client reads VLC: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(joined.elapsed() >= Duration::from_secs(2), "it read for 2 s");
+    assert!(
+        joined.elapsed() >= Duration::from_secs(2),
+        "it read for 2 s"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stopped = stop(&server, &take).await;
     let t = assert_tiled(&stopped, "cam");
@@ -461,12 +586,16 @@ async fn a_second_client_joining_and_leaving_vlc_leaves_no_gap() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transports_fall_back_are_remembered_and_can_be_fixed() {
-    let perl = PerlRtsp::start(Profile::H264Aac);
-    let proxy = TcpRefusingRtsp::start(&perl.url());
+    // The TCP-refusing proxy stands in front of VLC, not rtsp-server-perl: the recorder cannot
+    // read that server at all yet (its SDP has relative `a=control:streamid=0` and no
+    // Content-Base; rtspsrc resolves it to `/streamid=0`, not `/room/streamid=0`, and the
+    // server never answers that SETUP; see the first test). The proxy's log shows which
+    // transport each SETUP asked for.
     let vlc = Vlc::start(Profile::H264Aac);
+    let proxy = TcpRefusingRtsp::start(&vlc.url());
     let server = Server::start().await;
 
-    // A camera that refuses TCP with a real 461: auto falls back to UDP.
+    // A camera that refuses TCP with 461: auto falls back to UDP.
     let fallback = camera_room(&server, "开标室 回退", &proxy.url()).await;
     // VLC serves only UDP: fixed to TCP it can never record; fixed to UDP, or by the legacy
     // rtspu:// scheme, it does.
@@ -554,20 +683,18 @@ async fn transports_fall_back_are_remembered_and_can_be_fixed() {
         t.len() == 1 && t[0].gap,
         "tcp: one gap covers the session: {t:#?}"
     );
-    let why = t[0].text.to_ascii_lowercase();
-    assert!(
-        why.contains("461") || why.contains("transport"),
-        "tcp: the gap says the camera refuses TCP: {:?}\ntcp status while recording: {tcp}",
-        t[0].text
-    );
+    let tcp_gap = t[0].text.clone();
     assert_intact(&server, &fixed_take.session, "fixed transports").await;
 
     // The next session of the fallback room tries UDP first: no TCP SETUP before media.
     let second = start(&server, &fallback, "ZB-FALLBACK-2").await;
     server
-        .wait_session(&second.session, "3 segments", Duration::from_secs(20), |s| {
-            segments(s, "cam") >= 3
-        })
+        .wait_session(
+            &second.session,
+            "3 segments",
+            Duration::from_secs(20),
+            |s| segments(s, "cam") >= 3,
+        )
         .await;
     let second_stopped = stop(&server, &second).await;
     let requests: Vec<String> = proxy.requests()[requests_first.len()..].to_vec();
@@ -576,13 +703,19 @@ async fn transports_fall_back_are_remembered_and_can_be_fixed() {
         first_setup.is_some_and(|r| !r.contains("/TCP")),
         "the second session's first SETUP is UDP: {requests:?}"
     );
-    assert!(
-        !requests.iter().any(|r| r == "refused TCP"),
-        "{requests:?}"
-    );
+    assert!(!requests.iter().any(|r| r == "refused TCP"), "{requests:?}");
     let t = assert_tiled(&second_stopped, "cam");
     assert!(outage_gaps(&t).is_empty(), "{t:#?}");
     assert_intact(&server, &second.session, "fallback, second session").await;
+
+    // Last, so that a wrong reason does not hide the rest: the gap of the source fixed to TCP
+    // says why nothing was recorded.
+    let why = tcp_gap.to_ascii_lowercase();
+    assert!(
+        why.contains("461") || why.contains("transport"),
+        "tcp: the gap says the camera refuses TCP: {tcp_gap:?}\n\
+         tcp status while recording: {tcp}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -645,11 +778,7 @@ async fn bad_cameras_are_one_gap_that_says_why() {
     // (label, url, words the gap and the problem must contain: any of them)
     let cases: [(&str, String, &[&str]); 3] = [
         ("no media", no_media.url(), &["no media"]),
-        (
-            "unsupported codec",
-            unsupported.url(),
-            &["x-unknown-codec"],
-        ),
+        ("unsupported codec", unsupported.url(), &["x-unknown-codec"]),
         ("silent", silent.url(), &["no answer", "did not answer"]),
     ];
     let mut takes = Vec::new();
