@@ -28,6 +28,7 @@ pub mod recorder;
 pub mod remux;
 pub mod replay;
 pub mod rooms;
+pub mod rtsp_compat;
 pub mod sessions;
 pub mod spool;
 pub mod template;

@@ -101,6 +101,8 @@ struct Shared {
     /// Set once any RTP came out of rtspsrc: the camera sends over this transport, even if
     /// nothing of it is recordable (yet).
     rtp_seen: AtomicBool,
+    /// Set once the camera answered DESCRIBE with a session description.
+    described: AtomicBool,
     /// Milliseconds since `epoch()` when the graph was started.
     started_ms: u64,
 }
@@ -204,6 +206,7 @@ impl RunningPipeline {
             // A camera that sends nothing over UDP is reported after 4 s, then TCP is tried.
             .property("timeout", 4_000_000u64)
             .build()?;
+        super::rtsp_compat::append_controls(&src, spec.url);
         let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
         let location = spec.spool_dir.join(format!(
             "{}-%08d.{}",
@@ -227,6 +230,7 @@ impl RunningPipeline {
             unsupported: Mutex::new(Vec::new()),
             media_seen: AtomicBool::new(false),
             rtp_seen: AtomicBool::new(false),
+            described: AtomicBool::new(false),
             started_ms: now_ms(),
         });
 
@@ -377,6 +381,11 @@ impl RunningPipeline {
             .collect()
     }
 
+    /// Whether the camera answered DESCRIBE (its SDP was read).
+    pub fn described(&self) -> bool {
+        self.shared.described.load(Ordering::Relaxed)
+    }
+
     /// Whether any RTP arrived: the camera sends over this transport.
     pub fn rtp_seen(&self) -> bool {
         self.shared.rtp_seen.load(Ordering::Relaxed)
@@ -436,6 +445,7 @@ fn select_streams_from_sdp(
     let template = template.clone();
     let media_wanted = media_wanted.to_string();
     src.connect("select-stream", false, move |args| {
+        shared.described.store(true, Ordering::Relaxed);
         let Ok(caps) = args[2].get::<gst::Caps>() else {
             return Some(false.to_value());
         };
@@ -616,7 +626,16 @@ fn clean_stream(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
             return gst::PadProbeReturn::Ok;
         };
         if !seen_keyframe.load(Ordering::Relaxed) {
-            if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            // A parser that has not seen the parameter sets yet leaves frames unflagged: for
+            // H.264/H.265 the first frame kept must really be one a decoder can start from.
+            let random_access = match pad.current_caps().as_ref().and_then(|c| c.structure(0)) {
+                Some(caps) => starts_decoding(caps, buffer),
+                None => None,
+            };
+            if random_access == Some(false)
+                || (random_access.is_none()
+                    && buffer.flags().contains(gst::BufferFlags::DELTA_UNIT))
+            {
                 return gst::PadProbeReturn::Drop;
             }
             seen_keyframe.store(true, Ordering::Relaxed);
@@ -665,6 +684,42 @@ fn clean_stream(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
         last_ts.store(rt.nseconds(), Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
+}
+
+/// Whether an H.264 or H.265 access unit holds a random access point (IDR; for H.265 any IRAP:
+/// BLA, IDR or CRA). `None` for other codecs, where the buffer flags must do.
+fn starts_decoding(caps: &gst::StructureRef, buffer: &gst::BufferRef) -> Option<bool> {
+    let hevc = match caps.name().as_str() {
+        "video/x-h264" => false,
+        "video/x-h265" => true,
+        _ => return None,
+    };
+    let map = buffer.map_readable().ok()?;
+    let random_access = |header: u8| {
+        if hevc {
+            (16..=23).contains(&((header >> 1) & 0x3f))
+        } else {
+            header & 0x1f == 5
+        }
+    };
+    let format = caps.get::<&str>("stream-format").unwrap_or("byte-stream");
+    Some(if format == "byte-stream" {
+        map.windows(4)
+            .any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && random_access(w[3]))
+    } else {
+        // avc / hvc1: each NAL unit behind a 4-byte big-endian length.
+        let mut at = 0usize;
+        let mut found = false;
+        while at + 5 <= map.len() {
+            let len = u32::from_be_bytes([map[at], map[at + 1], map[at + 2], map[at + 3]]) as usize;
+            if random_access(map[at + 4]) {
+                found = true;
+                break;
+            }
+            at = at.saturating_add(4).saturating_add(len);
+        }
+        found
+    })
 }
 
 /// A buffer's running time on a pad (from its DTS, else PTS), if defined and not negative.

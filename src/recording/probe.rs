@@ -945,13 +945,15 @@ fn build(
     let src = gst::ElementFactory::make("rtspsrc")
         .property("location", source.url.as_str())
         .property_from_str("protocols", transport.rtspsrc_protocols())
-        .property_from_str("buffer-mode", "none")
+        // As a recording does (pipeline.rs), so the clock offset reads the same.
+        .property_from_str("buffer-mode", "slave")
         .property("latency", 200u32)
         // Past the window, so a camera that never answers is told by the window, not rtspsrc.
         .property("tcp-timeout", micros + 1_000_000)
         .property("timeout", micros)
         .build()?;
     pipeline.add(&src)?;
+    super::rtsp_compat::append_controls(&src, &source.url);
     let camera_clock = CameraClock::watch(&src);
 
     {

@@ -126,7 +126,7 @@ pub async fn run(
         reason: spec
             .resume_gap
             .clone()
-            .unwrap_or_else(|| "connecting to the camera".into()),
+            .unwrap_or_else(|| super::writer::CONNECTING.into()),
     });
     let transports = spec.transport.attempts(spec.learned);
     let mut which = 0usize;
@@ -252,6 +252,12 @@ async fn drive(
         stopping_since = Some(tokio::time::Instant::now());
     }
     loop {
+        // Nothing reached the muxer, so no segment is open and no EOS will come back out of
+        // it (rtspsrc has no pad to send one on): a stop ends the run at once.
+        if stopping_since.is_some() && !pipe.media_seen() {
+            reason = "stopped before any media".into();
+            break;
+        }
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(PipelineEvent::Opened { path, running_ns, server_start_us, camera_start_us }) => {
@@ -296,6 +302,7 @@ async fn drive(
                     pipe.send_eos();
                     stopping_since = Some(tokio::time::Instant::now());
                 }
+                continue;
             }
             _ = tick.tick() => {
                 hold.settle(&pipe, false, writer);
@@ -323,6 +330,11 @@ async fn drive(
                         format!(
                             "the camera sends RTP, but no {} reached the segment files for {:.1} s",
                             stall.streams.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
+                            stall.idle.as_secs_f64()
+                        )
+                    } else if !pipe.described() {
+                        format!(
+                            "the camera did not answer RTSP (no session description within {:.1} s)",
                             stall.idle.as_secs_f64()
                         )
                     } else {

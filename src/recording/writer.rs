@@ -38,6 +38,9 @@ pub enum WriterMsg {
     Close { stop_us: i64 },
 }
 
+/// Why a chain's first hole opened, until the recorder knows more.
+pub const CONNECTING: &str = "connecting to the camera";
+
 /// The timing rules of a chain: how close consecutive entries must meet, and how far the
 /// camera's clock may be from the server's before the server's is used.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +155,12 @@ impl ChainWriter {
                 closed_at,
             } => self.append_segment(path, meta, recovered, closed_at).await,
             WriterMsg::Outage { reason } => {
-                self.pending_outage.get_or_insert(reason);
+                // The first cause of a hole stands; "connecting" is refined by why it failed.
+                self.pending_outage = Some(match self.pending_outage.take() {
+                    None => reason,
+                    Some(first) if first == CONNECTING => format!("{CONNECTING}: {reason}"),
+                    Some(first) => first,
+                });
             }
             WriterMsg::Close { stop_us } => {
                 let stop_us = stop_us.min(now_us());

