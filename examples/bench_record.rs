@@ -283,7 +283,7 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     .unwrap();
     let rows: Vec<(i64,)> = sqlx::query_as(
         "SELECT e.indexed_at - (e.wall_start_us + e.duration_us) FROM chain_entries e JOIN recordings r ON r.id = e.recording_id
-         WHERE r.session_id = $1 AND e.kind = 'media' AND e.detail = ''",
+         WHERE r.session_id = $1 AND e.kind = 'media' AND e.detail NOT LIKE 'recovered%'",
     )
     .bind(&session_id)
     .fetch_all(&pool)
