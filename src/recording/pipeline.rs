@@ -103,6 +103,9 @@ struct Shared {
     rtp_seen: AtomicBool,
     /// Set once the camera answered DESCRIBE with a session description.
     described: AtomicBool,
+    /// Milliseconds since `epoch()` when it did (0 before): a camera that answers late (a
+    /// frozen one thawing) gets the whole watchdog time from then to send its first media.
+    described_ms: AtomicU64,
     /// Milliseconds since `epoch()` when the graph was started.
     started_ms: u64,
 }
@@ -231,6 +234,7 @@ impl RunningPipeline {
             media_seen: AtomicBool::new(false),
             rtp_seen: AtomicBool::new(false),
             described: AtomicBool::new(false),
+            described_ms: AtomicU64::new(0),
             started_ms: now_ms(),
         });
 
@@ -282,7 +286,12 @@ impl RunningPipeline {
     pub fn stalled(&self, limit: Duration) -> Option<Stall> {
         let now = now_ms();
         let limit_ms = limit.as_millis() as u64;
-        let since = |t: u64| now.saturating_sub(if t == 0 { self.shared.started_ms } else { t });
+        // Before its first buffer, a stream is waited for from the camera's answer.
+        let first_wait = self
+            .shared
+            .started_ms
+            .max(self.shared.described_ms.load(Ordering::Relaxed));
+        let since = |t: u64| now.saturating_sub(if t == 0 { first_wait } else { t });
         let mut stalled = Vec::new();
         let mut flowing = Vec::new();
         let mut idle_ms = 0;
@@ -445,7 +454,9 @@ fn select_streams_from_sdp(
     let template = template.clone();
     let media_wanted = media_wanted.to_string();
     src.connect("select-stream", false, move |args| {
-        shared.described.store(true, Ordering::Relaxed);
+        if !shared.described.swap(true, Ordering::Relaxed) {
+            shared.described_ms.store(now_ms(), Ordering::Relaxed);
+        }
         let Ok(caps) = args[2].get::<gst::Caps>() else {
             return Some(false.to_value());
         };

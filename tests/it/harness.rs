@@ -698,8 +698,8 @@ pub fn outage_gaps(t: &[Tile]) -> Vec<&Tile> {
         .collect()
 }
 
-/// Asserts the session lasted what the test itself measured between asking start and stop,
-/// within one second.
+/// Asserts the session lasted what the test itself measured between asking start and asking
+/// stop (not the stop's answer, which waits for the last segments), within one second.
 pub fn assert_lasted(session: &Value, measured: Duration) {
     let span = unix_seconds(&session["stopped_at"]) - unix_seconds(&session["started_at"]);
     assert!(

@@ -24,10 +24,11 @@ async fn records_two_cameras_and_a_microphone_into_a_verified_chain() {
             },
         )
         .await;
+    // From asking start to asking stop: the stop call itself waits for the last segments.
+    let measured = asked.elapsed();
     let stopped = server
         .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
         .await;
-    let measured = asked.elapsed();
     assert_eq!(stopped["state"], "stopped", "{stopped}");
     assert_lasted(&stopped, measured);
     assert!(
