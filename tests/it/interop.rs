@@ -359,7 +359,7 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
     // While they record, the console shows each on the transport its server takes.
     let mut seen: Vec<Vec<String>> = vec![Vec::new(); peers.len()];
     let last = takes.last().unwrap().asked;
-    while last.elapsed() < Duration::from_secs(9) {
+    while last.elapsed() < Duration::from_secs(12) {
         let all = server.ok("GET", "/api/v1/rooms/status", None).await;
         for (i, take) in takes.iter().enumerate() {
             let src = all
