@@ -51,26 +51,15 @@ async fn create_room(
             ));
         }
     };
-    let mut req: CreateRoom =
+    let req: CreateRoom =
         serde_json::from_value(body).map_err(|e| invalid(format!("request body: {e}")))?;
     let core = &s.recording;
     if !probe_first {
         let room = rooms::create(&core.pool, &core.templates, req).await?;
         return Ok((StatusCode::CREATED, Json(json_of(&room)?)));
     }
-    rooms::prepare(&mut req, &core.templates)?;
-    let listen = probe::listen_window(None);
-    let learned = vec![None; req.sources.len()];
-    let report = probe::probe_sources(&req.sources, &learned, &core.templates, listen).await;
-    if let Some(message) = probe::not_recordable_message(&report) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "source_not_recordable",
-            message,
-        ));
-    }
-    let room = rooms::create(&core.pool, &core.templates, req).await?;
-    probe::remember_transports(&core.pool, &room.id, &report).await?;
+    let (room, report, listen) =
+        probe::create_recordable_room(&core.pool, &core.templates, req).await?;
     let mut json = json_of(&room)?;
     json["probe"] = serde_json::json!({
         "listen_seconds": listen.as_secs_f64(),
@@ -109,17 +98,7 @@ async fn probe_room(
         probe::listen_window(q.seconds),
     )
     .await?;
-    let outcome = if report.recordable {
-        "recordable".to_string()
-    } else {
-        let bad: Vec<&str> = report
-            .sources
-            .iter()
-            .filter(|s| !s.recordable)
-            .map(|s| s.name.as_str())
-            .collect();
-        format!("not recordable: {}", bad.join(", "))
-    };
+    let outcome = report.outcome();
     let who = actor.audit_names();
     crate::audit::append(
         &core.pool,

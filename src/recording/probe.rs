@@ -208,6 +208,42 @@ pub async fn probe_sources(
     out
 }
 
+/// Creates a room only if every one of its sources can be recorded: probed first (with the
+/// default window), refused (422 `source_not_recordable`, naming each source and why) before
+/// anything is stored, and the transport that worked remembered per source.
+pub async fn create_recordable_room(
+    pool: &Pool,
+    templates: &Templates,
+    mut req: rooms::CreateRoom,
+) -> Result<(rooms::Room, Vec<SourceProbe>, Duration), CoreError> {
+    rooms::prepare(&mut req, templates)?;
+    let listen = listen_window(None);
+    let learned = vec![None; req.sources.len()];
+    let report = probe_sources(&req.sources, &learned, templates, listen).await;
+    if let Some(message) = not_recordable_message(&report) {
+        return Err(CoreError::invalid("source_not_recordable", message));
+    }
+    let room = rooms::create(pool, templates, req).await?;
+    remember_transports(pool, &room.id, &report).await?;
+    Ok((room, report, listen))
+}
+
+impl RoomProbe {
+    /// The probe's verdict in one line, for the audit trail.
+    pub fn outcome(&self) -> String {
+        if self.recordable {
+            return "recordable".into();
+        }
+        let bad: Vec<&str> = self
+            .sources
+            .iter()
+            .filter(|s| !s.recordable)
+            .map(|s| s.name.as_str())
+            .collect();
+        format!("not recordable: {}", bad.join(", "))
+    }
+}
+
 /// One sentence on each source that cannot be recorded, for a refusal.
 pub fn not_recordable_message(sources: &[SourceProbe]) -> Option<String> {
     let bad: Vec<String> = sources
