@@ -130,6 +130,15 @@ impl Entry {
     }
 }
 
+/// The head a session manifest binds: the chain's last entry that is not a tombstone
+/// (tombstones are appended after the manifest was signed).
+pub fn signed_head(entries: &[Entry]) -> Option<&Entry> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.kind != EntryKind::Tombstone)
+}
+
 /// A break in a chain, naming the first entry where it shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {

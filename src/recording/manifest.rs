@@ -122,6 +122,16 @@ pub struct ManifestHead {
 
 pub const MANIFEST_FORMAT: &str = "witness-manifest/1";
 
+impl Manifest {
+    /// The coverage tolerance its chains are checked with: the one signed, never above the
+    /// maximum, and the maximum for a manifest written before it was signed.
+    pub fn coverage_tolerance_us(&self) -> i64 {
+        self.coverage_tolerance_us
+            .unwrap_or(super::coverage::MAX_TOLERANCE_US)
+            .min(super::coverage::MAX_TOLERANCE_US)
+    }
+}
+
 pub fn manifest_key(project_code: &str, session_id: &str) -> String {
     format!("{project_code}/{session_id}/manifest.json")
 }

@@ -553,16 +553,11 @@ pub fn verify_package(
                 }
             }
         }
-        chains.push((pc.source.clone(), pc.entries.clone()));
         // The manifest signed at stop binds the head then; tombstones come after it.
-        if let Some(last) = pc
-            .entries
-            .iter()
-            .rev()
-            .find(|e| e.kind != EntryKind::Tombstone)
-        {
+        if let Some(last) = chain::signed_head(&pc.entries) {
             heads.insert(pc.recording_id.clone(), (last.seq, last.entry_hash.clone()));
         }
+        chains.push((pc.source, pc.entries));
     }
 
     // 4. The session manifest signed at stop binds every chain head.
@@ -620,10 +615,7 @@ pub fn verify_package(
     // 6. Coverage: every moment from start to the signed stop is in a media or gap entry.
     let mut uncovered = Vec::new();
     if let Some(m) = &signed_manifest {
-        let tolerance = m
-            .coverage_tolerance_us
-            .unwrap_or(coverage::MAX_TOLERANCE_US)
-            .min(coverage::MAX_TOLERANCE_US);
+        let tolerance = m.coverage_tolerance_us();
         for (source, entries) in &chains {
             let c = coverage::check(entries, Some(m.stopped_at_us), tolerance);
             uncovered.extend(uncovered_views(source, &c));

@@ -116,14 +116,12 @@ pub async fn verify_session(
         let before = failures.len();
         check_recording(store, &session, &rec, &entries, &mut failures).await;
         // The manifest signed at stop binds the head then; tombstones come after it.
-        let head = entries
-            .iter()
-            .rev()
-            .find(|e| e.kind != EntryKind::Tombstone)
-            .or(entries.last());
-        heads.push((rec.id.clone(), head.map(|e| (e.seq, e.entry_hash.clone()))));
+        let head = chain::signed_head(&entries)
+            .or(entries.last())
+            .map(|e| (e.seq, e.entry_hash.clone()));
+        heads.push((rec.id.clone(), head.clone()));
         let intact = failures.len() == before;
-        chains.push((rec, entries, intact));
+        chains.push((rec, entries, intact, head));
     }
     let (manifest, signed) =
         check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
@@ -137,19 +135,12 @@ pub async fn verify_session(
     };
     let tolerance_us = signed
         .as_ref()
-        .and_then(|m| m.coverage_tolerance_us)
-        .unwrap_or(coverage::MAX_TOLERANCE_US)
-        .min(coverage::MAX_TOLERANCE_US);
+        .map_or(coverage::MAX_TOLERANCE_US, Manifest::coverage_tolerance_us);
     let mut checks = Vec::new();
     let mut uncovered = Vec::new();
-    for (rec, entries, intact) in chains {
+    for (rec, entries, intact, head) in chains {
         let c = coverage::check(&entries, stop_us, tolerance_us);
         let mine = uncovered_views(&rec.source_name, &c);
-        let head = entries
-            .iter()
-            .rev()
-            .find(|e| e.kind != EntryKind::Tombstone)
-            .or(entries.last());
         checks.push(RecordingCheck {
             recording_id: rec.id.clone(),
             source: rec.source_name.clone(),
@@ -160,8 +151,8 @@ pub async fn verify_session(
                 .count(),
             gaps: entries.iter().filter(|e| e.kind == EntryKind::Gap).count(),
             bytes: entries.iter().map(|e| e.bytes).sum(),
-            head_seq: head.map_or(-1, |e| e.seq),
-            head_hash: head.map(|e| e.entry_hash.clone()).unwrap_or_default(),
+            head_seq: head.as_ref().map_or(-1, |h| h.0),
+            head_hash: head.map(|h| h.1).unwrap_or_default(),
             intact,
             media_seconds: c.media_us as f64 / 1e6,
             gap_seconds: c.gap_us as f64 / 1e6,
