@@ -345,18 +345,25 @@ impl RunningPipeline {
         })
     }
 
-    /// Per stream: whether expected, and seconds since its last buffer reached the muxer.
+    /// Per expected stream, seconds since its last buffer reached the muxer.
     pub fn stream_ages(&self) -> Vec<(Stream, Option<f64>)> {
+        self.ages(|w| &w.last_ms)
+    }
+
+    /// Per expected stream, seconds since its last RTP arrived (diagnostics).
+    pub fn rtp_ages(&self) -> Vec<(Stream, Option<f64>)> {
+        self.ages(|w| &w.rtp_last_ms)
+    }
+
+    /// Seconds since the instant `of` keeps for each expected stream; `None` before the first.
+    fn ages(&self, of: fn(&StreamWatch) -> &AtomicU64) -> Vec<(Stream, Option<f64>)> {
         let now = now_ms();
         [Stream::Video, Stream::Audio]
             .into_iter()
             .filter(|s| self.shared.watch(*s).expected.load(Ordering::Relaxed))
             .map(|s| {
-                let last = self.shared.watch(s).last_ms.load(Ordering::Relaxed);
-                (
-                    s,
-                    (last != 0).then(|| now.saturating_sub(last) as f64 / 1000.0),
-                )
+                let t = of(self.shared.watch(s)).load(Ordering::Relaxed);
+                (s, (t != 0).then(|| now.saturating_sub(t) as f64 / 1000.0))
             })
             .collect()
     }
@@ -376,18 +383,6 @@ impl RunningPipeline {
     /// Whether any media reached the muxer: the camera works over this transport.
     pub fn media_seen(&self) -> bool {
         self.shared.media_seen.load(Ordering::Relaxed)
-    }
-
-    /// Seconds since the last RTP per stream (diagnostics).
-    pub fn rtp_ages(&self) -> Vec<(Stream, Option<f64>)> {
-        let now = now_ms();
-        [Stream::Video, Stream::Audio]
-            .into_iter()
-            .map(|s| {
-                let t = self.shared.watch(s).rtp_last_ms.load(Ordering::Relaxed);
-                (s, (t != 0).then(|| now.saturating_sub(t) as f64 / 1000.0))
-            })
-            .collect()
     }
 
     /// Whether the camera answered DESCRIBE (its SDP was read).

@@ -133,7 +133,6 @@ pub async fn run(
     let mut backoff = spec.backoff_min;
     let mut attempt: u64 = 0;
     let mut any_media = false;
-    let mut last_reason: Option<String> = None;
     loop {
         if *stop.borrow() != Stop::Running {
             break;
@@ -195,7 +194,6 @@ pub async fn run(
         let _ = writer.send(WriterMsg::Outage {
             reason: reason.clone(),
         });
-        last_reason = Some(reason.clone());
         // A camera that will not do this transport gets the next one at once; a full round
         // without media waits, with backoff.
         if !ended.recorded && transports.len() > 1 {
@@ -212,12 +210,10 @@ pub async fn run(
     }
     if let Stop::At(stop_us) = *stop.borrow() {
         if !any_media {
-            // Stopped before the first segment: the silence is still on the record, with why.
+            // Stopped before the first segment: the silence is still on the record. The writer
+            // keeps a failed attempt's reason if one came; else this refines "connecting".
             let _ = writer.send(WriterMsg::Outage {
-                reason: match last_reason {
-                    Some(r) => format!("no media received before stop: {r}"),
-                    None => "no media received before stop (camera still connecting)".into(),
-                },
+                reason: "no media received before stop (camera still connecting)".into(),
             });
         }
         let _ = writer.send(WriterMsg::Close { stop_us });
@@ -228,7 +224,7 @@ pub async fn run(
 struct Ended {
     reason: String,
     by_stop: bool,
-    /// Whether any media reached the segment files: the camera works over this transport.
+    /// Whether the camera sent RTP (recordable or not): it works over this transport.
     recorded: bool,
 }
 

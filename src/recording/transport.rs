@@ -15,8 +15,6 @@ pub enum Transport {
     Multicast,
 }
 
-pub const TRANSPORTS: &[&str] = &["auto", "tcp", "udp", "multicast"];
-
 impl Transport {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -172,13 +172,9 @@ impl ChainWriter {
         }
     }
 
-    /// Covers [chain end, `until_us`] with a gap entry if it is longer than the tolerance. The
-    /// reason is the pending outage's, or `default_reason`.
-    async fn cover_until(&mut self, until_us: i64, default_reason: &str) {
-        self.cover_to(until_us, default_reason, false).await;
-    }
-
-    /// As `cover_until`; `force` covers a hole however short (but not an empty one).
+    /// Covers [chain end, `until_us`] with a gap entry if it is longer than the tolerance (or,
+    /// with `force`, however short, but not empty). The reason is the pending outage's, or
+    /// `default_reason`.
     async fn cover_to(&mut self, until_us: i64, default_reason: &str, force: bool) {
         let hole = until_us - self.covered_until_us;
         if hole <= self.rules.tolerance_us && !(force && hole > 0) {
@@ -314,7 +310,7 @@ impl ChainWriter {
         } else {
             format!("no media for {:.1} s", hole as f64 / 1e6)
         };
-        self.cover_until(stamp.start_us, &default_reason).await;
+        self.cover_to(stamp.start_us, &default_reason, false).await;
         let _ = self.pending_outage.take();
         let mut notes: Vec<String> = Vec::new();
         if recovered {
