@@ -25,7 +25,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -992,52 +991,31 @@ fn serve(
 }
 
 /// Accepts connections and never answers: DESCRIBE hangs.
-pub struct SilentRtsp(FakeRtsp);
+pub struct SilentRtsp;
 
 impl SilentRtsp {
-    pub fn start() -> SilentRtsp {
-        SilentRtsp(FakeRtsp::start(Behaviour::Silent))
-    }
-}
-
-impl Deref for SilentRtsp {
-    type Target = FakeRtsp;
-    fn deref(&self) -> &FakeRtsp {
-        &self.0
+    pub fn start() -> FakeRtsp {
+        FakeRtsp::start(Behaviour::Silent)
     }
 }
 
 /// Answers OPTIONS, DESCRIBE (an H.264 video), SETUP (interleaved TCP or UDP), PLAY, keep-alives
 /// and TEARDOWN correctly, and never sends a single RTP or RTCP packet.
-pub struct NoMediaRtsp(FakeRtsp);
+pub struct NoMediaRtsp;
 
 impl NoMediaRtsp {
-    pub fn start() -> NoMediaRtsp {
-        NoMediaRtsp(FakeRtsp::start(Behaviour::NoMedia))
-    }
-}
-
-impl Deref for NoMediaRtsp {
-    type Target = FakeRtsp;
-    fn deref(&self) -> &FakeRtsp {
-        &self.0
+    pub fn start() -> FakeRtsp {
+        FakeRtsp::start(Behaviour::NoMedia)
     }
 }
 
 /// As [`NoMediaRtsp`], but the video is `X-UNKNOWN-CODEC/90000`, and after PLAY it sends an RTP
 /// packet of noise every 40 ms (interleaved or over UDP, as SETUP asked).
-pub struct UnsupportedCodecRtsp(FakeRtsp);
+pub struct UnsupportedCodecRtsp;
 
 impl UnsupportedCodecRtsp {
-    pub fn start() -> UnsupportedCodecRtsp {
-        UnsupportedCodecRtsp(FakeRtsp::start(Behaviour::UnknownCodec))
-    }
-}
-
-impl Deref for UnsupportedCodecRtsp {
-    type Target = FakeRtsp;
-    fn deref(&self) -> &FakeRtsp {
-        &self.0
+    pub fn start() -> FakeRtsp {
+        FakeRtsp::start(Behaviour::UnknownCodec)
     }
 }
 
@@ -1394,18 +1372,11 @@ fn proxy_connection(
 /// A proxy that answers every SETUP asking for `RTP/AVP/TCP` with `461 Unsupported Transport`
 /// itself and forwards everything else to `upstream`: a server a recorder can read only by
 /// falling back to UDP. (VLC does this natively; this puts it in front of any server.)
-pub struct TcpRefusingRtsp(RtspProxy);
+pub struct TcpRefusingRtsp;
 
 impl TcpRefusingRtsp {
-    pub fn start(upstream: &str) -> TcpRefusingRtsp {
-        TcpRefusingRtsp(RtspProxy::start(upstream, ProxyMode::RefuseTcp))
-    }
-}
-
-impl Deref for TcpRefusingRtsp {
-    type Target = RtspProxy;
-    fn deref(&self) -> &RtspProxy {
-        &self.0
+    pub fn start(upstream: &str) -> RtspProxy {
+        RtspProxy::start(upstream, ProxyMode::RefuseTcp)
     }
 }
 
@@ -1413,18 +1384,11 @@ impl Deref for TcpRefusingRtsp {
 /// response, while keeping its own connection to `upstream` open: RTP over UDP keeps flowing
 /// to a client that can no longer send keep-alives or TEARDOWN. (Over interleaved TCP the media
 /// dies with the connection.)
-pub struct ControlCloser(RtspProxy);
+pub struct ControlCloser;
 
 impl ControlCloser {
-    pub fn start(upstream: &str) -> ControlCloser {
-        ControlCloser(RtspProxy::start(upstream, ProxyMode::CloseAfterPlay))
-    }
-}
-
-impl Deref for ControlCloser {
-    type Target = RtspProxy;
-    fn deref(&self) -> &RtspProxy {
-        &self.0
+    pub fn start(upstream: &str) -> RtspProxy {
+        RtspProxy::start(upstream, ProxyMode::CloseAfterPlay)
     }
 }
 
