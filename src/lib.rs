@@ -5,14 +5,18 @@
 //! See docs/ARCHITECTURE.md.
 
 pub mod audit;
+pub mod capture;
 pub mod config;
 pub mod db;
+pub mod error;
+pub mod evidence;
 pub mod http;
 pub mod identity;
-pub mod recording;
+pub mod ledger;
+pub mod metrics;
 pub mod retention;
 pub mod server;
+pub mod sessions;
 pub mod simulator;
 pub mod store;
-pub mod web;
 pub mod worm;

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use witness::capture::rooms;
 use witness::config::Config;
-use witness::recording::package::verify_package;
-use witness::recording::{export, rooms, sessions::StartRequest, verify};
+use witness::evidence::export;
+use witness::evidence::package::verify_package;
+use witness::ledger::verify;
+use witness::sessions::StartRequest;
 use witness::{server, simulator};
 
 #[derive(Parser)]
@@ -594,25 +597,24 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
             .await?
         }
     };
-    let session =
-        match witness::recording::index::live_session_of_room(&core.pool, &room.id).await? {
-            Some(s) => s.id,
-            None => {
-                core.start(
-                    &room.id,
-                    StartRequest {
-                        project_code: "DEMO-2026-001".into(),
-                        session_code: "KB-01".into(),
-                        kind: "bid_opening".into(),
-                        note: "demo recording".into(),
-                        category: "construction".into(),
-                    },
-                )
-                .await?
-                .summary
-                .id
-            }
-        };
+    let session = match witness::ledger::index::live_session_of_room(&core.pool, &room.id).await? {
+        Some(s) => s.id,
+        None => {
+            core.start(
+                &room.id,
+                StartRequest {
+                    project_code: "DEMO-2026-001".into(),
+                    session_code: "KB-01".into(),
+                    kind: "bid_opening".into(),
+                    note: "demo recording".into(),
+                    category: "construction".into(),
+                },
+            )
+            .await?
+            .summary
+            .id
+        }
+    };
     let base = format!("http://{}", config.http.listen);
     // Accounts to look around with. One-time passwords are shown once, here; the first login
     // asks for a new password. A token lets the curl lines below work for a day.

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::capture::template::Templates;
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::recording::manifest::Signer;
-use crate::recording::sessions::Core;
-use crate::recording::template::Templates;
+use crate::ledger::manifest::Signer;
+use crate::sessions::Core;
 use crate::{audit, db, store};
 
 /// Opens everything the recording core needs, without starting any recorder.

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use crate::db::{Pool, now_us};
-use crate::recording::manifest::Signer;
+use crate::ledger::manifest::Signer;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Checkpoint {

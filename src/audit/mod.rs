@@ -3,7 +3,6 @@
 //! UPDATE and DELETE (`guard`), signed checkpoints pin the head (`checkpoint`), and `verify`
 //! re-checks it all. `api` serves it to discipline officers, filtered, as JSON or CSV.
 
-pub mod api;
 pub mod chain;
 pub mod checkpoint;
 pub mod guard;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::chain::{self, GENESIS_PREV};
 use super::checkpoint::{self, Checkpoint};
 use crate::db::Pool;
-use crate::recording::manifest::verify_hex;
+use crate::ledger::manifest::verify_hex;
 
 #[derive(Debug, Serialize)]
 pub struct AuditReport {

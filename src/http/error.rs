@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::recording::error::CoreError;
+use crate::error::CoreError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -1,7 +1,16 @@
 //! The HTTP face of the server: `app(state)` builds the whole router; each module contributes its
 //! routes. Never sees GStreamer types; errors leave as `{"error": {"code", "message"}}`.
 
+pub mod access;
+mod audit;
 mod error;
+mod exports;
+mod identity;
+mod live;
+mod pages;
+mod recording;
+mod replay;
+mod retention;
 
 use std::sync::Arc;
 
@@ -13,14 +22,13 @@ use axum::{Json, Router};
 
 pub use error::{ApiError, ApiJson, ApiQuery, ClientAddr};
 
-use crate::recording;
-use crate::recording::sessions::Core;
+use crate::sessions::Core;
 
 /// Everything a handler may reach.
 #[derive(Clone)]
 pub struct AppState {
     pub recording: Arc<Core>,
-    pub exports: Arc<recording::export_api::ExportJobs>,
+    pub exports: Arc<exports::ExportJobs>,
     pub identity: Arc<crate::config::IdentityConfig>,
     /// Session cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
@@ -36,22 +44,22 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/keys", get(keys))
-        .merge(recording::api::routes())
-        .merge(recording::replay::routes())
-        .merge(recording::live::routes())
-        .merge(recording::export_api::routes())
-        .merge(crate::audit::api::routes())
-        .merge(crate::identity::api::routes())
-        .merge(crate::retention::api::routes());
+        .merge(recording::routes())
+        .merge(replay::routes())
+        .merge(live::routes())
+        .merge(exports::routes())
+        .merge(crate::http::audit::routes())
+        .merge(crate::http::identity::routes())
+        .merge(crate::http::retention::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
-        .merge(crate::web::routes())
+        .merge(crate::http::pages::routes())
         // After routing, so that the access rule is found by the matched route.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::identity::access::authorize,
+            crate::http::access::authorize,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -3,8 +3,6 @@
 //! request; `api` is the HTTP face. The account operations shared by the HTTP API and the CLI
 //! (`witness user …`) are here.
 
-pub mod access;
-pub mod api;
 pub mod logins;
 pub mod password;
 pub mod roles;

@@ -155,4 +155,4 @@ impl Permission {
 }
 
 /// Trading categories (交易类别) that scope a regulator.
-pub use crate::recording::sessions::TRADING_CATEGORIES as CATEGORIES;
+pub use crate::sessions::TRADING_CATEGORIES as CATEGORIES;

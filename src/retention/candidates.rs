@@ -10,9 +10,9 @@ use super::RetentionView;
 use super::policy::Policies;
 use crate::audit;
 use crate::db::Pool;
-use crate::recording::chain::EntryKind;
-use crate::recording::index;
-use crate::recording::views::SessionSummary;
+use crate::ledger::chain::EntryKind;
+use crate::ledger::index;
+use crate::sessions::views::SessionSummary;
 
 #[derive(Debug, Serialize)]
 pub struct ObjectToRemove {

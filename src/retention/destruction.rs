@@ -10,9 +10,9 @@ use sqlx::Row;
 use super::policy::Policies;
 use crate::config::StoreConfig;
 use crate::db::{Pool, now_us, rfc3339};
-use crate::identity::access::person_of;
-use crate::recording::chain::{self, Entry, EntryKind};
-use crate::recording::index;
+use crate::http::access::person_of;
+use crate::ledger::chain::{self, Entry, EntryKind};
+use crate::ledger::index;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]

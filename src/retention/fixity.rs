@@ -12,8 +12,8 @@ use sqlx::Row;
 
 use crate::audit;
 use crate::db::{Pool, now_us, rfc3339};
-use crate::recording::chain::EntryKind;
-use crate::recording::index;
+use crate::ledger::chain::EntryKind;
+use crate::ledger::index;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,13 +87,12 @@ async fn run_once(
         for rec in index::recordings(pool, &session_id).await? {
             let entries = index::entries(pool, &rec.id).await?;
             // Objects a tombstone accounts for were destroyed lawfully: not looked for.
-            let destroyed =
-                crate::recording::chain::destroyed_entries(&entries).unwrap_or_default();
+            let destroyed = crate::ledger::chain::destroyed_entries(&entries).unwrap_or_default();
             for e in entries {
                 if e.kind != EntryKind::Media || destroyed.contains(&e.seq) {
                     continue;
                 }
-                if let Err(problem) = crate::recording::verify::check_object(store, &e).await {
+                if let Err(problem) = crate::ledger::verify::check_object(store, &e).await {
                     tracing::error!(session = %session_id, source = %rec.source_name, seq = e.seq, key = %e.object_key, %problem, "fixity: stored object does not match its chain entry");
                     failures.push(FixityFailure {
                         session_id: session_id.clone(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{Pool, now_us, rfc3339};
-use crate::recording::index::SessionRow;
+use crate::ledger::index::SessionRow;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Hold {

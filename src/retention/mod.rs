@@ -5,7 +5,6 @@
 //! Nothing here deletes anything: expiry only makes a record a *candidate*; lawful destruction
 //! (appraisal, two approvers, a permanent register) is a separate, later step.
 
-pub mod api;
 pub mod candidates;
 pub mod destruction;
 pub mod fixity;
@@ -19,7 +18,7 @@ use sqlx::Row;
 
 use crate::audit;
 use crate::db::{Pool, now_us, rfc3339};
-use crate::recording::index::SessionRow;
+use crate::ledger::index::SessionRow;
 use policy::{Policies, Rule, record_class_of_session};
 
 /// Business events of a project that start retention clocks; None while they have not happened.

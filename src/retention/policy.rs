@@ -209,10 +209,10 @@ fn check(r: &Rule) -> Result<(), String> {
         }
     }
     for c in &r.categories {
-        if !crate::recording::sessions::TRADING_CATEGORIES.contains(&c.as_str()) {
+        if !crate::sessions::TRADING_CATEGORIES.contains(&c.as_str()) {
             return Err(format!(
                 "trading category {c:?} is unknown, expected one of: {}",
-                crate::recording::sessions::TRADING_CATEGORIES.join(", ")
+                crate::sessions::TRADING_CATEGORIES.join(", ")
             ));
         }
     }

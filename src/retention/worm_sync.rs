@@ -11,8 +11,8 @@ use sqlx::Row;
 use super::policy::Policies;
 use crate::config::StoreConfig;
 use crate::db::Pool;
-use crate::recording::chain::{self, EntryKind};
-use crate::recording::index;
+use crate::ledger::chain::{self, EntryKind};
+use crate::ledger::index;
 
 /// What one round changed.
 #[derive(Debug, Default, serde::Serialize)]

@@ -369,7 +369,7 @@ async fn a_second_client_joining_and_leaving_leaves_no_hole() {
 /// and exit 3, online, on the CLI and offline in an exported package.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
-    use witness::recording::chain::{Entry, EntryKind};
+    use witness::ledger::chain::{Entry, EntryKind};
     let sim = Simulator::start(&[]);
     let server = Server::start().await;
     let room = one_camera_room(&server, "开标室 旧链", &sim.url("cam1")).await;
@@ -396,7 +396,7 @@ async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let mut prev = witness::recording::chain::ZERO_HASH.to_string();
+    let mut prev = witness::ledger::chain::ZERO_HASH.to_string();
     let mut head = (0, String::new());
     for (seq, kind, object_key, start, duration, bytes, sha256, clock, detail) in rows {
         let shifted = if seq > 3 { start + 12_000_000 } else { start };
@@ -438,7 +438,7 @@ async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
     manifest["stopped_at_us"] = json!(manifest["stopped_at_us"].as_i64().unwrap() + 12_000_000);
     let body = serde_json::to_vec_pretty(&manifest).unwrap();
     let signer =
-        witness::recording::manifest::Signer::load_or_create(&server.dir.path().join("data/keys"))
+        witness::ledger::manifest::Signer::load_or_create(&server.dir.path().join("data/keys"))
             .unwrap();
     let sig_path = server.objects().join(format!("{key}.sig"));
     for p in [&manifest_path, &sig_path] {

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
-use witness::recording::export::PackagedChain;
-use witness::recording::manifest::Signer;
+use witness::evidence::export::PackagedChain;
+use witness::ledger::manifest::Signer;
 
 fn export(server: &Server, session: &str, out: &Path) {
     let o = Command::new(BIN)

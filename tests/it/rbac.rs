@@ -1,5 +1,5 @@
 //! The RBAC matrix, asked of the real server: every role × every endpoint in
-//! `witness::identity::access::POLICY`, with that role's API token, is allowed or refused exactly
+//! `witness::http::access::POLICY`, with that role's API token, is allowed or refused exactly
 //! as the table and `Role::allows` say, and every refusal leaves one audit entry. Without
 //! credentials (or with bad ones) nothing but the public endpoints answers. Regulators see only
 //! the trading categories in their scope.
@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use witness::identity::access::{Access, POLICY, Rule};
+use witness::http::access::{Access, POLICY, Rule};
 use witness::identity::roles::Role;
 
 use crate::harness::*;

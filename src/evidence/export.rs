@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
-use super::archive::ArchiveWriter;
-pub use super::archive::Format;
-use super::chain::{Entry, EntryKind};
-use super::error::CoreError;
-use super::index;
-use super::manifest::{self, Signer};
 use crate::audit;
 use crate::db::{Pool, now_us, rfc3339};
+use crate::error::CoreError;
+use crate::evidence::archive::ArchiveWriter;
+pub use crate::evidence::archive::Format;
+use crate::ledger::chain::{Entry, EntryKind};
+use crate::ledger::index;
+use crate::ledger::manifest::{self, Signer};
 use crate::store::Store;
 
 /// The chain of one recording as it travels in a package: `data/chain/{source}.json`.
@@ -154,7 +154,7 @@ pub async fn exportable(
     session_id: &str,
     reason: &str,
 ) -> Result<index::SessionRow, CoreError> {
-    let session = super::sessions::existing_session(pool, session_id).await?;
+    let session = crate::sessions::existing_session(pool, session_id).await?;
     // A destroyed session still exports: its chains, tombstones and audit entries are the proof
     // of what was destroyed, lawfully.
     if session.state != "stopped" && session.state != "destroyed" {
@@ -201,7 +201,7 @@ pub async fn plan(
     for rec in &recordings {
         let entries = index::entries(pool, &rec.id).await?;
         // Lawfully destroyed media are gone; their tombstones travel in the chain.
-        let destroyed = super::chain::destroyed_entries(&entries).map_err(|why| {
+        let destroyed = crate::ledger::chain::destroyed_entries(&entries).map_err(|why| {
             CoreError::conflict("store_tampered", format!("{}: {why}", rec.source_name))
         })?;
         total += entries
@@ -307,7 +307,7 @@ pub async fn plan(
             target: &package_id,
             reason: req.reason,
             outcome: "allowed",
-            flagged: super::replay::is_confidential(&session),
+            flagged: crate::sessions::is_confidential(&session),
             ..audit::NewEntry::default()
         },
     )
@@ -392,7 +392,7 @@ pub async fn plan(
                     .collect();
                 if segments.is_empty()
                     || segments.iter().any(|e| !e.object_key.ends_with(".ts"))
-                    || super::remux::launch_for(&rec.media).is_none()
+                    || crate::evidence::remux::launch_for(&rec.media).is_none()
                 {
                     continue; // nothing selected, or a container the remuxer does not read
                 }
@@ -496,7 +496,8 @@ async fn derive_mp4(
     let failed = |e: &dyn std::fmt::Display| {
         CoreError::Internal(format!("derived MP4 {}: {e}", out.display()))
     };
-    let mut rx = super::remux::start(media, segments, store.clone()).map_err(|e| failed(&e))?;
+    let mut rx =
+        crate::evidence::remux::start(media, segments, store.clone()).map_err(|e| failed(&e))?;
     let mut file = tokio::fs::File::create(out).await.map_err(|e| failed(&e))?;
     let mut sha = Sha256::new();
     let mut len = 0u64;
@@ -534,7 +535,7 @@ pub async fn export_to<W: Write>(
 }
 
 fn one_line(s: &str) -> String {
-    super::chain::one_line(s)
+    crate::ledger::chain::one_line(s)
 }
 
 const README: &str = "证据包说明 / About this evidence package\n\

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use serde::Serialize;
 
-use super::clock::CameraClock;
-use super::error::CoreError;
-use super::rooms::{self, Source};
-use super::template::{Template, Templates};
-use super::transport::Transport;
+use crate::capture::rooms::{self, Source};
+use crate::capture::template::{Template, Templates};
+use crate::capture::transport::Transport;
 use crate::db::Pool;
+use crate::error::CoreError;
+use crate::ledger::clock::CameraClock;
 
 /// The listening window of one transport attempt when the caller names none.
 pub const DEFAULT_LISTEN_SECONDS: u64 = 4;
@@ -633,7 +633,7 @@ fn transport_failure(a: &Attempt, window: f64) -> String {
         return format!("over {t} the camera answered {code} {text}");
     }
     if let Some(e) = &a.error {
-        if super::transport::refused_transport(e) && !e.contains("UDP packets") {
+        if crate::capture::transport::refused_transport(e) && !e.contains("UDP packets") {
             return format!("camera refused {t} (every SETUP was refused)");
         }
         if a.first_media.is_none() {
@@ -989,7 +989,7 @@ fn build(
         .property("timeout", micros)
         .build()?;
     pipeline.add(&src)?;
-    super::rtsp_compat::append_controls(&src, &source.url);
+    crate::capture::rtsp_compat::append_controls(&src, &source.url);
     let camera_clock = CameraClock::watch(&src);
 
     {

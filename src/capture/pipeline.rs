@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use tokio::sync::mpsc;
 
-use super::clock::CameraClock;
-use super::template::Template;
-use super::transport::Transport;
+use crate::capture::template::Template;
+use crate::capture::transport::Transport;
+use crate::ledger::clock::CameraClock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -209,7 +209,7 @@ impl RunningPipeline {
             // A camera that sends nothing over UDP is reported after 4 s, then TCP is tried.
             .property("timeout", 4_000_000u64)
             .build()?;
-        super::rtsp_compat::append_controls(&src, spec.url);
+        crate::capture::rtsp_compat::append_controls(&src, spec.url);
         let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
         let location = spec.spool_dir.join(format!(
             "{}-%08d.{}",

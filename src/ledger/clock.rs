@@ -72,7 +72,7 @@ fn sync_offset(s: &gst::StructureRef) -> Option<i128> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stamp {
     pub start_us: i64,
-    pub clock: super::chain::ClockSource,
+    pub clock: crate::ledger::chain::ClockSource,
     /// For the entry's detail: the other clock's offset, or why the camera's was not used.
     pub note: Option<String>,
     /// The camera's clock was known but not used (beyond the bound).
@@ -82,7 +82,7 @@ pub struct Stamp {
 /// Chooses between the camera's clock and this server's for a segment start: the camera's when
 /// it has one within `max_offset_us` of the server's, else the server's, saying why.
 pub fn stamp(server_us: i64, camera_us: Option<i64>, max_offset_us: i64) -> Stamp {
-    use super::chain::ClockSource;
+    use crate::ledger::chain::ClockSource;
     let Some(camera) = camera_us else {
         return Stamp {
             start_us: server_us,
@@ -184,8 +184,8 @@ fn one_line_excerpt(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::chain::ClockSource;
     use super::*;
+    use crate::ledger::chain::ClockSource;
 
     #[test]
     fn camera_clock_within_bound_is_kept_with_its_offset() {

@@ -8,13 +8,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::chain::{self, Entry, EntryKind};
-use super::coverage::{self, Verdict};
-use super::error::CoreError;
-use super::index::{self, RecordingRow, SessionRow};
-use super::manifest::{self, Manifest};
-use super::writer::recording_prefix;
 use crate::db::Pool;
+use crate::error::CoreError;
+use crate::ledger::chain::{self, Entry, EntryKind};
+use crate::ledger::coverage::{self, Verdict};
+use crate::ledger::index::{self, RecordingRow, SessionRow};
+use crate::ledger::manifest::{self, Manifest};
+use crate::ledger::writer::recording_prefix;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +107,7 @@ pub async fn verify_session(
     public_key_hex: &str,
     session_id: &str,
 ) -> Result<Report, CoreError> {
-    let session = super::sessions::existing_session(pool, session_id).await?;
+    let session = crate::sessions::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
     let mut chains = Vec::new();
     let mut heads = Vec::new();

@@ -13,11 +13,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
-use super::chain::{self, Entry, EntryKind};
-use super::coverage::{self, Verdict};
-use super::export::{PackagedChain, Selection};
-use super::manifest::{self, Manifest};
-use super::verify::{UncoveredView, uncovered_views};
+use crate::evidence::export::{PackagedChain, Selection};
+use crate::ledger::chain::{self, Entry, EntryKind};
+use crate::ledger::coverage::{self, Verdict};
+use crate::ledger::manifest::{self, Manifest};
+use crate::ledger::verify::{UncoveredView, uncovered_views};
 
 /// Limits that keep a hostile package from exhausting memory or time.
 const MAX_ENTRIES: usize = 1_000_000;

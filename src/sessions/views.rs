@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::index::SessionRow;
 use crate::db::{now_us, rfc3339};
+use crate::ledger::index::SessionRow;
 
 #[derive(Debug, Serialize)]
 pub struct ChainHead {

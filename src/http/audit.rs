@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{AuditEntry, Filter, NewEntry};
+use crate::audit::{AuditEntry, Filter, NewEntry};
+use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
-use crate::identity::access::CurrentActor;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -61,7 +61,7 @@ async fn list(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let time = |field: &str, v: &Option<String>| {
-        crate::recording::export::parse_wall_clock(field, v.as_deref()).map_err(bad)
+        crate::evidence::export::parse_wall_clock(field, v.as_deref()).map_err(bad)
     };
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -89,7 +89,7 @@ async fn list(
     };
     let pool = &s.recording.pool;
     let who = actor.audit_names();
-    super::append(
+    crate::audit::append(
         pool,
         NewEntry {
             actor: &who.0,
@@ -104,7 +104,7 @@ async fn list(
     .await
     .map_err(internal)?;
     if !csv {
-        let entries = super::query(pool, &filter).await.map_err(internal)?;
+        let entries = crate::audit::query(pool, &filter).await.map_err(internal)?;
         let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq));
         return Ok(Json(serde_json::json!({
             "entries": entries,
@@ -117,7 +117,7 @@ async fn list(
     out.write_record(CSV_HEADER).map_err(csv_failed)?;
     let mut rows = 0;
     loop {
-        let entries = super::query(pool, &filter).await.map_err(internal)?;
+        let entries = crate::audit::query(pool, &filter).await.map_err(internal)?;
         for e in &entries {
             out.write_record(csv_row(e)).map_err(csv_failed)?;
         }
@@ -199,10 +199,12 @@ fn csv_failed(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-async fn verify(State(s): State<AppState>) -> Result<Json<super::verify::AuditReport>, ApiError> {
+async fn verify(
+    State(s): State<AppState>,
+) -> Result<Json<crate::audit::verify::AuditReport>, ApiError> {
     let core = &s.recording;
     Ok(Json(
-        super::verify::verify(&core.pool, &core.signer.public_key_hex())
+        crate::audit::verify::verify(&core.pool, &core.signer.public_key_hex())
             .await
             .map_err(internal)?,
     ))

@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::roles::{Permission, Role};
-use super::{logins, tokens, users};
 use crate::audit;
 use crate::http::{ApiError, AppState};
+use crate::identity::roles::{Permission, Role};
+use crate::identity::{logins, tokens, users};
 
 /// The authenticated caller, in the request's extensions for handlers to read.
 #[derive(Debug, Clone)]
@@ -590,7 +590,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
             .await;
         }
         if let Some(id) = session_in_path(&path, &target)
-            && let Some(session) = crate::recording::index::session(&s.recording.pool, &id)
+            && let Some(session) = crate::ledger::index::session(&s.recording.pool, &id)
                 .await
                 .ok()
                 .flatten()
@@ -606,7 +606,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
                 .await;
             }
             if p == Permission::Replay
-                && crate::recording::replay::is_confidential(&session)
+                && crate::sessions::is_confidential(&session)
                 && !actor.role.may_see_confidential()
             {
                 return refuse(

@@ -108,7 +108,7 @@ pub struct Manifest {
     pub coverage_tolerance_us: Option<i64>,
     /// The synchronisation state of this server's clock at stop, as the system reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_clock: Option<super::clock::ServerClockSync>,
+    pub server_clock: Option<crate::ledger::clock::ServerClockSync>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,8 +127,8 @@ impl Manifest {
     /// maximum, and the maximum for a manifest written before it was signed.
     pub fn coverage_tolerance_us(&self) -> i64 {
         self.coverage_tolerance_us
-            .unwrap_or(super::coverage::MAX_TOLERANCE_US)
-            .min(super::coverage::MAX_TOLERANCE_US)
+            .unwrap_or(crate::ledger::coverage::MAX_TOLERANCE_US)
+            .min(crate::ledger::coverage::MAX_TOLERANCE_US)
     }
 }
 

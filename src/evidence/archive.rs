@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use serde::Deserialize;
 
-use super::error::CoreError;
+use crate::error::CoreError;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

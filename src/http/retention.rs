@@ -9,12 +9,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
-use super::holds::{self, NewHold};
 use crate::audit;
+use crate::evidence::export::parse_wall_clock;
+use crate::http::access::{Audited, CurrentActor, person_of};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
-use crate::identity::access::{Audited, CurrentActor, person_of};
-use crate::recording::export::parse_wall_clock;
-use crate::recording::sessions::{existing_session, valid_code};
+use crate::retention::holds::{self, NewHold};
+use crate::sessions::{existing_session, valid_code};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,7 +40,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
-    crate::recording::error::CoreError::from(e).into()
+    crate::error::CoreError::from(e).into()
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -127,8 +127,8 @@ async fn policies(State(s): State<AppState>) -> Json<serde_json::Value> {
 async fn candidates(
     State(s): State<AppState>,
     actor: CurrentActor,
-) -> Result<Json<Vec<super::candidates::Candidate>>, ApiError> {
-    let found = super::candidates::list(&s.recording.pool, &s.policies, false)
+) -> Result<Json<Vec<crate::retention::candidates::Candidate>>, ApiError> {
+    let found = crate::retention::candidates::list(&s.recording.pool, &s.policies, false)
         .await
         .map_err(internal)?;
     Ok(Json(in_scope(&actor, found)))
@@ -137,8 +137,8 @@ async fn candidates(
 /// A regulator's view of candidates: their trading categories only.
 fn in_scope(
     actor: &CurrentActor,
-    found: Vec<super::candidates::Candidate>,
-) -> Vec<super::candidates::Candidate> {
+    found: Vec<crate::retention::candidates::Candidate>,
+) -> Vec<crate::retention::candidates::Candidate> {
     found
         .into_iter()
         .filter(|c| {
@@ -159,7 +159,7 @@ async fn dry_run(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let found = in_scope(
         &actor,
-        super::candidates::list(&s.recording.pool, &s.policies, true)
+        crate::retention::candidates::list(&s.recording.pool, &s.policies, true)
             .await
             .map_err(internal)?,
     );
@@ -191,9 +191,9 @@ async fn dry_run(
 
 async fn fixity_reports(
     State(s): State<AppState>,
-) -> Result<Json<Vec<super::fixity::FixityReport>>, ApiError> {
+) -> Result<Json<Vec<crate::retention::fixity::FixityReport>>, ApiError> {
     Ok(Json(
-        super::fixity::reports(&s.recording.pool, 100)
+        crate::retention::fixity::reports(&s.recording.pool, 100)
             .await
             .map_err(internal)?,
     ))
@@ -212,7 +212,7 @@ async fn fixity_run(
         s.fixity_bytes_per_second,
     );
     tokio::spawn(async move {
-        match super::fixity::run(&pool, &store, &state, rate, &who).await {
+        match crate::retention::fixity::run(&pool, &store, &state, rate, &who).await {
             Ok(Some(r)) => tracing::info!(report = %r.id, intact = r.intact, "fixity run finished"),
             Ok(None) => tracing::info!("fixity run already under way"),
             Err(e) => tracing::warn!(error = %e, "fixity run failed"),
@@ -227,10 +227,10 @@ async fn fixity_run(
 async fn session_retention(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<super::RetentionView>, ApiError> {
+) -> Result<Json<crate::retention::RetentionView>, ApiError> {
     let session = existing_session(&s.recording.pool, &id).await?;
     Ok(Json(
-        super::view(&s.recording.pool, &s.policies, &session)
+        crate::retention::view(&s.recording.pool, &s.policies, &session)
             .await
             .map_err(internal)?,
     ))
@@ -244,7 +244,7 @@ async fn project(
     code(&project)?;
     project_in_scope(&s, &actor, &project).await?;
     let pool = &s.recording.pool;
-    let events = super::project_events(pool, &project)
+    let events = crate::retention::project_events(pool, &project)
         .await
         .map_err(internal)?;
     let holds: Vec<holds::Hold> = holds::list(pool, true)
@@ -284,7 +284,7 @@ async fn project_events(
     if closed.is_none() && ended.is_none() {
         return Err(invalid("give closed_at, procurement_ended_at or both"));
     }
-    let events = super::set_project_events(&s.recording.pool, &project, closed, ended)
+    let events = crate::retention::set_project_events(&s.recording.pool, &project, closed, ended)
         .await
         .map_err(internal)?;
     let detail = format!(
@@ -469,7 +469,7 @@ async fn place_hold(
                 .room_id
                 .as_deref()
                 .ok_or_else(|| invalid("a range hold needs room_id"))?;
-            crate::recording::rooms::get(pool, room).await?;
+            crate::capture::rooms::get(pool, room).await?;
             match (from_us, to_us) {
                 (Some(f), Some(t)) if f < t => {}
                 _ => return Err(invalid("a range hold needs from before to")),
@@ -583,7 +583,7 @@ async fn release_hold(
 
 // ---- lawful destruction ------------------------------------------------------------------------
 
-use super::destruction::{self, DestructionError};
+use crate::retention::destruction::{self, DestructionError};
 
 impl From<DestructionError> for ApiError {
     fn from(e: DestructionError) -> Self {

@@ -8,13 +8,13 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
-use super::access::{Actor, Audited, Via};
-use super::roles::{PERMISSIONS, Permission, Role};
-use super::users::UserView;
-use super::{AddUser, By, logins, password, tokens, totp, users};
 use crate::audit;
 use crate::db::{now_us, rfc3339};
+use crate::http::access::{Actor, Audited, Via};
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
+use crate::identity::roles::{PERMISSIONS, Permission, Role};
+use crate::identity::users::UserView;
+use crate::identity::{AddUser, By, logins, password, tokens, totp, users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
-    super::IdentityError::Db(e).into()
+    crate::identity::IdentityError::Db(e).into()
 }
 
 /// The caller's own account, as stored now.
@@ -40,7 +40,7 @@ async fn current_user(s: &AppState, actor: &Actor) -> Result<users::User, ApiErr
     Ok(users::by_id(&s.recording.pool, &actor.user_id)
         .await
         .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(actor.username.clone()))?)
+        .ok_or_else(|| crate::identity::IdentityError::NoUser(actor.username.clone()))?)
 }
 
 fn by<'a>(actor: &'a Actor, name: &'a str, address: &'a str) -> By<'a> {
@@ -223,7 +223,7 @@ fn restriction(u: &users::User) -> Option<&'static str> {
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let pool = &s.recording.pool;
-    if let Some(c) = super::access::cookie(&headers, logins::COOKIE) {
+    if let Some(c) = crate::http::access::cookie(&headers, logins::COOKIE) {
         logins::revoke(pool, &c).await.map_err(internal)?;
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -365,7 +365,7 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
             "invalid_field",
             format!(
                 "role {role:?} is not valid, expected one of: {}",
-                super::roles::ROLES.map(|r| r.as_str()).join(", ")
+                crate::identity::roles::ROLES.map(|r| r.as_str()).join(", ")
             ),
         )
     })
@@ -379,7 +379,7 @@ async fn add_user(
 ) -> Result<Response, ApiError> {
     let role = parse_role(&req.role)?;
     let name = actor.name();
-    let (user, one_time) = super::add_user(
+    let (user, one_time) = crate::identity::add_user(
         &s.recording.pool,
         AddUser {
             username: &req.username,
@@ -418,7 +418,7 @@ async fn change_user(
     let u = users::by_id(pool, &id)
         .await
         .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(id.clone()))?;
+        .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
     if u.id == actor.user_id && (req.role.is_some() || req.disabled == Some(true)) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -462,7 +462,7 @@ async fn change_user(
     }
     if let Some(d) = req.disabled {
         let name = actor.name();
-        super::set_disabled(pool, &u.username, d, by(&actor, &name, &address)).await?;
+        crate::identity::set_disabled(pool, &u.username, d, by(&actor, &name, &address)).await?;
     }
     let after = users::by_id(pool, &u.id)
         .await
@@ -502,10 +502,11 @@ async fn reset_user(
     let u = users::by_id(pool, &id)
         .await
         .map_err(internal)?
-        .ok_or_else(|| super::IdentityError::NoUser(id.clone()))?;
+        .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
     let name = actor.name();
     let one_time =
-        super::reset_user(pool, &u.username, req.totp, by(&actor, &name, &address)).await?;
+        crate::identity::reset_user(pool, &u.username, req.totp, by(&actor, &name, &address))
+            .await?;
     Ok((
         Extension(Audited),
         Json(serde_json::json!({ "username": u.username, "one_time_password": one_time })),
@@ -560,7 +561,7 @@ async fn issue_token(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let name = actor.name();
-    let (id, secret) = super::issue_token(
+    let (id, secret) = crate::identity::issue_token(
         &s.recording.pool,
         &actor.username,
         &req.name,

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use object_store::PutPayload;
 use tokio::sync::mpsc;
 
-use super::chain::{ClockSource, Entry, EntryKind, one_line};
-use super::clock;
-use super::coverage::OVERLAP_MARK;
-use super::index;
-use super::metrics::{Metrics, SourceStats};
-use super::spool::{self, SegmentMeta};
 use crate::db::{Pool, now_us, rfc3339};
+use crate::ledger::chain::{ClockSource, Entry, EntryKind, one_line};
+use crate::ledger::clock;
+use crate::ledger::coverage::OVERLAP_MARK;
+use crate::ledger::index;
+use crate::ledger::spool::{self, SegmentMeta};
+use crate::metrics::{Metrics, SourceStats};
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -126,7 +126,7 @@ impl ChainWriter {
             return false;
         }
         if let Some((room, node)) = &self.lease
-            && let Ok(holder) = super::lease::holder(&self.pool, room).await
+            && let Ok(holder) = crate::ledger::lease::holder(&self.pool, room).await
             && holder.as_deref().is_some_and(|h| h != node)
         {
             tracing::error!(recording = %self.recording_id, room = %room, node = %node, holder = ?holder, "another node holds this room's lease: this node stops writing; unstored segments stay in the spool");

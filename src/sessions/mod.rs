@@ -2,6 +2,8 @@
 //! stop it once every last segment is stored and indexed, sign the manifest, and on start-up
 //! replay the spool and resume sessions the last process left running.
 
+pub mod views;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,21 +12,23 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::chain::{self, Entry, EntryKind, ZERO_HASH};
-use super::error::{CoreError, is_unique_violation};
-use super::index::{self, RecordingRow, SessionRow};
-use super::lease;
-use super::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
-use super::metrics::{Metrics, SourceStats};
-use super::recorder::{self, RecorderSpec, Stop};
-use super::rooms;
-use super::spool;
-use super::template::Templates;
-use super::transport::Transport;
-use super::views::{ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView};
-use super::writer::{ChainWriter, WriterMsg, recording_prefix};
+use crate::capture::recorder::{self, RecorderSpec, Stop};
+use crate::capture::rooms;
+use crate::capture::template::Templates;
+use crate::capture::transport::Transport;
 use crate::config::RecordingConfig;
 use crate::db::{Pool, now_us, rfc3339};
+use crate::error::{CoreError, is_unique_violation};
+use crate::ledger::chain::{self, Entry, EntryKind, ZERO_HASH};
+use crate::ledger::index::{self, RecordingRow, SessionRow};
+use crate::ledger::lease;
+use crate::ledger::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
+use crate::ledger::spool;
+use crate::ledger::writer::{ChainWriter, WriterMsg, recording_prefix};
+use crate::metrics::{Metrics, SourceStats};
+use crate::sessions::views::{
+    ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView,
+};
 use crate::store::Store;
 
 /// Kinds of business a session records (开标会, 评标会 …).
@@ -54,6 +58,13 @@ fn other_category() -> String {
 }
 
 /// Trading categories (交易类别): 工程建设, 政府采购, 土地矿业权, 国有产权, other.
+/// Session kinds whose recordings are confidential (评标/评审): replay needs a reason.
+pub const CONFIDENTIAL_KINDS: &[&str] = &["evaluation"];
+
+pub fn is_confidential(session: &SessionRow) -> bool {
+    CONFIDENTIAL_KINDS.contains(&session.kind.as_str())
+}
+
 pub const TRADING_CATEGORIES: [&str; 5] = [
     "construction",
     "procurement",
@@ -482,7 +493,7 @@ impl Core {
             public_key: self.signer.public_key_hex(),
             recordings: heads,
             coverage_tolerance_us: Some(rules.tolerance_us),
-            server_clock: tokio::task::spawn_blocking(super::clock::server_clock_sync)
+            server_clock: tokio::task::spawn_blocking(crate::ledger::clock::server_clock_sync)
                 .await
                 .ok(),
         };

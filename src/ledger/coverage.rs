@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::chain::{Entry, EntryKind};
+use crate::ledger::chain::{Entry, EntryKind};
 
 /// The largest tolerance a configuration may set, and what a verifier assumes for a chain
 /// whose manifest does not name one.

@@ -8,7 +8,7 @@ use gst::prelude::*;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::chain::Entry;
+use crate::ledger::chain::Entry;
 use crate::store::Store;
 
 /// Streams present in the recording, decided from its `media` (`av`, `video`, `audio`).

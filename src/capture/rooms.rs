@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::error::{CoreError, is_unique_violation};
-use super::template::Templates;
-use super::transport::{self, Transport};
+use crate::capture::template::Templates;
+use crate::capture::transport::{self, Transport};
 use crate::db::{Pool, now_us};
+use crate::error::{CoreError, is_unique_violation};
 
 /// Kinds of room in a trading centre.
 pub const ROOM_KINDS: &[&str] = &[
@@ -416,7 +416,7 @@ pub async fn delete(pool: &Pool, id: &str) -> Result<(), CoreError> {
 }
 
 async fn refuse_while_live(pool: &Pool, id: &str, verb: &str) -> Result<(), CoreError> {
-    if let Some(s) = super::index::live_session_of_room(pool, id).await? {
+    if let Some(s) = crate::ledger::index::live_session_of_room(pool, id).await? {
         return Err(CoreError::conflict(
             "room_recording",
             format!(

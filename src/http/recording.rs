@@ -7,15 +7,15 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
-use super::index::SessionFilter;
-use super::probe;
-use super::rooms::{self, CreateRoom, PatchRoom, Room};
-use super::sessions::StartRequest;
-use super::verify::{self, Report};
-use super::views::{SessionSummary, SessionView};
+use crate::capture::probe;
+use crate::capture::rooms::{self, CreateRoom, PatchRoom, Room};
+use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
-use crate::identity::access::{Audited, CurrentActor};
 use crate::identity::roles::Role;
+use crate::ledger::index::SessionFilter;
+use crate::ledger::verify::{self, Report};
+use crate::sessions::StartRequest;
+use crate::sessions::views::{SessionSummary, SessionView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -71,7 +71,7 @@ async fn create_room(
 
 fn json_of(v: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v)
-        .map_err(|e| ApiError::from(super::error::CoreError::Internal(e.to_string())))
+        .map_err(|e| ApiError::from(crate::error::CoreError::Internal(e.to_string())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,7 +113,7 @@ async fn probe_room(
         },
     )
     .await
-    .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     Ok((Extension(Audited), Json(report)))
 }
 
@@ -171,7 +171,7 @@ async fn audit_session(
         },
     )
     .await
-    .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     Ok(())
 }
 
@@ -184,13 +184,13 @@ async fn start(
 ) -> Result<impl IntoResponse, ApiError> {
     let view = s.recording.start(&id, req).await?;
     // The policy version and rule in force are recorded on the session from its first moment.
-    if let Some(row) = super::index::session(&s.recording.pool, &view.summary.id)
+    if let Some(row) = crate::ledger::index::session(&s.recording.pool, &view.summary.id)
         .await
-        .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?
+        .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?
     {
         crate::retention::stamp(&s.recording.pool, &s.policies, &row)
             .await
-            .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+            .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     }
     audit_session(&s, &actor, &address, "room_start", &view).await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
@@ -248,12 +248,12 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let view = s.recording.view(&id).await?;
-    let row = super::sessions::existing_session(&s.recording.pool, &id).await?;
+    let row = crate::sessions::existing_session(&s.recording.pool, &id).await?;
     let retention = crate::retention::view(&s.recording.pool, &s.policies, &row)
         .await
-        .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+        .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     let mut json = serde_json::to_value(&view)
-        .map_err(|e| ApiError::from(super::error::CoreError::Internal(e.to_string())))?;
+        .map_err(|e| ApiError::from(crate::error::CoreError::Internal(e.to_string())))?;
     json["retention"] = serde_json::to_value(&retention).unwrap_or_default();
     Ok(Json(json))
 }
@@ -283,7 +283,7 @@ async fn verify_session(
         },
     )
     .await
-    .map_err(|e| ApiError::from(super::error::CoreError::from(e)))?;
+    .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     Ok(Json(report))
 }
 

@@ -4,8 +4,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::chain::{Entry, EntryKind};
 use crate::db::{Pool, now_us};
+use crate::ledger::chain::{Entry, EntryKind};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionRow {

@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::error::CoreError;
-use super::export::{self, Format, Plan, Selection};
 use crate::audit;
+use crate::error::CoreError;
+use crate::evidence::export::{self, Format, Plan, Selection};
+use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
-use crate::identity::access::CurrentActor;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

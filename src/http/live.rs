@@ -9,14 +9,16 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
 
-use super::index::{self, SessionRow};
-use super::replay::{self, is_confidential};
-use super::rooms;
-use super::views::SessionSummary;
+use super::replay;
 use crate::audit;
+use crate::capture::rooms;
 use crate::db::now_us;
+use crate::evidence::replay::hls_playlist;
+use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, AppState, ClientAddr};
-use crate::identity::access::{Audited, CurrentActor};
+use crate::ledger::index::{self, SessionRow};
+use crate::sessions::is_confidential;
+use crate::sessions::views::SessionSummary;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,7 +44,7 @@ pub struct SourceStatus {
     pub last_segment_age_seconds: Option<f64>,
     /// Each elementary stream where it reaches the segment files: age of its last media and
     /// whether it has stalled (an alarm).
-    pub streams: Vec<super::metrics::StreamStatus>,
+    pub streams: Vec<crate::metrics::StreamStatus>,
     /// Transport of the current attempt (`tcp`, `udp`, `multicast`); empty before the first.
     pub transport: String,
     /// Why the source is not recording now, in plain words; `None` while it records.
@@ -65,7 +67,7 @@ pub struct RoomStatus {
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
-    super::error::CoreError::from(e).into()
+    crate::error::CoreError::from(e).into()
 }
 
 async fn status(
@@ -93,7 +95,7 @@ async fn status(
                 .map_err(internal)?
             {
                 let stats = core.metrics.snapshot(&rec.id);
-                let read = |f: fn(&super::metrics::SourceStats) -> u64| {
+                let read = |f: fn(&crate::metrics::SourceStats) -> u64| {
                     stats.as_ref().map(|st| f(st)).unwrap_or(0)
                 };
                 let last = read(|st| {
@@ -251,7 +253,7 @@ async fn live_playlist(
         .map_err(internal)?;
     if entries
         .iter()
-        .any(|e| e.kind == super::chain::EntryKind::Media && !e.object_key.ends_with(".ts"))
+        .any(|e| e.kind == crate::ledger::chain::EntryKind::Media && !e.object_key.ends_with(".ts"))
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -264,7 +266,7 @@ async fn live_playlist(
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        replay::hls_playlist(&entries, true, ""),
+        hls_playlist(&entries, true, ""),
     )
         .into_response())
 }

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::metrics::{SourceState, SourceStats, StreamStatus};
-use super::pipeline::{PipelineEvent, PipelineSpec, RunningPipeline};
-use super::spool::{self, SegmentMeta};
-use super::template::Template;
-use super::transport::Transport;
-use super::writer::WriterMsg;
+use crate::capture::pipeline::{PipelineEvent, PipelineSpec, RunningPipeline};
+use crate::capture::template::Template;
+use crate::capture::transport::Transport;
+use crate::ledger::spool::{self, SegmentMeta};
+use crate::ledger::writer::WriterMsg;
+use crate::metrics::{SourceState, SourceStats, StreamStatus};
 
 /// What the session asks of its recorders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub async fn run(
         reason: spec
             .resume_gap
             .clone()
-            .unwrap_or_else(|| super::writer::CONNECTING.into()),
+            .unwrap_or_else(|| crate::ledger::writer::CONNECTING.into()),
     });
     let transports = spec.transport.attempts(spec.learned);
     let mut which = 0usize;

@@ -1,0 +1,12 @@
+//! Capture: from a room's cameras to closed segment files. `rooms` says what a room records,
+//! `template` and `transport` how a source is pulled, `pipeline` is the GStreamer graph that
+//! cuts segments without transcoding, `recorder` runs it (reconnect, watchdog, gaps) and hands
+//! each closed segment to the ledger's writer. `probe` asks a camera what it offers.
+
+pub mod pipeline;
+pub mod probe;
+pub mod recorder;
+pub mod rooms;
+pub mod rtsp_compat;
+pub mod template;
+pub mod transport;

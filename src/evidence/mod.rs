@@ -1,0 +1,9 @@
+//! Evidence out of the ledger: HLS playlists and segments for replay (`replay`), evidence
+//! packages (`export`, written by `archive` as tar or zip) and their offline check
+//! (`package`), and playable MP4 copies (`remux`, derived, never evidence).
+
+pub mod archive;
+pub mod export;
+pub mod package;
+pub mod remux;
+pub mod replay;
