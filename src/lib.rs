@@ -15,7 +15,7 @@ pub mod identity;
 pub mod ledger;
 pub mod metrics;
 pub mod retention;
-pub mod server;
+pub mod services;
 pub mod sessions;
 pub mod simulator;
 pub mod store;

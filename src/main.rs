@@ -12,7 +12,7 @@ use witness::evidence::export;
 use witness::evidence::package::verify_package;
 use witness::ledger::verify;
 use witness::sessions::StartRequest;
-use witness::{server, simulator};
+use witness::{http, services, simulator};
 
 #[derive(Parser)]
 #[command(
@@ -318,8 +318,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
-            let state = server::start(&config).await?;
-            server::serve(&config, state).await?;
+            let state = services::start(&config).await?;
+            http::serve(&config, state).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {
@@ -370,7 +370,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let config = Config::load(config.as_deref())?;
-            let core = server::open_core(&config).await?;
+            let core = services::open_core(&config).await?;
             let report = verify::verify_session(
                 &core.pool,
                 &core.store,
@@ -428,7 +428,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let config = Config::load(config.as_deref())?;
-            let core = server::open_core(&config).await?;
+            let core = services::open_core(&config).await?;
             let report =
                 witness::audit::verify::verify(&core.pool, &core.signer.public_key_hex()).await?;
             if json {
@@ -458,7 +458,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let config = Config::load(config.as_deref())?;
-            let core = server::open_core(&config).await?;
+            let core = services::open_core(&config).await?;
             let tmp = out.with_extension("partial");
             let file = std::fs::File::create(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -559,8 +559,8 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
         }
     });
     ready_rx.recv().context("simulator thread")??;
-    let state = server::start(&config).await?;
-    let core = state.recording.clone();
+    let state = services::start(&config).await?;
+    let core = state.core.clone();
     let name = "演示开标室 Demo bid-opening room";
     let room = match rooms::list(&core.pool)
         .await?
@@ -675,6 +675,6 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
         config.data_dir.join("objects").display(),
         room = room.id,
     );
-    server::serve(&config, state).await?;
+    http::serve(&config, state).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -426,7 +426,7 @@ async fn authenticate(
     s: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<(Actor, Option<&'static str>)>, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -533,7 +533,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
             (s.clone(), actor.clone(), address.clone(), target.clone());
         async move {
             let _ = audit::append(
-                &s.recording.pool,
+                &s.pool,
                 audit::NewEntry {
                     actor: &actor.name(),
                     actor_role: actor.role.as_str(),
@@ -590,7 +590,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
             .await;
         }
         if let Some(id) = session_in_path(&path, &target)
-            && let Some(session) = crate::ledger::index::session(&s.recording.pool, &id)
+            && let Some(session) = crate::ledger::index::session(&s.pool, &id)
                 .await
                 .ok()
                 .flatten()
@@ -627,7 +627,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
             format!("failed: HTTP {}", status.as_u16())
         };
         if let Err(e) = audit::append(
-            &s.recording.pool,
+            &s.pool,
             audit::NewEntry {
                 actor: &actor.name(),
                 actor_role: actor.role.as_str(),

@@ -87,7 +87,7 @@ async fn list(
         after_seq: q.after_seq,
         limit,
     };
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let who = actor.audit_names();
     crate::audit::append(
         pool,
@@ -202,7 +202,7 @@ fn csv_failed(e: impl std::fmt::Display) -> ApiError {
 async fn verify(
     State(s): State<AppState>,
 ) -> Result<Json<crate::audit::verify::AuditReport>, ApiError> {
-    let core = &s.recording;
+    let core = &s.sessions;
     Ok(Json(
         crate::audit::verify::verify(&core.pool, &core.signer.public_key_hex())
             .await

@@ -136,7 +136,7 @@ async fn start(
             "from must be before to",
         ));
     }
-    let core = s.recording.clone();
+    let core = s.sessions.clone();
     // Refuse what would fail at once (unknown or live session, no reason) before starting a job.
     export::exportable(&core.pool, &session_id, &req.reason).await?;
     let id = uuid::Uuid::now_v7().to_string();
@@ -246,7 +246,7 @@ async fn download(
             }
         }
     };
-    let core = s.recording.clone();
+    let core = s.sessions.clone();
     let who = actor.audit_names();
     audit::append(
         &core.pool,

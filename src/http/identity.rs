@@ -37,7 +37,7 @@ fn internal(e: sqlx::Error) -> ApiError {
 
 /// The caller's own account, as stored now.
 async fn current_user(s: &AppState, actor: &Actor) -> Result<users::User, ApiError> {
-    Ok(users::by_id(&s.recording.pool, &actor.user_id)
+    Ok(users::by_id(&s.pool, &actor.user_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| crate::identity::IdentityError::NoUser(actor.username.clone()))?)
@@ -96,7 +96,7 @@ async fn login(
     ClientAddr(address): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let cfg = &s.identity;
     if req.username.chars().count() > 64 || req.password.chars().count() > 256 {
         return Err(login_failed());
@@ -222,7 +222,7 @@ fn restriction(u: &users::User) -> Option<&'static str> {
 }
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     if let Some(c) = crate::http::access::cookie(&headers, logins::COOKIE) {
         logins::revoke(pool, &c).await.map_err(internal)?;
     }
@@ -259,7 +259,7 @@ async fn change_password(
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     browser_only(&actor)?;
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let u = current_user(&s, &actor).await?;
     if !password::verify(&req.current_password, &u.password_hash) {
         return Err(ApiError::new(
@@ -288,7 +288,7 @@ async fn totp_setup(
     Extension(actor): Extension<Actor>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     browser_only(&actor)?;
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let u = current_user(&s, &actor).await?;
     if u.totp_enabled {
         return Err(ApiError::new(
@@ -319,7 +319,7 @@ async fn totp_confirm(
     ApiJson(req): ApiJson<TotpConfirm>,
 ) -> Result<StatusCode, ApiError> {
     browser_only(&actor)?;
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let u = current_user(&s, &actor).await?;
     let (Some(secret), false) = (u.totp_secret.as_deref(), u.totp_enabled) else {
         return Err(ApiError::new(
@@ -343,7 +343,7 @@ async fn totp_confirm(
 }
 
 async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
-    let all = users::all(&s.recording.pool).await.map_err(internal)?;
+    let all = users::all(&s.pool).await.map_err(internal)?;
     Ok(Json(all.iter().map(UserView::from).collect()))
 }
 
@@ -380,7 +380,7 @@ async fn add_user(
     let role = parse_role(&req.role)?;
     let name = actor.name();
     let (user, one_time) = crate::identity::add_user(
-        &s.recording.pool,
+        &s.pool,
         AddUser {
             username: &req.username,
             display_name: &req.display_name,
@@ -414,7 +414,7 @@ async fn change_user(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChangeUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let u = users::by_id(pool, &id)
         .await
         .map_err(internal)?
@@ -498,7 +498,7 @@ async fn reset_user(
             )
         })?
     };
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let u = users::by_id(pool, &id)
         .await
         .map_err(internal)?
@@ -519,7 +519,7 @@ async fn list_tokens(
     Extension(actor): Extension<Actor>,
 ) -> Result<Json<Vec<tokens::TokenView>>, ApiError> {
     Ok(Json(
-        tokens::list(&s.recording.pool, &actor.user_id)
+        tokens::list(&s.pool, &actor.user_id)
             .await
             .map_err(internal)?,
     ))
@@ -562,7 +562,7 @@ async fn issue_token(
         .collect::<Result<Vec<_>, _>>()?;
     let name = actor.name();
     let (id, secret) = crate::identity::issue_token(
-        &s.recording.pool,
+        &s.pool,
         &actor.username,
         &req.name,
         &scopes,
@@ -584,7 +584,7 @@ async fn revoke_token(
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if tokens::revoke(&s.recording.pool, &actor.user_id, &id)
+    if tokens::revoke(&s.pool, &actor.user_id, &id)
         .await
         .map_err(internal)?
     {

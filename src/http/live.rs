@@ -74,7 +74,7 @@ async fn status(
     State(s): State<AppState>,
     actor: CurrentActor,
 ) -> Result<Json<Vec<RoomStatus>>, ApiError> {
-    let core = &s.recording;
+    let core = &s.sessions;
     let now = now_us();
     let mut out = Vec::new();
     for room in rooms::list(&core.pool).await? {
@@ -163,8 +163,8 @@ async fn watchable(
     room_id: &str,
     actor: &CurrentActor,
 ) -> Result<SessionRow, ApiError> {
-    rooms::get(&s.recording.pool, room_id).await?; // 404 for a room that does not exist
-    let session = index::live_session_of_room(&s.recording.pool, room_id)
+    rooms::get(&s.pool, room_id).await?; // 404 for a room that does not exist
+    let session = index::live_session_of_room(&s.pool, room_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| {
@@ -204,12 +204,12 @@ async fn open_live_view(
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
     let session = watchable(&s, &room_id, &actor).await?;
-    let recordings = index::recordings(&s.recording.pool, &session.id)
+    let recordings = index::recordings(&s.pool, &session.id)
         .await
         .map_err(internal)?;
     let who = actor.audit_names();
     audit::append(
-        &s.recording.pool,
+        &s.pool,
         audit::NewEntry {
             actor: &who.0,
             actor_role: who.1,
@@ -247,10 +247,8 @@ async fn live_playlist(
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
     let session = watchable(&s, &room_id, &actor).await?;
-    let (_, rec) = replay::find(&s.recording.pool, &session.id, &source).await?;
-    let entries = index::entries(&s.recording.pool, &rec.id)
-        .await
-        .map_err(internal)?;
+    let (_, rec) = replay::find(&s.pool, &session.id, &source).await?;
+    let entries = index::entries(&s.pool, &rec.id).await.map_err(internal)?;
     if entries
         .iter()
         .any(|e| e.kind == crate::ledger::chain::EntryKind::Media && !e.object_key.ends_with(".ts"))
@@ -277,6 +275,6 @@ async fn live_segment(
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
     let session = watchable(&s, &room_id, &actor).await?;
-    let (session, rec) = replay::find(&s.recording.pool, &session.id, &source).await?;
+    let (session, rec) = replay::find(&s.pool, &session.id, &source).await?;
     replay::stored_segment(&s, &session, &rec, &file).await
 }

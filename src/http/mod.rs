@@ -11,6 +11,7 @@ mod pages;
 mod recording;
 mod replay;
 mod retention;
+mod serve;
 
 use std::sync::Arc;
 
@@ -21,13 +22,23 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 pub use error::{ApiError, ApiJson, ApiQuery, ClientAddr};
+pub use serve::serve;
 
+use crate::db::Pool;
+use crate::ledger::manifest::Signer;
+use crate::services::Services;
 use crate::sessions::Core;
+use crate::store::Store;
 
-/// Everything a handler may reach.
+/// What handlers reach: the shared parts directly, the session lifecycle for start and stop.
 #[derive(Clone)]
 pub struct AppState {
-    pub recording: Arc<Core>,
+    pub pool: Pool,
+    pub store: Store,
+    pub signer: Signer,
+    /// Starts, stops and lists sessions; owns the recorders.
+    pub sessions: Arc<Core>,
+    /// Export jobs run in the background and are fetched when done.
     pub exports: Arc<exports::ExportJobs>,
     pub identity: Arc<crate::config::IdentityConfig>,
     /// Session cookies carry `Secure` when the server speaks TLS.
@@ -39,6 +50,25 @@ pub struct AppState {
     pub fixity_bytes_per_second: f64,
     /// The store's configuration when it enforces retention itself (S3 Object Lock).
     pub worm: Option<Arc<crate::config::StoreConfig>>,
+}
+
+impl AppState {
+    pub fn new(services: Services, config: &crate::config::Config) -> AppState {
+        let core = services.core;
+        AppState {
+            pool: core.pool.clone(),
+            store: core.store.clone(),
+            signer: core.signer.clone(),
+            sessions: core,
+            exports: Default::default(),
+            identity: Arc::new(config.identity.clone()),
+            secure_cookies: config.http.tls_cert.is_some(),
+            policies: services.policies,
+            fixity: services.fixity,
+            fixity_bytes_per_second: services.fixity_bytes_per_second,
+            worm: services.worm,
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {
@@ -69,7 +99,7 @@ pub fn app(state: AppState) -> Router {
 
 async fn healthz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     sqlx::query("SELECT 1")
-        .execute(&s.recording.pool)
+        .execute(&s.pool)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "health check: database unreachable");
@@ -84,7 +114,7 @@ async fn healthz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut text = s.recording.metrics.render();
+    let mut text = s.sessions.metrics.render();
     text.push_str(&format!(
         "# HELP witness_fixity_failures Objects missing or altered in the last fixity run.\n# TYPE witness_fixity_failures gauge\nwitness_fixity_failures {}\n# HELP witness_fixity_runs_total Fixity runs completed.\n# TYPE witness_fixity_runs_total counter\nwitness_fixity_runs_total {}\n",
         s.fixity.last_failures.load(Relaxed),
@@ -96,7 +126,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 /// The public keys that sign manifests, for anyone verifying offline.
 async fn keys(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
-        "keys": [{ "algorithm": "ed25519", "public_key": s.recording.signer.public_key_hex(), "use": "session manifests" }]
+        "keys": [{ "algorithm": "ed25519", "public_key": s.signer.public_key_hex(), "use": "session manifests" }]
     }))
 }
 

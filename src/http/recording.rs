@@ -53,7 +53,7 @@ async fn create_room(
     };
     let req: CreateRoom =
         serde_json::from_value(body).map_err(|e| invalid(format!("request body: {e}")))?;
-    let core = &s.recording;
+    let core = &s.sessions;
     if !probe_first {
         let room = rooms::create(&core.pool, &core.templates, req).await?;
         return Ok((StatusCode::CREATED, Json(json_of(&room)?)));
@@ -90,7 +90,7 @@ async fn probe_room(
     actor: CurrentActor,
     ApiQuery(q): ApiQuery<ProbeQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let core = &s.recording;
+    let core = &s.sessions;
     let report = probe::probe_room(
         &core.pool,
         &core.templates,
@@ -118,14 +118,14 @@ async fn probe_room(
 }
 
 async fn list_rooms(State(s): State<AppState>) -> Result<Json<Vec<Room>>, ApiError> {
-    Ok(Json(rooms::list(&s.recording.pool).await?))
+    Ok(Json(rooms::list(&s.pool).await?))
 }
 
 async fn get_room(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Room>, ApiError> {
-    Ok(Json(rooms::get(&s.recording.pool, &id).await?))
+    Ok(Json(rooms::get(&s.pool, &id).await?))
 }
 
 async fn patch_room(
@@ -133,7 +133,7 @@ async fn patch_room(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PatchRoom>,
 ) -> Result<Json<Room>, ApiError> {
-    let core = &s.recording;
+    let core = &s.sessions;
     Ok(Json(
         rooms::patch(&core.pool, &core.templates, &id, req).await?,
     ))
@@ -143,7 +143,7 @@ async fn delete_room(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    rooms::delete(&s.recording.pool, &id).await?;
+    rooms::delete(&s.pool, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,7 +157,7 @@ async fn audit_session(
 ) -> Result<(), ApiError> {
     let who = actor.audit_names();
     crate::audit::append(
-        &s.recording.pool,
+        &s.pool,
         crate::audit::NewEntry {
             actor: &who.0,
             actor_role: who.1,
@@ -182,13 +182,13 @@ async fn start(
     actor: CurrentActor,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.recording.start(&id, req).await?;
+    let view = s.sessions.start(&id, req).await?;
     // The policy version and rule in force are recorded on the session from its first moment.
-    if let Some(row) = crate::ledger::index::session(&s.recording.pool, &view.summary.id)
+    if let Some(row) = crate::ledger::index::session(&s.pool, &view.summary.id)
         .await
         .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?
     {
-        crate::retention::stamp(&s.recording.pool, &s.policies, &row)
+        crate::retention::stamp(&s.pool, &s.policies, &row)
             .await
             .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     }
@@ -202,7 +202,7 @@ async fn stop(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.recording.stop(&id).await?;
+    let view = s.sessions.stop(&id).await?;
     audit_session(&s, &actor, &address, "room_stop", &view).await?;
     Ok((Extension(Audited), Json(view)))
 }
@@ -239,7 +239,7 @@ async fn list_sessions(
             .filter(|a| a.role == Role::Regulator)
             .map(|a| a.categories),
     };
-    Ok(Json(s.recording.list(&filter, limit).await?))
+    Ok(Json(s.sessions.list(&filter, limit).await?))
 }
 
 /// The session with its segments and gaps, and its retention (rule, retain-until, holds).
@@ -247,9 +247,9 @@ async fn get_session(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let view = s.recording.view(&id).await?;
-    let row = crate::sessions::existing_session(&s.recording.pool, &id).await?;
-    let retention = crate::retention::view(&s.recording.pool, &s.policies, &row)
+    let view = s.sessions.view(&id).await?;
+    let row = crate::sessions::existing_session(&s.pool, &id).await?;
+    let retention = crate::retention::view(&s.pool, &s.policies, &row)
         .await
         .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
     let mut json = serde_json::to_value(&view)
@@ -264,7 +264,7 @@ async fn verify_session(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Json<Report>, ApiError> {
-    let core = &s.recording;
+    let core = &s.sessions;
     let report =
         verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?;
     let who = actor.audit_names();
@@ -288,7 +288,7 @@ async fn verify_session(
 }
 
 async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let t = &s.recording.templates;
+    let t = &s.sessions.templates;
     Json(serde_json::json!(t
         .names()
         .iter()

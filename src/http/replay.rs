@@ -39,7 +39,7 @@ async fn session_audit(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<audit::AuditEntry>>, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     existing_session(pool, &id).await?;
     Ok(axum::Json(
         audit::for_session(pool, &id).await.map_err(internal)?,
@@ -118,7 +118,7 @@ async fn playlist(
     ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
     let who = actor.audit_names();
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let reason = q.reason.unwrap_or_default();
     let target = format!("{}/{}", session.id, rec.source_name);
@@ -184,7 +184,7 @@ async fn download_mp4(
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let who = actor.audit_names();
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let time = |field: &str, v: &Option<String>| {
         crate::evidence::export::parse_wall_clock(field, v.as_deref())
@@ -236,15 +236,14 @@ async fn download_mp4(
         ));
     }
     audit::append(pool, entry).await.map_err(internal)?;
-    let rx = crate::evidence::remux::start(&rec.media, segments, s.recording.store.clone())
-        .map_err(|e| {
-            tracing::error!(error = %e, "remux pipeline");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the server log",
-            )
-        })?;
+    let rx = crate::evidence::remux::start(&rec.media, segments, s.store.clone()).map_err(|e| {
+        tracing::error!(error = %e, "remux pipeline");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    })?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -271,7 +270,7 @@ async fn segment(
     Path((id, source, file)): Path<(String, String, String)>,
     ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     if is_confidential(&session) && q.reason.as_deref().unwrap_or_default().trim().is_empty() {
         return Err(ApiError::new(
@@ -293,7 +292,7 @@ pub async fn stored_segment(
     rec: &index::RecordingRow,
     file: &str,
 ) -> Result<Response, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let source = &rec.source_name;
     let not_found = || {
         ApiError::new(
@@ -316,7 +315,6 @@ pub async fn stored_segment(
         })
         .ok_or_else(not_found)?;
     let got = s
-        .recording
         .store
         .get(&object_store::path::Path::from(entry.object_key.as_str()))
         .await

@@ -73,7 +73,7 @@ async fn audit_change(
 ) -> Result<(), ApiError> {
     let who = actor.audit_names();
     audit::append(
-        &s.recording.pool,
+        &s.pool,
         audit::NewEntry {
             actor: &who.0,
             actor_role: who.1,
@@ -100,7 +100,7 @@ async fn project_in_scope(
     let categories: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT category FROM sessions WHERE project_code = $1")
             .bind(project)
-            .fetch_all(&s.recording.pool)
+            .fetch_all(&s.pool)
             .await
             .map_err(internal)?;
     // A project with nothing recorded yet has nothing to hide: a hold on it is harmless.
@@ -128,7 +128,7 @@ async fn candidates(
     State(s): State<AppState>,
     actor: CurrentActor,
 ) -> Result<Json<Vec<crate::retention::candidates::Candidate>>, ApiError> {
-    let found = crate::retention::candidates::list(&s.recording.pool, &s.policies, false)
+    let found = crate::retention::candidates::list(&s.pool, &s.policies, false)
         .await
         .map_err(internal)?;
     Ok(Json(in_scope(&actor, found)))
@@ -159,7 +159,7 @@ async fn dry_run(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let found = in_scope(
         &actor,
-        crate::retention::candidates::list(&s.recording.pool, &s.policies, true)
+        crate::retention::candidates::list(&s.pool, &s.policies, true)
             .await
             .map_err(internal)?,
     );
@@ -193,7 +193,7 @@ async fn fixity_reports(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<crate::retention::fixity::FixityReport>>, ApiError> {
     Ok(Json(
-        crate::retention::fixity::reports(&s.recording.pool, 100)
+        crate::retention::fixity::reports(&s.pool, 100)
             .await
             .map_err(internal)?,
     ))
@@ -206,8 +206,8 @@ async fn fixity_run(
 ) -> (StatusCode, Json<serde_json::Value>) {
     let who = actor.audit_names().0;
     let (pool, store, state, rate) = (
-        s.recording.pool.clone(),
-        s.recording.store.clone(),
+        s.pool.clone(),
+        s.store.clone(),
         s.fixity.clone(),
         s.fixity_bytes_per_second,
     );
@@ -228,9 +228,9 @@ async fn session_retention(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<crate::retention::RetentionView>, ApiError> {
-    let session = existing_session(&s.recording.pool, &id).await?;
+    let session = existing_session(&s.pool, &id).await?;
     Ok(Json(
-        crate::retention::view(&s.recording.pool, &s.policies, &session)
+        crate::retention::view(&s.pool, &s.policies, &session)
             .await
             .map_err(internal)?,
     ))
@@ -243,7 +243,7 @@ async fn project(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     code(&project)?;
     project_in_scope(&s, &actor, &project).await?;
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     let events = crate::retention::project_events(pool, &project)
         .await
         .map_err(internal)?;
@@ -284,7 +284,7 @@ async fn project_events(
     if closed.is_none() && ended.is_none() {
         return Err(invalid("give closed_at, procurement_ended_at or both"));
     }
-    let events = crate::retention::set_project_events(&s.recording.pool, &project, closed, ended)
+    let events = crate::retention::set_project_events(&s.pool, &project, closed, ended)
         .await
         .map_err(internal)?;
     let detail = format!(
@@ -353,7 +353,7 @@ async fn file_complaint(
     };
     let who = actor.audit_names().0;
     let hold = holds::place(
-        &s.recording.pool,
+        &s.pool,
         NewHold {
             scope: "project",
             project_code: Some(&project),
@@ -399,10 +399,7 @@ async fn list_holds(
     ApiQuery(q): ApiQuery<HoldsQuery>,
 ) -> Result<Json<Vec<holds::Hold>>, ApiError> {
     let mut visible = Vec::new();
-    for h in holds::list(&s.recording.pool, !q.all)
-        .await
-        .map_err(internal)?
-    {
+    for h in holds::list(&s.pool, !q.all).await.map_err(internal)? {
         let seen = match &h.project_code {
             Some(p) => project_in_scope(&s, &actor, p).await.is_ok(),
             None => actor
@@ -437,7 +434,7 @@ async fn place_hold(
     actor: CurrentActor,
     ApiJson(req): ApiJson<HoldRequest>,
 ) -> Result<Response, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     text("reason", &req.reason, 2000)?;
     text("authority", &req.authority, 200)?;
     text("reference", &req.reference, 200)?;
@@ -529,7 +526,7 @@ async fn release_hold(
     actor: CurrentActor,
     ApiJson(req): ApiJson<ReleaseRequest>,
 ) -> Result<Response, ApiError> {
-    let pool = &s.recording.pool;
+    let pool = &s.pool;
     text("reason", &req.reason, 2000)?;
     let hold = holds::get(pool, &id)
         .await
@@ -612,18 +609,14 @@ impl From<DestructionError> for ApiError {
 async fn list_destructions(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<destruction::Request>>, ApiError> {
-    Ok(Json(
-        destruction::list(&s.recording.pool)
-            .await
-            .map_err(internal)?,
-    ))
+    Ok(Json(destruction::list(&s.pool).await.map_err(internal)?))
 }
 
 async fn get_destruction(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<destruction::Request>, ApiError> {
-    destruction::get(&s.recording.pool, &id)
+    destruction::get(&s.pool, &id)
         .await
         .map_err(internal)?
         .map(Json)
@@ -659,7 +652,7 @@ async fn propose_destruction(
 ) -> Result<Response, ApiError> {
     let who = actor.audit_names().0;
     let proposal = destruction::propose(
-        &s.recording.pool,
+        &s.pool,
         &s.policies,
         &req.session_ids,
         destruction::Appraisal {
@@ -715,8 +708,7 @@ async fn decide_destruction(
         }
     };
     let (who, role) = actor.audit_names();
-    let after =
-        destruction::decide(&s.recording.pool, &id, approve, &req.reason, &who, role).await?;
+    let after = destruction::decide(&s.pool, &id, approve, &req.reason, &who, role).await?;
     audit_change(
         &s,
         &actor,
@@ -743,15 +735,8 @@ async fn execute_destruction(
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
     let who = actor.audit_names().0;
-    let register = destruction::execute(
-        &s.recording.pool,
-        &s.recording.store,
-        s.worm.as_deref(),
-        &s.policies,
-        &id,
-        &who,
-    )
-    .await?;
+    let register =
+        destruction::execute(&s.pool, &s.store, s.worm.as_deref(), &s.policies, &id, &who).await?;
     let bytes: i64 = register.iter().map(|r| r.bytes).sum();
     let mut sessions: Vec<&str> = register.iter().map(|r| r.session_id.as_str()).collect();
     sessions.dedup();
@@ -801,7 +786,7 @@ async fn destruction_register(
     ApiQuery(q): ApiQuery<RegisterQuery>,
 ) -> Result<Json<Vec<destruction::RegisterEntry>>, ApiError> {
     Ok(Json(
-        destruction::register(&s.recording.pool, q.session.as_deref())
+        destruction::register(&s.pool, q.session.as_deref())
             .await
             .map_err(internal)?,
     ))

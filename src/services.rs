@@ -1,5 +1,7 @@
-//! Wiring of `witness serve`, `demo` and `verify`: opens config, database, store, templates and
-//! signing key, builds the modules and the router. No business logic here.
+//! Wiring of `witness serve` and `demo`: opens database, store, templates and signing key,
+//! resumes interrupted sessions and starts the background jobs (leases, audit checkpoints,
+//! retention candidates, WORM sync, fixity). No business logic here, and no HTTP: `http::serve`
+//! puts the router on top of what this returns.
 
 use std::sync::Arc;
 
@@ -7,7 +9,6 @@ use anyhow::Context;
 
 use crate::capture::template::Templates;
 use crate::config::Config;
-use crate::http::{self, AppState};
 use crate::ledger::manifest::Signer;
 use crate::sessions::Core;
 use crate::{audit, db, store};
@@ -63,8 +64,18 @@ fn node_id(config: &Config) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Opens the core and resumes what the last process left recording.
-pub async fn start(config: &Config) -> anyhow::Result<AppState> {
+/// What the running server is made of, below HTTP.
+pub struct Services {
+    pub core: Arc<Core>,
+    pub policies: Arc<crate::retention::policy::Policies>,
+    pub fixity: Arc<crate::retention::fixity::FixityState>,
+    pub fixity_bytes_per_second: f64,
+    /// The store's configuration when it enforces retention itself (S3 Object Lock).
+    pub worm: Option<Arc<crate::config::StoreConfig>>,
+}
+
+/// Opens the core, resumes what the last process left recording and starts the background jobs.
+pub async fn start(config: &Config) -> anyhow::Result<Services> {
     let core = Arc::new(open_core(config).await?);
     // Export jobs live in memory: the derived files of the last process's jobs are orphans.
     let _ = std::fs::remove_dir_all(&config.recording.export_scratch_dir);
@@ -132,75 +143,11 @@ pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         std::time::Duration::from_secs_f64(config.retention.fixity_interval_hours * 3600.0),
         fixity_rate,
     );
-    Ok(AppState {
-        recording: core,
-        exports: Default::default(),
-        identity: Arc::new(config.identity.clone()),
-        secure_cookies: config.http.tls_cert.is_some(),
-        policies: policies.clone(),
+    Ok(Services {
+        core,
+        policies,
         fixity,
         fixity_bytes_per_second: fixity_rate,
         worm,
     })
-}
-
-/// Serves HTTPS (with a configured certificate) or loopback HTTP until SIGINT/SIGTERM, then
-/// closes every open segment before exiting.
-pub async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
-    let core = state.recording.clone();
-    let app = http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let address = config.http.listen;
-    if let (Some(cert), Some(key)) = (&config.http.tls_cert, &config.http.tls_key) {
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-            .await
-            .with_context(|| {
-                format!(
-                    "reading the TLS certificate {} and key {}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
-        let handle = axum_server::Handle::new();
-        let stopper = handle.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-        });
-        tracing::info!(%address, "serving HTTPS");
-        axum_server::bind_rustls(address, tls)
-            .handle(handle)
-            .serve(app)
-            .await
-            .with_context(|| format!("HTTPS server on {address}"))?;
-    } else {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?;
-        tracing::info!(%address, "serving HTTP");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("HTTP server")?;
-    }
-    tracing::info!("shutting down: closing open segments");
-    core.shutdown().await;
-    if let Err(e) = audit::checkpoint::make(&core.pool, &core.signer).await {
-        tracing::warn!(error = %e, "final audit checkpoint failed");
-    }
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
