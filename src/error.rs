@@ -11,6 +11,9 @@ pub enum CoreError {
     /// Valid input that the current state refuses (start while recording …).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Valid input from a caller who may not do this (a confidential session without a reason …).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("object store: {0}")]
@@ -22,6 +25,12 @@ pub enum CoreError {
 impl CoreError {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         CoreError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        CoreError::Forbidden {
             code,
             message: message.into(),
         }

@@ -10,7 +10,6 @@ use witness::capture::rooms;
 use witness::config::Config;
 use witness::evidence::export;
 use witness::evidence::package::verify_package;
-use witness::ledger::verify;
 use witness::sessions::StartRequest;
 use witness::{http, services, simulator};
 
@@ -185,13 +184,9 @@ async fn open_db(config: Option<&std::path::Path>) -> anyhow::Result<(Config, wi
 }
 
 async fn user_command(action: UserAction, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    use witness::identity::{self, By, roles::Role, users};
+    use witness::identity::{self, roles::Role, users};
     let (_, pool) = open_db(config.as_deref()).await?;
-    let by = By {
-        actor: "cli",
-        role: "",
-        address: "local",
-    };
+    let by = &witness::audit::Actor::local("cli");
     match action {
         UserAction::Add {
             username,
@@ -306,11 +301,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &scopes,
                 days,
                 config.identity.token_max_days,
-                identity::By {
-                    actor: "cli",
-                    role: "",
-                    address: "local",
-                },
+                &witness::audit::Actor::local("cli"),
             )
             .await?;
             println!("{secret}");
@@ -371,26 +362,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(config.as_deref())?;
             let core = services::open_core(&config).await?;
-            let report = verify::verify_session(
+            let report = witness::sessions::verification::verify_session(
                 &core.pool,
                 &core.store,
                 &core.signer.public_key_hex(),
                 &session,
-            )
-            .await?;
-            // Verifying is an access to evidence like any other: in the trail.
-            witness::audit::append(
-                &core.pool,
-                witness::audit::NewEntry {
-                    actor: "cli",
-                    address: "local",
-                    action: "session_verify",
-                    session_id: Some(&report.session_id),
-                    project_code: Some(&report.project_code),
-                    target: &report.verdict,
-                    outcome: &report.status.as_str().to_ascii_lowercase(),
-                    ..Default::default()
-                },
+                &witness::audit::Actor::local("cli"),
             )
             .await?;
             if json {
@@ -618,11 +595,8 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
     let base = format!("http://{}", config.http.listen);
     // Accounts to look around with. One-time passwords are shown once, here; the first login
     // asks for a new password. A token lets the curl lines below work for a day.
-    let by = || witness::identity::By {
-        actor: "demo",
-        role: "",
-        address: "local",
-    };
+    let demo = witness::audit::Actor::local("demo");
+    let by = || &demo;
     let mut accounts = String::new();
     for (username, role, what) in [
         (

@@ -3,6 +3,7 @@
 //! UPDATE and DELETE (`guard`), signed checkpoints pin the head (`checkpoint`), and `verify`
 //! re-checks it all. `api` serves it to discipline officers, filtered, as JSON or CSV.
 
+pub mod actor;
 pub mod chain;
 pub mod checkpoint;
 pub mod guard;
@@ -11,6 +12,8 @@ pub mod verify;
 use sqlx::Row;
 
 use crate::db::{Pool, now_us};
+
+pub use actor::Actor;
 
 /// One audited action, as stored.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -38,18 +41,108 @@ pub struct AuditEntry {
     pub entry_hash: String,
 }
 
-#[derive(Clone, Copy, Default)]
-pub struct NewEntry<'a> {
-    pub actor: &'a str,
-    pub actor_role: &'a str,
-    pub address: &'a str,
-    pub action: &'a str,
-    pub session_id: Option<&'a str>,
-    pub project_code: Option<&'a str>,
-    pub target: &'a str,
-    pub reason: &'a str,
-    pub outcome: &'a str,
-    pub flagged: bool,
+/// How an audited action ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done as asked.
+    Allowed,
+    /// Refused; the text says why (`denied: forbidden`).
+    Denied(String),
+    /// Tried and failed; the text says how (`failed: HTTP 409`).
+    Failed(String),
+    /// A check's result in its own words (`intact`, `recordable`).
+    Result(String),
+}
+
+impl Outcome {
+    /// The text the trail stores.
+    pub fn text(&self) -> String {
+        match self {
+            Outcome::Allowed => "allowed".into(),
+            Outcome::Denied(why) => format!("denied: {why}"),
+            Outcome::Failed(how) => format!("failed: {how}"),
+            Outcome::Result(r) => r.clone(),
+        }
+    }
+}
+
+/// One action about to enter the trail. Every module builds its entries with this:
+/// `Event::new(&actor, "replay_start").session(id, project).reason(r).append(pool)`.
+#[derive(Debug, Clone)]
+#[must_use = "an audit event is written only by `append`"]
+pub struct Event<'a> {
+    actor: &'a Actor,
+    action: &'a str,
+    session_id: Option<&'a str>,
+    project_code: Option<&'a str>,
+    target: String,
+    reason: String,
+    outcome: Outcome,
+    flagged: bool,
+}
+
+impl<'a> Event<'a> {
+    /// `action` is stable snake_case, e.g. `replay_start`, `login`, `room_start`.
+    pub fn new(actor: &'a Actor, action: &'a str) -> Event<'a> {
+        Event {
+            actor,
+            action,
+            session_id: None,
+            project_code: None,
+            target: String::new(),
+            reason: String::new(),
+            outcome: Outcome::Allowed,
+            flagged: false,
+        }
+    }
+
+    /// The session the action concerns, and its project.
+    pub fn session(mut self, id: &'a str, project_code: &'a str) -> Self {
+        self.session_id = Some(id);
+        self.project_code = Some(project_code);
+        self
+    }
+
+    /// The session and project the action concerns, where known.
+    pub fn about(mut self, session_id: Option<&'a str>, project_code: Option<&'a str>) -> Self {
+        self.session_id = session_id;
+        self.project_code = project_code;
+        self
+    }
+
+    /// A project the action concerns without a session.
+    pub fn project(mut self, code: &'a str) -> Self {
+        self.project_code = Some(code);
+        self
+    }
+
+    /// What was acted on (a room, a user, a hold …).
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = target.into();
+        self
+    }
+
+    /// Why, in the actor's words (one line).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Access to confidential material (评标), for discipline officers to look at.
+    pub fn flagged(mut self, flagged: bool) -> Self {
+        self.flagged = flagged;
+        self
+    }
+
+    /// Appends the entry at the head of the chain and returns it.
+    pub async fn append(self, pool: &Pool) -> Result<AuditEntry, sqlx::Error> {
+        append(pool, self).await
+    }
 }
 
 /// One writer per process at a time; across processes the unique sequence number decides.
@@ -57,8 +150,7 @@ static APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const COLUMNS: &str = "seq, id, at, actor, actor_role, address, action, session_id, project_code, target, reason, outcome, flagged, prev_hash, entry_hash";
 
-/// Appends one entry at the head of the chain and returns it.
-pub async fn append(pool: &Pool, e: NewEntry<'_>) -> Result<AuditEntry, sqlx::Error> {
+async fn append(pool: &Pool, e: Event<'_>) -> Result<AuditEntry, sqlx::Error> {
     let _one_writer = APPEND.lock().await;
     let mut attempt = 0;
     loop {
@@ -70,15 +162,15 @@ pub async fn append(pool: &Pool, e: NewEntry<'_>) -> Result<AuditEntry, sqlx::Er
             seq,
             id: uuid::Uuid::now_v7().to_string(),
             at_us: now_us(),
-            actor: e.actor.into(),
-            actor_role: e.actor_role.into(),
-            address: e.address.into(),
+            actor: e.actor.name(),
+            actor_role: e.actor.role.into(),
+            address: e.actor.address.clone(),
             action: e.action.into(),
             session_id: e.session_id.map(Into::into),
             project_code: e.project_code.map(Into::into),
-            target: e.target.into(),
+            target: e.target.clone(),
             reason: e.reason.replace(['\n', '\r'], " "),
-            outcome: e.outcome.into(),
+            outcome: e.outcome.text(),
             flagged: e.flagged,
             prev_hash,
             entry_hash: String::new(),

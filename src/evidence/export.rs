@@ -154,10 +154,10 @@ pub async fn exportable(
     session_id: &str,
     reason: &str,
 ) -> Result<index::SessionRow, CoreError> {
-    let session = crate::sessions::existing_session(pool, session_id).await?;
+    let session = crate::ledger::index::existing_session(pool, session_id).await?;
     // A destroyed session still exports: its chains, tombstones and audit entries are the proof
     // of what was destroyed, lawfully.
-    if session.state != "stopped" && session.state != "destroyed" {
+    if !session.state.is_sealed() {
         return Err(CoreError::conflict(
             "session_not_stopped",
             format!(
@@ -296,22 +296,17 @@ pub async fn plan(
             );
         }
     }
-    audit::append(
-        pool,
-        audit::NewEntry {
-            actor: req.exporter,
-            address: req.address,
-            action: "export",
-            session_id: Some(&session.id),
-            project_code: Some(&session.project_code),
-            target: &package_id,
-            reason: req.reason,
-            outcome: "allowed",
-            flagged: crate::sessions::is_confidential(&session),
-            ..audit::NewEntry::default()
-        },
-    )
-    .await?;
+    let exporter = audit::Actor {
+        address: req.address.into(),
+        ..audit::Actor::parse(req.exporter)
+    };
+    audit::Event::new(&exporter, "export")
+        .session(&session.id, &session.project_code)
+        .target(&package_id)
+        .reason(req.reason)
+        .flagged(session.kind.is_confidential())
+        .append(pool)
+        .await?;
     let mut audit_jsonl = Vec::new();
     for a in audit::for_session(pool, &session.id).await? {
         serde_json::to_writer(&mut audit_jsonl, &a)

@@ -2,6 +2,7 @@
 //! packages (`export`, written by `archive` as tar or zip) and their offline check
 //! (`package`), and playable MP4 copies (`remux`, derived, never evidence).
 
+pub mod access;
 pub mod archive;
 pub mod export;
 pub mod package;

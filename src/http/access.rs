@@ -11,67 +11,19 @@ use axum::response::{IntoResponse, Response};
 
 use crate::audit;
 use crate::http::{ApiError, AppState};
-use crate::identity::roles::{Permission, Role};
+use crate::identity::caller::{Caller, Via};
+use crate::identity::roles::Permission;
 use crate::identity::{logins, tokens, users};
 
-/// The authenticated caller, in the request's extensions for handlers to read.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub user_id: String,
-    pub username: String,
-    pub role: Role,
-    pub categories: Vec<String>,
-    pub via: Via,
-}
-
-#[derive(Debug, Clone)]
-pub enum Via {
-    Browser {
-        csrf_token: String,
-    },
-    Token {
-        name: String,
-        scopes: Vec<Permission>,
-    },
-}
-
-impl Actor {
-    /// How the audit trail names the actor: `li`, or `li/token:trading-system`.
-    pub fn name(&self) -> String {
-        match &self.via {
-            Via::Browser { .. } => self.username.clone(),
-            Via::Token { name, .. } => format!("{}/token:{name}", self.username),
-        }
-    }
-
-    pub fn can(&self, p: Permission) -> bool {
-        self.role.allows(p)
-            && match &self.via {
-                Via::Browser { .. } => true,
-                Via::Token { scopes, .. } => scopes.contains(&p),
-            }
-    }
-
-    /// Regulators see only the trading categories in their scope; other roles see all.
-    pub fn sees_category(&self, category: &str) -> bool {
-        self.role != Role::Regulator || self.categories.iter().any(|c| c == category)
-    }
-}
-
-/// The person behind an actor's audit name: `li` for `li` and for `li/token:x` alike.
-pub fn person_of(actor_name: &str) -> &str {
-    actor_name.split('/').next().unwrap_or(actor_name)
-}
-
 /// The caller, if any: never rejects (public routes have none).
-pub struct CurrentActor(pub Option<Actor>);
+pub struct CurrentActor(pub Option<Caller>);
 
 impl CurrentActor {
-    /// (name, role) for an audit entry.
-    pub fn audit_names(&self) -> (String, &'static str) {
+    /// Who acts, for the audit trail: the caller, or `anonymous`.
+    pub fn actor(&self, address: &str) -> audit::Actor {
         match &self.0 {
-            Some(a) => (a.name(), a.role.as_str()),
-            None => ("anonymous".into(), ""),
+            Some(c) => c.actor(address),
+            None => audit::Actor::anonymous(address),
         }
     }
 }
@@ -79,7 +31,7 @@ impl CurrentActor {
 impl<S: Send + Sync> FromRequestParts<S> for CurrentActor {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(CurrentActor(parts.extensions.get::<Actor>().cloned()))
+        Ok(CurrentActor(parts.extensions.get::<Caller>().cloned()))
     }
 }
 
@@ -425,7 +377,7 @@ fn internal(e: sqlx::Error) -> ApiError {
 async fn authenticate(
     s: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<(Actor, Option<&'static str>)>, ApiError> {
+) -> Result<Option<(Caller, Option<&'static str>)>, ApiError> {
     let pool = &s.pool;
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -480,7 +432,7 @@ async fn authenticate(
         Via::Browser { .. } => None,
     };
     Ok(Some((
-        Actor {
+        Caller {
             user_id: u.id,
             username: u.username,
             role: u.role,
@@ -532,19 +484,11 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
         let (s, actor, address, target) =
             (s.clone(), actor.clone(), address.clone(), target.clone());
         async move {
-            let _ = audit::append(
-                &s.pool,
-                audit::NewEntry {
-                    actor: &actor.name(),
-                    actor_role: actor.role.as_str(),
-                    address: &address,
-                    action: rule.action,
-                    target: &target,
-                    outcome: &format!("denied: {code}"),
-                    ..audit::NewEntry::default()
-                },
-            )
-            .await;
+            let _ = audit::Event::new(&actor.actor(&address), rule.action)
+                .target(target)
+                .outcome(audit::Outcome::Denied(code.into()))
+                .append(&s.pool)
+                .await;
             ApiError::new(StatusCode::FORBIDDEN, code, message).into_response()
         }
     };
@@ -595,7 +539,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
                 .ok()
                 .flatten()
         {
-            if !actor.sees_category(&session.category) {
+            if !actor.sees_category(session.category) {
                 return refuse(
                     "out_of_scope",
                     format!(
@@ -606,7 +550,7 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
                 .await;
             }
             if p == Permission::Replay
-                && crate::sessions::is_confidential(&session)
+                && session.kind.is_confidential()
                 && !actor.role.may_see_confidential()
             {
                 return refuse(
@@ -622,23 +566,15 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
     if unsafe_method && response.extensions().get::<Audited>().is_none() {
         let status = response.status();
         let outcome = if status.is_success() {
-            "allowed".to_string()
+            audit::Outcome::Allowed
         } else {
-            format!("failed: HTTP {}", status.as_u16())
+            audit::Outcome::Failed(format!("HTTP {}", status.as_u16()))
         };
-        if let Err(e) = audit::append(
-            &s.pool,
-            audit::NewEntry {
-                actor: &actor.name(),
-                actor_role: actor.role.as_str(),
-                address: &address,
-                action: rule.action,
-                target: &target,
-                outcome: &outcome,
-                ..audit::NewEntry::default()
-            },
-        )
-        .await
+        if let Err(e) = audit::Event::new(&actor.actor(&address), rule.action)
+            .target(&target)
+            .outcome(outcome)
+            .append(&s.pool)
+            .await
         {
             tracing::error!(error = %e, action = rule.action, "audit entry not written");
         }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::audit::{AuditEntry, Filter, NewEntry};
+use crate::audit::{AuditEntry, Filter};
 use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
 
@@ -88,21 +88,11 @@ async fn list(
         limit,
     };
     let pool = &s.pool;
-    let who = actor.audit_names();
-    crate::audit::append(
-        pool,
-        NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            address: &address,
-            action: "audit_view",
-            target: if csv { "csv" } else { "json" },
-            outcome: "allowed",
-            ..NewEntry::default()
-        },
-    )
-    .await
-    .map_err(internal)?;
+    crate::audit::Event::new(&actor.actor(&address), "audit_view")
+        .target(if csv { "csv" } else { "json" })
+        .append(pool)
+        .await
+        .map_err(internal)?;
     if !csv {
         let entries = crate::audit::query(pool, &filter).await.map_err(internal)?;
         let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq));

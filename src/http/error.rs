@@ -56,6 +56,9 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
+            CoreError::Forbidden { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, message)
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 ApiError::new(

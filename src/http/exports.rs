@@ -157,7 +157,7 @@ async fn start(
     let first = view(&id, &job.lock().expect("job lock"));
     let reason = req.reason;
     let derived_mp4 = req.derived_mp4;
-    let exporter = actor.audit_names().0;
+    let exporter = actor.actor("").name();
     let job_id = id.clone();
     tokio::spawn(async move {
         let progress_job = job.clone();
@@ -247,23 +247,12 @@ async fn download(
         }
     };
     let core = s.sessions.clone();
-    let who = actor.audit_names();
-    audit::append(
-        &core.pool,
-        audit::NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            address: &address,
-            action: "export_download",
-            session_id: Some(&session_id),
-            project_code: Some(&plan.project_code),
-            target: &plan.package_id,
-            outcome: "allowed",
-            ..audit::NewEntry::default()
-        },
-    )
-    .await
-    .map_err(CoreError::from)?;
+    audit::Event::new(&actor.actor(&address), "export_download")
+        .session(&session_id, &plan.project_code)
+        .target(&plan.package_id)
+        .append(&core.pool)
+        .await
+        .map_err(CoreError::from)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let writer_plan = plan.clone();
     tokio::spawn(async move {

@@ -10,11 +10,12 @@ use serde::Deserialize;
 
 use crate::audit;
 use crate::db::{now_us, rfc3339};
-use crate::http::access::{Actor, Audited, Via};
+use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
+use crate::identity::caller::{Caller, Via};
 use crate::identity::roles::{PERMISSIONS, Permission, Role};
 use crate::identity::users::UserView;
-use crate::identity::{AddUser, By, logins, password, tokens, totp, users};
+use crate::identity::{AddUser, logins, password, tokens, totp, users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,19 +37,11 @@ fn internal(e: sqlx::Error) -> ApiError {
 }
 
 /// The caller's own account, as stored now.
-async fn current_user(s: &AppState, actor: &Actor) -> Result<users::User, ApiError> {
+async fn current_user(s: &AppState, actor: &Caller) -> Result<users::User, ApiError> {
     Ok(users::by_id(&s.pool, &actor.user_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| crate::identity::IdentityError::NoUser(actor.username.clone()))?)
-}
-
-fn by<'a>(actor: &'a Actor, name: &'a str, address: &'a str) -> By<'a> {
-    By {
-        actor: name,
-        role: actor.role.as_str(),
-        address,
-    }
 }
 
 #[derive(Deserialize)]
@@ -62,7 +55,7 @@ struct LoginRequest {
 
 /// Credentials are changed by the person, in a browser session: an API token (which may sit in
 /// an integration's configuration) must not be able to set a password or a second factor.
-fn browser_only(actor: &Actor) -> Result<(), ApiError> {
+fn browser_only(actor: &Caller) -> Result<(), ApiError> {
     match actor.via {
         Via::Browser { .. } => Ok(()),
         Via::Token { .. } => Err(ApiError::new(
@@ -101,23 +94,15 @@ async fn login(
     if req.username.chars().count() > 64 || req.password.chars().count() > 256 {
         return Err(login_failed());
     }
-    let audit_login = |outcome: String, role: &'static str| {
+    let audit_login = |outcome: audit::Outcome, role: &'static str| {
         let (pool, address, username) = (pool.clone(), address.clone(), req.username.clone());
         async move {
-            audit::append(
-                &pool,
-                audit::NewEntry {
-                    actor: &username,
-                    actor_role: role,
-                    address: &address,
-                    action: "login",
-                    target: &username,
-                    outcome: &outcome,
-                    ..audit::NewEntry::default()
-                },
-            )
-            .await
-            .map_err(internal)
+            audit::Event::new(&audit::Actor::person(&username, role, &address), "login")
+                .target(&username)
+                .outcome(outcome)
+                .append(&pool)
+                .await
+                .map_err(internal)
         }
     };
     let Some(user) = users::by_username(pool, &req.username)
@@ -125,16 +110,16 @@ async fn login(
         .map_err(internal)?
     else {
         password::verify(&req.password, password::dummy_hash()); // same time either way
-        audit_login("failed: unknown user".into(), "").await?;
+        audit_login(audit::Outcome::Failed("unknown user".into()), "").await?;
         return Err(login_failed());
     };
     let role = user.role.as_str();
     if user.disabled {
-        audit_login("failed: account disabled".into(), role).await?;
+        audit_login(audit::Outcome::Failed("account disabled".into()), role).await?;
         return Err(login_failed());
     }
     if user.locked_until_us > now_us() {
-        audit_login("failed: account locked".into(), role).await?;
+        audit_login(audit::Outcome::Failed("account locked".into()), role).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "account_locked",
@@ -149,10 +134,10 @@ async fn login(
             .await
             .map_err(internal)?;
         audit_login(
-            format!(
-                "failed: wrong password{}",
+            audit::Outcome::Failed(format!(
+                "wrong password{}",
                 if locked { "; account locked" } else { "" }
-            ),
+            )),
             role,
         )
         .await?;
@@ -162,7 +147,7 @@ async fn login(
     if user.totp_enabled {
         let Some(code) = req.totp.as_deref().filter(|c| !c.is_empty()) else {
             // The password was right: a trace of that, though the login is not complete.
-            audit_login("failed: TOTP code missing".into(), role).await?;
+            audit_login(audit::Outcome::Failed("TOTP code missing".into()), role).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "totp_required",
@@ -177,7 +162,11 @@ async fn login(
                 users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
                     .await
                     .map_err(internal)?;
-                audit_login("failed: wrong or reused TOTP code".into(), role).await?;
+                audit_login(
+                    audit::Outcome::Failed("wrong or reused TOTP code".into()),
+                    role,
+                )
+                .await?;
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "totp_invalid",
@@ -192,7 +181,7 @@ async fn login(
     let (cookie, csrf_token) = logins::create(pool, &user.id, &address, cfg.session_us())
         .await
         .map_err(internal)?;
-    audit_login("allowed".into(), role).await?;
+    audit_login(audit::Outcome::Allowed, role).await?;
     let restriction = restriction(&user);
     let mut res = (
         Extension(Audited),
@@ -234,7 +223,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
 
 async fn me(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let u = current_user(&s, &actor).await?;
     let permissions: Vec<Permission> = PERMISSIONS.into_iter().filter(|p| actor.can(*p)).collect();
@@ -255,7 +244,7 @@ struct PasswordChange {
 
 async fn change_password(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     browser_only(&actor)?;
@@ -285,7 +274,7 @@ async fn change_password(
 
 async fn totp_setup(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     browser_only(&actor)?;
     let pool = &s.pool;
@@ -315,7 +304,7 @@ struct TotpConfirm {
 
 async fn totp_confirm(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     ApiJson(req): ApiJson<TotpConfirm>,
 ) -> Result<StatusCode, ApiError> {
     browser_only(&actor)?;
@@ -373,12 +362,11 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
 
 async fn add_user(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     ClientAddr(address): ClientAddr,
     ApiJson(req): ApiJson<NewUserRequest>,
 ) -> Result<Response, ApiError> {
     let role = parse_role(&req.role)?;
-    let name = actor.name();
     let (user, one_time) = crate::identity::add_user(
         &s.pool,
         AddUser {
@@ -387,7 +375,7 @@ async fn add_user(
             role,
             categories: &req.categories,
         },
-        by(&actor, &name, &address),
+        &actor.actor(&address),
     )
     .await?;
     Ok((
@@ -409,7 +397,7 @@ struct ChangeUser {
 
 async fn change_user(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     ClientAddr(address): ClientAddr,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChangeUser>,
@@ -461,8 +449,7 @@ async fn change_user(
         tokens::revoke_all(pool, &u.id).await.map_err(internal)?;
     }
     if let Some(d) = req.disabled {
-        let name = actor.name();
-        crate::identity::set_disabled(pool, &u.username, d, by(&actor, &name, &address)).await?;
+        crate::identity::set_disabled(pool, &u.username, d, &actor.actor(&address)).await?;
     }
     let after = users::by_id(pool, &u.id)
         .await
@@ -481,7 +468,7 @@ struct ResetRequest {
 
 async fn reset_user(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     ClientAddr(address): ClientAddr,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -503,10 +490,8 @@ async fn reset_user(
         .await
         .map_err(internal)?
         .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
-    let name = actor.name();
     let one_time =
-        crate::identity::reset_user(pool, &u.username, req.totp, by(&actor, &name, &address))
-            .await?;
+        crate::identity::reset_user(pool, &u.username, req.totp, &actor.actor(&address)).await?;
     Ok((
         Extension(Audited),
         Json(serde_json::json!({ "username": u.username, "one_time_password": one_time })),
@@ -516,7 +501,7 @@ async fn reset_user(
 
 async fn list_tokens(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
 ) -> Result<Json<Vec<tokens::TokenView>>, ApiError> {
     Ok(Json(
         tokens::list(&s.pool, &actor.user_id)
@@ -536,7 +521,7 @@ struct TokenRequest {
 
 async fn issue_token(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     ClientAddr(address): ClientAddr,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
@@ -560,7 +545,6 @@ async fn issue_token(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let name = actor.name();
     let (id, secret) = crate::identity::issue_token(
         &s.pool,
         &actor.username,
@@ -568,7 +552,7 @@ async fn issue_token(
         &scopes,
         req.expires_in_days,
         s.identity.token_max_days,
-        by(&actor, &name, &address),
+        &actor.actor(&address),
     )
     .await?;
     Ok((
@@ -581,7 +565,7 @@ async fn issue_token(
 
 async fn revoke_token(
     State(s): State<AppState>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if tokens::revoke(&s.pool, &actor.user_id, &id)

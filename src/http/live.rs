@@ -17,8 +17,7 @@ use crate::evidence::replay::hls_playlist;
 use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, AppState, ClientAddr};
 use crate::ledger::index::{self, SessionRow};
-use crate::sessions::is_confidential;
-use crate::sessions::views::SessionSummary;
+use crate::ledger::views::SessionSummary;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -86,7 +85,7 @@ async fn status(
                 actor
                     .0
                     .as_ref()
-                    .is_none_or(|a| a.sees_category(&sess.category))
+                    .is_none_or(|a| a.sees_category(sess.category))
             });
         let mut sources = Vec::new();
         if let Some(session) = &live {
@@ -149,7 +148,9 @@ async fn status(
             elapsed_seconds: live
                 .as_ref()
                 .map(|sess| (now - sess.started_at_us) as f64 / 1e6),
-            live_view: live.as_ref().is_some_and(|sess| !is_confidential(sess)),
+            live_view: live
+                .as_ref()
+                .is_some_and(|sess| !sess.kind.is_confidential()),
             session: live.map(SessionSummary::from),
             sources,
         });
@@ -174,7 +175,7 @@ async fn watchable(
                 format!("room {room_id} is not recording"),
             )
         })?;
-    if is_confidential(&session) {
+    if session.kind.is_confidential() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "confidential",
@@ -182,7 +183,7 @@ async fn watchable(
         ));
     }
     if let Some(a) = &actor.0
-        && !a.sees_category(&session.category)
+        && !a.sees_category(session.category)
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -207,23 +208,12 @@ async fn open_live_view(
     let recordings = index::recordings(&s.pool, &session.id)
         .await
         .map_err(internal)?;
-    let who = actor.audit_names();
-    audit::append(
-        &s.pool,
-        audit::NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            address: &address,
-            action: "live_view",
-            session_id: Some(&session.id),
-            project_code: Some(&session.project_code),
-            target: &room_id,
-            outcome: "allowed",
-            ..audit::NewEntry::default()
-        },
-    )
-    .await
-    .map_err(internal)?;
+    audit::Event::new(&actor.actor(&address), "live_view")
+        .session(&session.id, &session.project_code)
+        .target(&room_id)
+        .append(&s.pool)
+        .await
+        .map_err(internal)?;
     let sources: Vec<serde_json::Value> = recordings
         .iter()
         .map(|r| {

@@ -7,15 +7,16 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
+use crate::audit;
 use crate::capture::probe;
 use crate::capture::rooms::{self, CreateRoom, PatchRoom, Room};
 use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 use crate::identity::roles::Role;
 use crate::ledger::index::SessionFilter;
-use crate::ledger::verify::{self, Report};
+use crate::ledger::verify::Report;
+use crate::ledger::views::{SessionSummary, SessionView};
 use crate::sessions::StartRequest;
-use crate::sessions::views::{SessionSummary, SessionView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -99,21 +100,12 @@ async fn probe_room(
     )
     .await?;
     let outcome = report.outcome();
-    let who = actor.audit_names();
-    crate::audit::append(
-        &core.pool,
-        crate::audit::NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            address: &address,
-            action: "room_probe",
-            target: &report.room_id,
-            outcome: &outcome,
-            ..crate::audit::NewEntry::default()
-        },
-    )
-    .await
-    .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
+    audit::Event::new(&actor.actor(&address), "room_probe")
+        .target(&report.room_id)
+        .outcome(audit::Outcome::Result(outcome))
+        .append(&core.pool)
+        .await
+        .map_err(internal)?;
     Ok((Extension(Audited), Json(report)))
 }
 
@@ -155,23 +147,12 @@ async fn audit_session(
     action: &str,
     view: &SessionView,
 ) -> Result<(), ApiError> {
-    let who = actor.audit_names();
-    crate::audit::append(
-        &s.pool,
-        crate::audit::NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            address,
-            action,
-            session_id: Some(&view.summary.id),
-            project_code: Some(&view.summary.project_code),
-            target: &view.summary.room_id,
-            outcome: "allowed",
-            ..crate::audit::NewEntry::default()
-        },
-    )
-    .await
-    .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
+    audit::Event::new(&actor.actor(address), action)
+        .session(&view.summary.id, &view.summary.project_code)
+        .target(&view.summary.room_id)
+        .append(&s.pool)
+        .await
+        .map_err(internal)?;
     Ok(())
 }
 
@@ -248,7 +229,7 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let view = s.sessions.view(&id).await?;
-    let row = crate::sessions::existing_session(&s.pool, &id).await?;
+    let row = crate::ledger::index::existing_session(&s.pool, &id).await?;
     let retention = crate::retention::view(&s.pool, &s.policies, &row)
         .await
         .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
@@ -265,25 +246,14 @@ async fn verify_session(
     actor: CurrentActor,
 ) -> Result<Json<Report>, ApiError> {
     let core = &s.sessions;
-    let report =
-        verify::verify_session(&core.pool, &core.store, &core.signer.public_key_hex(), &id).await?;
-    let who = actor.audit_names();
-    crate::audit::append(
+    let report = crate::sessions::verification::verify_session(
         &core.pool,
-        crate::audit::NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            address: &address,
-            action: "session_verify",
-            session_id: Some(&report.session_id),
-            project_code: Some(&report.project_code),
-            target: &report.verdict,
-            outcome: &report.status.as_str().to_ascii_lowercase(),
-            ..crate::audit::NewEntry::default()
-        },
+        &core.store,
+        &core.signer.public_key_hex(),
+        &id,
+        &actor.actor(&address),
     )
-    .await
-    .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
+    .await?;
     Ok(Json(report))
 }
 
@@ -298,4 +268,8 @@ async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {
             "video": t.video.keys().collect::<Vec<_>>(), "audio": t.audio.keys().collect::<Vec<_>>(),
         }))
         .collect::<Vec<_>>()))
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    crate::error::CoreError::from(e).into()
 }

@@ -12,13 +12,14 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::audit;
+use crate::evidence::access::MediaAccess;
 use crate::evidence::replay::hls_playlist;
 use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
-use crate::sessions::existing_session;
-use crate::sessions::is_confidential;
+use crate::ledger::index::existing_session;
+use crate::ledger::values::SessionState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,52 +44,6 @@ async fn session_audit(
     existing_session(pool, &id).await?;
     Ok(axum::Json(
         audit::for_session(pool, &id).await.map_err(internal)?,
-    ))
-}
-
-fn access_entry<'a>(
-    actor: &'a (String, &'static str),
-    address: &'a str,
-    action: &'a str,
-    session: &'a index::SessionRow,
-    target: &'a str,
-    reason: &'a str,
-) -> audit::NewEntry<'a> {
-    audit::NewEntry {
-        actor: &actor.0,
-        actor_role: actor.1,
-        address,
-        action,
-        session_id: Some(&session.id),
-        project_code: Some(&session.project_code),
-        target,
-        reason,
-        outcome: "allowed",
-        flagged: is_confidential(session),
-    }
-}
-
-/// Confidential (评标) sessions are seen only with a recorded reason; a refusal is audited too.
-async fn refuse_confidential_without_reason(
-    pool: &crate::db::Pool,
-    session: &index::SessionRow,
-    entry: &audit::NewEntry<'_>,
-) -> Result<(), ApiError> {
-    if !is_confidential(session) || !entry.reason.trim().is_empty() {
-        return Ok(());
-    }
-    let denied = audit::NewEntry {
-        outcome: "denied: no reason given for a confidential session",
-        ..*entry
-    };
-    audit::append(pool, denied).await.map_err(internal)?;
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "reason_required",
-        format!(
-            "session {} is a confidential {} session: {} needs ?reason=… (it is recorded)",
-            session.id, session.kind, entry.action
-        ),
     ))
 }
 
@@ -117,14 +72,19 @@ async fn playlist(
     actor: CurrentActor,
     ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
-    let who = actor.audit_names();
     let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let reason = q.reason.unwrap_or_default();
-    let target = format!("{}/{}", session.id, rec.source_name);
-    let entry = access_entry(&who, &address, "replay_start", &session, &target, &reason);
     check_reason_length(&reason)?;
-    refuse_confidential_without_reason(pool, &session, &entry).await?;
+    let viewer = actor.actor(&address);
+    let access = MediaAccess {
+        actor: &viewer,
+        action: "replay_start",
+        session: &session,
+        target: format!("{}/{}", session.id, rec.source_name),
+        reason: &reason,
+    };
+    access.refuse_confidential_without_reason(pool).await?;
     let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
     if entries
         .iter()
@@ -139,8 +99,8 @@ async fn playlist(
             ),
         ));
     }
-    audit::append(pool, entry).await.map_err(internal)?;
-    let live = session.state != "stopped";
+    access.record(pool).await?;
+    let live = session.state != SessionState::Stopped;
     let segment_query = if reason.is_empty() {
         String::new()
     } else {
@@ -183,7 +143,6 @@ async fn download_mp4(
     actor: CurrentActor,
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
-    let who = actor.audit_names();
     let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let time = |field: &str, v: &Option<String>| {
@@ -206,15 +165,21 @@ async fn download_mp4(
     }
     let reason = q.reason.unwrap_or_default();
     check_reason_length(&reason)?;
-    let target = format!(
-        "{}/{} from {} to {}",
-        session.id,
-        rec.source_name,
-        q.from.as_deref().unwrap_or("start"),
-        q.to.as_deref().unwrap_or("end")
-    );
-    let entry = access_entry(&who, &address, "download", &session, &target, &reason);
-    refuse_confidential_without_reason(pool, &session, &entry).await?;
+    let viewer = actor.actor(&address);
+    let access = MediaAccess {
+        actor: &viewer,
+        action: "download",
+        session: &session,
+        target: format!(
+            "{}/{} from {} to {}",
+            session.id,
+            rec.source_name,
+            q.from.as_deref().unwrap_or("start"),
+            q.to.as_deref().unwrap_or("end")
+        ),
+        reason: &reason,
+    };
+    access.refuse_confidential_without_reason(pool).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
         .await
         .map_err(internal)?
@@ -235,7 +200,7 @@ async fn download_mp4(
             format!("recording {source:?} is not MPEG-TS"),
         ));
     }
-    audit::append(pool, entry).await.map_err(internal)?;
+    access.record(pool).await?;
     let rx = crate::evidence::remux::start(&rec.media, segments, s.store.clone()).map_err(|e| {
         tracing::error!(error = %e, "remux pipeline");
         ApiError::new(
@@ -272,7 +237,7 @@ async fn segment(
 ) -> Result<Response, ApiError> {
     let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
-    if is_confidential(&session) && q.reason.as_deref().unwrap_or_default().trim().is_empty() {
+    if session.kind.is_confidential() && q.reason.as_deref().unwrap_or_default().trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "reason_required",

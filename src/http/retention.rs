@@ -10,11 +10,13 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use crate::audit;
+use crate::audit::Actor;
 use crate::evidence::export::parse_wall_clock;
-use crate::http::access::{Audited, CurrentActor, person_of};
+use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
+use crate::ledger::index::existing_session;
+use crate::ledger::values::valid_code;
 use crate::retention::holds::{self, NewHold};
-use crate::sessions::{existing_session, valid_code};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -65,24 +67,9 @@ fn code(project: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Appends `entry` as done by `actor`, allowed.
-async fn audit_change(
-    s: &AppState,
-    actor: &CurrentActor,
-    entry: audit::NewEntry<'_>,
-) -> Result<(), ApiError> {
-    let who = actor.audit_names();
-    audit::append(
-        &s.pool,
-        audit::NewEntry {
-            actor: &who.0,
-            actor_role: who.1,
-            outcome: "allowed",
-            ..entry
-        },
-    )
-    .await
-    .map_err(internal)?;
+/// Appends an allowed change to the trail.
+async fn audit_change(s: &AppState, event: audit::Event<'_>) -> Result<(), ApiError> {
+    event.append(&s.pool).await.map_err(internal)?;
     Ok(())
 }
 
@@ -97,14 +84,14 @@ async fn project_in_scope(
     if a.role != crate::identity::roles::Role::Regulator {
         return Ok(());
     }
-    let categories: Vec<String> =
+    let categories: Vec<crate::ledger::values::Category> =
         sqlx::query_scalar("SELECT DISTINCT category FROM sessions WHERE project_code = $1")
             .bind(project)
             .fetch_all(&s.pool)
             .await
             .map_err(internal)?;
     // A project with nothing recorded yet has nothing to hide: a hold on it is harmless.
-    if categories.is_empty() || categories.iter().any(|c| a.sees_category(c)) {
+    if categories.is_empty() || categories.iter().any(|c| a.sees_category(*c)) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -145,7 +132,7 @@ fn in_scope(
             actor
                 .0
                 .as_ref()
-                .is_none_or(|a| a.sees_category(&c.session.category))
+                .is_none_or(|a| a.sees_category(c.session.category))
         })
         .collect()
 }
@@ -168,14 +155,9 @@ async fn dry_run(
     let summary = format!("{} sessions, {objects} objects, {bytes} bytes", found.len());
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: "retention_dry_run",
-            target: &s.policies.version,
-            reason: &summary,
-            ..audit::NewEntry::default()
-        },
+        audit::Event::new(&actor.actor(&address), "retention_dry_run")
+            .target(&s.policies.version)
+            .reason(&summary),
     )
     .await?;
     Ok(Json(serde_json::json!({
@@ -204,7 +186,7 @@ async fn fixity_run(
     State(s): State<AppState>,
     actor: CurrentActor,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let who = actor.audit_names().0;
+    let who = actor.actor("").name();
     let (pool, store, state, rate) = (
         s.pool.clone(),
         s.store.clone(),
@@ -294,16 +276,10 @@ async fn project_events(
     );
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: "project_event",
-            project_code: Some(&project),
-            session_id: None,
-            target: &project,
-            reason: &detail,
-            ..audit::NewEntry::default()
-        },
+        audit::Event::new(&actor.actor(&address), "project_event")
+            .about(None, Some(&project))
+            .target(&project)
+            .reason(&detail),
     )
     .await?;
     Ok((
@@ -351,7 +327,7 @@ async fn file_complaint(
     } else {
         req.authority.clone()
     };
-    let who = actor.audit_names().0;
+    let who = actor.actor("").name();
     let hold = holds::place(
         &s.pool,
         NewHold {
@@ -371,16 +347,10 @@ async fn file_complaint(
     .map_err(internal)?;
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: "hold_place",
-            project_code: Some(&project),
-            session_id: None,
-            target: &hold.id,
-            reason: &hold.reason,
-            ..audit::NewEntry::default()
-        },
+        audit::Event::new(&actor.actor(&address), "hold_place")
+            .about(None, Some(&project))
+            .target(&hold.id)
+            .reason(&hold.reason),
     )
     .await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(hold)).into_response())
@@ -478,7 +448,7 @@ async fn place_hold(
             )));
         }
     }
-    let who = actor.audit_names().0;
+    let who = actor.actor("").name();
     let hold = holds::place(
         pool,
         NewHold {
@@ -498,16 +468,10 @@ async fn place_hold(
     .map_err(internal)?;
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: "hold_place",
-            project_code: project.as_deref(),
-            session_id: req.session_id.as_deref(),
-            target: &hold.id,
-            reason: &req.reason,
-            ..audit::NewEntry::default()
-        },
+        audit::Event::new(&actor.actor(&address), "hold_place")
+            .about(req.session_id.as_deref(), project.as_deref())
+            .target(&hold.id)
+            .reason(&req.reason),
     )
     .await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(hold)).into_response())
@@ -538,9 +502,9 @@ async fn release_hold(
                 format!("hold {id:?} not found"),
             )
         })?;
-    let who = actor.audit_names().0;
+    let who = actor.actor("").name();
     // The same person, however they sign in (browser or one of their tokens).
-    if person_of(&hold.placed_by) == person_of(&who) {
+    if Actor::parse(&hold.placed_by).is_same_person(&Actor::parse(&who)) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "same_person",
@@ -559,16 +523,10 @@ async fn release_hold(
     }
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: "hold_release",
-            project_code: hold.project_code.as_deref(),
-            session_id: hold.session_id.as_deref(),
-            target: &id,
-            reason: &req.reason,
-            ..audit::NewEntry::default()
-        },
+        audit::Event::new(&actor.actor(&address), "hold_release")
+            .about(hold.session_id.as_deref(), hold.project_code.as_deref())
+            .target(&id)
+            .reason(&req.reason),
     )
     .await?;
     let after = holds::get(pool, &id)
@@ -650,7 +608,7 @@ async fn propose_destruction(
     actor: CurrentActor,
     ApiJson(req): ApiJson<ProposeRequest>,
 ) -> Result<Response, ApiError> {
-    let who = actor.audit_names().0;
+    let who = actor.actor("").name();
     let proposal = destruction::propose(
         &s.pool,
         &s.policies,
@@ -665,19 +623,14 @@ async fn propose_destruction(
     .await?;
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: "destruction_propose",
-            target: &proposal.id,
-            reason: &format!(
+        audit::Event::new(&actor.actor(&address), "destruction_propose")
+            .target(&proposal.id)
+            .reason(format!(
                 "{} sessions; appraisal {}: {}",
                 proposal.session_ids.len(),
                 proposal.appraisal_reference,
                 proposal.appraisal_conclusion
-            ),
-            ..audit::NewEntry::default()
-        },
+            )),
     )
     .await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(proposal)).into_response())
@@ -707,22 +660,20 @@ async fn decide_destruction(
             )));
         }
     };
-    let (who, role) = actor.audit_names();
+    let (who, role) = (actor.actor("").name(), actor.actor("").role);
     let after = destruction::decide(&s.pool, &id, approve, &req.reason, &who, role).await?;
     audit_change(
         &s,
-        &actor,
-        audit::NewEntry {
-            address: &address,
-            action: if approve {
+        audit::Event::new(
+            &actor.actor(&address),
+            if approve {
                 "destruction_approve"
             } else {
                 "destruction_reject"
             },
-            target: &id,
-            reason: &req.reason,
-            ..audit::NewEntry::default()
-        },
+        )
+        .target(&id)
+        .reason(&req.reason),
     )
     .await?;
     Ok((Extension(Audited), Json(after)).into_response())
@@ -734,7 +685,7 @@ async fn execute_destruction(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let who = actor.audit_names().0;
+    let who = actor.actor("").name();
     let register =
         destruction::execute(&s.pool, &s.store, s.worm.as_deref(), &s.policies, &id, &who).await?;
     let bytes: i64 = register.iter().map(|r| r.bytes).sum();
@@ -747,19 +698,13 @@ async fn execute_destruction(
             .map(|r| r.project_code.as_str());
         audit_change(
             &s,
-            &actor,
-            audit::NewEntry {
-                address: &address,
-                action: "destruction_execute",
-                session_id: Some(session),
-                project_code: project,
-                target: &id,
-                reason: &format!(
+            audit::Event::new(&actor.actor(&address), "destruction_execute")
+                .about(Some(session), project)
+                .target(&id)
+                .reason(format!(
                     "{} objects destroyed",
                     register.iter().filter(|r| r.session_id == *session).count()
-                ),
-                ..audit::NewEntry::default()
-            },
+                )),
         )
         .await?;
     }

@@ -3,6 +3,7 @@
 //! request; `api` is the HTTP face. The account operations shared by the HTTP API and the CLI
 //! (`witness user …`) are here.
 
+pub mod caller;
 pub mod logins;
 pub mod password;
 pub mod roles;
@@ -12,7 +13,7 @@ pub mod users;
 
 use axum::http::StatusCode;
 
-use crate::audit;
+use crate::audit::{self, Actor};
 use crate::db::Pool;
 use crate::http::ApiError;
 use roles::{Permission, Role};
@@ -63,13 +64,6 @@ impl From<IdentityError> for ApiError {
     }
 }
 
-/// Who performs an account operation, for the audit trail.
-pub struct By<'a> {
-    pub actor: &'a str,
-    pub role: &'a str,
-    pub address: &'a str,
-}
-
 pub struct AddUser<'a> {
     pub username: &'a str,
     pub display_name: &'a str,
@@ -81,7 +75,7 @@ pub struct AddUser<'a> {
 pub async fn add_user(
     pool: &Pool,
     req: AddUser<'_>,
-    by: By<'_>,
+    by: &Actor,
 ) -> Result<(User, String), IdentityError> {
     users::check_username(req.username).map_err(IdentityError::invalid)?;
     if req.display_name.chars().count() > 100 {
@@ -123,7 +117,7 @@ pub async fn add_user(
     })?;
     audit_account(
         pool,
-        &by,
+        by,
         "user_add",
         &user.username,
         &format!("role {}", user.role.as_str()),
@@ -139,7 +133,7 @@ pub async fn reset_user(
     pool: &Pool,
     username: &str,
     totp: bool,
-    by: By<'_>,
+    by: &Actor,
 ) -> Result<String, IdentityError> {
     let u = users::by_username(pool, username)
         .await?
@@ -152,7 +146,7 @@ pub async fn reset_user(
     logins::revoke_all(pool, &u.id).await?;
     audit_account(
         pool,
-        &by,
+        by,
         "user_reset",
         username,
         if totp {
@@ -169,7 +163,7 @@ pub async fn set_disabled(
     pool: &Pool,
     username: &str,
     disabled: bool,
-    by: By<'_>,
+    by: &Actor,
 ) -> Result<(), IdentityError> {
     let u = users::by_username(pool, username)
         .await?
@@ -181,7 +175,7 @@ pub async fn set_disabled(
     }
     audit_account(
         pool,
-        &by,
+        by,
         if disabled {
             "user_disable"
         } else {
@@ -202,7 +196,7 @@ pub async fn issue_token(
     scopes: &[Permission],
     days: i64,
     max_days: i64,
-    by: By<'_>,
+    by: &Actor,
 ) -> Result<(String, String), IdentityError> {
     let u = users::by_username(pool, username)
         .await?
@@ -231,32 +225,23 @@ pub async fn issue_token(
         scopes.to_vec()
     };
     let issued = tokens::issue(pool, &u.id, name, &scopes, days * 86_400_000_000).await?;
-    audit_account(pool, &by, "token_issue", username, name).await?;
+    audit_account(pool, by, "token_issue", username, name).await?;
     Ok(issued)
 }
 
 async fn audit_account(
     pool: &Pool,
-    by: &By<'_>,
+    by: &Actor,
     action: &str,
     target: &str,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
-    audit::append(
-        pool,
-        audit::NewEntry {
-            actor: by.actor,
-            actor_role: by.role,
-            address: by.address,
-            action,
-            target,
-            reason: detail,
-            outcome: "allowed",
-            ..audit::NewEntry::default()
-        },
-    )
-    .await
-    .map(|_| ())
+    audit::Event::new(by, action)
+        .target(target)
+        .reason(detail)
+        .append(pool)
+        .await
+        .map(|_| ())
 }
 
 /// First start: with no user at all, an administrator `admin` with a one-time password printed
@@ -273,11 +258,7 @@ pub async fn bootstrap(pool: &Pool) -> Result<(), IdentityError> {
             role: Role::Administrator,
             categories: &[],
         },
-        By {
-            actor: "system",
-            role: "",
-            address: "local",
-        },
+        &Actor::local("system"),
     )
     .await?;
     eprintln!(

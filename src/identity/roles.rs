@@ -153,6 +153,3 @@ impl Permission {
         PERMISSIONS.into_iter().find(|p| p.as_str() == s)
     }
 }
-
-/// Trading categories (交易类别) that scope a regulator.
-pub use crate::sessions::TRADING_CATEGORIES as CATEGORIES;

@@ -3,8 +3,9 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::roles::{CATEGORIES, Role};
+use super::roles::Role;
 use crate::db::{Pool, now_us, rfc3339};
+use crate::ledger::values::Category;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -138,14 +139,8 @@ pub fn check_username(name: &str) -> Result<(), String> {
 }
 
 pub fn check_categories(role: Role, categories: &[String]) -> Result<(), String> {
-    if let Some(bad) = categories
-        .iter()
-        .find(|c| !CATEGORIES.contains(&c.as_str()))
-    {
-        return Err(format!(
-            "category {bad:?} is not valid, expected one of: {}",
-            CATEGORIES.join(", ")
-        ));
+    for c in categories {
+        c.parse::<Category>().map_err(|e| e.to_string())?;
     }
     match (role, categories.is_empty()) {
         (Role::Regulator, true) => {

@@ -5,7 +5,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Pool, now_us};
+use crate::error::CoreError;
 use crate::ledger::chain::{Entry, EntryKind};
+use crate::ledger::values::{Category, SessionKind, SessionState};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionRow {
@@ -15,15 +17,15 @@ pub struct SessionRow {
     pub room_kind: String,
     pub project_code: String,
     pub session_code: String,
-    pub kind: String,
+    pub kind: SessionKind,
     pub note: String,
-    pub state: String,
+    pub state: SessionState,
     pub started_at_us: i64,
     pub stopped_at_us: Option<i64>,
     pub manifest_key: Option<String>,
     pub error: Option<String>,
     /// Trading category (交易类别): scopes which regulators see the session.
-    pub category: String,
+    pub category: Category,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +41,14 @@ pub struct RecordingRow {
 }
 
 const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category";
+
+/// The session row, or `NotFound` naming it.
+pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
+    session(pool, id).await?.ok_or_else(|| CoreError::NotFound {
+        what: "session",
+        id: id.into(),
+    })
+}
 
 fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
     Ok(SessionRow {
@@ -107,14 +117,14 @@ pub async fn insert_session(
     .bind(&s.room_kind)
     .bind(&s.project_code)
     .bind(&s.session_code)
-    .bind(&s.kind)
+    .bind(s.kind)
     .bind(&s.note)
-    .bind(&s.state)
+    .bind(s.state)
     .bind(s.started_at_us)
     .bind(s.stopped_at_us)
     .bind(&s.manifest_key)
     .bind(&s.error)
-    .bind(&s.category)
+    .bind(s.category)
     .execute(&mut *tx)
     .await?;
     for (r, genesis) in recordings {
@@ -248,7 +258,7 @@ pub async fn list_sessions(
 pub async fn set_session_state(
     pool: &Pool,
     id: &str,
-    state: &str,
+    state: SessionState,
     stopped_at_us: Option<i64>,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {

@@ -13,5 +13,7 @@ pub mod index;
 pub mod lease;
 pub mod manifest;
 pub mod spool;
+pub mod values;
 pub mod verify;
+pub mod views;
 pub mod writer;

@@ -107,7 +107,7 @@ pub async fn verify_session(
     public_key_hex: &str,
     session_id: &str,
 ) -> Result<Report, CoreError> {
-    let session = crate::sessions::existing_session(pool, session_id).await?;
+    let session = crate::ledger::index::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
     let mut chains = Vec::new();
     let mut heads = Vec::new();
@@ -127,7 +127,7 @@ pub async fn verify_session(
         check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
     // Coverage is judged against what was signed at stop when the manifest verifies, else
     // against the database; a live session's tail is not judged.
-    let live = session.state != "stopped" && session.state != "destroyed";
+    let live = !session.state.is_sealed();
     let stop_us = match &signed {
         Some(m) => Some(m.stopped_at_us),
         None if live => None,
@@ -364,7 +364,7 @@ async fn check_manifest(
         })
     };
     // A destroyed session keeps its signed manifest: the tombstones come after the heads it binds.
-    if session.state != "stopped" && session.state != "destroyed" {
+    if !session.state.is_sealed() {
         return (status("not_yet"), None);
     }
     let read = |k: String| async move {

@@ -12,7 +12,7 @@ use crate::audit;
 use crate::db::Pool;
 use crate::ledger::chain::EntryKind;
 use crate::ledger::index;
-use crate::sessions::views::SessionSummary;
+use crate::ledger::views::SessionSummary;
 
 #[derive(Debug, Serialize)]
 pub struct ObjectToRemove {
@@ -97,19 +97,12 @@ pub fn spawn_daily(pool: Pool, policies: std::sync::Arc<Policies>) {
                         bytes
                     );
                     tracing::info!(candidates = found.len(), bytes, "retention review");
-                    let _ = audit::append(
-                        &pool,
-                        audit::NewEntry {
-                            actor: "system",
-                            address: "local",
-                            action: "retention_candidates",
-                            target: &policies.version,
-                            reason: &summary,
-                            outcome: "allowed",
-                            ..audit::NewEntry::default()
-                        },
-                    )
-                    .await;
+                    let _ =
+                        audit::Event::new(&audit::Actor::local("system"), "retention_candidates")
+                            .target(&policies.version)
+                            .reason(summary)
+                            .append(&pool)
+                            .await;
                 }
                 Err(e) => tracing::warn!(error = %e, "retention review failed; next run tomorrow"),
             }

@@ -8,11 +8,12 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::policy::Policies;
+use crate::audit::Actor;
 use crate::config::StoreConfig;
 use crate::db::{Pool, now_us, rfc3339};
-use crate::http::access::person_of;
 use crate::ledger::chain::{self, Entry, EntryKind};
 use crate::ledger::index;
+use crate::ledger::values::SessionState;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +85,7 @@ async fn check_disposable(
             format!("session {session_id:?} not found"),
         )
     })?;
-    if s.state != "stopped" {
+    if s.state != SessionState::Stopped {
         return Err(DestructionError::refused(
             "not_disposable",
             format!("session {session_id} is {}", s.state),
@@ -241,7 +242,7 @@ pub async fn decide(
             format!("request {id} is {}", req.state),
         ));
     }
-    if person_of(&req.proposed_by) == person_of(by) {
+    if Actor::parse(&req.proposed_by).is_same_person(&Actor::parse(by)) {
         return Err(DestructionError::refused(
             "same_person",
             "the proposer cannot approve their own proposal",
@@ -250,7 +251,7 @@ pub async fn decide(
     if req
         .approvals
         .iter()
-        .any(|a| person_of(&a.approver) == person_of(by))
+        .any(|a| Actor::parse(&a.approver).is_same_person(&Actor::parse(by)))
     {
         return Err(DestructionError::refused(
             "same_person",
@@ -331,7 +332,7 @@ pub async fn execute(
     for s in &req.session_ids {
         if index::session(pool, s)
             .await?
-            .is_some_and(|x| x.state == "destroyed")
+            .is_some_and(|x| x.state == SessionState::Destroyed)
         {
             continue;
         }
@@ -452,7 +453,7 @@ pub async fn execute(
                 return Err(DestructionError::Store(why));
             }
         }
-        index::set_session_state(pool, &s.id, "destroyed", None, None).await?;
+        index::set_session_state(pool, &s.id, SessionState::Destroyed, None, None).await?;
     }
     Ok(register)
 }

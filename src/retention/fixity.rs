@@ -135,26 +135,19 @@ async fn run_once(
     .bind(requested_by)
     .execute(pool)
     .await?;
-    audit::append(
-        pool,
-        audit::NewEntry {
-            actor: requested_by,
-            address: "local",
-            action: "fixity_check",
-            target: &report.id,
-            reason: &format!("{objects} objects, {bytes} bytes"),
-            outcome: &if report.intact {
-                "intact".to_string()
-            } else {
-                format!(
-                    "failed: {} objects missing or altered",
-                    report.failures.len()
-                )
-            },
-            ..audit::NewEntry::default()
-        },
-    )
-    .await?;
+    audit::Event::new(&audit::Actor::local(requested_by), "fixity_check")
+        .target(&report.id)
+        .reason(format!("{objects} objects, {bytes} bytes"))
+        .outcome(if report.intact {
+            audit::Outcome::Result("intact".into())
+        } else {
+            audit::Outcome::Failed(format!(
+                "{} objects missing or altered",
+                report.failures.len()
+            ))
+        })
+        .append(pool)
+        .await?;
     Ok(report)
 }
 

@@ -104,7 +104,14 @@ fn add_months(us: i64, months: i64) -> Option<i64> {
 /// Records the rule and policy version in force on a session, and raises (never lowers) its
 /// retention to the current rule's minimum.
 pub async fn stamp(pool: &Pool, policies: &Policies, s: &SessionRow) -> Result<(), sqlx::Error> {
-    stamp_where(pool, policies, &s.kind, &s.category, Some(&s.id)).await
+    stamp_where(
+        pool,
+        policies,
+        s.kind.as_str(),
+        s.category.as_str(),
+        Some(&s.id),
+    )
+    .await
 }
 
 /// The stamp of every session of one kind and category (the rule depends on nothing else), or
@@ -150,25 +157,17 @@ pub async fn open(pool: &Pool, policies: &Policies) -> Result<(), sqlx::Error> {
         .execute(pool)
         .await?;
         let ids: Vec<&str> = policies.rules.iter().map(|r| r.id.as_str()).collect();
-        audit::append(
-            pool,
-            audit::NewEntry {
-                actor: "system",
-                address: "local",
-                action: "policy_change",
-                target: &policies.version,
-                reason: &format!(
-                    "{} → {} ({}): {}",
-                    previous.as_deref().unwrap_or("none"),
-                    policies.version,
-                    policies.jurisdiction,
-                    ids.join(", ")
-                ),
-                outcome: "allowed",
-                ..audit::NewEntry::default()
-            },
-        )
-        .await?;
+        audit::Event::new(&audit::Actor::local("system"), "policy_change")
+            .target(&policies.version)
+            .reason(format!(
+                "{} → {} ({}): {}",
+                previous.as_deref().unwrap_or("none"),
+                policies.version,
+                policies.jurisdiction,
+                ids.join(", ")
+            ))
+            .append(pool)
+            .await?;
         tracing::info!(version = %policies.version, "storage policies changed; recorded and audited");
     }
     // One statement per kind and category, not per session: start-up stays short however many
@@ -188,8 +187,8 @@ pub async fn view(
     policies: &Policies,
     s: &SessionRow,
 ) -> Result<RetentionView, sqlx::Error> {
-    let class = record_class_of_session(&s.kind);
-    let current = policies.governing(class, &s.category).clone();
+    let class = record_class_of_session(s.kind.as_str());
+    let current = policies.governing(class, s.category.as_str()).clone();
     let row = sqlx::query(
         "SELECT policy_version, retention_rule, retention_months FROM sessions WHERE id = $1",
     )

@@ -209,10 +209,10 @@ fn check(r: &Rule) -> Result<(), String> {
         }
     }
     for c in &r.categories {
-        if !crate::sessions::TRADING_CATEGORIES.contains(&c.as_str()) {
+        if c.parse::<crate::ledger::values::Category>().is_err() {
             return Err(format!(
                 "trading category {c:?} is unknown, expected one of: {}",
-                crate::sessions::TRADING_CATEGORIES.join(", ")
+                crate::ledger::values::Category::names()
             ));
         }
     }

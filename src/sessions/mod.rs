@@ -2,7 +2,7 @@
 //! stop it once every last segment is stored and indexed, sign the manifest, and on start-up
 //! replay the spool and resume sessions the last process left running.
 
-pub mod views;
+pub mod verification;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,25 +20,17 @@ use crate::config::RecordingConfig;
 use crate::db::{Pool, now_us, rfc3339};
 use crate::error::{CoreError, is_unique_violation};
 use crate::ledger::chain::{self, Entry, EntryKind, ZERO_HASH};
-use crate::ledger::index::{self, RecordingRow, SessionRow};
+use crate::ledger::index::{self, RecordingRow, SessionRow, existing_session};
 use crate::ledger::lease;
 use crate::ledger::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead, Signer};
 use crate::ledger::spool;
-use crate::ledger::writer::{ChainWriter, WriterMsg, recording_prefix};
-use crate::metrics::{Metrics, SourceStats};
-use crate::sessions::views::{
+use crate::ledger::values::{Category, SessionKind, SessionState, valid_code};
+use crate::ledger::views::{
     ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView,
 };
+use crate::ledger::writer::{ChainWriter, WriterMsg, recording_prefix};
+use crate::metrics::{Metrics, SourceStats};
 use crate::store::Store;
-
-/// Kinds of business a session records (开标会, 评标会 …).
-pub const SESSION_KINDS: &[&str] = &[
-    "bid_opening",
-    "evaluation",
-    "negotiation",
-    "auction",
-    "other",
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,40 +47,6 @@ pub struct StartRequest {
 
 fn other_category() -> String {
     "other".into()
-}
-
-/// Trading categories (交易类别): 工程建设, 政府采购, 土地矿业权, 国有产权, other.
-/// Session kinds whose recordings are confidential (评标/评审): replay needs a reason.
-pub const CONFIDENTIAL_KINDS: &[&str] = &["evaluation"];
-
-pub fn is_confidential(session: &SessionRow) -> bool {
-    CONFIDENTIAL_KINDS.contains(&session.kind.as_str())
-}
-
-pub const TRADING_CATEGORIES: [&str; 5] = [
-    "construction",
-    "procurement",
-    "land",
-    "state_assets",
-    "other",
-];
-
-/// The session row, or `NotFound` naming it.
-pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
-    index::session(pool, id)
-        .await?
-        .ok_or_else(|| CoreError::NotFound {
-            what: "session",
-            id: id.into(),
-        })
-}
-
-/// A code that goes into object keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
-pub fn valid_code(code: &str) -> bool {
-    let mut chars = code.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && code.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 struct LiveSession {
@@ -151,26 +109,10 @@ impl Core {
                 ));
             }
         }
-        if !SESSION_KINDS.contains(&req.kind.as_str()) {
-            return Err(CoreError::invalid(
-                "invalid_field",
-                format!(
-                    "kind {:?} is not valid, expected one of: {}",
-                    req.kind,
-                    SESSION_KINDS.join(", ")
-                ),
-            ));
-        }
-        if !TRADING_CATEGORIES.contains(&req.category.as_str()) {
-            return Err(CoreError::invalid(
-                "invalid_field",
-                format!(
-                    "category {:?} is not valid, expected one of: {}",
-                    req.category,
-                    TRADING_CATEGORIES.join(", ")
-                ),
-            ));
-        }
+        let invalid =
+            |e: crate::db::UnknownValue| CoreError::invalid("invalid_field", e.to_string());
+        let kind: SessionKind = req.kind.parse().map_err(invalid)?;
+        let category: Category = req.category.parse().map_err(invalid)?;
         if req.note.chars().count() > 2000 {
             return Err(CoreError::invalid(
                 "invalid_field",
@@ -217,14 +159,14 @@ impl Core {
             room_kind: room.kind.clone(),
             project_code: req.project_code,
             session_code: req.session_code,
-            kind: req.kind,
+            kind,
             note: req.note,
-            state: "recording".into(),
+            state: SessionState::Recording,
             started_at_us: started,
             stopped_at_us: None,
             manifest_key: None,
             error: None,
-            category: req.category,
+            category,
         };
         let recordings: Vec<(RecordingRow, Entry)> = room
             .sources
@@ -384,12 +326,13 @@ impl Core {
         holder: &str,
     ) -> Result<SessionView, CoreError> {
         tracing::info!(room = %room_id, session = %session.id, node = %holder, "asking the recording node to stop");
-        index::set_session_state(&self.pool, &session.id, "stopping", None, None).await?;
+        index::set_session_state(&self.pool, &session.id, SessionState::Stopping, None, None)
+            .await?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             let now = existing_session(&self.pool, &session.id).await?;
-            if now.state == "stopped" || now.state == "failed" {
+            if matches!(now.state, SessionState::Stopped | SessionState::Failed) {
                 return self.view(&session.id).await;
             }
             let alive = lease::holder(&self.pool, room_id).await?.is_some();
@@ -429,9 +372,14 @@ impl Core {
             let taken = live.remove(&session.id);
             // The stop time every chain must reach; a stop retried keeps the first one.
             let stop_us = session.stopped_at_us.unwrap_or_else(now_us);
-            if let Err(e) =
-                index::set_session_state(&self.pool, &session.id, "stopping", Some(stop_us), None)
-                    .await
+            if let Err(e) = index::set_session_state(
+                &self.pool,
+                &session.id,
+                SessionState::Stopping,
+                Some(stop_us),
+                None,
+            )
+            .await
             {
                 self.stopping.lock().await.remove(&session.id);
                 if let Some(ls) = taken {
@@ -485,7 +433,7 @@ impl Core {
             session_id: session.id.clone(),
             project_code: session.project_code.clone(),
             session_code: session.session_code.clone(),
-            kind: session.kind.clone(),
+            kind: session.kind.to_string(),
             room_id: session.room_id.clone(),
             room_name: session.room_name.clone(),
             started_at_us: session.started_at_us,
@@ -508,7 +456,14 @@ impl Core {
             )
             .await?;
         index::set_manifest_key(&self.pool, &session.id, &key).await?;
-        index::set_session_state(&self.pool, &session.id, "stopped", Some(stopped), None).await?;
+        index::set_session_state(
+            &self.pool,
+            &session.id,
+            SessionState::Stopped,
+            Some(stopped),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -544,7 +499,7 @@ impl Core {
     /// Continues a live session whose lease this node holds: a stopping one is finished, a
     /// recording one gets its recorders back, with a gap from each chain's end to now.
     async fn resume(&self, session: &SessionRow, reason: &str) -> Result<(), CoreError> {
-        if session.state == "stopping" {
+        if session.state == SessionState::Stopping {
             self.finish(session).await?;
             let _ = lease::release(&self.pool, &session.room_id, &self.node_id).await;
             return Ok(());
@@ -578,7 +533,7 @@ impl Core {
                 }
                 continue;
             }
-            if s.state == "stopping" && !self.stopping.lock().await.contains(&s.id) {
+            if s.state == SessionState::Stopping && !self.stopping.lock().await.contains(&s.id) {
                 tracing::info!(session = %s.id, room = %s.room_id, "stop asked by another node");
                 self.stop_local(&s.room_id).await?;
             }

@@ -1,5 +1,6 @@
 //! The JSON views of sessions and recordings that the API returns.
 
+use crate::ledger::values::{Category, SessionKind, SessionState};
 use serde::Serialize;
 
 use crate::db::{now_us, rfc3339};
@@ -58,9 +59,9 @@ pub struct SessionSummary {
     pub room_name: String,
     pub project_code: String,
     pub session_code: String,
-    pub kind: String,
-    pub category: String,
-    pub state: String,
+    pub kind: SessionKind,
+    pub category: Category,
+    pub state: SessionState,
     pub started_at: String,
     pub stopped_at: Option<String>,
 }

@@ -1,0 +1,27 @@
+//! Verifying a stored session is an access to evidence like any other: the check itself is the
+//! ledger's (`ledger::verify`); who asked, and what it found, go into the audit trail. The HTTP
+//! API and `witness verify --session` both come through here.
+
+use crate::audit::{self, Actor, Outcome};
+use crate::db::Pool;
+use crate::error::CoreError;
+use crate::ledger::verify::{self, Report};
+use crate::store::Store;
+
+/// Verifies session `id` against the server's key and records the verdict.
+pub async fn verify_session(
+    pool: &Pool,
+    store: &Store,
+    public_key_hex: &str,
+    id: &str,
+    by: &Actor,
+) -> Result<Report, CoreError> {
+    let report = verify::verify_session(pool, store, public_key_hex, id).await?;
+    audit::Event::new(by, "session_verify")
+        .session(&report.session_id, &report.project_code)
+        .target(&report.verdict)
+        .outcome(Outcome::Result(report.status.as_str().to_ascii_lowercase()))
+        .append(pool)
+        .await?;
+    Ok(report)
+}
