@@ -3,21 +3,24 @@
 //! itself audited.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Deserialize;
 
 use crate::audit::{AuditEntry, Filter};
 use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/audit", get(list))
-        .route("/audit/verify", get(verify))
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "audit_view" => on(method, list),
+        "audit_verify" => on(method, verify),
+        _ => return None,
+    })
 }
 
 const MAX_PAGE: i64 = 1000;

@@ -8,12 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::{Deserialize, Serialize};
 
 use crate::audit;
@@ -22,11 +21,15 @@ use crate::evidence::export::{self, Format, Plan, Selection};
 use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sessions/{id}/exports", post(start))
-        .route("/exports/{id}", get(status))
-        .route("/exports/{id}/download", get(download))
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "export_start" => on(method, start),
+        "export_status" => on(method, status),
+        "export_download" => on(method, download),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -4,8 +4,8 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
-use axum::{Extension, Json, Router};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use crate::audit;
@@ -17,19 +17,25 @@ use crate::identity::roles::{PERMISSIONS, Permission, Role};
 use crate::identity::users::UserView;
 use crate::identity::{AddUser, logins, password, tokens, totp, users};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/auth/me", get(me))
-        .route("/auth/password", post(change_password))
-        .route("/auth/totp/setup", post(totp_setup))
-        .route("/auth/totp/confirm", post(totp_confirm))
-        .route("/users", get(list_users).post(add_user))
-        .route("/users/{id}", patch(change_user))
-        .route("/users/{id}/reset", post(reset_user))
-        .route("/tokens", get(list_tokens).post(issue_token))
-        .route("/tokens/{id}", delete(revoke_token))
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "login" => on(method, login),
+        "logout" => on(method, logout),
+        "me" => on(method, me),
+        "password_change" => on(method, change_password),
+        "totp_setup" => on(method, totp_setup),
+        "totp_confirm" => on(method, totp_confirm),
+        "tokens_list" => on(method, list_tokens),
+        "token_issue" => on(method, issue_token),
+        "token_revoke" => on(method, revoke_token),
+        "users_list" => on(method, list_users),
+        "user_add" => on(method, add_user),
+        "user_change" => on(method, change_user),
+        "user_reset" => on(method, reset_user),
+        _ => return None,
+    })
 }
 
 fn internal(e: sqlx::Error) -> ApiError {

@@ -5,8 +5,8 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::replay;
@@ -19,15 +19,16 @@ use crate::http::{ApiError, AppState, ClientAddr};
 use crate::ledger::index::{self, SessionRow};
 use crate::ledger::views::SessionSummary;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/rooms/status", get(status))
-        .route("/rooms/{id}/live", post(open_live_view))
-        .route("/rooms/{id}/live/{source}/index.m3u8", get(live_playlist))
-        .route(
-            "/rooms/{id}/live/{source}/segments/{file}",
-            get(live_segment),
-        )
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "rooms_status" => on(method, status),
+        "live_view" => on(method, open_live_view),
+        "live_playlist" => on(method, live_playlist),
+        "live_segment" => on(method, live_segment),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -11,15 +11,15 @@ mod pages;
 mod recording;
 mod replay;
 mod retention;
+pub mod routes;
 mod serve;
+mod status;
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::Router;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 
 pub use error::{ApiError, ApiJson, ApiQuery, ClientAddr};
 pub use serve::serve;
@@ -72,62 +72,16 @@ impl AppState {
 }
 
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/keys", get(keys))
-        .merge(recording::routes())
-        .merge(replay::routes())
-        .merge(live::routes())
-        .merge(exports::routes())
-        .merge(crate::http::audit::routes())
-        .merge(crate::http::identity::routes())
-        .merge(crate::http::retention::routes());
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .nest("/api/v1", api)
-        .merge(crate::http::pages::routes())
+    routes::router()
         // After routing, so that the access rule is found by the matched route.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::http::access::authorize,
+            access::authorize,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(refuse_nul_in_address))
         .with_state(state)
-}
-
-async fn healthz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    sqlx::query("SELECT 1")
-        .execute(&s.pool)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "health check: database unreachable");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "database unreachable",
-            )
-        })?;
-    Ok(Json(serde_json::json!({ "status": "ok" })))
-}
-
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut text = s.sessions.metrics.render();
-    text.push_str(&format!(
-        "# HELP witness_fixity_failures Objects missing or altered in the last fixity run.\n# TYPE witness_fixity_failures gauge\nwitness_fixity_failures {}\n# HELP witness_fixity_runs_total Fixity runs completed.\n# TYPE witness_fixity_runs_total counter\nwitness_fixity_runs_total {}\n",
-        s.fixity.last_failures.load(Relaxed),
-        s.fixity.runs.load(Relaxed)
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-}
-
-/// The public keys that sign manifests, for anyone verifying offline.
-async fn keys(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "keys": [{ "algorithm": "ed25519", "public_key": s.signer.public_key_hex(), "use": "session manifests" }]
-    }))
 }
 
 /// `%00` decodes to a NUL no identifier, query value or database text may hold: refused before

@@ -2,11 +2,10 @@
 //! bundled from `web/` (hls.js and the pages' scripts). The pages talk to `/api/v1` like any
 //! other client; nothing here reads the database.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::http::{ApiError, AppState};
 
@@ -26,11 +25,15 @@ const PAGE_HEADERS: [(&str, &str); 4] = [
     ("cache-control", "no-cache"),
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(console_page))
-        .route("/sessions/{id}", get(replay_page))
-        .route("/assets/{name}", get(asset))
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "page_replay" => on(method, replay_page),
+        "page_console" => on(method, console_page),
+        "asset" => on(method, asset),
+        _ => return None,
+    })
 }
 
 async fn replay_page(Path(_id): Path<String>) -> Response {

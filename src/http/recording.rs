@@ -3,8 +3,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use crate::audit;
@@ -18,20 +18,24 @@ use crate::ledger::verify::Report;
 use crate::ledger::views::{SessionSummary, SessionView};
 use crate::sessions::StartRequest;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/rooms", post(create_room).get(list_rooms))
-        .route(
-            "/rooms/{id}",
-            get(get_room).patch(patch_room).delete(delete_room),
-        )
-        .route("/rooms/{id}/probe", post(probe_room))
-        .route("/rooms/{id}/start", post(start))
-        .route("/rooms/{id}/stop", post(stop))
-        .route("/sessions", get(list_sessions))
-        .route("/sessions/{id}", get(get_session))
-        .route("/sessions/{id}/verify", get(verify_session))
-        .route("/templates", get(templates))
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "rooms_list" => on(method, list_rooms),
+        "room_add" => on(method, create_room),
+        "room_view" => on(method, get_room),
+        "room_change" => on(method, patch_room),
+        "room_remove" => on(method, delete_room),
+        "room_probe" => on(method, probe_room),
+        "room_start" => on(method, start),
+        "room_stop" => on(method, stop),
+        "templates_list" => on(method, templates),
+        "sessions_list" => on(method, list_sessions),
+        "session_view" => on(method, get_session),
+        "session_verify" => on(method, verify_session),
+        _ => return None,
+    })
 }
 
 /// Creates a room. With `"probe": true` every source is probed first, and a room with a source

@@ -2,12 +2,11 @@
 //! stored segments served byte for byte from the object store. Opening a playlist is audited; evaluation-room sessions
 //! (评标) need a recorded reason.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use futures::TryStreamExt;
 use serde::Deserialize;
 
@@ -21,18 +20,16 @@ use crate::ledger::index;
 use crate::ledger::index::existing_session;
 use crate::ledger::values::SessionState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sessions/{id}/sources/{source}/index.m3u8", get(playlist))
-        .route(
-            "/sessions/{id}/sources/{source}/segments/{file}",
-            get(segment),
-        )
-        .route("/sessions/{id}/audit", get(session_audit))
-        .route(
-            "/sessions/{id}/sources/{source}/download.mp4",
-            get(download_mp4),
-        )
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "session_audit" => on(method, session_audit),
+        "replay_start" => on(method, playlist),
+        "segment" => on(method, segment),
+        "download" => on(method, download_mp4),
+        _ => return None,
+    })
 }
 
 /// The audit entries of one session, oldest first.

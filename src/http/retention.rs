@@ -5,8 +5,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use crate::audit;
@@ -18,27 +18,30 @@ use crate::ledger::index::existing_session;
 use crate::ledger::values::valid_code;
 use crate::retention::holds::{self, NewHold};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/retention/policies", get(policies))
-        .route("/retention/candidates", get(candidates))
-        .route("/retention/dry-run", get(dry_run))
-        .route("/fixity/reports", get(fixity_reports))
-        .route("/fixity/run", post(fixity_run))
-        .route(
-            "/destructions",
-            get(list_destructions).post(propose_destruction),
-        )
-        .route("/destructions/{id}", get(get_destruction))
-        .route("/destructions/{id}/decision", post(decide_destruction))
-        .route("/destructions/{id}/execute", post(execute_destruction))
-        .route("/destruction-register", get(destruction_register))
-        .route("/sessions/{id}/retention", get(session_retention))
-        .route("/projects/{code}", get(project))
-        .route("/projects/{code}/events", post(project_events))
-        .route("/projects/{code}/complaints", post(file_complaint))
-        .route("/holds", get(list_holds).post(place_hold))
-        .route("/holds/{id}/release", post(release_hold))
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "policies_view" => on(method, policies),
+        "retention_candidates" => on(method, candidates),
+        "retention_dry_run" => on(method, dry_run),
+        "fixity_reports" => on(method, fixity_reports),
+        "fixity_run" => on(method, fixity_run),
+        "destructions_list" => on(method, list_destructions),
+        "destruction_propose" => on(method, propose_destruction),
+        "destruction_view" => on(method, get_destruction),
+        "destruction_decide" => on(method, decide_destruction),
+        "destruction_execute" => on(method, execute_destruction),
+        "destruction_register" => on(method, destruction_register),
+        "session_retention" => on(method, session_retention),
+        "project_view" => on(method, project),
+        "project_event" => on(method, project_events),
+        "complaint_file" => on(method, file_complaint),
+        "holds_list" => on(method, list_holds),
+        "hold_place" => on(method, place_hold),
+        "hold_release" => on(method, release_hold),
+        _ => return None,
+    })
 }
 
 fn internal(e: sqlx::Error) -> ApiError {
