@@ -586,6 +586,7 @@ async fn demo(config: Option<PathBuf>, rtsp_port: u16) -> anyhow::Result<ExitCod
                     note: "demo recording".into(),
                     category: "construction".into(),
                 },
+                &witness::audit::Actor::local("demo"),
             )
             .await?
             .summary

@@ -10,7 +10,8 @@ use anyhow::Context;
 use crate::capture::template::Templates;
 use crate::config::Config;
 use crate::ledger::manifest::Signer;
-use crate::sessions::Core;
+use crate::retention::policy::Policies;
+use crate::sessions::{Core, Parts};
 use crate::{audit, db, store};
 
 /// Opens everything the recording core needs, without starting any recorder.
@@ -24,15 +25,20 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
     let templates = Templates::load(&config.recording.pipelines_dir)?;
     templates.check_elements()?;
     let signer = Signer::load_or_create(&config.keys_dir())?;
-    Ok(Core::new(
+    let policies = Policies::load(
+        &config.retention.policies_dir,
+        &config.retention.jurisdiction,
+    )?;
+    Ok(Core::new(Parts {
         pool,
         store,
-        config.recording.clone(),
+        config: config.recording.clone(),
         templates,
         signer,
-        node_id(config)?,
-        std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
-    ))
+        policies: Arc::new(policies),
+        node_id: node_id(config)?,
+        lease_ttl: std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
+    }))
 }
 
 /// The configured node name, or one made once and kept beside the data (so that a restarted
@@ -103,14 +109,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Services> {
     crate::identity::bootstrap(&core.pool)
         .await
         .context("creating the first administrator")?;
-    let policies = crate::retention::policy::Policies::load(
-        &config.retention.policies_dir,
-        &config.retention.jurisdiction,
-    )?;
+    let policies = core.policies.clone();
     crate::retention::open(&core.pool, &policies)
         .await
         .context("applying the storage policies")?;
-    let policies = Arc::new(policies);
     crate::retention::candidates::spawn_daily(core.pool.clone(), policies.clone());
     let worm = match &config.store {
         crate::config::StoreConfig::S3 {

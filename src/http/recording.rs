@@ -15,7 +15,7 @@ use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 use crate::identity::roles::Role;
 use crate::ledger::index::SessionFilter;
 use crate::ledger::verify::Report;
-use crate::ledger::views::{SessionSummary, SessionView};
+use crate::ledger::views::SessionSummary;
 use crate::sessions::StartRequest;
 
 /// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
@@ -143,23 +143,6 @@ async fn delete_room(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Start and stop write their own audit entry, naming the session and project they concern.
-async fn audit_session(
-    s: &AppState,
-    actor: &CurrentActor,
-    address: &str,
-    action: &str,
-    view: &SessionView,
-) -> Result<(), ApiError> {
-    audit::Event::new(&actor.actor(address), action)
-        .session(&view.summary.id, &view.summary.project_code)
-        .target(&view.summary.room_id)
-        .append(&s.pool)
-        .await
-        .map_err(internal)?;
-    Ok(())
-}
-
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -167,17 +150,7 @@ async fn start(
     actor: CurrentActor,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.sessions.start(&id, req).await?;
-    // The policy version and rule in force are recorded on the session from its first moment.
-    if let Some(row) = crate::ledger::index::session(&s.pool, &view.summary.id)
-        .await
-        .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?
-    {
-        crate::retention::stamp(&s.pool, &s.policies, &row)
-            .await
-            .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
-    }
-    audit_session(&s, &actor, &address, "room_start", &view).await?;
+    let view = s.sessions.start(&id, req, &actor.actor(&address)).await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
 }
 
@@ -187,8 +160,7 @@ async fn stop(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.sessions.stop(&id).await?;
-    audit_session(&s, &actor, &address, "room_stop", &view).await?;
+    let view = s.sessions.stop(&id, &actor.actor(&address)).await?;
     Ok((Extension(Audited), Json(view)))
 }
 

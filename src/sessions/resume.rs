@@ -1,0 +1,103 @@
+//! After a restart or a node's death: sessions left recording are resumed (with a gap that
+//! says why), the spool replayed, and leases renewed or taken over.
+
+use crate::capture::recorder::Stop;
+use crate::error::CoreError;
+use crate::ledger::index::{self, SessionRow};
+use crate::ledger::lease;
+use crate::ledger::values::SessionState;
+
+use super::Core;
+
+impl Core {
+    /// Start-up: stores and indexes whatever the spool holds, then resumes sessions that were
+    /// recording (with a gap for the time the server was down) and finishes those that were
+    /// stopping.
+    pub async fn resume_interrupted(&self) -> Result<(), CoreError> {
+        for session in index::live_sessions(&self.pool).await? {
+            // Another node may be recording it; then it is not ours to resume.
+            if !lease::acquire(
+                &self.pool,
+                &session.room_id,
+                &self.node_id,
+                self.lease_ttl_us,
+            )
+            .await?
+            {
+                continue;
+            }
+            let recordings = index::recordings(&self.pool, &session.id).await?;
+            for rec in &recordings {
+                self.replay_spool(&session, rec).await?;
+            }
+            self.resume(
+                &session,
+                "server was not running (restart or crash); recording resumed",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Continues a live session whose lease this node holds: a stopping one is finished, a
+    /// recording one gets its recorders back, with a gap from each chain's end to now.
+    pub(super) async fn resume(&self, session: &SessionRow, reason: &str) -> Result<(), CoreError> {
+        if session.state == SessionState::Stopping {
+            self.finish(session).await?;
+            let _ = lease::release(&self.pool, &session.room_id, &self.node_id).await;
+            return Ok(());
+        }
+        let recordings = index::recordings(&self.pool, &session.id).await?;
+        tracing::warn!(session = %session.id, room = %session.room_id, node = %self.node_id, %reason, "resuming a session");
+        let ls = self
+            .spawn_session(session, &recordings, Some(reason))
+            .await?;
+        self.live.lock().await.insert(session.id.clone(), ls);
+        Ok(())
+    }
+
+    /// Every few seconds: renew this node's leases, stop what another node asked to stop, let go
+    /// of rooms whose lease was lost, and take over rooms whose node stopped renewing.
+    pub async fn cluster_tick(&self) -> Result<(), CoreError> {
+        let held = lease::renew(&self.pool, &self.node_id, self.lease_ttl_us).await?;
+        let local: Vec<String> = self.live.lock().await.keys().cloned().collect();
+        for id in local {
+            let Some(s) = index::session(&self.pool, &id).await? else {
+                continue;
+            };
+            if !held.contains(&s.room_id) {
+                // Fenced: another node has the room now. Stop recording here, finish nothing.
+                tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop");
+                if let Some(ls) = self.live.lock().await.remove(&s.id) {
+                    let _ = ls.stop.send(Stop::Abandon);
+                    for t in ls.tasks {
+                        let _ = t.await;
+                    }
+                }
+                continue;
+            }
+            if s.state == SessionState::Stopping && !self.stopping.lock().await.contains(&s.id) {
+                tracing::info!(session = %s.id, room = %s.room_id, "stop asked by another node");
+                self.stop_local(&s.room_id).await?;
+            }
+        }
+        for s in index::live_sessions(&self.pool).await? {
+            if self.live.lock().await.contains_key(&s.id)
+                || self.stopping.lock().await.contains(&s.id)
+                || lease::holder(&self.pool, &s.room_id).await?.is_some()
+            {
+                continue;
+            }
+            let previous = lease::last_holder(&self.pool, &s.room_id).await?;
+            if lease::acquire(&self.pool, &s.room_id, &self.node_id, self.lease_ttl_us).await? {
+                let reason = format!(
+                    "node {} stopped renewing its lease; recording taken over by node {}",
+                    previous.as_deref().unwrap_or("?"),
+                    self.node_id
+                );
+                self.resume(&s, &reason).await?;
+            }
+        }
+        Ok(())
+    }
+}

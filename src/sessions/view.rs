@@ -1,0 +1,94 @@
+//! Sessions as the API shows them: one session with its recordings, segments and gaps, or a
+//! filtered list.
+
+use crate::db::rfc3339;
+use crate::error::CoreError;
+use crate::ledger::chain::{Entry, EntryKind};
+use crate::ledger::index::{self, RecordingRow, SessionRow, existing_session};
+use crate::ledger::views::{
+    ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView,
+};
+
+use super::Core;
+
+impl Core {
+    pub async fn view(&self, session_id: &str) -> Result<SessionView, CoreError> {
+        let s = existing_session(&self.pool, session_id).await?;
+        let mut recordings = Vec::new();
+        for rec in index::recordings(&self.pool, &s.id).await? {
+            let entries = index::entries(&self.pool, &rec.id).await?;
+            recordings.push(self.recording_view(&s, rec, &entries));
+        }
+        Ok(SessionView::new(s, recordings))
+    }
+
+    pub(super) fn recording_view(
+        &self,
+        s: &SessionRow,
+        rec: RecordingRow,
+        entries: &[Entry],
+    ) -> RecordingView {
+        let live = self.metrics.snapshot(&rec.id);
+        let state = match (&live, s.state.as_str()) {
+            (Some(st), _) => st.state().as_str().to_string(),
+            (None, "recording") => "connecting".into(),
+            (None, other) => other.to_string(),
+        };
+        let segments: Vec<SegmentView> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Media)
+            .map(|e| SegmentView {
+                seq: e.seq,
+                object_key: e.object_key.clone(),
+                start: rfc3339(e.wall_start_us),
+                duration_seconds: e.duration_us as f64 / 1e6,
+                bytes: e.bytes,
+                sha256: e.sha256.clone(),
+                clock: e.clock.clone(),
+                note: e.detail.clone(),
+            })
+            .collect();
+        let gaps: Vec<GapView> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Gap)
+            .map(|e| GapView {
+                seq: e.seq,
+                start: rfc3339(e.wall_start_us),
+                end: rfc3339(e.wall_start_us + e.duration_us),
+                duration_seconds: e.duration_us as f64 / 1e6,
+                reason: e.detail.clone(),
+            })
+            .collect();
+        let head = entries.last();
+        RecordingView {
+            id: rec.id,
+            source: rec.source_name,
+            url: rec.url,
+            media: rec.media,
+            template: rec.template,
+            state,
+            bytes: segments.iter().map(|x| x.bytes).sum(),
+            duration_seconds: segments.iter().map(|x| x.duration_seconds).sum(),
+            segment_count: segments.len(),
+            gap_count: gaps.len(),
+            chain_head: head.map(|e| ChainHead {
+                seq: e.seq,
+                hash: e.entry_hash.clone(),
+            }),
+            segments,
+            gaps,
+        }
+    }
+
+    pub async fn list(
+        &self,
+        filter: &index::SessionFilter,
+        limit: i64,
+    ) -> Result<Vec<SessionSummary>, CoreError> {
+        Ok(index::list_sessions(&self.pool, filter, limit)
+            .await?
+            .into_iter()
+            .map(SessionSummary::from)
+            .collect())
+    }
+}
