@@ -24,6 +24,36 @@ pub struct SyncReport {
     pub errors: Vec<String>,
 }
 
+/// The default retention of a locked bucket, which protects every object from the moment it
+/// is written: the shortest minimum any rule for recordings sets (rules for every record class
+/// included), so that no recording is kept longer by default than its own rule asks; `sync`
+/// lengthens each object's retention from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketRetention {
+    pub months: u32,
+    /// `months` in the whole days Object Lock counts, rounded up so that it is never short.
+    pub days: u32,
+}
+
+/// The floor when no rule governs recordings (validated policies always have a default rule):
+/// the 15 years of 政府采购法 Art 42.
+const FALLBACK_MINIMUM_MONTHS: u32 = 180;
+
+/// The default retention `witness store-init` gives a new locked bucket.
+pub fn bucket_default_retention(policies: &Policies) -> BucketRetention {
+    let months = policies
+        .rules
+        .iter()
+        .filter(|r| {
+            r.record_classes.is_empty() || r.record_classes.iter().any(|c| c.ends_with("_av"))
+        })
+        .map(|r| r.minimum_months)
+        .min()
+        .unwrap_or(FALLBACK_MINIMUM_MONTHS);
+    let days = (f64::from(months) * 365.25 / 12.0).ceil() as u32;
+    BucketRetention { months, days }
+}
+
 /// An open project's objects are kept this much longer than needed before being extended again,
 /// so that they are not touched on every round.
 const EXTEND_STEP_DAYS: i64 = 30;
@@ -247,4 +277,62 @@ fn seal_tree(dir: &std::path::Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn shipped() -> BTreeMap<String, String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies");
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().to_string(),
+                    std::fs::read_to_string(&p).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn rule(id: &str, classes: &str, months: u32) -> String {
+        format!(
+            "id = \"{id}\"\ntitle = \"{id}\"\nrecord_classes = [{classes}]\njurisdiction = \"CN\"\nminimum_months = {months}\nclock_starts = \"session_end\"\ndisposition = \"review\"\nprecedence = 100\n[basis]\nlaw = \"law\"\narticle = \"1\"\ntext = \"text\"\n"
+        )
+    }
+
+    #[test]
+    fn bucket_default_is_the_shortest_recording_minimum_in_whole_days() {
+        // The shipped rules keep every recording 15 years; the audit log's 6 months is no floor
+        // for recordings.
+        for jurisdiction in ["CN", "CN-ZJ"] {
+            let policies = Policies::from_files(&shipped(), jurisdiction).unwrap();
+            assert_eq!(
+                bucket_default_retention(&policies),
+                BucketRetention {
+                    months: 180,
+                    days: 5479
+                },
+                "{jurisdiction}"
+            );
+        }
+        // A shorter rule for other rooms lowers the floor; one for announcements does not.
+        let mut files = shipped();
+        files.insert("rooms.toml".into(), rule("rooms", "\"other_room_av\"", 120));
+        files.insert("notes.toml".into(), rule("notes", "\"announcements\"", 12));
+        let policies = Policies::from_files(&files, "CN").unwrap();
+        assert_eq!(
+            bucket_default_retention(&policies),
+            BucketRetention {
+                months: 120,
+                days: 3653
+            }
+        );
+    }
 }

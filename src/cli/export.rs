@@ -1,0 +1,113 @@
+//! `witness export`: writes a stopped session's evidence package to a tar or zip file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use witness::evidence::export;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    session: String,
+    /// The package file; a name ending in .zip makes a zip unless --format says otherwise.
+    #[arg(long)]
+    out: PathBuf,
+    /// tar or zip.
+    #[arg(long, value_parser = ["tar", "zip"])]
+    format: Option<String>,
+    /// Also one playable MP4 per source under derived/ (remuxed; marked as not evidence).
+    #[arg(long)]
+    derived_mp4: bool,
+    /// Why it is exported; recorded in the audit trail and the package.
+    #[arg(long)]
+    reason: String,
+    /// Who exports it.
+    #[arg(long, default_value = "cli")]
+    exporter: String,
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// Writes to `OUT.partial` and renames it to `OUT` once complete, so that a file by the asked
+/// name is always a whole package.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let core = super::open_core(args.config.as_deref()).await?;
+    let tmp = args.out.with_extension("partial");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let mut progress = progress_printer();
+    let req = export::ExportRequest {
+        derived_mp4_dir: args
+            .derived_mp4
+            .then_some(core.config.export_scratch_dir.as_path()),
+        session_id: &args.session,
+        exporter: &args.exporter,
+        reason: &args.reason,
+        address: "cli",
+        selection: export::Selection::default(),
+    };
+    let summary = export::export_to(
+        &core.pool,
+        &core.store,
+        &core.signer,
+        req,
+        format(args.format.as_deref(), &args.out),
+        &mut writer,
+        &mut progress,
+    )
+    .await;
+    eprintln!();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+    };
+    drop(writer);
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "package {} written to {} ({} files, {} payload bytes)",
+        summary.package_id,
+        args.out.display(),
+        summary.files,
+        summary.payload_bytes
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--format`, or else the one the file name implies.
+fn format(format: Option<&str>, out: &Path) -> export::Format {
+    match format {
+        Some("zip") => export::Format::Zip,
+        Some(_) => export::Format::Tar,
+        None => export::Format::for_file_name(&out.to_string_lossy()),
+    }
+}
+
+/// Percentage, MiB and time left on one line of stderr, rewritten as bytes are written.
+fn progress_printer() -> impl FnMut(u64, u64) + Send {
+    let started = Instant::now();
+    move |done: u64, total: u64| {
+        let pct = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let eta = if rate > 0.0 {
+            (total.saturating_sub(done)) as f64 / rate
+        } else {
+            0.0
+        };
+        eprint!(
+            "\rexport {pct:5.1} %  {:.1}/{:.1} MiB  ETA {eta:.0} s   ",
+            done as f64 / 1048576.0,
+            total as f64 / 1048576.0
+        );
+    }
+}

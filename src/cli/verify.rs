@@ -1,0 +1,166 @@
+//! `witness verify`: checks a session in the store, an evidence package offline, or the audit
+//! trail, and prints the report (text or JSON) with its verdict as the exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use witness::audit::verify::AuditReport;
+use witness::evidence::package::{PackageReport, verify_package};
+use witness::ledger::verify::{self, UncoveredView};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An evidence package (tar or unpacked folder): checked offline, no server or database.
+    package: Option<PathBuf>,
+    #[arg(long, conflicts_with = "package")]
+    session: Option<String>,
+    /// Check the audit trail's hash chain and signed checkpoints (needs the database).
+    #[arg(long, conflicts_with_all = ["package", "session"])]
+    audit: bool,
+    /// With a package: the server public key (hex) it must be signed with.
+    #[arg(long, requires = "package")]
+    public_key: Option<String>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(package) = &args.package {
+        let report = verify_package(package, args.public_key.as_deref())?;
+        print(&report, args.json)
+    } else if let Some(session) = &args.session {
+        let report = verify_session(&args, session).await?;
+        print(&report, args.json)
+    } else if args.audit {
+        let core = super::open_core(args.config.as_deref()).await?;
+        let report =
+            witness::audit::verify::verify(&core.pool, &core.signer.public_key_hex()).await?;
+        print(&report, args.json)
+    } else {
+        anyhow::bail!("verify needs a PACKAGE, --session ID or --audit")
+    }
+}
+
+/// Verifies a stored session (an access to evidence like any other: audited).
+async fn verify_session(args: &Args, session: &str) -> anyhow::Result<verify::Report> {
+    let core = super::open_core(args.config.as_deref()).await?;
+    Ok(witness::sessions::verification::verify_session(
+        &core.pool,
+        &core.store,
+        &core.signer.public_key_hex(),
+        session,
+        &super::local_actor(),
+    )
+    .await?)
+}
+
+/// A verification report as `witness verify` prints it.
+trait Printed: Serialize {
+    /// The report for people, ending with the verdict.
+    fn print_text(&self);
+    fn exit_code(&self) -> ExitCode;
+}
+
+/// Prints any report, as JSON with `--json`, and returns the exit code of its verdict.
+fn print(report: &impl Printed, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        report.print_text();
+    }
+    Ok(report.exit_code())
+}
+
+fn ok_or_broken(ok: bool) -> &'static str {
+    if ok { "ok" } else { "BROKEN" }
+}
+
+fn not_covered(u: &UncoveredView) -> String {
+    format!(
+        "not covered: source {} from {} to {} ({:.1} s, {})",
+        u.source, u.from, u.to, u.seconds, u.problem
+    )
+}
+
+impl Printed for PackageReport {
+    fn print_text(&self) {
+        for seg in &self.segments {
+            println!(
+                "{:<10} seq {:>6}  {:<40} {}",
+                seg.source,
+                seg.seq,
+                seg.file,
+                ok_or_broken(seg.ok)
+            );
+        }
+        for g in &self.gaps {
+            println!("gap: {g}");
+        }
+        for d in &self.destructions {
+            println!("lawfully destroyed: {d}");
+        }
+        for d in &self.derived {
+            println!("derived (not evidence, signed): {d}");
+        }
+        for p in &self.problems {
+            println!("problem: {p}");
+        }
+        for u in &self.uncovered {
+            println!("{}", not_covered(u));
+        }
+        println!("{}", self.verdict);
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.status.exit_code() as u8)
+    }
+}
+
+impl Printed for verify::Report {
+    fn print_text(&self) {
+        for r in &self.recordings {
+            println!(
+                "{:<12} {:>5} entries {:>5} segments {:>3} gaps {:>12} bytes  head {}…  {}",
+                r.source,
+                r.entries,
+                r.media_segments,
+                r.gaps,
+                r.bytes,
+                &r.head_hash.get(..16).unwrap_or(""),
+                ok_or_broken(r.intact)
+            );
+        }
+        for f in &self.failures {
+            println!("  {f}");
+        }
+        for u in &self.uncovered {
+            println!("  {}", not_covered(u));
+        }
+        println!("{}", self.verdict);
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.status.exit_code() as u8)
+    }
+}
+
+impl Printed for AuditReport {
+    fn print_text(&self) {
+        for p in &self.problems {
+            println!("problem: {p}");
+        }
+        println!("{}", self.verdict);
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.intact {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    }
+}
