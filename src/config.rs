@@ -398,12 +398,6 @@ impl RecordingConfig {
     pub fn watchdog(&self) -> Duration {
         Duration::from_secs_f64(self.watchdog_seconds)
     }
-    pub fn time_rules(&self) -> crate::ledger::writer::TimeRules {
-        crate::ledger::writer::TimeRules {
-            tolerance_us: self.coverage_tolerance_ms as i64 * 1000,
-            max_camera_offset_us: (self.camera_clock_max_offset_seconds * 1e6) as i64,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -68,15 +68,6 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn internal(e: sqlx::Error) -> ApiError {
-    tracing::error!(error = %e, "identity lookup");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; see the server log",
-    )
-}
-
 /// The caller behind a bearer token or a session cookie, with the restriction that applies.
 async fn authenticate(
     s: &AppState,
@@ -90,7 +81,7 @@ async fn authenticate(
     let (user_id, via) = if let Some(secret) = bearer {
         let Some(t) = tokens::resolve(pool, secret.trim())
             .await
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
         else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -108,7 +99,7 @@ async fn authenticate(
     } else if let Some(c) = cookie(headers, logins::COOKIE) {
         match logins::resume(pool, &c, s.identity.idle_us())
             .await
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
         {
             Some(l) => (
                 l.user_id,
@@ -121,7 +112,10 @@ async fn authenticate(
     } else {
         return Ok(None);
     };
-    let Some(u) = users::by_id(pool, &user_id).await.map_err(internal)? else {
+    let Some(u) = users::by_id(pool, &user_id)
+        .await
+        .map_err(ApiError::internal)?
+    else {
         return Ok(None);
     };
     if u.disabled {

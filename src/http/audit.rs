@@ -48,15 +48,6 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
 }
 
-fn internal(e: sqlx::Error) -> ApiError {
-    tracing::error!(error = %e, "audit trail query");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; see the server log",
-    )
-}
-
 async fn list(
     State(s): State<AppState>,
     ClientAddr(address): ClientAddr,
@@ -95,9 +86,11 @@ async fn list(
         .target(if csv { "csv" } else { "json" })
         .append(pool)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     if !csv {
-        let entries = crate::audit::query(pool, &filter).await.map_err(internal)?;
+        let entries = crate::audit::query(pool, &filter)
+            .await
+            .map_err(ApiError::internal)?;
         let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq));
         return Ok(Json(serde_json::json!({
             "entries": entries,
@@ -110,7 +103,9 @@ async fn list(
     out.write_record(CSV_HEADER).map_err(csv_failed)?;
     let mut rows = 0;
     loop {
-        let entries = crate::audit::query(pool, &filter).await.map_err(internal)?;
+        let entries = crate::audit::query(pool, &filter)
+            .await
+            .map_err(ApiError::internal)?;
         for e in &entries {
             out.write_record(csv_row(e)).map_err(csv_failed)?;
         }
@@ -199,6 +194,6 @@ async fn verify(
     Ok(Json(
         crate::audit::verify::verify(&core.pool, &core.signer.public_key_hex())
             .await
-            .map_err(internal)?,
+            .map_err(ApiError::internal)?,
     ))
 }

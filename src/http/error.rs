@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::error::CoreError;
+use crate::identity::IdentityError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -25,6 +26,24 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+}
+
+impl ApiError {
+    /// An internal failure: the cause goes to the log, the client gets a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
     }
 }
 
@@ -67,6 +86,23 @@ impl From<CoreError> for ApiError {
                     "internal error; see the server log",
                 )
             }
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Invalid { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            IdentityError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "username_taken", m),
+            IdentityError::NoUser(u) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "user_not_found",
+                format!("user {u:?} not found"),
+            ),
+            IdentityError::Db(e) => ApiError::internal(e),
         }
     }
 }

@@ -38,15 +38,11 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
     })
 }
 
-fn internal(e: sqlx::Error) -> ApiError {
-    crate::identity::IdentityError::Db(e).into()
-}
-
 /// The caller's own account, as stored now.
 async fn current_user(s: &AppState, actor: &Caller) -> Result<users::User, ApiError> {
     Ok(users::by_id(&s.pool, &actor.user_id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .ok_or_else(|| crate::identity::IdentityError::NoUser(actor.username.clone()))?)
 }
 
@@ -108,12 +104,12 @@ async fn login(
                 .outcome(outcome)
                 .append(&pool)
                 .await
-                .map_err(internal)
+                .map_err(ApiError::internal)
         }
     };
     let Some(user) = users::by_username(pool, &req.username)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
     else {
         password::verify(&req.password, password::dummy_hash()); // same time either way
         audit_login(audit::Outcome::Failed("unknown user".into()), "").await?;
@@ -138,7 +134,7 @@ async fn login(
     if !password::verify(&req.password, &user.password_hash) {
         let locked = users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
             .await
-            .map_err(internal)?;
+            .map_err(ApiError::internal)?;
         audit_login(
             audit::Outcome::Failed(format!(
                 "wrong password{}",
@@ -167,7 +163,7 @@ async fn login(
             None => {
                 users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
                     .await
-                    .map_err(internal)?;
+                    .map_err(ApiError::internal)?;
                 audit_login(
                     audit::Outcome::Failed("wrong or reused TOTP code".into()),
                     role,
@@ -183,10 +179,10 @@ async fn login(
     }
     users::record_success(pool, &user.id, step)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     let (cookie, csrf_token) = logins::create(pool, &user.id, &address, cfg.session_us())
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     audit_login(audit::Outcome::Allowed, role).await?;
     let restriction = restriction(&user);
     let mut res = (
@@ -219,7 +215,7 @@ fn restriction(u: &users::User) -> Option<&'static str> {
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let pool = &s.pool;
     if let Some(c) = crate::http::access::cookie(&headers, logins::COOKIE) {
-        logins::revoke(pool, &c).await.map_err(internal)?;
+        logins::revoke(pool, &c).await.map_err(ApiError::internal)?;
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut()
@@ -274,7 +270,7 @@ async fn change_password(
     }
     users::set_password(pool, &u.id, &password::hash(&req.new_password), false)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,7 +291,7 @@ async fn totp_setup(
     let secret = totp::new_secret();
     users::set_totp(pool, &u.id, Some(&secret), false, 0)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({
         "secret": secret,
         "otpauth_url": totp::provisioning_url(&secret, &u.username),
@@ -333,12 +329,12 @@ async fn totp_confirm(
     })?;
     users::set_totp(pool, &u.id, Some(secret), true, step)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
-    let all = users::all(&s.pool).await.map_err(internal)?;
+    let all = users::all(&s.pool).await.map_err(ApiError::internal)?;
     Ok(Json(all.iter().map(UserView::from).collect()))
 }
 
@@ -411,7 +407,7 @@ async fn change_user(
     let pool = &s.pool;
     let u = users::by_id(pool, &id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
     if u.id == actor.user_id && (req.role.is_some() || req.disabled == Some(true)) {
         return Err(ApiError::new(
@@ -448,18 +444,22 @@ async fn change_user(
     }
     users::set_profile(pool, &u.id, &display_name, role, &categories)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     if role != u.role {
         // New duties, new credentials: nothing issued under the old role lives on.
-        logins::revoke_all(pool, &u.id).await.map_err(internal)?;
-        tokens::revoke_all(pool, &u.id).await.map_err(internal)?;
+        logins::revoke_all(pool, &u.id)
+            .await
+            .map_err(ApiError::internal)?;
+        tokens::revoke_all(pool, &u.id)
+            .await
+            .map_err(ApiError::internal)?;
     }
     if let Some(d) = req.disabled {
         crate::identity::set_disabled(pool, &u.username, d, &actor.actor(&address)).await?;
     }
     let after = users::by_id(pool, &u.id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .expect("exists");
     Ok(Json(UserView::from(&after)))
 }
@@ -494,7 +494,7 @@ async fn reset_user(
     let pool = &s.pool;
     let u = users::by_id(pool, &id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
     let one_time =
         crate::identity::reset_user(pool, &u.username, req.totp, &actor.actor(&address)).await?;
@@ -512,7 +512,7 @@ async fn list_tokens(
     Ok(Json(
         tokens::list(&s.pool, &actor.user_id)
             .await
-            .map_err(internal)?,
+            .map_err(ApiError::internal)?,
     ))
 }
 
@@ -576,7 +576,7 @@ async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     if tokens::revoke(&s.pool, &actor.user_id, &id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
     {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -66,10 +66,6 @@ pub struct RoomStatus {
     pub sources: Vec<SourceStatus>,
 }
 
-fn internal(e: sqlx::Error) -> ApiError {
-    crate::error::CoreError::from(e).into()
-}
-
 async fn status(
     State(s): State<AppState>,
     actor: CurrentActor,
@@ -81,7 +77,7 @@ async fn status(
         // A regulator sees that a room is busy, but not the business of other categories.
         let live = index::live_session_of_room(&core.pool, &room.id)
             .await
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
             .filter(|sess| {
                 actor
                     .0
@@ -92,7 +88,7 @@ async fn status(
         if let Some(session) = &live {
             for rec in index::recordings(&core.pool, &session.id)
                 .await
-                .map_err(internal)?
+                .map_err(ApiError::internal)?
             {
                 let stats = core.metrics.snapshot(&rec.id);
                 let read = |f: fn(&crate::metrics::SourceStats) -> u64| {
@@ -168,7 +164,7 @@ async fn watchable(
     rooms::get(&s.pool, room_id).await?; // 404 for a room that does not exist
     let session = index::live_session_of_room(&s.pool, room_id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
@@ -208,13 +204,13 @@ async fn open_live_view(
     let session = watchable(&s, &room_id, &actor).await?;
     let recordings = index::recordings(&s.pool, &session.id)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     audit::Event::new(&actor.actor(&address), "live_view")
         .session(&session.id, &session.project_code)
         .target(&room_id)
         .append(&s.pool)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     let sources: Vec<serde_json::Value> = recordings
         .iter()
         .map(|r| {
@@ -239,7 +235,9 @@ async fn live_playlist(
 ) -> Result<Response, ApiError> {
     let session = watchable(&s, &room_id, &actor).await?;
     let (_, rec) = replay::find(&s.pool, &session.id, &source).await?;
-    let entries = index::entries(&s.pool, &rec.id).await.map_err(internal)?;
+    let entries = index::entries(&s.pool, &rec.id)
+        .await
+        .map_err(ApiError::internal)?;
     if entries
         .iter()
         .any(|e| e.kind == crate::ledger::chain::EntryKind::Media && !e.object_key.ends_with(".ts"))

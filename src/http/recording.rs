@@ -109,7 +109,7 @@ async fn probe_room(
         .outcome(audit::Outcome::Result(outcome))
         .append(&core.pool)
         .await
-        .map_err(internal)?;
+        .map_err(ApiError::internal)?;
     Ok((Extension(Audited), Json(report)))
 }
 
@@ -244,8 +244,4 @@ async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {
             "video": t.video.keys().collect::<Vec<_>>(), "audio": t.audio.keys().collect::<Vec<_>>(),
         }))
         .collect::<Vec<_>>()))
-}
-
-fn internal(e: sqlx::Error) -> ApiError {
-    crate::error::CoreError::from(e).into()
 }

@@ -40,7 +40,9 @@ async fn session_audit(
     let pool = &s.pool;
     existing_session(pool, &id).await?;
     Ok(axum::Json(
-        audit::for_session(pool, &id).await.map_err(internal)?,
+        audit::for_session(pool, &id)
+            .await
+            .map_err(ApiError::internal)?,
     ))
 }
 
@@ -82,7 +84,9 @@ async fn playlist(
         reason: &reason,
     };
     access.refuse_confidential_without_reason(pool).await?;
-    let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
+    let entries = index::entries(pool, &rec.id)
+        .await
+        .map_err(ApiError::internal)?;
     if entries
         .iter()
         .any(|e| e.kind == EntryKind::Media && !e.object_key.ends_with(".ts"))
@@ -179,7 +183,7 @@ async fn download_mp4(
     access.refuse_confidential_without_reason(pool).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .into_iter()
         .filter(|e| e.kind == EntryKind::Media && selection.includes(&rec.source_name, e))
         .collect();
@@ -269,7 +273,9 @@ pub async fn stored_segment(
         return Err(not_found());
     }
     let seq: i64 = seq.parse().map_err(|_| not_found())?;
-    let entries = index::entries(pool, &rec.id).await.map_err(internal)?;
+    let entries = index::entries(pool, &rec.id)
+        .await
+        .map_err(ApiError::internal)?;
     let entry = entries
         .iter()
         .find(|e| {
@@ -312,7 +318,7 @@ pub async fn find(
     let session = existing_session(pool, id).await?;
     let rec = index::recordings(pool, &session.id)
         .await
-        .map_err(internal)?
+        .map_err(ApiError::internal)?
         .into_iter()
         .find(|r| r.source_name == source)
         .ok_or_else(|| {
@@ -323,8 +329,4 @@ pub async fn find(
             )
         })?;
     Ok((session, rec))
-}
-
-fn internal(e: sqlx::Error) -> ApiError {
-    crate::error::CoreError::from(e).into()
 }

@@ -11,11 +11,8 @@ pub mod tokens;
 pub mod totp;
 pub mod users;
 
-use axum::http::StatusCode;
-
 use crate::audit::{self, Actor};
 use crate::db::Pool;
-use crate::http::ApiError;
 use roles::{Permission, Role};
 use users::{NewUser, User};
 
@@ -36,30 +33,6 @@ impl IdentityError {
         IdentityError::Invalid {
             code: "invalid_field",
             message: message.into(),
-        }
-    }
-}
-
-impl From<IdentityError> for ApiError {
-    fn from(e: IdentityError) -> Self {
-        match e {
-            IdentityError::Invalid { code, message } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-            }
-            IdentityError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "username_taken", m),
-            IdentityError::NoUser(u) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "user_not_found",
-                format!("user {u:?} not found"),
-            ),
-            IdentityError::Db(e) => {
-                tracing::error!(error = %e, "identity database");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                )
-            }
         }
     }
 }

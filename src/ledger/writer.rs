@@ -49,6 +49,16 @@ pub struct TimeRules {
     pub max_camera_offset_us: i64,
 }
 
+impl TimeRules {
+    /// The rules `[recording]` configures.
+    pub fn of(config: &crate::config::RecordingConfig) -> TimeRules {
+        TimeRules {
+            tolerance_us: config.coverage_tolerance_ms as i64 * 1000,
+            max_camera_offset_us: (config.camera_clock_max_offset_seconds * 1e6) as i64,
+        }
+    }
+}
+
 pub struct ChainWriter {
     pub pool: Pool,
     pub store: Store,

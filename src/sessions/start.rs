@@ -18,7 +18,7 @@ use crate::ledger::lease;
 use crate::ledger::spool;
 use crate::ledger::values::{Category, SessionKind, SessionState, valid_code};
 use crate::ledger::views::SessionView;
-use crate::ledger::writer::{ChainWriter, WriterMsg, recording_prefix};
+use crate::ledger::writer::{ChainWriter, TimeRules, WriterMsg, recording_prefix};
 use crate::metrics::SourceStats;
 
 use super::{Core, LiveSession, StartRequest};
@@ -255,7 +255,7 @@ impl Core {
             rec.id.clone(),
             recording_prefix(&session.project_code, &session.id, &rec.source_name),
             session.started_at_us,
-            self.config.time_rules(),
+            TimeRules::of(&self.config),
             stats.clone(),
             self.metrics.clone(),
         )

@@ -10,7 +10,7 @@ use crate::ledger::lease;
 use crate::ledger::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead};
 use crate::ledger::values::SessionState;
 use crate::ledger::views::SessionView;
-use crate::ledger::writer::WriterMsg;
+use crate::ledger::writer::{TimeRules, WriterMsg};
 
 use super::{Core, LiveSession};
 use crate::audit::{self, Actor};
@@ -135,7 +135,7 @@ impl Core {
     pub(super) async fn finish(&self, session: &SessionRow) -> Result<(), CoreError> {
         let session = &existing_session(&self.pool, &session.id).await?;
         let stopped = session.stopped_at_us.unwrap_or_else(now_us);
-        let rules = self.config.time_rules();
+        let rules = TimeRules::of(&self.config);
         let mut heads = Vec::new();
         for rec in index::recordings(&self.pool, &session.id).await? {
             let (mut writer, _) = self.open_writer(session, &rec).await?;
