@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::routes::{Access, find_rule};
+use super::routes::{Access, Rule, find_rule};
 use crate::audit;
 use crate::http::{ApiError, AppState};
 use crate::identity::caller::{Caller, Via};
@@ -20,6 +20,13 @@ use crate::identity::{logins, tokens, users};
 pub struct CurrentActor(pub Option<Caller>);
 
 impl CurrentActor {
+    /// The trading categories the caller may see (all, for routes without a caller).
+    pub fn scope(&self) -> crate::identity::caller::Scope {
+        self.0
+            .as_ref()
+            .map_or(crate::identity::caller::Scope::All, |c| c.scope())
+    }
+
     /// Who acts, for the audit trail: the caller, or `anonymous`.
     pub fn actor(&self, address: &str) -> audit::Actor {
         match &self.0 {
@@ -141,8 +148,8 @@ async fn authenticate(
     )))
 }
 
-/// The middleware: authenticate, check CSRF, restrictions, permission and session scope, run
-/// the handler, and audit what it changed.
+/// The middleware: find the route's rule, authenticate, check the request against the rule
+/// (refusals are audited), run the handler, and audit a change the handler did not audit itself.
 pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(path) = req
         .extensions()
@@ -163,10 +170,12 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
     if rule.access == Access::Public {
         return next.run(req).await;
     }
-    let address = client_address(&req);
-    let target = req.uri().path().to_string();
-    let unsafe_method = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let (actor, restriction) = match authenticate(&s, req.headers()).await {
+    let asked = Asked {
+        address: client_address(&req),
+        target: req.uri().path().to_string(),
+        changes: !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS),
+    };
+    let (caller, restriction) = match authenticate(&s, req.headers()).await {
         Ok(Some(found)) => found,
         Ok(None) => {
             return ApiError::new(
@@ -178,106 +187,161 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
         }
         Err(e) => return e.into_response(),
     };
-    let refuse = |code: &'static str, message: String| {
-        let (s, actor, address, target) =
-            (s.clone(), actor.clone(), address.clone(), target.clone());
-        async move {
-            let _ = audit::Event::new(&actor.actor(&address), rule.action)
-                .target(target)
-                .outcome(audit::Outcome::Denied(code.into()))
-                .append(&s.pool)
-                .await;
-            ApiError::new(StatusCode::FORBIDDEN, code, message).into_response()
-        }
+    let checked = check_csrf(&caller, &asked, req.headers())
+        .and_then(|()| check_restriction(restriction, rule))
+        .and_then(|()| check_permission(&caller, rule));
+    let checked = match checked {
+        Ok(()) => check_session_scope(&s, &caller, rule, &path, &asked.target).await,
+        refused => refused,
     };
-    if let (Via::Browser { csrf_token }, true) = (&actor.via, unsafe_method) {
-        let sent = req
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if sent.is_empty() || !constant_time_eq(sent.as_bytes(), csrf_token.as_bytes()) {
-            return refuse(
-                "csrf_failed",
-                "changes from a browser session need the X-CSRF-Token header given at login".into(),
-            )
-            .await;
-        }
+    if let Err(refusal) = checked {
+        return refuse(&s, rule, &caller, &asked, refusal).await;
     }
-    if let Some(code) = restriction
-        && !WHILE_RESTRICTED.contains(&rule.action)
-    {
-        let why = if code == "password_change_required" {
-            "change the one-time password first (POST /api/v1/auth/password)"
-        } else {
-            "enrol a TOTP second factor first (POST /api/v1/auth/totp/setup, then confirm)"
-        };
-        return refuse(code, why.into()).await;
-    }
-    if let Access::Needs(p) = rule.access {
-        if !actor.can(p) {
-            return refuse(
-                "forbidden",
-                format!(
-                    "the {} role{} may not {}",
-                    actor.role.as_str(),
-                    if matches!(actor.via, Via::Token { .. }) {
-                        " (or this token's scope)"
-                    } else {
-                        ""
-                    },
-                    p.as_str()
-                ),
-            )
-            .await;
-        }
-        if let Some(id) = session_in_path(&path, &target)
-            && let Some(session) = crate::ledger::index::session(&s.pool, &id)
-                .await
-                .ok()
-                .flatten()
-        {
-            if !actor.sees_category(session.category) {
-                return refuse(
-                    "out_of_scope",
-                    format!(
-                        "session {id} is in trading category {:?}, outside this regulator's scope",
-                        session.category
-                    ),
-                )
-                .await;
-            }
-            if p == Permission::Replay
-                && session.kind.is_confidential()
-                && !actor.role.may_see_confidential()
-            {
-                return refuse(
-                    "confidential",
-                    format!("session {id} is a confidential evaluation session: only regulators and discipline officers may replay it"),
-                )
-                .await;
-            }
-        }
-    }
-    req.extensions_mut().insert(actor.clone());
+    req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
-    if unsafe_method && response.extensions().get::<Audited>().is_none() {
-        let status = response.status();
-        let outcome = if status.is_success() {
-            audit::Outcome::Allowed
-        } else {
-            audit::Outcome::Failed(format!("HTTP {}", status.as_u16()))
-        };
-        if let Err(e) = audit::Event::new(&actor.actor(&address), rule.action)
-            .target(&target)
-            .outcome(outcome)
-            .append(&s.pool)
-            .await
-        {
-            tracing::error!(error = %e, action = rule.action, "audit entry not written");
-        }
+    if asked.changes && response.extensions().get::<Audited>().is_none() {
+        audit_change(&s, rule, &caller, &asked, response.status()).await;
     }
     response
+}
+
+/// What the request asks, as the audit trail names it.
+struct Asked {
+    address: String,
+    target: String,
+    /// Not GET, HEAD or OPTIONS: the request changes something, and CSRF and auditing apply.
+    changes: bool,
+}
+
+/// Why a request is refused: a stable code and a sentence for the caller.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A refusal is audited (outcome `denied: <code>`) and answered 403.
+async fn refuse(s: &AppState, rule: &Rule, caller: &Caller, asked: &Asked, r: Refusal) -> Response {
+    let _ = audit::Event::new(&caller.actor(&asked.address), rule.action)
+        .target(&asked.target)
+        .outcome(audit::Outcome::Denied(r.code.into()))
+        .append(&s.pool)
+        .await;
+    ApiError::new(StatusCode::FORBIDDEN, r.code, r.message).into_response()
+}
+
+/// The generic entry of a change whose handler wrote none, with its HTTP outcome.
+async fn audit_change(
+    s: &AppState,
+    rule: &Rule,
+    caller: &Caller,
+    asked: &Asked,
+    status: StatusCode,
+) {
+    let outcome = if status.is_success() {
+        audit::Outcome::Allowed
+    } else {
+        audit::Outcome::Failed(format!("HTTP {}", status.as_u16()))
+    };
+    if let Err(e) = audit::Event::new(&caller.actor(&asked.address), rule.action)
+        .target(&asked.target)
+        .outcome(outcome)
+        .append(&s.pool)
+        .await
+    {
+        tracing::error!(error = %e, action = rule.action, "audit entry not written");
+    }
+}
+
+/// Changes from a browser session carry the CSRF token given at login.
+fn check_csrf(caller: &Caller, asked: &Asked, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Via::Browser { csrf_token } = &caller.via else {
+        return Ok(());
+    };
+    if !asked.changes {
+        return Ok(());
+    }
+    let sent = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if sent.is_empty() || !constant_time_eq(sent.as_bytes(), csrf_token.as_bytes()) {
+        return Err(Refusal::new(
+            "csrf_failed",
+            "changes from a browser session need the X-CSRF-Token header given at login",
+        ));
+    }
+    Ok(())
+}
+
+/// An account that must first change its password or enrol TOTP can do only that.
+fn check_restriction(restriction: Option<&'static str>, rule: &Rule) -> Result<(), Refusal> {
+    match restriction {
+        Some(code) if !WHILE_RESTRICTED.contains(&rule.action) => {
+            let why = if code == "password_change_required" {
+                "change the one-time password first (POST /api/v1/auth/password)"
+            } else {
+                "enrol a TOTP second factor first (POST /api/v1/auth/totp/setup, then confirm)"
+            };
+            Err(Refusal::new(code, why))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The role (and a token's scope) has the rule's permission.
+fn check_permission(caller: &Caller, rule: &Rule) -> Result<(), Refusal> {
+    match rule.access {
+        Access::Needs(p) if !caller.can(p) => Err(Refusal::new(
+            "forbidden",
+            format!(
+                "the {} role{} may not {}",
+                caller.role.as_str(),
+                if matches!(caller.via, Via::Token { .. }) {
+                    " (or this token's scope)"
+                } else {
+                    ""
+                },
+                p.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// On `/sessions/{id}/…` routes: the session is in the caller's trading categories, and a
+/// confidential one is replayed only by those who may (`Caller::may_see_session`).
+async fn check_session_scope(
+    s: &AppState,
+    caller: &Caller,
+    rule: &Rule,
+    path: &str,
+    target: &str,
+) -> Result<(), Refusal> {
+    let Access::Needs(p) = rule.access else {
+        return Ok(());
+    };
+    let Some(id) = session_in_path(path, target) else {
+        return Ok(());
+    };
+    let Some(session) = crate::ledger::index::session(&s.pool, &id)
+        .await
+        .ok()
+        .flatten()
+    else {
+        return Ok(()); // the handler answers 404
+    };
+    caller
+        .may_see_session(&session, p == Permission::Replay)
+        .map_err(|(code, message)| Refusal::new(code, message))
 }
 
 /// The session id of `/api/v1/sessions/{id}/…` routes.

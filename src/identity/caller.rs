@@ -4,6 +4,7 @@
 
 use super::roles::{Permission, Role};
 use crate::audit::Actor;
+use crate::ledger::index::SessionRow;
 use crate::ledger::values::Category;
 
 /// The authenticated caller, in the request's extensions for handlers to read.
@@ -65,6 +66,36 @@ impl Caller {
 
     pub fn sees_category(&self, category: Category) -> bool {
         self.scope().sees(category)
+    }
+
+    /// Whether the caller may see `session` (and `replay` it): within their trading categories,
+    /// and, for a confidential session's media, only as a regulator or discipline officer.
+    /// A refusal is a stable code and a sentence.
+    pub fn may_see_session(
+        &self,
+        session: &SessionRow,
+        replay: bool,
+    ) -> Result<(), (&'static str, String)> {
+        if !self.sees_category(session.category) {
+            return Err((
+                "out_of_scope",
+                format!(
+                    "session {} is in trading category {:?}, outside this regulator's scope",
+                    session.id,
+                    session.category.as_str()
+                ),
+            ));
+        }
+        if replay && session.kind.is_confidential() && !self.role.may_see_confidential() {
+            return Err((
+                "confidential",
+                format!(
+                    "session {} is a confidential evaluation session: only regulators and discipline officers may replay it",
+                    session.id
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod resume;
 mod start;
+pub mod status;
 mod stop;
 pub mod verification;
 mod view;

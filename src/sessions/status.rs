@@ -1,0 +1,159 @@
+//! What the staff console watches: every room's state, with per-source bitrate, last-segment
+//! age and stream alarms, and which live session a caller may watch. Evaluation (评标) sessions
+//! have no live view at all.
+
+use serde::Serialize;
+
+use super::Core;
+use crate::capture::rooms;
+use crate::db::now_us;
+use crate::error::CoreError;
+use crate::identity::caller::Scope;
+use crate::ledger::index::{self, SessionRow};
+use crate::ledger::views::SessionSummary;
+
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub media: String,
+    /// connecting, recording, reconnecting, stopped.
+    pub state: String,
+    pub bitrate_bps: u64,
+    pub segments: u64,
+    pub gaps: u64,
+    pub reconnects: u64,
+    pub last_segment_age_seconds: Option<f64>,
+    /// Each elementary stream where it reaches the segment files: age of its last media and
+    /// whether it has stalled (an alarm).
+    pub streams: Vec<crate::metrics::StreamStatus>,
+    /// Transport of the current attempt (`tcp`, `udp`, `multicast`); empty before the first.
+    pub transport: String,
+    /// Why the source is not recording now, in plain words; `None` while it records.
+    pub problem: Option<String>,
+    pub clock_corrections: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomStatus {
+    pub room_id: String,
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+    /// idle, recording, reconnecting (a source is down), error.
+    pub state: String,
+    pub session: Option<SessionSummary>,
+    pub elapsed_seconds: Option<f64>,
+    pub live_view: bool,
+    pub sources: Vec<SourceStatus>,
+}
+
+impl Core {
+    /// Every room's state as `scope` may see it: a regulator sees that a room is busy, but not
+    /// the business of other trading categories.
+    pub async fn room_status(&self, scope: &Scope) -> Result<Vec<RoomStatus>, CoreError> {
+        let now = now_us();
+        let mut out = Vec::new();
+        for room in rooms::list(&self.pool).await? {
+            let live = index::live_session_of_room(&self.pool, &room.id)
+                .await?
+                .filter(|sess| scope.sees(sess.category));
+            let mut sources = Vec::new();
+            if let Some(session) = &live {
+                for rec in index::recordings(&self.pool, &session.id).await? {
+                    let stats = self.metrics.snapshot(&rec.id);
+                    let read = |f: fn(&crate::metrics::SourceStats) -> u64| {
+                        stats.as_ref().map(|st| f(st)).unwrap_or(0)
+                    };
+                    let last = read(|st| {
+                        st.last_segment_at_us
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    });
+                    sources.push(SourceStatus {
+                        name: rec.source_name.clone(),
+                        media: rec.media.clone(),
+                        state: stats
+                            .as_ref()
+                            .map(|st| st.state().as_str())
+                            .unwrap_or("connecting")
+                            .into(),
+                        bitrate_bps: read(|st| {
+                            st.bitrate_bps.load(std::sync::atomic::Ordering::Relaxed)
+                        }),
+                        segments: read(|st| st.segments.load(std::sync::atomic::Ordering::Relaxed)),
+                        gaps: read(|st| st.gaps.load(std::sync::atomic::Ordering::Relaxed)),
+                        reconnects: read(|st| {
+                            st.reconnects.load(std::sync::atomic::Ordering::Relaxed)
+                        }),
+                        last_segment_age_seconds: (last > 0)
+                            .then(|| (now - last as i64).max(0) as f64 / 1e6),
+                        streams: stats.as_ref().map(|st| st.streams()).unwrap_or_default(),
+                        transport: stats.as_ref().map(|st| st.transport()).unwrap_or_default(),
+                        problem: stats.as_ref().and_then(|st| st.problem()),
+                        clock_corrections: read(|st| {
+                            st.clock_corrections
+                                .load(std::sync::atomic::Ordering::Relaxed)
+                        }),
+                    });
+                }
+            }
+            let state = match &live {
+                None => "idle",
+                Some(sess) if sess.error.is_some() => "error",
+                Some(_)
+                    if sources.iter().any(|x| {
+                        x.state == "reconnecting" || x.streams.iter().any(|st| st.stalled)
+                    }) =>
+                {
+                    "reconnecting"
+                }
+                Some(_) => "recording",
+            };
+            out.push(RoomStatus {
+                room_id: room.id.clone(),
+                name: room.name.clone(),
+                kind: room.kind.clone(),
+                location: room.location.clone(),
+                state: state.into(),
+                elapsed_seconds: live
+                    .as_ref()
+                    .map(|sess| (now - sess.started_at_us) as f64 / 1e6),
+                live_view: live
+                    .as_ref()
+                    .is_some_and(|sess| !sess.kind.is_confidential()),
+                session: live.map(SessionSummary::from),
+                sources,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The live session of room `room_id`, if `scope` may watch it: never an evaluation session.
+pub async fn watchable(
+    pool: &crate::db::Pool,
+    room_id: &str,
+    scope: &Scope,
+) -> Result<SessionRow, CoreError> {
+    rooms::get(pool, room_id).await?; // not found for a room that does not exist
+    let session = index::live_session_of_room(pool, room_id)
+        .await?
+        .ok_or_else(|| {
+            CoreError::conflict("room_idle", format!("room {room_id} is not recording"))
+        })?;
+    if session.kind.is_confidential() {
+        return Err(CoreError::forbidden(
+            "confidential",
+            "evaluation (评标) sessions have no live view",
+        ));
+    }
+    if !scope.sees(session.category) {
+        return Err(CoreError::forbidden(
+            "out_of_scope",
+            format!(
+                "the session in room {room_id} is in trading category {:?}, outside this regulator's scope",
+                session.category.as_str()
+            ),
+        ));
+    }
+    Ok(session)
+}
