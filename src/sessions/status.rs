@@ -9,8 +9,9 @@ use crate::capture::rooms;
 use crate::db::now_us;
 use crate::error::CoreError;
 use crate::identity::caller::Scope;
-use crate::ledger::index::{self, SessionRow};
+use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::views::SessionSummary;
+use crate::metrics::SourceStats;
 
 #[derive(Debug, Serialize)]
 pub struct SourceStatus {
@@ -60,60 +61,15 @@ impl Core {
             let mut sources = Vec::new();
             if let Some(session) = &live {
                 for rec in index::recordings(&self.pool, &session.id).await? {
-                    let stats = self.metrics.snapshot(&rec.id);
-                    let read = |f: fn(&crate::metrics::SourceStats) -> u64| {
-                        stats.as_ref().map(|st| f(st)).unwrap_or(0)
-                    };
-                    let last = read(|st| {
-                        st.last_segment_at_us
-                            .load(std::sync::atomic::Ordering::Relaxed)
-                    });
-                    sources.push(SourceStatus {
-                        name: rec.source_name.clone(),
-                        media: rec.media.clone(),
-                        state: stats
-                            .as_ref()
-                            .map(|st| st.state().as_str())
-                            .unwrap_or("connecting")
-                            .into(),
-                        bitrate_bps: read(|st| {
-                            st.bitrate_bps.load(std::sync::atomic::Ordering::Relaxed)
-                        }),
-                        segments: read(|st| st.segments.load(std::sync::atomic::Ordering::Relaxed)),
-                        gaps: read(|st| st.gaps.load(std::sync::atomic::Ordering::Relaxed)),
-                        reconnects: read(|st| {
-                            st.reconnects.load(std::sync::atomic::Ordering::Relaxed)
-                        }),
-                        last_segment_age_seconds: (last > 0)
-                            .then(|| (now - last as i64).max(0) as f64 / 1e6),
-                        streams: stats.as_ref().map(|st| st.streams()).unwrap_or_default(),
-                        transport: stats.as_ref().map(|st| st.transport()).unwrap_or_default(),
-                        problem: stats.as_ref().and_then(|st| st.problem()),
-                        clock_corrections: read(|st| {
-                            st.clock_corrections
-                                .load(std::sync::atomic::Ordering::Relaxed)
-                        }),
-                    });
+                    sources.push(self.source_status(&rec, now));
                 }
             }
-            let state = match &live {
-                None => "idle",
-                Some(sess) if sess.error.is_some() => "error",
-                Some(_)
-                    if sources.iter().any(|x| {
-                        x.state == "reconnecting" || x.streams.iter().any(|st| st.stalled)
-                    }) =>
-                {
-                    "reconnecting"
-                }
-                Some(_) => "recording",
-            };
             out.push(RoomStatus {
                 room_id: room.id.clone(),
                 name: room.name.clone(),
                 kind: room.kind.clone(),
                 location: room.location.clone(),
-                state: state.into(),
+                state: room_state(live.as_ref(), &sources).into(),
                 elapsed_seconds: live
                     .as_ref()
                     .map(|sess| (now - sess.started_at_us) as f64 / 1e6),
@@ -125,6 +81,48 @@ impl Core {
             });
         }
         Ok(out)
+    }
+
+    /// One source of a live session, from its recorder's counters (zero before the first).
+    fn source_status(&self, rec: &RecordingRow, now: i64) -> SourceStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.metrics.snapshot(&rec.id);
+        let read = |f: fn(&SourceStats) -> u64| stats.as_ref().map(|st| f(st)).unwrap_or(0);
+        let last = read(|st| st.last_segment_at_us.load(Relaxed));
+        SourceStatus {
+            name: rec.source_name.clone(),
+            media: rec.media.clone(),
+            state: stats
+                .as_ref()
+                .map(|st| st.state().as_str())
+                .unwrap_or("connecting")
+                .into(),
+            bitrate_bps: read(|st| st.bitrate_bps.load(Relaxed)),
+            segments: read(|st| st.segments.load(Relaxed)),
+            gaps: read(|st| st.gaps.load(Relaxed)),
+            reconnects: read(|st| st.reconnects.load(Relaxed)),
+            last_segment_age_seconds: (last > 0).then(|| (now - last as i64).max(0) as f64 / 1e6),
+            streams: stats.as_ref().map(|st| st.streams()).unwrap_or_default(),
+            transport: stats.as_ref().map(|st| st.transport()).unwrap_or_default(),
+            problem: stats.as_ref().and_then(|st| st.problem()),
+            clock_corrections: read(|st| st.clock_corrections.load(Relaxed)),
+        }
+    }
+}
+
+/// idle, error, reconnecting (a source is down or a stream stalled), or recording.
+fn room_state(live: Option<&SessionRow>, sources: &[SourceStatus]) -> &'static str {
+    match live {
+        None => "idle",
+        Some(sess) if sess.error.is_some() => "error",
+        Some(_)
+            if sources
+                .iter()
+                .any(|x| x.state == "reconnecting" || x.streams.iter().any(|st| st.stalled)) =>
+        {
+            "reconnecting"
+        }
+        Some(_) => "recording",
     }
 }
 
