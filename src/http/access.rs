@@ -128,13 +128,10 @@ async fn authenticate(
     if u.disabled {
         return Ok(None);
     }
+    // An integration's token is not a person at a browser: the restrictions are the person's.
     let restriction = match via {
         Via::Token { .. } => None,
-        Via::Browser { .. } if u.must_change_password => Some("password_change_required"),
-        Via::Browser { .. } if u.role.needs_totp() && !u.totp_enabled => {
-            Some("totp_enrollment_required")
-        }
-        Via::Browser { .. } => None,
+        Via::Browser { .. } => u.restriction(),
     };
     Ok(Some((
         Caller {

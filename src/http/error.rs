@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::CoreError;
 use crate::identity::IdentityError;
+use crate::identity::login::LoginError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -104,6 +105,23 @@ impl From<IdentityError> for ApiError {
             ),
             IdentityError::Db(e) => ApiError::internal(e),
         }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        let code = match e {
+            LoginError::Failed => "login_failed",
+            LoginError::Locked(_) => "account_locked",
+            LoginError::TotpRequired => "totp_required",
+            LoginError::TotpInvalid => "totp_invalid",
+            LoginError::Db(e) => return ApiError::internal(e),
+        };
+        let status = match e {
+            LoginError::Locked(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

@@ -8,14 +8,13 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use crate::audit;
-use crate::db::{now_us, rfc3339};
+use crate::db::now_us;
 use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
 use crate::identity::caller::{Caller, Via};
 use crate::identity::roles::{PERMISSIONS, Permission, Role};
 use crate::identity::users::UserView;
-use crate::identity::{AddUser, logins, password, tokens, totp, users};
+use crate::identity::{AddUser, login, logins, password, tokens, totp, users};
 
 /// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
 /// says their method, path and access).
@@ -68,14 +67,6 @@ fn browser_only(actor: &Caller) -> Result<(), ApiError> {
     }
 }
 
-fn login_failed() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "login_failed",
-        "wrong user name or password",
-    )
-}
-
 /// `Secure` only over TLS: over plain HTTP (loopback only) a browser would drop the cookie.
 fn session_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&format!(
@@ -91,125 +82,33 @@ async fn login(
     ClientAddr(address): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let pool = &s.pool;
     let cfg = &s.identity;
-    if req.username.chars().count() > 64 || req.password.chars().count() > 256 {
-        return Err(login_failed());
-    }
-    let audit_login = |outcome: audit::Outcome, role: &'static str| {
-        let (pool, address, username) = (pool.clone(), address.clone(), req.username.clone());
-        async move {
-            audit::Event::new(&audit::Actor::person(&username, role, &address), "login")
-                .target(&username)
-                .outcome(outcome)
-                .append(&pool)
-                .await
-                .map_err(ApiError::internal)
-        }
-    };
-    let Some(user) = users::by_username(pool, &req.username)
-        .await
-        .map_err(ApiError::internal)?
-    else {
-        password::verify(&req.password, password::dummy_hash()); // same time either way
-        audit_login(audit::Outcome::Failed("unknown user".into()), "").await?;
-        return Err(login_failed());
-    };
-    let role = user.role.as_str();
-    if user.disabled {
-        audit_login(audit::Outcome::Failed("account disabled".into()), role).await?;
-        return Err(login_failed());
-    }
-    if user.locked_until_us > now_us() {
-        audit_login(audit::Outcome::Failed("account locked".into()), role).await?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "account_locked",
-            format!(
-                "too many failed logins: the account is locked until {}",
-                rfc3339(user.locked_until_us)
-            ),
-        ));
-    }
-    if !password::verify(&req.password, &user.password_hash) {
-        let locked = users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
-            .await
-            .map_err(ApiError::internal)?;
-        audit_login(
-            audit::Outcome::Failed(format!(
-                "wrong password{}",
-                if locked { "; account locked" } else { "" }
-            )),
-            role,
-        )
-        .await?;
-        return Err(login_failed());
-    }
-    let mut step = None;
-    if user.totp_enabled {
-        let Some(code) = req.totp.as_deref().filter(|c| !c.is_empty()) else {
-            // The password was right: a trace of that, though the login is not complete.
-            audit_login(audit::Outcome::Failed("TOTP code missing".into()), role).await?;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "totp_required",
-                "this account needs its 6-digit TOTP code (field totp)",
-            ));
-        };
-        let secret = user.totp_secret.clone().unwrap_or_default();
-        let now_s = (now_us() / 1_000_000) as u64;
-        match totp::accept(&secret, code, now_s, user.totp_last_step) {
-            Some(s) => step = Some(s),
-            None => {
-                users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us())
-                    .await
-                    .map_err(ApiError::internal)?;
-                audit_login(
-                    audit::Outcome::Failed("wrong or reused TOTP code".into()),
-                    role,
-                )
-                .await?;
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "totp_invalid",
-                    "the TOTP code is wrong, expired or already used",
-                ));
-            }
-        }
-    }
-    users::record_success(pool, &user.id, step)
-        .await
-        .map_err(ApiError::internal)?;
-    let (cookie, csrf_token) = logins::create(pool, &user.id, &address, cfg.session_us())
-        .await
-        .map_err(ApiError::internal)?;
-    audit_login(audit::Outcome::Allowed, role).await?;
-    let restriction = restriction(&user);
+    let done = login::log_in(
+        &s.pool,
+        cfg,
+        login::Credentials {
+            username: &req.username,
+            password: &req.password,
+            totp: req.totp.as_deref(),
+            address: &address,
+        },
+    )
+    .await?;
     let mut res = (
         Extension(Audited),
         Json(serde_json::json!({
-            "user": UserView::from(&user),
-            "csrf_token": csrf_token,
-            "restriction": restriction,
+            "user": UserView::from(&done.user),
+            "csrf_token": done.csrf_token,
+            "restriction": done.user.restriction(),
             "idle_timeout_seconds": (cfg.idle_minutes * 60.0) as i64,
         })),
     )
         .into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie(&cookie, cfg.session_us() / 1_000_000, s.secure_cookies),
+        session_cookie(&done.cookie, cfg.session_us() / 1_000_000, s.secure_cookies),
     );
     Ok(res)
-}
-
-fn restriction(u: &users::User) -> Option<&'static str> {
-    if u.must_change_password {
-        Some("password_change_required")
-    } else if u.role.needs_totp() && !u.totp_enabled {
-        Some("totp_enrollment_required")
-    } else {
-        None
-    }
 }
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -232,7 +131,7 @@ async fn me(
     Ok(Json(serde_json::json!({
         "user": UserView::from(&u),
         "permissions": permissions,
-        "restriction": match actor.via { Via::Browser { .. } => restriction(&u), Via::Token { .. } => None },
+        "restriction": match actor.via { Via::Browser { .. } => u.restriction(), Via::Token { .. } => None },
         "csrf_token": match &actor.via { Via::Browser { csrf_token } => Some(csrf_token), Via::Token { .. } => None },
     })))
 }

@@ -4,6 +4,7 @@
 //! (`witness user …`) are here.
 
 pub mod caller;
+pub mod login;
 pub mod logins;
 pub mod password;
 pub mod roles;

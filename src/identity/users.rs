@@ -26,6 +26,20 @@ pub struct User {
     pub created_at_us: i64,
 }
 
+impl User {
+    /// What a browser session of this user may do until fixed: change the one-time password
+    /// first, or (for roles that need one) enrol a second factor.
+    pub fn restriction(&self) -> Option<&'static str> {
+        if self.must_change_password {
+            Some("password_change_required")
+        } else if self.role.needs_totp() && !self.totp_enabled {
+            Some("totp_enrollment_required")
+        } else {
+            None
+        }
+    }
+}
+
 /// What the API shows of a user: never a hash or a secret.
 #[derive(Debug, Serialize)]
 pub struct UserView {
