@@ -3,17 +3,20 @@
 
 pub mod access;
 mod audit;
+mod auth;
 mod error;
 mod exports;
-mod identity;
 mod live;
 mod pages;
-mod recording;
 mod replay;
 mod retention;
+mod rooms;
 pub mod routes;
 mod serve;
+mod sessions;
 mod status;
+mod tokens;
+mod users;
 
 use std::sync::Arc;
 

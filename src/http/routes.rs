@@ -312,11 +312,14 @@ pub fn find_rule(method: &Method, path: &str) -> Option<&'static Rule> {
 type Endpoint = fn(&str, MethodFilter) -> Option<MethodRouter<AppState>>;
 
 /// The handlers of every resource file, each asked in turn for an action's handler.
-const RESOURCES: [Endpoint; 9] = [
+const RESOURCES: [Endpoint; 12] = [
     super::status::endpoint,
     super::pages::endpoint,
-    super::identity::endpoint,
-    super::recording::endpoint,
+    super::auth::endpoint,
+    super::users::endpoint,
+    super::tokens::endpoint,
+    super::rooms::endpoint,
+    super::sessions::endpoint,
     super::live::endpoint,
     super::replay::endpoint,
     super::exports::endpoint,

@@ -1,4 +1,5 @@
-//! HTTP handlers of the recording core, under `/api/v1`: rooms, start/stop, sessions, verify.
+//! Rooms over HTTP: create (after probing its cameras), list, change, delete, probe, and the
+//! installed pipeline templates.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,11 +13,6 @@ use crate::capture::probe;
 use crate::capture::rooms::{self, CreateRoom, PatchRoom, Room};
 use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
-use crate::identity::roles::Role;
-use crate::ledger::index::SessionFilter;
-use crate::ledger::verify::Report;
-use crate::ledger::views::SessionSummary;
-use crate::sessions::StartRequest;
 
 /// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
 /// says their method, path and access).
@@ -28,12 +24,7 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "room_change" => on(method, patch_room),
         "room_remove" => on(method, delete_room),
         "room_probe" => on(method, probe_room),
-        "room_start" => on(method, start),
-        "room_stop" => on(method, stop),
         "templates_list" => on(method, templates),
-        "sessions_list" => on(method, list_sessions),
-        "session_view" => on(method, get_session),
-        "session_verify" => on(method, verify_session),
         _ => return None,
     })
 }
@@ -141,96 +132,6 @@ async fn delete_room(
 ) -> Result<StatusCode, ApiError> {
     rooms::delete(&s.pool, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn start(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    ClientAddr(address): ClientAddr,
-    actor: CurrentActor,
-    ApiJson(req): ApiJson<StartRequest>,
-) -> Result<impl IntoResponse, ApiError> {
-    let view = s.sessions.start(&id, req, &actor.actor(&address)).await?;
-    Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
-}
-
-async fn stop(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    ClientAddr(address): ClientAddr,
-    actor: CurrentActor,
-) -> Result<impl IntoResponse, ApiError> {
-    let view = s.sessions.stop(&id, &actor.actor(&address)).await?;
-    Ok((Extension(Audited), Json(view)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    project_code: Option<String>,
-    room_id: Option<String>,
-    state: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn list_sessions(
-    State(s): State<AppState>,
-    actor: CurrentActor,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<SessionSummary>>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "limit: expected 1 to 1000",
-        ));
-    }
-    let filter = SessionFilter {
-        project_code: q.project_code,
-        room_id: q.room_id,
-        state: q.state,
-        // A regulator lists only the trading categories in their scope.
-        categories: actor
-            .0
-            .filter(|a| a.role == Role::Regulator)
-            .map(|a| a.categories),
-    };
-    Ok(Json(s.sessions.list(&filter, limit).await?))
-}
-
-/// The session with its segments and gaps, and its retention (rule, retain-until, holds).
-async fn get_session(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let view = s.sessions.view(&id).await?;
-    let row = crate::ledger::index::existing_session(&s.pool, &id).await?;
-    let retention = crate::retention::view(&s.pool, &s.policies, &row)
-        .await
-        .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
-    let mut json = serde_json::to_value(&view)
-        .map_err(|e| ApiError::from(crate::error::CoreError::Internal(e.to_string())))?;
-    json["retention"] = serde_json::to_value(&retention).unwrap_or_default();
-    Ok(Json(json))
-}
-
-async fn verify_session(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    ClientAddr(address): ClientAddr,
-    actor: CurrentActor,
-) -> Result<Json<Report>, ApiError> {
-    let core = &s.sessions;
-    let report = crate::sessions::verification::verify_session(
-        &core.pool,
-        &core.store,
-        &core.signer.public_key_hex(),
-        &id,
-        &actor.actor(&address),
-    )
-    .await?;
-    Ok(Json(report))
 }
 
 async fn templates(State(s): State<AppState>) -> Json<serde_json::Value> {

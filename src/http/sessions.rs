@@ -1,0 +1,119 @@
+//! Sessions over HTTP: start and stop a room's recording, list and show sessions, verify one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
+use serde::Deserialize;
+
+use crate::http::access::{Audited, CurrentActor};
+use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
+use crate::identity::roles::Role;
+use crate::ledger::index::SessionFilter;
+use crate::ledger::verify::Report;
+use crate::ledger::views::SessionSummary;
+use crate::sessions::StartRequest;
+
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "room_start" => on(method, start),
+        "room_stop" => on(method, stop),
+        "sessions_list" => on(method, list_sessions),
+        "session_view" => on(method, get_session),
+        "session_verify" => on(method, verify_session),
+        _ => return None,
+    })
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.sessions.start(&id, req, &actor.actor(&address)).await?;
+    Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
+}
+
+async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.sessions.stop(&id, &actor.actor(&address)).await?;
+    Ok((Extension(Audited), Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    project_code: Option<String>,
+    room_id: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_sessions(
+    State(s): State<AppState>,
+    actor: CurrentActor,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<SessionSummary>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit: expected 1 to 1000",
+        ));
+    }
+    let filter = SessionFilter {
+        project_code: q.project_code,
+        room_id: q.room_id,
+        state: q.state,
+        // A regulator lists only the trading categories in their scope.
+        categories: actor
+            .0
+            .filter(|a| a.role == Role::Regulator)
+            .map(|a| a.categories),
+    };
+    Ok(Json(s.sessions.list(&filter, limit).await?))
+}
+
+/// The session with its segments and gaps, and its retention (rule, retain-until, holds).
+async fn get_session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let view = s.sessions.view(&id).await?;
+    let row = crate::ledger::index::existing_session(&s.pool, &id).await?;
+    let retention = crate::retention::view(&s.pool, &s.policies, &row)
+        .await
+        .map_err(|e| ApiError::from(crate::error::CoreError::from(e)))?;
+    let mut json = serde_json::to_value(&view)
+        .map_err(|e| ApiError::from(crate::error::CoreError::Internal(e.to_string())))?;
+    json["retention"] = serde_json::to_value(&retention).unwrap_or_default();
+    Ok(Json(json))
+}
+
+async fn verify_session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<Json<Report>, ApiError> {
+    let core = &s.sessions;
+    let report = crate::sessions::verification::verify_session(
+        &core.pool,
+        &core.store,
+        &core.signer.public_key_hex(),
+        &id,
+        &actor.actor(&address),
+    )
+    .await?;
+    Ok(Json(report))
+}

@@ -1,0 +1,199 @@
+//! User administration over HTTP: list, add (with a one-time password), change, reset.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
+use serde::Deserialize;
+
+use crate::http::access::Audited;
+use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
+use crate::identity::caller::Caller;
+use crate::identity::roles::Role;
+use crate::identity::users::UserView;
+use crate::identity::{AddUser, logins, tokens, users};
+
+/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// says their method, path and access).
+pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match action {
+        "users_list" => on(method, list_users),
+        "user_add" => on(method, add_user),
+        "user_change" => on(method, change_user),
+        "user_reset" => on(method, reset_user),
+        _ => return None,
+    })
+}
+
+async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
+    let all = users::all(&s.pool).await.map_err(ApiError::internal)?;
+    Ok(Json(all.iter().map(UserView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserRequest {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    Role::parse(role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!(
+                "role {role:?} is not valid, expected one of: {}",
+                crate::identity::roles::ROLES.map(|r| r.as_str()).join(", ")
+            ),
+        )
+    })
+}
+
+async fn add_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(req): ApiJson<NewUserRequest>,
+) -> Result<Response, ApiError> {
+    let role = parse_role(&req.role)?;
+    let (user, one_time) = crate::identity::add_user(
+        &s.pool,
+        AddUser {
+            username: &req.username,
+            display_name: &req.display_name,
+            role,
+            categories: &req.categories,
+        },
+        &actor.actor(&address),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(Audited),
+        Json(serde_json::json!({ "user": UserView::from(&user), "one_time_password": one_time })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeUser {
+    display_name: Option<String>,
+    role: Option<String>,
+    categories: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+async fn change_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ChangeUser>,
+) -> Result<Json<UserView>, ApiError> {
+    let pool = &s.pool;
+    let u = users::by_id(pool, &id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
+    if u.id == actor.user_id && (req.role.is_some() || req.disabled == Some(true)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "own_account",
+            "administrators cannot change their own role or disable themselves",
+        ));
+    }
+    let role = req
+        .role
+        .as_deref()
+        .map(parse_role)
+        .transpose()?
+        .unwrap_or(u.role);
+    let categories = req.categories.clone().unwrap_or_else(|| {
+        if role == Role::Regulator {
+            u.categories.clone()
+        } else {
+            vec![]
+        }
+    });
+    users::check_categories(role, &categories)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))?;
+    let display_name = req
+        .display_name
+        .clone()
+        .unwrap_or_else(|| u.display_name.clone());
+    if display_name.trim().is_empty() || display_name.chars().count() > 100 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "display_name: 1 to 100 characters",
+        ));
+    }
+    users::set_profile(pool, &u.id, &display_name, role, &categories)
+        .await
+        .map_err(ApiError::internal)?;
+    if role != u.role {
+        // New duties, new credentials: nothing issued under the old role lives on.
+        logins::revoke_all(pool, &u.id)
+            .await
+            .map_err(ApiError::internal)?;
+        tokens::revoke_all(pool, &u.id)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    if let Some(d) = req.disabled {
+        crate::identity::set_disabled(pool, &u.username, d, &actor.actor(&address)).await?;
+    }
+    let after = users::by_id(pool, &u.id)
+        .await
+        .map_err(ApiError::internal)?
+        .expect("exists");
+    Ok(Json(UserView::from(&after)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    /// Also clear the TOTP second factor (a lost phone).
+    #[serde(default)]
+    totp: bool,
+}
+
+async fn reset_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: none means a password reset only.
+    let req: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })?
+    };
+    let pool = &s.pool;
+    let u = users::by_id(pool, &id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
+    let one_time =
+        crate::identity::reset_user(pool, &u.username, req.totp, &actor.actor(&address)).await?;
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({ "username": u.username, "one_time_password": one_time })),
+    )
+        .into_response())
+}
