@@ -98,6 +98,9 @@ impl From<IdentityError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             IdentityError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "username_taken", m),
+            IdentityError::Refused { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             IdentityError::NoUser(u) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "user_not_found",

@@ -10,9 +10,8 @@ use serde::Deserialize;
 use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
 use crate::identity::caller::Caller;
-use crate::identity::roles::Role;
 use crate::identity::users::UserView;
-use crate::identity::{AddUser, logins, tokens, users};
+use crate::identity::{self, AddUser, ProfileChange, parse_role, users};
 
 /// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
 /// says their method, path and access).
@@ -40,19 +39,6 @@ struct NewUserRequest {
     role: String,
     #[serde(default)]
     categories: Vec<String>,
-}
-
-fn parse_role(role: &str) -> Result<Role, ApiError> {
-    Role::parse(role).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            format!(
-                "role {role:?} is not valid, expected one of: {}",
-                crate::identity::roles::ROLES.map(|r| r.as_str()).join(", ")
-            ),
-        )
-    })
 }
 
 async fn add_user(
@@ -97,63 +83,14 @@ async fn change_user(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChangeUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let pool = &s.pool;
-    let u = users::by_id(pool, &id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
-    if u.id == actor.user_id && (req.role.is_some() || req.disabled == Some(true)) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "own_account",
-            "administrators cannot change their own role or disable themselves",
-        ));
-    }
-    let role = req
-        .role
-        .as_deref()
-        .map(parse_role)
-        .transpose()?
-        .unwrap_or(u.role);
-    let categories = req.categories.clone().unwrap_or_else(|| {
-        if role == Role::Regulator {
-            u.categories.clone()
-        } else {
-            vec![]
-        }
-    });
-    users::check_categories(role, &categories)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))?;
-    let display_name = req
-        .display_name
-        .clone()
-        .unwrap_or_else(|| u.display_name.clone());
-    if display_name.trim().is_empty() || display_name.chars().count() > 100 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "display_name: 1 to 100 characters",
-        ));
-    }
-    users::set_profile(pool, &u.id, &display_name, role, &categories)
-        .await
-        .map_err(ApiError::internal)?;
-    if role != u.role {
-        // New duties, new credentials: nothing issued under the old role lives on.
-        logins::revoke_all(pool, &u.id)
-            .await
-            .map_err(ApiError::internal)?;
-        tokens::revoke_all(pool, &u.id)
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    if let Some(d) = req.disabled {
-        crate::identity::set_disabled(pool, &u.username, d, &actor.actor(&address)).await?;
-    }
-    let after = users::by_id(pool, &u.id)
-        .await
-        .map_err(ApiError::internal)?
-        .expect("exists");
+    let change = ProfileChange {
+        display_name: req.display_name,
+        role: req.role.as_deref().map(parse_role).transpose()?,
+        categories: req.categories,
+        disabled: req.disabled,
+    };
+    let after =
+        identity::change_user(&s.pool, &id, change, &actor.user_id, &actor.actor(&address)).await?;
     Ok(Json(UserView::from(&after)))
 }
 

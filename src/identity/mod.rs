@@ -23,6 +23,9 @@ pub enum IdentityError {
     Invalid { code: &'static str, message: String },
     #[error("{0}")]
     Conflict(String),
+    /// Valid input the rules refuse (an administrator changing their own role …).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("no user {0:?}")]
     NoUser(String),
     #[error(transparent)]
@@ -242,4 +245,67 @@ pub async fn bootstrap(pool: &Pool) -> Result<(), IdentityError> {
          ================================================================\n"
     );
     Ok(())
+}
+
+/// A change to a user's profile; `None` keeps what is.
+pub struct ProfileChange {
+    pub display_name: Option<String>,
+    pub role: Option<Role>,
+    pub categories: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+/// Changes user `id` for administrator `by_user_id`. Administrators cannot change their own
+/// role or disable themselves; a new role ends every session and token of the old one.
+pub async fn change_user(
+    pool: &Pool,
+    id: &str,
+    change: ProfileChange,
+    by_user_id: &str,
+    by: &Actor,
+) -> Result<User, IdentityError> {
+    let u = users::by_id(pool, id)
+        .await?
+        .ok_or_else(|| IdentityError::NoUser(id.into()))?;
+    if u.id == by_user_id && (change.role.is_some() || change.disabled == Some(true)) {
+        return Err(IdentityError::Refused {
+            code: "own_account",
+            message: "administrators cannot change their own role or disable themselves".into(),
+        });
+    }
+    let role = change.role.unwrap_or(u.role);
+    let categories = change.categories.unwrap_or_else(|| {
+        if role == Role::Regulator {
+            u.categories.clone()
+        } else {
+            vec![]
+        }
+    });
+    users::check_categories(role, &categories).map_err(IdentityError::invalid)?;
+    let display_name = change
+        .display_name
+        .unwrap_or_else(|| u.display_name.clone());
+    if display_name.trim().is_empty() || display_name.chars().count() > 100 {
+        return Err(IdentityError::invalid("display_name: 1 to 100 characters"));
+    }
+    users::set_profile(pool, &u.id, &display_name, role, &categories).await?;
+    if role != u.role {
+        // New duties, new credentials: nothing issued under the old role lives on.
+        logins::revoke_all(pool, &u.id).await?;
+        tokens::revoke_all(pool, &u.id).await?;
+    }
+    if let Some(d) = change.disabled {
+        set_disabled(pool, &u.username, d, by).await?;
+    }
+    Ok(users::by_id(pool, &u.id).await?.expect("exists"))
+}
+
+/// A role by name, or a message naming the valid ones.
+pub fn parse_role(role: &str) -> Result<Role, IdentityError> {
+    Role::parse(role).ok_or_else(|| {
+        IdentityError::invalid(format!(
+            "role {role:?} is not valid, expected one of: {}",
+            roles::ROLES.map(|r| r.as_str()).join(", ")
+        ))
+    })
 }
