@@ -8,6 +8,7 @@
 //! small files; `write` streams the tar, reading each object again and re-checking it.
 //! `package` checks a package offline.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -33,6 +34,12 @@ pub struct PackagedChain {
     pub room_id: String,
     pub template: String,
     pub entries: Vec<Entry>,
+}
+
+/// Where a segment travels in a package: `data/media/{source}/{the object's file name}`.
+pub fn media_path(source: &str, e: &Entry) -> String {
+    let name = e.object_key.rsplit('/').next().unwrap_or_default();
+    format!("data/media/{source}/{name}")
 }
 
 /// Which media go into a package. Chains always travel whole, so the verifier can tell a segment
@@ -186,116 +193,20 @@ pub async fn plan(
 ) -> Result<Plan, CoreError> {
     let session = exportable(pool, req.session_id, req.reason).await?;
     let recordings = index::recordings(pool, &session.id).await?;
-    for s in &req.selection.sources {
-        if !recordings.iter().any(|r| &r.source_name == s) {
-            return Err(CoreError::invalid(
-                "invalid_field",
-                format!("sources: session has no source {s:?}"),
-            ));
-        }
-    }
+    check_selected_sources(&recordings, &req.selection)?;
     let package_id = uuid::Uuid::now_v7().to_string();
-    let root = format!("witness-{}-{}", session.project_code, session.id);
-    let mut chains = Vec::new();
-    let mut total: u64 = 0;
-    for rec in &recordings {
-        let entries = index::entries(pool, &rec.id).await?;
-        // Lawfully destroyed media are gone; their tombstones travel in the chain.
-        let destroyed = crate::ledger::chain::destroyed_entries(&entries).map_err(|why| {
-            CoreError::conflict("store_tampered", format!("{}: {why}", rec.source_name))
-        })?;
-        total += entries
-            .iter()
-            .filter(|e| {
-                e.kind == EntryKind::Media
-                    && !destroyed.contains(&e.seq)
-                    && req.selection.includes(&rec.source_name, e)
-            })
-            .map(|e| e.bytes as u64)
-            .sum::<u64>();
-        chains.push((rec, entries, destroyed));
-    }
-
-    let mut files = Vec::new();
-    let mut sha_lines = String::new();
-    let mut sm3_lines = String::new();
-    let mut payload_bytes: u64 = 0;
-    let mut done: u64 = 0;
-    let mut payload = |path: String, content: Content, len: u64, sha: String, sm: String| {
-        sha_lines.push_str(&format!("{sha}  {path}\n"));
-        sm3_lines.push_str(&format!("{sm}  {path}\n"));
-        payload_bytes += len;
-        files.push(PlannedFile { path, content });
-    };
-    let small = |data: &[u8]| {
-        (
-            hex::encode(Sha256::digest(data)),
-            hex::encode(Sm3::digest(data)),
-        )
-    };
-
-    for (rec, entries, destroyed) in &chains {
-        for e in entries.iter().filter(|e| {
-            e.kind == EntryKind::Media
-                && !destroyed.contains(&e.seq)
-                && req.selection.includes(&rec.source_name, e)
-        }) {
-            let data = read_checked(store, &e.object_key, &e.sha256).await?;
-            let name = e.object_key.rsplit('/').next().unwrap_or_default();
-            let sm = hex::encode(Sm3::digest(&data));
-            done += data.len() as u64;
-            progress(done, total);
-            payload(
-                format!("data/media/{}/{name}", rec.source_name),
-                Content::Object {
-                    key: e.object_key.clone(),
-                    sha256: e.sha256.clone(),
-                },
-                data.len() as u64,
-                e.sha256.clone(),
-                sm,
-            );
-        }
-        let chain = PackagedChain {
-            recording_id: rec.id.clone(),
-            source: rec.source_name.clone(),
-            room_id: session.room_id.clone(),
-            template: rec.template.clone(),
-            entries: entries.clone(),
-        };
-        let json =
-            serde_json::to_vec_pretty(&chain).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let (sha, sm) = small(&json);
-        payload(
-            format!("data/chain/{}.json", rec.source_name),
-            Content::Bytes(json.clone()),
-            json.len() as u64,
-            sha,
-            sm,
-        );
-    }
-    if let Some(key) = &session.manifest_key {
-        for (k, name) in [
-            (key.clone(), "manifest.json"),
-            (manifest::signature_key(key), "manifest.json.sig"),
-        ] {
-            let data = store
-                .get(&object_store::path::Path::from(k.as_str()))
-                .await?
-                .bytes()
-                .await?
-                .to_vec();
-            let (sha, sm) = small(&data);
-            let len = data.len() as u64;
-            payload(
-                format!("data/chain/{name}"),
-                Content::Bytes(data),
-                len,
-                sha,
-                sm,
-            );
-        }
-    }
+    let chains = read_chains(pool, &recordings).await?;
+    let mut payload = Payload::default();
+    add_media_and_chains(
+        store,
+        &session,
+        &chains,
+        &req.selection,
+        &mut payload,
+        progress,
+    )
+    .await?;
+    add_session_manifest(store, &session, &mut payload).await?;
     let exporter = audit::Actor {
         address: req.address.into(),
         ..audit::Actor::parse(req.exporter)
@@ -307,23 +218,241 @@ pub async fn plan(
         .flagged(session.kind.is_confidential())
         .append(pool)
         .await?;
+    add_audit_entries(pool, &session, &mut payload).await?;
+    tag_and_sign(store, signer, &req, &session, package_id, &chains, payload).await
+}
+
+/// Around the planned payload: the tag files, the derived copies when asked for, and last the
+/// tag manifest signed by the server key, which vouches for all of them.
+async fn tag_and_sign(
+    store: &Store,
+    signer: &Signer,
+    req: &ExportRequest<'_>,
+    session: &index::SessionRow,
+    package_id: String,
+    chains: &[SessionChain<'_>],
+    payload: Payload,
+) -> Result<Plan, CoreError> {
+    let info = bag_info(
+        session,
+        req,
+        &package_id,
+        payload.bytes,
+        payload.files.len(),
+    );
+    let Payload {
+        mut files,
+        sha_lines,
+        sm3_lines,
+        bytes: payload_bytes,
+    } = payload;
+    let mut tag_lines = add_tag_files(&mut files, info, sha_lines, sm3_lines, signer);
+    let scratch = req.derived_mp4_dir.map(|dir| dir.join(&package_id));
+    let derived = match &scratch {
+        None => Vec::new(),
+        Some(scratch) => {
+            add_derived(
+                store,
+                scratch,
+                chains,
+                &req.selection,
+                &mut tag_lines,
+                &mut files,
+            )
+            .await?
+        }
+    };
+    add_signed_tag_manifest(&mut files, tag_lines, signer);
+    Ok(Plan {
+        package_id,
+        project_code: session.project_code.clone(),
+        root: format!("witness-{}-{}", session.project_code, session.id),
+        payload_bytes,
+        files: files.len(),
+        derived,
+        entries: files,
+        scratch,
+    })
+}
+
+/// An export of sources the session does not have is refused rather than silently empty.
+fn check_selected_sources(
+    recordings: &[index::RecordingRow],
+    selection: &Selection,
+) -> Result<(), CoreError> {
+    for s in &selection.sources {
+        if !recordings.iter().any(|r| &r.source_name == s) {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                format!("sources: session has no source {s:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One recording's chain, with the media entries tombstones account for.
+struct SessionChain<'a> {
+    rec: &'a index::RecordingRow,
+    entries: Vec<Entry>,
+    destroyed: BTreeSet<i64>,
+}
+
+impl SessionChain<'_> {
+    /// The media entries whose segments go into the package: selected, and not destroyed.
+    fn packaged<'s>(&'s self, selection: &'s Selection) -> impl Iterator<Item = &'s Entry> + 's {
+        self.entries.iter().filter(move |e| {
+            e.kind == EntryKind::Media
+                && !self.destroyed.contains(&e.seq)
+                && selection.includes(&self.rec.source_name, e)
+        })
+    }
+}
+
+/// Every recording's chain, whole (chains always travel whole). Lawfully destroyed media are
+/// gone, their tombstones travel in the chain; a tombstone that does not hold stops the export.
+async fn read_chains<'a>(
+    pool: &Pool,
+    recordings: &'a [index::RecordingRow],
+) -> Result<Vec<SessionChain<'a>>, CoreError> {
+    let mut chains = Vec::new();
+    for rec in recordings {
+        let entries = index::entries(pool, &rec.id).await?;
+        let destroyed = crate::ledger::chain::destroyed_entries(&entries).map_err(|why| {
+            CoreError::conflict("store_tampered", format!("{}: {why}", rec.source_name))
+        })?;
+        chains.push(SessionChain {
+            rec,
+            entries,
+            destroyed,
+        });
+    }
+    Ok(chains)
+}
+
+/// The payload as it is planned: its files in order, both payload manifests, and its size.
+#[derive(Default)]
+struct Payload {
+    files: Vec<PlannedFile>,
+    sha_lines: String,
+    sm3_lines: String,
+    bytes: u64,
+}
+
+impl Payload {
+    /// A file whose hashes are already known, listed in both manifests.
+    fn add(&mut self, path: String, content: Content, len: u64, sha: String, sm: String) {
+        self.sha_lines.push_str(&format!("{sha}  {path}\n"));
+        self.sm3_lines.push_str(&format!("{sm}  {path}\n"));
+        self.bytes += len;
+        self.files.push(PlannedFile { path, content });
+    }
+
+    /// A small file held in memory, hashed here.
+    fn add_bytes(&mut self, path: String, data: Vec<u8>) {
+        let sha = hex::encode(Sha256::digest(&data));
+        let sm = hex::encode(Sm3::digest(&data));
+        let len = data.len() as u64;
+        self.add(path, Content::Bytes(data), len, sha, sm);
+    }
+}
+
+/// Each recording's selected segments, read once and checked against their entries (never
+/// package bytes the chain does not vouch for), then its whole chain.
+async fn add_media_and_chains(
+    store: &Store,
+    session: &index::SessionRow,
+    chains: &[SessionChain<'_>],
+    selection: &Selection,
+    payload: &mut Payload,
+    progress: Progress<'_>,
+) -> Result<(), CoreError> {
+    let total: u64 = chains
+        .iter()
+        .flat_map(|c| c.packaged(selection))
+        .map(|e| e.bytes as u64)
+        .sum();
+    let mut done: u64 = 0;
+    for chain in chains {
+        let rec = chain.rec;
+        for e in chain.packaged(selection) {
+            let data = read_checked(store, &e.object_key, &e.sha256).await?;
+            done += data.len() as u64;
+            progress(done, total);
+            payload.add(
+                media_path(&rec.source_name, e),
+                Content::Object {
+                    key: e.object_key.clone(),
+                    sha256: e.sha256.clone(),
+                },
+                data.len() as u64,
+                e.sha256.clone(),
+                hex::encode(Sm3::digest(&data)),
+            );
+        }
+        let packaged = PackagedChain {
+            recording_id: rec.id.clone(),
+            source: rec.source_name.clone(),
+            room_id: session.room_id.clone(),
+            template: rec.template.clone(),
+            entries: chain.entries.clone(),
+        };
+        let json =
+            serde_json::to_vec_pretty(&packaged).map_err(|e| CoreError::Internal(e.to_string()))?;
+        payload.add_bytes(format!("data/chain/{}.json", rec.source_name), json);
+    }
+    Ok(())
+}
+
+/// The session manifest signed at stop and its signature, as stored: they bind every chain head.
+async fn add_session_manifest(
+    store: &Store,
+    session: &index::SessionRow,
+    payload: &mut Payload,
+) -> Result<(), CoreError> {
+    let Some(key) = &session.manifest_key else {
+        return Ok(());
+    };
+    for (k, name) in [
+        (key.clone(), "manifest.json"),
+        (manifest::signature_key(key), "manifest.json.sig"),
+    ] {
+        let data = store
+            .get(&object_store::path::Path::from(k.as_str()))
+            .await?
+            .bytes()
+            .await?
+            .to_vec();
+        payload.add_bytes(format!("data/chain/{name}"), data);
+    }
+    Ok(())
+}
+
+/// The session's audit entries, this export's included: who accessed the evidence, and why.
+async fn add_audit_entries(
+    pool: &Pool,
+    session: &index::SessionRow,
+    payload: &mut Payload,
+) -> Result<(), CoreError> {
     let mut audit_jsonl = Vec::new();
     for a in audit::for_session(pool, &session.id).await? {
         serde_json::to_writer(&mut audit_jsonl, &a)
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         audit_jsonl.push(b'\n');
     }
-    let (sha, sm) = small(&audit_jsonl);
-    let len = audit_jsonl.len() as u64;
-    payload(
-        "data/audit/audit.jsonl".into(),
-        Content::Bytes(audit_jsonl),
-        len,
-        sha,
-        sm,
-    );
-    let payload_files = files.len();
+    payload.add_bytes("data/audit/audit.jsonl".into(), audit_jsonl);
+    Ok(())
+}
 
+/// bag-info.txt: the session, the selection, who exported it and why; the verifier reads the
+/// session's identity and the selection from it.
+fn bag_info(
+    session: &index::SessionRow,
+    req: &ExportRequest<'_>,
+    package_id: &str,
+    payload_bytes: u64,
+    payload_files: usize,
+) -> String {
     let mut bag_info = format!(
         "Source-Organization: Witness\nBagging-Date: {}\nPayload-Oxum: {payload_bytes}.{payload_files}\nWitness-Package-Id: {package_id}\nWitness-Project-Code: {}\nWitness-Session-Id: {}\nWitness-Session-Code: {}\nWitness-Session-Kind: {}\nWitness-Room-Id: {}\nWitness-Room-Name: {}\nWitness-Session-Start: {}\nWitness-Session-Stop: {}\nWitness-Selection: {}\nWitness-Exporter: {}\nWitness-Export-Reason: {}\nWitness-Exported-At: {}\n",
         chrono::Utc::now().format("%Y-%m-%d"),
@@ -345,6 +474,18 @@ pub async fn plan(
             "Witness-Derived: derived/{source}.mp4 are playable copies remuxed from the selected segments, not evidence; the evidence is data/media/\n",
         );
     }
+    bag_info
+}
+
+/// The tag files, each added to the package and listed in the tag manifest that the server key
+/// signs last. Returns the tag manifest so far.
+fn add_tag_files(
+    files: &mut Vec<PlannedFile>,
+    bag_info: String,
+    sha_lines: String,
+    sm3_lines: String,
+    signer: &Signer,
+) -> String {
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (
             "bagit.txt",
@@ -367,49 +508,54 @@ pub async fn plan(
             content: Content::Bytes(data),
         });
     }
-    let (derived, scratch) = match req.derived_mp4_dir {
-        None => (Vec::new(), None),
-        Some(dir) => {
-            let scratch = dir.join(&package_id);
-            std::fs::create_dir_all(&scratch).map_err(|e| {
-                CoreError::Internal(format!("scratch folder {}: {e}", scratch.display()))
-            })?;
-            let mut derived = Vec::new();
-            for (rec, entries, destroyed) in &chains {
-                let segments: Vec<Entry> = entries
-                    .iter()
-                    .filter(|e| {
-                        e.kind == EntryKind::Media
-                            && !destroyed.contains(&e.seq)
-                            && req.selection.includes(&rec.source_name, e)
-                    })
-                    .cloned()
-                    .collect();
-                if segments.is_empty()
-                    || segments.iter().any(|e| !e.object_key.ends_with(".ts"))
-                    || crate::evidence::remux::launch_for(&rec.media).is_none()
-                {
-                    continue; // nothing selected, or a container the remuxer does not read
-                }
-                let file = scratch.join(format!("{}.mp4", rec.source_name));
-                let (len, sha) = match derive_mp4(&rec.media, segments, store, &file).await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        let _ = std::fs::remove_dir_all(&scratch);
-                        return Err(e);
-                    }
-                };
-                let path = format!("derived/{}.mp4", rec.source_name);
-                tag_lines.push_str(&format!("{sha}  {path}\n"));
-                files.push(PlannedFile {
-                    path: path.clone(),
-                    content: Content::File { path: file, len },
-                });
-                derived.push(path);
-            }
-            (derived, Some(scratch))
+    tag_lines
+}
+
+/// Playable MP4 copies of each source's selected segments, remuxed into `scratch` (deleted with
+/// the plan, or here on failure) and listed in the tag manifest: signed, but not evidence.
+async fn add_derived(
+    store: &Store,
+    scratch: &std::path::Path,
+    chains: &[SessionChain<'_>],
+    selection: &Selection,
+    tag_lines: &mut String,
+    files: &mut Vec<PlannedFile>,
+) -> Result<Vec<String>, CoreError> {
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| CoreError::Internal(format!("scratch folder {}: {e}", scratch.display())))?;
+    let mut derived = Vec::new();
+    for chain in chains {
+        let segments: Vec<Entry> = chain.packaged(selection).cloned().collect();
+        let media = &chain.rec.media;
+        if segments.is_empty()
+            || segments.iter().any(|e| !e.object_key.ends_with(".ts"))
+            || crate::evidence::remux::launch_for(media).is_none()
+        {
+            continue; // nothing selected, or a container the remuxer does not read
         }
-    };
+        let source = &chain.rec.source_name;
+        let file = scratch.join(format!("{source}.mp4"));
+        let (len, sha) = match derive_mp4(media, segments, store, &file).await {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(scratch);
+                return Err(e);
+            }
+        };
+        let path = format!("derived/{source}.mp4");
+        tag_lines.push_str(&format!("{sha}  {path}\n"));
+        files.push(PlannedFile {
+            path: path.clone(),
+            content: Content::File { path: file, len },
+        });
+        derived.push(path);
+    }
+    Ok(derived)
+}
+
+/// The tag manifest and its signature by the server key, last: they vouch for every tag file
+/// and, through the payload manifests, for every payload file.
+fn add_signed_tag_manifest(files: &mut Vec<PlannedFile>, tag_lines: String, signer: &Signer) {
     let signature = format!("{}\n", signer.sign_hex(tag_lines.as_bytes()));
     files.push(PlannedFile {
         path: "tagmanifest-sha256.txt".into(),
@@ -419,16 +565,6 @@ pub async fn plan(
         path: "tagmanifest-sha256.txt.sig".into(),
         content: Content::Bytes(signature.into_bytes()),
     });
-    Ok(Plan {
-        package_id,
-        project_code: session.project_code.clone(),
-        root,
-        payload_bytes,
-        files: files.len(),
-        derived,
-        entries: files,
-        scratch,
-    })
 }
 
 /// Writes the planned package as a tar or zip stream. `flush` receives the archive in pieces of

@@ -3,7 +3,8 @@
 //! every chain link, genesis bound to the bag's project and session, every segment against its
 //! chain entry, the signed session manifest against the chain heads, and coverage of the
 //! session from start to the signed stop (INTACT, INCOMPLETE or TAMPERED). Hostile archives (absolute
-//! or `..` paths, links, oversized tag files, too many entries) are refused before use.
+//! or `..` paths, links, oversized tag files, too many entries) are refused before use. The chain
+//! and manifest checks are the online verifier's (`ledger::session_check`), fed from the files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
@@ -13,10 +14,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
-use crate::evidence::export::{PackagedChain, Selection};
-use crate::ledger::chain::{self, Entry, EntryKind};
+use crate::evidence::export::{PackagedChain, Selection, media_path};
+use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::coverage::{self, Verdict};
 use crate::ledger::manifest::{self, Manifest};
+use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
 use crate::ledger::verify::{UncoveredView, uncovered_views};
 
 /// Limits that keep a hostile package from exhausting memory or time.
@@ -80,6 +82,11 @@ impl Contents {
         self.small
             .get(name)
             .map(|b| String::from_utf8_lossy(b).to_string())
+    }
+
+    /// A file and its detached signature (`{name}.sig`), when both are there.
+    fn signed(&self, name: &str) -> Option<(&[u8], String)> {
+        Some((self.small.get(name)?, self.text(&format!("{name}.sig"))?))
     }
 
     fn take(&mut self, name: &str, mut r: impl Read, len: u64) -> Result<(), std::io::Error> {
@@ -323,142 +330,207 @@ fn bag_info(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Checks a package. `Err` only when it cannot be read or is refused as hostile.
+/// Checks a package, in the steps below; the problems stand in the order they are found, and the
+/// first one names the verdict. `Err` only when it cannot be read or is refused as hostile.
 pub fn verify_package(
     path: &Path,
     expected_key: Option<&str>,
 ) -> Result<PackageReport, PackageError> {
     let c = read(path)?;
     let mut problems = Vec::new();
+    let info = bag_info(&c.text("bag-info.txt").unwrap_or_default());
+    check_bag(&c, &info, &mut problems);
+    let public_key = c
+        .text("server-public-key.txt")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    check_expected_key(&public_key, expected_key, &mut problems);
+    check_tag_manifest(&c, &public_key, &mut problems);
+    let bag = BagSession::of(&info);
+    let selection = selection(&info, &mut problems);
+    let chains = check_chains(&c, &bag, &selection, &mut problems);
+    let signed = check_session_manifest(&c, &public_key, &bag, &chains.heads, &mut problems);
+    check_audit_entries(&c, &mut problems);
+    let uncovered = uncovered(signed.as_ref(), &chains.entries);
+    Ok(report(&c, problems, uncovered, public_key, bag, chains))
+}
 
-    // 1. BagIt structure, completeness and fixity.
+/// Step 1, BagIt structure, completeness and fixity: without them no file of the bag can be
+/// trusted to be the one exported.
+fn check_bag(c: &Contents, info: &BTreeMap<String, String>, problems: &mut Vec<String>) {
     if !c
         .text("bagit.txt")
         .is_some_and(|t| t.contains("BagIt-Version:"))
     {
         problems.push("bagit.txt missing or invalid: not a BagIt bag".to_string());
     }
-    let info = bag_info(&c.text("bag-info.txt").unwrap_or_default());
     for (algo, table) in [("sha256", &c.sha256), ("sm3", &c.sm3)] {
-        let name = format!("manifest-{algo}.txt");
-        let Some(text) = c.text(&name) else {
-            problems.push(format!("{name} missing"));
-            continue;
-        };
-        match parse_manifest(&text) {
-            Err(e) => problems.push(format!("{name}: {e}")),
-            Ok(lines) => {
-                let listed: BTreeSet<&str> = lines.iter().map(|(_, p)| p.as_str()).collect();
-                for (hash, p) in &lines {
-                    match table.get(p) {
-                        None => problems.push(format!(
-                            "{p}: listed in {name} but missing from the package"
-                        )),
-                        Some(h) if h != hash => {
-                            problems.push(format!("{p}: {algo} mismatch (file altered)"))
-                        }
-                        _ => {}
-                    }
-                }
-                for p in table.keys().filter(|p| p.starts_with("data/")) {
-                    if !listed.contains(p.as_str()) {
-                        problems.push(format!(
-                            "{p}: in the package but not in {name} (file added)"
-                        ));
-                    }
-                }
-            }
+        check_payload_manifest(c, algo, table, problems);
+    }
+    check_payload_oxum(c, info, problems);
+}
+
+/// One payload manifest (SHA-256 or SM3): every file it lists is there with that hash, and
+/// every payload file is listed, so that a file altered, removed or added shows.
+fn check_payload_manifest(
+    c: &Contents,
+    algo: &str,
+    table: &BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) {
+    let name = format!("manifest-{algo}.txt");
+    let Some(text) = c.text(&name) else {
+        problems.push(format!("{name} missing"));
+        return;
+    };
+    let lines = match parse_manifest(&text) {
+        Ok(lines) => lines,
+        Err(e) => {
+            problems.push(format!("{name}: {e}"));
+            return;
+        }
+    };
+    let listed: BTreeSet<&str> = lines.iter().map(|(_, p)| p.as_str()).collect();
+    for (hash, p) in &lines {
+        match table.get(p) {
+            None => problems.push(format!(
+                "{p}: listed in {name} but missing from the package"
+            )),
+            Some(h) if h != hash => problems.push(format!("{p}: {algo} mismatch (file altered)")),
+            _ => {}
         }
     }
-    if let Some(oxum) = info.get("Payload-Oxum") {
-        let (bytes, files) = c
-            .size
-            .iter()
-            .filter(|(p, _)| p.starts_with("data/"))
-            .fold((0u64, 0u64), |(b, f), (_, s)| (b + s, f + 1));
-        if *oxum != format!("{bytes}.{files}") {
+    for p in table.keys().filter(|p| p.starts_with("data/")) {
+        if !listed.contains(p.as_str()) {
             problems.push(format!(
-                "Payload-Oxum {oxum} but the payload is {bytes}.{files}"
+                "{p}: in the package but not in {name} (file added)"
             ));
         }
     }
+}
 
-    // 2. The tag manifest and its signature.
-    let public_key = c
-        .text("server-public-key.txt")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+/// The Payload-Oxum of bag-info.txt (bytes.files) against the payload as read: BagIt's quick
+/// completeness check.
+fn check_payload_oxum(c: &Contents, info: &BTreeMap<String, String>, problems: &mut Vec<String>) {
+    let Some(oxum) = info.get("Payload-Oxum") else {
+        return;
+    };
+    let (bytes, files) = c
+        .size
+        .iter()
+        .filter(|(p, _)| p.starts_with("data/"))
+        .fold((0u64, 0u64), |(b, f), (_, s)| (b + s, f + 1));
+    if *oxum != format!("{bytes}.{files}") {
+        problems.push(format!(
+            "Payload-Oxum {oxum} but the payload is {bytes}.{files}"
+        ));
+    }
+}
+
+/// Step 2a, the key the package says it is signed with against the one the caller trusts: a
+/// package re-signed throughout by another key is consistent in itself, and only this catches it.
+fn check_expected_key(public_key: &str, expected_key: Option<&str>, problems: &mut Vec<String>) {
     if let Some(k) = expected_key
-        && !k.eq_ignore_ascii_case(&public_key)
+        && !k.eq_ignore_ascii_case(public_key)
     {
         problems.push(format!("package signed by key {public_key}, expected {k}"));
     }
-    match (
-        c.small.get("tagmanifest-sha256.txt"),
-        c.text("tagmanifest-sha256.txt.sig"),
-    ) {
-        (Some(tm), Some(sig)) => {
-            if !manifest::verify_hex(&public_key, tm, sig.trim()) {
-                problems.push(
-                    "tagmanifest-sha256.txt: signature does not verify with server-public-key.txt"
-                        .into(),
-                );
-            }
-            match parse_manifest(&String::from_utf8_lossy(tm)) {
-                Err(e) => problems.push(format!("tagmanifest-sha256.txt: {e}")),
-                Ok(lines) => {
-                    for (hash, p) in &lines {
-                        if c.sha256.get(p) != Some(hash) {
-                            problems.push(format!(
-                                "{p}: does not match tagmanifest-sha256.txt (tag file edited)"
-                            ));
-                        }
-                    }
-                    // Every file outside the payload is vouched for by the signed tag manifest.
-                    let listed: BTreeSet<&str> = lines.iter().map(|(_, p)| p.as_str()).collect();
-                    for p in c.size.keys().filter(|p| {
-                        !p.starts_with("data/")
-                            && !listed.contains(p.as_str())
-                            && !p.starts_with("tagmanifest-sha256.txt")
-                    }) {
-                        problems.push(format!(
-                            "{p}: not covered by the signed tag manifest (file added)"
-                        ));
-                    }
-                    for required in [
-                        "bag-info.txt",
-                        "manifest-sha256.txt",
-                        "manifest-sm3.txt",
-                        "server-public-key.txt",
-                    ] {
-                        if !String::from_utf8_lossy(tm).contains(&format!("  {required}\n")) {
-                            problems.push(format!(
-                                "{required}: not covered by the signed tag manifest"
-                            ));
-                        }
-                    }
-                }
-            }
+}
+
+/// Step 2b, the tag manifest and its signature: it vouches for every file outside the payload
+/// (bag-info.txt with the session's identity, the payload manifests, the key).
+fn check_tag_manifest(c: &Contents, public_key: &str, problems: &mut Vec<String>) {
+    let Some((tm, sig)) = c.signed("tagmanifest-sha256.txt") else {
+        problems.push("tagmanifest-sha256.txt or its .sig missing: the package is unsigned".into());
+        return;
+    };
+    if !manifest::verify_hex(public_key, tm, sig.trim()) {
+        problems.push(
+            "tagmanifest-sha256.txt: signature does not verify with server-public-key.txt".into(),
+        );
+    }
+    let text = String::from_utf8_lossy(tm);
+    match parse_manifest(&text) {
+        Err(e) => problems.push(format!("tagmanifest-sha256.txt: {e}")),
+        Ok(lines) => check_tag_files(c, &text, &lines, problems),
+    }
+}
+
+/// The tag files against the signed tag manifest: each listed one unaltered, none unlisted, and
+/// the ones the other checks rely on listed.
+fn check_tag_files(
+    c: &Contents,
+    tag_manifest: &str,
+    lines: &[(String, String)],
+    problems: &mut Vec<String>,
+) {
+    for (hash, p) in lines {
+        if c.sha256.get(p) != Some(hash) {
+            problems.push(format!(
+                "{p}: does not match tagmanifest-sha256.txt (tag file edited)"
+            ));
         }
-        _ => problems
-            .push("tagmanifest-sha256.txt or its .sig missing: the package is unsigned".into()),
+    }
+    // Every file outside the payload is vouched for by the signed tag manifest.
+    let listed: BTreeSet<&str> = lines.iter().map(|(_, p)| p.as_str()).collect();
+    for p in c.size.keys().filter(|p| {
+        !p.starts_with("data/")
+            && !listed.contains(p.as_str())
+            && !p.starts_with("tagmanifest-sha256.txt")
+    }) {
+        problems.push(format!(
+            "{p}: not covered by the signed tag manifest (file added)"
+        ));
+    }
+    for required in [
+        "bag-info.txt",
+        "manifest-sha256.txt",
+        "manifest-sm3.txt",
+        "server-public-key.txt",
+    ] {
+        if !tag_manifest.contains(&format!("  {required}\n")) {
+            problems.push(format!(
+                "{required}: not covered by the signed tag manifest"
+            ));
+        }
+    }
+}
+
+/// The session the bag says it holds (bag-info.txt, vouched for by the tag manifest): what every
+/// chain's genesis and the session manifest must name.
+struct BagSession {
+    project: String,
+    session_id: String,
+    session_code: String,
+    room_id: String,
+}
+
+impl BagSession {
+    fn of(info: &BTreeMap<String, String>) -> BagSession {
+        let field = |name: &str| info.get(name).cloned().unwrap_or_default();
+        BagSession {
+            project: field("Witness-Project-Code"),
+            session_id: field("Witness-Session-Id"),
+            session_code: field("Witness-Session-Code"),
+            room_id: field("Witness-Room-Id"),
+        }
     }
 
-    // 3. Chains: links, genesis binding, segments.
-    let project = info
-        .get("Witness-Project-Code")
-        .cloned()
-        .unwrap_or_default();
-    let session_id = info.get("Witness-Session-Id").cloned().unwrap_or_default();
-    let session_code = info
-        .get("Witness-Session-Code")
-        .cloned()
-        .unwrap_or_default();
-    let room_id = info.get("Witness-Room-Id").cloned().unwrap_or_default();
-    // Segments left out by the exporter's selection are expected absent; the selection itself is
-    // covered by the signed tag manifest.
-    let selection: Selection = match info.get("Witness-Selection") {
+    fn binding(&self) -> Binding<'_> {
+        Binding {
+            project_code: &self.project,
+            session_id: &self.session_id,
+            session_code: &self.session_code,
+            room_id: &self.room_id,
+        }
+    }
+}
+
+/// The exporter's selection: segments it left out are expected absent. The selection itself is
+/// covered by the signed tag manifest.
+fn selection(info: &BTreeMap<String, String>, problems: &mut Vec<String>) -> Selection {
+    match info.get("Witness-Selection") {
         None => Selection::default(),
         Some(text) => serde_json::from_str(text).unwrap_or_else(|_| {
             problems.push(format!(
@@ -466,12 +538,29 @@ pub fn verify_package(
             ));
             Selection::default()
         }),
-    };
-    let mut segments = Vec::new();
-    let mut gaps = Vec::new();
-    let mut destructions = Vec::new();
-    let mut heads = BTreeMap::new();
-    let mut chains: Vec<(String, Vec<Entry>)> = Vec::new();
+    }
+}
+
+/// What the chains of a package hold: the report's lists, the heads for the session manifest
+/// and the entries for coverage.
+#[derive(Default)]
+struct Chains {
+    segments: Vec<SegmentCheck>,
+    gaps: Vec<String>,
+    destructions: Vec<String>,
+    heads: BTreeMap<String, Head>,
+    /// Each chain's entries, by source.
+    entries: Vec<(String, Vec<Entry>)>,
+}
+
+/// Step 3, every chain in `data/chain/`: links, genesis binding, tombstones and segments, file
+/// by file, so that the problems stand in the order of the files.
+fn check_chains(
+    c: &Contents,
+    bag: &BagSession,
+    selection: &Selection,
+    problems: &mut Vec<String>,
+) -> Chains {
     let chain_files: Vec<&String> = c
         .small
         .keys()
@@ -482,152 +571,217 @@ pub fn verify_package(
     if chain_files.is_empty() {
         problems.push("data/chain/: no chain in the package".into());
     }
+    let mut chains = Chains::default();
     for p in chain_files {
         let Ok(pc) = serde_json::from_slice::<PackagedChain>(&c.small[p]) else {
             problems.push(format!("{p}: not a chain file"));
             continue;
         };
-        let genesis =
-            chain::genesis_detail(&project, &session_id, &session_code, &room_id, &pc.source);
-        if let Err(e) = chain::check_links(&pc.recording_id, &genesis, &pc.entries) {
-            problems.push(format!("source {}: chain broken: {e}", pc.source));
-        }
-        // Objects a tombstone accounts for were destroyed lawfully: expected absent.
-        let destroyed = chain::destroyed_entries(&pc.entries).unwrap_or_else(|why| {
-            problems.push(format!("source {}: {why}", pc.source));
-            Default::default()
-        });
-        for e in &pc.entries {
-            match e.kind {
-                EntryKind::Genesis => {}
-                EntryKind::Tombstone => {
-                    destructions.push(format!("source {} seq {}: {}", pc.source, e.seq, e.detail))
-                }
-                EntryKind::Media if destroyed.contains(&e.seq) => segments.push(SegmentCheck {
-                    source: pc.source.clone(),
-                    seq: e.seq,
-                    kind: "destroyed".into(),
-                    file: String::new(),
-                    ok: true,
-                }),
-                EntryKind::Gap => gaps.push(format!(
-                    "source {} seq {}: gap of {:.1} s from {}: {}",
-                    pc.source,
-                    e.seq,
-                    e.duration_us as f64 / 1e6,
-                    crate::db::rfc3339(e.wall_start_us),
-                    e.detail
-                )),
-                EntryKind::Media => {
-                    let name = e.object_key.rsplit('/').next().unwrap_or_default();
-                    let file = format!("data/media/{}/{name}", pc.source);
-                    if !selection.includes(&pc.source, e) && !c.sha256.contains_key(&file) {
-                        continue;
-                    }
-                    let ok = match c.sha256.get(&file) {
-                        None => {
-                            problems.push(format!(
-                                "source {} seq {} ({file}): segment missing",
-                                pc.source, e.seq
-                            ));
-                            false
-                        }
-                        Some(h)
-                            if *h != e.sha256 || c.size.get(&file) != Some(&(e.bytes as u64)) =>
-                        {
-                            problems.push(format!(
-                                "source {} seq {} ({file}): bytes differ from the chain entry (replaced or altered segment)",
-                                pc.source, e.seq
-                            ));
-                            false
-                        }
-                        _ => true,
-                    };
-                    segments.push(SegmentCheck {
-                        source: pc.source.clone(),
-                        seq: e.seq,
-                        kind: "media".into(),
-                        file,
-                        ok,
-                    });
-                }
-            }
-        }
-        // The manifest signed at stop binds the head then; tombstones come after it.
-        if let Some(last) = chain::signed_head(&pc.entries) {
-            heads.insert(pc.recording_id.clone(), (last.seq, last.entry_hash.clone()));
-        }
-        chains.push((pc.source, pc.entries));
+        check_chain(c, bag, selection, pc, &mut chains, problems);
     }
+    chains
+}
 
-    // 4. The session manifest signed at stop binds every chain head.
-    let mut signed_manifest: Option<Manifest> = None;
-    match (
-        c.small.get("data/chain/manifest.json"),
-        c.text("data/chain/manifest.json.sig"),
-    ) {
-        (Some(body), Some(sig)) => {
-            if !manifest::verify_hex(&public_key, body, sig.trim()) {
-                problems.push("data/chain/manifest.json: signature does not verify (manifest signed by another key or edited)".into());
-            } else if let Ok(m) = serde_json::from_slice::<Manifest>(body) {
-                if m.session_id != session_id || m.project_code != project {
-                    problems.push(
-                        "data/chain/manifest.json: belongs to another session or project".into(),
-                    );
-                }
-                let signed: BTreeMap<String, (i64, String)> = m
-                    .recordings
-                    .iter()
-                    .map(|h| (h.recording_id.clone(), (h.head_seq, h.head_hash.clone())))
-                    .collect();
-                if signed != heads {
-                    problems.push("chain heads differ from the signed session manifest (entries removed, added or truncated)".into());
-                }
-                signed_manifest = Some(m);
-            } else {
-                problems.push("data/chain/manifest.json: malformed".into());
-            }
-        }
-        _ => problems.push("data/chain/manifest.json or its signature missing".into()),
+/// One chain file: the chain itself (checked as the online verifier checks a stored one), each
+/// of its entries, and the head the session manifest must bind.
+fn check_chain(
+    c: &Contents,
+    bag: &BagSession,
+    selection: &Selection,
+    pc: PackagedChain,
+    chains: &mut Chains,
+    problems: &mut Vec<String>,
+) {
+    let found =
+        session_check::check_chain(&bag.binding(), &pc.recording_id, &pc.source, &pc.entries);
+    if let Err(e) = found.links {
+        problems.push(format!("source {}: chain broken: {e}", pc.source));
     }
+    // Objects a tombstone accounts for were destroyed lawfully: expected absent.
+    let destroyed = found.destroyed.unwrap_or_else(|why| {
+        problems.push(format!("source {}: {why}", pc.source));
+        Default::default()
+    });
+    for e in &pc.entries {
+        check_entry(c, selection, &pc.source, e, &destroyed, chains, problems);
+    }
+    // The manifest signed at stop binds the head then; tombstones come after it.
+    if let Some(head) = found.signed_head {
+        chains.heads.insert(pc.recording_id.clone(), head);
+    }
+    chains.entries.push((pc.source, pc.entries));
+}
 
-    // 5. The session's audit entries: each one as it was chained (links are not checked, as
-    // entries of other sessions sit between them in the full trail).
-    if let Some(text) = c.text("data/audit/audit.jsonl") {
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            match serde_json::from_str::<crate::audit::AuditEntry>(line) {
-                Ok(e) if e.compute_hash() == e.entry_hash => {}
-                Ok(e) => problems.push(format!(
-                    "data/audit/audit.jsonl: entry {} does not match its hash (entry edited)",
-                    e.seq
-                )),
-                Err(err) => problems.push(format!(
-                    "data/audit/audit.jsonl line {}: not an audit entry ({err})",
-                    n + 1
-                )),
-            }
+/// One entry, listed where the report shows it: tombstones as lawful destructions, gaps, and
+/// segments (destroyed, or checked against the package's file).
+fn check_entry(
+    c: &Contents,
+    selection: &Selection,
+    source: &str,
+    e: &Entry,
+    destroyed: &BTreeSet<i64>,
+    chains: &mut Chains,
+    problems: &mut Vec<String>,
+) {
+    match e.kind {
+        EntryKind::Genesis => {}
+        EntryKind::Tombstone => chains
+            .destructions
+            .push(format!("source {} seq {}: {}", source, e.seq, e.detail)),
+        EntryKind::Media if destroyed.contains(&e.seq) => chains.segments.push(SegmentCheck {
+            source: source.into(),
+            seq: e.seq,
+            kind: "destroyed".into(),
+            file: String::new(),
+            ok: true,
+        }),
+        EntryKind::Gap => chains.gaps.push(format!(
+            "source {} seq {}: gap of {:.1} s from {}: {}",
+            source,
+            e.seq,
+            e.duration_us as f64 / 1e6,
+            crate::db::rfc3339(e.wall_start_us),
+            e.detail
+        )),
+        EntryKind::Media => chains
+            .segments
+            .extend(check_segment(c, selection, source, e, problems)),
+    }
+}
+
+/// A segment against its chain entry, as the online verifier checks a stored object. `None` for
+/// one the exporter's selection left out (and that is indeed absent).
+fn check_segment(
+    c: &Contents,
+    selection: &Selection,
+    source: &str,
+    e: &Entry,
+    problems: &mut Vec<String>,
+) -> Option<SegmentCheck> {
+    let file = media_path(source, e);
+    if !selection.includes(source, e) && !c.sha256.contains_key(&file) {
+        return None;
+    }
+    let ok = match (c.sha256.get(&file), c.size.get(&file)) {
+        (None, _) => {
+            problems.push(format!(
+                "source {} seq {} ({file}): segment missing",
+                source, e.seq
+            ));
+            false
+        }
+        (Some(h), Some(&len)) if session_check::check_bytes(e, len, || h.clone()).is_ok() => true,
+        _ => {
+            problems.push(format!(
+                "source {} seq {} ({file}): bytes differ from the chain entry (replaced or altered segment)",
+                source, e.seq
+            ));
+            false
+        }
+    };
+    Some(SegmentCheck {
+        source: source.into(),
+        seq: e.seq,
+        kind: "media".into(),
+        file,
+        ok,
+    })
+}
+
+/// Step 4, the session manifest signed at stop (checked as the online verifier checks it): it
+/// names this bag's session and binds every chain head, so no entry was added, removed or
+/// truncated. Returned when its signature verifies and it parses: coverage is judged against it.
+fn check_session_manifest(
+    c: &Contents,
+    public_key: &str,
+    bag: &BagSession,
+    heads: &BTreeMap<String, Head>,
+    problems: &mut Vec<String>,
+) -> Option<Manifest> {
+    let Some((body, sig)) = c.signed("data/chain/manifest.json") else {
+        problems.push("data/chain/manifest.json or its signature missing".into());
+        return None;
+    };
+    let m = match session_check::open_manifest(public_key, body, sig.trim()) {
+        Ok(m) => m,
+        Err(ManifestProblem::BadSignature) => {
+            problems.push("data/chain/manifest.json: signature does not verify (manifest signed by another key or edited)".into());
+            return None;
+        }
+        Err(ManifestProblem::Malformed) => {
+            problems.push("data/chain/manifest.json: malformed".into());
+            return None;
+        }
+    };
+    if m.session_id != bag.session_id || m.project_code != bag.project {
+        problems.push("data/chain/manifest.json: belongs to another session or project".into());
+    }
+    let signed: BTreeMap<String, Head> = session_check::signed_heads(&m).collect();
+    if signed != *heads {
+        problems.push("chain heads differ from the signed session manifest (entries removed, added or truncated)".into());
+    }
+    Some(m)
+}
+
+/// Step 5, the session's audit entries: each one as it was chained (links are not checked, as
+/// entries of other sessions sit between them in the full trail).
+fn check_audit_entries(c: &Contents, problems: &mut Vec<String>) {
+    let Some(text) = c.text("data/audit/audit.jsonl") else {
+        return;
+    };
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<crate::audit::AuditEntry>(line) {
+            Ok(e) if e.compute_hash() == e.entry_hash => {}
+            Ok(e) => problems.push(format!(
+                "data/audit/audit.jsonl: entry {} does not match its hash (entry edited)",
+                e.seq
+            )),
+            Err(err) => problems.push(format!(
+                "data/audit/audit.jsonl line {}: not an audit entry ({err})",
+                n + 1
+            )),
         }
     }
-    // 6. Coverage: every moment from start to the signed stop is in a media or gap entry.
+}
+
+/// Step 6, coverage: every moment from start to the signed stop is in a media or gap entry.
+/// Judged only against a manifest that verifies, as nothing else in the package says when the
+/// session stopped.
+fn uncovered(signed: Option<&Manifest>, chains: &[(String, Vec<Entry>)]) -> Vec<UncoveredView> {
+    let Some(m) = signed else {
+        return Vec::new();
+    };
+    let tolerance = m.coverage_tolerance_us();
     let mut uncovered = Vec::new();
-    if let Some(m) = &signed_manifest {
-        let tolerance = m.coverage_tolerance_us();
-        for (source, entries) in &chains {
-            let c = coverage::check(entries, Some(m.stopped_at_us), tolerance);
-            uncovered.extend(uncovered_views(source, &c));
-        }
+    for (source, entries) in chains {
+        let c = coverage::check(entries, Some(m.stopped_at_us), tolerance);
+        uncovered.extend(uncovered_views(source, &c));
     }
+    uncovered
+}
+
+/// The verdict and the report: TAMPERED on any problem, else INCOMPLETE on any stretch no entry
+/// covers, else INTACT.
+fn report(
+    c: &Contents,
+    problems: Vec<String>,
+    uncovered: Vec<UncoveredView>,
+    public_key: String,
+    bag: BagSession,
+    chains: Chains,
+) -> PackageReport {
     let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty());
-    let intact = status == Verdict::Intact;
     let verdict = match (problems.first(), uncovered.first()) {
         (None, None) => format!(
-            "INTACT: project {project} session {session_id}: {} segments, {} gaps, every moment covered, signed by key {}",
-            segments.len(),
-            gaps.len(),
+            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by key {}",
+            bag.project,
+            bag.session_id,
+            chains.segments.len(),
+            chains.gaps.len(),
             public_key
         ),
         (Some(p), _) => format!("TAMPERED: {p} (and {} more problems)", problems.len() - 1),
@@ -640,25 +794,25 @@ pub fn verify_package(
             uncovered.len() - 1
         ),
     };
-    Ok(PackageReport {
+    PackageReport {
         status,
-        intact,
+        intact: status == Verdict::Intact,
         verdict,
         uncovered,
         problems,
         public_key,
-        project_code: project,
-        session_id,
-        segments,
-        gaps,
-        destructions,
+        project_code: bag.project,
+        session_id: bag.session_id,
+        segments: chains.segments,
+        gaps: chains.gaps,
+        destructions: chains.destructions,
         derived: c
             .size
             .keys()
             .filter(|p| p.starts_with("derived/"))
             .cloned()
             .collect(),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod coverage;
 pub mod index;
 pub mod lease;
 pub mod manifest;
+pub mod session_check;
 pub mod spool;
 pub mod values;
 pub mod verify;

@@ -1,6 +1,7 @@
 //! Re-reads every stored object of a session and checks it against the chain: hashes, links,
 //! genesis binding, unexpected objects, and the signed manifest. Used by `witness verify` and
-//! `GET /sessions/{id}/verify`.
+//! `GET /sessions/{id}/verify`. The checks of chains and manifest are `session_check`'s, shared
+//! with the offline check of a package.
 
 use std::collections::BTreeSet;
 
@@ -10,10 +11,11 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Pool;
 use crate::error::CoreError;
-use crate::ledger::chain::{self, Entry, EntryKind};
+use crate::ledger::chain::{Entry, EntryKind, LinkError};
 use crate::ledger::coverage::{self, Verdict};
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::manifest::{self, Manifest};
+use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
 use crate::ledger::writer::recording_prefix;
 use crate::store::Store;
 
@@ -109,65 +111,149 @@ pub async fn verify_session(
 ) -> Result<Report, CoreError> {
     let session = crate::ledger::index::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
+    let chains = check_chains(pool, store, &session, &mut failures).await?;
+    let heads: Vec<(String, Option<Head>)> = chains
+        .iter()
+        .map(|c| (c.rec.id.clone(), c.head.clone()))
+        .collect();
+    let (manifest, signed) =
+        check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
+    let live = !session.state.is_sealed();
+    let (stop_us, tolerance_us) = coverage_bounds(&session, live, signed.as_ref());
+    let (checks, uncovered) = recording_checks(chains, stop_us, tolerance_us);
+    let first_failure = failures.first().cloned();
+    let status = Verdict::of(!failures.is_empty(), !uncovered.is_empty());
+    let verdict = verdict_line(
+        &session.id,
+        first_failure.as_ref(),
+        &uncovered,
+        &checks,
+        &manifest,
+    );
+    Ok(Report {
+        session_id: session.id,
+        project_code: session.project_code,
+        status,
+        intact: status == Verdict::Intact,
+        verdict,
+        uncovered,
+        coverage_tolerance_us: tolerance_us,
+        stopped_at: stop_us.map(crate::db::rfc3339),
+        first_failure,
+        failures,
+        recordings: checks,
+        manifest,
+    })
+}
+
+/// One recording's chain as the database holds it, with what checking it found.
+struct CheckedChain {
+    rec: RecordingRow,
+    entries: Vec<Entry>,
+    /// No failure in this chain (coverage aside).
+    intact: bool,
+    /// The head the report names: the one the manifest binds, or the last entry of a chain that
+    /// has none.
+    head: Option<Head>,
+}
+
+/// Reads every recording's chain from the database and checks it against the store, recording by
+/// recording, so that the failures stand in the order people read the report.
+async fn check_chains(
+    pool: &Pool,
+    store: &Store,
+    session: &SessionRow,
+    failures: &mut Vec<Failure>,
+) -> Result<Vec<CheckedChain>, CoreError> {
     let mut chains = Vec::new();
-    let mut heads = Vec::new();
     for rec in index::recordings(pool, &session.id).await? {
         let entries = index::entries(pool, &rec.id).await?;
         let before = failures.len();
-        check_recording(store, &session, &rec, &entries, &mut failures).await;
-        // The manifest signed at stop binds the head then; tombstones come after it.
-        let head = chain::signed_head(&entries)
-            .or(entries.last())
-            .map(|e| (e.seq, e.entry_hash.clone()));
-        heads.push((rec.id.clone(), head.clone()));
+        let head = check_recording(store, session, &rec, &entries, failures).await;
         let intact = failures.len() == before;
-        chains.push((rec, entries, intact, head));
+        chains.push(CheckedChain {
+            rec,
+            entries,
+            intact,
+            head,
+        });
     }
-    let (manifest, signed) =
-        check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
-    // Coverage is judged against what was signed at stop when the manifest verifies, else
-    // against the database; a live session's tail is not judged.
-    let live = !session.state.is_sealed();
-    let stop_us = match &signed {
+    Ok(chains)
+}
+
+/// Where coverage is judged to, and with which tolerance: what was signed at stop when the
+/// manifest verifies, else the database's stop (none while the session is live: its tail is
+/// still being written) and the largest tolerance.
+fn coverage_bounds(
+    session: &SessionRow,
+    live: bool,
+    signed: Option<&Manifest>,
+) -> (Option<i64>, i64) {
+    let stop_us = match signed {
         Some(m) => Some(m.stopped_at_us),
         None if live => None,
         None => session.stopped_at_us,
     };
-    let tolerance_us = signed
-        .as_ref()
-        .map_or(coverage::MAX_TOLERANCE_US, Manifest::coverage_tolerance_us);
+    let tolerance_us = signed.map_or(coverage::MAX_TOLERANCE_US, Manifest::coverage_tolerance_us);
+    (stop_us, tolerance_us)
+}
+
+/// Judges every chain's coverage and sums each chain up for the report; also returns every
+/// stretch that no entry covers, all sources, in recording order.
+fn recording_checks(
+    chains: Vec<CheckedChain>,
+    stop_us: Option<i64>,
+    tolerance_us: i64,
+) -> (Vec<RecordingCheck>, Vec<UncoveredView>) {
     let mut checks = Vec::new();
     let mut uncovered = Vec::new();
-    for (rec, entries, intact, head) in chains {
-        let c = coverage::check(&entries, stop_us, tolerance_us);
-        let mine = uncovered_views(&rec.source_name, &c);
-        checks.push(RecordingCheck {
-            recording_id: rec.id.clone(),
-            source: rec.source_name.clone(),
-            entries: entries.len(),
-            media_segments: entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::Media)
-                .count(),
-            gaps: entries.iter().filter(|e| e.kind == EntryKind::Gap).count(),
-            bytes: entries.iter().map(|e| e.bytes).sum(),
-            head_seq: head.as_ref().map_or(-1, |h| h.0),
-            head_hash: head.map(|h| h.1).unwrap_or_default(),
-            intact,
-            media_seconds: c.media_us as f64 / 1e6,
-            gap_seconds: c.gap_us as f64 / 1e6,
-            uncovered: mine.clone(),
-        });
-        uncovered.extend(mine);
+    for chain in chains {
+        let check = recording_check(chain, stop_us, tolerance_us);
+        uncovered.extend(check.uncovered.iter().cloned());
+        checks.push(check);
     }
-    let first_failure = failures.first().cloned();
-    let status = Verdict::of(!failures.is_empty(), !uncovered.is_empty());
-    let intact = status == Verdict::Intact;
-    let verdict = match (&first_failure, uncovered.first()) {
-        (Some(f), _) => format!("TAMPERED: session {}: {f}", session.id),
+    (checks, uncovered)
+}
+
+/// One chain summed up: what it holds, its head, whether it is intact, and its coverage.
+fn recording_check(chain: CheckedChain, stop_us: Option<i64>, tolerance_us: i64) -> RecordingCheck {
+    let CheckedChain {
+        rec,
+        entries,
+        intact,
+        head,
+    } = chain;
+    let c = coverage::check(&entries, stop_us, tolerance_us);
+    let count = |kind: EntryKind| entries.iter().filter(|e| e.kind == kind).count();
+    RecordingCheck {
+        uncovered: uncovered_views(&rec.source_name, &c),
+        recording_id: rec.id,
+        source: rec.source_name,
+        entries: entries.len(),
+        media_segments: count(EntryKind::Media),
+        gaps: count(EntryKind::Gap),
+        bytes: entries.iter().map(|e| e.bytes).sum(),
+        head_seq: head.as_ref().map_or(-1, |h| h.0),
+        head_hash: head.map(|h| h.1).unwrap_or_default(),
+        intact,
+        media_seconds: c.media_us as f64 / 1e6,
+        gap_seconds: c.gap_us as f64 / 1e6,
+    }
+}
+
+/// The one line for people: the first failure, else the first stretch no entry covers, else
+/// what was found intact.
+fn verdict_line(
+    session_id: &str,
+    first_failure: Option<&Failure>,
+    uncovered: &[UncoveredView],
+    checks: &[RecordingCheck],
+    manifest: &ManifestCheck,
+) -> String {
+    match (first_failure, uncovered.first()) {
+        (Some(f), _) => format!("TAMPERED: session {session_id}: {f}"),
         (None, Some(u)) => format!(
-            "INCOMPLETE: session {}: source {} not covered from {} to {} ({:.1} s){}",
-            session.id,
+            "INCOMPLETE: session {session_id}: source {} not covered from {} to {} ({:.1} s){}",
             u.source,
             u.from,
             u.to,
@@ -179,28 +265,13 @@ pub async fn verify_session(
             }
         ),
         (None, None) => format!(
-            "INTACT: session {} ({} recordings, {} segments, {} gaps), every moment covered, manifest {}",
-            session.id,
+            "INTACT: session {session_id} ({} recordings, {} segments, {} gaps), every moment covered, manifest {}",
             checks.len(),
             checks.iter().map(|c| c.media_segments).sum::<usize>(),
             checks.iter().map(|c| c.gaps).sum::<usize>(),
             manifest.status
         ),
-    };
-    Ok(Report {
-        session_id: session.id,
-        project_code: session.project_code,
-        status,
-        intact,
-        verdict,
-        uncovered,
-        coverage_tolerance_us: tolerance_us,
-        stopped_at: stop_us.map(crate::db::rfc3339),
-        first_failure,
-        failures,
-        recordings: checks,
-        manifest,
-    })
+    }
 }
 
 /// The coverage findings of one chain, for people and JSON.
@@ -231,80 +302,124 @@ pub fn uncovered_views(source: &str, c: &coverage::Coverage) -> Vec<UncoveredVie
     out
 }
 
+impl Failure {
+    fn of(source: &str, seq: Option<i64>, object_key: Option<&str>, problem: String) -> Failure {
+        Failure {
+            source: source.into(),
+            seq,
+            object_key: object_key.map(str::to_string),
+            problem,
+        }
+    }
+}
+
+/// Checks one recording: its chain (as the package verifier does), every stored object it names,
+/// and that nothing else is stored under its prefix. Returns the head the report names.
 async fn check_recording(
     store: &Store,
     session: &SessionRow,
     rec: &RecordingRow,
     entries: &[Entry],
     failures: &mut Vec<Failure>,
-) {
-    let fail = |seq: Option<i64>, key: Option<&str>, problem: String| Failure {
-        source: rec.source_name.clone(),
-        seq,
-        object_key: key.map(str::to_string),
-        problem,
+) -> Option<Head> {
+    let source = rec.source_name.as_str();
+    let binding = Binding {
+        project_code: &session.project_code,
+        session_id: &session.id,
+        session_code: &session.session_code,
+        room_id: &session.room_id,
     };
-    let genesis = chain::genesis_detail(
-        &session.project_code,
-        &session.id,
-        &session.session_code,
-        &session.room_id,
-        &rec.source_name,
-    );
-    if let Err(e) = chain::check_links(&rec.id, &genesis, entries) {
-        let seq = match &e {
-            chain::LinkError::HashMismatch { seq }
-            | chain::LinkError::BrokenLink { seq }
-            | chain::LinkError::SeqGap { seq, .. }
-            | chain::LinkError::NoGenesis { seq }
-            | chain::LinkError::GenesisBinding { seq, .. }
-            | chain::LinkError::WrongRecording { seq, .. } => *seq,
-        };
-        failures.push(fail(Some(seq), None, format!("chain: {e}")));
+    let found = session_check::check_chain(&binding, &rec.id, source, entries);
+    if let Err(e) = &found.links {
+        failures.push(Failure::of(
+            source,
+            Some(link_seq(e)),
+            None,
+            format!("chain: {e}"),
+        ));
     }
     // Objects that a tombstone accounts for were destroyed lawfully: not looked for.
-    let destroyed = chain::destroyed_entries(entries).unwrap_or_else(|why| {
-        failures.push(fail(None, None, format!("chain: {why}")));
+    let destroyed = found.destroyed.unwrap_or_else(|why| {
+        failures.push(Failure::of(source, None, None, format!("chain: {why}")));
         Default::default()
     });
-    let media: Vec<&Entry> = entries
+    check_objects(store, source, entries, &destroyed, failures).await;
+    check_no_unnamed_objects(store, session, source, entries, failures).await;
+    // The manifest signed at stop binds the head then; tombstones come after it.
+    found
+        .signed_head
+        .or_else(|| entries.last().map(|e| (e.seq, e.entry_hash.clone())))
+}
+
+/// The entry where a chain breaks, for the failure that names it.
+fn link_seq(e: &LinkError) -> i64 {
+    match e {
+        LinkError::HashMismatch { seq }
+        | LinkError::BrokenLink { seq }
+        | LinkError::SeqGap { seq, .. }
+        | LinkError::NoGenesis { seq }
+        | LinkError::GenesisBinding { seq, .. }
+        | LinkError::WrongRecording { seq, .. } => *seq,
+    }
+}
+
+/// Reads every media object the chain names and no tombstone accounts for, a few at a time, and
+/// checks each against its entry; failures stay in chain order.
+async fn check_objects(
+    store: &Store,
+    source: &str,
+    entries: &[Entry],
+    destroyed: &BTreeSet<i64>,
+    failures: &mut Vec<Failure>,
+) {
+    let wanted: Vec<Entry> = entries
         .iter()
-        .filter(|e| e.kind == EntryKind::Media)
+        .filter(|e| e.kind == EntryKind::Media && !destroyed.contains(&e.seq))
+        .cloned()
         .collect();
-    let results: Vec<(i64, String, Result<(), String>)> = futures::stream::iter(
-        media
-            .iter()
-            .filter(|e| !destroyed.contains(&e.seq))
-            .map(|e| (*e).clone())
-            .collect::<Vec<Entry>>(),
-    )
-    .map(|e| {
-        let store = store.clone();
-        async move {
-            let r = check_object(&store, &e).await;
-            (e.seq, e.object_key, r)
-        }
-    })
-    .buffered(PARALLEL_READS)
-    .collect()
-    .await;
+    let results: Vec<(i64, String, Result<(), String>)> = futures::stream::iter(wanted)
+        .map(|e| {
+            let store = store.clone();
+            async move {
+                let r = check_object(&store, &e).await;
+                (e.seq, e.object_key, r)
+            }
+        })
+        .buffered(PARALLEL_READS)
+        .collect()
+        .await;
     for (seq, key, r) in results {
         if let Err(problem) = r {
-            failures.push(fail(Some(seq), Some(&key), problem));
+            failures.push(Failure::of(source, Some(seq), Some(&key), problem));
         }
     }
-    // Objects under the recording's prefix that no entry names were added behind our back.
+}
+
+/// Objects under the recording's prefix that no media entry names (destroyed ones included)
+/// were added behind the chain's back.
+async fn check_no_unnamed_objects(
+    store: &Store,
+    session: &SessionRow,
+    source: &str,
+    entries: &[Entry],
+    failures: &mut Vec<Failure>,
+) {
     let prefix = object_store::path::Path::from(recording_prefix(
         &session.project_code,
         &session.id,
-        &rec.source_name,
+        source,
     ));
-    let known: BTreeSet<&str> = media.iter().map(|e| e.object_key.as_str()).collect();
+    let known: BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Media)
+        .map(|e| e.object_key.as_str())
+        .collect();
     match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
         Ok(objects) => {
             for o in objects {
                 if !known.contains(o.location.as_ref()) {
-                    failures.push(fail(
+                    failures.push(Failure::of(
+                        source,
                         None,
                         Some(o.location.as_ref()),
                         "object in the store that no chain entry names".into(),
@@ -312,7 +427,12 @@ async fn check_recording(
                 }
             }
         }
-        Err(e) => failures.push(fail(None, None, format!("cannot list objects: {e}"))),
+        Err(e) => failures.push(Failure::of(
+            source,
+            None,
+            None,
+            format!("cannot list objects: {e}"),
+        )),
     }
 }
 
@@ -329,25 +449,17 @@ pub async fn check_object(store: &Store, e: &Entry) -> Result<(), String> {
         }
         Err(err) => return Err(format!("object unreadable: {err}")),
     };
-    if data.len() as i64 != e.bytes {
-        return Err(format!(
-            "object has {} bytes, chain says {} (sha256 mismatch)",
-            data.len(),
-            e.bytes
-        ));
-    }
-    let sha = hex::encode(Sha256::digest(&data));
-    if sha != e.sha256 {
-        return Err(format!("sha256 mismatch: object {sha}, chain {}", e.sha256));
-    }
-    Ok(())
+    session_check::check_bytes(e, data.len() as u64, || hex::encode(Sha256::digest(&data)))
+        .map_err(|m| m.to_string())
 }
 
+/// The signed manifest of a stopped (or destroyed) session against the chain heads; the
+/// manifest itself when it verifies.
 async fn check_manifest(
     store: &Store,
     public_key_hex: &str,
     session: &SessionRow,
-    heads: &[(String, Option<(i64, String)>)],
+    heads: &[(String, Option<Head>)],
     failures: &mut Vec<Failure>,
 ) -> (ManifestCheck, Option<Manifest>) {
     let key = manifest::manifest_key(&session.project_code, &session.id);
@@ -355,54 +467,58 @@ async fn check_manifest(
         key: key.clone(),
         status: s.into(),
     };
-    let mut fail = |problem: String| {
-        failures.push(Failure {
-            source: "manifest".into(),
-            seq: None,
-            object_key: Some(key.clone()),
-            problem,
-        })
-    };
     // A destroyed session keeps its signed manifest: the tombstones come after the heads it binds.
     if !session.state.is_sealed() {
         return (status("not_yet"), None);
     }
+    match signed_manifest(store, public_key_hex, session, &key, heads).await {
+        Ok(m) => (status("verified"), Some(m)),
+        Err((outcome, problem)) => {
+            failures.push(Failure::of("manifest", None, Some(&key), problem.into()));
+            (status(outcome), None)
+        }
+    }
+}
+
+/// Reads the manifest signed at stop and its signature from the store, checks the signature
+/// (as the package verifier does) and that it binds this session's chain heads, in order.
+/// Fails with the manifest status and the problem.
+async fn signed_manifest(
+    store: &Store,
+    public_key_hex: &str,
+    session: &SessionRow,
+    key: &str,
+    heads: &[(String, Option<Head>)],
+) -> Result<Manifest, (&'static str, &'static str)> {
     let read = |k: String| async move {
         let p = object_store::path::Path::from(k);
         store.get(&p).await?.bytes().await
     };
-    let (body, sig) = match (
-        read(key.clone()).await,
-        read(manifest::signature_key(&key)).await,
-    ) {
-        (Ok(b), Ok(s)) => (b, s),
-        _ => {
-            fail("signed manifest missing from the store".into());
-            return (status("missing"), None);
-        }
+    let (Ok(body), Ok(sig)) = (
+        read(key.to_string()).await,
+        read(manifest::signature_key(key)).await,
+    ) else {
+        return Err(("missing", "signed manifest missing from the store"));
     };
     let sig = String::from_utf8_lossy(&sig).to_string();
-    if !manifest::verify_hex(public_key_hex, &body, &sig) {
-        fail("manifest signature does not verify with the server key".into());
-        return (status("bad_signature"), None);
-    }
-    let Ok(m) = serde_json::from_slice::<Manifest>(&body) else {
-        fail("manifest is not valid JSON of format witness-manifest/1".into());
-        return (status("malformed"), None);
-    };
-    let signed: Vec<(String, Option<(i64, String)>)> = m
-        .recordings
-        .iter()
-        .map(|h| {
-            (
-                h.recording_id.clone(),
-                Some((h.head_seq, h.head_hash.clone())),
-            )
-        })
+    let m = session_check::open_manifest(public_key_hex, &body, &sig).map_err(|p| match p {
+        ManifestProblem::BadSignature => (
+            "bad_signature",
+            "manifest signature does not verify with the server key",
+        ),
+        ManifestProblem::Malformed => (
+            "malformed",
+            "manifest is not valid JSON of format witness-manifest/1",
+        ),
+    })?;
+    let signed: Vec<(String, Option<Head>)> = session_check::signed_heads(&m)
+        .map(|(id, head)| (id, Some(head)))
         .collect();
     if m.session_id != session.id || signed != heads {
-        fail("chain heads differ from the signed manifest (entries added, removed or edited after stop)".into());
-        return (status("heads_differ"), None);
+        return Err((
+            "heads_differ",
+            "chain heads differ from the signed manifest (entries added, removed or edited after stop)",
+        ));
     }
-    (status("verified"), Some(m))
+    Ok(m)
 }
