@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::CoreError;
 use crate::identity::IdentityError;
 use crate::identity::login::LoginError;
+use crate::retention::RetentionError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -107,6 +108,35 @@ impl From<IdentityError> for ApiError {
                 format!("user {u:?} not found"),
             ),
             IdentityError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<RetentionError> for ApiError {
+    fn from(e: RetentionError) -> Self {
+        match e {
+            RetentionError::Invalid { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            RetentionError::NotFound { code, message } => {
+                ApiError::new(StatusCode::NOT_FOUND, code, message)
+            }
+            RetentionError::Forbidden { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, message)
+            }
+            RetentionError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            RetentionError::Store(m) => {
+                tracing::error!(error = %m, "destruction: object store");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "store_unavailable",
+                    "the object store refused a deletion; nothing more was destroyed, see the server log",
+                )
+            }
+            RetentionError::Core(e) => e.into(),
+            RetentionError::Db(e) => CoreError::from(e).into(),
         }
     }
 }

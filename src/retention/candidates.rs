@@ -6,10 +6,11 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::RetentionView;
 use super::policy::Policies;
+use super::{RetentionError, RetentionView};
 use crate::audit;
 use crate::db::Pool;
+use crate::identity::caller::Scope;
 use crate::ledger::chain::EntryKind;
 use crate::ledger::index;
 use crate::ledger::views::SessionSummary;
@@ -79,6 +80,56 @@ pub async fn list(
         });
     }
     Ok(out)
+}
+
+/// The candidates `scope` sees: a regulator those of their trading categories only.
+pub async fn visible(
+    pool: &Pool,
+    policies: &Policies,
+    scope: &Scope,
+    with_objects: bool,
+) -> Result<Vec<Candidate>, RetentionError> {
+    Ok(list(pool, policies, with_objects)
+        .await?
+        .into_iter()
+        .filter(|c| scope.sees(c.session.category))
+        .collect())
+}
+
+/// What a lawful destruction of every candidate would remove.
+#[derive(Debug)]
+pub struct DryRun {
+    pub sessions: usize,
+    pub objects: usize,
+    pub bytes: i64,
+    /// Each with the objects it would lose.
+    pub candidates: Vec<Candidate>,
+}
+
+/// What a lawful destruction of every candidate `scope` sees would remove, object by object,
+/// and why. Deletes nothing; the report itself is audited as `retention_dry_run`.
+pub async fn dry_run(
+    pool: &Pool,
+    policies: &Policies,
+    actor: &audit::Actor,
+    scope: &Scope,
+) -> Result<DryRun, RetentionError> {
+    let candidates = visible(pool, policies, scope, true).await?;
+    let report = DryRun {
+        sessions: candidates.len(),
+        objects: candidates.iter().map(|c| c.segments).sum(),
+        bytes: candidates.iter().map(|c| c.bytes).sum(),
+        candidates,
+    };
+    audit::Event::new(actor, "retention_dry_run")
+        .target(&policies.version)
+        .reason(format!(
+            "{} sessions, {} objects, {} bytes",
+            report.sessions, report.objects, report.bytes
+        ))
+        .append(pool)
+        .await?;
+    Ok(report)
 }
 
 /// Lists the candidates once a day (and at start) and writes what it found to the audit trail.

@@ -2,33 +2,49 @@
 //! expired and not held, approval by two people other than the proposer, then execution:
 //! every object deleted, a permanent register entry for each (what, hash, rule and basis,
 //! approvers, time), and a tombstone appended to each chain, so that verification tells
-//! lawful destruction from tampering. Nothing is destroyed by expiry alone.
+//! lawful destruction from tampering. Nothing is destroyed by expiry alone. Every step is
+//! audited here.
 
 use serde::Serialize;
 use sqlx::Row;
 
+use super::RetentionError;
+use super::error::text;
 use super::policy::Policies;
-use crate::audit::Actor;
+use crate::audit::{self, Actor};
 use crate::config::StoreConfig;
 use crate::db::{Pool, now_us, rfc3339};
 use crate::ledger::chain::{self, Entry, EntryKind};
-use crate::ledger::index;
+use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::values::SessionState;
 use crate::store::Store;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DestructionError {
-    #[error("{0}")]
-    Refused(&'static str, String),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-    #[error("object store: {0}")]
-    Store(String),
+crate::text_enum! {
+    /// An approver's decision on a destruction request.
+    pub enum Decision as "decision" {
+        Approve = "approve",
+        Reject = "reject",
+    }
 }
 
-impl DestructionError {
-    fn refused(code: &'static str, message: impl Into<String>) -> Self {
-        DestructionError::Refused(code, message.into())
+impl Decision {
+    /// The audit action of the decision.
+    fn action(self) -> &'static str {
+        match self {
+            Decision::Approve => "destruction_approve",
+            Decision::Reject => "destruction_reject",
+        }
+    }
+}
+
+crate::text_enum! {
+    /// Where a destruction request is: proposed, approved by two people, rejected by one, or
+    /// executed (claimed by the run that carries it out).
+    pub enum RequestState as "state" {
+        Proposed = "proposed",
+        Approved = "approved",
+        Rejected = "rejected",
+        Executed = "executed",
     }
 }
 
@@ -36,7 +52,7 @@ impl DestructionError {
 pub struct Approval {
     pub approver: String,
     pub role: String,
-    pub decision: String,
+    pub decision: Decision,
     pub reason: String,
     pub at: String,
 }
@@ -50,7 +66,7 @@ pub struct Request {
     pub appraisal_reference: String,
     pub proposed_by: String,
     pub proposed_at: String,
-    pub state: String,
+    pub state: RequestState,
     pub approvals: Vec<Approval>,
     pub executed_by: Option<String>,
     pub executed_at: Option<String>,
@@ -74,26 +90,22 @@ pub struct RegisterEntry {
     pub executed_at: String,
 }
 
+/// Refuses, as `not_disposable`, a session that is not stopped, is held, or has not expired.
 async fn check_disposable(
     pool: &Pool,
     policies: &Policies,
     session_id: &str,
-) -> Result<(), DestructionError> {
-    let s = index::session(pool, session_id).await?.ok_or_else(|| {
-        DestructionError::refused(
-            "session_not_found",
-            format!("session {session_id:?} not found"),
-        )
-    })?;
+) -> Result<(), RetentionError> {
+    let s = index::existing_session(pool, session_id).await?;
     if s.state != SessionState::Stopped {
-        return Err(DestructionError::refused(
+        return Err(RetentionError::conflict(
             "not_disposable",
             format!("session {session_id} is {}", s.state),
         ));
     }
     let r = super::view(pool, policies, &s).await?;
     if !r.holds.is_empty() {
-        return Err(DestructionError::refused(
+        return Err(RetentionError::conflict(
             "not_disposable",
             format!(
                 "session {session_id} is under a legal hold ({})",
@@ -102,7 +114,7 @@ async fn check_disposable(
         ));
     }
     if r.state != "expired" {
-        return Err(DestructionError::refused(
+        return Err(RetentionError::conflict(
             "not_disposable",
             format!(
                 "session {session_id} is {} (retain until {}) under rule {}",
@@ -121,18 +133,17 @@ pub struct Appraisal<'a> {
     pub reference: &'a str,
 }
 
+/// Proposes the destruction of sessions that are all disposable now, with the appraisal record
+/// that justifies it. Audited as `destruction_propose`.
 pub async fn propose(
     pool: &Pool,
     policies: &Policies,
+    actor: &Actor,
     session_ids: &[String],
     appraisal: Appraisal<'_>,
-    by: &str,
-) -> Result<Request, DestructionError> {
+) -> Result<Request, RetentionError> {
     if session_ids.is_empty() || session_ids.len() > 1000 {
-        return Err(DestructionError::refused(
-            "invalid_field",
-            "session_ids: 1 to 1000 sessions",
-        ));
+        return Err(RetentionError::invalid("session_ids: 1 to 1000 sessions"));
     }
     for (field, v) in [
         ("appraisal.committee", appraisal.committee),
@@ -140,10 +151,9 @@ pub async fn propose(
         ("appraisal.reference", appraisal.reference),
     ] {
         if v.trim().is_empty() || v.chars().count() > 2000 {
-            return Err(DestructionError::refused(
-                "invalid_field",
-                format!("{field}: the appraisal record (鉴定) is required, 1 to 2000 characters"),
-            ));
+            return Err(RetentionError::invalid(format!(
+                "{field}: the appraisal record (鉴定) is required, 1 to 2000 characters"
+            )));
         }
     }
     for id in session_ids {
@@ -151,18 +161,30 @@ pub async fn propose(
     }
     let id = uuid::Uuid::now_v7().to_string();
     sqlx::query(
-        "INSERT INTO destruction_requests (id, session_ids, appraisal_committee, appraisal_conclusion, appraisal_reference, proposed_by, proposed_at, state) VALUES ($1,$2,$3,$4,$5,$6,$7,'proposed')",
+        "INSERT INTO destruction_requests (id, session_ids, appraisal_committee, appraisal_conclusion, appraisal_reference, proposed_by, proposed_at, state) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
     )
     .bind(&id)
     .bind(serde_json::to_string(session_ids).unwrap_or_default())
     .bind(appraisal.committee)
     .bind(appraisal.conclusion)
     .bind(appraisal.reference)
-    .bind(by)
+    .bind(actor.name())
     .bind(now_us())
+    .bind(RequestState::Proposed)
     .execute(pool)
     .await?;
-    Ok(get(pool, &id).await?.expect("just proposed"))
+    let proposal = find(pool, &id).await?;
+    audit::Event::new(actor, "destruction_propose")
+        .target(&proposal.id)
+        .reason(format!(
+            "{} sessions; appraisal {}: {}",
+            proposal.session_ids.len(),
+            proposal.appraisal_reference,
+            proposal.appraisal_conclusion
+        ))
+        .append(pool)
+        .await?;
+    Ok(proposal)
 }
 
 pub async fn get(pool: &Pool, id: &str) -> Result<Option<Request>, sqlx::Error> {
@@ -220,30 +242,40 @@ pub async fn list(pool: &Pool) -> Result<Vec<Request>, sqlx::Error> {
     Ok(out)
 }
 
-/// An approval or a rejection by someone other than the proposer; two approvals by two
-/// different people approve the request, one rejection rejects it.
-pub async fn decide(
-    pool: &Pool,
-    id: &str,
-    approve: bool,
-    reason: &str,
-    by: &str,
-    role: &str,
-) -> Result<Request, DestructionError> {
-    let req = get(pool, id).await?.ok_or_else(|| {
-        DestructionError::refused(
+/// A request that exists; refused as `destruction_not_found` otherwise.
+pub async fn find(pool: &Pool, id: &str) -> Result<Request, RetentionError> {
+    get(pool, id).await?.ok_or_else(|| {
+        RetentionError::not_found(
             "destruction_not_found",
             format!("destruction request {id:?} not found"),
         )
+    })
+}
+
+/// An approval or a rejection (`decision` as given) by someone other than the proposer, each
+/// person once; two approvals by two different people approve the request, one rejection
+/// rejects it. Audited as `destruction_approve` or `destruction_reject`.
+pub async fn decide(
+    pool: &Pool,
+    actor: &Actor,
+    id: &str,
+    decision: &str,
+    reason: &str,
+) -> Result<Request, RetentionError> {
+    let decision: Decision = decision.parse().map_err(|_| {
+        RetentionError::invalid(format!(
+            "decision {decision:?} is not valid, expected approve or reject"
+        ))
     })?;
-    if req.state != "proposed" {
-        return Err(DestructionError::refused(
+    let req = find(pool, id).await?;
+    if req.state != RequestState::Proposed {
+        return Err(RetentionError::conflict(
             "destruction_decided",
             format!("request {id} is {}", req.state),
         ));
     }
-    if Actor::parse(&req.proposed_by).is_same_person(&Actor::parse(by)) {
-        return Err(DestructionError::refused(
+    if Actor::parse(&req.proposed_by).is_same_person(actor) {
+        return Err(RetentionError::conflict(
             "same_person",
             "the proposer cannot approve their own proposal",
         ));
@@ -251,26 +283,38 @@ pub async fn decide(
     if req
         .approvals
         .iter()
-        .any(|a| Actor::parse(&a.approver).is_same_person(&Actor::parse(by)))
+        .any(|a| Actor::parse(&a.approver).is_same_person(actor))
     {
-        return Err(DestructionError::refused(
+        return Err(RetentionError::conflict(
             "same_person",
             "each approver decides once; a second approval needs a second person",
         ));
     }
-    if reason.trim().is_empty() || reason.chars().count() > 2000 {
-        return Err(DestructionError::refused(
-            "invalid_field",
-            "reason: 1 to 2000 characters",
-        ));
-    }
+    text("reason", reason, 2000)?;
+    record_decision(pool, actor, &req, decision, reason).await?;
+    audit::Event::new(actor, decision.action())
+        .target(id)
+        .reason(reason)
+        .append(pool)
+        .await?;
+    find(pool, id).await
+}
+
+/// Stores one decision and moves the request on when it settles it.
+async fn record_decision(
+    pool: &Pool,
+    actor: &Actor,
+    req: &Request,
+    decision: Decision,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO destruction_approvals (request_id, approver, role, decision, reason, at) VALUES ($1,$2,$3,$4,$5,$6)",
     )
-    .bind(id)
-    .bind(by)
-    .bind(role)
-    .bind(if approve { "approve" } else { "reject" })
+    .bind(&req.id)
+    .bind(actor.name())
+    .bind(actor.role)
+    .bind(decision)
     .bind(reason)
     .bind(now_us())
     .execute(pool)
@@ -278,47 +322,74 @@ pub async fn decide(
     let approvals = req
         .approvals
         .iter()
-        .filter(|a| a.decision == "approve")
+        .filter(|a| a.decision == Decision::Approve)
         .count()
-        + usize::from(approve);
-    let state = if !approve {
-        Some("rejected")
-    } else if approvals >= 2 {
-        Some("approved")
-    } else {
-        None
+        + usize::from(decision == Decision::Approve);
+    let state = match decision {
+        Decision::Reject => Some(RequestState::Rejected),
+        Decision::Approve if approvals >= 2 => Some(RequestState::Approved),
+        Decision::Approve => None,
     };
     if let Some(state) = state {
-        sqlx::query(
-            "UPDATE destruction_requests SET state = $1 WHERE id = $2 AND state = 'proposed'",
-        )
-        .bind(state)
-        .bind(id)
-        .execute(pool)
-        .await?;
+        sqlx::query("UPDATE destruction_requests SET state = $1 WHERE id = $2 AND state = $3")
+            .bind(state)
+            .bind(&req.id)
+            .bind(RequestState::Proposed)
+            .execute(pool)
+            .await?;
     }
-    Ok(get(pool, id).await?.expect("exists"))
+    Ok(())
 }
 
 /// Carries out an approved request: for each session, still expired and not held, every media
-/// object is deleted and registered, and a tombstone closes each chain. Returns the register
-/// entries written.
+/// object is deleted and registered, and a tombstone closes each chain. Audited as
+/// `destruction_execute`, once per session whose objects went. Returns the register entries
+/// written.
 pub async fn execute(
     pool: &Pool,
     store: &Store,
     worm: Option<&StoreConfig>,
     policies: &Policies,
+    actor: &Actor,
     id: &str,
-    by: &str,
-) -> Result<Vec<RegisterEntry>, DestructionError> {
-    let req = get(pool, id).await?.ok_or_else(|| {
-        DestructionError::refused(
-            "destruction_not_found",
-            format!("destruction request {id:?} not found"),
-        )
-    })?;
-    if req.state != "approved" {
-        return Err(DestructionError::refused(
+) -> Result<Vec<RegisterEntry>, RetentionError> {
+    let req = approved(pool, id).await?;
+    let pending = pending_sessions(pool, policies, &req).await?;
+    claim(pool, actor, id).await?;
+    let run = Execution {
+        pool,
+        store,
+        worm,
+        request_id: id,
+        approvers: req
+            .approvals
+            .iter()
+            .filter(|a| a.decision == Decision::Approve)
+            .map(|a| a.approver.clone())
+            .collect(),
+    };
+    let mut register = Vec::new();
+    for session_id in &pending {
+        if let Err(e) = run
+            .destroy_session(policies, session_id, &mut register)
+            .await
+        {
+            if matches!(e, RetentionError::Store(_)) {
+                release_claim(pool, id).await?;
+            }
+            return Err(e);
+        }
+    }
+    audit_executed(pool, actor, id, &register).await?;
+    Ok(register)
+}
+
+/// The request, if it is approved: refused as `destruction_not_found` or
+/// `destruction_not_approved`.
+async fn approved(pool: &Pool, id: &str) -> Result<Request, RetentionError> {
+    let req = find(pool, id).await?;
+    if req.state != RequestState::Approved {
+        return Err(RetentionError::conflict(
             "destruction_not_approved",
             format!(
                 "request {id} is {}: it needs two approvals first",
@@ -326,8 +397,17 @@ pub async fn execute(
             ),
         ));
     }
-    // A hold placed since the approval wins. Sessions a previous, interrupted run finished
-    // are skipped (the run is being retried after the store refused something).
+    Ok(req)
+}
+
+/// The request's sessions still to destroy, each checked disposable again: a hold placed since
+/// the approval wins. Sessions a previous, interrupted run finished are skipped (the run is
+/// being retried after the store refused something).
+async fn pending_sessions(
+    pool: &Pool,
+    policies: &Policies,
+    req: &Request,
+) -> Result<Vec<String>, RetentionError> {
     let mut pending = Vec::new();
     for s in &req.session_ids {
         if index::session(pool, s)
@@ -339,123 +419,226 @@ pub async fn execute(
         check_disposable(pool, policies, s).await?;
         pending.push(s.clone());
     }
+    Ok(pending)
+}
+
+/// Claims an approved request for this run (state `executed`, by `actor`), so that no other run
+/// carries it out at the same time: refused as `destruction_decided` when one already does.
+async fn claim(pool: &Pool, actor: &Actor, id: &str) -> Result<(), RetentionError> {
     let claimed = sqlx::query(
-        "UPDATE destruction_requests SET state = 'executed', executed_by = $1, executed_at = $2 WHERE id = $3 AND state = 'approved'",
+        "UPDATE destruction_requests SET state = $1, executed_by = $2, executed_at = $3 WHERE id = $4 AND state = $5",
     )
-    .bind(by)
+    .bind(RequestState::Executed)
+    .bind(actor.name())
     .bind(now_us())
     .bind(id)
+    .bind(RequestState::Approved)
     .execute(pool)
     .await?;
     if claimed.rows_affected() != 1 {
-        return Err(DestructionError::refused(
+        return Err(RetentionError::conflict(
             "destruction_decided",
             format!("request {id} is being executed already"),
         ));
     }
-    let approvers: Vec<String> = req
-        .approvals
-        .iter()
-        .filter(|a| a.decision == "approve")
-        .map(|a| a.approver.clone())
-        .collect();
-    let mut register = Vec::new();
-    for session_id in &pending {
-        let s = index::session(pool, session_id)
-            .await?
-            .expect("checked above");
-        let r = super::view(pool, policies, &s).await?;
-        let basis = format!("{} {}", r.rule.basis.law, r.rule.basis.article);
-        for rec in index::recordings(pool, &s.id).await? {
-            let entries = index::entries(pool, &rec.id).await?;
-            let already = chain::destroyed_entries(&entries).unwrap_or_default();
-            let doomed: Vec<&Entry> = entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::Media && !already.contains(&e.seq))
-                .collect();
-            if doomed.is_empty() {
-                continue;
-            }
-            let mut gone: Vec<&Entry> = Vec::new();
-            let mut failure = None;
-            for e in &doomed {
-                if let Err(why) = remove(store, worm, pool, &s.id, e).await {
-                    failure = Some(why);
-                    break;
-                }
-                gone.push(e);
-                let entry = RegisterEntry {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    request_id: id.into(),
-                    session_id: s.id.clone(),
-                    project_code: s.project_code.clone(),
-                    source: rec.source_name.clone(),
-                    seq: e.seq,
-                    object_key: e.object_key.clone(),
-                    sha256: e.sha256.clone(),
-                    bytes: e.bytes,
-                    rule_id: r.rule.id.clone(),
-                    policy_version: r.current_policy_version.clone(),
-                    basis: basis.clone(),
-                    approvers: approvers.join(", "),
-                    executed_at: rfc3339(now_us()),
-                };
-                sqlx::query(
-                    "INSERT INTO destruction_register (id, request_id, session_id, project_code, recording_id, source, seq, object_key, sha256, bytes, rule_id, policy_version, basis, approvers, executed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-                )
-                .bind(&entry.id)
-                .bind(id)
-                .bind(&s.id)
-                .bind(&s.project_code)
-                .bind(&rec.id)
-                .bind(&rec.source_name)
-                .bind(e.seq)
-                .bind(&e.object_key)
-                .bind(&e.sha256)
-                .bind(e.bytes)
-                .bind(&entry.rule_id)
-                .bind(&entry.policy_version)
-                .bind(&basis)
-                .bind(&entry.approvers)
-                .bind(now_us())
-                .execute(pool)
-                .await?;
-                register.push(entry);
-            }
-            // What did go is closed by a tombstone even when the store refused the rest, so the
-            // chain never shows a lawful deletion as a missing object; the rest can be retried.
-            let doomed = gone;
-            let last = entries.last().expect("a chain has its genesis");
-            let seqs: Vec<i64> = doomed.iter().map(|e| e.seq).collect();
-            let tombstone = Entry {
-                recording_id: rec.id.clone(),
-                seq: last.seq + 1,
-                kind: EntryKind::Tombstone,
-                object_key: String::new(),
-                wall_start_us: now_us(),
-                duration_us: 0,
-                bytes: doomed.iter().map(|e| e.bytes).sum(),
-                sha256: chain::tombstone_digest(&doomed),
-                clock: "server".into(),
-                detail: chain::tombstone_detail(&seqs, id, &r.rule.id, &approvers),
-                prev_hash: last.entry_hash.clone(),
-                entry_hash: String::new(),
-            }
-            .seal();
-            if !doomed.is_empty() {
-                index::insert_entry(pool, &tombstone).await?;
-            }
-            if let Some(why) = failure {
-                sqlx::query("UPDATE destruction_requests SET state = 'approved', executed_by = NULL, executed_at = NULL WHERE id = $1")
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
-                return Err(DestructionError::Store(why));
-            }
-        }
-        index::set_session_state(pool, &s.id, SessionState::Destroyed, None, None).await?;
+    Ok(())
+}
+
+/// Gives the claim back after the store refused a deletion: the request is approved again, and
+/// a retry carries on with the sessions not yet destroyed.
+async fn release_claim(pool: &Pool, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE destruction_requests SET state = $1, executed_by = NULL, executed_at = NULL WHERE id = $2",
+    )
+    .bind(RequestState::Approved)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// One `destruction_execute` entry per session in the register: its project, and how many of
+/// its objects were destroyed.
+async fn audit_executed(
+    pool: &Pool,
+    actor: &Actor,
+    id: &str,
+    register: &[RegisterEntry],
+) -> Result<(), sqlx::Error> {
+    let mut sessions: Vec<&RegisterEntry> = register.iter().collect();
+    sessions.dedup_by(|a, b| a.session_id == b.session_id);
+    for first in sessions {
+        let objects = register
+            .iter()
+            .filter(|r| r.session_id == first.session_id)
+            .count();
+        audit::Event::new(actor, "destruction_execute")
+            .session(&first.session_id, &first.project_code)
+            .target(id)
+            .reason(format!("{objects} objects destroyed"))
+            .append(pool)
+            .await?;
     }
-    Ok(register)
+    Ok(())
+}
+
+/// One run of an approved request: where its objects are deleted, and what its register
+/// entries and tombstones name.
+struct Execution<'a> {
+    pool: &'a Pool,
+    store: &'a Store,
+    worm: Option<&'a StoreConfig>,
+    request_id: &'a str,
+    approvers: Vec<String>,
+}
+
+/// The rule that lets a session go, as its register entries and tombstones name it.
+struct Grounds {
+    rule_id: String,
+    policy_version: String,
+    basis: String,
+}
+
+impl Execution<'_> {
+    /// Destroys every recording of a session, then marks the session destroyed. Stops at the
+    /// first refusal of the store (`RetentionError::Store`), with what did go registered and
+    /// tombstoned.
+    async fn destroy_session(
+        &self,
+        policies: &Policies,
+        session_id: &str,
+        register: &mut Vec<RegisterEntry>,
+    ) -> Result<(), RetentionError> {
+        let s = index::existing_session(self.pool, session_id).await?;
+        let r = super::view(self.pool, policies, &s).await?;
+        let grounds = Grounds {
+            basis: format!("{} {}", r.rule.basis.law, r.rule.basis.article),
+            rule_id: r.rule.id,
+            policy_version: r.current_policy_version,
+        };
+        for rec in index::recordings(self.pool, &s.id).await? {
+            self.destroy_recording(&s, &rec, &grounds, register).await?;
+        }
+        index::set_session_state(self.pool, &s.id, SessionState::Destroyed, None, None).await?;
+        Ok(())
+    }
+
+    /// Deletes and registers each media object of a recording not destroyed yet, then closes
+    /// what went with a tombstone, even when the store refused the rest, so that the chain never
+    /// shows a lawful deletion as a missing object; the rest can be retried.
+    async fn destroy_recording(
+        &self,
+        s: &SessionRow,
+        rec: &RecordingRow,
+        grounds: &Grounds,
+        register: &mut Vec<RegisterEntry>,
+    ) -> Result<(), RetentionError> {
+        let entries = index::entries(self.pool, &rec.id).await?;
+        let already = chain::destroyed_entries(&entries).unwrap_or_default();
+        let mut gone: Vec<&Entry> = Vec::new();
+        let mut failure = None;
+        for e in entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Media && !already.contains(&e.seq))
+        {
+            if let Err(why) = remove(self.store, self.worm, self.pool, &s.id, e).await {
+                failure = Some(why);
+                break;
+            }
+            gone.push(e);
+            register.push(self.register_object(s, rec, e, grounds).await?);
+        }
+        self.write_tombstone(rec, &entries, &gone, grounds).await?;
+        match failure {
+            Some(why) => Err(RetentionError::Store(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the permanent register entry of one deleted object.
+    async fn register_object(
+        &self,
+        s: &SessionRow,
+        rec: &RecordingRow,
+        e: &Entry,
+        grounds: &Grounds,
+    ) -> Result<RegisterEntry, sqlx::Error> {
+        let at = now_us();
+        let entry = RegisterEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: self.request_id.into(),
+            session_id: s.id.clone(),
+            project_code: s.project_code.clone(),
+            source: rec.source_name.clone(),
+            seq: e.seq,
+            object_key: e.object_key.clone(),
+            sha256: e.sha256.clone(),
+            bytes: e.bytes,
+            rule_id: grounds.rule_id.clone(),
+            policy_version: grounds.policy_version.clone(),
+            basis: grounds.basis.clone(),
+            approvers: self.approvers.join(", "),
+            executed_at: rfc3339(at),
+        };
+        sqlx::query(
+            "INSERT INTO destruction_register (id, request_id, session_id, project_code, recording_id, source, seq, object_key, sha256, bytes, rule_id, policy_version, basis, approvers, executed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+        )
+        .bind(&entry.id)
+        .bind(self.request_id)
+        .bind(&s.id)
+        .bind(&s.project_code)
+        .bind(&rec.id)
+        .bind(&rec.source_name)
+        .bind(e.seq)
+        .bind(&e.object_key)
+        .bind(&e.sha256)
+        .bind(e.bytes)
+        .bind(&entry.rule_id)
+        .bind(&entry.policy_version)
+        .bind(&entry.basis)
+        .bind(&entry.approvers)
+        .bind(at)
+        .execute(self.pool)
+        .await?;
+        Ok(entry)
+    }
+
+    /// Appends to a chain the tombstone of the objects that went (nothing when none did): which
+    /// entries, their digest, and the request, rule and approvers that allowed it.
+    async fn write_tombstone(
+        &self,
+        rec: &RecordingRow,
+        entries: &[Entry],
+        gone: &[&Entry],
+        grounds: &Grounds,
+    ) -> Result<(), sqlx::Error> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let last = entries.last().expect("a chain has its genesis");
+        let seqs: Vec<i64> = gone.iter().map(|e| e.seq).collect();
+        let tombstone = Entry {
+            recording_id: rec.id.clone(),
+            seq: last.seq + 1,
+            kind: EntryKind::Tombstone,
+            object_key: String::new(),
+            wall_start_us: now_us(),
+            duration_us: 0,
+            bytes: gone.iter().map(|e| e.bytes).sum(),
+            sha256: chain::tombstone_digest(gone),
+            clock: "server".into(),
+            detail: chain::tombstone_detail(
+                &seqs,
+                self.request_id,
+                &grounds.rule_id,
+                &self.approvers,
+            ),
+            prev_hash: last.entry_hash.clone(),
+            entry_hash: String::new(),
+        }
+        .seal();
+        index::insert_entry(self.pool, &tombstone).await
+    }
 }
 
 /// Deletes one object: a versioned delete on Object Lock storage (which the server refuses while

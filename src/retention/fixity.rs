@@ -52,7 +52,7 @@ pub async fn run(
     store: &Store,
     state: &FixityState,
     bytes_per_second: f64,
-    requested_by: &str,
+    requested_by: &audit::Actor,
 ) -> Result<Option<FixityReport>, sqlx::Error> {
     if state.running.swap(true, Ordering::SeqCst) {
         return Ok(None);
@@ -67,16 +67,62 @@ pub async fn run(
     Ok(Some(report))
 }
 
+/// Starts a run now in the background, asked for by `requested_by`; its report appears among
+/// `reports`, its outcome in the log.
+pub fn start(
+    pool: Pool,
+    store: Store,
+    state: Arc<FixityState>,
+    bytes_per_second: f64,
+    requested_by: audit::Actor,
+) {
+    tokio::spawn(async move {
+        match run(&pool, &store, &state, bytes_per_second, &requested_by).await {
+            Ok(Some(r)) => tracing::info!(report = %r.id, intact = r.intact, "fixity run finished"),
+            Ok(None) => tracing::info!("fixity run already under way"),
+            Err(e) => tracing::warn!(error = %e, "fixity run failed"),
+        }
+    });
+}
+
 async fn run_once(
     pool: &Pool,
     store: &Store,
     bytes_per_second: f64,
-    requested_by: &str,
+    requested_by: &audit::Actor,
 ) -> Result<FixityReport, sqlx::Error> {
     let started_us = now_us();
+    let walk = check_all(pool, store, bytes_per_second).await?;
+    let report = FixityReport {
+        id: uuid::Uuid::now_v7().to_string(),
+        started_at: rfc3339(started_us),
+        finished_at: rfc3339(now_us()),
+        objects: walk.objects,
+        bytes: walk.bytes,
+        intact: walk.failures.is_empty(),
+        failures: walk.failures,
+        requested_by: requested_by.name(),
+    };
+    record(pool, &report, started_us).await?;
+    Ok(report)
+}
+
+/// What one walk over the stored objects found.
+struct Walk {
+    objects: i64,
+    bytes: i64,
+    failures: Vec<FixityFailure>,
+}
+
+/// Re-hashes every stored object not lawfully destroyed against its chain entry, never faster
+/// than `bytes_per_second`.
+async fn check_all(pool: &Pool, store: &Store, bytes_per_second: f64) -> Result<Walk, sqlx::Error> {
     let started = Instant::now();
-    let (mut objects, mut bytes) = (0i64, 0i64);
-    let mut failures = Vec::new();
+    let mut walk = Walk {
+        objects: 0,
+        bytes: 0,
+        failures: Vec::new(),
+    };
     let sessions: Vec<String> = sqlx::query("SELECT id FROM sessions ORDER BY started_at")
         .fetch_all(pool)
         .await?
@@ -94,7 +140,7 @@ async fn run_once(
                 }
                 if let Err(problem) = crate::ledger::verify::check_object(store, &e).await {
                     tracing::error!(session = %session_id, source = %rec.source_name, seq = e.seq, key = %e.object_key, %problem, "fixity: stored object does not match its chain entry");
-                    failures.push(FixityFailure {
+                    walk.failures.push(FixityFailure {
                         session_id: session_id.clone(),
                         source: rec.source_name.clone(),
                         seq: e.seq,
@@ -102,42 +148,41 @@ async fn run_once(
                         problem,
                     });
                 }
-                objects += 1;
-                bytes += e.bytes;
+                walk.objects += 1;
+                walk.bytes += e.bytes;
                 // Rate limit: never ahead of bytes_per_second.
-                let due = Duration::from_secs_f64(bytes as f64 / bytes_per_second.max(1.0));
+                let due = Duration::from_secs_f64(walk.bytes as f64 / bytes_per_second.max(1.0));
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     tokio::time::sleep(wait).await;
                 }
             }
         }
     }
-    let report = FixityReport {
-        id: uuid::Uuid::now_v7().to_string(),
-        started_at: rfc3339(started_us),
-        finished_at: rfc3339(now_us()),
-        objects,
-        bytes,
-        intact: failures.is_empty(),
-        failures,
-        requested_by: requested_by.into(),
-    };
+    Ok(walk)
+}
+
+/// Keeps a run's report and writes its outcome to the audit trail.
+async fn record(pool: &Pool, report: &FixityReport, started_us: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO fixity_reports (id, started_at, finished_at, objects, bytes, failures, intact, requested_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
     )
     .bind(&report.id)
     .bind(started_us)
     .bind(now_us())
-    .bind(objects)
-    .bind(bytes)
+    .bind(report.objects)
+    .bind(report.bytes)
     .bind(serde_json::to_string(&report.failures).unwrap_or_default())
     .bind(i64::from(report.intact))
-    .bind(requested_by)
+    .bind(&report.requested_by)
     .execute(pool)
     .await?;
-    audit::Event::new(&audit::Actor::local(requested_by), "fixity_check")
+    // A run is the server's own work: whoever asked for it, it is recorded from `local`.
+    audit::Event::new(&audit::Actor::local(&report.requested_by), "fixity_check")
         .target(&report.id)
-        .reason(format!("{objects} objects, {bytes} bytes"))
+        .reason(format!(
+            "{} objects, {} bytes",
+            report.objects, report.bytes
+        ))
         .outcome(if report.intact {
             audit::Outcome::Result("intact".into())
         } else {
@@ -148,7 +193,7 @@ async fn run_once(
         })
         .append(pool)
         .await?;
-    Ok(report)
+    Ok(())
 }
 
 pub async fn reports(pool: &Pool, limit: i64) -> Result<Vec<FixityReport>, sqlx::Error> {
@@ -188,7 +233,8 @@ pub fn spawn_periodic(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = run(&pool, &store, &state, bytes_per_second, "system").await {
+            let system = audit::Actor::local("system");
+            if let Err(e) = run(&pool, &store, &state, bytes_per_second, &system).await {
                 tracing::warn!(error = %e, "fixity run failed; will retry at the next interval");
             }
         }

@@ -1,15 +1,21 @@
 //! Retention: how long each record is kept and why (`policy`: the rules in
-//! `storage-policies/`), the business events that start the clocks (projects closed,
-//! procurement ended), legal holds that freeze deletion (`holds`), and the HTTP face (`api`).
+//! `storage-policies/`), the business events that start the clocks (`projects`: closed,
+//! procurement ended), legal holds that freeze deletion (`holds`, `complaints`), what a
+//! regulator may see of it (`scope`), and lawful destruction (`destruction`). Each operation
+//! here is whole: validation, the rule, the SQL and its audit entry, whoever calls it.
 //!
-//! Nothing here deletes anything: expiry only makes a record a *candidate*; lawful destruction
+//! Expiry alone deletes nothing: it only makes a record a *candidate*; lawful destruction
 //! (appraisal, two approvers, a permanent register) is a separate, later step.
 
 pub mod candidates;
+pub mod complaints;
 pub mod destruction;
+mod error;
 pub mod fixity;
 pub mod holds;
 pub mod policy;
+pub mod projects;
+pub mod scope;
 pub mod worm_sync;
 
 use chrono::{DateTime, Months, Utc};
@@ -19,59 +25,8 @@ use sqlx::Row;
 use crate::audit;
 use crate::db::{Pool, now_us, rfc3339};
 use crate::ledger::index::SessionRow;
-use policy::{Policies, Rule, record_class_of_session};
-
-/// Business events of a project that start retention clocks; None while they have not happened.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ProjectEvents {
-    pub closed_at_us: Option<i64>,
-    pub procurement_ended_at_us: Option<i64>,
-}
-
-pub async fn project_events(pool: &Pool, project_code: &str) -> Result<ProjectEvents, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT closed_at, procurement_ended_at FROM projects WHERE project_code = $1")
-            .bind(project_code)
-            .fetch_optional(pool)
-            .await?;
-    Ok(match row {
-        Some(r) => ProjectEvents {
-            closed_at_us: r.try_get("closed_at")?,
-            procurement_ended_at_us: r.try_get("procurement_ended_at")?,
-        },
-        None => ProjectEvents::default(),
-    })
-}
-
-/// Records that a project closed or its procurement ended (each at most once: the first date
-/// stands, so that nobody can move a clock by re-sending an event).
-pub async fn set_project_events(
-    pool: &Pool,
-    project_code: &str,
-    closed_at_us: Option<i64>,
-    procurement_ended_at_us: Option<i64>,
-) -> Result<ProjectEvents, sqlx::Error> {
-    let now = now_us();
-    // Two single statements rather than a read-then-write transaction: under SQLite's WAL a
-    // read lock upgraded to a write lock can fail at once while another writer is busy.
-    sqlx::query(
-        "INSERT INTO projects (project_code, updated_at) VALUES ($1, $2) ON CONFLICT (project_code) DO NOTHING",
-    )
-    .bind(project_code)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "UPDATE projects SET closed_at = COALESCE(closed_at, $1), procurement_ended_at = COALESCE(procurement_ended_at, $2), updated_at = $3 WHERE project_code = $4",
-    )
-    .bind(closed_at_us)
-    .bind(procurement_ended_at_us)
-    .bind(now)
-    .bind(project_code)
-    .execute(pool)
-    .await?;
-    project_events(pool, project_code).await
-}
+pub use error::RetentionError;
+use policy::{ClockStart, Policies, Rule, record_class_of_session};
 
 /// A session's retention, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -83,7 +38,7 @@ pub struct RetentionView {
     pub current_policy_version: String,
     /// The longest minimum ever in force for this session (never shortened).
     pub retention_months: i64,
-    pub clock_starts: String,
+    pub clock_starts: ClockStart,
     pub clock_started_at: Option<String>,
     /// None while the clock has not started (e.g. the project is still open): never expires.
     pub retain_until: Option<String>,
@@ -199,12 +154,11 @@ pub async fn view(
     let months: i64 = row
         .try_get::<i64, _>("retention_months")?
         .max(i64::from(current.minimum_months));
-    let events = project_events(pool, &s.project_code).await?;
-    let started = match current.clock_starts.as_str() {
-        "session_end" | "record_created" => s.stopped_at_us,
-        "project_closed" => events.closed_at_us,
-        "procurement_end" => events.procurement_ended_at_us.or(events.closed_at_us),
-        _ => None,
+    let events = projects::events(pool, &s.project_code).await?;
+    let started = match current.clock_starts {
+        ClockStart::SessionEnd | ClockStart::RecordCreated => s.stopped_at_us,
+        ClockStart::ProjectClosed => events.closed_at_us,
+        ClockStart::ProcurementEnd => events.procurement_ended_at_us.or(events.closed_at_us),
     };
     let until = started.and_then(|t| add_months(t, months));
     let holds = holds::active_for_session(pool, s).await?;
@@ -218,7 +172,7 @@ pub async fn view(
         policy_version: recorded_version,
         current_policy_version: policies.version.clone(),
         retention_months: months,
-        clock_starts: current.clock_starts.clone(),
+        clock_starts: current.clock_starts,
         clock_started_at: started.map(rfc3339),
         retain_until: until.map(rfc3339),
         state: state.into(),

@@ -8,10 +8,11 @@
 use chrono::{DateTime, Months, Utc};
 use sqlx::Row;
 
+use super::RetentionView;
 use super::policy::Policies;
 use crate::config::StoreConfig;
 use crate::db::Pool;
-use crate::ledger::chain::{self, EntryKind};
+use crate::ledger::chain::{self, Entry, EntryKind};
 use crate::ledger::index;
 
 /// What one round changed.
@@ -133,10 +134,35 @@ pub async fn sync(
         let Some(s) = index::session(pool, &id).await? else {
             continue;
         };
-        let view = super::view(pool, policies, &s).await?;
+        let want = Wanted::of(&super::view(pool, policies, &s).await?, now);
+        for rec in index::recordings(pool, &s.id).await? {
+            let entries = index::entries(pool, &rec.id).await?;
+            let destroyed = chain::destroyed_entries(&entries).unwrap_or_default();
+            for e in entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Media && !destroyed.contains(&e.seq))
+            {
+                sync_object(pool, cfg, &s.id, e, &want, &mut report).await?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What a session's objects should carry: a retain-until (extended when theirs is below
+/// `refresh_below`), and whether they are held.
+struct Wanted {
+    until: DateTime<Utc>,
+    refresh_below: DateTime<Utc>,
+    held: bool,
+}
+
+impl Wanted {
+    /// From a session's retention: a known end, that date; an open project, the minimum from
+    /// now, in steps.
+    fn of(view: &RetentionView, now: DateTime<Utc>) -> Wanted {
         let months = u32::try_from(view.retention_months).unwrap_or(u32::MAX);
-        // Known end: that date. Open project: the minimum from now, in steps.
-        let (wanted, refresh_below) = match view
+        let (until, refresh_below) = match view
             .retain_until
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -147,63 +173,68 @@ pub async fn sync(
                 (full, full - chrono::Duration::days(EXTEND_STEP_DAYS))
             }
         };
-        let held = !view.holds.is_empty();
-        for rec in index::recordings(pool, &s.id).await? {
-            let entries = index::entries(pool, &rec.id).await?;
-            let destroyed = chain::destroyed_entries(&entries).unwrap_or_default();
-            for e in entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::Media && !destroyed.contains(&e.seq))
-            {
-                let version = match version_of(pool, cfg, &s.id, &e.object_key).await {
-                    Ok(v) => v,
-                    Err(err) => {
-                        report.errors.push(err);
-                        continue;
-                    }
-                };
-                let Some(r) = recorded(pool, &e.object_key).await? else {
-                    continue;
-                };
-                if r.retain_until_us == 0 {
-                    report.versions_recorded += 1;
-                }
-                if r.retain_until_us < micros(refresh_below) && micros(wanted) > r.retain_until_us {
-                    match crate::worm::retain_until(cfg, &e.object_key, &version, wanted).await {
-                        Ok(()) => {
-                            sqlx::query("UPDATE object_versions SET retain_until = $1 WHERE object_key = $2")
-                                .bind(micros(wanted))
-                                .bind(&e.object_key)
-                                .execute(pool)
-                                .await?;
-                            report.retention_extended += 1;
-                        }
-                        Err(err) => report.errors.push(err.to_string()),
-                    }
-                }
-                if r.legal_hold != held {
-                    match crate::worm::set_legal_hold(cfg, &e.object_key, &version, held).await {
-                        Ok(()) => {
-                            sqlx::query(
-                                "UPDATE object_versions SET legal_hold = $1 WHERE object_key = $2",
-                            )
-                            .bind(i64::from(held))
-                            .bind(&e.object_key)
-                            .execute(pool)
-                            .await?;
-                            if held {
-                                report.holds_placed += 1;
-                            } else {
-                                report.holds_released += 1;
-                            }
-                        }
-                        Err(err) => report.errors.push(err.to_string()),
-                    }
-                }
-            }
+        Wanted {
+            until,
+            refresh_below,
+            held: !view.holds.is_empty(),
         }
     }
-    Ok(report)
+}
+
+/// Brings one object's lock in line with what its session wants: its version recorded, its
+/// retention extended, its legal hold mirrored. What the store refuses goes into the report.
+async fn sync_object(
+    pool: &Pool,
+    cfg: &StoreConfig,
+    session_id: &str,
+    e: &Entry,
+    want: &Wanted,
+    report: &mut SyncReport,
+) -> Result<(), sqlx::Error> {
+    let version = match version_of(pool, cfg, session_id, &e.object_key).await {
+        Ok(v) => v,
+        Err(err) => {
+            report.errors.push(err);
+            return Ok(());
+        }
+    };
+    let Some(r) = recorded(pool, &e.object_key).await? else {
+        return Ok(());
+    };
+    if r.retain_until_us == 0 {
+        report.versions_recorded += 1;
+    }
+    if r.retain_until_us < micros(want.refresh_below) && micros(want.until) > r.retain_until_us {
+        match crate::worm::retain_until(cfg, &e.object_key, &version, want.until).await {
+            Ok(()) => {
+                sqlx::query("UPDATE object_versions SET retain_until = $1 WHERE object_key = $2")
+                    .bind(micros(want.until))
+                    .bind(&e.object_key)
+                    .execute(pool)
+                    .await?;
+                report.retention_extended += 1;
+            }
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+    if r.legal_hold != want.held {
+        match crate::worm::set_legal_hold(cfg, &e.object_key, &version, want.held).await {
+            Ok(()) => {
+                sqlx::query("UPDATE object_versions SET legal_hold = $1 WHERE object_key = $2")
+                    .bind(i64::from(want.held))
+                    .bind(&e.object_key)
+                    .execute(pool)
+                    .await?;
+                if want.held {
+                    report.holds_placed += 1;
+                } else {
+                    report.holds_released += 1;
+                }
+            }
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+    Ok(())
 }
 
 /// Runs `sync` every `every` while the server runs.
