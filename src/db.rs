@@ -64,18 +64,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Unix microseconds now: the one time unit stored in SQL.
-pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
-/// Unix microseconds as RFC 3339 for JSON.
-pub fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 /// A name outside a closed set: says which set and what it holds.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what} {value:?} is not valid, expected one of: {expected}")]

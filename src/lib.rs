@@ -19,4 +19,5 @@ pub mod services;
 pub mod sessions;
 pub mod simulator;
 pub mod store;
+pub mod time;
 pub mod worm;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules of `src/`, lowest first. A module may use the modules before it, never
 /// those after it.
 const LAYERS: &[&str] = &[
+    "time",
     "config",
     "db",
     "error",

@@ -4,8 +4,9 @@
 
 use sqlx::Row;
 
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
 use crate::ledger::manifest::Signer;
+use crate::time::now_us;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Checkpoint {

@@ -11,7 +11,8 @@ pub mod verify;
 
 use sqlx::Row;
 
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
+use crate::time::now_us;
 
 pub use actor::Actor;
 

@@ -42,7 +42,7 @@ pub async fn verify(pool: &Pool, public_key: &str) -> Result<AuditReport, sqlx::
                 problems.push(format!(
                     "audit entry {}: differs from the checkpoint signed at {} (entries rewritten)",
                     e.seq,
-                    crate::db::rfc3339(c.at_us)
+                    crate::time::rfc3339(c.at_us)
                 ));
             }
         }

@@ -155,7 +155,7 @@ pub async fn probe_room(
         recordable: sources.iter().all(|s| s.recordable),
         room_id: room.id,
         room_name: room.name,
-        probed_at: crate::db::rfc3339(crate::db::now_us()),
+        probed_at: crate::time::rfc3339(crate::time::now_us()),
         listen_seconds: listen.as_secs_f64(),
         sources,
     })

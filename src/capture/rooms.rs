@@ -5,8 +5,9 @@ use sqlx::Row;
 
 use crate::capture::template::Templates;
 use crate::capture::transport::{self, Transport};
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
 use crate::error::{CoreError, is_unique_violation};
+use crate::time::now_us;
 
 /// Kinds of room in a trading centre.
 pub const ROOM_KINDS: &[&str] = &[
@@ -306,8 +307,8 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
         kind: row.try_get("kind")?,
         location: row.try_get("location")?,
         sources,
-        created_at: crate::db::rfc3339(row.try_get("created_at")?),
-        updated_at: crate::db::rfc3339(row.try_get("updated_at")?),
+        created_at: crate::time::rfc3339(row.try_get("created_at")?),
+        updated_at: crate::time::rfc3339(row.try_get("updated_at")?),
     })
 }
 

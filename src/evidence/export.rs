@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use sm3::Sm3;
 
 use crate::audit;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::error::CoreError;
 use crate::evidence::archive::ArchiveWriter;
 pub use crate::evidence::archive::Format;
@@ -25,6 +25,7 @@ use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
 use crate::ledger::manifest::{self, Signer};
 use crate::store::Store;
+use crate::time::{now_us, rfc3339};
 
 /// The chain of one recording as it travels in a package: `data/chain/{source}.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,17 +56,6 @@ pub struct Selection {
     pub from_us: Option<i64>,
     #[serde(default)]
     pub to_us: Option<i64>,
-}
-
-/// An optional RFC 3339 time as Unix µs, or a message naming the field and the value.
-pub fn parse_wall_clock(field: &str, value: Option<&str>) -> Result<Option<i64>, String> {
-    value
-        .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_micros())
-                .map_err(|e| format!("{field} {s:?}: expected RFC 3339 time: {e}"))
-        })
-        .transpose()
 }
 
 impl Selection {

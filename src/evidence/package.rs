@@ -640,7 +640,7 @@ fn check_entry(
             source,
             e.seq,
             e.duration_us as f64 / 1e6,
-            crate::db::rfc3339(e.wall_start_us),
+            crate::time::rfc3339(e.wall_start_us),
             e.detail
         )),
         EntryKind::Media => chains

@@ -2,8 +2,8 @@
 //! recorded wall clock, a discontinuity where a gap is). The segments themselves are served byte
 //! for byte from the store by `http/replay.rs`.
 
-use crate::db::rfc3339;
 use crate::ledger::chain::{Entry, EntryKind};
+use crate::time::rfc3339;
 
 /// The HLS media playlist of one recording. `live` playlists have no end tag. `segment_query`
 /// (e.g. `?reason=…`) is appended to each segment address: players resolve segment URIs against

@@ -55,7 +55,7 @@ async fn list(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let time = |field: &str, v: &Option<String>| {
-        crate::evidence::export::parse_wall_clock(field, v.as_deref()).map_err(bad)
+        crate::time::parse_wall_clock(field, v.as_deref()).map_err(bad)
     };
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -161,7 +161,7 @@ fn cell(text: &str) -> String {
 fn csv_row(e: &AuditEntry) -> Vec<String> {
     vec![
         e.seq.to_string(),
-        crate::db::rfc3339(e.at_us),
+        crate::time::rfc3339(e.at_us),
         cell(&e.actor),
         cell(&e.actor_role),
         cell(&e.address),

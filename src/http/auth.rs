@@ -7,13 +7,13 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use crate::db::now_us;
 use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
 use crate::identity::caller::{Caller, Via};
 use crate::identity::roles::{PERMISSIONS, Permission};
 use crate::identity::users::UserView;
 use crate::identity::{login, logins, password, totp, users};
+use crate::time::now_us;
 
 /// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
 /// says their method, path and access).

@@ -114,7 +114,7 @@ fn view(id: &str, j: &Job) -> JobView {
 }
 
 fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
-    export::parse_wall_clock(field, v.as_deref())
+    crate::time::parse_wall_clock(field, v.as_deref())
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))
 }
 

@@ -147,7 +147,7 @@ async fn download_mp4(
     let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
     let time = |field: &str, v: &Option<String>| {
-        crate::evidence::export::parse_wall_clock(field, v.as_deref())
+        crate::time::parse_wall_clock(field, v.as_deref())
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))
     };
     let selection = crate::evidence::export::Selection {

@@ -10,7 +10,6 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use crate::evidence::export::parse_wall_clock;
 use crate::http::access::{Audited, CurrentActor};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 use crate::ledger::index::existing_session;
@@ -20,6 +19,7 @@ use crate::retention::destruction;
 use crate::retention::holds::{self, HoldRequest};
 use crate::retention::projects::{self, EventDate, ProjectCode};
 use crate::retention::{RetentionError, fixity};
+use crate::time::parse_wall_clock;
 
 /// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
 /// says their method, path and access).
@@ -148,8 +148,8 @@ async fn project(
     let p = projects::view(&s.pool, &actor.scope(), &code).await?;
     Ok(Json(serde_json::json!({
         "project_code": project,
-        "closed_at": p.events.closed_at_us.map(crate::db::rfc3339),
-        "procurement_ended_at": p.events.procurement_ended_at_us.map(crate::db::rfc3339),
+        "closed_at": p.events.closed_at_us.map(crate::time::rfc3339),
+        "procurement_ended_at": p.events.procurement_ended_at_us.map(crate::time::rfc3339),
         "open": p.events.closed_at_us.is_none(),
         "holds": p.holds,
     })))
@@ -179,8 +179,8 @@ async fn project_events(
         Extension(Audited),
         Json(serde_json::json!({
             "project_code": project,
-            "closed_at": events.closed_at_us.map(crate::db::rfc3339),
-            "procurement_ended_at": events.procurement_ended_at_us.map(crate::db::rfc3339),
+            "closed_at": events.closed_at_us.map(crate::time::rfc3339),
+            "procurement_ended_at": events.procurement_ended_at_us.map(crate::time::rfc3339),
         })),
     )
         .into_response())

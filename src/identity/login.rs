@@ -6,7 +6,8 @@ use super::users::{self, User};
 use super::{logins, password, totp};
 use crate::audit::{self, Actor, Outcome};
 use crate::config::IdentityConfig;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
+use crate::time::{now_us, rfc3339};
 
 /// Why a login failed. The caller learns only what it may (a wrong name and a wrong password
 /// read alike); the audit trail has the detail.

@@ -5,7 +5,8 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::password::random_token;
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
+use crate::time::now_us;
 
 pub const COOKIE: &str = "witness_session";
 

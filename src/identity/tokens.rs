@@ -8,7 +8,8 @@ use sqlx::Row;
 
 use super::password::random_token;
 use super::roles::Permission;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
+use crate::time::{now_us, rfc3339};
 
 pub const PREFIX: &str = "wit_";
 

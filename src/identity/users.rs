@@ -4,8 +4,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::roles::Role;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::ledger::values::Category;
+use crate::time::{now_us, rfc3339};
 
 #[derive(Debug, Clone)]
 pub struct User {

@@ -109,7 +109,7 @@ pub fn stamp(server_us: i64, camera_us: Option<i64>, max_offset_us: i64) -> Stam
             note: Some(format!(
                 "camera clock {:+.3} s from server (camera said {}), beyond the {:.1} s bound: server clock used",
                 offset as f64 / 1e6,
-                crate::db::rfc3339(camera),
+                crate::time::rfc3339(camera),
                 max_offset_us as f64 / 1e6
             )),
             corrected: true,

@@ -148,8 +148,8 @@ impl Verdict {
 pub fn describe(source: &str, u: &Uncovered) -> String {
     format!(
         "source {source}: not covered from {} to {} ({:.1} s, after seq {})",
-        crate::db::rfc3339(u.from_us),
-        crate::db::rfc3339(u.to_us),
+        crate::time::rfc3339(u.from_us),
+        crate::time::rfc3339(u.to_us),
         u.seconds(),
         u.after_seq
     )

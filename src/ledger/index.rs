@@ -4,10 +4,11 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
 use crate::error::CoreError;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::values::{Category, SessionKind, SessionState};
+use crate::time::now_us;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionRow {

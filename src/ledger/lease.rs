@@ -4,7 +4,8 @@
 
 use sqlx::Row;
 
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
+use crate::time::now_us;
 
 /// Takes (or keeps) the room's lease for `ttl_us`; false when another node holds it.
 pub async fn acquire(

@@ -138,7 +138,7 @@ pub async fn verify_session(
         verdict,
         uncovered,
         coverage_tolerance_us: tolerance_us,
-        stopped_at: stop_us.map(crate::db::rfc3339),
+        stopped_at: stop_us.map(crate::time::rfc3339),
         first_failure,
         failures,
         recordings: checks,
@@ -281,8 +281,8 @@ pub fn uncovered_views(source: &str, c: &coverage::Coverage) -> Vec<UncoveredVie
         .iter()
         .map(|u| UncoveredView {
             source: source.into(),
-            from: crate::db::rfc3339(u.from_us),
-            to: crate::db::rfc3339(u.to_us),
+            from: crate::time::rfc3339(u.from_us),
+            to: crate::time::rfc3339(u.to_us),
             seconds: u.seconds(),
             after_seq: u.after_seq,
             problem: "hole".into(),

@@ -3,8 +3,8 @@
 use crate::ledger::values::{Category, SessionKind, SessionState};
 use serde::Serialize;
 
-use crate::db::{now_us, rfc3339};
 use crate::ledger::index::SessionRow;
+use crate::time::{now_us, rfc3339};
 
 #[derive(Debug, Serialize)]
 pub struct ChainHead {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use object_store::PutPayload;
 use tokio::sync::mpsc;
 
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::ledger::chain::{ClockSource, Entry, EntryKind, one_line};
 use crate::ledger::clock;
 use crate::ledger::coverage::OVERLAP_MARK;
@@ -20,6 +20,7 @@ use crate::ledger::index;
 use crate::ledger::spool::{self, SegmentMeta};
 use crate::metrics::{Metrics, SourceStats};
 use crate::store::Store;
+use crate::time::{now_us, rfc3339};
 
 #[derive(Debug)]
 pub enum WriterMsg {
@@ -376,7 +377,7 @@ impl ChainWriter {
             .store(bytes * 8 * 1_000_000 / duration_us, Ordering::Relaxed);
         self.stats
             .last_segment_at_us
-            .store(crate::db::now_us() as u64, Ordering::Relaxed);
+            .store(crate::time::now_us() as u64, Ordering::Relaxed);
     }
 
     /// Seals and inserts the entry, retrying until the index accepts it.

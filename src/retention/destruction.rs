@@ -13,11 +13,12 @@ use super::error::text;
 use super::policy::Policies;
 use crate::audit::{self, Actor};
 use crate::config::StoreConfig;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::ledger::chain::{self, Entry, EntryKind};
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::values::SessionState;
 use crate::store::Store;
+use crate::time::{now_us, rfc3339};
 
 crate::text_enum! {
     /// An approver's decision on a destruction request.

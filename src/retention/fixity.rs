@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::audit;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::ledger::chain::EntryKind;
 use crate::ledger::index;
 use crate::store::Store;
+use crate::time::{now_us, rfc3339};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FixityFailure {

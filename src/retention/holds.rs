@@ -10,9 +10,10 @@ use super::error::text;
 use super::projects::ProjectCode;
 use super::{RetentionError, scope};
 use crate::audit::{self, Actor};
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::identity::caller::Scope;
 use crate::ledger::index::{self, SessionRow};
+use crate::time::{now_us, rfc3339};
 
 crate::text_enum! {
     /// What a hold covers.
@@ -310,8 +311,7 @@ pub async fn active_for_session(pool: &Pool, s: &SessionRow) -> Result<Vec<Hold>
             HoldScope::Range => {
                 let t = |v: &Option<String>| {
                     v.as_deref()
-                        .and_then(|x| chrono::DateTime::parse_from_rfc3339(x).ok())
-                        .map(|d| d.timestamp_micros())
+                        .and_then(|x| crate::time::parse_rfc3339(x).ok())
                 };
                 h.room_id.as_deref() == Some(&s.room_id)
                     && t(&h.from).is_none_or(|f| f < end)

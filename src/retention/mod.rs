@@ -23,8 +23,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::audit;
-use crate::db::{Pool, now_us, rfc3339};
+use crate::db::Pool;
 use crate::ledger::index::SessionRow;
+use crate::time::{now_us, rfc3339};
 pub use error::RetentionError;
 use policy::{ClockStart, Policies, Rule, record_class_of_session};
 

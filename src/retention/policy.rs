@@ -278,29 +278,31 @@ pub fn record_class_of_session(kind: &str) -> &'static str {
     }
 }
 
+/// The policy files shipped in `storage-policies/`, by file name (for tests).
+#[cfg(test)]
+pub(crate) fn shipped_files() -> BTreeMap<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn shipped() -> BTreeMap<String, String> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies");
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .map(|p| {
-                (
-                    p.file_name().unwrap().to_string_lossy().to_string(),
-                    std::fs::read_to_string(&p).unwrap(),
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn shipped_rules_load_and_match() {
-        let zj = Policies::from_files(&shipped(), "CN-ZJ").unwrap();
-        let cn = Policies::from_files(&shipped(), "CN-SH").unwrap();
+        let zj = Policies::from_files(&shipped_files(), "CN-ZJ").unwrap();
+        let cn = Policies::from_files(&shipped_files(), "CN-SH").unwrap();
         // (class, category) → rule id, in Zhejiang and elsewhere.
         for (class, category, in_zj, elsewhere) in [
             (
@@ -337,7 +339,7 @@ mod tests {
         }
         assert_eq!(zj.version.len(), 16);
         assert_ne!(zj.version, {
-            let mut f = shipped();
+            let mut f = shipped_files();
             f.get_mut("default.toml").unwrap().push('\n');
             Policies::from_files(&f, "CN-ZJ").unwrap().version
         });
@@ -346,7 +348,7 @@ mod tests {
     #[test]
     fn hostile_and_wrong_rules_are_refused_with_clear_errors() {
         let with = |name: &str, text: &str| {
-            let mut f = shipped();
+            let mut f = shipped_files();
             f.insert(name.into(), text.into());
             Policies::from_files(&f, "CN-ZJ")
                 .map(|_| ())
@@ -389,7 +391,7 @@ mod tests {
         assert!(with("twin.toml", &overlap).contains("same precedence"));
         assert!(with("z.toml", "id = 'z'\n[basis]\n").contains("z.toml"));
         assert!(with("bad.toml", "this is not toml").contains("bad.toml"));
-        let mut no_default = shipped();
+        let mut no_default = shipped_files();
         no_default.remove("default.toml");
         assert!(
             Policies::from_files(&no_default, "CN")

@@ -9,9 +9,10 @@ use super::RetentionError;
 use super::holds::{self, Hold};
 use super::scope;
 use crate::audit;
-use crate::db::{Pool, now_us};
+use crate::db::Pool;
 use crate::identity::caller::Scope;
 use crate::ledger::values::valid_code;
+use crate::time::now_us;
 
 /// A project code that can exist: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` (it goes into object keys).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -312,25 +312,8 @@ fn seal_tree(dir: &std::path::Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::path::Path;
 
     use super::*;
-
-    fn shipped() -> BTreeMap<String, String> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies");
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .map(|p| {
-                (
-                    p.file_name().unwrap().to_string_lossy().to_string(),
-                    std::fs::read_to_string(&p).unwrap(),
-                )
-            })
-            .collect()
-    }
 
     fn rule(id: &str, classes: &str, months: u32) -> String {
         format!(
@@ -343,7 +326,8 @@ mod tests {
         // The shipped rules keep every recording 15 years; the audit log's 6 months is no floor
         // for recordings.
         for jurisdiction in ["CN", "CN-ZJ"] {
-            let policies = Policies::from_files(&shipped(), jurisdiction).unwrap();
+            let policies =
+                Policies::from_files(&super::super::policy::shipped_files(), jurisdiction).unwrap();
             assert_eq!(
                 bucket_default_retention(&policies),
                 BucketRetention {
@@ -354,7 +338,7 @@ mod tests {
             );
         }
         // A shorter rule for other rooms lowers the floor; one for announcements does not.
-        let mut files = shipped();
+        let mut files = super::super::policy::shipped_files();
         files.insert("rooms.toml".into(), rule("rooms", "\"other_room_av\"", 120));
         files.insert("notes.toml".into(), rule("notes", "\"announcements\"", 12));
         let policies = Policies::from_files(&files, "CN").unwrap();

@@ -10,7 +10,6 @@ use tracing::Instrument;
 use crate::capture::recorder::{self, RecorderSpec, Stop};
 use crate::capture::rooms;
 use crate::capture::transport::Transport;
-use crate::db::now_us;
 use crate::error::{CoreError, is_unique_violation};
 use crate::ledger::chain::{self, Entry, EntryKind, ZERO_HASH};
 use crate::ledger::index::{self, RecordingRow, SessionRow};
@@ -20,6 +19,7 @@ use crate::ledger::values::{Category, SessionKind, SessionState, valid_code};
 use crate::ledger::views::SessionView;
 use crate::ledger::writer::{ChainWriter, TimeRules, WriterMsg, recording_prefix};
 use crate::metrics::SourceStats;
+use crate::time::now_us;
 
 use super::{Core, LiveSession, StartRequest};
 use crate::audit::{self, Actor};

@@ -6,12 +6,12 @@ use serde::Serialize;
 
 use super::Core;
 use crate::capture::rooms;
-use crate::db::now_us;
 use crate::error::CoreError;
 use crate::identity::caller::Scope;
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::views::SessionSummary;
 use crate::metrics::SourceStats;
+use crate::time::now_us;
 
 #[derive(Debug, Serialize)]
 pub struct SourceStatus {

@@ -3,7 +3,6 @@
 
 use crate::capture::recorder::Stop;
 use crate::capture::rooms;
-use crate::db::now_us;
 use crate::error::CoreError;
 use crate::ledger::index::{self, SessionRow, existing_session};
 use crate::ledger::lease;
@@ -11,6 +10,7 @@ use crate::ledger::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead};
 use crate::ledger::values::SessionState;
 use crate::ledger::views::SessionView;
 use crate::ledger::writer::{TimeRules, WriterMsg};
+use crate::time::now_us;
 
 use super::{Core, LiveSession};
 use crate::audit::{self, Actor};

@@ -1,13 +1,13 @@
 //! Sessions as the API shows them: one session with its recordings, segments and gaps, or a
 //! filtered list.
 
-use crate::db::rfc3339;
 use crate::error::CoreError;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index::{self, RecordingRow, SessionRow, existing_session};
 use crate::ledger::views::{
     ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView,
 };
+use crate::time::rfc3339;
 
 use super::Core;
 

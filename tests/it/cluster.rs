@@ -165,7 +165,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
         .await
         .unwrap();
     sqlx::query("UPDATE room_leases SET node_id = 'intruder', expires_at = $1 WHERE room_id = $2")
-        .bind(witness::db::now_us() + 4_000_000)
+        .bind(witness::time::now_us() + 4_000_000)
         .bind(&room)
         .execute(&mut db)
         .await
