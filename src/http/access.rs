@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::routes::{Access, Rule, find_rule};
+use super::policy::{Access, Rule, find_rule};
 use crate::audit;
 use crate::http::{ApiError, AppState};
 use crate::identity::caller::{Caller, Via};

@@ -21,7 +21,7 @@ use crate::evidence::export::{self, Format, Plan, Selection};
 use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

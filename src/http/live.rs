@@ -16,7 +16,7 @@ use crate::http::{ApiError, AppState, ClientAddr};
 use crate::ledger::index;
 use crate::sessions::status::{RoomStatus, watchable};
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

@@ -25,7 +25,7 @@ const PAGE_HEADERS: [(&str, &str); 4] = [
     ("cache-control", "no-cache"),
 ];
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

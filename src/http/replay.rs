@@ -20,7 +20,7 @@ use crate::ledger::index;
 use crate::ledger::index::existing_session;
 use crate::ledger::values::SessionState;
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

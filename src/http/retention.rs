@@ -17,11 +17,12 @@ use crate::retention::candidates::{self, Candidate};
 use crate::retention::complaints::{self, Complaint};
 use crate::retention::destruction;
 use crate::retention::holds::{self, HoldRequest};
-use crate::retention::projects::{self, EventDate, ProjectCode};
+use crate::retention::project_code::ProjectCode;
+use crate::retention::projects::{self, EventDate};
 use crate::retention::{RetentionError, fixity};
 use crate::time::parse_wall_clock;
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

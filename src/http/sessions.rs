@@ -15,7 +15,7 @@ use crate::ledger::verify::Report;
 use crate::ledger::views::SessionSummary;
 use crate::sessions::StartRequest;
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

@@ -9,7 +9,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::{ApiError, AppState};
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY`.
+/// This resource's handlers, by the action of their rule in `policy::POLICY`.
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {
         "health" => on(method, healthz),

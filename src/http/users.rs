@@ -13,7 +13,7 @@ use crate::identity::caller::Caller;
 use crate::identity::users::UserView;
 use crate::identity::{self, AddUser, ProfileChange, parse_role, users};
 
-/// This resource's handlers, by the action of their rule in `routes::POLICY` (which alone
+/// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {

@@ -3,7 +3,7 @@
 
 use super::error::text;
 use super::holds::{self, Hold, HoldScope, NewHold};
-use super::projects::ProjectCode;
+use super::project_code::ProjectCode;
 use super::{RetentionError, scope};
 use crate::audit::{self, Actor};
 use crate::db::Pool;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::error::text;
-use super::projects::ProjectCode;
+use super::project_code::ProjectCode;
 use super::{RetentionError, scope};
 use crate::audit::{self, Actor};
 use crate::db::Pool;

@@ -14,6 +14,7 @@ mod error;
 pub mod fixity;
 pub mod holds;
 pub mod policy;
+pub mod project_code;
 pub mod projects;
 pub mod scope;
 pub mod worm_sync;

@@ -7,33 +7,12 @@ use sqlx::Row;
 
 use super::RetentionError;
 use super::holds::{self, Hold};
+use super::project_code::ProjectCode;
 use super::scope;
 use crate::audit;
 use crate::db::Pool;
 use crate::identity::caller::Scope;
-use crate::ledger::values::valid_code;
 use crate::time::now_us;
-
-/// A project code that can exist: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` (it goes into object keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectCode(String);
-
-impl ProjectCode {
-    /// Refused as `project_not_found`: no project can have such a code.
-    pub fn parse(code: &str) -> Result<ProjectCode, RetentionError> {
-        if !valid_code(code) {
-            return Err(RetentionError::not_found(
-                "project_not_found",
-                format!("{code:?} is not a project code"),
-            ));
-        }
-        Ok(ProjectCode(code.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Business events of a project that start retention clocks; None while they have not happened.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use witness::http::routes::{Access, POLICY};
+use witness::http::policy::{Access, POLICY};
 use witness::identity::totp::code_at;
 
 use crate::harness::*;

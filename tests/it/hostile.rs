@@ -111,7 +111,7 @@ async fn hostile_input_is_refused_cleanly_and_changes_nothing() {
         "'%20OR%20'1'%3D'1",
         &"9".repeat(300),
     ];
-    for rule in witness::http::routes::POLICY {
+    for rule in witness::http::policy::POLICY {
         if !rule.path.contains('{')
             || rule.path == "/sessions/{id}"
             || rule.path == "/assets/{name}"

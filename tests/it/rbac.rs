@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use witness::http::routes::{Access, POLICY, Rule};
+use witness::http::policy::{Access, POLICY, Rule};
 use witness::identity::roles::Role;
 
 use crate::harness::*;
