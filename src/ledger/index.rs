@@ -192,9 +192,11 @@ pub async fn live_session_of_room(
     room_id: &str,
 ) -> Result<Option<SessionRow>, sqlx::Error> {
     sqlx::query(&format!(
-        "SELECT {SESSION_COLS} FROM sessions WHERE room_id = $1 AND state IN ('recording', 'stopping')"
+        "SELECT {SESSION_COLS} FROM sessions WHERE room_id = $1 AND state IN ($2, $3)"
     ))
     .bind(room_id)
+    .bind(SessionState::Recording)
+    .bind(SessionState::Stopping)
     .fetch_optional(pool)
     .await?
     .as_ref()
@@ -205,8 +207,10 @@ pub async fn live_session_of_room(
 /// Sessions that were live when the process last ended.
 pub async fn live_sessions(pool: &Pool) -> Result<Vec<SessionRow>, sqlx::Error> {
     sqlx::query(&format!(
-        "SELECT {SESSION_COLS} FROM sessions WHERE state IN ('recording', 'stopping') ORDER BY started_at"
+        "SELECT {SESSION_COLS} FROM sessions WHERE state IN ($1, $2) ORDER BY started_at"
     ))
+    .bind(SessionState::Recording)
+    .bind(SessionState::Stopping)
     .fetch_all(pool)
     .await?
     .iter()

@@ -13,6 +13,7 @@ use crate::db::Pool;
 use crate::identity::caller::Scope;
 use crate::ledger::chain::EntryKind;
 use crate::ledger::index;
+use crate::ledger::values::SessionState;
 use crate::ledger::views::SessionSummary;
 
 #[derive(Debug, Serialize)]
@@ -42,7 +43,8 @@ pub async fn list(
     with_objects: bool,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
     let ids: Vec<String> =
-        sqlx::query("SELECT id FROM sessions WHERE state = 'stopped' ORDER BY started_at")
+        sqlx::query("SELECT id FROM sessions WHERE state = $1 ORDER BY started_at")
+            .bind(SessionState::Stopped)
             .fetch_all(pool)
             .await?
             .iter()

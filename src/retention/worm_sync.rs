@@ -14,6 +14,7 @@ use crate::config::StoreConfig;
 use crate::db::Pool;
 use crate::ledger::chain::{self, Entry, EntryKind};
 use crate::ledger::index;
+use crate::ledger::values::SessionState;
 
 /// What one round changed.
 #[derive(Debug, Default, serde::Serialize)]
@@ -124,11 +125,11 @@ pub async fn sync(
     policies: &Policies,
 ) -> Result<SyncReport, sqlx::Error> {
     let mut report = SyncReport::default();
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM sessions WHERE state <> 'destroyed' ORDER BY started_at",
-    )
-    .fetch_all(pool)
-    .await?;
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE state <> $1 ORDER BY started_at")
+            .bind(SessionState::Destroyed)
+            .fetch_all(pool)
+            .await?;
     let now = Utc::now();
     for id in ids {
         let Some(s) = index::session(pool, &id).await? else {
