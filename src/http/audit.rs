@@ -100,14 +100,14 @@ async fn list(
     }
     // CSV: the whole filtered trail, a page at a time into one body.
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(CSV_HEADER).map_err(csv_failed)?;
+    out.write_record(CSV_HEADER).map_err(ApiError::internal)?;
     let mut rows = 0;
     loop {
         let entries = crate::audit::query(pool, &filter)
             .await
             .map_err(ApiError::internal)?;
         for e in &entries {
-            out.write_record(csv_row(e)).map_err(csv_failed)?;
+            out.write_record(csv_row(e)).map_err(ApiError::internal)?;
         }
         rows += entries.len() as i64;
         match entries.last() {
@@ -117,7 +117,9 @@ async fn list(
             _ => break,
         }
     }
-    let body = out.into_inner().map_err(|e| csv_failed(e.into_error()))?;
+    let body = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(e.into_error()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -176,15 +178,6 @@ fn csv_row(e: &AuditEntry) -> Vec<String> {
         e.prev_hash.clone(),
         e.entry_hash.clone(),
     ]
-}
-
-fn csv_failed(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "audit CSV");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; see the server log",
-    )
 }
 
 async fn verify(

@@ -80,14 +80,7 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
-            other => {
-                tracing::error!(error = %other, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                )
-            }
+            other => ApiError::internal(other),
         }
     }
 }

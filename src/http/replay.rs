@@ -202,14 +202,8 @@ async fn download_mp4(
         ));
     }
     access.record(pool).await?;
-    let rx = crate::evidence::remux::start(&rec.media, segments, s.store.clone()).map_err(|e| {
-        tracing::error!(error = %e, "remux pipeline");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the server log",
-        )
-    })?;
+    let rx = crate::evidence::remux::start(&rec.media, segments, s.store.clone())
+        .map_err(ApiError::internal)?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
