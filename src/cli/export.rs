@@ -44,9 +44,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .derived_mp4
             .then_some(core.config.export_scratch_dir.as_path()),
         session_id: &args.session,
-        exporter: &args.exporter,
+        by: &witness::audit::Actor {
+            address: "cli".into(),
+            ..witness::audit::Actor::parse(&args.exporter)
+        },
         reason: &args.reason,
-        address: "cli",
         selection: export::Selection::default(),
     };
     let summary = export::export_to(

@@ -25,6 +25,7 @@ use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
 use crate::ledger::manifest::{self, Signer};
 use crate::store::Store;
+use crate::time::parse_wall_clock;
 use crate::time::{now_us, rfc3339};
 
 /// The chain of one recording as it travels in a package: `data/chain/{source}.json`.
@@ -59,6 +60,26 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The selection of `sources` (empty: all) over the RFC 3339 range `from`..`to`, or a
+    /// message naming what is wrong.
+    pub fn parse(
+        sources: Vec<String>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Selection, String> {
+        let selection = Selection {
+            sources,
+            from_us: parse_wall_clock("from", from)?,
+            to_us: parse_wall_clock("to", to)?,
+        };
+        if let (Some(f), Some(t)) = (selection.from_us, selection.to_us)
+            && f >= t
+        {
+            return Err("from must be before to".into());
+        }
+        Ok(selection)
+    }
+
     pub fn includes(&self, source: &str, e: &Entry) -> bool {
         (self.sources.is_empty() || self.sources.iter().any(|s| s == source))
             && self
@@ -78,9 +99,9 @@ pub struct ExportRequest<'a> {
     /// scratch folder first and packaged under `derived/` as a convenience, not as evidence.
     pub derived_mp4_dir: Option<&'a std::path::Path>,
     pub session_id: &'a str,
-    pub exporter: &'a str,
+    /// Who exports, from where: in the audit trail and the package's bag-info.
+    pub by: &'a audit::Actor,
     pub reason: &'a str,
-    pub address: &'a str,
     pub selection: Selection,
 }
 
@@ -197,11 +218,7 @@ pub async fn plan(
     )
     .await?;
     add_session_manifest(store, &session, &mut payload).await?;
-    let exporter = audit::Actor {
-        address: req.address.into(),
-        ..audit::Actor::parse(req.exporter)
-    };
-    audit::Event::new(&exporter, "export")
+    audit::Event::new(req.by, "export")
         .session(&session.id, &session.project_code)
         .target(&package_id)
         .reason(req.reason)
@@ -455,7 +472,7 @@ fn bag_info(
         rfc3339(session.started_at_us),
         session.stopped_at_us.map(rfc3339).unwrap_or_default(),
         req.selection.to_bag_info(),
-        one_line(req.exporter),
+        one_line(&req.by.name()),
         one_line(req.reason),
         rfc3339(now_us()),
     );

@@ -113,11 +113,6 @@ fn view(id: &str, j: &Job) -> JobView {
     }
 }
 
-fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
-    crate::time::parse_wall_clock(field, v.as_deref())
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))
-}
-
 async fn start(
     State(s): State<AppState>,
     Path(session_id): Path<String>,
@@ -125,20 +120,8 @@ async fn start(
     actor: CurrentActor,
     ApiJson(req): ApiJson<StartExport>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let selection = Selection {
-        sources: req.sources,
-        from_us: parse_time("from", &req.from)?,
-        to_us: parse_time("to", &req.to)?,
-    };
-    if let (Some(f), Some(t)) = (selection.from_us, selection.to_us)
-        && f >= t
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "from must be before to",
-        ));
-    }
+    let selection = Selection::parse(req.sources, req.from.as_deref(), req.to.as_deref())
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))?;
     let core = s.sessions.clone();
     // Refuse what would fail at once (unknown or live session, no reason) before starting a job.
     export::exportable(&core.pool, &session_id, &req.reason).await?;
@@ -160,7 +143,7 @@ async fn start(
     let first = view(&id, &job.lock().expect("job lock"));
     let reason = req.reason;
     let derived_mp4 = req.derived_mp4;
-    let exporter = actor.actor("").name();
+    let exporter = actor.actor(&address);
     let job_id = id.clone();
     tokio::spawn(async move {
         let progress_job = job.clone();
@@ -172,9 +155,8 @@ async fn start(
         let req = export::ExportRequest {
             derived_mp4_dir: derived_mp4.then_some(core.config.export_scratch_dir.as_path()),
             session_id: &session_id,
-            exporter: &exporter,
+            by: &exporter,
             reason: &reason,
-            address: &address,
             selection,
         };
         let result = export::plan(&core.pool, &core.store, &core.signer, req, &mut progress).await;

@@ -146,24 +146,9 @@ async fn download_mp4(
 ) -> Result<Response, ApiError> {
     let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
-    let time = |field: &str, v: &Option<String>| {
-        crate::time::parse_wall_clock(field, v.as_deref())
-            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))
-    };
-    let selection = crate::evidence::export::Selection {
-        sources: vec![],
-        from_us: time("from", &q.from)?,
-        to_us: time("to", &q.to)?,
-    };
-    if let (Some(f), Some(t)) = (selection.from_us, selection.to_us)
-        && f >= t
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "from must be before to",
-        ));
-    }
+    let selection =
+        crate::evidence::export::Selection::parse(vec![], q.from.as_deref(), q.to.as_deref())
+            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let reason = q.reason.unwrap_or_default();
     check_reason_length(&reason)?;
     let viewer = actor.actor(&address);
