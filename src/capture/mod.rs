@@ -3,6 +3,7 @@
 //! cuts segments without transcoding, `recorder` runs it (reconnect, watchdog, gaps) and hands
 //! each closed segment to the ledger's writer. `probe` asks a camera what it offers.
 
+pub mod camera_clock;
 pub mod pipeline;
 pub mod probe;
 pub mod recorder;

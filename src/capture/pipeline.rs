@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
-use crate::ledger::clock::CameraClock;
+use crate::capture::camera_clock::CameraClock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

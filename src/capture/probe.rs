@@ -18,7 +18,7 @@ use crate::capture::template::{Template, Templates};
 use crate::capture::transport::Transport;
 use crate::db::Pool;
 use crate::error::CoreError;
-use crate::ledger::clock::CameraClock;
+use crate::capture::camera_clock::CameraClock;
 
 /// The listening window of one transport attempt when the caller names none.
 pub const DEFAULT_LISTEN_SECONDS: u64 = 4;
