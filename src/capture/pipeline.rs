@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use tokio::sync::mpsc;
 
+use crate::capture::camera_clock::CameraClock;
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
-use crate::capture::camera_clock::CameraClock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use serde::Serialize;
 
+use crate::capture::camera_clock::CameraClock;
 use crate::capture::rooms::{self, Source};
 use crate::capture::template::{Template, Templates};
 use crate::capture::transport::Transport;
 use crate::db::Pool;
 use crate::error::CoreError;
-use crate::capture::camera_clock::CameraClock;
 
 /// The listening window of one transport attempt when the caller names none.
 pub const DEFAULT_LISTEN_SECONDS: u64 = 4;
