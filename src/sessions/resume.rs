@@ -59,8 +59,14 @@ impl Core {
     /// Every few seconds: renew this node's leases, stop what another node asked to stop, let go
     /// of rooms whose lease was lost, and take over rooms whose node stopped renewing.
     pub async fn cluster_tick(&self) -> Result<(), CoreError> {
-        let held = lease::renew(&self.pool, &self.node_id, self.lease_ttl_us).await?;
-        let local: Vec<String> = self.live.lock().await.keys().cloned().collect();
+        // Renewed under the lock of the live sessions, which `start` holds from taking a room's
+        // lease until its session is live: a session that has started here has its lease in
+        // `held`, and a room whose lease is being taken has no session here yet.
+        let (held, local) = {
+            let live = self.live.lock().await;
+            let held = lease::renew(&self.pool, &self.node_id, self.lease_ttl_us).await?;
+            (held, live.keys().cloned().collect::<Vec<String>>())
+        };
         for id in local {
             let Some(s) = index::session(&self.pool, &id).await? else {
                 continue;
