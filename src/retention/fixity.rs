@@ -60,11 +60,13 @@ pub async fn run(
     }
     let result = run_once(pool, store, bytes_per_second, requested_by).await;
     state.running.store(false, Ordering::SeqCst);
-    let report = result?;
+    let (report, started_us) = result?;
+    // The counters first: whoever sees the report must see them too.
     state.runs.fetch_add(1, Ordering::Relaxed);
     state
         .last_failures
         .store(report.failures.len() as u64, Ordering::Relaxed);
+    record(pool, &report, started_us).await?;
     Ok(Some(report))
 }
 
@@ -91,7 +93,7 @@ async fn run_once(
     store: &Store,
     bytes_per_second: f64,
     requested_by: &audit::Actor,
-) -> Result<FixityReport, sqlx::Error> {
+) -> Result<(FixityReport, i64), sqlx::Error> {
     let started_us = now_us();
     let walk = check_all(pool, store, bytes_per_second).await?;
     let report = FixityReport {
@@ -104,8 +106,7 @@ async fn run_once(
         failures: walk.failures,
         requested_by: requested_by.name(),
     };
-    record(pool, &report, started_us).await?;
-    Ok(report)
+    Ok((report, started_us))
 }
 
 /// What one walk over the stored objects found.
