@@ -59,22 +59,22 @@ impl Core {
     /// Every few seconds: renew this node's leases, stop what another node asked to stop, let go
     /// of rooms whose lease was lost, and take over rooms whose node stopped renewing.
     pub async fn cluster_tick(&self) -> Result<(), CoreError> {
-        // Renewed under the lock of the live sessions, which `start` holds from taking a room's
-        // lease until its session is live: a session that has started here has its lease in
-        // `held`, and a room whose lease is being taken has no session here yet.
-        let (held, local) = {
-            let live = self.live.lock().await;
-            let held = lease::renew(&self.pool, &self.node_id, self.lease_ttl_us).await?;
-            (held, live.keys().cloned().collect::<Vec<String>>())
-        };
+        // The live sessions first, then the renewal: `start` holds the live-session lock from
+        // taking a room's lease until its session is live, so every session seen here had its
+        // lease before the renewal, and a session started since is looked at next tick. (The
+        // other order took a session started in between for a lost lease.) The lock is not
+        // held across the renewal, which may wait for the database while start and stop wait.
+        let local: Vec<String> = self.live.lock().await.keys().cloned().collect();
+        let held = lease::renew(&self.pool, &self.node_id, self.lease_ttl_us).await?;
         for id in local {
             let Some(s) = index::session(&self.pool, &id).await? else {
                 continue;
             };
             if !held.contains(&s.room_id) {
                 // Fenced: another node has the room now. Stop recording here, finish nothing.
-                tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop");
+                // (A session stopped here since the snapshot has already left `live`.)
                 if let Some(ls) = self.live.lock().await.remove(&s.id) {
+                    tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop");
                     let _ = ls.stop.send(Stop::Abandon);
                     for t in ls.tasks {
                         let _ = t.await;
