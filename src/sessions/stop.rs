@@ -55,11 +55,14 @@ impl Core {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            // The lease before the state: the recording node marks the session stopped before it
+            // lets the lease go, so a lease found gone with the session still live means that
+            // node died, not that it finished (the other order took a finished stop for a death).
+            let alive = lease::holder(&self.pool, room_id).await?.is_some();
             let now = existing_session(&self.pool, &session.id).await?;
             if matches!(now.state, SessionState::Stopped | SessionState::Failed) {
                 return self.view(&session.id).await;
             }
-            let alive = lease::holder(&self.pool, room_id).await?.is_some();
             if !alive
                 && lease::acquire(&self.pool, room_id, &self.node_id, self.lease_ttl_us).await?
             {
