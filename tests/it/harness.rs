@@ -689,11 +689,15 @@ pub fn assert_tiled(session: &Value, source: &str) -> Vec<Tile> {
     t
 }
 
-/// The gaps of a tiling, less the one at the very start while the camera was being reached.
+/// The gaps of a tiling, less the one at the very start while the camera was being reached and
+/// those of the camera's clock stepping.
 pub fn outage_gaps(t: &[Tile]) -> Vec<&Tile> {
     t.iter()
         .enumerate()
         .filter(|(i, e)| e.gap && !(*i == 0 && e.text.starts_with("connecting to the camera")))
+        // The camera's clock stepping while media arrived without a break (a starved simulator
+        // on a loaded machine does this) is a gap on the record, but not an outage.
+        .filter(|(_, e)| !e.text.starts_with("camera clock jumped"))
         .map(|(_, e)| e)
         .collect()
 }

@@ -68,9 +68,11 @@ async fn camera_drop_is_a_gap_and_recording_resumes() {
         let gaps = outage_gaps(&tiled);
         assert_eq!(gaps.len(), 1, "{source}: one outage, one gap: {tiled:#?}");
         let gap = gaps[0];
-        // The gap is the outage the test caused: from the kill to the camera's return.
+        // The gap is the outage the test caused: from the kill to the camera's return. Its end
+        // may trail the return by the reconnect backoff (0.5 s here), the camera's set-up and its
+        // first keyframe (GOP 1 s): 2.5 s in all on a loaded 2-core machine. Never earlier.
         assert!(
-            (gap.start - killed).abs() <= 1.0 && (gap.end - back).abs() <= 1.0,
+            (gap.start - killed).abs() <= 1.0 && gap.end >= back - 0.5 && gap.end - back <= 2.5,
             "{source}: gap {:.3}–{:.3}, camera killed at {killed:.3}, back at {back:.3}",
             gap.start,
             gap.end
@@ -182,8 +184,9 @@ async fn server_killed_mid_recording_loses_no_closed_segment() {
             "{src}: gap starts {:.3}, server killed at {killed:.3}",
             gaps[0].start
         );
+        // As for a camera: the end may trail the return by the backoff, set-up and a keyframe.
         assert!(
-            (gaps[0].end - back).abs() <= 1.5,
+            gaps[0].end >= back - 0.5 && gaps[0].end - back <= 2.5,
             "{src}: gap ends {:.3}, server back at {back:.3}",
             gaps[0].end
         );

@@ -164,7 +164,12 @@ try {
   await page.waitForFunction(() =>
     [...document.querySelectorAll('video')].every((v) => v.playbackRate === 2),
   );
-  await page.click('#play'); // pause
+  // Pause. The page pauses by itself at the session's end, when a click would play again: on a
+  // slow machine playback may have got there, so click until the page says it is paused.
+  if ((await page.evaluate(() => window.witnessReplay.state().playing))) await page.click('#play');
+  await page.waitForFunction(() =>
+    !window.witnessReplay.state().playing && [...document.querySelectorAll('video')].every((v) => v.paused),
+  );
 
   // Seek by typed wall-clock time, checked against an independent parse of each playlist.
   const st = await page.evaluate(() => window.witnessReplay.state());
