@@ -19,6 +19,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An HTTP client that never reuses a connection the server may be closing: hyper closes a
+/// keep-alive connection idle past its header-read timeout (30 s), and a request sent on it at
+/// that moment fails with IncompleteMessage (tests wait that long on a loaded machine).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -173,7 +183,7 @@ impl Server {
             db,
             users: Vec::new(),
             child: None,
-            http: reqwest::Client::new(),
+            http: http_client(),
         };
         s.restart().await;
         for role in ROLES {
@@ -248,7 +258,7 @@ impl Server {
                 })
                 .collect(),
             child: None,
-            http: reqwest::Client::new(),
+            http: http_client(),
         };
         s.restart().await;
         s
@@ -319,11 +329,22 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.request_as(role, method, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request sent");
+        let send = || {
+            let mut req = self.request_as(role, method, path);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            req.send()
+        };
+        let resp = match send().await {
+            // A GET is safe to repeat: a connection the server dropped is said, then retried
+            // once on a fresh one, as a browser does. Anything else is the test's failure.
+            Err(e) if method == "GET" && (e.is_request() || e.is_connect()) => {
+                eprintln!("GET {path}: {e:?}; retried once");
+                send().await.expect("request sent (retried)")
+            }
+            other => other.expect("request sent"),
+        };
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (
