@@ -23,6 +23,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The pipeline templates folder nobody configured: when it is absent, the shipped templates
+/// built into the binary are used.
+pub const DEFAULT_PIPELINES_DIR: &str = "./pipelines";
+/// The storage policies folder nobody configured: when absent, the shipped policies are used.
+pub const DEFAULT_POLICIES_DIR: &str = "./storage-policies";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -73,7 +79,7 @@ pub struct RetentionConfig {
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
-            policies_dir: PathBuf::from("./storage-policies"),
+            policies_dir: PathBuf::from(DEFAULT_POLICIES_DIR),
             jurisdiction: "CN".into(),
             fixity_interval_hours: 24.0,
             fixity_mib_per_second: 50.0,
@@ -246,7 +252,7 @@ impl Default for RecordingConfig {
             camera_clock_max_offset_seconds: 2.0,
             reconnect_min_seconds: 0.5,
             reconnect_max_seconds: 2.0,
-            pipelines_dir: PathBuf::from("./pipelines"),
+            pipelines_dir: PathBuf::from(DEFAULT_PIPELINES_DIR),
             spool_dir: PathBuf::new(),
             export_scratch_dir: PathBuf::new(),
         }
@@ -403,6 +409,17 @@ impl RecordingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_service_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/deploy/witness.toml");
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.data_dir, Path::new("/var/lib/witness"));
+        assert_eq!(
+            c.database.url,
+            "sqlite:///var/lib/witness/witness.db?mode=rwc"
+        );
+    }
 
     #[test]
     fn defaults_point_under_data() {

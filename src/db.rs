@@ -25,6 +25,13 @@ pub async fn open(url: &str) -> Result<Pool, DbError> {
         source,
     };
     let is_sqlite = url.starts_with("sqlite:");
+    // `sqlite://PATH` creates its file, as the docs say; an explicit `mode=` is kept.
+    let url = &if is_sqlite && !url.contains("mode=") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}mode=rwc")
+    } else {
+        url.to_string()
+    };
     if is_sqlite {
         // Create the parent folder so a fresh checkout starts with no manual step.
         let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(connect_err)?;

@@ -22,10 +22,10 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         .await
         .context("opening the audit trail")?;
     let store = store::open(&config.store)?;
-    let templates = Templates::load(&config.recording.pipelines_dir)?;
+    let templates = Templates::load_or_shipped(&config.recording.pipelines_dir)?;
     templates.check_elements()?;
     let signer = Signer::load_or_create(&config.keys_dir())?;
-    let policies = Policies::load(
+    let policies = Policies::load_or_shipped(
         &config.retention.policies_dir,
         &config.retention.jurisdiction,
     )?;

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::config::DEFAULT_PIPELINES_DIR;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("pipeline templates folder {path}: {source}")]
@@ -56,26 +58,70 @@ pub struct Templates {
     by_name: BTreeMap<String, Template>,
 }
 
+/// The templates shipped in `pipelines/`, built into the binary so that an installed server
+/// starts in any directory. `shipped_templates_are_the_folder` keeps this list and the folder
+/// the same.
+const SHIPPED: &[(&str, &str)] = &[
+    ("default.toml", include_str!("../../pipelines/default.toml")),
+    (
+        "matroska.toml",
+        include_str!("../../pipelines/matroska.toml"),
+    ),
+];
+
 impl Templates {
+    /// The templates of `dir`; when `dir` is the default folder and it does not exist, the
+    /// shipped ones. A folder someone configured must exist: a typo does not fall back.
+    pub fn load_or_shipped(dir: &Path) -> Result<Templates, TemplateError> {
+        if dir == Path::new(DEFAULT_PIPELINES_DIR) && !dir.exists() {
+            tracing::info!("pipeline templates: the shipped ones ({DEFAULT_PIPELINES_DIR} absent)");
+            return Templates::shipped();
+        }
+        Templates::load(dir)
+    }
+
+    /// The templates built into the binary.
+    pub fn shipped() -> Result<Templates, TemplateError> {
+        let files = SHIPPED
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string()));
+        Templates::from_files(files, "built-in pipeline templates")
+    }
+
+    /// Every `*.toml` of a folder.
     pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
         let folder_err = |source| TemplateError::Folder {
             path: dir.display().to_string(),
             source,
         };
-        let mut by_name = BTreeMap::new();
+        let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(folder_err)? {
             let path = entry.map_err(folder_err)?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
             }
-            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| TemplateError::Invalid {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            files.push((path.display().to_string(), text));
+        }
+        Templates::from_files(files, &dir.display().to_string())
+    }
+
+    /// Templates from (file name, text) pairs; the name's stem names the template.
+    fn from_files(
+        files: impl IntoIterator<Item = (String, String)>,
+        origin: &str,
+    ) -> Result<Templates, TemplateError> {
+        let mut by_name = BTreeMap::new();
+        for (shown, text) in files {
             let invalid = |message: String| TemplateError::Invalid {
                 path: shown.clone(),
                 message,
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
             let mut t: Template = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-            t.name = path
+            t.name = Path::new(&shown)
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
@@ -93,7 +139,7 @@ impl Templates {
         }
         if by_name.is_empty() {
             return Err(TemplateError::Invalid {
-                path: dir.display().to_string(),
+                path: origin.to_string(),
                 message: "no *.toml template found".into(),
             });
         }
@@ -142,5 +188,38 @@ mod tests {
         assert!(t.get("matroska").unwrap().branch("audio", "PCMA").is_some());
         gst::init().unwrap();
         t.check_elements().unwrap();
+    }
+
+    #[test]
+    fn shipped_templates_are_the_folder() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines"));
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        on_disk.sort();
+        let shipped: Vec<(String, String)> = SHIPPED
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(shipped, on_disk, "add the new template to SHIPPED");
+        assert_eq!(
+            Templates::shipped().unwrap().names(),
+            ["default", "matroska"]
+        );
+    }
+
+    #[test]
+    fn only_the_default_folder_falls_back() {
+        let gone = Path::new("/nonexistent/witness-pipelines");
+        assert!(matches!(
+            Templates::load_or_shipped(gone),
+            Err(TemplateError::Folder { .. })
+        ));
     }
 }

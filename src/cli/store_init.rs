@@ -19,7 +19,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let StoreConfig::S3 { bucket, .. } = &config.store else {
         anyhow::bail!("[store] is a local folder: Object Lock needs an S3-compatible store");
     };
-    let policies = Policies::load(
+    let policies = Policies::load_or_shipped(
         &config.retention.policies_dir,
         &config.retention.jurisdiction,
     )?;

@@ -12,6 +12,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::DEFAULT_POLICIES_DIR;
+
 /// What kind of record a rule governs.
 pub const RECORD_CLASSES: [&str; 5] = [
     "bid_opening_av",
@@ -95,6 +97,27 @@ pub enum PolicyError {
     Set(String),
 }
 
+/// The policies shipped in `storage-policies/`, built into the binary so that an installed
+/// server starts in any directory. `shipped_policies_are_the_folder` keeps the two the same.
+const SHIPPED: &[(&str, &str)] = &[
+    (
+        "audit-log.toml",
+        include_str!("../../storage-policies/audit-log.toml"),
+    ),
+    (
+        "default.toml",
+        include_str!("../../storage-policies/default.toml"),
+    ),
+    (
+        "procurement-av.toml",
+        include_str!("../../storage-policies/procurement-av.toml"),
+    ),
+    (
+        "zhejiang-archives.toml",
+        include_str!("../../storage-policies/zhejiang-archives.toml"),
+    ),
+];
+
 /// The rules in force for one jurisdiction, with a version that changes with any byte of them.
 #[derive(Debug, Clone)]
 pub struct Policies {
@@ -105,6 +128,25 @@ pub struct Policies {
 }
 
 impl Policies {
+    /// The policies of `dir`; when `dir` is the default folder and it does not exist, the
+    /// shipped ones. A folder someone configured must exist: a typo does not fall back.
+    pub fn load_or_shipped(dir: &Path, jurisdiction: &str) -> Result<Policies, PolicyError> {
+        if dir == Path::new(DEFAULT_POLICIES_DIR) && !dir.exists() {
+            tracing::info!("storage policies: the shipped ones ({DEFAULT_POLICIES_DIR} absent)");
+            return Self::shipped(jurisdiction);
+        }
+        Self::load(dir, jurisdiction)
+    }
+
+    /// The policies built into the binary: the same files, so the same version, as the folder.
+    pub fn shipped(jurisdiction: &str) -> Result<Policies, PolicyError> {
+        let files = SHIPPED
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string()))
+            .collect();
+        Self::from_files(&files, jurisdiction)
+    }
+
     /// Loads and validates every `*.toml` in `dir` for `jurisdiction` (rules of `CN` and of the
     /// jurisdiction itself apply).
     pub fn load(dir: &Path, jurisdiction: &str) -> Result<Policies, PolicyError> {
@@ -298,6 +340,32 @@ pub(crate) fn shipped_files() -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shipped_policies_are_the_folder() {
+        let built_in: BTreeMap<String, String> = SHIPPED
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(
+            built_in,
+            shipped_files(),
+            "add the new policy file to SHIPPED"
+        );
+        let from_folder = Policies::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("storage-policies"),
+            "CN-ZJ",
+        )
+        .unwrap();
+        assert_eq!(
+            Policies::shipped("CN-ZJ").unwrap().version,
+            from_folder.version
+        );
+        assert!(matches!(
+            Policies::load_or_shipped(Path::new("/nonexistent/witness-policies"), "CN-ZJ"),
+            Err(PolicyError::Io { .. })
+        ));
+    }
 
     #[test]
     fn shipped_rules_load_and_match() {

@@ -12,6 +12,7 @@ mod export;
 mod fixity;
 mod harness;
 mod hostile;
+mod install;
 mod interop;
 mod outages;
 mod peers;
