@@ -21,11 +21,16 @@ use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
 use crate::ledger::verify::{UncoveredView, uncovered_views};
 
-/// Limits that keep a hostile package from exhausting memory or time.
+/// Limits that keep a hostile package from exhausting memory or time. Every member streams
+/// through the hashes; only the files the checks parse (tag files at the top, `data/chain/`,
+/// `data/audit/`) are kept in memory, each and in all within a bound.
 const MAX_ENTRIES: usize = 1_000_000;
-const MAX_SMALL_FILE: u64 = 64 * 1024 * 1024;
-/// Beyond this expansion a compressed member is taken for a zip bomb (media barely compresses).
-const MAX_ZIP_RATIO: u64 = 200;
+const MAX_KEPT_FILE: u64 = 64 * 1024 * 1024;
+const MAX_KEPT_TOTAL: u64 = 128 * 1024 * 1024;
+/// Beyond this expansion a compressed member is taken for a zip bomb (media barely compresses,
+/// JSON and text about 10:1); members under `MIN_RATIO_CHECKED` are too small to matter.
+const MAX_ZIP_RATIO: u64 = 100;
+const MIN_RATIO_CHECKED: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -75,6 +80,8 @@ struct Contents {
     sm3: BTreeMap<String, String>,
     size: BTreeMap<String, u64>,
     small: BTreeMap<String, Vec<u8>>,
+    /// Bytes held in `small`.
+    kept: u64,
 }
 
 impl Contents {
@@ -89,33 +96,59 @@ impl Contents {
         Some((self.small.get(name)?, self.text(&format!("{name}.sig"))?))
     }
 
-    fn take(&mut self, name: &str, mut r: impl Read, len: u64) -> Result<(), std::io::Error> {
-        let keep = !name.starts_with("data/media/") && len <= MAX_SMALL_FILE;
+    /// Hashes one member as it streams by, keeping its bytes only when a check parses it.
+    fn take(&mut self, name: &str, mut r: impl Read, len: u64) -> Result<(), PackageError> {
+        let keep = parsed(name);
+        if keep && (len > MAX_KEPT_FILE || self.kept + len > MAX_KEPT_TOTAL) {
+            return Err(PackageError::Hostile(format!(
+                "{name}: {len} bytes; tag, chain and audit files may hold {} MiB each and {} MiB in all",
+                MAX_KEPT_FILE >> 20,
+                MAX_KEPT_TOTAL >> 20
+            )));
+        }
+        let io = |source| PackageError::Io {
+            path: name.to_string(),
+            source,
+        };
         let mut sha = Sha256::new();
         let mut sm = Sm3::new();
-        let mut kept = Vec::new();
+        // Sized once from the declared length (bounded above), so growth never doubles it.
+        let mut kept = Vec::with_capacity(if keep { len as usize } else { 0 });
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
         loop {
-            let n = r.read(&mut buf)?;
+            let n = r.read(&mut buf).map_err(io)?;
             if n == 0 {
                 break;
             }
             sha.update(&buf[..n]);
             sm.update(&buf[..n]);
+            total += n as u64;
             if keep {
+                // A member that holds more than it declared is not kept past the bounds either.
+                if total > MAX_KEPT_FILE || self.kept + total > MAX_KEPT_TOTAL {
+                    return Err(PackageError::Hostile(format!(
+                        "{name}: holds more than the {len} bytes it declares"
+                    )));
+                }
                 kept.extend_from_slice(&buf[..n]);
             }
-            total += n as u64;
         }
         self.sha256.insert(name.into(), hex::encode(sha.finalize()));
         self.sm3.insert(name.into(), hex::encode(sm.finalize()));
         self.size.insert(name.into(), total);
         if keep {
+            self.kept += kept.len() as u64;
             self.small.insert(name.into(), kept);
         }
         Ok(())
     }
+}
+
+/// Whether a check parses this file (so it is kept in memory): the tag files at the top of the
+/// bag, the chains and the audit extract. Media and derived copies are only hashed.
+fn parsed(name: &str) -> bool {
+    !name.contains('/') || name.starts_with("data/chain/") || name.starts_with("data/audit/")
 }
 
 /// A path inside the bag, checked: relative, no `..`, no root, valid UTF-8.
@@ -159,7 +192,7 @@ fn read(path: &Path) -> Result<Contents, PackageError> {
                     }
                     let f = std::fs::File::open(e.path()).map_err(io)?;
                     let len = f.metadata().map_err(io)?.len();
-                    c.take(&rel, f, len).map_err(io)?;
+                    c.take(&rel, f, len)?;
                 }
             }
         }
@@ -232,7 +265,7 @@ fn read_tar(f: std::fs::File, c: &mut Contents) -> Result<(), PackageError> {
         }
         let rest = admit(c, &mut top, &full)?;
         let len = entry.header().size().map_err(io)?;
-        c.take(&rest, entry, len).map_err(io)?;
+        c.take(&rest, entry, len)?;
     }
     Ok(())
 }
@@ -257,6 +290,8 @@ impl From<PackageError> for ZipFailure {
 /// A zip, as we write it (stored) or as someone re-zipped the folder (deflated). Members that
 /// expand beyond all reason (zip bombs), overlap each other, or are links are refused.
 fn read_zip(f: std::fs::File, c: &mut Contents) -> Result<(), ZipFailure> {
+    let archive_len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut expanded = 0u64;
     let mut archive = zip::ZipArchive::new(f)?;
     if archive.len() > MAX_ENTRIES {
         return Err(PackageError::Hostile(format!("{} members: too many", archive.len())).into());
@@ -274,9 +309,17 @@ fn read_zip(f: std::fs::File, c: &mut Contents) -> Result<(), ZipFailure> {
             continue;
         }
         let (size, packed) = (member.size(), member.compressed_size());
-        if size > MAX_ZIP_RATIO * packed.max(1) && size > MAX_SMALL_FILE {
+        if size > MAX_ZIP_RATIO * packed.max(1) && size > MIN_RATIO_CHECKED {
             return Err(PackageError::Hostile(format!(
                 "{full}: expands {packed} bytes to {size} (a zip bomb?)"
+            ))
+            .into());
+        }
+        // Many members each just under the ratio still cannot expand the whole beyond it.
+        expanded += size;
+        if expanded > MAX_ZIP_RATIO * archive_len.max(MIN_RATIO_CHECKED) {
+            return Err(PackageError::Hostile(format!(
+                "members expand the {archive_len}-byte zip to more than {expanded} bytes (a zip bomb?)"
             ))
             .into());
         }
@@ -285,11 +328,7 @@ fn read_zip(f: std::fs::File, c: &mut Contents) -> Result<(), ZipFailure> {
         let rest = admit(c, &mut top, &full)?;
         // Never trust the declared size: read at most one byte more and compare.
         let mut limited = member.take(size + 1);
-        c.take(&rest, &mut limited, size)
-            .map_err(|e| PackageError::Io {
-                path: full.clone(),
-                source: e,
-            })?;
+        c.take(&rest, &mut limited, size)?;
         if c.size[&rest] != size {
             return Err(PackageError::Hostile(format!(
                 "{full}: declares {size} bytes but holds {}",

@@ -248,42 +248,44 @@ fn seq_ranges(seqs: &[i64]) -> String {
     out.join(",")
 }
 
-/// The seqs a tombstone's detail names, or None when it does not parse.
-pub fn tombstone_seqs(detail: &str) -> Option<Vec<i64>> {
+/// The seqs a tombstone's detail names, or None when it does not parse or names more than a
+/// chain whose last seq is `last_seq` can hold (so a hostile `1-9999999,1-9999999,…` costs
+/// nothing): every seq lies in `1..=last_seq`, each at most once.
+pub fn tombstone_seqs(detail: &str, last_seq: i64) -> Option<Vec<i64>> {
     let list = detail.strip_prefix("destroyed: ")?.split(';').next()?;
     let mut seqs = Vec::new();
     for part in list.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (i64, i64) = (a.parse().ok()?, b.parse().ok()?);
-                if b < a || b - a > 10_000_000 {
-                    return None;
-                }
-                seqs.extend(a..=b);
+        let (a, b): (i64, i64) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let a = part.parse().ok()?;
+                (a, a)
             }
-            None => seqs.push(part.parse().ok()?),
+        };
+        // Ranges come ascending and apart, as `seq_ranges` writes them.
+        let after = seqs.last().copied().unwrap_or(0);
+        if a <= after || b < a || b > last_seq {
+            return None;
         }
+        seqs.extend(a..=b);
     }
     Some(seqs)
 }
 
 /// The media entries that tombstones lawfully account for, checked: each tombstone must name
 /// only earlier media entries and carry the digest of exactly those. Returns the destroyed seqs,
-/// or the first problem.
+/// or the first problem. Linear in the chain: a tombstone can name no more than the chain holds.
 pub fn destroyed_entries(entries: &[Entry]) -> Result<std::collections::BTreeSet<i64>, String> {
+    let by_seq: std::collections::HashMap<i64, &Entry> =
+        entries.iter().map(|e| (e.seq, e)).collect();
     let mut destroyed = std::collections::BTreeSet::new();
     for t in entries.iter().filter(|e| e.kind == EntryKind::Tombstone) {
-        let seqs = tombstone_seqs(&t.detail)
+        // The chain's own length bounds it too: a hostile seq of 10¹² names nothing more.
+        let last = (t.seq - 1).min(entries.len() as i64);
+        let seqs = tombstone_seqs(&t.detail, last)
             .ok_or_else(|| format!("seq {}: tombstone does not say what it destroyed", t.seq))?;
-        let named: Vec<&Entry> = seqs
-            .iter()
-            .filter_map(|s| entries.iter().find(|e| e.seq == *s))
-            .collect();
-        if named.len() != seqs.len()
-            || named
-                .iter()
-                .any(|e| e.kind != EntryKind::Media || e.seq >= t.seq)
-        {
+        let named: Vec<&Entry> = seqs.iter().filter_map(|s| by_seq.get(s).copied()).collect();
+        if named.len() != seqs.len() || named.iter().any(|e| e.kind != EntryKind::Media) {
             return Err(format!(
                 "seq {}: tombstone names entries that are not earlier media entries",
                 t.seq
@@ -397,8 +399,15 @@ mod tests {
     fn tombstones_name_what_went_and_bind_it() {
         assert_eq!(seq_ranges(&[1, 2, 3, 5, 7, 8]), "1-3,5,7-8");
         let d = tombstone_detail(&[1, 2, 3, 5], "req", "default", &["a".into(), "b".into()]);
-        assert_eq!(tombstone_seqs(&d), Some(vec![1, 2, 3, 5]));
-        assert_eq!(tombstone_seqs("destroyed: 9-1; x"), None);
-        assert_eq!(tombstone_seqs("something else"), None);
+        assert_eq!(tombstone_seqs(&d, 9), Some(vec![1, 2, 3, 5]));
+        assert_eq!(tombstone_seqs(&d, 4), None, "beyond the chain");
+        assert_eq!(tombstone_seqs("destroyed: 9-1; x", 20), None);
+        assert_eq!(tombstone_seqs("destroyed: 0-3; x", 20), None, "genesis");
+        assert_eq!(tombstone_seqs("something else", 20), None);
+        // The range bomb: repeated, overlapping or out of order, refused at once.
+        let bomb = format!("destroyed: {}; x", vec!["1-9999999"; 1000].join(","));
+        assert_eq!(tombstone_seqs(&bomb, i64::MAX), None);
+        assert_eq!(tombstone_seqs("destroyed: 1-3,2-5; x", 20), None);
+        assert_eq!(tombstone_seqs("destroyed: 5,3; x", 20), None);
     }
 }

@@ -24,4 +24,5 @@ mod retention;
 mod s3;
 mod third_party;
 mod tls;
+mod verifier_bounds;
 mod worm;
