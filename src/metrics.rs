@@ -48,6 +48,10 @@ pub struct SourceStats {
     pub last_segment_at_us: AtomicU64,
     /// Segments whose camera clock was beyond the bound or outside the session.
     pub clock_corrections: AtomicU64,
+    /// Late segments (spooled by a node that lost the lease) this writer chained.
+    pub late_chained: AtomicU64,
+    /// Inserts refused because another writer had taken the seq: each one stopped the writer.
+    pub chain_conflicts: AtomicU64,
     /// Each elementary stream as the segment muxer sees it, refreshed by the recorder.
     streams: Mutex<Vec<StreamStatus>>,
     /// The transport the current (or last) attempt uses: `tcp`, `udp`, `multicast`.
@@ -144,6 +148,8 @@ impl Metrics {
                     bitrate_bps: AtomicU64::new(0),
                     last_segment_at_us: AtomicU64::new(0),
                     clock_corrections: AtomicU64::new(0),
+                    late_chained: AtomicU64::new(0),
+                    chain_conflicts: AtomicU64::new(0),
                     streams: Mutex::new(Vec::new()),
                     transport: Mutex::new(String::new()),
                     problem: Mutex::new(None),
@@ -224,7 +230,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Counter; 7] = [
+        let counters: [Counter; 9] = [
             (
                 "witness_segments_written_total",
                 "counter",
@@ -260,6 +266,18 @@ impl Metrics {
                 "counter",
                 "Segments whose camera clock was rejected (beyond the bound or outside the session); the server clock was used.",
                 |s| s.clock_corrections.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_late_segments_chained_total",
+                "counter",
+                "Segments another node spooled before it lost the room's lease, chained here.",
+                |s| s.late_chained.load(Ordering::Relaxed),
+            ),
+            (
+                "witness_chain_conflicts_total",
+                "counter",
+                "Chain inserts refused because the seq was taken by another writer (an alarm: the writer stopped).",
+                |s| s.chain_conflicts.load(Ordering::Relaxed),
             ),
             (
                 "witness_source_bitrate_bps",

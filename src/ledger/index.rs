@@ -171,6 +171,12 @@ where
     Ok(())
 }
 
+/// Whether an insert failed because the row's key is taken (a chain seq another writer wrote).
+pub fn is_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
 pub async fn insert_entry(pool: &Pool, e: &Entry) -> Result<(), sqlx::Error> {
     insert_entry_in(pool, e).await
 }
@@ -298,6 +304,19 @@ pub async fn recordings(pool: &Pool, session_id: &str) -> Result<Vec<RecordingRo
     .iter()
     .map(recording_from)
     .collect()
+}
+
+/// One recording by id.
+pub async fn recording(pool: &Pool, id: &str) -> Result<Option<RecordingRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, session_id, source_name, url, media, template, transport FROM recordings WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(recording_from)
+    .transpose()
 }
 
 const ENTRY_COLS: &str = "recording_id, seq, kind, object_key, wall_start_us, duration_us, bytes, sha256, clock, detail, prev_hash, entry_hash";

@@ -50,6 +50,23 @@ pub struct RecordingView {
     pub chain_head: Option<ChainHead>,
     pub segments: Vec<SegmentView>,
     pub gaps: Vec<GapView>,
+    /// Segments a node spooled before it lost the room's lease, stored afterwards (`late`):
+    /// chained (`chained_seq`) by the lease holder, or listed only when the session had stopped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<LateView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LateView {
+    pub object_key: String,
+    pub start: String,
+    pub duration_seconds: f64,
+    pub bytes: i64,
+    pub sha256: String,
+    /// The node that spooled it.
+    pub node: String,
+    pub published_at: String,
+    pub chained_seq: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use object_store::PutPayload;
+use object_store::{PutMode, PutOptions, PutPayload};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::db::Pool;
@@ -17,6 +18,7 @@ use crate::ledger::chain::{ClockSource, Entry, EntryKind, one_line};
 use crate::ledger::clock;
 use crate::ledger::coverage::OVERLAP_MARK;
 use crate::ledger::index;
+use crate::ledger::late;
 use crate::ledger::spool::{self, SegmentMeta};
 use crate::metrics::{Metrics, SourceStats};
 use crate::store::Store;
@@ -38,6 +40,22 @@ pub enum WriterMsg {
     /// The session stopped at `stop_us`: the chain must reach it (a gap covers any tail).
     Close { stop_us: i64 },
 }
+
+/// What became of an entry the writer tried to append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Done,
+    /// Its seq (or its object key) was taken by another writer.
+    Conflict,
+    /// This node may no longer write this chain.
+    Fenced,
+}
+
+/// How many times one entry may be re-based on a chain another writer advanced.
+const MAX_RESYNCS: usize = 3;
+
+/// How often a writer looks for late segments other nodes listed for its recording.
+const LATE_EVERY: Duration = Duration::from_secs(2);
 
 /// Why a chain's first hole opened, until the recorder knows more.
 pub const CONNECTING: &str = "connecting to the camera";
@@ -72,6 +90,8 @@ pub struct ChainWriter {
     /// (room, node): with several nodes, this writer writes only while its node holds the
     /// room's lease. Once fenced, it stores and indexes nothing more; segments stay spooled.
     pub lease: Option<(String, String)>,
+    /// How long a lease this writer re-takes lasts (after it lapsed with nobody taking it).
+    pub lease_ttl_us: i64,
     fenced: bool,
     rules: TimeRules,
     /// The session's start: no entry starts before it (less the tolerance).
@@ -82,6 +102,10 @@ pub struct ChainWriter {
     pending_outage: Option<String>,
     /// The server-clock end of the previous segment, to tell a camera clock jump from a hole.
     last_server_end_us: Option<i64>,
+    /// When late segments were last looked for.
+    late_checked: Instant,
+    /// Whether the store takes create-only-if-absent puts (until it says it does not).
+    store_has_create: bool,
 }
 
 /// The key prefix of a recording's objects: `{project_code}/{session_id}/{source}`.
@@ -118,6 +142,8 @@ impl ChainWriter {
             covered_until_us,
             pending_outage: None,
             last_server_end_us: None,
+            late_checked: Instant::now(),
+            store_has_create: true,
             pool,
             store,
             recording_id,
@@ -126,24 +152,114 @@ impl ChainWriter {
             stats,
             metrics,
             lease: None,
+            lease_ttl_us: 0,
             fenced: false,
         })
     }
 
-    /// Whether this node may still write: it holds the room's lease. A database error is not
-    /// proof of anything (the index write will retry); only another node's lease fences.
+    /// Whether this node may still write: no other node holds the room's lease. A database
+    /// error proves nothing either way, so writing waits until the lease can be read again
+    /// (segments wait in the spool meanwhile); another node's lease fences for good, and what
+    /// is left in the spool becomes late evidence (`late`).
     async fn may_write(&mut self) -> bool {
         if self.fenced {
             return false;
         }
-        if let Some((room, node)) = &self.lease
-            && let Ok(holder) = crate::ledger::lease::holder(&self.pool, room).await
-            && holder.as_deref().is_some_and(|h| h != node)
-        {
-            tracing::error!(recording = %self.recording_id, room = %room, node = %node, holder = ?holder, "another node holds this room's lease: this node stops writing; unstored segments stay in the spool");
+        let Some((room, node)) = self.lease.clone() else {
+            return true;
+        };
+        let mut backoff = Duration::from_millis(200);
+        let holder = loop {
+            // This node's lease, or one that lapsed with nobody taking it: (re)taken in one
+            // statement, so no other node can hold it while this one writes.
+            let confirmed = match crate::ledger::lease::holder(&self.pool, &room).await {
+                Ok(Some(h)) => Ok(Some(h)),
+                Ok(None) => {
+                    crate::ledger::lease::acquire(&self.pool, &room, &node, self.lease_ttl_us)
+                        .await
+                        .map(|won| {
+                            Some(if won {
+                                node.clone()
+                            } else {
+                                "another node".into()
+                            })
+                        })
+                }
+                Err(e) => Err(e),
+            };
+            match confirmed {
+                Ok(h) => break h,
+                Err(e) => {
+                    self.stats.set_problem(Some(format!(
+                        "database unreachable; writing paused until the lease is confirmed: {e}"
+                    )));
+                    tracing::warn!(recording = %self.recording_id, room = %room, error = %e, "cannot confirm the lease: writing paused, segments wait in the spool");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        if holder.as_deref().is_some_and(|h| h != node) {
+            tracing::error!(recording = %self.recording_id, room = %room, node = %node, holder = ?holder, "another node holds this room's lease: this node stops writing; unstored segments stay in the spool as late evidence");
             self.fenced = true;
         }
         !self.fenced
+    }
+
+    /// Chains the late segments other nodes listed for this recording (see `late`): each
+    /// object re-read and its hash checked, entered as media that declares its overlap.
+    async fn chain_late(&mut self) {
+        let pending = match late::pending(&self.pool, &self.recording_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(recording = %self.recording_id, error = %e, "cannot read late segments; tried again later");
+                return;
+            }
+        };
+        for l in pending {
+            let key = object_store::path::Path::from(l.object_key.as_str());
+            let bytes = match self.store.get(&key).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            let sha256 = match bytes {
+                Ok(b) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)),
+                Err(e) => {
+                    tracing::warn!(key = %l.object_key, error = %e, "late segment unreadable; tried again later");
+                    continue;
+                }
+            };
+            if sha256 != l.sha256 {
+                tracing::error!(key = %l.object_key, listed = %l.sha256, stored = %sha256, "late segment's object does not match its listed hash: not chained");
+                continue;
+            }
+            if self.cover_to(l.wall_start_us, "no media", false).await != Commit::Done {
+                return;
+            }
+            let mut detail = l.note.clone();
+            if l.wall_start_us < self.covered_until_us - self.rules.tolerance_us {
+                detail.push_str(&format!(
+                    "; {OVERLAP_MARK} {:.3} s",
+                    (self.covered_until_us - l.wall_start_us) as f64 / 1e6
+                ));
+            }
+            let mut entry = self.next(EntryKind::Media, l.wall_start_us, l.duration_us, &detail);
+            entry.object_key = l.object_key.clone();
+            entry.bytes = l.bytes;
+            entry.sha256 = l.sha256.clone();
+            entry.clock = l.clock.clone();
+            let seq = entry.seq;
+            if self.commit(entry).await != Commit::Done {
+                // A conflict is resolved by the next look, from the chain as it then stands.
+                let _ = self.resync(0).await;
+                return;
+            }
+            if let Err(e) = late::mark_chained(&self.pool, &l.object_key, seq).await {
+                tracing::warn!(key = %l.object_key, seq, error = %e, "late segment chained but not marked");
+            }
+            self.stats.late_chained.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(recording = %self.recording_id, seq, key = %l.object_key, "late segment chained");
+        }
     }
 
     /// Applies messages until every sender is gone.
@@ -157,6 +273,10 @@ impl ChainWriter {
         // Fenced: another node continues this chain; writing here would fork or overwrite it.
         if !self.may_write().await {
             return;
+        }
+        if matches!(msg, WriterMsg::Close { .. }) || self.late_checked.elapsed() >= LATE_EVERY {
+            self.late_checked = Instant::now();
+            self.chain_late().await;
         }
         match msg {
             WriterMsg::Segment {
@@ -177,8 +297,14 @@ impl ChainWriter {
                 let stop_us = stop_us.min(now_us());
                 // A chain with nothing but its genesis says why, however short the session.
                 let force = self.head.seq == 0 && stop_us > self.covered_until_us;
-                self.cover_to(stop_us, "no media between the last segment and stop", force)
-                    .await;
+                for attempt in 0.. {
+                    let done = self
+                        .cover_to(stop_us, "no media between the last segment and stop", force)
+                        .await;
+                    if done != Commit::Conflict || !self.resync(attempt).await {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -186,18 +312,52 @@ impl ChainWriter {
     /// Covers [chain end, `until_us`] with a gap entry if it is longer than the tolerance (or,
     /// with `force`, however short, but not empty). The reason is the pending outage's, or
     /// `default_reason`.
-    async fn cover_to(&mut self, until_us: i64, default_reason: &str, force: bool) {
+    async fn cover_to(&mut self, until_us: i64, default_reason: &str, force: bool) -> Commit {
         let hole = until_us - self.covered_until_us;
         if hole <= self.rules.tolerance_us && !(force && hole > 0) {
-            return;
+            return Commit::Done;
         }
-        let reason = match self.pending_outage.take() {
+        let reason = match &self.pending_outage {
             Some(r) => format!("{r} ({:.1} s)", hole as f64 / 1e6),
             None => default_reason.to_string(),
         };
         let entry = self.next(EntryKind::Gap, self.covered_until_us, hole, &reason);
-        self.commit(entry).await;
-        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+        let done = self.commit(entry).await;
+        if done == Commit::Done {
+            self.pending_outage = None;
+            self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    }
+
+    /// After another writer took a seq: continue from the chain as the database has it, if this
+    /// node still holds the lease (the other writer was a node that lost it, and its entries
+    /// are evidence too). At most `MAX_RESYNCS` times per entry; then the writer stops with an
+    /// alarm rather than fight over the chain.
+    async fn resync(&mut self, attempt: usize) -> bool {
+        if attempt >= MAX_RESYNCS || !self.may_write().await {
+            if !self.fenced {
+                let problem = format!(
+                    "chain conflict: another writer keeps appending to this recording; this writer stopped after {attempt} attempts, its segments stay in the spool"
+                );
+                tracing::error!(recording = %self.recording_id, "{problem}");
+                self.stats.set_problem(Some(problem));
+                self.fenced = true;
+            }
+            return false;
+        }
+        match (
+            index::head(&self.pool, &self.recording_id).await,
+            index::chain_end(&self.pool, &self.recording_id).await,
+        ) {
+            (Ok(Some(head)), Ok(end)) => {
+                tracing::warn!(recording = %self.recording_id, from = self.head.seq, to = head.seq, "chain conflict: continuing from the head another writer left");
+                self.head = head;
+                self.covered_until_us = self.covered_until_us.max(end.unwrap_or(0));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The start a segment enters the chain with: the camera's clock within the bound, else the
@@ -321,8 +481,57 @@ impl ChainWriter {
         } else {
             format!("no media for {:.1} s", hole as f64 / 1e6)
         };
-        self.cover_to(stamp.start_us, &default_reason, false).await;
-        let _ = self.pending_outage.take();
+        let extension = extension.as_str();
+        let mut attempt = 0;
+        let (bytes, duration_us) = loop {
+            let tried = self
+                .enter_segment(
+                    &sealed,
+                    &meta,
+                    &stamp,
+                    &default_reason,
+                    recovered,
+                    extension,
+                )
+                .await;
+            match tried {
+                Commit::Done => break (sealed.bytes.len() as u64, duration_us.max(1) as u64),
+                Commit::Conflict if self.resync(attempt).await => attempt += 1,
+                // Fenced or stopped: the file stays in the spool, to become late evidence.
+                _ => return,
+            }
+        };
+        self.last_server_end_us = meta
+            .server_start_us
+            .map(|s| s + meta.duration_us.unwrap_or(0).max(0));
+        spool::forget(&path);
+        self.metrics
+            .observe_store_latency(closed_at.elapsed().as_secs_f64());
+        self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.stats
+            .bitrate_bps
+            .store(bytes * 8 * 1_000_000 / duration_us, Ordering::Relaxed);
+        self.stats
+            .last_segment_at_us
+            .store(crate::time::now_us() as u64, Ordering::Relaxed);
+    }
+
+    /// The gap before a segment (if any), its object, its entry: from the chain as it stands.
+    async fn enter_segment(
+        &mut self,
+        sealed: &spool::Sealed,
+        meta: &SegmentMeta,
+        stamp: &clock::Stamp,
+        default_reason: &str,
+        recovered: bool,
+        extension: &str,
+    ) -> Commit {
+        let gap = self.cover_to(stamp.start_us, default_reason, false).await;
+        if gap != Commit::Done {
+            return gap;
+        }
+        self.pending_outage = None;
         let mut notes: Vec<String> = Vec::new();
         if recovered {
             notes.push("recovered from spool; duration estimated".into());
@@ -338,61 +547,95 @@ impl ChainWriter {
         let mut entry = self.next(
             EntryKind::Media,
             stamp.start_us,
-            duration_us,
+            meta.duration_us.unwrap_or(0).max(0),
             &notes.join("; "),
         );
-        entry.object_key = object_key(&self.key_prefix, entry.seq, &extension);
+        entry.object_key = object_key(&self.key_prefix, entry.seq, extension);
         entry.bytes = sealed.bytes.len() as i64;
-        entry.sha256 = sealed.sha256;
+        entry.sha256 = sealed.sha256.clone();
         entry.clock = stamp.clock.as_str().into();
-        self.last_server_end_us = meta.server_start_us.map(|s| s + duration_us);
-
-        let key = object_store::path::Path::from(entry.object_key.as_str());
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self
-                .store
-                .put(&key, PutPayload::from(sealed.bytes.clone()))
-                .await
-            {
-                Ok(_) => break,
-                Err(e) => {
-                    self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(key = %entry.object_key, error = %e, "object store write failed, retrying; segment stays in the spool");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(15));
-                }
-            }
+        if !self.put_object(&entry.object_key, sealed).await {
+            return Commit::Conflict;
         }
-        let bytes = entry.bytes as u64;
-        let duration_us = entry.duration_us.max(1) as u64;
-        self.commit(entry).await;
-        spool::forget(&path);
-        self.metrics
-            .observe_store_latency(closed_at.elapsed().as_secs_f64());
-        self.stats.segments.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.stats
-            .bitrate_bps
-            .store(bytes * 8 * 1_000_000 / duration_us, Ordering::Relaxed);
-        self.stats
-            .last_segment_at_us
-            .store(crate::time::now_us() as u64, Ordering::Relaxed);
+        self.commit(entry).await
     }
 
-    /// Seals and inserts the entry, retrying until the index accepts it.
-    async fn commit(&mut self, entry: Entry) {
+    /// Stores a segment's bytes under `key`, never over another's: created only if absent
+    /// (where the store can say so); a key that already holds these very bytes (an earlier try
+    /// whose answer was lost) is stored. False when the key holds other bytes: another writer
+    /// used this seq. Store failures are retried, the segment safe in the spool meanwhile.
+    async fn put_object(&mut self, key: &str, sealed: &spool::Sealed) -> bool {
+        let path = object_store::path::Path::from(key);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mode = if self.store_has_create {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            let put = self
+                .store
+                .put_opts(
+                    &path,
+                    PutPayload::from(sealed.bytes.clone()),
+                    PutOptions::from(mode),
+                )
+                .await;
+            match put {
+                Ok(_) => return true,
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let existing = match self.store.get(&path).await {
+                        Ok(r) => r.bytes().await.map(|b| hex::encode(Sha256::digest(&b))),
+                        Err(e) => Err(e),
+                    };
+                    match existing {
+                        Ok(h) => return h == sealed.sha256,
+                        Err(e) => {
+                            tracing::warn!(key, error = %e, "cannot read the object already at this key; retrying")
+                        }
+                    }
+                }
+                Err(object_store::Error::NotImplemented) => {
+                    tracing::warn!(
+                        "the object store cannot create only-if-absent; segments are put plainly"
+                    );
+                    self.store_has_create = false;
+                    continue;
+                }
+                Err(e) => {
+                    self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(key, error = %e, "object store write failed, retrying; segment stays in the spool");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(15));
+        }
+    }
+
+    /// Seals and inserts the entry, retrying while the database fails and this node still may
+    /// write. False when it was not inserted: the lease went to another node, or the seq is
+    /// taken (another writer appended to this chain: an alarm, and this writer stops for good
+    /// rather than retry a conflict that cannot resolve).
+    async fn commit(&mut self, entry: Entry) -> Commit {
         let entry = entry.seal();
         let end = entry.wall_start_us + entry.duration_us;
         let mut backoff = Duration::from_millis(200);
         loop {
             match index::insert_entry(&self.pool, &entry).await {
                 Ok(()) => break,
+                Err(e) if index::is_conflict(&e) => {
+                    tracing::error!(recording = %self.recording_id, seq = entry.seq, error = %e, "chain conflict: another writer took this seq");
+                    self.stats.chain_conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Commit::Conflict;
+                }
                 Err(e) => {
                     self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(seq = entry.seq, error = %e, "index write failed, retrying");
+                    tracing::warn!(seq = entry.seq, error = %e, "index write failed, retrying once the lease is confirmed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(15));
+                    if !self.may_write().await {
+                        return Commit::Fenced;
+                    }
                 }
             }
         }
@@ -400,5 +643,6 @@ impl ChainWriter {
             self.covered_until_us = self.covered_until_us.max(end);
         }
         self.head = entry;
+        Commit::Done
     }
 }

@@ -4,8 +4,9 @@
 use crate::capture::recorder::Stop;
 use crate::error::CoreError;
 use crate::ledger::index::{self, SessionRow};
-use crate::ledger::lease;
 use crate::ledger::values::SessionState;
+use crate::ledger::writer::recording_prefix;
+use crate::ledger::{late, lease};
 
 use super::Core;
 
@@ -36,7 +37,70 @@ impl Core {
             )
             .await?;
         }
+        // What is left belongs to sessions this node no longer records: late evidence.
+        self.publish_stranded().await;
         Ok(())
+    }
+
+    /// Stores and lists as late evidence (`ledger::late`) every segment left in this node's
+    /// spool for a session it does not record: one another node took over while this one was
+    /// frozen or cut off, or one that stopped meanwhile. The lease holder chains them. Failures
+    /// (store or database down) leave the files where they are for the next sweep.
+    pub(super) async fn publish_stranded(&self) {
+        let Ok(dirs) = std::fs::read_dir(&self.config.spool_dir) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let recording_id = dir.file_name().to_string_lossy().to_string();
+            // Only looked at, not touched: a live recording's open segment may be in there.
+            let has_files = std::fs::read_dir(dir.path())
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if !has_files {
+                continue;
+            }
+            let rec = match index::recording(&self.pool, &recording_id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(recording = %recording_id, error = %e, "spool sweep: cannot read the recording");
+                    continue;
+                }
+            };
+            let Ok(Some(session)) = index::session(&self.pool, &rec.session_id).await else {
+                continue;
+            };
+            // Ours to write: a session this node records or is finishing.
+            if self.live.lock().await.contains_key(&session.id)
+                || self.stopping.lock().await.contains(&session.id)
+            {
+                continue;
+            }
+            if session.state.is_live() {
+                match lease::holder(&self.pool, &session.room_id).await {
+                    Ok(Some(h)) if h != self.node_id => {}
+                    // Nobody's, or ours though not running here (being started or resumed):
+                    // the takeover or the resume indexes it through the chain.
+                    _ => continue,
+                }
+            }
+            let prefix = recording_prefix(&session.project_code, &session.id, &rec.source_name);
+            if let Err(e) = late::publish(
+                &self.pool,
+                &self.store,
+                &rec.id,
+                &prefix,
+                &self.node_id,
+                &dir.path(),
+            )
+            .await
+            {
+                tracing::warn!(session = %session.id, recording = %rec.id, error = %e, "late segments not published yet; tried again at the next sweep");
+            } else if crate::ledger::spool::leftovers(&dir.path()).is_empty() {
+                // Only sidecars or temporary files were left: the folder has served.
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
+        }
     }
 
     /// Continues a live session whose lease this node holds: a stopping one is finished, a
@@ -70,11 +134,19 @@ impl Core {
             let Some(s) = index::session(&self.pool, &id).await? else {
                 continue;
             };
+            // Renewed late (this node was slow or frozen) but nobody took the room meanwhile:
+            // it is still this node's to record; taken again in one statement.
+            if !held.contains(&s.room_id)
+                && lease::acquire(&self.pool, &s.room_id, &self.node_id, self.lease_ttl_us).await?
+            {
+                tracing::warn!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease had lapsed and nobody took the room: kept");
+                continue;
+            }
             if !held.contains(&s.room_id) {
                 // Fenced: another node has the room now. Stop recording here, finish nothing.
                 // (A session stopped here since the snapshot has already left `live`.)
                 if let Some(ls) = self.live.lock().await.remove(&s.id) {
-                    tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop");
+                    tracing::error!(session = %s.id, room = %s.room_id, node = %self.node_id, "lease lost: another node records this room now; local recorders stop, their spool becomes late evidence");
                     let _ = ls.stop.send(Stop::Abandon);
                     for t in ls.tasks {
                         let _ = t.await;
@@ -104,6 +176,7 @@ impl Core {
                 self.resume(&s, &reason).await?;
             }
         }
+        self.publish_stranded().await;
         Ok(())
     }
 }

@@ -261,6 +261,7 @@ impl Core {
         )
         .await?;
         writer.lease = Some((session.room_id.clone(), self.node_id.clone()));
+        writer.lease_ttl_us = self.lease_ttl_us;
         Ok((writer, stats))
     }
 

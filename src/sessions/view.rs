@@ -4,8 +4,9 @@
 use crate::error::CoreError;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index::{self, RecordingRow, SessionRow, existing_session};
+use crate::ledger::late;
 use crate::ledger::views::{
-    ChainHead, GapView, RecordingView, SegmentView, SessionSummary, SessionView,
+    ChainHead, GapView, LateView, RecordingView, SegmentView, SessionSummary, SessionView,
 };
 use crate::time::rfc3339;
 
@@ -17,7 +18,22 @@ impl Core {
         let mut recordings = Vec::new();
         for rec in index::recordings(&self.pool, &s.id).await? {
             let entries = index::entries(&self.pool, &rec.id).await?;
-            recordings.push(self.recording_view(&s, rec, &entries));
+            let late = late::of_recording(&self.pool, &rec.id).await?;
+            let mut view = self.recording_view(&s, rec, &entries);
+            view.late = late
+                .into_iter()
+                .map(|l| LateView {
+                    start: rfc3339(l.wall_start_us),
+                    duration_seconds: l.duration_us as f64 / 1e6,
+                    published_at: rfc3339(l.published_at_us),
+                    object_key: l.object_key,
+                    bytes: l.bytes,
+                    sha256: l.sha256,
+                    node: l.node_id,
+                    chained_seq: l.chained_seq,
+                })
+                .collect();
+            recordings.push(view);
         }
         Ok(SessionView::new(s, recordings))
     }
@@ -77,6 +93,7 @@ impl Core {
             }),
             segments,
             gaps,
+            late: Vec::new(),
         }
     }
 

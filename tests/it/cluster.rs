@@ -200,3 +200,124 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     );
     b.kill();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_node_loses_nothing() {
+    let sim = Simulator::start(&[]);
+    let a = Server::start().await;
+    let b = a.second_node(3.0).await;
+    let room = a.demo_room(&sim, "default").await;
+    let session = a.start_recording(&room, "ZB-FROZEN").await;
+    a.wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+        segments(s, "cam1") >= 3
+    })
+    .await;
+
+    // Node A freezes whole (recorders, writers, lease renewal) past its lease.
+    a.signal("STOP");
+    let frozen_at = unix_now();
+    let at_freeze = a.spooled();
+    b.wait_session(
+        &session,
+        "takeover by node B",
+        Duration::from_secs(30),
+        |s| {
+            ["cam1", "cam2", "mic1"].iter().all(|src| {
+                gaps(s, src)
+                    .iter()
+                    .any(|g| g.contains("taken over by node"))
+            }) && segments(s, "cam1") >= 3
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.signal("CONT");
+    eprintln!(
+        "A frozen {:.1} s with {} files spooled: {at_freeze:#?}",
+        unix_now() - frozen_at,
+        at_freeze.len()
+    );
+
+    // A finds the room taken, stops writing, and stores what its spool holds as late evidence;
+    // B, the lease holder, chains it. Nothing is left in A's spool.
+    let started = Instant::now();
+    while !a.spooled().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "node A's spool still holds {:#?}\n{}",
+            a.spooled(),
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let chained = b
+        .wait_session(
+            &session,
+            "A's late segments chained by B",
+            Duration::from_secs(30),
+            |s| {
+                let late: Vec<Value> = ["cam1", "cam2", "mic1"]
+                    .iter()
+                    .flat_map(|src| {
+                        recording(s, src)["late"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                !late.is_empty() && late.iter().all(|x| x["chained_seq"].is_i64())
+            },
+        )
+        .await;
+    let late_count: usize = ["cam1", "cam2", "mic1"]
+        .iter()
+        .map(|src| {
+            recording(&chained, src)["late"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
+    eprintln!(
+        "late: {:#}",
+        serde_json::json!(["cam1", "cam2", "mic1"].map(|src| &recording(&chained, src)["late"]))
+    );
+    // Every file A had spooled at the freeze is accounted for (the open ones grew after).
+    assert!(
+        late_count >= at_freeze.len(),
+        "{late_count} late segments for {} spooled files",
+        at_freeze.len()
+    );
+    assert!(
+        a.log().contains("late segments stored and listed"),
+        "{}",
+        a.log()
+    );
+
+    let stopped = b
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    for source in ["cam1", "cam2", "mic1"] {
+        let tiled = assert_tiled(&stopped, source);
+        for l in recording(&stopped, source)["late"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let seq = l["chained_seq"].as_i64().expect("chained");
+            let t = tiled.iter().find(|t| t.seq == seq).expect("in the chain");
+            assert!(
+                !t.gap && t.text.starts_with("late: spooled by node"),
+                "{t:?}"
+            );
+        }
+    }
+    assert!(b.spooled().is_empty(), "{:#?}", b.spooled());
+    assert!(a.spooled().is_empty(), "{:#?}", a.spooled());
+    let report = b
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["intact"], true, "{report}");
+    let (code, out) = b.verify_cli(&session);
+    assert_eq!(code, 0, "{out}");
+}
