@@ -3,6 +3,7 @@
 //! for byte from the store by `http/replay.rs`.
 
 use crate::ledger::chain::{Entry, EntryKind};
+use crate::ledger::late::LATE_MARK;
 use crate::time::rfc3339;
 
 /// The HLS media playlist of one recording. `live` playlists have no end tag. `segment_query`
@@ -41,11 +42,16 @@ pub fn hls_playlist(entries: &[Entry], live: bool, segment_query: &str) -> Strin
                 gap_pending = true;
             }
             EntryKind::Media => {
-                if gap_pending {
+                // Late evidence (from a node that lost the lease) goes back in time: a
+                // discontinuity before it and after it.
+                let late = e.detail.starts_with(LATE_MARK);
+                if gap_pending || late {
                     out.push_str("#EXT-X-DISCONTINUITY\n");
-                    gap_pending = false;
                 }
-                let name = e.object_key.rsplit('/').next().unwrap_or_default();
+                gap_pending = late;
+                // Served as `{seq:08}.{ext}` whatever the object's key (late ones differ).
+                let ext = e.object_key.rsplit('.').next().unwrap_or_default();
+                let name = format!("{:08}.{ext}", e.seq);
                 out.push_str(&format!(
                     "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\nsegments/{name}{segment_query}\n",
                     rfc3339(e.wall_start_us),

@@ -29,6 +29,9 @@ pub enum LateError {
     Db(#[from] sqlx::Error),
 }
 
+/// How the note of a late segment, and so its chain entry's detail, begins.
+pub const LATE_MARK: &str = "late: ";
+
 /// One late segment as listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LateSegment {
@@ -89,7 +92,7 @@ pub async fn publish(
                 key: key.clone(),
                 source,
             })?;
-        let mut note = format!("late: spooled by node {node}, which lost the room's lease");
+        let mut note = format!("{LATE_MARK}spooled by node {node}, which lost the room's lease");
         if recovered {
             note.push_str("; recovered from spool, duration estimated");
         }
