@@ -38,6 +38,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub store: StoreConfig,
     pub recording: RecordingConfig,
+    pub disk: DiskConfig,
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub retention: RetentionConfig,
@@ -185,6 +186,30 @@ pub enum StoreConfig {
     },
 }
 
+/// Free-space thresholds of the disks that hold the spool and the local object store: below
+/// `warning_free_mib` an alarm; below `critical_free_mib` running sessions go on but new
+/// sessions and exports are refused; an export never starts if it would leave less than
+/// `export_reserve_mib` free, because recording comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    pub warning_free_mib: u64,
+    pub critical_free_mib: u64,
+    pub export_reserve_mib: u64,
+    pub check_seconds: f64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            warning_free_mib: 2048,
+            critical_free_mib: 512,
+            export_reserve_mib: 1024,
+            check_seconds: 5.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
@@ -225,6 +250,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             cluster: ClusterConfig::default(),
             database: DatabaseConfig::default(),
+            disk: DiskConfig::default(),
             store: StoreConfig::Local {
                 path: PathBuf::new(),
             },
@@ -301,6 +327,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.disk;
+        if d.critical_free_mib > d.warning_free_mib || !(0.1..=3600.0).contains(&d.check_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "disk: critical_free_mib ({}) must not exceed warning_free_mib ({}), and check_seconds ({}) must be 0.1 to 3600",
+                d.critical_free_mib, d.warning_free_mib, d.check_seconds
+            )));
+        }
         if !(1.0..=300.0).contains(&self.cluster.lease_seconds) {
             return Err(ConfigError::Invalid(format!(
                 "cluster.lease_seconds = {}: expected 1 to 300",

@@ -14,6 +14,9 @@ pub enum CoreError {
     /// Valid input from a caller who may not do this (a confidential session without a reason …).
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
+    /// A disk is too full for this (a new session, an export); running recordings go on.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("object store: {0}")]

@@ -1,13 +1,15 @@
 //! Witness: records the rooms of public-resource trading centres as tamper-evident evidence.
 //!
-//! Shared parts (`config`, `db`, `store`, `http`) sit beside the modules that use them; the
-//! recording core (`recording`) is one such module, and the platform modules will be siblings.
-//! See docs/ARCHITECTURE.md.
+//! A segment's path reads down the folders: `capture` (camera → segment files), `ledger` (hash,
+//! chain, store, index), `sessions` (start, stop, resume), `evidence` (replay, export, offline
+//! verification); `audit`, `identity` and `retention` beside them, `http` on top. Shared parts
+//! (`config`, `db`, `store`, `disk`, `time`, …) sit below. See docs/ARCHITECTURE.md.
 
 pub mod audit;
 pub mod capture;
 pub mod config;
 pub mod db;
+pub mod disk;
 pub mod error;
 pub mod evidence;
 pub mod http;

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::capture::template::Templates;
 use crate::config::Config;
+use crate::disk::DiskWatch;
 use crate::ledger::manifest::Signer;
 use crate::retention::policy::Policies;
 use crate::sessions::{Core, Parts};
@@ -38,6 +39,7 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         policies: Arc::new(policies),
         node_id: node_id(config)?,
         lease_ttl: std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
+        disk: Arc::new(DiskWatch::new(config)),
     }))
 }
 
@@ -136,6 +138,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Services> {
         }
         _ => None,
     };
+    spawn_disk_watch(
+        core.clone(),
+        std::time::Duration::from_secs_f64(config.disk.check_seconds),
+    );
     let fixity = Arc::new(crate::retention::fixity::FixityState::default());
     let fixity_rate = config.retention.fixity_mib_per_second * 1048576.0;
     crate::retention::fixity::spawn_periodic(
@@ -152,4 +158,40 @@ pub async fn start(config: &Config) -> anyhow::Result<Services> {
         fixity_bytes_per_second: fixity_rate,
         worm,
     })
+}
+
+/// Reads the disks every `every`; a change of state is an alarm in the log and an entry in the
+/// audit trail (`storage_state`), and shows in room status and /metrics meanwhile.
+fn spawn_disk_watch(core: Arc<Core>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(change) = core.disk.check() else {
+                continue;
+            };
+            match change.to {
+                crate::disk::DiskState::Ok => {
+                    tracing::info!(from = change.from.as_str(), detail = %change.detail, "storage back to normal")
+                }
+                _ => {
+                    tracing::error!(state = change.to.as_str(), detail = %change.detail, "storage low")
+                }
+            }
+            let recorded = audit::Event::new(&audit::Actor::local("system"), "storage_state")
+                .target(change.to.as_str())
+                .reason(format!(
+                    "{} → {}: {}",
+                    change.from.as_str(),
+                    change.to.as_str(),
+                    change.detail
+                ))
+                .append(&core.pool)
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "storage state change not audited");
+            }
+        }
+    });
 }

@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "error",
     "metrics",
     "store",
+    "disk",
     "worm",
     "ledger",
     "capture",

@@ -80,6 +80,11 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
+            CoreError::InsufficientStorage(message) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                message,
+            ),
             other => ApiError::internal(other),
         }
     }

@@ -41,10 +41,18 @@ pub fn sidecar_path(segment: &Path) -> PathBuf {
 pub fn write_sidecar(segment: &Path, meta: &SegmentMeta) -> std::io::Result<()> {
     let path = sidecar_path(segment);
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(meta).expect("meta serializes"))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(meta).expect("meta serializes"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
+        // A full disk leaves no half-written sidecar behind: the segment's times are then
+        // estimated from the file, as for a crash.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub fn read_sidecar(segment: &Path) -> Option<SegmentMeta> {
@@ -73,6 +81,7 @@ pub fn seal(segment: &Path) -> std::io::Result<Sealed> {
 
 /// Removes a segment and its sidecar once it is stored and indexed.
 pub fn forget(segment: &Path) {
+    let _ = std::fs::remove_file(sidecar_path(segment).with_extension("json.tmp"));
     let _ = std::fs::remove_file(sidecar_path(segment));
     let _ = std::fs::remove_file(segment);
 }

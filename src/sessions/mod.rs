@@ -20,6 +20,7 @@ use crate::capture::recorder::Stop;
 use crate::capture::template::Templates;
 use crate::config::RecordingConfig;
 use crate::db::Pool;
+use crate::disk::DiskWatch;
 use crate::ledger::manifest::Signer;
 use crate::metrics::Metrics;
 use crate::retention::policy::Policies;
@@ -63,6 +64,8 @@ pub struct Core {
     /// This node, and how long its room leases last: each room is recorded by one node.
     pub node_id: String,
     lease_ttl_us: i64,
+    /// Free space of the spool's and the store's disks: new sessions wait when it is critical.
+    pub disk: Arc<DiskWatch>,
 }
 
 /// What a `Core` is made of, opened by `services::open_core`.
@@ -75,6 +78,7 @@ pub struct Parts {
     pub policies: Arc<Policies>,
     pub node_id: String,
     pub lease_ttl: std::time::Duration,
+    pub disk: Arc<DiskWatch>,
 }
 
 impl Core {
@@ -91,6 +95,7 @@ impl Core {
             stopping: Mutex::new(Default::default()),
             node_id: p.node_id,
             lease_ttl_us: p.lease_ttl.as_micros() as i64,
+            disk: p.disk,
         }
     }
 }

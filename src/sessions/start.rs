@@ -80,6 +80,8 @@ impl Core {
         by: &Actor,
     ) -> Result<SessionView, CoreError> {
         let req = req.check()?;
+        // Recording comes first, but a new one needs room to be written.
+        self.disk.admit_session()?;
         let mut live = self.live.lock().await;
         let room = self.ready_room(room_id).await?;
         self.take_lease(room_id).await?;

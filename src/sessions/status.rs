@@ -46,6 +46,9 @@ pub struct RoomStatus {
     pub elapsed_seconds: Option<f64>,
     pub live_view: bool,
     pub sources: Vec<SourceStatus>,
+    /// Storage running low (`disk`): shown on every room, since every room records to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_alarm: Option<String>,
 }
 
 impl Core {
@@ -78,6 +81,7 @@ impl Core {
                     .is_some_and(|sess| !sess.kind.is_confidential()),
                 session: live.map(SessionSummary::from),
                 sources,
+                storage_alarm: self.disk.problem(),
             });
         }
         Ok(out)

@@ -7,6 +7,7 @@ mod cluster;
 mod completeness;
 mod console;
 mod destruction;
+mod disk;
 mod errors;
 mod export;
 mod fixity;

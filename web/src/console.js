@@ -297,6 +297,9 @@ function roomCard(room) {
     ),
     room.location ? el('p', { class: 'muted' }, room.location) : null,
   );
+  if (room.storage_alarm) {
+    card.append(el('p', { class: 'alarm', role: 'alert', 'data-storage': '' }, t('storageAlarm'), ` · ${room.storage_alarm}`));
+  }
   for (const a of alarms) {
     card.append(el('p', { class: 'alarm', role: 'alert', 'data-source': a.name }, t('alarm', { source: a.name }), a.problem ? ` · ${a.problem}` : ''));
   }
