@@ -11,6 +11,21 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
+/// `program` as root: directly when the tests run as root (CI), else through `sudo -n`.
+fn privileged(program: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
+}
+
 /// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped.
 struct SmallDisk {
     dir: tempfile::TempDir,
@@ -19,14 +34,20 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(mib: u64) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        let out = privileged("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=1777"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "mounting a {mib} MiB tmpfs (scripts/test runs as root): {}",
+            "mounting a {mib} MiB tmpfs needs root or password-less sudo: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         SmallDisk { dir }
@@ -128,9 +149,11 @@ async fn a_filling_disk_alarms_refuses_new_work_and_loses_nothing() {
         .ok(
             "POST",
             "/api/v1/rooms",
-            Some(json!({"name": "评标室 2", "kind": "bid_opening", "sources": [
-                {"name": "cam1", "url": sim.url("cam1"), "media": "av"},
-            ]})),
+            Some(
+                json!({"name": "评标室 2", "kind": "bid_opening", "sources": [
+                    {"name": "cam1", "url": sim.url("cam1"), "media": "av"},
+                ]}),
+            ),
         )
         .await["id"]
         .as_str()
