@@ -8,6 +8,7 @@ mod completeness;
 mod console;
 mod destruction;
 mod errors;
+mod evidence_reads;
 mod export;
 mod fixity;
 mod harness;
