@@ -21,8 +21,8 @@ use crate::db::Pool;
 use crate::error::CoreError;
 use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::archive::ArchiveWriter;
-use crate::identity::caller::Caller;
 pub use crate::evidence::archive::Format;
+use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
 use crate::ledger::manifest::{self, Signer};
@@ -201,7 +201,10 @@ pub async fn exportable(
 /// The session, if `req.caller` may export it as asked: `exportable`, then the rule of
 /// `evidence::access` (scope; a confidential session's package with derived MP4s only for a role
 /// that may replay it). A refusal is audited (`export`, outcome `denied: …`).
-pub async fn authorize(pool: &Pool, req: &ExportRequest<'_>) -> Result<index::SessionRow, CoreError> {
+pub async fn authorize(
+    pool: &Pool,
+    req: &ExportRequest<'_>,
+) -> Result<index::SessionRow, CoreError> {
     let session = exportable(pool, req.session_id, req.reason).await?;
     MediaAccess {
         actor: req.by,

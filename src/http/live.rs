@@ -63,9 +63,7 @@ async fn open_live_view(
         return Ok(audited_refusal(e));
     }
     let names: Vec<&str> = recordings.iter().map(|r| r.source_name.as_str()).collect();
-    access
-        .open_live(&s.pool, &names, s.viewing_idle_us)
-        .await?;
+    access.open_live(&s.pool, &names, s.viewing_idle_us).await?;
     let sources: Vec<serde_json::Value> = recordings
         .iter()
         .map(|r| {

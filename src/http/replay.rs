@@ -250,10 +250,7 @@ fn segment_not_found(rec: &index::RecordingRow, file: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "segment_not_found",
-        format!(
-            "segment {file:?} of source {:?} not found",
-            rec.source_name
-        ),
+        format!("segment {file:?} of source {:?} not found", rec.source_name),
     )
 }
 

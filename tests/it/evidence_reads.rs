@@ -101,7 +101,9 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": "ZB-READS", "session_code": "PB-01", "kind": "evaluation"})),
+            Some(
+                json!({"project_code": "ZB-READS", "session_code": "PB-01", "kind": "evaluation"}),
+            ),
         )
         .await;
     let session = s["id"].as_str().unwrap().to_string();
@@ -114,7 +116,12 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
     // No live view of an evaluation session, for anyone; the refusal is audited once.
     for role in ["witness_staff", "regulator", "discipline_officer"] {
         let (status, body) = server
-            .call_as(Some(role), "POST", &format!("/api/v1/rooms/{room}/live"), None)
+            .call_as(
+                Some(role),
+                "POST",
+                &format!("/api/v1/rooms/{room}/live"),
+                None,
+            )
             .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
@@ -289,7 +296,12 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
         assert_eq!(got.0, 200);
         assert!(got.1.len() > 1000);
     }
-    let got = get(&server, "discipline_officer", &format!("{base}/download.mp4")).await;
+    let got = get(
+        &server,
+        "discipline_officer",
+        &format!("{base}/download.mp4"),
+    )
+    .await;
     assert_refused(&got, "reason_required", "download without a reason");
     let es = entries(&server, &session, "discipline_officer", "download").await;
     assert_eq!(
@@ -443,11 +455,20 @@ async fn live_reads_need_an_open_live_view_of_the_same_caller() {
 
     // Another caller is not covered by the staff's live view.
     let got = get(&server, "regulator", &playlist).await;
-    assert_refused(&got, "live_view_not_open", "the regulator, without their own");
+    assert_refused(
+        &got,
+        "live_view_not_open",
+        "the regulator, without their own",
+    );
     // A role without the permission: refused by the access check, audited (with the path).
     for role in ["archive_clerk", "administrator"] {
         let (status, body) = server
-            .call_as(Some(role), "POST", &format!("/api/v1/rooms/{room}/live"), None)
+            .call_as(
+                Some(role),
+                "POST",
+                &format!("/api/v1/rooms/{room}/live"),
+                None,
+            )
             .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
