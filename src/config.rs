@@ -43,6 +43,29 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub retention: RetentionConfig,
     pub cluster: ClusterConfig,
+    pub evidence: EvidenceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// A viewing of evidence (one caller, session, source and reason) ends after this long
+    /// without a read; the next read opens, and audits, a new one.
+    pub viewing_idle_minutes: f64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            viewing_idle_minutes: 10.0,
+        }
+    }
+}
+
+impl EvidenceConfig {
+    pub fn viewing_idle_us(&self) -> i64 {
+        (self.viewing_idle_minutes * 60e6) as i64
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +272,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             retention: RetentionConfig::default(),
             cluster: ClusterConfig::default(),
+            evidence: EvidenceConfig::default(),
             database: DatabaseConfig::default(),
             disk: DiskConfig::default(),
             store: StoreConfig::Local {
@@ -378,6 +402,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "identity: idle_minutes 0.05–480, session_hours 0.01–168, max_failed_logins 1–100, lockout_minutes 0.01–1440, token_max_days 1–3650".into(),
             ));
+        }
+        if !(0.01..=1440.0).contains(&self.evidence.viewing_idle_minutes) {
+            return Err(ConfigError::Invalid(format!(
+                "evidence.viewing_idle_minutes = {}: expected 0.01 to 1440",
+                self.evidence.viewing_idle_minutes
+            )));
         }
         if !(0.001..=1440.0).contains(&self.audit.checkpoint_minutes) {
             return Err(ConfigError::Invalid(format!(

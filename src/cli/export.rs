@@ -48,6 +48,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             address: "cli".into(),
             ..witness::audit::Actor::parse(&args.exporter)
         },
+        // The command line acts with the machine's authority (who holds the config and key).
+        caller: None,
         reason: &args.reason,
         selection: export::Selection::default(),
     };

@@ -1,23 +1,166 @@
-//! Who sees recorded media. Every replay, download and live view of a session is audited, and
-//! a confidential (评标) session is seen only with a recorded reason; a refusal is audited too.
-//! The HTTP handlers, the exporter and any later entry point go through here.
+//! Who reads evidence, and the audit of every read. One rule, `may_read`, says who may read a
+//! session's media and with what reason, on every path: replay playlists and segments, MP4
+//! downloads, live views, exports and package downloads. Every read that serves evidence is
+//! covered by an audit entry written before the first byte leaves:
+//!
+//! - Replay (HLS playlists and segments) is audited per **viewing**: one viewer's (the actor as
+//!   the audit trail names it: a person, or a person through a named token) continuing read of
+//!   one source of one session for one reason. The first read opens it and is audited
+//!   (`replay_start`, with the reason); the reads that follow with no pause longer than
+//!   `[evidence] viewing_idle_minutes` are covered by that entry. After a longer pause, or with
+//!   another reason, the next read opens (and audits) a new viewing.
+//! - A live view is opened only by `POST /rooms/{id}/live` (`live_view`, one viewing per source
+//!   of the room's session). Live playlists and segments are served only while the same viewer's
+//!   live viewing of that session is open, and they keep it open; otherwise they are refused.
+//! - An MP4 download, an export and a package download are each a viewing of their own.
+//!
+//! Refusals are audited too, naming the session.
+
+use sqlx::Row;
 
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Pool;
 use crate::error::CoreError;
+use crate::identity::caller::Caller;
 use crate::ledger::index::SessionRow;
+use crate::time::now_us;
 
-/// One look at a session's media, about to happen.
+/// What is read of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// HLS playlists and stored segments (`/sessions/{id}/sources/{source}/…`).
+    Replay,
+    /// One playable MP4 of a range.
+    Download,
+    /// The live view of a room's recording session.
+    Live,
+    /// An evidence package; `derived_mp4`: with playable MP4 copies under `derived/`.
+    Export { derived_mp4: bool },
+    /// The download of a prepared package (`derived_mp4`: it holds playable MP4 copies).
+    Package { derived_mp4: bool },
+}
+
+impl Read {
+    /// Whether the read hands over a playable picture of the room: replay by another name.
+    /// (A package's stored segments are evidence for the archive, not a player's copy.)
+    fn plays(self) -> bool {
+        match self {
+            Read::Replay | Read::Download | Read::Live => true,
+            Read::Export { derived_mp4 } | Read::Package { derived_mp4 } => derived_mp4,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Read::Replay => "replay",
+            Read::Download => "a download",
+            Read::Live => "a live view",
+            Read::Export { .. } => "an export",
+            Read::Package { .. } => "a package download",
+        }
+    }
+
+    /// The kind of viewing the reads of this kind share (`None`: each read is its own).
+    fn viewing_kind(self) -> Option<&'static str> {
+        match self {
+            Read::Replay => Some("replay"),
+            Read::Live => Some("live"),
+            _ => None,
+        }
+    }
+}
+
+/// Why a read is refused: a stable code and a sentence for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Denial {
+    fn new(code: &'static str, message: impl Into<String>) -> Denial {
+        Denial {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// **The** rule of who reads a session's media. `caller` is `None` for the server's own command
+/// line (`witness export`), which acts with the machine's authority.
+///
+/// 1. The session is within the caller's trading categories (`Caller::sees_session`).
+/// 2. A confidential (评标) session has no live view, for anyone.
+/// 3. A confidential session is seen played (replay, download, live, a package with derived
+///    MP4 copies) only by roles that may see confidential sessions (regulators, discipline
+///    officers); others may still export its evidence package, without derived MP4s.
+/// 4. Every read of a confidential session needs a reason, which the audit entry keeps.
+pub fn may_read(
+    caller: Option<&Caller>,
+    session: &SessionRow,
+    read: Read,
+    reason: &str,
+) -> Result<(), Denial> {
+    if let Some(c) = caller {
+        c.sees_session(session)
+            .map_err(|(code, message)| Denial::new(code, message))?;
+    }
+    if !session.kind.is_confidential() {
+        return Ok(());
+    }
+    if read == Read::Live {
+        return Err(Denial::new(
+            "confidential",
+            "evaluation (评标) sessions have no live view",
+        ));
+    }
+    if read.plays() && caller.is_some_and(|c| !c.role.may_see_confidential()) {
+        let hint = match read {
+            Read::Export { .. } => "; export its evidence package without derived_mp4",
+            _ => "",
+        };
+        return Err(Denial::new(
+            "confidential",
+            format!(
+                "session {} is a confidential evaluation session: only regulators and discipline officers may replay it or have a playable copy{hint}",
+                session.id
+            ),
+        ));
+    }
+    if reason.trim().is_empty() {
+        return Err(Denial::new(
+            "reason_required",
+            format!(
+                "session {} is a confidential {} session: {} of it needs ?reason=… (it is recorded)",
+                session.id,
+                session.kind,
+                read.what()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One read of a session's media, about to happen.
 pub struct MediaAccess<'a> {
     pub actor: &'a Actor,
-    /// `replay_start`, `download`, `live_view` …
+    /// The authenticated caller; `None` for the server's own command line.
+    pub caller: Option<&'a Caller>,
+    pub read: Read,
+    /// The audit action: `replay_start`, `download`, `live_view`, `live_segment`, `export` …
     pub action: &'a str,
     pub session: &'a SessionRow,
+    /// The source read, or empty for the whole session.
+    pub source: &'a str,
     /// What is looked at (`session/source`, with a range for downloads).
     pub target: String,
     /// Why, in the viewer's words; required for confidential sessions.
     pub reason: &'a str,
 }
+
+/// One finder-or-opener of viewings at a time in this process, so that the parallel first reads
+/// of one player open one viewing, not two.
+static VIEWINGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl MediaAccess<'_> {
     fn event(&self) -> audit::Event<'_> {
@@ -28,30 +171,271 @@ impl MediaAccess<'_> {
             .flagged(self.session.kind.is_confidential())
     }
 
-    /// Refuses (and audits the refusal) a confidential session's media asked for without a
-    /// reason.
-    pub async fn refuse_confidential_without_reason(&self, pool: &Pool) -> Result<(), CoreError> {
-        if !self.session.kind.is_confidential() || !self.reason.trim().is_empty() {
-            return Ok(());
-        }
-        self.event()
-            .outcome(Outcome::Denied(
-                "no reason given for a confidential session".into(),
-            ))
+    async fn refuse(&self, pool: &Pool, d: Denial) -> CoreError {
+        if let Err(e) = self
+            .event()
+            .outcome(Outcome::Denied(d.code.into()))
             .append(pool)
-            .await?;
-        Err(CoreError::forbidden(
-            "reason_required",
-            format!(
-                "session {} is a confidential {} session: {} needs ?reason=… (it is recorded)",
-                self.session.id, self.session.kind, self.action
-            ),
-        ))
+            .await
+        {
+            return e.into();
+        }
+        CoreError::forbidden(d.code, d.message)
     }
 
-    /// The audit entry of an allowed access, written before the media leaves.
-    pub async fn record(&self, pool: &Pool) -> Result<(), CoreError> {
-        self.event().append(pool).await?;
+    /// Applies `may_read`; a refusal is audited and returned as `Forbidden`.
+    pub async fn check(&self, pool: &Pool) -> Result<(), CoreError> {
+        match may_read(self.caller, self.session, self.read, self.reason) {
+            Ok(()) => Ok(()),
+            Err(d) => Err(self.refuse(pool, d).await),
+        }
+    }
+
+    /// The audit entry of an allowed read, written before the media leave.
+    pub async fn record(&self, pool: &Pool) -> Result<audit::AuditEntry, CoreError> {
+        Ok(self.event().append(pool).await?)
+    }
+
+    /// Before serving a replay or live read (after `check`): the read is covered by the
+    /// viewer's open viewing, which it keeps open. With none open, a replay read opens one and
+    /// audits it; a live read is refused (`live_view_not_open`, audited): live views are opened
+    /// by `open_live` only.
+    pub async fn view(&self, pool: &Pool, idle_us: i64) -> Result<(), CoreError> {
+        let Some(kind) = self.read.viewing_kind() else {
+            self.record(pool).await?;
+            return Ok(());
+        };
+        let viewer = self.actor.name();
+        let _one = VIEWINGS.lock().await;
+        let now = now_us();
+        let open = sqlx::query(
+            "SELECT id, last_read_at FROM evidence_viewings \
+             WHERE viewer = $1 AND session_id = $2 AND source = $3 AND kind = $4 AND reason = $5 \
+             AND last_read_at >= $6 ORDER BY last_read_at DESC LIMIT 1",
+        )
+        .bind(&viewer)
+        .bind(&self.session.id)
+        .bind(self.source)
+        .bind(kind)
+        .bind(self.reason)
+        .bind(now - idle_us)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(row) = open {
+            let id: String = row.try_get("id")?;
+            let last: i64 = row.try_get("last_read_at")?;
+            // Kept open by every read; written at most about ten times per idle window.
+            if now - last >= (idle_us / 10).min(1_000_000) {
+                sqlx::query("UPDATE evidence_viewings SET last_read_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(&id)
+                    .execute(pool)
+                    .await?;
+            }
+            return Ok(());
+        }
+        if self.read == Read::Live {
+            return Err(self
+                .refuse(
+                    pool,
+                    Denial::new(
+                        "live_view_not_open",
+                        format!(
+                            "no live view of session {} is open for {viewer}: open one first (POST /api/v1/rooms/{}/live); it closes after {} s without a read",
+                            self.session.id,
+                            self.session.room_id,
+                            idle_us / 1_000_000
+                        ),
+                    ),
+                )
+                .await);
+        }
+        let entry = self.record(pool).await?;
+        insert_viewing(
+            pool,
+            &viewer,
+            kind,
+            self,
+            self.source,
+            &entry.id,
+            now,
+            idle_us,
+        )
+        .await
+    }
+
+    /// Opens a live view of every source in `sources` (after `check`): one audit entry, one
+    /// viewing per source.
+    pub async fn open_live(
+        &self,
+        pool: &Pool,
+        sources: &[&str],
+        idle_us: i64,
+    ) -> Result<(), CoreError> {
+        let viewer = self.actor.name();
+        let _one = VIEWINGS.lock().await;
+        let entry = self.record(pool).await?;
+        let now = now_us();
+        for source in sources {
+            insert_viewing(pool, &viewer, "live", self, source, &entry.id, now, idle_us).await?;
+        }
         Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_viewing(
+    pool: &Pool,
+    viewer: &str,
+    kind: &str,
+    access: &MediaAccess<'_>,
+    source: &str,
+    audit_id: &str,
+    now: i64,
+    idle_us: i64,
+) -> Result<(), CoreError> {
+    // Housekeeping: closed viewings are of no further use (their entries are in the trail).
+    sqlx::query("DELETE FROM evidence_viewings WHERE last_read_at < $1")
+        .bind(now - idle_us)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO evidence_viewings (id, viewer, kind, session_id, source, reason, audit_id, opened_at, last_read_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(viewer)
+    .bind(kind)
+    .bind(&access.session.id)
+    .bind(source)
+    .bind(access.reason)
+    .bind(audit_id)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::caller::Via;
+    use crate::identity::roles::{ROLES, Role};
+    use crate::ledger::values::{Category, SessionKind, SessionState};
+
+    fn session(kind: SessionKind, category: Category) -> SessionRow {
+        SessionRow {
+            id: "s1".into(),
+            room_id: "r1".into(),
+            room_name: "评标室".into(),
+            room_kind: "evaluation".into(),
+            project_code: "ZB-1".into(),
+            session_code: "PB-1".into(),
+            kind,
+            note: String::new(),
+            state: SessionState::Stopped,
+            started_at_us: 0,
+            stopped_at_us: Some(1),
+            manifest_key: None,
+            error: None,
+            category,
+        }
+    }
+
+    fn caller(role: Role, categories: &[&str]) -> Caller {
+        Caller {
+            user_id: "u".into(),
+            username: "li".into(),
+            role,
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+            via: Via::Browser {
+                csrf_token: String::new(),
+            },
+        }
+    }
+
+    fn code(r: Result<(), Denial>) -> &'static str {
+        r.err().map_or("ok", |d| d.code)
+    }
+
+    #[test]
+    fn confidential_sessions_by_role_read_and_reason() {
+        let eval = session(SessionKind::Evaluation, Category::Construction);
+        let all_reads = [
+            Read::Replay,
+            Read::Download,
+            Read::Live,
+            Read::Export { derived_mp4: false },
+            Read::Export { derived_mp4: true },
+            Read::Package { derived_mp4: false },
+            Read::Package { derived_mp4: true },
+        ];
+        for role in ROLES {
+            let c = caller(role, &["construction"]);
+            for read in all_reads {
+                let got = code(may_read(Some(&c), &eval, read, "complaint 17"));
+                // Written out, not derived from the rule: a playable picture (or any live
+                // view) of an evaluation session only for regulators and discipline officers.
+                let playable = matches!(
+                    read,
+                    Read::Replay
+                        | Read::Download
+                        | Read::Export { derived_mp4: true }
+                        | Read::Package { derived_mp4: true }
+                );
+                let sees = matches!(role, Role::Regulator | Role::DisciplineOfficer);
+                let want = if read == Read::Live || (playable && !sees) {
+                    "confidential"
+                } else {
+                    "ok"
+                };
+                assert_eq!(got, want, "{role:?} {read:?}");
+                if want == "ok" {
+                    assert_eq!(
+                        code(may_read(Some(&c), &eval, read, "  ")),
+                        "reason_required",
+                        "{role:?} {read:?} without a reason"
+                    );
+                }
+            }
+        }
+        // The archive clerk's derived MP4 of an evaluation session: refused, with the way out.
+        let clerk = caller(Role::ArchiveClerk, &[]);
+        let d = may_read(Some(&clerk), &eval, Read::Export { derived_mp4: true }, "r").unwrap_err();
+        assert!(d.message.contains("without derived_mp4"), "{}", d.message);
+        // The command line has the machine's authority, but still needs a reason.
+        assert_eq!(
+            code(may_read(
+                None,
+                &eval,
+                Read::Export { derived_mp4: true },
+                "r"
+            )),
+            "ok"
+        );
+        assert_eq!(
+            code(may_read(
+                None,
+                &eval,
+                Read::Export { derived_mp4: true },
+                ""
+            )),
+            "reason_required"
+        );
+    }
+
+    #[test]
+    fn open_sessions_need_scope_only() {
+        let open = session(SessionKind::BidOpening, Category::Land);
+        let regulator = caller(Role::Regulator, &["construction"]);
+        assert_eq!(
+            code(may_read(Some(&regulator), &open, Read::Replay, "")),
+            "out_of_scope"
+        );
+        let regulator = caller(Role::Regulator, &["land"]);
+        for read in [Read::Replay, Read::Download, Read::Live] {
+            assert_eq!(code(may_read(Some(&regulator), &open, read, "")), "ok");
+        }
     }
 }

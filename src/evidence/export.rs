@@ -19,8 +19,10 @@ use sm3::Sm3;
 use crate::audit;
 use crate::db::Pool;
 use crate::error::CoreError;
+use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::archive::ArchiveWriter;
 pub use crate::evidence::archive::Format;
+use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
 use crate::ledger::manifest::{self, Signer};
@@ -101,6 +103,9 @@ pub struct ExportRequest<'a> {
     pub session_id: &'a str,
     /// Who exports, from where: in the audit trail and the package's bag-info.
     pub by: &'a audit::Actor,
+    /// The authenticated caller the rule of `evidence::access` is applied to; `None` for the
+    /// server's own command line.
+    pub caller: Option<&'a Caller>,
     pub reason: &'a str,
     pub selection: Selection,
 }
@@ -193,6 +198,39 @@ pub async fn exportable(
     Ok(session)
 }
 
+/// The session, if `req.caller` may export it as asked: `exportable`, then the rule of
+/// `evidence::access` (scope; a confidential session's package with derived MP4s only for a role
+/// that may replay it). A refusal is audited (`export`, outcome `denied: …`).
+pub async fn authorize(
+    pool: &Pool,
+    req: &ExportRequest<'_>,
+) -> Result<index::SessionRow, CoreError> {
+    let session = exportable(pool, req.session_id, req.reason).await?;
+    MediaAccess {
+        actor: req.by,
+        caller: req.caller,
+        read: Read::Export {
+            derived_mp4: req.derived_mp4_dir.is_some(),
+        },
+        action: "export",
+        session: &session,
+        source: "",
+        target: format!(
+            "{}{}",
+            session.id,
+            if req.derived_mp4_dir.is_some() {
+                " with derived MP4"
+            } else {
+                ""
+            }
+        ),
+        reason: req.reason,
+    }
+    .check(pool)
+    .await?;
+    Ok(session)
+}
+
 /// Reads the session, checks and hashes every selected object, and prepares all small files.
 /// Records the export in the audit trail (and that entry travels in the package).
 pub async fn plan(
@@ -202,7 +240,7 @@ pub async fn plan(
     req: ExportRequest<'_>,
     progress: Progress<'_>,
 ) -> Result<Plan, CoreError> {
-    let session = exportable(pool, req.session_id, req.reason).await?;
+    let session = authorize(pool, &req).await?;
     let recordings = index::recordings(pool, &session.id).await?;
     check_selected_sources(&recordings, &req.selection)?;
     let package_id = uuid::Uuid::now_v7().to_string();

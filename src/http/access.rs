@@ -13,7 +13,6 @@ use super::policy::{Access, Rule, find_rule};
 use crate::audit;
 use crate::http::{ApiError, AppState};
 use crate::identity::caller::{Caller, Via};
-use crate::identity::roles::Permission;
 use crate::identity::{logins, tokens, users};
 
 /// The caller, if any: never rejects (public routes have none).
@@ -46,6 +45,17 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentActor {
 /// Set on a response by a handler that wrote its own audit entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Audited;
+
+/// The answer to a change the domain refused: a `Forbidden` from `evidence::access` has been
+/// audited there (with the session), so the middleware adds no second entry.
+pub fn audited_refusal(e: crate::error::CoreError) -> Response {
+    let audited = matches!(e, crate::error::CoreError::Forbidden { .. });
+    let mut response = ApiError::from(e).into_response();
+    if audited {
+        response.extensions_mut().insert(Audited);
+    }
+    response
+}
 
 /// Until the password is changed or TOTP enrolled, an account can only do that (and log out).
 const WHILE_RESTRICTED: [&str; 5] = [
@@ -225,13 +235,27 @@ impl Refusal {
     }
 }
 
-/// A refusal is audited (outcome `denied: <code>`) and answered 403.
+/// A refusal is audited (outcome `denied: <code>`) and answered 403. On a `/sessions/{id}/…`
+/// route the entry names the session, so that the session's own trail shows who was turned
+/// away from its evidence.
 async fn refuse(s: &AppState, rule: &Rule, caller: &Caller, asked: &Asked, r: Refusal) -> Response {
-    let _ = audit::Event::new(&caller.actor(&asked.address), rule.action)
+    let session = match session_in_path(rule.path, &asked.target) {
+        Some(id) => crate::ledger::index::session(&s.pool, &id)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let actor = caller.actor(&asked.address);
+    let mut event = audit::Event::new(&actor, rule.action)
         .target(&asked.target)
-        .outcome(audit::Outcome::Denied(r.code.into()))
-        .append(&s.pool)
-        .await;
+        .outcome(audit::Outcome::Denied(r.code.into()));
+    if let Some(session) = &session {
+        event = event
+            .session(&session.id, &session.project_code)
+            .flagged(session.kind.is_confidential());
+    }
+    let _ = event.append(&s.pool).await;
     ApiError::new(StatusCode::FORBIDDEN, r.code, r.message).into_response()
 }
 
@@ -314,8 +338,9 @@ fn check_permission(caller: &Caller, rule: &Rule) -> Result<(), Refusal> {
     }
 }
 
-/// On `/sessions/{id}/…` routes: the session is in the caller's trading categories, and a
-/// confidential one is replayed only by those who may (`Caller::may_see_session`).
+/// On `/sessions/{id}/…` routes: the session is in the caller's trading categories
+/// (`Caller::sees_session`). Who may read a confidential session's media is decided by the
+/// handler's domain call (`evidence::access::may_read`), which audits it with the session.
 async fn check_session_scope(
     s: &AppState,
     caller: &Caller,
@@ -323,7 +348,7 @@ async fn check_session_scope(
     path: &str,
     target: &str,
 ) -> Result<(), Refusal> {
-    let Access::Needs(p) = rule.access else {
+    let Access::Needs(_) = rule.access else {
         return Ok(());
     };
     let Some(id) = session_in_path(path, target) else {
@@ -337,7 +362,7 @@ async fn check_session_scope(
         return Ok(()); // the handler answers 404
     };
     caller
-        .may_see_session(&session, p == Permission::Replay)
+        .sees_session(&session)
         .map_err(|(code, message)| Refusal::new(code, message))
 }
 

@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::{Deserialize, Serialize};
 
-use crate::audit;
 use crate::error::CoreError;
+use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::export::{self, Format, Plan, Selection};
-use crate::http::access::CurrentActor;
+use crate::http::access::{CurrentActor, audited_refusal};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
 
 /// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
@@ -42,6 +42,8 @@ enum JobState {
 
 struct Job {
     session_id: String,
+    /// The exporter's reason, kept in the audit entry of every download of the package.
+    reason: String,
     state: JobState,
     done: u64,
     total: u64,
@@ -119,15 +121,31 @@ async fn start(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
     ApiJson(req): ApiJson<StartExport>,
-) -> Result<(StatusCode, Json<JobView>), ApiError> {
+) -> Result<Response, ApiError> {
     let selection = Selection::parse(req.sources, req.from.as_deref(), req.to.as_deref())
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m))?;
     let core = s.sessions.clone();
-    // Refuse what would fail at once (unknown or live session, no reason) before starting a job.
-    export::exportable(&core.pool, &session_id, &req.reason).await?;
+    let exporter = actor.actor(&address);
+    let caller = actor.0.clone();
+    // Refuse what would fail at once (unknown or live session, no reason) and what the caller
+    // may not have (`evidence::access`: audited) before starting a job.
+    let asked = export::ExportRequest {
+        derived_mp4_dir: req
+            .derived_mp4
+            .then_some(core.config.export_scratch_dir.as_path()),
+        session_id: &session_id,
+        by: &exporter,
+        caller: caller.as_ref(),
+        reason: &req.reason,
+        selection: selection.clone(),
+    };
+    if let Err(e) = export::authorize(&core.pool, &asked).await {
+        return Ok(audited_refusal(e));
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let job = Arc::new(Mutex::new(Job {
         session_id: session_id.clone(),
+        reason: req.reason.clone(),
         state: JobState::Preparing,
         done: 0,
         total: 0,
@@ -143,7 +161,6 @@ async fn start(
     let first = view(&id, &job.lock().expect("job lock"));
     let reason = req.reason;
     let derived_mp4 = req.derived_mp4;
-    let exporter = actor.actor(&address);
     let job_id = id.clone();
     tokio::spawn(async move {
         let progress_job = job.clone();
@@ -156,6 +173,7 @@ async fn start(
             derived_mp4_dir: derived_mp4.then_some(core.config.export_scratch_dir.as_path()),
             session_id: &session_id,
             by: &exporter,
+            caller: caller.as_ref(),
             reason: &reason,
             selection,
         };
@@ -174,7 +192,7 @@ async fn start(
             }
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(first)))
+    Ok((StatusCode::ACCEPTED, Json(first)).into_response())
 }
 
 fn job(s: &AppState, id: &str) -> Result<Arc<Mutex<Job>>, ApiError> {
@@ -218,10 +236,10 @@ async fn download(
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let j = job(&s, &id)?;
-    let (plan, session_id) = {
+    let (plan, session_id, reason) = {
         let j = j.lock().expect("job lock");
         match (&j.plan, j.state) {
-            (Some(p), JobState::Ready) => (p.clone(), j.session_id.clone()),
+            (Some(p), JobState::Ready) => (p.clone(), j.session_id.clone(), j.reason.clone()),
             _ => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -232,12 +250,22 @@ async fn download(
         }
     };
     let core = s.sessions.clone();
-    audit::Event::new(&actor.actor(&address), "export_download")
-        .session(&session_id, &plan.project_code)
-        .target(&plan.package_id)
-        .append(&core.pool)
-        .await
-        .map_err(CoreError::from)?;
+    let session = crate::ledger::index::existing_session(&core.pool, &session_id).await?;
+    let viewer = actor.actor(&address);
+    let access = MediaAccess {
+        actor: &viewer,
+        caller: actor.0.as_ref(),
+        read: Read::Package {
+            derived_mp4: !plan.derived.is_empty(),
+        },
+        action: "export_download",
+        session: &session,
+        source: "",
+        target: plan.package_id.clone(),
+        reason: &reason,
+    };
+    access.check(&core.pool).await?;
+    access.record(&core.pool).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let writer_plan = plan.clone();
     tokio::spawn(async move {

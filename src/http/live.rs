@@ -1,6 +1,7 @@
 //! What the staff console watches: every room's state with per-source bitrate and last-segment
 //! age (`GET /rooms/status`), and a live view of a room that is recording (HLS of the live
-//! session, a few segments behind). Evaluation (评标) sessions have no live view at all.
+//! session, a few segments behind), opened by an audited `POST …/live` and served only while
+//! that viewing is open (`evidence::access`). Evaluation (评标) sessions have no live view at all.
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -9,12 +10,12 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json};
 
 use super::replay;
-use crate::audit;
+use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::replay::hls_playlist;
-use crate::http::access::{Audited, CurrentActor};
+use crate::http::access::{Audited, CurrentActor, audited_refusal};
 use crate::http::{ApiError, AppState, ClientAddr};
 use crate::ledger::index;
-use crate::sessions::status::{RoomStatus, watchable};
+use crate::sessions::status::{RoomStatus, recording_session};
 
 /// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
@@ -35,23 +36,34 @@ async fn status(
     Ok(Json(s.sessions.room_status(&actor.scope()).await?))
 }
 
-/// Opening a live view is the audited act; the playlist refreshes that follow are not.
+/// Opening a live view is the audited act (`evidence::access`): one entry, one viewing per
+/// source. The playlists and segments that follow are served only while it is open.
 async fn open_live_view(
     State(s): State<AppState>,
     Path(room_id): Path<String>,
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let session = watchable(&s.pool, &room_id, &actor.scope()).await?;
+    let session = recording_session(&s.pool, &room_id).await?;
     let recordings = index::recordings(&s.pool, &session.id)
         .await
         .map_err(ApiError::internal)?;
-    audit::Event::new(&actor.actor(&address), "live_view")
-        .session(&session.id, &session.project_code)
-        .target(&room_id)
-        .append(&s.pool)
-        .await
-        .map_err(ApiError::internal)?;
+    let viewer = actor.actor(&address);
+    let access = MediaAccess {
+        actor: &viewer,
+        caller: actor.0.as_ref(),
+        read: Read::Live,
+        action: "live_view",
+        session: &session,
+        source: "",
+        target: room_id.clone(),
+        reason: "",
+    };
+    if let Err(e) = access.check(&s.pool).await {
+        return Ok(audited_refusal(e));
+    }
+    let names: Vec<&str> = recordings.iter().map(|r| r.source_name.as_str()).collect();
+    access.open_live(&s.pool, &names, s.viewing_idle_us).await?;
     let sources: Vec<serde_json::Value> = recordings
         .iter()
         .map(|r| {
@@ -72,10 +84,14 @@ async fn open_live_view(
 async fn live_playlist(
     State(s): State<AppState>,
     Path((room_id, source)): Path<(String, String)>,
+    ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let session = watchable(&s.pool, &room_id, &actor.scope()).await?;
-    let (_, rec) = replay::find(&s.pool, &session.id, &source).await?;
+    let session = recording_session(&s.pool, &room_id).await?;
+    let (session, rec) = replay::find(&s.pool, &session.id, &source).await?;
+    let viewer = actor.actor(&address);
+    let access = live_read(&viewer, &actor, "live_playlist", &session, &rec, &room_id);
+    access.check(&s.pool).await?;
     let entries = index::entries(&s.pool, &rec.id)
         .await
         .map_err(ApiError::internal)?;
@@ -89,6 +105,7 @@ async fn live_playlist(
             format!("source {source:?} is not recorded as MPEG-TS; no live view"),
         ));
     }
+    access.view(&s.pool, s.viewing_idle_us).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
@@ -102,9 +119,37 @@ async fn live_playlist(
 async fn live_segment(
     State(s): State<AppState>,
     Path((room_id, source, file)): Path<(String, String, String)>,
+    ClientAddr(address): ClientAddr,
     actor: CurrentActor,
 ) -> Result<Response, ApiError> {
-    let session = watchable(&s.pool, &room_id, &actor.scope()).await?;
+    let session = recording_session(&s.pool, &room_id).await?;
     let (session, rec) = replay::find(&s.pool, &session.id, &source).await?;
-    replay::stored_segment(&s, &session, &rec, &file).await
+    let seq = replay::segment_seq(&rec, &file)?;
+    let viewer = actor.actor(&address);
+    let access = live_read(&viewer, &actor, "live_segment", &session, &rec, &room_id);
+    access.check(&s.pool).await?;
+    let entry = replay::find_segment(&s.pool, &rec, &file, seq).await?;
+    access.view(&s.pool, s.viewing_idle_us).await?;
+    replay::serve_segment(&s, &session, &entry).await
+}
+
+/// A read of a live view's playlist or segment, covered by the caller's open live view.
+fn live_read<'a>(
+    viewer: &'a crate::audit::Actor,
+    actor: &'a CurrentActor,
+    action: &'a str,
+    session: &'a index::SessionRow,
+    rec: &'a index::RecordingRow,
+    room_id: &str,
+) -> MediaAccess<'a> {
+    MediaAccess {
+        actor: viewer,
+        caller: actor.0.as_ref(),
+        read: Read::Live,
+        action,
+        session,
+        source: &rec.source_name,
+        target: format!("{room_id}/{}", rec.source_name),
+        reason: "",
+    }
 }

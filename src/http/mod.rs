@@ -45,6 +45,8 @@ pub struct AppState {
     /// Export jobs run in the background and are fetched when done.
     pub exports: Arc<exports::ExportJobs>,
     pub identity: Arc<crate::config::IdentityConfig>,
+    /// A viewing of evidence closes after this long without a read (`evidence::access`).
+    pub viewing_idle_us: i64,
     /// Session cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     /// The retention rules in force.
@@ -66,6 +68,7 @@ impl AppState {
             sessions: core,
             exports: Default::default(),
             identity: Arc::new(config.identity.clone()),
+            viewing_idle_us: config.evidence.viewing_idle_us(),
             secure_cookies: config.http.tls_cert.is_some(),
             policies: services.policies,
             fixity: services.fixity,

@@ -1,6 +1,7 @@
 //! Replay over HTTP: the HLS playlist per source of a session (`evidence::replay`), and the
-//! stored segments served byte for byte from the object store. Opening a playlist is audited; evaluation-room sessions
-//! (评标) need a recorded reason.
+//! stored segments served byte for byte from the object store. Every read goes through
+//! `evidence::access`: the one rule of who may read (evaluation-room sessions, 评标, need a
+//! recorded reason), and the audit of each viewing before any byte leaves.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -11,7 +12,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::audit;
-use crate::evidence::access::MediaAccess;
+use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::replay::hls_playlist;
 use crate::http::access::CurrentActor;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
@@ -78,12 +79,15 @@ async fn playlist(
     let viewer = actor.actor(&address);
     let access = MediaAccess {
         actor: &viewer,
+        caller: actor.0.as_ref(),
+        read: Read::Replay,
         action: "replay_start",
         session: &session,
+        source: &rec.source_name,
         target: format!("{}/{}", session.id, rec.source_name),
         reason: &reason,
     };
-    access.refuse_confidential_without_reason(pool).await?;
+    access.check(pool).await?;
     let entries = index::entries(pool, &rec.id)
         .await
         .map_err(ApiError::internal)?;
@@ -100,7 +104,7 @@ async fn playlist(
             ),
         ));
     }
-    access.record(pool).await?;
+    access.view(pool, s.viewing_idle_us).await?;
     let live = session.state != SessionState::Stopped;
     let segment_query = if reason.is_empty() {
         String::new()
@@ -154,8 +158,11 @@ async fn download_mp4(
     let viewer = actor.actor(&address);
     let access = MediaAccess {
         actor: &viewer,
+        caller: actor.0.as_ref(),
+        read: Read::Download,
         action: "download",
         session: &session,
+        source: &rec.source_name,
         target: format!(
             "{}/{} from {} to {}",
             session.id,
@@ -165,7 +172,7 @@ async fn download_mp4(
         ),
         reason: &reason,
     };
-    access.refuse_confidential_without_reason(pool).await?;
+    access.check(pool).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
         .await
         .map_err(ApiError::internal)?
@@ -186,7 +193,7 @@ async fn download_mp4(
             format!("recording {source:?} is not MPEG-TS"),
         ));
     }
-    access.record(pool).await?;
+    access.view(pool, s.viewing_idle_us).await?;
     let rx = crate::evidence::remux::start(&rec.media, segments, s.store.clone())
         .map_err(ApiError::internal)?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -208,59 +215,87 @@ async fn download_mp4(
         .into_response())
 }
 
-/// One stored segment, byte for byte. Opening the playlist is the audited act; segments of a
-/// confidential session still need the reason, so that knowing a segment's name is not enough.
+/// One stored segment, byte for byte, once the rule allows it and a viewing covers it (the
+/// playlist's, or one this read opens: knowing a segment's name is not a way around the audit).
 async fn segment(
     State(s): State<AppState>,
     Path((id, source, file)): Path<(String, String, String)>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
     let pool = &s.pool;
     let (session, rec) = find(pool, &id, &source).await?;
-    if session.kind.is_confidential() && q.reason.as_deref().unwrap_or_default().trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "reason_required",
-            format!(
-                "session {} is confidential: segments need the ?reason=… given for its playlist",
-                session.id
-            ),
-        ));
-    }
-    stored_segment(&s, &session, &rec, &file).await
+    let reason = q.reason.unwrap_or_default();
+    check_reason_length(&reason)?;
+    let seq = segment_seq(&rec, &file)?;
+    let viewer = actor.actor(&address);
+    let access = MediaAccess {
+        actor: &viewer,
+        caller: actor.0.as_ref(),
+        read: Read::Replay,
+        action: "replay_start",
+        session: &session,
+        source: &rec.source_name,
+        target: format!("{}/{}/segments/{file}", session.id, rec.source_name),
+        reason: &reason,
+    };
+    access.check(pool).await?;
+    let entry = find_segment(pool, &rec, &file, seq).await?;
+    access.view(pool, s.viewing_idle_us).await?;
+    serve_segment(&s, &session, &entry).await
 }
 
-/// One stored segment of a recording, byte for byte, by its file name `{seq:08}.{ext}`.
-pub async fn stored_segment(
-    s: &AppState,
-    session: &index::SessionRow,
+fn segment_not_found(rec: &index::RecordingRow, file: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "segment_not_found",
+        format!("segment {file:?} of source {:?} not found", rec.source_name),
+    )
+}
+
+/// The sequence number of a segment file name: only `{seq:08}.{ext}`, fixed width, digits,
+/// nothing else reaches the store (or the audit trail).
+pub fn segment_seq(rec: &index::RecordingRow, file: &str) -> Result<i64, ApiError> {
+    let (seq, ext) = file
+        .split_once('.')
+        .ok_or_else(|| segment_not_found(rec, file))?;
+    if seq.len() != 8
+        || !seq.bytes().all(|b| b.is_ascii_digit())
+        || ext.is_empty()
+        || !ext.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(segment_not_found(rec, file));
+    }
+    seq.parse().map_err(|_| segment_not_found(rec, file))
+}
+
+/// The media entry of a recording named by `file` (`{seq:08}.{ext}`, checked by `segment_seq`).
+pub async fn find_segment(
+    pool: &crate::db::Pool,
     rec: &index::RecordingRow,
     file: &str,
-) -> Result<Response, ApiError> {
-    let pool = &s.pool;
-    let source = &rec.source_name;
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "segment_not_found",
-            format!("segment {file:?} of source {source:?} not found"),
-        )
-    };
-    // Only `{seq:08}.{ext}`: fixed width, digits, nothing else reaches the store.
-    let (seq, ext) = file.split_once('.').ok_or_else(not_found)?;
-    if seq.len() != 8 || !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(not_found());
-    }
-    let seq: i64 = seq.parse().map_err(|_| not_found())?;
-    let entries = index::entries(pool, &rec.id)
+    seq: i64,
+) -> Result<Entry, ApiError> {
+    let ext = file.rsplit('.').next().unwrap_or_default();
+    index::entries(pool, &rec.id)
         .await
-        .map_err(ApiError::internal)?;
-    let entry = entries
-        .iter()
+        .map_err(ApiError::internal)?
+        .into_iter()
         .find(|e| {
             e.seq == seq && e.kind == EntryKind::Media && e.object_key.ends_with(&format!(".{ext}"))
         })
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| segment_not_found(rec, file))
+}
+
+/// The stored bytes of a media entry, streamed from the store. Call only once the read is
+/// covered by an audit entry (`MediaAccess::view`).
+pub async fn serve_segment(
+    s: &AppState,
+    session: &index::SessionRow,
+    entry: &Entry,
+) -> Result<Response, ApiError> {
+    let ext = entry.object_key.rsplit('.').next().unwrap_or_default();
     let got = s
         .store
         .get(&object_store::path::Path::from(entry.object_key.as_str()))

@@ -68,14 +68,10 @@ impl Caller {
         self.scope().sees(category)
     }
 
-    /// Whether the caller may see `session` (and `replay` it): within their trading categories,
-    /// and, for a confidential session's media, only as a regulator or discipline officer.
-    /// A refusal is a stable code and a sentence.
-    pub fn may_see_session(
-        &self,
-        session: &SessionRow,
-        replay: bool,
-    ) -> Result<(), (&'static str, String)> {
+    /// Whether `session` is within the caller's trading categories. Who may see a confidential
+    /// session's media, and with what reason, is `evidence::access::may_read`, which asks this
+    /// first. A refusal is a stable code and a sentence.
+    pub fn sees_session(&self, session: &SessionRow) -> Result<(), (&'static str, String)> {
         if !self.sees_category(session.category) {
             return Err((
                 "out_of_scope",
@@ -83,15 +79,6 @@ impl Caller {
                     "session {} is in trading category {:?}, outside this regulator's scope",
                     session.id,
                     session.category.as_str()
-                ),
-            ));
-        }
-        if replay && session.kind.is_confidential() && !self.role.may_see_confidential() {
-            return Err((
-                "confidential",
-                format!(
-                    "session {} is a confidential evaluation session: only regulators and discipline officers may replay it",
-                    session.id
                 ),
             ));
         }

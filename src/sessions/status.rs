@@ -130,32 +130,14 @@ fn room_state(live: Option<&SessionRow>, sources: &[SourceStatus]) -> &'static s
     }
 }
 
-/// The live session of room `room_id`, if `scope` may watch it: never an evaluation session.
-pub async fn watchable(
+/// The session a room is recording (`recording` or `stopping`), or 409 `room_idle`. Who may
+/// watch it live is `evidence::access::may_read`.
+pub async fn recording_session(
     pool: &crate::db::Pool,
     room_id: &str,
-    scope: &Scope,
 ) -> Result<SessionRow, CoreError> {
     rooms::get(pool, room_id).await?; // not found for a room that does not exist
-    let session = index::live_session_of_room(pool, room_id)
+    index::live_session_of_room(pool, room_id)
         .await?
-        .ok_or_else(|| {
-            CoreError::conflict("room_idle", format!("room {room_id} is not recording"))
-        })?;
-    if session.kind.is_confidential() {
-        return Err(CoreError::forbidden(
-            "confidential",
-            "evaluation (评标) sessions have no live view",
-        ));
-    }
-    if !scope.sees(session.category) {
-        return Err(CoreError::forbidden(
-            "out_of_scope",
-            format!(
-                "the session in room {room_id} is in trading category {:?}, outside this regulator's scope",
-                session.category.as_str()
-            ),
-        ));
-    }
-    Ok(session)
+        .ok_or_else(|| CoreError::conflict("room_idle", format!("room {room_id} is not recording")))
 }

@@ -9,6 +9,7 @@ mod console;
 mod destruction;
 mod disk;
 mod errors;
+mod evidence_reads;
 mod export;
 mod fixity;
 mod harness;
