@@ -208,7 +208,8 @@ impl Server {
     }
 
     /// A second node of the same cluster: its own data folder, spool and port; the same
-    /// database, object store, keys (signing, camera credentials) and policies. Leases of `lease_seconds`.
+    /// database, object store, keys (signing, camera credentials) and policies. Leases of
+    /// `lease_seconds`.
     pub async fn second_node(&self, lease_seconds: f64) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
