@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::capture::credentials::CredentialKey;
 use crate::capture::template::Templates;
 use crate::config::Config;
 use crate::disk::DiskWatch;
@@ -26,6 +27,17 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
     let templates = Templates::load_or_shipped(&config.recording.pipelines_dir)?;
     templates.check_elements()?;
     let signer = Signer::load_or_create(&config.keys_dir())?;
+    let credentials = CredentialKey::load_or_create(&config.keys_dir())?;
+    // Before anything connects to a camera: URLs of older databases lose their user info.
+    let moved = crate::capture::rooms::move_inline_credentials(&pool, &credentials)
+        .await
+        .context("moving camera credentials out of source URLs")?;
+    if moved > 0 {
+        tracing::info!(
+            urls = moved,
+            "camera credentials moved out of stored URLs and sealed"
+        );
+    }
     let policies = Policies::load_or_shipped(
         &config.retention.policies_dir,
         &config.retention.jurisdiction,
@@ -36,6 +48,7 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         config: config.recording.clone(),
         templates,
         signer,
+        credentials,
         policies: Arc::new(policies),
         node_id: node_id(config)?,
         lease_ttl: std::time::Duration::from_secs_f64(config.cluster.lease_seconds),

@@ -55,6 +55,41 @@ pub struct SimOptions {
     /// whose encoder hangs while its microphone works.
     #[arg(long)]
     pub hold_video_while: Option<std::path::PathBuf>,
+    /// `USER:PASSWORD`: every stream asks for HTTP basic authentication (401 without it), as
+    /// most IP cameras do.
+    #[arg(long, value_parser = parse_auth)]
+    pub auth: Option<(String, String)>,
+}
+
+fn parse_auth(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => Err("expected USER:PASSWORD".into()),
+    }
+}
+
+/// The role the simulator's one account has, and the permissions each stream grants it.
+const AUTH_ROLE: &str = "camera-user";
+
+/// Requires `user:password` (basic) for every stream of `server`; `factories` get the role.
+fn require_auth(server: &gst_rtsp_server::RTSPServer, user: &str, password: &str) {
+    let auth = gst_rtsp_server::RTSPAuth::new();
+    let token = gst_rtsp_server::RTSPToken::builder()
+        .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, AUTH_ROLE)
+        .build();
+    auth.add_basic(
+        gst_rtsp_server::RTSPAuth::make_basic(user, password).as_str(),
+        &token,
+    );
+    server.set_auth(Some(&auth));
+}
+
+fn grant_role(factory: &gst_rtsp_server::RTSPMediaFactory) {
+    let role = gst::Structure::builder(AUTH_ROLE)
+        .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+        .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+        .build();
+    factory.add_role_from_structure(&role);
 }
 
 /// Every live camera frame carries the camera's wall clock at capture in an H.264 SEI message
@@ -304,6 +339,9 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
                 }
             });
         }
+        if o.auth.is_some() {
+            grant_role(&factory);
+        }
         mounts.add_factory(&format!("/{label}"), factory);
     }
     let mic_codec = if o.audio == AudioCodec::None {
@@ -316,7 +354,13 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
         let audio = audio_branch(mic_codec, "pay0").expect("a codec");
         factory.set_launch(&format!("( {audio} )"));
         factory.set_shared(true);
+        if o.auth.is_some() {
+            grant_role(&factory);
+        }
         mounts.add_factory(&format!("/mic{i}"), factory);
+    }
+    if let Some((user, password)) = &o.auth {
+        require_auth(&server, user, password);
     }
     server.attach(None).map_err(|_| SimError::Listen {
         address: o.address.clone(),

@@ -4,6 +4,7 @@
 //! each closed segment to the ledger's writer. `probe` asks a camera what it offers.
 
 pub mod camera_clock;
+pub mod credentials;
 pub mod pipeline;
 pub mod probe;
 pub mod recorder;

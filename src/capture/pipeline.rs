@@ -139,7 +139,11 @@ pub struct RunningPipeline {
 
 pub struct PipelineSpec<'a> {
     pub name: &'a str,
+    /// The camera's URL, without user info.
     pub url: &'a str,
+    /// The camera's credentials, given to `rtspsrc` as `user-id` and `user-pw` so that no URL
+    /// (and so no GStreamer message naming one) ever holds them.
+    pub credentials: Option<&'a crate::capture::credentials::Credentials>,
     /// A concrete transport for this attempt (never `Auto`; the recorder chooses).
     pub transport: Transport,
     pub template: &'a Template,
@@ -197,7 +201,7 @@ impl RunningPipeline {
         clock.set_property("clock-type", gst::ClockType::Realtime);
         pipeline.use_clock(Some(&clock));
 
-        let src = gst::ElementFactory::make("rtspsrc")
+        let mut src = gst::ElementFactory::make("rtspsrc")
             .property("location", spec.url)
             .property_from_str("protocols", spec.transport.rtspsrc_protocols())
             // Timestamps from arrival, skew-corrected against the camera's RTP clock: a camera
@@ -207,8 +211,13 @@ impl RunningPipeline {
             .property("latency", 200u32)
             .property("tcp-timeout", 5_000_000u64)
             // A camera that sends nothing over UDP is reported after 4 s, then TCP is tried.
-            .property("timeout", 4_000_000u64)
-            .build()?;
+            .property("timeout", 4_000_000u64);
+        if let Some(c) = spec.credentials {
+            src = src
+                .property("user-id", c.username.as_str())
+                .property("user-pw", c.password.as_str());
+        }
+        let src = src.build()?;
         crate::capture::rtsp_compat::append_controls(&src, spec.url);
         let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
         let location = spec.spool_dir.join(format!(

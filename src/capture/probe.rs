@@ -14,6 +14,7 @@ use gst::prelude::*;
 use serde::Serialize;
 
 use crate::capture::camera_clock::CameraClock;
+use crate::capture::credentials::CredentialKey;
 use crate::capture::rooms::{self, Source};
 use crate::capture::template::{Template, Templates};
 use crate::capture::transport::Transport;
@@ -141,10 +142,12 @@ pub struct AttemptReport {
 pub async fn probe_room(
     pool: &Pool,
     templates: &Templates,
+    key: &CredentialKey,
     room_id: &str,
     listen: Duration,
 ) -> Result<RoomProbe, CoreError> {
-    let room = rooms::get(pool, room_id).await?;
+    // The credentials are opened here, in memory, for the connections only.
+    let room = rooms::with_credentials(pool, key, rooms::get(pool, room_id).await?).await?;
     let mut learned = Vec::with_capacity(room.sources.len());
     for s in &room.sources {
         learned.push(rooms::learned_transport(pool, &room.id, &s.name).await?);
@@ -214,6 +217,7 @@ pub async fn probe_sources(
 pub async fn create_recordable_room(
     pool: &Pool,
     templates: &Templates,
+    key: &CredentialKey,
     mut req: rooms::CreateRoom,
 ) -> Result<(rooms::Room, Vec<SourceProbe>, Duration), CoreError> {
     rooms::prepare(&mut req, templates)?;
@@ -223,7 +227,7 @@ pub async fn create_recordable_room(
     if let Some(message) = not_recordable_message(&report) {
         return Err(CoreError::invalid("source_not_recordable", message));
     }
-    let room = rooms::create(pool, templates, req).await?;
+    let room = rooms::create(pool, templates, key, req).await?;
     remember_transports(pool, &room.id, &report).await?;
     Ok((room, report, listen))
 }
@@ -289,8 +293,28 @@ fn blank(s: &Source) -> SourceProbe {
     }
 }
 
-/// Probes one source on the calling (blocking) thread.
+/// Probes one source on the calling (blocking) thread. Its credentials, if any, go to the
+/// camera and nowhere else: every sentence of the report is scrubbed of the password.
 pub fn probe_source(
+    source: &Source,
+    template: Option<&Template>,
+    learned: Option<Transport>,
+    listen: Duration,
+) -> SourceProbe {
+    let mut report = probe_source_unscrubbed(source, template, learned, listen);
+    if let Some(c) = &source.credentials {
+        for p in &mut report.problems {
+            *p = c.scrub(p);
+        }
+        for a in &mut report.attempts {
+            a.outcome = c.scrub(&a.outcome);
+        }
+        report.clock_note = report.clock_note.map(|n| c.scrub(&n));
+    }
+    report
+}
+
+fn probe_source_unscrubbed(
     source: &Source,
     template: Option<&Template>,
     learned: Option<Transport>,
@@ -609,7 +633,7 @@ fn connect_check(url: &str, budget: Duration) -> Result<String, String> {
 fn no_description(a: &Attempt, endpoint: &str, window: f64) -> String {
     if let Some((code, text)) = &a.rtsp_status {
         let hint = match code {
-            401 | 403 => " (check the user name and password in the URL)",
+            401 | 403 => " (check the source's user name and password)",
             404 => " (check the path in the URL)",
             _ => "",
         };
@@ -978,7 +1002,7 @@ fn build(
     clock.set_property("clock-type", gst::ClockType::Realtime);
     pipeline.use_clock(Some(&clock));
     let micros = listen.as_micros() as u64;
-    let src = gst::ElementFactory::make("rtspsrc")
+    let mut src = gst::ElementFactory::make("rtspsrc")
         .property("location", source.url.as_str())
         .property_from_str("protocols", transport.rtspsrc_protocols())
         // As a recording does (pipeline.rs), so the clock offset reads the same.
@@ -986,8 +1010,14 @@ fn build(
         .property("latency", 200u32)
         // Past the window, so a camera that never answers is told by the window, not rtspsrc.
         .property("tcp-timeout", micros + 1_000_000)
-        .property("timeout", micros)
-        .build()?;
+        .property("timeout", micros);
+    // As a recording does: credentials as properties, never in the URL (pipeline.rs).
+    if let Some(c) = &source.credentials {
+        src = src
+            .property("user-id", c.username.as_str())
+            .property("user-pw", c.password.as_str());
+    }
+    let src = src.build()?;
     pipeline.add(&src)?;
     crate::capture::rtsp_compat::append_controls(&src, &source.url);
     let camera_clock = CameraClock::watch(&src);

@@ -35,7 +35,11 @@ pub type LearnedTransport = Box<dyn Fn(Transport) + Send + Sync>;
 pub struct RecorderSpec {
     pub recording_id: String,
     pub source_name: String,
+    /// The camera's URL, without user info.
     pub url: String,
+    /// The camera's credentials, opened in memory for this recorder only; every reason it
+    /// reports is scrubbed of the password.
+    pub credentials: Option<crate::capture::credentials::Credentials>,
     /// `av`, `video` or `audio`.
     pub media: String,
     pub transport: Transport,
@@ -152,6 +156,7 @@ pub async fn run(
             &PipelineSpec {
                 name: &name,
                 url: &spec.url,
+                credentials: spec.credentials.as_ref(),
                 transport,
                 template: &spec.template,
                 media: &spec.media,
@@ -183,6 +188,11 @@ pub async fn run(
             ended.reason
         } else {
             format!("{} (transport {})", ended.reason, transport.as_str())
+        };
+        // The reason becomes a gap entry of the chain, a log line and a status problem.
+        let reason = match &spec.credentials {
+            Some(c) => c.scrub(&reason),
+            None => reason,
         };
         tracing::warn!(source = %spec.source_name, transport = transport.as_str(), %reason, "source dropped, reconnecting");
         stats
@@ -282,6 +292,7 @@ async fn drive(
                     hold.push(&pipe, (path, meta, running_ns, false), writer);
                 }
                 Some(PipelineEvent::ControlLost { error }) => {
+                    let error = spec.credentials.as_ref().map_or(error.clone(), |c| c.scrub(&error));
                     tracing::warn!(source = %spec.source_name, %error, "camera closed the RTSP connection; media over UDP continues");
                 }
                 Some(PipelineEvent::Ended { error }) => {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::capture::credentials::{self, CredentialKey, Credentials};
 use crate::capture::template::Templates;
 use crate::capture::transport::{self, Transport};
 use crate::db::Pool;
@@ -25,6 +26,9 @@ const MAX_SOURCES: usize = 32;
 pub struct Source {
     /// Short stable name, used in object keys: `[a-z0-9][a-z0-9_-]{0,31}`.
     pub name: String,
+    /// The camera's URL. On the way in it may carry credentials as user info
+    /// (`rtsp://user:pw@cam/…`); they are split off at once, and the URL is stored and shown
+    /// without them.
     pub url: String,
     /// `av`, `video` or `audio`.
     #[serde(default = "default_media")]
@@ -35,6 +39,14 @@ pub struct Source {
     /// How media travels: `auto` (TCP, then UDP), `tcp`, `udp` or `multicast`.
     #[serde(default)]
     pub transport: Transport,
+    /// Shown: the source has camera credentials (they are never shown). Ignored on the way in,
+    /// so a room read can be sent back as it is.
+    #[serde(default)]
+    pub has_credentials: bool,
+    /// In memory only, never serialized: credentials just received, or opened for a
+    /// connection (`with_credentials`).
+    #[serde(skip)]
+    pub credentials: Option<Credentials>,
 }
 
 fn default_media() -> String {
@@ -117,12 +129,16 @@ fn check_room_name(name: &str) -> Result<(), CoreError> {
 }
 
 /// Checks an RTSP URL: scheme rtsp or rtsps (or the legacy aliases rtspt and rtspu, which
-/// `normalize_sources` turns into rtsp with a transport), a host, no whitespace.
+/// `normalize_sources` turns into rtsp with a transport), a host, no whitespace. The message
+/// names the URL with any user info masked.
 pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
     let bad = |why: &str| {
         CoreError::invalid(
             "invalid_rtsp_url",
-            format!("url {raw:?} is not a valid RTSP URL: {why}"),
+            format!(
+                "url {:?} is not a valid RTSP URL: {why}",
+                credentials::masked(raw)
+            ),
         )
     };
     let u = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
@@ -142,9 +158,22 @@ pub fn check_rtsp_url(raw: &str) -> Result<(), CoreError> {
 }
 
 /// The legacy schemes become the camera's `rtsp://` URL plus a transport; a scheme that says one
-/// transport and a `transport` field that says another is refused.
+/// transport and a `transport` field that says another is refused. Credentials in the URL's user
+/// info move to `credentials`, and the URL keeps none.
 fn normalize_sources(sources: &mut [Source]) -> Result<(), CoreError> {
     for s in sources {
+        s.has_credentials = false;
+        let (url, found) = credentials::split_url(&s.url);
+        if let Some(c) = found {
+            c.check().map_err(|why| {
+                CoreError::invalid(
+                    "invalid_credentials",
+                    format!("source {:?}: credentials in the url: {why}", s.name),
+                )
+            })?;
+            s.url = url;
+            s.credentials = Some(c);
+        }
         let (url, implied) = transport::normalize_url(&s.url);
         if let Some(t) = implied {
             if s.transport != Transport::Auto && s.transport != t {
@@ -221,6 +250,7 @@ pub fn prepare(req: &mut CreateRoom, templates: &Templates) -> Result<(), CoreEr
 pub async fn create(
     pool: &Pool,
     templates: &Templates,
+    key: &CredentialKey,
     req: CreateRoom,
 ) -> Result<Room, CoreError> {
     let mut req = req;
@@ -237,7 +267,12 @@ pub async fn create(
         .execute(&mut *tx)
         .await
         .map_err(|e| name_taken(e, &req.name))?;
-    insert_sources(&mut tx, &id, &req.sources).await?;
+    let sealed: Vec<Option<String>> = req
+        .sources
+        .iter()
+        .map(|s| s.credentials.as_ref().map(|c| key.seal(c)))
+        .collect();
+    insert_sources(&mut tx, &id, &req.sources, &sealed).await?;
     tx.commit().await?;
     get(pool, &id).await
 }
@@ -253,13 +288,15 @@ fn name_taken(e: sqlx::Error, name: &str) -> CoreError {
     }
 }
 
+/// The sources in order, each with its sealed credentials (`sealed[i]`, or none).
 async fn insert_sources(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     room_id: &str,
     sources: &[Source],
+    sealed: &[Option<String>],
 ) -> Result<(), CoreError> {
     for (i, s) in sources.iter().enumerate() {
-        sqlx::query("INSERT INTO room_sources (room_id, position, name, url, media, template, transport) VALUES ($1,$2,$3,$4,$5,$6,$7)")
+        sqlx::query("INSERT INTO room_sources (room_id, position, name, url, media, template, transport, credentials) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)")
             .bind(room_id)
             .bind(i as i32)
             .bind(&s.name)
@@ -267,6 +304,7 @@ async fn insert_sources(
             .bind(&s.media)
             .bind(&s.template)
             .bind(s.transport.as_str())
+            .bind(sealed.get(i).cloned().flatten())
             .execute(&mut **tx)
             .await?;
     }
@@ -285,7 +323,7 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
         id: id.into(),
     })?;
     let sources = sqlx::query(
-        "SELECT name, url, media, template, transport FROM room_sources WHERE room_id = $1 ORDER BY position",
+        "SELECT name, url, media, template, transport, credentials FROM room_sources WHERE room_id = $1 ORDER BY position",
     )
     .bind(id)
     .fetch_all(pool)
@@ -298,6 +336,8 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
             media: r.try_get("media")?,
             template: r.try_get("template")?,
             transport: Transport::parse(&r.try_get::<String, _>("transport")?).unwrap_or_default(),
+            has_credentials: r.try_get::<Option<String>, _>("credentials")?.is_some(),
+            credentials: None,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -355,13 +395,29 @@ pub async fn remember_transport(
     Ok(())
 }
 
+/// A room after a change, and what happened to its sources' credentials (for the audit trail:
+/// names only, never a secret).
+#[derive(Debug)]
+pub struct Patched {
+    pub room: Room,
+    /// One clause per source whose credentials were set or dropped, e.g. `cam1: credentials
+    /// replaced`; empty when none changed.
+    pub credential_changes: Vec<String>,
+}
+
 /// Changes a room. Refused while it records: the running session keeps the sources it began with.
+///
+/// Credentials: a source whose URL carries user info gets those credentials; a source sent
+/// without them keeps the ones its namesake had, as long as the camera's address (scheme, host
+/// and port) is the same, so a room read and sent back keeps its credentials but they never
+/// follow a camera to another address.
 pub async fn patch(
     pool: &Pool,
     templates: &Templates,
+    key: &CredentialKey,
     id: &str,
     req: PatchRoom,
-) -> Result<Room, CoreError> {
+) -> Result<Patched, CoreError> {
     let current = get(pool, id).await?;
     refuse_while_live(pool, id, "changed").await?;
     let mut req = req;
@@ -377,6 +433,7 @@ pub async fn patch(
     if let Some(sources) = &req.sources {
         check_sources(sources, templates)?;
     }
+    let mut changes = Vec::new();
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE rooms SET name = $2, kind = $3, location = $4, updated_at = $5 WHERE id = $1",
@@ -390,14 +447,225 @@ pub async fn patch(
     .await
     .map_err(|e| name_taken(e, &name))?;
     if let Some(sources) = req.sources {
+        let stored = sealed_of_room(&mut *tx, id).await?;
+        let mut sealed = Vec::with_capacity(sources.len());
+        for s in &sources {
+            let before = stored.iter().find(|(n, _, _)| n == &s.name);
+            sealed.push(match (&s.credentials, before) {
+                (Some(c), _) => {
+                    changes.push(format!("{}: credentials replaced", s.name));
+                    Some(key.seal(c))
+                }
+                (None, Some((_, url, Some(old)))) if same_camera(url, &s.url) => Some(old.clone()),
+                (None, Some((_, _, Some(_)))) => {
+                    changes.push(format!(
+                        "{}: credentials removed (the camera's address changed)",
+                        s.name
+                    ));
+                    None
+                }
+                (None, _) => None,
+            });
+        }
+        for (n, _, old) in &stored {
+            if old.is_some() && !sources.iter().any(|s| &s.name == n) {
+                changes.push(format!("{n}: credentials removed with the source"));
+            }
+        }
         sqlx::query("DELETE FROM room_sources WHERE room_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        insert_sources(&mut tx, id, &sources).await?;
+        insert_sources(&mut tx, id, &sources, &sealed).await?;
     }
     tx.commit().await?;
-    get(pool, id).await
+    Ok(Patched {
+        room: get(pool, id).await?,
+        credential_changes: changes,
+    })
+}
+
+/// Name, URL and sealed credentials of each source of a room.
+async fn sealed_of_room<'c, E>(
+    ex: E,
+    room_id: &str,
+) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query("SELECT name, url, credentials FROM room_sources WHERE room_id = $1")
+        .bind(room_id)
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("name")?,
+                r.try_get("url")?,
+                r.try_get("credentials")?,
+            ))
+        })
+        .collect()
+}
+
+/// The same camera: scheme, host and port alike (credentials may stay with it).
+fn same_camera(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+/// Replaces (or with `None` removes) the credentials of one source. Refused while the room
+/// records. Returns the room as shown.
+pub async fn set_credentials(
+    pool: &Pool,
+    key: &CredentialKey,
+    room_id: &str,
+    source: &str,
+    creds: Option<Credentials>,
+) -> Result<Room, CoreError> {
+    let room = get(pool, room_id).await?;
+    if !room.sources.iter().any(|s| s.name == source) {
+        return Err(CoreError::NotFound {
+            what: "source",
+            id: format!("{room_id}/{source}"),
+        });
+    }
+    refuse_while_live(pool, room_id, "changed").await?;
+    if let Some(c) = &creds {
+        c.check()
+            .map_err(|why| CoreError::invalid("invalid_credentials", why))?;
+    }
+    sqlx::query("UPDATE room_sources SET credentials = $3 WHERE room_id = $1 AND name = $2")
+        .bind(room_id)
+        .bind(source)
+        .bind(creds.as_ref().map(|c| key.seal(c)))
+        .execute(pool)
+        .await?;
+    sqlx::query("UPDATE rooms SET updated_at = $2 WHERE id = $1")
+        .bind(room_id)
+        .bind(now_us())
+        .execute(pool)
+        .await?;
+    get(pool, room_id).await
+}
+
+/// The room's sources with their credentials opened, in memory, for a connection (probe,
+/// recorder). Credentials this server's key cannot open are left out, with a warning.
+pub async fn with_credentials(
+    pool: &Pool,
+    key: &CredentialKey,
+    mut room: Room,
+) -> Result<Room, CoreError> {
+    for (name, _, sealed) in sealed_of_room(pool, &room.id).await? {
+        let Some(sealed) = sealed else { continue };
+        let Some(s) = room.sources.iter_mut().find(|s| s.name == name) else {
+            continue;
+        };
+        s.credentials = open_logged(key, &sealed, &room.id, &name);
+    }
+    Ok(room)
+}
+
+/// The opened credentials of one source, if it has any this server's key can open.
+pub async fn source_credentials(
+    pool: &Pool,
+    key: &CredentialKey,
+    room_id: &str,
+    source: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    let sealed: Option<Option<String>> =
+        sqlx::query_scalar("SELECT credentials FROM room_sources WHERE room_id = $1 AND name = $2")
+            .bind(room_id)
+            .bind(source)
+            .fetch_optional(pool)
+            .await?;
+    Ok(sealed
+        .flatten()
+        .and_then(|s| open_logged(key, &s, room_id, source)))
+}
+
+fn open_logged(key: &CredentialKey, sealed: &str, room: &str, source: &str) -> Option<Credentials> {
+    match key.open(sealed) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(room, source, error = %e, "camera credentials not used; connecting without (nodes of a cluster must share data/keys/credentials.key)");
+            None
+        }
+    }
+}
+
+/// Databases from before credentials were kept apart held them in source URLs: each such URL
+/// loses its user info, which is sealed into the source's `credentials`; recordings keep the
+/// URL without it. Then the database is compacted so the old text is not left in free pages.
+/// Runs at every start; returns how many URLs it changed.
+pub async fn move_inline_credentials(pool: &Pool, key: &CredentialKey) -> Result<usize, CoreError> {
+    let mut moved = 0;
+    let rows = sqlx::query(
+        "SELECT room_id, name, url, credentials FROM room_sources WHERE url LIKE '%@%'",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        let (room_id, name, url): (String, String, String) =
+            (r.try_get("room_id")?, r.try_get("name")?, r.try_get("url")?);
+        let existing: Option<String> = r.try_get("credentials")?;
+        let (bare, found) = credentials::split_url(&url);
+        let Some(found) = found else { continue };
+        let sealed = existing.unwrap_or_else(|| key.seal(&found));
+        sqlx::query(
+            "UPDATE room_sources SET url = $3, credentials = $4 WHERE room_id = $1 AND name = $2",
+        )
+        .bind(&room_id)
+        .bind(&name)
+        .bind(&bare)
+        .bind(&sealed)
+        .execute(pool)
+        .await?;
+        tracing::info!(room = %room_id, source = %name, "camera credentials moved out of the source URL");
+        moved += 1;
+    }
+    let rows = sqlx::query("SELECT id, url FROM recordings WHERE url LIKE '%@%'")
+        .fetch_all(pool)
+        .await?;
+    for r in rows {
+        let (id, url): (String, String) = (r.try_get("id")?, r.try_get("url")?);
+        let (bare, found) = credentials::split_url(&url);
+        if found.is_none() {
+            continue;
+        }
+        sqlx::query("UPDATE recordings SET url = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(&bare)
+            .execute(pool)
+            .await?;
+        moved += 1;
+    }
+    if moved > 0 {
+        compact(pool).await?;
+    }
+    Ok(moved)
+}
+
+/// Rewrites the database so replaced text does not stay readable in free space: SQLite is
+/// vacuumed and its write-ahead log emptied; PostgreSQL rewrites the two tables.
+async fn compact(pool: &Pool) -> Result<(), CoreError> {
+    let mut conn = pool.acquire().await?;
+    let backend = conn.backend_name().to_string();
+    let statements: &[&str] = if backend.eq_ignore_ascii_case("postgresql") {
+        &["VACUUM FULL room_sources", "VACUUM FULL recordings"]
+    } else {
+        &["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 pub async fn delete(pool: &Pool, id: &str) -> Result<(), CoreError> {

@@ -61,6 +61,7 @@ fn start_simulator(port: u16) -> anyhow::Result<()> {
         looped: false,
         clock_offset: 0.0,
         hold_video_while: None,
+        auth: None,
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -97,10 +98,13 @@ async fn demo_room(core: &Core, rtsp_port: u16) -> anyhow::Result<Room> {
         },
         template: "default".into(),
         transport: Default::default(),
+        has_credentials: false,
+        credentials: None,
     };
     let room = rooms::create(
         &core.pool,
         &core.templates,
+        &core.credentials,
         rooms::CreateRoom {
             name: ROOM_NAME.into(),
             kind: "bid_opening".into(),

@@ -66,6 +66,7 @@ impl From<CoreError> for ApiError {
                 let code = match what {
                     "room" => "room_not_found",
                     "session" => "session_not_found",
+                    "source" => "source_not_found",
                     _ => "not_found",
                 };
                 ApiError::new(

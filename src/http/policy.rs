@@ -112,6 +112,18 @@ pub const POLICY: &[Rule] = &[
         "room_remove",
     ),
     rule(
+        "PUT",
+        "/api/v1/rooms/{id}/sources/{source}/credentials",
+        Needs(RoomsManage),
+        "room_credentials",
+    ),
+    rule(
+        "DELETE",
+        "/api/v1/rooms/{id}/sources/{source}/credentials",
+        Needs(RoomsManage),
+        "room_credentials_remove",
+    ),
+    rule(
         "POST",
         "/api/v1/rooms/{id}/probe",
         Needs(RoomsProbe),

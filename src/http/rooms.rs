@@ -1,14 +1,16 @@
-//! Rooms over HTTP: create (after probing its cameras), list, change, delete, probe, and the
-//! installed pipeline templates.
+//! Rooms over HTTP: create (after probing its cameras), list, change, delete, probe, replace a
+//! camera's credentials, and the installed pipeline templates. Credentials are write-only:
+//! rooms are shown with URLs without user info and `has_credentials`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
 use crate::audit;
+use crate::capture::credentials::Credentials;
 use crate::capture::probe;
 use crate::capture::rooms::{self, CreateRoom, PatchRoom, Room};
 use crate::http::access::{Audited, CurrentActor};
@@ -24,6 +26,8 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "room_change" => on(method, patch_room),
         "room_remove" => on(method, delete_room),
         "room_probe" => on(method, probe_room),
+        "room_credentials" => on(method, put_credentials),
+        "room_credentials_remove" => on(method, delete_credentials),
         "templates_list" => on(method, templates),
         _ => return None,
     })
@@ -51,11 +55,11 @@ async fn create_room(
         serde_json::from_value(body).map_err(|e| invalid(format!("request body: {e}")))?;
     let core = &s.sessions;
     if !probe_first {
-        let room = rooms::create(&core.pool, &core.templates, req).await?;
+        let room = rooms::create(&core.pool, &core.templates, &core.credentials, req).await?;
         return Ok((StatusCode::CREATED, Json(json_of(&room)?)));
     }
     let (room, report, listen) =
-        probe::create_recordable_room(&core.pool, &core.templates, req).await?;
+        probe::create_recordable_room(&core.pool, &core.templates, &core.credentials, req).await?;
     let mut json = json_of(&room)?;
     json["probe"] = serde_json::json!({
         "listen_seconds": listen.as_secs_f64(),
@@ -90,6 +94,7 @@ async fn probe_room(
     let report = probe::probe_room(
         &core.pool,
         &core.templates,
+        &core.credentials,
         &id,
         probe::listen_window(q.seconds),
     )
@@ -115,15 +120,66 @@ async fn get_room(
     Ok(Json(rooms::get(&s.pool, &id).await?))
 }
 
+/// Changes a room; a change of any source's credentials is audited by the domain, naming the
+/// sources (the generic entry covers the rest).
 async fn patch_room(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
     ApiJson(req): ApiJson<PatchRoom>,
-) -> Result<Json<Room>, ApiError> {
-    let core = &s.sessions;
-    Ok(Json(
-        rooms::patch(&core.pool, &core.templates, &id, req).await?,
-    ))
+) -> Result<Response, ApiError> {
+    let (room, audited) = s
+        .sessions
+        .patch_room(&id, req, &actor.actor(&address))
+        .await?;
+    Ok(if audited {
+        (Extension(Audited), Json(room)).into_response()
+    } else {
+        Json(room).into_response()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsBody {
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Replaces one source's camera credentials. Audited (source named, secret left out); the
+/// answer is the room as shown, with `has_credentials`.
+async fn put_credentials(
+    State(s): State<AppState>,
+    Path((id, source)): Path<(String, String)>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(body): ApiJson<CredentialsBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let creds = Credentials {
+        username: body.username,
+        password: body.password,
+    };
+    let room = s
+        .sessions
+        .set_source_credentials(&id, &source, Some(creds), &actor.actor(&address))
+        .await?;
+    Ok((Extension(Audited), Json(room)))
+}
+
+/// Removes one source's camera credentials. Audited.
+async fn delete_credentials(
+    State(s): State<AppState>,
+    Path((id, source)): Path<(String, String)>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<impl IntoResponse, ApiError> {
+    let room = s
+        .sessions
+        .set_source_credentials(&id, &source, None, &actor.actor(&address))
+        .await?;
+    Ok((Extension(Audited), Json(room)))
 }
 
 async fn delete_room(

@@ -3,6 +3,7 @@
 //! replay the spool and resume sessions the last process left running.
 
 mod resume;
+mod rooms;
 mod start;
 pub mod status;
 mod stop;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::capture::credentials::CredentialKey;
 use crate::capture::recorder::Stop;
 use crate::capture::template::Templates;
 use crate::config::RecordingConfig;
@@ -55,6 +57,8 @@ pub struct Core {
     pub config: RecordingConfig,
     pub templates: Templates,
     pub signer: Signer,
+    /// Seals and opens camera credentials (`data/keys/credentials.key`).
+    pub credentials: CredentialKey,
     pub metrics: Arc<Metrics>,
     /// The retention rules in force, stamped on every session at its start.
     pub policies: Arc<Policies>,
@@ -75,6 +79,7 @@ pub struct Parts {
     pub config: RecordingConfig,
     pub templates: Templates,
     pub signer: Signer,
+    pub credentials: CredentialKey,
     pub policies: Arc<Policies>,
     pub node_id: String,
     pub lease_ttl: std::time::Duration,
@@ -89,6 +94,7 @@ impl Core {
             config: p.config,
             templates: p.templates,
             signer: p.signer,
+            credentials: p.credentials,
             metrics: Arc::new(Metrics::default()),
             policies: p.policies,
             live: Mutex::new(HashMap::new()),

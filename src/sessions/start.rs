@@ -215,10 +215,20 @@ impl Core {
                     });
                 })
             };
+            // Opened here, in memory, for this recorder only (the room cannot change while
+            // it records, so these are the credentials the session began with).
+            let credentials = rooms::source_credentials(
+                &self.pool,
+                &self.credentials,
+                &session.room_id,
+                &rec.source_name,
+            )
+            .await?;
             let spec = RecorderSpec {
                 recording_id: rec.id.clone(),
                 source_name: rec.source_name.clone(),
                 url: rec.url.clone(),
+                credentials,
                 media: rec.media.clone(),
                 transport,
                 learned,

@@ -218,17 +218,17 @@ impl Server {
     }
 
     /// A second node of the same cluster: its own data folder, spool and port; the same
-    /// database, object store, signing key and policies. Leases of `lease_seconds`.
+    /// database, object store, keys (signing, camera credentials) and policies. Leases of
+    /// `lease_seconds`.
     pub async fn second_node(&self, lease_seconds: f64) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let keys = dir.path().join("data").join("keys");
         std::fs::create_dir_all(&keys).unwrap();
-        std::fs::copy(
-            self.dir.path().join("data/keys/ed25519.key"),
-            keys.join("ed25519.key"),
-        )
-        .unwrap();
+        // Nodes share data/keys/: the signing key and the camera credentials key.
+        for key in ["ed25519.key", "credentials.key"] {
+            std::fs::copy(self.dir.path().join("data/keys").join(key), keys.join(key)).unwrap();
+        }
         let config = dir.path().join("witness.toml");
         std::fs::write(
             &config,

@@ -6,6 +6,7 @@ mod browser;
 mod cluster;
 mod completeness;
 mod console;
+mod credentials;
 mod destruction;
 mod disk;
 mod errors;

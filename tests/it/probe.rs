@@ -332,7 +332,7 @@ async fn cameras_that_cannot_be_reached_are_said_plainly_and_quickly() {
     );
     assert!(
         problems(s).contains(
-            "the camera answered 401 Unauthorized (check the user name and password in the URL)"
+            "the camera answered 401 Unauthorized (check the source's user name and password)"
         ),
         "{s:#}"
     );
