@@ -45,6 +45,8 @@ pub struct AppState {
     /// Export jobs run in the background and are fetched when done.
     pub exports: Arc<exports::ExportJobs>,
     pub identity: Arc<crate::config::IdentityConfig>,
+    /// Password checks: on the blocking pool, a bounded number at once.
+    pub hasher: Arc<crate::identity::password::Hasher>,
     /// Session cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     /// The retention rules in force.
@@ -66,6 +68,10 @@ impl AppState {
             sessions: core,
             exports: Default::default(),
             identity: Arc::new(config.identity.clone()),
+            hasher: Arc::new(crate::identity::password::Hasher::new(
+                config.identity.login_permits(),
+                std::time::Duration::from_secs(1),
+            )),
             secure_cookies: config.http.tls_cert.is_some(),
             policies: services.policies,
             fixity: services.fixity,
