@@ -13,6 +13,7 @@ mod fixity;
 mod harness;
 mod hostile;
 mod interop;
+mod login_flood;
 mod outages;
 mod peers;
 mod probe;
