@@ -119,9 +119,28 @@ pub struct IdentityConfig {
     pub idle_minutes: f64,
     /// A browser session ends this long after login whatever happens.
     pub session_hours: f64,
-    /// Failed logins in a row that lock an account, and for how long.
-    pub max_failed_logins: i64,
-    pub lockout_minutes: f64,
+    /// Logins are throttled, never locked. Failures (for one account name, or one name from one
+    /// address) before attempts must wait; then each further attempt waits
+    /// `login_first_delay_seconds`, doubling with every failure, at most
+    /// `login_max_delay_seconds`.
+    pub login_free_failures: i64,
+    /// Failures from one client address (IPv6 by /64), whatever the names, before it waits.
+    pub login_address_free_failures: i64,
+    pub login_first_delay_seconds: f64,
+    pub login_max_delay_seconds: f64,
+    /// A counter with no failure for this long starts again from zero.
+    pub login_forget_hours: f64,
+    /// An address the account logged in from within this many days is its owner's: the
+    /// account-wide and address-wide delays do not apply there (only that name from that
+    /// address counts), so attackers elsewhere cannot keep the owner out.
+    pub login_known_address_days: f64,
+    /// At most one audit entry per name and address (checked failures) and per address
+    /// (refused unchecked) in this window; the entry counts the attempts it stands for.
+    /// 0 writes every attempt.
+    pub login_audit_window_seconds: f64,
+    /// Password hashes (Argon2id, 19 MiB each) computed at once; 0: half the cores, at least 1.
+    /// A login that finds none free within a second is answered 503 `login_busy`.
+    pub login_concurrency: usize,
     /// The longest an API token may live.
     pub token_max_days: i64,
 }
@@ -131,8 +150,14 @@ impl Default for IdentityConfig {
         IdentityConfig {
             idle_minutes: 15.0,
             session_hours: 12.0,
-            max_failed_logins: 5,
-            lockout_minutes: 15.0,
+            login_free_failures: 5,
+            login_address_free_failures: 20,
+            login_first_delay_seconds: 1.0,
+            login_max_delay_seconds: 900.0,
+            login_forget_hours: 24.0,
+            login_known_address_days: 90.0,
+            login_audit_window_seconds: 60.0,
+            login_concurrency: 0,
             token_max_days: 365,
         }
     }
@@ -145,8 +170,32 @@ impl IdentityConfig {
     pub fn session_us(&self) -> i64 {
         (self.session_hours * 3600e6) as i64
     }
-    pub fn lockout_us(&self) -> i64 {
-        (self.lockout_minutes * 60e6) as i64
+    /// The wait before the next attempt after `failures` failures, with `free` of them free.
+    pub fn login_delay_us(&self, failures: i64, free: i64) -> i64 {
+        if failures < free {
+            return 0;
+        }
+        let first = self.login_first_delay_seconds * 1e6;
+        let max = self.login_max_delay_seconds * 1e6;
+        let doublings = (failures - free).min(62) as i32;
+        (first * 2f64.powi(doublings)).min(max) as i64
+    }
+    pub fn login_forget_us(&self) -> i64 {
+        (self.login_forget_hours * 3600e6) as i64
+    }
+    pub fn login_known_address_us(&self) -> i64 {
+        (self.login_known_address_days * 86_400e6) as i64
+    }
+    pub fn login_audit_window_us(&self) -> i64 {
+        (self.login_audit_window_seconds * 1e6) as i64
+    }
+    /// Password hashes computed at once (`login_concurrency`, or half the cores).
+    pub fn login_permits(&self) -> usize {
+        if self.login_concurrency > 0 {
+            return self.login_concurrency;
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores / 2).max(1)
     }
 }
 
@@ -173,6 +222,15 @@ pub struct HttpConfig {
     /// plain HTTP, which is allowed only on a loopback address.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// A connection must send a whole request head (request line and headers) within this
+    /// long after it opens or after its previous request; otherwise it is closed.
+    pub header_timeout_seconds: f64,
+    /// A request's body must have arrived within this long after its head; otherwise the
+    /// request is refused (408 `request_timeout`). Answers are not cut: a download streams
+    /// for as long as it takes.
+    pub request_timeout_seconds: f64,
+    /// Open connections at most, per listener; beyond it new connections are closed at once.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -289,6 +347,9 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             tls_cert: None,
             tls_key: None,
+            header_timeout_seconds: 10.0,
+            request_timeout_seconds: 60.0,
+            max_connections: 1024,
         }
     }
 }
@@ -392,15 +453,31 @@ impl Config {
             }
             _ => {}
         }
+        let h = &self.http;
+        if !(0.1..=3600.0).contains(&h.header_timeout_seconds)
+            || !(0.1..=86_400.0).contains(&h.request_timeout_seconds)
+            || !(1..=1_000_000).contains(&h.max_connections)
+        {
+            return Err(ConfigError::Invalid(
+                "http: header_timeout_seconds 0.1–3600, request_timeout_seconds 0.1–86400, max_connections 1–1000000".into(),
+            ));
+        }
         let i = &self.identity;
         if !(0.05..=480.0).contains(&i.idle_minutes)
             || !(0.01..=168.0).contains(&i.session_hours)
-            || !(1..=100).contains(&i.max_failed_logins)
-            || !(0.01..=1440.0).contains(&i.lockout_minutes)
+            || !(1..=1000).contains(&i.login_free_failures)
+            || !(1..=100_000).contains(&i.login_address_free_failures)
+            || !(0.001..=3600.0).contains(&i.login_first_delay_seconds)
+            || !(i.login_first_delay_seconds..=86_400.0).contains(&i.login_max_delay_seconds)
+            || !(0.001..=8760.0).contains(&i.login_forget_hours)
+            || i.login_forget_hours * 3600.0 < i.login_max_delay_seconds
+            || !(0.0..=3650.0).contains(&i.login_known_address_days)
+            || !(0.0..=3600.0).contains(&i.login_audit_window_seconds)
+            || i.login_concurrency > 1024
             || !(1..=3650).contains(&i.token_max_days)
         {
             return Err(ConfigError::Invalid(
-                "identity: idle_minutes 0.05–480, session_hours 0.01–168, max_failed_logins 1–100, lockout_minutes 0.01–1440, token_max_days 1–3650".into(),
+                "identity: idle_minutes 0.05–480, session_hours 0.01–168, login_free_failures 1–1000, login_address_free_failures 1–100000, login_first_delay_seconds 0.001–3600, login_max_delay_seconds from login_first_delay_seconds to 86400, login_forget_hours 0.001–8760 and not under login_max_delay_seconds, login_known_address_days 0–3650, login_audit_window_seconds 0–3600, login_concurrency 0–1024, token_max_days 1–3650".into(),
             ));
         }
         if !(0.01..=1440.0).contains(&self.evidence.viewing_idle_minutes) {

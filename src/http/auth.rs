@@ -78,6 +78,7 @@ async fn login(
     let done = login::log_in(
         &s.pool,
         cfg,
+        &s.hasher,
         login::Credentials {
             username: &req.username,
             password: &req.password,
@@ -143,7 +144,11 @@ async fn change_password(
     browser_only(&actor)?;
     let pool = &s.pool;
     let u = current_user(&s, &actor).await?;
-    if !password::verify(&req.current_password, &u.password_hash) {
+    if !s
+        .hasher
+        .verify(&req.current_password, Some(&u.password_hash))
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_password",
@@ -152,14 +157,18 @@ async fn change_password(
     }
     password::check_policy(&u.username, &req.new_password)
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", m))?;
-    if password::verify(&req.new_password, &u.password_hash) {
+    if s.hasher
+        .verify(&req.new_password, Some(&u.password_hash))
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "weak_password",
             "the new password must differ from the current one",
         ));
     }
-    users::set_password(pool, &u.id, &password::hash(&req.new_password), false)
+    let hash = s.hasher.hash(&req.new_password).await?;
+    users::set_password(pool, &u.id, &hash, false)
         .await
         .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (throttled logins, a busy server).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -27,7 +29,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.retry_after_s = seconds;
+        self
     }
 }
 
@@ -52,7 +60,12 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        res
     }
 }
 
@@ -141,24 +154,65 @@ impl From<RetentionError> for ApiError {
 }
 
 impl From<LoginError> for ApiError {
+    /// An unknown name, a wrong password, a disabled account and an attempt refused unchecked
+    /// by the throttle: one status, code and message. `Retry-After` (when the next attempt of
+    /// this name from this address is checked) comes from counters kept alike for every name,
+    /// so it tells nothing of which names exist.
     fn from(e: LoginError) -> Self {
-        let code = match e {
-            LoginError::Failed => "login_failed",
-            LoginError::Locked(_) => "account_locked",
-            LoginError::TotpRequired => "totp_required",
-            LoginError::TotpInvalid => "totp_invalid",
-            LoginError::Db(e) => return ApiError::internal(e),
-        };
-        let status = match e {
-            LoginError::Locked(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        ApiError::new(status, code, e.to_string())
+        let message = e.to_string();
+        match e {
+            LoginError::Failed { retry_after_s } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "login_failed", message)
+                    .retry_after(retry_after_s)
+            }
+            LoginError::TotpRequired => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "totp_required", message)
+            }
+            LoginError::TotpInvalid { retry_after_s } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "totp_invalid", message)
+                    .retry_after(retry_after_s)
+            }
+            LoginError::Busy(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "login_busy", message)
+                    .retry_after(Some(1))
+            }
+            LoginError::Db(e) => ApiError::internal(e),
+        }
     }
+}
+
+impl From<crate::identity::password::Busy> for ApiError {
+    fn from(e: crate::identity::password::Busy) -> Self {
+        LoginError::Busy(e).into()
+    }
+}
+
+/// A request body that had not arrived by the request deadline (`http.request_timeout_seconds`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// The body deadline, wherever it sits in a rejection's chain of causes.
+fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<BodyTimeout>() {
+            return Some(t);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if let Some(t) = body_timeout(&r) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                t.to_string(),
+            );
+        }
         match r {
             JsonRejection::JsonDataError(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -47,6 +47,8 @@ pub struct AppState {
     pub identity: Arc<crate::config::IdentityConfig>,
     /// A viewing of evidence closes after this long without a read (`evidence::access`).
     pub viewing_idle_us: i64,
+    /// Password checks: on the blocking pool, a bounded number at once.
+    pub hasher: Arc<crate::identity::password::Hasher>,
     /// Session cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     /// The retention rules in force.
@@ -69,6 +71,10 @@ impl AppState {
             exports: Default::default(),
             identity: Arc::new(config.identity.clone()),
             viewing_idle_us: config.evidence.viewing_idle_us(),
+            hasher: Arc::new(crate::identity::password::Hasher::new(
+                config.identity.login_permits(),
+                std::time::Duration::from_secs(1),
+            )),
             secure_cookies: config.http.tls_cert.is_some(),
             policies: services.policies,
             fixity: services.fixity,

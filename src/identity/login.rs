@@ -1,26 +1,31 @@
-//! Logging in with a password (and a TOTP code where the account has one): the rules of
-//! lockout, one use per TOTP step and constant-time refusal of unknown users, and an audit entry
-//! for every attempt, successful or not. What it returns is a new browser session.
+//! Logging in with a password (and a TOTP code where the account has one): throttling instead
+//! of lockout (`throttle`), one use per TOTP step, the same answer and the same cost for an
+//! unknown name, a wrong password and a throttled attempt, and the audit trail of attempts,
+//! failures summarised so that a flood cannot grow it without bound.
 
+use super::throttle::{self, Attempt, Keys, Summary};
 use super::users::{self, User};
 use super::{logins, password, totp};
 use crate::audit::{self, Actor, Outcome};
 use crate::config::IdentityConfig;
 use crate::db::Pool;
-use crate::time::{now_us, rfc3339};
+use crate::time::now_us;
 
-/// Why a login failed. The caller learns only what it may (a wrong name and a wrong password
-/// read alike); the audit trail has the detail.
+/// Why a login failed. The caller learns only what it may: an unknown name, a wrong password,
+/// a disabled account and an attempt refused unchecked by the throttle read alike; the audit
+/// trail has the detail.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    /// `retry_after_s`: when the next attempt of this name from this address will be checked
+    /// (it depends only on counters kept alike for existing and unknown names).
     #[error("wrong user name or password")]
-    Failed,
-    #[error("too many failed logins: the account is locked until {0}")]
-    Locked(String),
+    Failed { retry_after_s: Option<u64> },
     #[error("this account needs its 6-digit TOTP code (field totp)")]
     TotpRequired,
     #[error("the TOTP code is wrong, expired or already used")]
-    TotpInvalid,
+    TotpInvalid { retry_after_s: Option<u64> },
+    #[error(transparent)]
+    Busy(#[from] password::Busy),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -37,64 +42,135 @@ pub struct Credentials<'a> {
     pub username: &'a str,
     pub password: &'a str,
     pub totp: Option<&'a str>,
-    /// Where the attempt comes from, for the audit trail.
+    /// Where the attempt comes from: throttling and the audit trail.
     pub address: &'a str,
 }
 
-/// Checks the credentials and opens a browser session; every attempt is audited.
+fn retry_after(until_us: i64) -> Option<u64> {
+    let left = until_us - now_us();
+    (left > 0).then(|| (left as u64).div_ceil(1_000_000))
+}
+
+/// Checks the credentials and opens a browser session. Successes are audited one by one,
+/// failures and refusals summarised (`throttle::note`).
 pub async fn log_in(
     pool: &Pool,
     cfg: &IdentityConfig,
+    hasher: &password::Hasher,
     c: Credentials<'_>,
 ) -> Result<LoggedIn, LoginError> {
-    let attempt = |role: &'static str| Actor::person(c.username, role, c.address);
-    let audit = |role: &'static str, outcome: Outcome| {
-        let actor = attempt(role);
+    let keys = Keys::new(c.username, c.address);
+    let window = cfg.login_audit_window_us();
+    // Refused unchecked: summarised per address, whatever the names tried.
+    let refused = |why: &'static str| {
+        let keys = &keys;
         async move {
-            audit::Event::new(&actor, "login")
-                .target(c.username)
-                .outcome(outcome)
-                .append(pool)
-                .await
+            let a = Attempt {
+                key: &keys.address,
+                username: c.username,
+                role: "",
+                address: c.address,
+                why,
+            };
+            if let Some(s) = throttle::note(pool, window, &a).await? {
+                write_summary(pool, &s).await?;
+            }
+            Ok::<_, sqlx::Error>(())
         }
     };
     if c.username.chars().count() > 64 || c.password.chars().count() > 256 {
-        return Err(LoginError::Failed);
+        refused("user name or password too long").await?;
+        return Err(LoginError::Failed {
+            retry_after_s: None,
+        });
     }
-    let Some(user) = users::by_username(pool, c.username).await? else {
-        password::verify(c.password, password::dummy_hash()); // same time either way
-        audit("", Outcome::Failed("unknown user".into())).await?;
-        return Err(LoginError::Failed);
-    };
-    let role = user.role.as_str();
-    if let Err((why, refusal)) = check_account(&user) {
-        audit(role, Outcome::Failed(why.into())).await?;
-        return Err(refusal);
+    let known = throttle::known_address(pool, cfg, c.username, c.address).await?;
+    let blocked = throttle::blocked_until(pool, cfg, &keys, known).await?;
+    if blocked > 0 {
+        refused("throttled after failed logins (not checked)").await?;
+        return Err(LoginError::Failed {
+            retry_after_s: retry_after(blocked),
+        });
     }
-    if !password::verify(c.password, &user.password_hash) {
-        let locked =
-            users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us()).await?;
-        let why = format!(
-            "wrong password{}",
-            if locked { "; account locked" } else { "" }
-        );
-        audit(role, Outcome::Failed(why)).await?;
-        return Err(LoginError::Failed);
-    }
-    let step = match second_factor(&user, c.totp) {
-        Ok(step) => step,
-        Err((why, refusal)) => {
-            if matches!(refusal, LoginError::TotpInvalid) {
-                users::record_failure(pool, &user, cfg.max_failed_logins, cfg.lockout_us()).await?;
-            }
-            // The password was right: a trace of that, though the login is not complete.
-            audit(role, Outcome::Failed(why.into())).await?;
-            return Err(refusal);
+    let user = users::by_username(pool, c.username).await?;
+    // An unknown name costs an Argon2 check too (against a dummy hash).
+    let right = match hasher
+        .verify(c.password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await
+    {
+        Ok(right) => right,
+        Err(busy) => {
+            refused("server busy checking other passwords (not checked)").await?;
+            return Err(busy.into());
         }
     };
+    let role = user.as_ref().map_or("", |u| u.role.as_str());
+    let failed = |why: &'static str| {
+        let keys = &keys;
+        async move {
+            let until = throttle::failed(pool, cfg, keys, known).await?;
+            let a = Attempt {
+                key: &keys.pair,
+                username: c.username,
+                role,
+                address: c.address,
+                why,
+            };
+            if let Some(s) = throttle::note(pool, window, &a).await? {
+                write_summary(pool, &s).await?;
+            }
+            Ok::<_, sqlx::Error>(retry_after(until))
+        }
+    };
+    let user = match (user, right) {
+        (None, _) => {
+            let retry_after_s = failed("unknown user").await?;
+            return Err(LoginError::Failed { retry_after_s });
+        }
+        (Some(_), false) => {
+            let retry_after_s = failed("wrong password").await?;
+            return Err(LoginError::Failed { retry_after_s });
+        }
+        // Disabled: checked after the password, so that it costs the same and reads alike.
+        (Some(u), true) if u.disabled => {
+            let retry_after_s = failed("account disabled").await?;
+            return Err(LoginError::Failed { retry_after_s });
+        }
+        (Some(u), true) => u,
+    };
+    let step = match second_factor(&user, c.totp) {
+        Ok(step) => step,
+        Err((why, LoginError::TotpRequired)) => {
+            // The password was right: a trace of that, though the login is not complete.
+            let a = Attempt {
+                key: &keys.pair,
+                username: c.username,
+                role,
+                address: c.address,
+                why,
+            };
+            if let Some(s) = throttle::note(pool, window, &a).await? {
+                write_summary(pool, &s).await?;
+            }
+            return Err(LoginError::TotpRequired);
+        }
+        Err((why, _)) => {
+            let retry_after_s = failed(why).await?;
+            return Err(LoginError::TotpInvalid { retry_after_s });
+        }
+    };
+    throttle::succeeded(pool, &keys).await?;
     users::record_success(pool, &user.id, step).await?;
     let (cookie, csrf_token) = logins::create(pool, &user.id, c.address, cfg.session_us()).await?;
-    audit(role, Outcome::Allowed).await?;
+    // What is pending for this name and address goes in first, so the trail keeps the order.
+    if let Some(s) = throttle::take_pending(pool, &keys.pair).await? {
+        write_summary(pool, &s).await?;
+    }
+    audit::Event::new(&Actor::person(c.username, role, c.address), "login")
+        .target(c.username)
+        .outcome(Outcome::Allowed)
+        .append(pool)
+        .await?;
     Ok(LoggedIn {
         user,
         cookie,
@@ -102,18 +178,48 @@ pub async fn log_in(
     })
 }
 
-/// A disabled or locked account is refused whatever the password.
-fn check_account(user: &User) -> Result<(), (&'static str, LoginError)> {
-    if user.disabled {
-        return Err(("account disabled", LoginError::Failed));
-    }
-    if user.locked_until_us > now_us() {
-        return Err((
-            "account locked",
-            LoginError::Locked(rfc3339(user.locked_until_us)),
-        ));
-    }
+/// One audit entry for attempts summarised: the latest one's reason, and how many it stands
+/// for when more than one.
+async fn write_summary(pool: &Pool, s: &Summary) -> Result<(), sqlx::Error> {
+    let why = if s.attempts == 1 {
+        s.why.clone()
+    } else {
+        format!(
+            "{}; {} attempts summarised in this entry",
+            s.why, s.attempts
+        )
+    };
+    let role = super::roles::Role::parse(&s.role).map_or("", |r| r.as_str());
+    let actor = Actor::person(s.username.as_str(), role, s.address.as_str());
+    audit::Event::new(&actor, "login")
+        .target(s.username.as_str())
+        .outcome(Outcome::Failed(why))
+        .append(pool)
+        .await?;
     Ok(())
+}
+
+/// Writes the summaries of attempts that waited out their window, and forgets old counters;
+/// every `login_audit_window_seconds` (at least every second).
+pub fn spawn_audit_flush(pool: Pool, cfg: IdentityConfig) {
+    let every = std::time::Duration::from_secs_f64(cfg.login_audit_window_seconds.max(1.0));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let round = async {
+                for s in throttle::pending(&pool, None, cfg.login_audit_window_us()).await? {
+                    write_summary(&pool, &s).await?;
+                }
+                throttle::prune(&pool, &cfg).await?;
+                Ok::<_, sqlx::Error>(())
+            };
+            if let Err(e) = round.await {
+                tracing::warn!(error = %e, "summarising failed logins in the audit trail; next round soon");
+            }
+        }
+    });
 }
 
 /// The TOTP step a code was accepted at, for accounts with a second factor; each step is
@@ -132,6 +238,11 @@ fn second_factor(
     let now_s = (now_us() / 1_000_000) as u64;
     match totp::accept(&secret, code, now_s, user.totp_last_step) {
         Some(step) => Ok(Some(step)),
-        None => Err(("wrong or reused TOTP code", LoginError::TotpInvalid)),
+        None => Err((
+            "wrong or reused TOTP code",
+            LoginError::TotpInvalid {
+                retry_after_s: None,
+            },
+        )),
     }
 }

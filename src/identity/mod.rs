@@ -8,6 +8,7 @@ pub mod login;
 pub mod logins;
 pub mod password;
 pub mod roles;
+pub mod throttle;
 pub mod tokens;
 pub mod totp;
 pub mod users;

@@ -32,6 +32,61 @@ pub fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash("no user has this password"))
 }
 
+/// Argon2 costs 19 MiB and tens of milliseconds of one core per check: checks run on the
+/// blocking pool, never on the async workers that renew leases and write chains, and at most
+/// `permits` at once. A check that finds no permit within `wait` is refused (`Busy`) rather than
+/// queued without bound.
+pub struct Hasher {
+    permits: tokio::sync::Semaphore,
+    wait: std::time::Duration,
+}
+
+/// Every permit to hash a password is taken: try again in a moment.
+#[derive(Debug, thiserror::Error)]
+#[error("too many password checks at once; try again in a second")]
+pub struct Busy;
+
+impl Hasher {
+    pub fn new(permits: usize, wait: std::time::Duration) -> Hasher {
+        Hasher {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            wait,
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let _permit = tokio::time::timeout(self.wait, self.permits.acquire())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        // The permit is held until the hash is done, even if the caller went away.
+        tokio::task::spawn_blocking(work).await.map_err(|_| Busy)
+    }
+
+    /// `verify` on the blocking pool; `None` checks against the dummy hash (an unknown user
+    /// costs the same time).
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, Busy> {
+        let (password, stored) = (password.to_owned(), stored.map(str::to_owned));
+        self.run(move || match stored {
+            Some(h) => verify(&password, &h),
+            None => {
+                verify(&password, dummy_hash());
+                false
+            }
+        })
+        .await
+    }
+
+    /// `hash` on the blocking pool.
+    pub async fn hash(&self, password: &str) -> Result<String, Busy> {
+        let password = password.to_owned();
+        self.run(move || hash(&password)).await
+    }
+}
+
 /// The policy (GB/T 22239 等保三级 asks for complexity and regular change): at least 12
 /// characters, three of lower case, upper case, digits and symbols, not containing the user name.
 pub fn check_policy(username: &str, password: &str) -> Result<(), String> {
@@ -108,5 +163,29 @@ mod tests {
             let p = one_time();
             assert!(check_policy("admin", &p).is_ok(), "{p}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hasher_checks_off_the_workers_and_refuses_beyond_its_permits() {
+        let h = std::sync::Arc::new(Hasher::new(1, std::time::Duration::from_millis(1)));
+        let stored = hash("Correct-Horse-9");
+        assert!(h.verify("Correct-Horse-9", Some(&stored)).await.unwrap());
+        assert!(!h.verify("Correct-Horse-9", None).await.unwrap());
+        // One permit: of many checks started together, some find it taken and are refused
+        // at once instead of waiting.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (h, s) = (h.clone(), stored.clone());
+                tokio::spawn(async move { h.verify("wrong", Some(&s)).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(ok) => assert!(!ok),
+                Err(Busy) => busy += 1,
+            }
+        }
+        assert!(busy >= 1, "one permit, eight checks at once: some refused");
     }
 }

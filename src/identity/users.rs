@@ -1,4 +1,4 @@
-//! The users table: create, find, change, and the login counters (lockout, TOTP step).
+//! The users table: create, find, change, and the TOTP step of the last login.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -21,7 +21,8 @@ pub struct User {
     pub totp_secret: Option<String>,
     pub totp_enabled: bool,
     pub totp_last_step: i64,
-    pub failed_logins: i64,
+    /// Until when logins from addresses the account is not known from wait (throttled after
+    /// failed logins; `throttle`).
     pub locked_until_us: i64,
     pub disabled: bool,
     pub created_at_us: i64,
@@ -73,7 +74,7 @@ impl From<&User> for UserView {
     }
 }
 
-const COLUMNS: &str = "id, username, display_name, role, categories, password_hash, must_change_password, password_changed_at, totp_secret, totp_enabled, totp_last_step, failed_logins, locked_until, disabled, created_at";
+const COLUMNS: &str = "id, username, display_name, role, categories, password_hash, must_change_password, password_changed_at, totp_secret, totp_enabled, totp_last_step, disabled, created_at, COALESCE((SELECT t.blocked_until FROM login_throttle t WHERE t.key = 'account:' || users.username), 0) AS throttled_until";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let role: String = r.try_get("role")?;
@@ -96,8 +97,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         totp_secret: r.try_get("totp_secret")?,
         totp_enabled: r.try_get::<i64, _>("totp_enabled")? != 0,
         totp_last_step: r.try_get("totp_last_step")?,
-        failed_logins: r.try_get("failed_logins")?,
-        locked_until_us: r.try_get("locked_until")?,
+        locked_until_us: r.try_get("throttled_until")?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         created_at_us: r.try_get("created_at")?,
     })
@@ -200,7 +200,7 @@ pub async fn set_password(
     one_time: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE users SET password_hash = $1, must_change_password = $2, password_changed_at = $3, failed_logins = 0, locked_until = 0 WHERE id = $4",
+        "UPDATE users SET password_hash = $1, must_change_password = $2, password_changed_at = $3 WHERE id = $4",
     )
     .bind(hash)
     .bind(i64::from(one_time))
@@ -208,6 +208,10 @@ pub async fn set_password(
     .bind(id)
     .execute(pool)
     .await?;
+    // A new password: guesses at the old one no longer hold the account back.
+    if let Some(u) = by_id(pool, id).await? {
+        super::throttle::forget_account(pool, &u.username).await?;
+    }
     Ok(())
 }
 
@@ -237,48 +241,19 @@ pub async fn set_profile(
     Ok(())
 }
 
-/// A failed login: counts, and locks the account for `lock_us` at `max_failures`.
-pub async fn record_failure(
-    pool: &Pool,
-    u: &User,
-    max_failures: i64,
-    lock_us: i64,
-) -> Result<bool, sqlx::Error> {
-    let failures = u.failed_logins + 1;
-    let lock = failures >= max_failures;
-    sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
-        .bind(if lock { 0 } else { failures })
-        .bind(if lock {
-            now_us() + lock_us
-        } else {
-            u.locked_until_us
-        })
-        .bind(&u.id)
-        .execute(pool)
-        .await?;
-    Ok(lock)
-}
-
+/// A successful login: the TOTP step its code was accepted at (each step is good once).
 pub async fn record_success(
     pool: &Pool,
     id: &str,
     totp_step: Option<i64>,
 ) -> Result<(), sqlx::Error> {
-    match totp_step {
-        Some(step) => {
-            sqlx::query("UPDATE users SET failed_logins = 0, totp_last_step = $1 WHERE id = $2")
-                .bind(step)
-                .bind(id)
-                .execute(pool)
-                .await?
-        }
-        None => {
-            sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await?
-        }
-    };
+    if let Some(step) = totp_step {
+        sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2")
+            .bind(step)
+            .bind(id)
+            .execute(pool)
+            .await?;
+    }
     Ok(())
 }
 

@@ -19,9 +19,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// An HTTP client that never reuses a connection the server may be closing: hyper closes a
-/// keep-alive connection idle past its header-read timeout (30 s), and a request sent on it at
-/// that moment fails with IncompleteMessage (tests wait that long on a loaded machine).
+/// An HTTP client that never reuses a connection the server may be closing: the server closes a
+/// keep-alive connection idle past its header timeout (`[http]`, 10 s), and a request sent on
+/// it at that moment fails with IncompleteMessage.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(5))

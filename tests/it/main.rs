@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod install;
 mod interop;
+mod login_flood;
 mod outages;
 mod peers;
 mod probe;
