@@ -39,6 +39,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub recording: RecordingConfig,
     pub disk: DiskConfig,
+    pub workload: WorkloadConfig,
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub retention: RetentionConfig,
@@ -65,6 +66,37 @@ impl Default for EvidenceConfig {
 impl EvidenceConfig {
     pub fn viewing_idle_us(&self) -> i64 {
         (self.viewing_idle_minutes * 60e6) as i64
+    }
+}
+
+/// How many heavy reads may run at once, per person and in total (`workload`), how long to
+/// tell a refused caller to wait, and how long a finished export job (and its scratch files)
+/// is kept for download.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadConfig {
+    pub exports_per_person: usize,
+    pub exports_total: usize,
+    pub remuxes_per_person: usize,
+    pub remuxes_total: usize,
+    pub verifies_per_person: usize,
+    pub verifies_total: usize,
+    pub retry_after_seconds: u64,
+    pub export_job_minutes: f64,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            exports_per_person: 2,
+            exports_total: 4,
+            remuxes_per_person: 1,
+            remuxes_total: 2,
+            verifies_per_person: 2,
+            verifies_total: 4,
+            retry_after_seconds: 10,
+            export_job_minutes: 60.0,
+        }
     }
 }
 
@@ -333,6 +365,7 @@ impl Default for Config {
             evidence: EvidenceConfig::default(),
             database: DatabaseConfig::default(),
             disk: DiskConfig::default(),
+            workload: WorkloadConfig::default(),
             store: StoreConfig::Local {
                 path: PathBuf::new(),
             },
@@ -412,6 +445,23 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let w = &self.workload;
+        if [
+            w.exports_per_person,
+            w.exports_total,
+            w.remuxes_per_person,
+            w.remuxes_total,
+            w.verifies_per_person,
+            w.verifies_total,
+        ]
+        .contains(&0)
+            || !(0.01..=10080.0).contains(&w.export_job_minutes)
+        {
+            return Err(ConfigError::Invalid(
+                "workload: every limit must be at least 1, and export_job_minutes 0.01 to 10080"
+                    .into(),
+            ));
+        }
         let d = &self.disk;
         if d.critical_free_mib > d.warning_free_mib || !(0.1..=3600.0).contains(&d.check_seconds) {
             return Err(ConfigError::Invalid(format!(

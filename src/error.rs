@@ -14,6 +14,12 @@ pub enum CoreError {
     /// Valid input from a caller who may not do this (a confidential session without a reason …).
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
+    /// Too many heavy reads of this kind running (`workload`): come back after the delay.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// A disk is too full for this (a new session, an export); running recordings go on.
     #[error("{0}")]
     InsufficientStorage(String),

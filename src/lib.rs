@@ -22,4 +22,5 @@ pub mod sessions;
 pub mod simulator;
 pub mod store;
 pub mod time;
+pub mod workload;
 pub mod worm;

@@ -53,6 +53,7 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         node_id: node_id(config)?,
         lease_ttl: std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
         disk: Arc::new(DiskWatch::new(config)),
+        workload: Arc::new(crate::workload::Workload::new(config.workload.clone())),
     }))
 }
 

@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "metrics",
     "store",
     "disk",
+    "workload",
     "worm",
     "ledger",
     "capture",

@@ -50,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         // The command line acts with the machine's authority (who holds the config and key).
         caller: None,
+        disk: None,
         reason: &args.reason,
         selection: export::Selection::default(),
     };

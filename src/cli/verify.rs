@@ -54,6 +54,7 @@ async fn verify_session(args: &Args, session: &str) -> anyhow::Result<verify::Re
         &core.signer.public_key_hex(),
         session,
         &super::local_actor(),
+        None,
     )
     .await?)
 }

@@ -18,6 +18,7 @@ use sm3::Sm3;
 
 use crate::audit;
 use crate::db::Pool;
+use crate::disk::DiskWatch;
 use crate::error::CoreError;
 use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::archive::ArchiveWriter;
@@ -108,6 +109,10 @@ pub struct ExportRequest<'a> {
     pub caller: Option<&'a Caller>,
     pub reason: &'a str,
     pub selection: Selection,
+    /// The server's disks: an export is refused while they are critically low, and derived
+    /// MP4s only made if they leave the reserve (`disk`). `None` for the command line, which
+    /// writes where it is told.
+    pub disk: Option<&'a DiskWatch>,
 }
 
 enum Content {
@@ -206,6 +211,9 @@ pub async fn authorize(
     req: &ExportRequest<'_>,
 ) -> Result<index::SessionRow, CoreError> {
     let session = exportable(pool, req.session_id, req.reason).await?;
+    if let Some(disk) = req.disk {
+        disk.admit_export(0)?;
+    }
     MediaAccess {
         actor: req.by,
         caller: req.caller,
@@ -296,6 +304,10 @@ async fn tag_and_sign(
     let derived = match &scratch {
         None => Vec::new(),
         Some(scratch) => {
+            // Remuxed copies take about what the media take: not at the recorders' expense.
+            if let Some(disk) = req.disk {
+                disk.admit_export(payload_bytes)?;
+            }
             add_derived(
                 store,
                 scratch,

@@ -94,6 +94,11 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
+            CoreError::Busy {
+                message,
+                retry_after_seconds,
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_busy", message)
+                .retry_after(Some(retry_after_seconds)),
             CoreError::InsufficientStorage(message) => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient_storage",

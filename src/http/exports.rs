@@ -20,6 +20,7 @@ use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::export::{self, Format, Plan, Selection};
 use crate::http::access::{CurrentActor, audited_refusal};
 use crate::http::{ApiError, ApiJson, ApiQuery, AppState, ClientAddr};
+use crate::workload::Work;
 
 /// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
@@ -48,6 +49,8 @@ struct Job {
     done: u64,
     total: u64,
     started: Instant,
+    /// When it became ready or failed: it is kept `[workload] export_job_minutes` after that.
+    finished: Option<Instant>,
     error: Option<String>,
     plan: Option<Arc<Plan>>,
 }
@@ -56,6 +59,24 @@ struct Job {
 #[derive(Default)]
 pub struct ExportJobs {
     jobs: Mutex<HashMap<String, Arc<Mutex<Job>>>>,
+}
+
+impl ExportJobs {
+    /// Forgets the jobs finished longer than `ttl` ago; their derived files go with their plan
+    /// (once no download still streams them).
+    fn expire(&self, ttl: std::time::Duration) {
+        self.jobs.lock().expect("jobs lock").retain(|id, j| {
+            let keep = j
+                .lock()
+                .expect("job lock")
+                .finished
+                .is_none_or(|f| f.elapsed() < ttl);
+            if !keep {
+                tracing::info!(export = %id, "export job expired; its scratch files deleted");
+            }
+            keep
+        });
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,10 +159,17 @@ async fn start(
         caller: caller.as_ref(),
         reason: &req.reason,
         selection: selection.clone(),
+        disk: Some(&core.disk),
     };
     if let Err(e) = export::authorize(&core.pool, &asked).await {
         return Ok(audited_refusal(e));
     }
+    // Held until the package is planned (every object read and hashed).
+    let permit = core
+        .workload
+        .admit(Work::Export, &exporter.person)
+        .map_err(CoreError::from)?;
+    s.exports.expire(s.export_job_ttl);
     let id = uuid::Uuid::now_v7().to_string();
     let job = Arc::new(Mutex::new(Job {
         session_id: session_id.clone(),
@@ -150,6 +178,7 @@ async fn start(
         done: 0,
         total: 0,
         started: Instant::now(),
+        finished: None,
         error: None,
         plan: None,
     }));
@@ -163,6 +192,7 @@ async fn start(
     let derived_mp4 = req.derived_mp4;
     let job_id = id.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         let progress_job = job.clone();
         let mut progress = move |done: u64, total: u64| {
             let mut j = progress_job.lock().expect("job lock");
@@ -176,6 +206,7 @@ async fn start(
             caller: caller.as_ref(),
             reason: &reason,
             selection,
+            disk: Some(&core.disk),
         };
         let result = export::plan(&core.pool, &core.store, &core.signer, req, &mut progress).await;
         let mut j = job.lock().expect("job lock");
@@ -183,10 +214,12 @@ async fn start(
             Ok(plan) => {
                 j.done = j.total;
                 j.state = JobState::Ready;
+                j.finished = Some(Instant::now());
                 j.plan = Some(Arc::new(plan));
             }
             Err(e) => {
                 tracing::warn!(export = %job_id, error = %e, "export failed");
+                j.finished = Some(Instant::now());
                 j.state = JobState::Failed;
                 j.error = Some(e.to_string());
             }
@@ -196,6 +229,7 @@ async fn start(
 }
 
 fn job(s: &AppState, id: &str) -> Result<Arc<Mutex<Job>>, ApiError> {
+    s.exports.expire(s.export_job_ttl);
     s.exports
         .jobs
         .lock()
@@ -206,7 +240,10 @@ fn job(s: &AppState, id: &str) -> Result<Arc<Mutex<Job>>, ApiError> {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "export_not_found",
-                format!("export {id:?} not found"),
+                format!(
+                    "export {id:?} not found (jobs are kept {} minutes after they finish)",
+                    s.export_job_ttl.as_secs() / 60
+                ),
             )
         })
 }
@@ -265,6 +302,10 @@ async fn download(
         reason: &reason,
     };
     access.check(&core.pool).await?;
+    let permit = core
+        .workload
+        .admit(Work::Export, &viewer.person)
+        .map_err(CoreError::from)?;
     access.record(&core.pool).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let writer_plan = plan.clone();
@@ -283,8 +324,9 @@ async fn download(
             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    // The permit travels with the body: held until the client has the package, or goes.
+    let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
+        rx.recv().await.map(|item| (item, (rx, permit)))
     });
     Ok((
         [

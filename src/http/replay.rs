@@ -20,6 +20,7 @@ use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
 use crate::ledger::index::existing_session;
 use crate::ledger::values::SessionState;
+use crate::workload::Work;
 
 /// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
@@ -193,11 +194,17 @@ async fn download_mp4(
             format!("recording {source:?} is not MPEG-TS"),
         ));
     }
+    // A remux re-reads the whole range: bounded per person and in total, held while it streams.
+    let permit = s
+        .sessions
+        .workload
+        .admit(Work::Remux, &viewer.person)
+        .map_err(crate::error::CoreError::from)?;
     access.view(pool, s.viewing_idle_us).await?;
     let rx = crate::evidence::remux::start(&rec.media, segments, s.store.clone())
         .map_err(ApiError::internal)?;
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
+        rx.recv().await.map(|item| (item, (rx, permit)))
     });
     Ok((
         [

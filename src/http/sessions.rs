@@ -113,6 +113,7 @@ async fn verify_session(
         &core.signer.public_key_hex(),
         &id,
         &actor.actor(&address),
+        Some(&core.workload),
     )
     .await?;
     Ok(Json(report))

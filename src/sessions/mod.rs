@@ -27,6 +27,7 @@ use crate::ledger::manifest::Signer;
 use crate::metrics::Metrics;
 use crate::retention::policy::Policies;
 use crate::store::Store;
+use crate::workload::Workload;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
@@ -70,6 +71,8 @@ pub struct Core {
     lease_ttl_us: i64,
     /// Free space of the spool's and the store's disks: new sessions wait when it is critical.
     pub disk: Arc<DiskWatch>,
+    /// Heavy reads running (exports, remuxes, verifications), bounded per person and in total.
+    pub workload: Arc<Workload>,
 }
 
 /// What a `Core` is made of, opened by `services::open_core`.
@@ -84,6 +87,7 @@ pub struct Parts {
     pub node_id: String,
     pub lease_ttl: std::time::Duration,
     pub disk: Arc<DiskWatch>,
+    pub workload: Arc<Workload>,
 }
 
 impl Core {
@@ -102,6 +106,7 @@ impl Core {
             node_id: p.node_id,
             lease_ttl_us: p.lease_ttl.as_micros() as i64,
             disk: p.disk,
+            workload: p.workload,
         }
     }
 }

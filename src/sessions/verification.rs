@@ -7,15 +7,21 @@ use crate::db::Pool;
 use crate::error::CoreError;
 use crate::ledger::verify::{self, Report};
 use crate::store::Store;
+use crate::workload::{Work, Workload};
 
-/// Verifies session `id` against the server's key and records the verdict.
+/// Verifies session `id` against the server's key and records the verdict. The server bounds
+/// how many run at once (`workload`); the command line runs its own.
 pub async fn verify_session(
     pool: &Pool,
     store: &Store,
     public_key_hex: &str,
     id: &str,
     by: &Actor,
+    workload: Option<&Workload>,
 ) -> Result<Report, CoreError> {
+    let _permit = workload
+        .map(|w| w.admit(Work::Verify, &by.person))
+        .transpose()?;
     let report = verify::verify_session(pool, store, public_key_hex, id).await?;
     audit::Event::new(by, "session_verify")
         .session(&report.session_id, &report.project_code)

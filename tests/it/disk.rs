@@ -159,6 +159,16 @@ async fn a_filling_disk_alarms_refuses_new_work_and_loses_nothing() {
         .as_str()
         .unwrap()
         .to_string();
+    // A stopped session to export later, while the disk is critically low.
+    let earlier = server.start_recording(&second_room, "ZB-DISK-0").await;
+    server
+        .wait_session(&earlier, "2 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 2
+        })
+        .await;
+    server
+        .ok("POST", &format!("/api/v1/rooms/{second_room}/stop"), None)
+        .await;
     let session = server.start_recording(&room, "ZB-DISK").await;
     server
         .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
@@ -212,6 +222,15 @@ async fn a_filling_disk_alarms_refuses_new_work_and_loses_nothing() {
             .contains("MiB free on the spool disk"),
         "{body}"
     );
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{earlier}/exports"),
+            Some(json!({"reason": "while the disk is full"})),
+        )
+        .await;
+    assert_eq!(status, 507, "exports wait too: {body}");
+    assert_eq!(body["error"]["code"], "insufficient_storage", "{body}");
     server
         .wait_session(
             &session,

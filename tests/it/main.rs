@@ -29,4 +29,5 @@ mod s3;
 mod third_party;
 mod tls;
 mod verifier_bounds;
+mod workload;
 mod worm;
