@@ -117,6 +117,8 @@ pub struct Server {
     pub config: PathBuf,
     /// The server's database, for tests that play an insider with database access.
     pub db: String,
+    /// Whether this node made `db` (and drops it, on PostgreSQL, when the test ends).
+    owns_db: bool,
     /// One user per role (`t-staff` …), each with an API token, made with the CLI.
     pub users: Vec<TestUser>,
     child: Option<Child>,
@@ -181,6 +183,7 @@ impl Server {
             port,
             config,
             db,
+            owns_db: true,
             users: Vec::new(),
             child: None,
             http: http_client(),
@@ -247,6 +250,7 @@ impl Server {
             port,
             config,
             db: self.db.clone(),
+            owns_db: false,
             users: self
                 .users
                 .iter()
@@ -543,6 +547,23 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // A PostgreSQL test database goes with its test: hundreds left behind slow the
+        // cluster (autovacuum) and with it every later timing-bound test.
+        if self.owns_db
+            && self.db.starts_with("postgres")
+            && let Ok(admin) = std::env::var("WITNESS_TEST_DATABASE_URL")
+            && let Some(name) = self.db.rsplit('/').next()
+        {
+            let _ = Command::new("psql")
+                .arg(&admin)
+                .args([
+                    "-qAtc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
