@@ -140,7 +140,7 @@ pub async fn open(pool: &Pool, policies: &Policies) -> Result<(), sqlx::Error> {
 }
 
 /// When a session's clock started and the retain-until it gives: `months` after the rule's
-/// event, never starting before the session's own recording ended (or began, while live).
+/// event.
 fn computed_until(
     s: &SessionRow,
     rule: &Rule,
@@ -151,8 +151,7 @@ fn computed_until(
         ClockStart::SessionEnd | ClockStart::RecordCreated => s.stopped_at_us,
         ClockStart::ProjectClosed => events.closed_at_us,
         ClockStart::ProcurementEnd => events.procurement_ended_at_us.or(events.closed_at_us),
-    }
-    .map(|t| t.max(s.stopped_at_us.unwrap_or(s.started_at_us)));
+    };
     (started, started.and_then(|t| add_months(t, months)))
 }
 
