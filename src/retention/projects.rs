@@ -291,7 +291,7 @@ async fn refused(
         .project(code)
         .target(code)
         .reason(format!("{asked}: {e}"))
-        .outcome(Outcome::Denied(why.into()))
+        .outcome(Outcome::Failed(why.into()))
         .append(pool)
         .await
     {

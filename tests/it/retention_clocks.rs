@@ -172,7 +172,7 @@ async fn only_the_trading_system_or_a_clerk_report_and_never_a_backdated_date() 
     let refusals = audit(&server, "project_event").await;
     assert!(
         refusals.iter().any(|e| e["actor"] == "t-trading/token:jyxt"
-            && e["outcome"] == "denied: event_before_last_recording"
+            && e["outcome"] == "failed: event_before_last_recording"
             && e["reason"]
                 .as_str()
                 .unwrap()
@@ -182,7 +182,7 @@ async fn only_the_trading_system_or_a_clerk_report_and_never_a_backdated_date() 
     assert!(
         refusals
             .iter()
-            .any(|e| e["outcome"] == "denied: event_in_future"),
+            .any(|e| e["outcome"] == "failed: event_in_future"),
         "{refusals:?}"
     );
     let r = retention(&server, &session).await;
@@ -321,7 +321,7 @@ async fn a_correction_needs_a_second_person_and_never_shortens_retention() {
     assert!(
         denied
             .iter()
-            .any(|e| e["actor"] == "t-trading/token:jyxt" && e["outcome"] == "denied: same_person"),
+            .any(|e| e["actor"] == "t-trading/token:jyxt" && e["outcome"] == "failed: same_person"),
         "{denied:?}"
     );
     // Witness staff cannot approve either.
