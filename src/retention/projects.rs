@@ -245,14 +245,19 @@ pub struct Reported {
     pub outcomes: Vec<Outcomes>,
 }
 
-async fn insert_row(
-    pool: &Pool,
-    project_code: &str,
+/// A new row of the history.
+struct NewRow<'a> {
     event: EventKind,
     step: Step,
     at_us: Option<i64>,
-    decides: Option<&str>,
-    reason: &str,
+    decides: Option<&'a str>,
+    reason: &'a str,
+}
+
+async fn insert_row(
+    pool: &Pool,
+    project_code: &str,
+    row: NewRow<'_>,
     actor: &Actor,
 ) -> Result<String, sqlx::Error> {
     let id = uuid::Uuid::now_v7().to_string();
@@ -261,11 +266,11 @@ async fn insert_row(
     )
     .bind(&id)
     .bind(project_code)
-    .bind(event)
-    .bind(step)
-    .bind(at_us)
-    .bind(decides)
-    .bind(reason)
+    .bind(row.event)
+    .bind(row.step)
+    .bind(row.at_us)
+    .bind(row.decides)
+    .bind(row.reason)
     .bind(actor.name())
     .bind(now_us())
     .execute(pool)
@@ -363,11 +368,13 @@ pub async fn record_events(
                 let step = insert_row(
                     pool,
                     code,
-                    *kind,
-                    Step::Report,
-                    Some(d.at_us),
-                    None,
-                    reason.unwrap_or(""),
+                    NewRow {
+                        event: *kind,
+                        step: Step::Report,
+                        at_us: Some(d.at_us),
+                        decides: None,
+                        reason: reason.unwrap_or(""),
+                    },
                     actor,
                 )
                 .await;
@@ -378,11 +385,13 @@ pub async fn record_events(
                         let id = insert_row(
                             pool,
                             code,
-                            *kind,
-                            Step::Correction,
-                            Some(d.at_us),
-                            None,
-                            reason.unwrap_or(""),
+                            NewRow {
+                                event: *kind,
+                                step: Step::Correction,
+                                at_us: Some(d.at_us),
+                                decides: None,
+                                reason: reason.unwrap_or(""),
+                            },
                             actor,
                         )
                         .await?;
@@ -396,11 +405,13 @@ pub async fn record_events(
                 let id = insert_row(
                     pool,
                     code,
-                    *kind,
-                    Step::Correction,
-                    Some(d.at_us),
-                    None,
-                    reason.unwrap_or(""),
+                    NewRow {
+                        event: *kind,
+                        step: Step::Correction,
+                        at_us: Some(d.at_us),
+                        decides: None,
+                        reason: reason.unwrap_or(""),
+                    },
                     actor,
                 )
                 .await?;
@@ -516,11 +527,13 @@ pub async fn decide(
     match insert_row(
         pool,
         code,
-        correction.event,
-        step,
-        None,
-        Some(correction_id),
-        reason,
+        NewRow {
+            event: correction.event,
+            step,
+            at_us: None,
+            decides: Some(correction_id),
+            reason,
+        },
         actor,
     )
     .await
