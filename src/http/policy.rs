@@ -288,6 +288,12 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "POST",
+        "/api/v1/projects/{code}/events/{id}/decide",
+        Needs(ProjectEvents),
+        "project_event_decide",
+    ),
+    rule(
+        "POST",
         "/api/v1/projects/{code}/complaints",
         Needs(Holds),
         "complaint_file",

@@ -40,6 +40,7 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "session_retention" => on(method, session_retention),
         "project_view" => on(method, project),
         "project_event" => on(method, project_events),
+        "project_event_decide" => on(method, decide_project_event),
         "complaint_file" => on(method, file_complaint),
         "holds_list" => on(method, list_holds),
         "hold_place" => on(method, place_hold),
@@ -152,6 +153,7 @@ async fn project(
         "closed_at": p.events.closed_at_us.map(crate::time::rfc3339),
         "procurement_ended_at": p.events.procurement_ended_at_us.map(crate::time::rfc3339),
         "open": p.events.closed_at_us.is_none(),
+        "history": p.history,
         "holds": p.holds,
     })))
 }
@@ -159,9 +161,20 @@ async fn project(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsRequest {
-    /// RFC 3339; the first date given stands.
+    /// RFC 3339; the first date given is in force, a different one later is a correction.
     closed_at: Option<String>,
     procurement_ended_at: Option<String>,
+    reason: Option<String>,
+}
+
+/// A refusal of the domain, which audited it (all but a database failure).
+fn audited(e: RetentionError) -> Response {
+    let is_db = matches!(e, RetentionError::Db(_));
+    let mut response = ApiError::from(e).into_response();
+    if !is_db {
+        response.extensions_mut().insert(Audited);
+    }
+    response
 }
 
 async fn project_events(
@@ -174,17 +187,54 @@ async fn project_events(
     let code = ProjectCode::parse(&project)?;
     let closed = event_date("closed_at", req.closed_at.as_deref())?;
     let ended = event_date("procurement_ended_at", req.procurement_ended_at.as_deref())?;
-    let events =
-        projects::record_events(&s.pool, &actor.actor(&address), &code, closed, ended).await?;
+    let reported = match projects::record_events(
+        &s.pool,
+        &s.policies,
+        &actor.actor(&address),
+        &code,
+        closed,
+        ended,
+        req.reason.as_deref(),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(audited(e)),
+    };
     Ok((
         Extension(Audited),
         Json(serde_json::json!({
             "project_code": project,
-            "closed_at": events.closed_at_us.map(crate::time::rfc3339),
-            "procurement_ended_at": events.procurement_ended_at_us.map(crate::time::rfc3339),
+            "closed_at": reported.events.closed_at_us.map(crate::time::rfc3339),
+            "procurement_ended_at": reported.events.procurement_ended_at_us.map(crate::time::rfc3339),
+            "outcomes": reported.outcomes,
         })),
     )
         .into_response())
+}
+
+async fn decide_project_event(
+    State(s): State<AppState>,
+    Path((project, id)): Path<(String, String)>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<DecisionRequest>,
+) -> Result<Response, ApiError> {
+    let code = ProjectCode::parse(&project)?;
+    match projects::decide(
+        &s.pool,
+        &s.policies,
+        &actor.actor(&address),
+        &code,
+        &id,
+        &req.decision,
+        &req.reason,
+    )
+    .await
+    {
+        Ok(c) => Ok((Extension(Audited), Json(c)).into_response()),
+        Err(e) => Ok(audited(e)),
+    }
 }
 
 #[derive(Deserialize)]

@@ -46,7 +46,9 @@ pub enum Permission {
     UsersManage,
     /// Place and release legal holds; file objections and complaints.
     Holds,
-    /// Report project events that start retention clocks (closed, procurement ended).
+    /// Report project events that start retention clocks (closed, procurement ended), and decide
+    /// another person's correction of one: archive clerks, and the trading system through an
+    /// archive clerk's API token scoped to it. Not witness staff, who record the sessions.
     ProjectEvents,
     /// Propose the lawful destruction of expired, unheld sessions, and carry it out once approved.
     Disposal,
@@ -80,7 +82,7 @@ impl Role {
             Administrator => matches!(p, RoomsRead | RoomsManage | RoomsProbe | UsersManage),
             WitnessStaff => matches!(
                 p,
-                RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead | ProjectEvents
+                RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead
             ),
             Regulator => matches!(
                 p,
@@ -93,6 +95,7 @@ impl Role {
                     | SessionAuditRead
                     | Export
                     | Holds
+                    | ProjectEvents
                     | Disposal
                     | DisposalApprove
             ),

@@ -139,6 +139,63 @@ pub async fn open(pool: &Pool, policies: &Policies) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// When a session's clock started and the retain-until it gives: `months` after the rule's
+/// event.
+fn computed_until(
+    s: &SessionRow,
+    rule: &Rule,
+    months: i64,
+    events: &projects::ProjectEvents,
+) -> (Option<i64>, Option<i64>) {
+    let started = match rule.clock_starts {
+        ClockStart::SessionEnd | ClockStart::RecordCreated => s.stopped_at_us,
+        ClockStart::ProjectClosed => events.closed_at_us,
+        ClockStart::ProcurementEnd => events.procurement_ended_at_us.or(events.closed_at_us),
+    };
+    (started, started.and_then(|t| add_months(t, months)))
+}
+
+/// Remembers, for every session of a project, the retain-until its clocks give now when it is
+/// later than any computed before (`sessions.retain_until_max`), so that no later correction
+/// of a date, or change of rule, brings it earlier. Called before and after each change of a
+/// project's dates.
+pub async fn remember_retain_until(
+    pool: &Pool,
+    policies: &Policies,
+    project_code: &str,
+) -> Result<(), sqlx::Error> {
+    let filter = crate::ledger::index::SessionFilter {
+        project_code: Some(project_code.to_string()),
+        ..Default::default()
+    };
+    let sessions = crate::ledger::index::list_sessions(pool, &filter, i64::MAX).await?;
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let events = projects::events(pool, project_code).await?;
+    for s in sessions {
+        let rule = policies.governing(
+            record_class_of_session(s.kind.as_str()),
+            s.category.as_str(),
+        );
+        let months: i64 = sqlx::query_scalar("SELECT retention_months FROM sessions WHERE id = $1")
+            .bind(&s.id)
+            .fetch_one(pool)
+            .await?;
+        let months = months.max(i64::from(rule.minimum_months));
+        if let (_, Some(until)) = computed_until(&s, rule, months, &events) {
+            sqlx::query(
+                "UPDATE sessions SET retain_until_max = $1 WHERE id = $2 AND (retain_until_max IS NULL OR retain_until_max < $1)",
+            )
+            .bind(until)
+            .bind(&s.id)
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn view(
     pool: &Pool,
     policies: &Policies,
@@ -147,7 +204,7 @@ pub async fn view(
     let class = record_class_of_session(s.kind.as_str());
     let current = policies.governing(class, s.category.as_str()).clone();
     let row = sqlx::query(
-        "SELECT policy_version, retention_rule, retention_months FROM sessions WHERE id = $1",
+        "SELECT policy_version, retention_rule, retention_months, retain_until_max FROM sessions WHERE id = $1",
     )
     .bind(&s.id)
     .fetch_one(pool)
@@ -157,12 +214,11 @@ pub async fn view(
         .try_get::<i64, _>("retention_months")?
         .max(i64::from(current.minimum_months));
     let events = projects::events(pool, &s.project_code).await?;
-    let started = match current.clock_starts {
-        ClockStart::SessionEnd | ClockStart::RecordCreated => s.stopped_at_us,
-        ClockStart::ProjectClosed => events.closed_at_us,
-        ClockStart::ProcurementEnd => events.procurement_ended_at_us.or(events.closed_at_us),
-    };
-    let until = started.and_then(|t| add_months(t, months));
+    let (started, computed) = computed_until(s, &current, months, &events);
+    // Never earlier than the latest ever computed (`remember_retain_until`); None (the clock has
+    // not started) keeps the record for good, which is later than any date.
+    let remembered: Option<i64> = row.try_get("retain_until_max")?;
+    let until = computed.map(|c| remembered.map_or(c, |r| r.max(c)));
     let holds = holds::active_for_session(pool, s).await?;
     let state = match until {
         None => "open",

@@ -54,12 +54,9 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
         (409, Some("not_disposable")),
         "{b}"
     );
+    // A project closed long ago (the API refuses a date before its recordings).
     server
-        .ok(
-            "POST",
-            "/api/v1/projects/QT-2005-01/events",
-            Some(json!({"closed_at": "2005-01-01T00:00:00Z"})),
-        )
+        .event_of_the_past("QT-2005-01", "closed", "2005-01-01T00:00:00Z")
         .await;
     // An appraisal record is required.
     let (status, b) = server

@@ -299,6 +299,29 @@ impl Server {
             .to_string()
     }
 
+    /// Plays history as an insider with database access: a project event reported years ago
+    /// (as migration 0015 carries over dates recorded before clocks were checked). The API itself
+    /// refuses a date before the project's recordings, so a session recorded by a test can only
+    /// be expired by such a fixture.
+    pub async fn event_of_the_past(&self, project: &str, event: &str, date: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&self.db).await.unwrap();
+        let at = witness::time::parse_rfc3339(date).unwrap();
+        sqlx::query(
+            "INSERT INTO project_events (id, project_code, event, step, at_us, decides, reason, actor, recorded_at) VALUES ($1, $2, $3, 'report', $4, NULL, 'a test fixture: reported long ago', 'system', $5)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(project)
+        .bind(event)
+        .bind(at)
+        .bind(at)
+        .execute(&mut db)
+        .await
+        .unwrap();
+        db.close().await.unwrap();
+    }
+
     pub fn user(&self, role: &str) -> &TestUser {
         self.users
             .iter()
@@ -583,7 +606,8 @@ pub struct TestUser {
 }
 
 /// Who does this in real life: administrators set rooms up, witness staff start and stop and
-/// watch, regulators replay, archive clerks export, discipline officers read the audit trail.
+/// watch, regulators replay, archive clerks export and report project events (closed,
+/// procurement ended), discipline officers read the audit trail.
 pub fn default_role(method: &str, path: &str) -> &'static str {
     let p = path.split('?').next().unwrap_or(path);
     if p.starts_with("/api/v1/rooms")
@@ -595,7 +619,9 @@ pub fn default_role(method: &str, path: &str) -> &'static str {
     } else if p.contains("/index.m3u8") || p.contains("/segments/") || p.ends_with("/download.mp4")
     {
         "regulator"
-    } else if p.contains("/exports") {
+    } else if p.contains("/exports")
+        || (p.starts_with("/api/v1/projects/") && p.contains("/events"))
+    {
         "archive_clerk"
     } else if p.starts_with("/api/v1/audit")
         || (p.starts_with("/api/v1/sessions/") && p.ends_with("/audit"))

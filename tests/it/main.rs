@@ -25,6 +25,7 @@ mod rbac;
 mod recording;
 mod replay;
 mod retention;
+mod retention_clocks;
 mod s3;
 mod third_party;
 mod tls;

@@ -59,23 +59,40 @@ async fn retention_follows_the_law_and_holds_freeze_it() {
     assert_eq!(r["policy_version"], version);
     assert_eq!(r["state"], "open", "an open project never expires: {r}");
     assert_eq!(r["retain_until"], Value::Null);
+    // The procurement ended after its last recording (reported by the archive clerk).
+    let ended = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     server
         .ok(
             "POST",
             "/api/v1/projects/ZC-2026-01/events",
-            Some(json!({"procurement_ended_at": "2026-03-01T00:00:00Z"})),
+            Some(json!({ "procurement_ended_at": ended })),
         )
         .await;
-    // A later date does not move the clock: the first one stands.
-    server
+    // Another date does not move the clock: the first one stands (the other is only a proposed
+    // correction, see retention_clocks).
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(1))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let b = server
         .ok(
             "POST",
             "/api/v1/projects/ZC-2026-01/events",
-            Some(json!({"procurement_ended_at": "2020-01-01T00:00:00Z"})),
+            Some(json!({ "procurement_ended_at": later })),
         )
         .await;
+    assert_eq!(b["outcomes"][0]["result"], "correction_proposed", "{b}");
     let r = retention(&server, &proc).await;
-    assert_eq!(r["retain_until"], "2041-03-01T00:00:00.000Z", "{r}");
+    let until = chrono::DateTime::parse_from_rfc3339(&ended)
+        .unwrap()
+        .checked_add_months(chrono::Months::new(15 * 12))
+        .unwrap();
+    assert_eq!(
+        r["retain_until"],
+        witness::time::rfc3339(until.timestamp_micros()),
+        "{r}"
+    );
     assert_eq!(r["state"], "retained");
     assert_eq!(r["disposable"], false);
 
@@ -83,12 +100,9 @@ async fn retention_follows_the_law_and_holds_freeze_it() {
     let old = session_of(&server, &room, "GC-2005-07", "other", "construction").await;
     let r = retention(&server, &old).await;
     assert_eq!(r["rule"]["id"], "default", "{r}");
+    // A project closed long ago (the API refuses a date before its recordings).
     server
-        .ok(
-            "POST",
-            "/api/v1/projects/GC-2005-07/events",
-            Some(json!({"closed_at": "2005-07-01T00:00:00Z"})),
-        )
+        .event_of_the_past("GC-2005-07", "closed", "2005-07-01T00:00:00Z")
         .await;
     let r = retention(&server, &old).await;
     assert_eq!(
@@ -383,12 +397,9 @@ async fn regulators_see_and_hold_only_their_categories() {
         .unwrap()
         .to_string();
     let land = session_of(&server, &room, "TD-2026-01", "bid_opening", "land").await;
+    // A project closed long ago (the API refuses a date before its recordings).
     server
-        .ok(
-            "POST",
-            "/api/v1/projects/TD-2026-01/events",
-            Some(json!({"closed_at": "2005-01-01T00:00:00Z"})),
-        )
+        .event_of_the_past("TD-2026-01", "closed", "2005-01-01T00:00:00Z")
         .await;
     let token = server.another_user("t-reg-construction", "regulator", &["construction"]);
     let as_scoped = |method: &str, path: &str| {

@@ -288,12 +288,9 @@ async fn witness_keeps_evidence_under_object_lock() {
 
     // The law would allow destruction (project closed in 2005), the bucket's retention does not:
     // the server refuses the versioned delete, nothing is registered, the request can be retried.
+    // A project closed long ago (the API refuses a date before its recordings).
     server
-        .ok(
-            "POST",
-            "/api/v1/projects/QT-2005-09/events",
-            Some(serde_json::json!({"closed_at": "2005-01-01T00:00:00Z"})),
-        )
+        .event_of_the_past("QT-2005-09", "closed", "2005-01-01T00:00:00Z")
         .await;
     let (status, req) = server
         .call_as(
