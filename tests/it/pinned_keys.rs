@@ -12,10 +12,9 @@ use sha2::Digest;
 
 use crate::harness::*;
 
-/// Records a short session in a fresh demo room of `server` and stops it.
-async fn record(server: &Server, sim: &Simulator, project: &str) -> String {
-    let room = server.demo_room(sim, "default").await;
-    let session = server.start_recording(&room, project).await;
+/// Records a short session in `room` of `server` and stops it.
+async fn record(server: &Server, room: &str, project: &str) -> String {
+    let session = server.start_recording(room, project).await;
     server
         .wait_session(&session, "segments", Duration::from_secs(30), |s| {
             segments(s, "cam1") >= 2
@@ -120,8 +119,10 @@ async fn only_pinned_keys_make_a_package_intact() {
     let listed = first.cli(&["keys"]);
     assert!(listed.contains(&fp1) && listed.contains(&pk1), "{listed}");
 
-    let s1 = record(&first, &sim, "ZB-PIN-1").await;
-    let s2 = record(&second, &sim, "ZB-PIN-2").await;
+    let room1 = first.demo_room(&sim, "default").await;
+    let room2 = second.demo_room(&sim, "default").await;
+    let s1 = record(&first, &room1, "ZB-PIN-1").await;
+    let s2 = record(&second, &room2, "ZB-PIN-2").await;
     let pkg1 = w.join("first.tar");
     let pkg2 = w.join("second.tar");
     export(&first, &s1, &pkg1);
@@ -273,7 +274,7 @@ async fn only_pinned_keys_make_a_package_intact() {
             .exists()
     );
 
-    let s3 = record(&first, &sim, "ZB-PIN-3").await;
+    let s3 = record(&first, &room1, "ZB-PIN-3").await;
     // Online, the server verifies old and new sessions with its own keys.
     for s in [&s1, &s3] {
         let report = first
