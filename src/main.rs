@@ -35,6 +35,8 @@ enum Command {
     Export(cli::export::Args),
     /// Server + simulator + a demo room that starts recording.
     Demo(cli::demo::Args),
+    /// The server's signing keys: list them with their fingerprints, or rotate.
+    Keys(cli::keys::Args),
     /// Check a session in the store (`--session ID`), or an evidence package offline (PACKAGE).
     Verify(cli::verify::Args),
 }
@@ -80,6 +82,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Export(args) => cli::export::run(args).await,
         Command::Demo(args) => cli::demo::run(args).await,
         Command::Verify(args) => cli::verify::run(args).await,
+        Command::Keys(args) => cli::keys::run(args),
         Command::Simulate(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -19,7 +19,9 @@ pub struct AuditReport {
     pub problems: Vec<String>,
 }
 
-pub async fn verify(pool: &Pool, public_key: &str) -> Result<AuditReport, sqlx::Error> {
+/// Checks the trail against the server's keys (current and retired): a checkpoint signed by
+/// any other key is a problem.
+pub async fn verify(pool: &Pool, keys: &[String]) -> Result<AuditReport, sqlx::Error> {
     let mut problems = Vec::new();
     let checkpoints = checkpoint::all(pool).await?;
     let mut pending: std::collections::BTreeMap<i64, &Checkpoint> =
@@ -64,7 +66,7 @@ pub async fn verify(pool: &Pool, public_key: &str) -> Result<AuditReport, sqlx::
                 "checkpoint at entry {}: signature does not verify",
                 c.seq
             ));
-        } else if !c.public_key.eq_ignore_ascii_case(public_key) {
+        } else if !keys.iter().any(|k| c.public_key.eq_ignore_ascii_case(k)) {
             problems.push(format!(
                 "checkpoint at entry {}: signed by key {}, not this server's",
                 c.seq, c.public_key

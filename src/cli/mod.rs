@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod export;
+pub mod keys;
 pub mod serve;
 pub mod simulate;
 pub mod store_init;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 use witness::audit::verify::AuditReport;
 use witness::evidence::package::{PackageReport, verify_package};
+use witness::ledger::keys::{self, TrustedKeys};
 use witness::ledger::verify::{self, UncoveredView};
 
 #[derive(clap::Args)]
@@ -18,9 +19,16 @@ pub struct Args {
     /// Check the audit trail's hash chain and signed checkpoints (needs the database).
     #[arg(long, conflicts_with_all = ["package", "session"])]
     audit: bool,
-    /// With a package: the server public key (hex) it must be signed with.
+    /// With a package: a server public key (64 hex digits) or fingerprint (32 hex digits) you
+    /// trust; repeatable. The package is INTACT only if signed by a key you trust.
     #[arg(long, requires = "package")]
-    public_key: Option<String>,
+    public_key: Vec<String>,
+    /// With a package: a file of trusted public keys or fingerprints, one per line, `#` comments;
+    /// repeatable. Without --public-key or --trust, the default trust files are read:
+    /// $XDG_CONFIG_HOME/witness/trusted-keys (~/.config/witness/trusted-keys) and
+    /// /etc/witness/trusted-keys.
+    #[arg(long, requires = "package")]
+    trust: Vec<PathBuf>,
     #[arg(long)]
     config: Option<PathBuf>,
     /// Print the full report as JSON.
@@ -30,7 +38,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(package) = &args.package {
-        let report = verify_package(package, args.public_key.as_deref())?;
+        let report = verify_package(package, &trusted_keys(&args)?)?;
         print(&report, args.json)
     } else if let Some(session) = &args.session {
         let report = verify_session(&args, session).await?;
@@ -38,11 +46,36 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else if args.audit {
         let core = super::open_core(args.config.as_deref()).await?;
         let report =
-            witness::audit::verify::verify(&core.pool, &core.signer.public_key_hex()).await?;
+            witness::audit::verify::verify(&core.pool, &core.signer.all_public_keys()).await?;
         print(&report, args.json)
     } else {
         anyhow::bail!("verify needs a PACKAGE, --session ID or --audit")
     }
+}
+
+/// The keys the user trusts: those given on the command line, else the default trust files.
+fn trusted_keys(args: &Args) -> anyhow::Result<TrustedKeys> {
+    let mut trusted = TrustedKeys::default();
+    for k in &args.public_key {
+        trusted.add(k, "--public-key")?;
+    }
+    if !args.public_key.is_empty() {
+        trusted.sources.push("--public-key".into());
+    }
+    for f in &args.trust {
+        trusted.add_file(f)?;
+    }
+    if args.public_key.is_empty() && args.trust.is_empty() {
+        let env = |name| std::env::var(name).ok();
+        for f in
+            keys::default_trust_files(env("XDG_CONFIG_HOME").as_deref(), env("HOME").as_deref())
+        {
+            if f.exists() {
+                trusted.add_file(&f)?;
+            }
+        }
+    }
+    Ok(trusted)
 }
 
 /// Verifies a stored session (an access to evidence like any other: audited).
@@ -51,7 +84,7 @@ async fn verify_session(args: &Args, session: &str) -> anyhow::Result<verify::Re
     Ok(witness::sessions::verification::verify_session(
         &core.pool,
         &core.store,
-        &core.signer.public_key_hex(),
+        &core.signer.all_public_keys(),
         session,
         &super::local_actor(),
         None,
@@ -112,6 +145,10 @@ impl Printed for PackageReport {
         }
         for u in &self.uncovered {
             println!("{}", not_covered(u));
+        }
+        for k in &self.signed_by {
+            let trust = if k.trusted { "trusted" } else { "NOT TRUSTED" };
+            println!("signed by key {} ({trust})", k.fingerprint);
         }
         println!("{}", self.verdict);
     }

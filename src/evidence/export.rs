@@ -555,6 +555,7 @@ fn add_tag_files(
             "server-public-key.txt",
             format!("{}\n", signer.public_key_hex()).into_bytes(),
         ),
+        ("server-keys.txt", server_keys(signer).into_bytes()),
         ("README.txt", README.as_bytes().to_vec()),
     ];
     let mut tag_lines = String::new();
@@ -566,6 +567,20 @@ fn add_tag_files(
         });
     }
     tag_lines
+}
+
+/// Every key of the server, current and retired (`{public key}  {key id}  {current|retired}`):
+/// a session recorded before a rotation is signed by a retired key.
+fn server_keys(signer: &Signer) -> String {
+    let mut text = format!(
+        "{}  {}  current\n",
+        signer.public_key_hex(),
+        signer.key_id()
+    );
+    for r in signer.retired() {
+        text.push_str(&format!("{}  {}  retired\n", r.public_key, r.key_id));
+    }
+    text
 }
 
 /// Playable MP4 copies of each source's selected segments, remuxed into `scratch` (deleted with
@@ -741,13 +756,16 @@ bag-info.txt says which segments were selected; chains are always complete.\n\
   sha256sum -c manifest-sha256.txt        # every payload file is intact\n\
   sha256sum -c tagmanifest-sha256.txt     # the tag files are intact\n\
   (any SM3 tool, e.g. gmssl sm3, for manifest-sm3.txt)\n\
-Then check the Ed25519 signature in tagmanifest-sha256.txt.sig over tagmanifest-sha256.txt with\n\
-the key in server-public-key.txt, and compare that key with the one the trading centre publishes\n\
-(GET /api/v1/keys). The chain format is documented in docs/chain-format.md of Witness.\n\
+Then check the Ed25519 signature in tagmanifest-sha256.txt.sig (key id, colon, signature) over\n\
+tagmanifest-sha256.txt with the key in server-public-key.txt, and compare that key's fingerprint\n\
+(first 16 bytes of its SHA-256) with the one the trading centre publishes (GET /api/v1/keys).\n\
+server-keys.txt lists the server's earlier keys, which sign sessions recorded before a rotation.\n\
+The chain format is documented in docs/chain-format.md of Witness.\n\
 \n\
 derived/（如有）中的 MP4 是由所选分段重新封装的便于播放的副本，不是证据；证据是 data/media/ 中的原始分段。\n\
 derived/ (if present) holds playable MP4 copies remuxed from the selected segments for\n\
 convenience. They are not evidence; the evidence is the original segments in data/media/.\n\
 \n\
 用核验工具 / With the verifier (offline, no server or database):\n\
-  witness verify <this package> --public-key <published key>\n";
+  witness verify <this package> --public-key <published key>   (or --trust <file of fingerprints>)\n\
+未经核对的密钥签名的包判为 UNTRUSTED KEY（退出码 4）/ signed by a key you did not give: UNTRUSTED KEY (exit 4)\n";

@@ -17,6 +17,7 @@ use sm3::Sm3;
 use crate::evidence::export::{PackagedChain, Selection, media_path};
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::coverage::{self, Verdict};
+use crate::ledger::keys::{self, TrustedKeys};
 use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
 use crate::ledger::verify::{UncoveredView, uncovered_views};
@@ -52,6 +53,15 @@ pub struct SegmentCheck {
     pub ok: bool,
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SigningKey {
+    pub key_id: String,
+    /// The key id in groups of four, as people compare it.
+    pub fingerprint: String,
+    pub public_key: String,
+    pub trusted: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PackageReport {
     /// `INTACT`, `INCOMPLETE` (nothing altered, but time no entry covers) or `TAMPERED`.
@@ -62,7 +72,12 @@ pub struct PackageReport {
     /// Stretches of the session that no chain entry covers (checked against the signed stop).
     pub uncovered: Vec<UncoveredView>,
     pub problems: Vec<String>,
+    /// The key in `server-public-key.txt` (the exporting server's current key).
     pub public_key: String,
+    /// The keys the package's signatures verified with, and whether the verifier trusts each.
+    pub signed_by: Vec<SigningKey>,
+    /// Where the trusted keys came from (`--public-key`, trust files).
+    pub trusted_keys_from: Vec<String>,
     pub project_code: String,
     pub session_id: String,
     pub segments: Vec<SegmentCheck>,
@@ -371,10 +386,11 @@ fn bag_info(text: &str) -> BTreeMap<String, String> {
 
 /// Checks a package, in the steps below; the problems stand in the order they are found, and the
 /// first one names the verdict. `Err` only when it cannot be read or is refused as hostile.
-pub fn verify_package(
-    path: &Path,
-    expected_key: Option<&str>,
-) -> Result<PackageReport, PackageError> {
+///
+/// The signatures are checked with the keys the package encloses (`server-public-key.txt`,
+/// `server-keys.txt`) and the public keys in `trusted`; the verdict is INTACT only when every
+/// key they verified with is in `trusted` (else UNTRUSTED KEY, unless TAMPERED).
+pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageReport, PackageError> {
     let c = read(path)?;
     let mut problems = Vec::new();
     let info = bag_info(&c.text("bag-info.txt").unwrap_or_default());
@@ -384,15 +400,54 @@ pub fn verify_package(
         .unwrap_or_default()
         .trim()
         .to_string();
-    check_expected_key(&public_key, expected_key, &mut problems);
-    check_tag_manifest(&c, &public_key, &mut problems);
+    let candidates = candidate_keys(&c, &public_key, trusted);
+    let mut signers = Vec::new();
+    check_tag_manifest(&c, &candidates, &mut signers, &mut problems);
     let bag = BagSession::of(&info);
     let selection = selection(&info, &mut problems);
     let chains = check_chains(&c, &bag, &selection, &mut problems);
-    let signed = check_session_manifest(&c, &public_key, &bag, &chains.heads, &mut problems);
+    let signed = check_session_manifest(
+        &c,
+        &candidates,
+        &bag,
+        &chains.heads,
+        &mut signers,
+        &mut problems,
+    );
     check_audit_entries(&c, &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
-    Ok(report(&c, problems, uncovered, public_key, bag, chains))
+    let signed_by = signers
+        .into_iter()
+        .map(|k| SigningKey {
+            key_id: keys::key_id(&k).unwrap_or_default(),
+            fingerprint: keys::grouped(&keys::key_id(&k).unwrap_or_default()),
+            trusted: trusted.trusts(&k),
+            public_key: k,
+        })
+        .collect();
+    Ok(report(
+        &c, problems, uncovered, public_key, signed_by, trusted, bag, chains,
+    ))
+}
+
+/// The keys a signature of the package may verify with: the exporting key, the other keys of
+/// the server it lists (`server-keys.txt`: retired ones sign older sessions), and the public keys
+/// the verifier was given. Which of them is trusted is decided after.
+fn candidate_keys(c: &Contents, public_key: &str, trusted: &TrustedKeys) -> Vec<String> {
+    let listed = c.text("server-keys.txt").unwrap_or_default();
+    let mut keys: Vec<String> = std::iter::once(public_key.to_ascii_lowercase())
+        .chain(
+            listed
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(|l| l.split_whitespace().next())
+                .map(|k| k.to_ascii_lowercase()),
+        )
+        .chain(trusted.public_keys().iter().cloned())
+        .filter(|k| keys::key_id(k).is_some())
+        .collect();
+    keys.dedup();
+    keys
 }
 
 /// Step 1, BagIt structure, completeness and fixity: without them no file of the bag can be
@@ -467,27 +522,23 @@ fn check_payload_oxum(c: &Contents, info: &BTreeMap<String, String>, problems: &
     }
 }
 
-/// Step 2a, the key the package says it is signed with against the one the caller trusts: a
-/// package re-signed throughout by another key is consistent in itself, and only this catches it.
-fn check_expected_key(public_key: &str, expected_key: Option<&str>, problems: &mut Vec<String>) {
-    if let Some(k) = expected_key
-        && !k.eq_ignore_ascii_case(public_key)
-    {
-        problems.push(format!("package signed by key {public_key}, expected {k}"));
-    }
-}
-
-/// Step 2b, the tag manifest and its signature: it vouches for every file outside the payload
-/// (bag-info.txt with the session's identity, the payload manifests, the key).
-fn check_tag_manifest(c: &Contents, public_key: &str, problems: &mut Vec<String>) {
+/// Step 2, the tag manifest and its signature: it vouches for every file outside the payload
+/// (bag-info.txt with the session's identity, the payload manifests, the keys).
+fn check_tag_manifest(
+    c: &Contents,
+    candidates: &[String],
+    signers: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) {
     let Some((tm, sig)) = c.signed("tagmanifest-sha256.txt") else {
         problems.push("tagmanifest-sha256.txt or its .sig missing: the package is unsigned".into());
         return;
     };
-    if !manifest::verify_hex(public_key, tm, sig.trim()) {
-        problems.push(
+    match manifest::verifying_key(candidates, tm, sig.trim()) {
+        Some(k) => add_signer(signers, k),
+        None => problems.push(
             "tagmanifest-sha256.txt: signature does not verify with server-public-key.txt".into(),
-        );
+        ),
     }
     let text = String::from_utf8_lossy(tm);
     match parse_manifest(&text) {
@@ -732,17 +783,21 @@ fn check_segment(
 /// truncated. Returned when its signature verifies and it parses: coverage is judged against it.
 fn check_session_manifest(
     c: &Contents,
-    public_key: &str,
+    candidates: &[String],
     bag: &BagSession,
     heads: &BTreeMap<String, Head>,
+    signers: &mut Vec<String>,
     problems: &mut Vec<String>,
 ) -> Option<Manifest> {
     let Some((body, sig)) = c.signed("data/chain/manifest.json") else {
         problems.push("data/chain/manifest.json or its signature missing".into());
         return None;
     };
-    let m = match session_check::open_manifest(public_key, body, sig.trim()) {
-        Ok(m) => m,
+    let m = match session_check::open_manifest(candidates, body, sig.trim()) {
+        Ok((m, key)) => {
+            add_signer(signers, &key);
+            m
+        }
         Err(ManifestProblem::BadSignature) => {
             problems.push("data/chain/manifest.json: signature does not verify (manifest signed by another key or edited)".into());
             return None;
@@ -760,6 +815,12 @@ fn check_session_manifest(
         problems.push("chain heads differ from the signed session manifest (entries removed, added or truncated)".into());
     }
     Some(m)
+}
+
+fn add_signer(signers: &mut Vec<String>, key: &str) {
+    if !signers.iter().any(|k| k == key) {
+        signers.push(key.to_string());
+    }
 }
 
 /// Step 5, the session's audit entries: each one as it was chained (links are not checked, as
@@ -805,23 +866,35 @@ fn uncovered(signed: Option<&Manifest>, chains: &[(String, Vec<Entry>)]) -> Vec<
 
 /// The verdict and the report: TAMPERED on any problem, else INCOMPLETE on any stretch no entry
 /// covers, else INTACT.
+#[allow(clippy::too_many_arguments)]
 fn report(
     c: &Contents,
     problems: Vec<String>,
     uncovered: Vec<UncoveredView>,
     public_key: String,
+    signed_by: Vec<SigningKey>,
+    trusted: &TrustedKeys,
     bag: BagSession,
     chains: Chains,
 ) -> PackageReport {
-    let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty());
+    let key_trusted = !signed_by.is_empty() && signed_by.iter().all(|k| k.trusted);
+    let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty()).trusting(key_trusted);
+    let fingerprints = signed_by
+        .iter()
+        .map(|k| k.fingerprint.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
     let verdict = match (problems.first(), uncovered.first()) {
+        (None, _) if status == Verdict::UntrustedKey => {
+            untrusted_verdict(&bag, &signed_by, trusted, uncovered.len())
+        }
         (None, None) => format!(
-            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by key {}",
+            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by trusted key {}",
             bag.project,
             bag.session_id,
             chains.segments.len(),
             chains.gaps.len(),
-            public_key
+            fingerprints
         ),
         (Some(p), _) => format!("TAMPERED: {p} (and {} more problems)", problems.len() - 1),
         (None, Some(u)) => format!(
@@ -840,6 +913,8 @@ fn report(
         uncovered,
         problems,
         public_key,
+        signed_by,
+        trusted_keys_from: trusted.sources.clone(),
         project_code: bag.project,
         session_id: bag.session_id,
         segments: chains.segments,
@@ -852,6 +927,43 @@ fn report(
             .cloned()
             .collect(),
     }
+}
+
+/// The verdict line of a package signed by a key the verifier was not given, with how to
+/// obtain the fingerprint to compare.
+fn untrusted_verdict(
+    bag: &BagSession,
+    signed_by: &[SigningKey],
+    trusted: &TrustedKeys,
+    uncovered: usize,
+) -> String {
+    let keys = signed_by
+        .iter()
+        .filter(|k| !k.trusted)
+        .map(|k| format!("{} (public key {})", k.fingerprint, k.public_key))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let given = if trusted.is_empty() {
+        "you gave no trusted key".to_string()
+    } else {
+        format!(
+            "not among the keys you trust ({})",
+            trusted.sources.join(", ")
+        )
+    };
+    let incomplete = if uncovered > 0 {
+        format!("; besides, {uncovered} stretches are not covered")
+    } else {
+        String::new()
+    };
+    format!(
+        "UNTRUSTED KEY: project {} session {}: nothing found altered, but signed by key {keys}, {given}{incomplete}. \
+Anyone can sign a package with a key of their own. Obtain the fingerprint of the server that recorded it from a \
+source you trust (GET /api/v1/keys on that server, the fingerprint shown at the foot of its console, or \
+`witness keys` run on it), compare it with the one above, then verify again with --public-key HEX, \
+--trust FILE or a line in $XDG_CONFIG_HOME/witness/trusted-keys (~/.config/witness/trusted-keys).",
+        bag.project, bag.session_id
+    )
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ async fn verify(
 ) -> Result<Json<crate::audit::verify::AuditReport>, ApiError> {
     let core = &s.sessions;
     Ok(Json(
-        crate::audit::verify::verify(&core.pool, &core.signer.public_key_hex())
+        crate::audit::verify::verify(&core.pool, &core.signer.all_public_keys())
             .await
             .map_err(ApiError::internal)?,
     ))

@@ -110,7 +110,7 @@ async fn verify_session(
     let report = crate::sessions::verification::verify_session(
         &core.pool,
         &core.store,
-        &core.signer.public_key_hex(),
+        &core.signer.all_public_keys(),
         &id,
         &actor.actor(&address),
         Some(&core.workload),

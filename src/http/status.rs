@@ -46,9 +46,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
-/// The public keys that sign manifests, for anyone verifying offline.
+/// The server's keys, current and retired, with their ids and fingerprints: what people pin
+/// to verify packages offline.
 async fn keys(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
-        "keys": [{ "algorithm": "ed25519", "public_key": s.signer.public_key_hex(), "use": "session manifests" }]
+        "current": s.signer.key_id(),
+        "use": "session manifests, evidence packages, audit checkpoints",
+        "keys": s.signer.views(),
     }))
 }

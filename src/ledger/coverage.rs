@@ -102,7 +102,8 @@ pub fn check(entries: &[Entry], stop_us: Option<i64>, tolerance_us: i64) -> Cove
     c
 }
 
-/// The three verdicts of every verifier, with their exit codes.
+/// The verdicts of every verifier, with their exit codes. UNTRUSTED KEY is the offline
+/// verifier's alone: the server's own verification knows its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
@@ -112,6 +113,9 @@ pub enum Verdict {
     Incomplete,
     /// An entry, object, manifest or signature does not match.
     Tampered,
+    /// Nothing was found altered, but it is signed by a key the verifier was not given.
+    #[serde(rename = "UNTRUSTED_KEY")]
+    UntrustedKey,
 }
 
 impl Verdict {
@@ -120,15 +124,29 @@ impl Verdict {
             Verdict::Intact => "INTACT",
             Verdict::Incomplete => "INCOMPLETE",
             Verdict::Tampered => "TAMPERED",
+            Verdict::UntrustedKey => "UNTRUSTED KEY",
         }
     }
 
-    /// Exit code of `witness verify`: 0 intact, 1 tampered, 3 incomplete (2 is a usage error).
+    /// Exit code of `witness verify`: 0 intact, 1 tampered, 3 incomplete, 4 untrusted key (2 is
+    /// a usage error or a refused package).
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Intact => 0,
             Verdict::Tampered => 1,
             Verdict::Incomplete => 3,
+            Verdict::UntrustedKey => 4,
+        }
+    }
+
+    /// The verdict once the signing key is judged: TAMPERED stays TAMPERED whatever the key;
+    /// otherwise a key the verifier does not trust outranks incompleteness (an unknown signer's
+    /// account of what is missing proves nothing either).
+    pub fn trusting(self, key_trusted: bool) -> Verdict {
+        match self {
+            Verdict::Tampered => Verdict::Tampered,
+            _ if !key_trusted => Verdict::UntrustedKey,
+            v => v,
         }
     }
 
@@ -257,5 +275,9 @@ mod tests {
         assert_eq!(Verdict::of(false, true), Verdict::Incomplete);
         assert_eq!(Verdict::of(false, false).exit_code(), 0);
         assert_eq!(Verdict::Incomplete.exit_code(), 3);
+        assert_eq!(Verdict::Tampered.trusting(false), Verdict::Tampered);
+        assert_eq!(Verdict::Incomplete.trusting(false), Verdict::UntrustedKey);
+        assert_eq!(Verdict::Intact.trusting(false).exit_code(), 4);
+        assert_eq!(Verdict::Incomplete.trusting(true), Verdict::Incomplete);
     }
 }

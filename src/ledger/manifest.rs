@@ -7,6 +7,8 @@ use std::path::Path;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::keys;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("signing key {path}: {source}")]
@@ -18,46 +20,180 @@ pub enum KeyError {
     Malformed { path: String },
 }
 
-/// The server's signing identity.
+/// The server's signing identity: the current key, and the public keys it signed with before
+/// (retired by `witness keys rotate`, kept under `data/keys/retired/`), so that what they signed
+/// still verifies.
 #[derive(Clone)]
 pub struct Signer {
     key: SigningKey,
+    retired: std::sync::Arc<Vec<RetiredKey>>,
+}
+
+/// A key this server no longer signs with; its public half stays valid for what it signed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetiredKey {
+    pub key_id: String,
+    pub public_key: String,
+}
+
+/// A key as published.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    /// The key id: the fingerprint's 32 hex digits, as every signature names its key.
+    pub key_id: String,
+    /// The key id in groups of four, for people to compare.
+    pub fingerprint: String,
+    pub algorithm: &'static str,
+    pub public_key: String,
+    /// `current` (signs from now on) or `retired` (verifies what it signed).
+    pub status: &'static str,
 }
 
 impl Signer {
-    /// Loads `dir/ed25519.key`, creating it (mode 0600) on first start.
+    /// Loads `dir/ed25519.key`, creating it (mode 0600) on first start, and the retired public
+    /// keys in `dir/retired/*.pub`.
     pub fn load_or_create(dir: &Path) -> Result<Signer, KeyError> {
         let path = dir.join("ed25519.key");
         let io = |source| KeyError::Io {
             path: path.display().to_string(),
             source,
         };
+        let retired = std::sync::Arc::new(load_retired(dir)?);
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(io)?;
-            let bytes: [u8; 32] = hex::decode(text.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| KeyError::Malformed {
-                    path: path.display().to_string(),
-                })?;
-            return Ok(Signer {
-                key: SigningKey::from_bytes(&bytes),
-            });
+            let key = read_private(&path)?;
+            return Ok(Signer { key, retired });
         }
         std::fs::create_dir_all(dir).map_err(io)?;
         let key = SigningKey::generate(&mut rand_core::OsRng);
         write_private(&path, &hex::encode(key.to_bytes())).map_err(io)?;
         tracing::info!(path = %path.display(), public_key = %hex::encode(key.verifying_key().to_bytes()), "generated server signing key");
-        Ok(Signer { key })
+        Ok(Signer { key, retired })
     }
 
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
     }
 
-    pub fn sign_hex(&self, message: &[u8]) -> String {
-        hex::encode(self.key.sign(message).to_bytes())
+    /// The current key's id (its fingerprint, [`keys::key_id`]).
+    pub fn key_id(&self) -> String {
+        keys::key_id(&self.public_key_hex()).unwrap_or_default()
     }
+
+    /// The keys signing was ever done with: retired ones, oldest first.
+    pub fn retired(&self) -> &[RetiredKey] {
+        &self.retired
+    }
+
+    /// Every public key of this server, current first: what its own signatures verify with.
+    pub fn all_public_keys(&self) -> Vec<String> {
+        std::iter::once(self.public_key_hex())
+            .chain(self.retired.iter().map(|r| r.public_key.clone()))
+            .collect()
+    }
+
+    /// Every key as it is published (`GET /api/v1/keys`, `witness keys`): current first.
+    pub fn views(&self) -> Vec<KeyView> {
+        let view = |public_key: String, status| {
+            let key_id = keys::key_id(&public_key).unwrap_or_default();
+            KeyView {
+                fingerprint: keys::grouped(&key_id),
+                key_id,
+                algorithm: "ed25519",
+                public_key,
+                status,
+            }
+        };
+        std::iter::once(view(self.public_key_hex(), "current"))
+            .chain(
+                self.retired
+                    .iter()
+                    .map(|r| view(r.public_key.clone(), "retired")),
+            )
+            .collect()
+    }
+
+    /// A signature with its key id: `{key_id}:{signature hex}` ([`keys::Signature`]).
+    pub fn sign_hex(&self, message: &[u8]) -> String {
+        format!(
+            "{}:{}",
+            self.key_id(),
+            hex::encode(self.key.sign(message).to_bytes())
+        )
+    }
+}
+
+fn read_private(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| KeyError::Malformed {
+            path: path.display().to_string(),
+        })?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
+
+fn load_retired(dir: &Path) -> Result<Vec<RetiredKey>, KeyError> {
+    let folder = dir.join("retired");
+    let io = |source| KeyError::Io {
+        path: folder.display().to_string(),
+        source,
+    };
+    if !folder.exists() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&folder).map_err(io)? {
+        let p = e.map_err(io)?.path();
+        if p.extension().is_none_or(|x| x != "pub") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).map_err(|source| KeyError::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
+        let public_key = text.trim().to_ascii_lowercase();
+        let key_id = keys::key_id(&public_key).ok_or_else(|| KeyError::Malformed {
+            path: p.display().to_string(),
+        })?;
+        let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+        found.push((modified, RetiredKey { key_id, public_key }));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key_id.cmp(&b.1.key_id)));
+    Ok(found.into_iter().map(|(_, k)| k).collect())
+}
+
+/// Retires the current key of `dir` and makes a new one: the old public key is written to
+/// `dir/retired/{key_id}.pub` (so the server keeps verifying what it signed), then the new
+/// private key replaces `ed25519.key` atomically; the old private key is not kept. Returns the
+/// old and the new key ids. Run it with the server stopped (every node of a cluster shares
+/// the folder and reads it at start).
+pub fn rotate(dir: &Path) -> Result<(String, String), KeyError> {
+    let path = dir.join("ed25519.key");
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| KeyError::Io { path: p, source }
+    };
+    let old = read_private(&path)?;
+    let old_pub = hex::encode(old.verifying_key().to_bytes());
+    let old_id = keys::key_id(&old_pub).unwrap_or_default();
+    let retired = dir.join("retired");
+    std::fs::create_dir_all(&retired).map_err(io(&retired))?;
+    let pub_path = retired.join(format!("{old_id}.pub"));
+    std::fs::write(&pub_path, format!("{old_pub}\n")).map_err(io(&pub_path))?;
+    let new = SigningKey::generate(&mut rand_core::OsRng);
+    let tmp = dir.join("ed25519.key.new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, &hex::encode(new.to_bytes())).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    let new_id = keys::key_id(&hex::encode(new.verifying_key().to_bytes())).unwrap_or_default();
+    Ok((old_id, new_id))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -71,22 +207,42 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Checks a hex signature over `message` with a hex public key.
-pub fn verify_hex(public_key_hex: &str, message: &[u8], signature_hex: &str) -> bool {
-    let Some(pk) = hex::decode(public_key_hex)
+/// Checks a signature (`{key_id}:{hex}`, or bare hex as written before key ids) over `message`
+/// with a hex public key; a key id that is not this key's fails.
+pub fn verify_hex(public_key_hex: &str, message: &[u8], signature: &str) -> bool {
+    let sig = keys::Signature::parse(signature);
+    if let Some(id) = sig.key_id
+        && keys::key_id(public_key_hex).as_deref() != Some(id)
+    {
+        return false;
+    }
+    let Some(pk) = hex::decode(public_key_hex.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .and_then(|b| VerifyingKey::from_bytes(&b).ok())
     else {
         return false;
     };
-    let Some(sig) = hex::decode(signature_hex.trim())
+    let Some(sig) = hex::decode(sig.hex)
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
     else {
         return false;
     };
     pk.verify(message, &Signature::from_bytes(&sig)).is_ok()
+}
+
+/// The key among `candidates` (hex public keys) that `signature` over `message` verifies with:
+/// the one its key id names, or, for a signature without one, the first that verifies.
+pub fn verifying_key<'a>(
+    candidates: &'a [String],
+    message: &[u8],
+    signature: &str,
+) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|k| k.as_str())
+        .find(|k| verify_hex(k, message, signature))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -153,7 +309,14 @@ mod tests {
         let sig = a.sign_hex(b"manifest");
         assert!(verify_hex(&b.public_key_hex(), b"manifest", &sig));
         assert!(!verify_hex(&b.public_key_hex(), b"manifesT", &sig));
+        assert!(sig.starts_with(&format!("{}:", a.key_id())));
+        // A signature written before key ids (bare hex) still verifies.
+        let bare = sig.split_once(':').unwrap().1;
+        assert!(verify_hex(&a.public_key_hex(), b"manifest", bare));
         let other = Signer::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        // A key id naming another key fails even if the signature bytes are right.
+        let relabelled = format!("{}:{bare}", other.key_id());
+        assert!(!verify_hex(&a.public_key_hex(), b"manifest", &relabelled));
         assert!(!verify_hex(&other.public_key_hex(), b"manifest", &sig));
         #[cfg(unix)]
         {
@@ -164,5 +327,26 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Signer::load_or_create(dir.path()).unwrap();
+        let sig = old.sign_hex(b"before");
+        let (old_id, new_id) = rotate(dir.path()).unwrap();
+        assert_eq!(old_id, old.key_id());
+        let new = Signer::load_or_create(dir.path()).unwrap();
+        assert_eq!(new.key_id(), new_id);
+        assert_ne!(new_id, old_id);
+        assert_eq!(new.retired()[0].public_key, old.public_key_hex());
+        let all = new.all_public_keys();
+        assert_eq!(
+            verifying_key(&all, b"before", &sig),
+            Some(old.public_key_hex().as_str())
+        );
+        let views = new.views();
+        assert_eq!((views[0].status, views[1].status), ("current", "retired"));
+        assert!(!dir.path().join("ed25519.key.new").exists());
     }
 }

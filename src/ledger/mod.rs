@@ -10,6 +10,7 @@ pub mod chain;
 pub mod clock;
 pub mod coverage;
 pub mod index;
+pub mod keys;
 pub mod late;
 pub mod lease;
 pub mod manifest;

@@ -93,16 +93,18 @@ pub enum ManifestProblem {
     Malformed,
 }
 
-/// The session manifest, once its detached hex signature verifies with the server key.
+/// The session manifest, once its detached signature verifies with one of `keys` (hex public
+/// keys: the one its key id names, or for a signature without one, any), with that key.
 pub fn open_manifest(
-    public_key_hex: &str,
+    keys: &[String],
     body: &[u8],
-    signature_hex: &str,
-) -> Result<Manifest, ManifestProblem> {
-    if !manifest::verify_hex(public_key_hex, body, signature_hex) {
+    signature: &str,
+) -> Result<(Manifest, String), ManifestProblem> {
+    let Some(key) = manifest::verifying_key(keys, body, signature) else {
         return Err(ManifestProblem::BadSignature);
-    }
-    serde_json::from_slice(body).map_err(|_| ManifestProblem::Malformed)
+    };
+    let m = serde_json::from_slice(body).map_err(|_| ManifestProblem::Malformed)?;
+    Ok((m, key.to_string()))
 }
 
 /// The head the manifest signed for each recording, in the order it lists them.

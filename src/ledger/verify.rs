@@ -106,7 +106,7 @@ const PARALLEL_READS: usize = 4;
 pub async fn verify_session(
     pool: &Pool,
     store: &Store,
-    public_key_hex: &str,
+    keys: &[String],
     session_id: &str,
 ) -> Result<Report, CoreError> {
     let session = crate::ledger::index::existing_session(pool, session_id).await?;
@@ -116,8 +116,7 @@ pub async fn verify_session(
         .iter()
         .map(|c| (c.rec.id.clone(), c.head.clone()))
         .collect();
-    let (manifest, signed) =
-        check_manifest(store, public_key_hex, &session, &heads, &mut failures).await;
+    let (manifest, signed) = check_manifest(store, keys, &session, &heads, &mut failures).await;
     let live = !session.state.is_sealed();
     let (stop_us, tolerance_us) = coverage_bounds(&session, live, signed.as_ref());
     let (checks, uncovered) = recording_checks(chains, stop_us, tolerance_us);
@@ -457,7 +456,7 @@ pub async fn check_object(store: &Store, e: &Entry) -> Result<(), String> {
 /// manifest itself when it verifies.
 async fn check_manifest(
     store: &Store,
-    public_key_hex: &str,
+    keys: &[String],
     session: &SessionRow,
     heads: &[(String, Option<Head>)],
     failures: &mut Vec<Failure>,
@@ -471,7 +470,7 @@ async fn check_manifest(
     if !session.state.is_sealed() {
         return (status("not_yet"), None);
     }
-    match signed_manifest(store, public_key_hex, session, &key, heads).await {
+    match signed_manifest(store, keys, session, &key, heads).await {
         Ok(m) => (status("verified"), Some(m)),
         Err((outcome, problem)) => {
             failures.push(Failure::of("manifest", None, Some(&key), problem.into()));
@@ -485,7 +484,7 @@ async fn check_manifest(
 /// Fails with the manifest status and the problem.
 async fn signed_manifest(
     store: &Store,
-    public_key_hex: &str,
+    keys: &[String],
     session: &SessionRow,
     key: &str,
     heads: &[(String, Option<Head>)],
@@ -501,10 +500,10 @@ async fn signed_manifest(
         return Err(("missing", "signed manifest missing from the store"));
     };
     let sig = String::from_utf8_lossy(&sig).to_string();
-    let m = session_check::open_manifest(public_key_hex, &body, &sig).map_err(|p| match p {
+    let (m, _) = session_check::open_manifest(keys, &body, &sig).map_err(|p| match p {
         ManifestProblem::BadSignature => (
             "bad_signature",
-            "manifest signature does not verify with the server key",
+            "manifest signature does not verify with any of the server's keys (current or retired)",
         ),
         ManifestProblem::Malformed => (
             "malformed",

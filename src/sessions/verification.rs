@@ -9,12 +9,12 @@ use crate::ledger::verify::{self, Report};
 use crate::store::Store;
 use crate::workload::{Work, Workload};
 
-/// Verifies session `id` against the server's key and records the verdict. The server bounds
+/// Verifies session `id` against the server's keys (current and retired, `Signer::all_public_keys`) and records the verdict. The server bounds
 /// how many run at once (`workload`); the command line runs its own.
 pub async fn verify_session(
     pool: &Pool,
     store: &Store,
-    public_key_hex: &str,
+    keys: &[String],
     id: &str,
     by: &Actor,
     workload: Option<&Workload>,
@@ -22,7 +22,7 @@ pub async fn verify_session(
     let _permit = workload
         .map(|w| w.admit(Work::Verify, &by.person))
         .transpose()?;
-    let report = verify::verify_session(pool, store, public_key_hex, id).await?;
+    let report = verify::verify_session(pool, store, keys, id).await?;
     audit::Event::new(by, "session_verify")
         .session(&report.session_id, &report.project_code)
         .target(&report.verdict)

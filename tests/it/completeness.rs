@@ -478,13 +478,30 @@ async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
         "completeness test",
     ]);
     let _ = exported;
-    let out = Command::new(BIN)
-        .args(["verify", pkg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["verify", pkg.to_str().unwrap()])
+            .args(extra)
+            .env("HOME", "/nonexistent")
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = run(&["--public-key", &signer.public_key_hex()]);
+    assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("INCOMPLETE"), "{text}");
+    // Untrusted outranks incomplete: an unknown signer's account of what is missing proves
+    // nothing; the stretch is still listed.
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(
+        text.contains("UNTRUSTED KEY") && text.contains("not covered"),
+        "{text}"
+    );
 }
 
 /// The stream shapes cameras send: Opus and G.711 µ-law audio, a camera without audio, a

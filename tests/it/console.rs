@@ -42,6 +42,14 @@ async fn staff_console_from_first_login_to_a_listed_session() {
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
     eprintln!("console summary: {summary}");
 
+    // The fingerprint the console shows is the one GET /api/v1/keys publishes.
+    let keys = server.ok("GET", "/api/v1/keys", None).await;
+    assert_eq!(summary["key_id"], keys["current"], "{summary}");
+    assert_eq!(
+        summary["fingerprint"], keys["keys"][0]["fingerprint"],
+        "{summary}"
+    );
+
     // What the browser did is what the server recorded.
     let session = summary["session_id"].as_str().unwrap();
     let s = server

@@ -249,14 +249,30 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let key = server.ok("GET", "/api/v1/keys", None).await["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = Command::new(BIN)
-        .args(["verify"])
+        .args(["verify", "--public-key", &key])
         .arg(&pkg)
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_CONFIG_HOME")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("lawfully destroyed: source cam1"), "{text}");
+    let out = Command::new(BIN)
+        .args(["verify"])
+        .arg(&pkg)
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("UNTRUSTED KEY"), "{text}");
 
     // The register is permanent.
     sqlx::any::install_default_drivers();

@@ -20,6 +20,7 @@ mod interop;
 mod login_flood;
 mod outages;
 mod peers;
+mod pinned_keys;
 mod probe;
 mod rbac;
 mod recording;

@@ -770,11 +770,23 @@ async function showAudit() {
   await search();
 }
 
+// The server key's fingerprint at the foot of every view, login included, for people to compare
+// with the one they pin (`witness verify --trust`).
+async function showServerKey() {
+  const r = await fetch('/api/v1/keys').catch(() => null);
+  const keys = r?.ok ? await r.json() : null;
+  const current = keys?.keys?.find((k) => k.status === 'current');
+  if (!current) return;
+  const foot = el('footer', { id: 'server-key', class: 'muted' }, `${t('serverKey')} `, el('code', { 'data-key-id': current.key_id }, current.fingerprint));
+  document.body.append(foot);
+}
+
 // ---- start -----------------------------------------------------------------------------------
 
 document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
 document.title = t('appName');
 window.addEventListener('hashchange', route);
+showServerKey();
 enter().catch((err) => {
   if (err.status !== 401) showLogin(err.message);
 });

@@ -67,6 +67,10 @@ try {
   await page.waitForSelector('#messages .error:has-text("登录失败")');
   summary.default_password_refused = await page.textContent('#messages .error');
   await login('admin', adminPassword);
+  // The server key's fingerprint is shown for publication, before anyone logs in.
+  await page.waitForSelector('#server-key code');
+  summary.key_id = await page.getAttribute('#server-key code', 'data-key-id');
+  summary.fingerprint = await page.textContent('#server-key code');
   await page.waitForSelector('#password-form');
   await snap('admin-must-change-password');
   const adminNew = 'Witness-Console-2026!'; // the policy refuses passwords containing the user name
