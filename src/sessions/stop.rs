@@ -220,8 +220,14 @@ impl Core {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let sig = match self.store.get(&manifest::signature_key(key).as_str().into()).await {
-            Ok(r) => String::from_utf8_lossy(&r.bytes().await?).trim().to_string(),
+        let sig = match self
+            .store
+            .get(&manifest::signature_key(key).as_str().into())
+            .await
+        {
+            Ok(r) => String::from_utf8_lossy(&r.bytes().await?)
+                .trim()
+                .to_string(),
             Err(object_store::Error::NotFound { .. }) => String::new(),
             Err(e) => return Err(e.into()),
         };
@@ -259,7 +265,9 @@ impl Core {
             .session(&session.id, &session.project_code)
             .target(key)
             .reason(problem.clone())
-            .outcome(audit::Outcome::Failed("refused to sign over a stored manifest".into()))
+            .outcome(audit::Outcome::Failed(
+                "refused to sign over a stored manifest".into(),
+            ))
             .flagged(true)
             .append(&self.pool)
             .await?;
@@ -282,13 +290,14 @@ impl Core {
     ) -> Result<Result<i64, String>, CoreError> {
         let public_key = self.signer.public_key_hex();
         if !manifest::verify_hex(&public_key, body, sig) {
-            return Ok(Err("its signature does not verify with this server's key".into()));
+            return Ok(Err(
+                "its signature does not verify with this server's key".into()
+            ));
         }
         let Ok(m) = serde_json::from_slice::<Manifest>(body) else {
             return Ok(Err("it does not parse".into()));
         };
-        if m.session_id != session.id
-            || session.stopped_at_us.is_some_and(|s| s != m.stopped_at_us)
+        if m.session_id != session.id || session.stopped_at_us.is_some_and(|s| s != m.stopped_at_us)
         {
             return Ok(Err("it names another session or stop time".into()));
         }
@@ -296,7 +305,12 @@ impl Core {
         for rec in index::recordings(&self.pool, &session.id).await? {
             let entries = index::entries(&self.pool, &rec.id).await?;
             if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-                heads.push((rec.id, first.entry_hash.clone(), last.seq, last.entry_hash.clone()));
+                heads.push((
+                    rec.id,
+                    first.entry_hash.clone(),
+                    last.seq,
+                    last.entry_hash.clone(),
+                ));
             }
         }
         let signed: Vec<_> = m
