@@ -13,6 +13,11 @@ pub enum DbError {
     Connect { url: String, source: sqlx::Error },
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database migration lock {path}: {source}")]
+    MigrationLock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Pool = AnyPool;
@@ -56,8 +61,88 @@ pub async fn open(url: &str) -> Result<Pool, DbError> {
         .connect(url)
         .await
         .map_err(connect_err)?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
+    // Two nodes starting together must not both apply a migration: sqlx's migrator holds
+    // `pg_advisory_lock` for the whole run on PostgreSQL, and takes no lock on SQLite, where an
+    // exclusive lock on a file beside the database serialises the processes instead.
+    let _lock = if is_sqlite {
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(connect_err)?;
+        migration_lock(opts.get_filename())?
+    } else {
+        None
+    };
+    migrator(if is_sqlite { "sqlite" } else { "postgres" })
+        .run(&pool)
+        .await?;
     Ok(pool)
+}
+
+/// The marker of a dialect section in a migration: `-- witness:dialect sqlite` or `postgres`.
+const DIALECT_MARK: &str = "-- witness:dialect ";
+
+/// The migrations as the given database runs them: a file with dialect sections keeps its common
+/// part and the section for this database (the checksum sqlx records is of that text, the same
+/// at every start); a file without sections is unchanged.
+fn migrator(dialect: &str) -> sqlx::migrate::Migrator {
+    let mut m = sqlx::migrate!("./migrations");
+    let migrations: Vec<sqlx::migrate::Migration> = m
+        .migrations
+        .iter()
+        .map(|mig| match dialect_section(&mig.sql, dialect) {
+            Some(sql) => sqlx::migrate::Migration::new(
+                mig.version,
+                mig.description.clone(),
+                mig.migration_type,
+                sql.into(),
+                mig.no_tx,
+            ),
+            None => mig.clone(),
+        })
+        .collect();
+    m.migrations = migrations.into();
+    m
+}
+
+/// The common part (before the first marker) and the `dialect` section of a migration, or None
+/// when it has no sections.
+fn dialect_section(sql: &str, dialect: &str) -> Option<String> {
+    if !sql.lines().any(|l| l.starts_with(DIALECT_MARK)) {
+        return None;
+    }
+    let mut out = String::new();
+    let mut current: Option<&str> = None;
+    for line in sql.lines() {
+        if let Some(name) = line.strip_prefix(DIALECT_MARK) {
+            current = Some(name.trim());
+            continue;
+        }
+        if current.is_none() || current == Some(dialect) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Some(out)
+}
+
+/// An exclusive lock on `<database>.migrate.lock`, held while migrations run (None for an
+/// in-memory database).
+fn migration_lock(db: &std::path::Path) -> Result<Option<std::fs::File>, DbError> {
+    let name = db.to_string_lossy();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(None);
+    }
+    let path = format!("{name}.migrate.lock");
+    let err = |source| DbError::MigrationLock {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    file.lock().map_err(err)?;
+    Ok(Some(file))
 }
 
 /// The URL without its password, for messages.
@@ -169,4 +254,41 @@ macro_rules! text_enum {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_migration_with_dialect_sections_keeps_the_common_part_and_its_own_section() {
+        let sql = "-- head\nCREATE TABLE t (a TEXT);\n-- witness:dialect sqlite\nLITE;\n-- witness:dialect postgres\nPG;\n";
+        assert_eq!(
+            dialect_section(sql, "sqlite").unwrap(),
+            "-- head\nCREATE TABLE t (a TEXT);\nLITE;\n"
+        );
+        assert_eq!(
+            dialect_section(sql, "postgres").unwrap(),
+            "-- head\nCREATE TABLE t (a TEXT);\nPG;\n"
+        );
+        assert_eq!(dialect_section("CREATE TABLE t (a TEXT);", "sqlite"), None);
+    }
+
+    #[test]
+    fn only_the_guard_migration_differs_between_databases() {
+        let lite = migrator("sqlite");
+        let pg = migrator("postgres");
+        let plain = sqlx::migrate!("./migrations");
+        for ((l, p), m) in lite.iter().zip(pg.iter()).zip(plain.iter()) {
+            if m.sql.contains(DIALECT_MARK) {
+                assert_ne!(l.checksum, p.checksum, "{}", m.description);
+                assert!(l.sql.contains("RAISE(ABORT") && !l.sql.contains("plpgsql"));
+                assert!(p.sql.contains("plpgsql") && !p.sql.contains("RAISE(ABORT"));
+            } else {
+                // Existing databases keep the checksums they recorded.
+                assert_eq!(l.checksum, m.checksum, "{}", m.description);
+                assert_eq!(p.checksum, m.checksum, "{}", m.description);
+            }
+        }
+    }
 }

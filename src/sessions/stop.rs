@@ -135,8 +135,26 @@ impl Core {
 
     /// Closes every chain at the stop time (a gap covers any tail the recorders left), then
     /// signs and stores the manifest of all chain heads and marks the session stopped.
+    ///
+    /// A sealed session is never signed again (the database refuses to move it back to
+    /// `stopping` too), and a manifest already in the store is never signed over: it is adopted
+    /// when it is this server's, validly signed, over the chains as they stand (a finish
+    /// interrupted after storing it), and otherwise refused with an alarm.
     pub(super) async fn finish(&self, session: &SessionRow) -> Result<(), CoreError> {
         let session = &existing_session(&self.pool, &session.id).await?;
+        if session.state.is_sealed() {
+            return Err(CoreError::conflict(
+                "already_sealed",
+                format!(
+                    "session {} is {}: its manifest is signed and is never signed again",
+                    session.id, session.state
+                ),
+            ));
+        }
+        let key = manifest::manifest_key(&session.project_code, &session.id);
+        if let Some(existing) = self.stored_manifest(&key).await? {
+            return self.adopt_manifest(session, &key, existing).await;
+        }
         let stopped = session.stopped_at_us.unwrap_or_else(now_us);
         let rules = TimeRules::of(&self.config);
         let mut heads = Vec::new();
@@ -174,14 +192,15 @@ impl Core {
         };
         let body = serde_json::to_vec_pretty(&m).map_err(|e| CoreError::Internal(e.to_string()))?;
         let sig = self.signer.sign_hex(&body);
-        let key = manifest::manifest_key(&session.project_code, &session.id);
-        self.store.put(&key.as_str().into(), body.into()).await?;
+        // The signature first, then the manifest: a manifest in the store always has its
+        // signature beside it (a signature alone is replaced at the next attempt).
         self.store
             .put(
                 &manifest::signature_key(&key).as_str().into(),
                 sig.into_bytes().into(),
             )
             .await?;
+        self.store.put(&key.as_str().into(), body.into()).await?;
         index::set_manifest_key(&self.pool, &session.id, &key).await?;
         index::set_session_state(
             &self.pool,
@@ -192,6 +211,124 @@ impl Core {
         )
         .await?;
         Ok(())
+    }
+
+    /// The manifest and signature already stored under `key`, if a manifest is there.
+    async fn stored_manifest(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, CoreError> {
+        let body = match self.store.get(&key.into()).await {
+            Ok(r) => r.bytes().await?.to_vec(),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let sig = match self
+            .store
+            .get(&manifest::signature_key(key).as_str().into())
+            .await
+        {
+            Ok(r) => String::from_utf8_lossy(&r.bytes().await?)
+                .trim()
+                .to_string(),
+            Err(object_store::Error::NotFound { .. }) => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some((body, sig)))
+    }
+
+    /// A manifest found in the store for a session still `stopping`: marks the session stopped
+    /// with it when it is this server's signature over the chains as they stand now; otherwise
+    /// refuses (`manifest_exists`) and raises an alarm (log and a flagged audit entry), leaving
+    /// both the session and the stored manifest as they are.
+    async fn adopt_manifest(
+        &self,
+        session: &SessionRow,
+        key: &str,
+        (body, sig): (Vec<u8>, String),
+    ) -> Result<(), CoreError> {
+        let problem = match self.manifest_matches(session, &body, &sig).await? {
+            Ok(stopped) => {
+                index::set_manifest_key(&self.pool, &session.id, key).await?;
+                index::set_session_state(
+                    &self.pool,
+                    &session.id,
+                    SessionState::Stopped,
+                    Some(stopped),
+                    None,
+                )
+                .await?;
+                tracing::warn!(session = %session.id, "finish resumed: the manifest stored by an interrupted stop matches the chains; not signed again");
+                return Ok(());
+            }
+            Err(problem) => problem,
+        };
+        tracing::error!(session = %session.id, manifest = %key, %problem, "ALARM: a manifest is already stored for this session and does not match its chains; not signed over");
+        audit::Event::new(&Actor::local("system"), "manifest_conflict")
+            .session(&session.id, &session.project_code)
+            .target(key)
+            .reason(problem.clone())
+            .outcome(audit::Outcome::Failed(
+                "refused to sign over a stored manifest".into(),
+            ))
+            .flagged(true)
+            .append(&self.pool)
+            .await?;
+        Err(CoreError::conflict(
+            "manifest_exists",
+            format!(
+                "session {} already has a manifest in the store ({problem}); it is not signed again",
+                session.id
+            ),
+        ))
+    }
+
+    /// Ok(stop time) when `body` is a manifest of this session signed by this server whose heads
+    /// are the chains' heads now; Err(why not) otherwise.
+    async fn manifest_matches(
+        &self,
+        session: &SessionRow,
+        body: &[u8],
+        sig: &str,
+    ) -> Result<Result<i64, String>, CoreError> {
+        let public_key = self.signer.public_key_hex();
+        if !manifest::verify_hex(&public_key, body, sig) {
+            return Ok(Err(
+                "its signature does not verify with this server's key".into()
+            ));
+        }
+        let Ok(m) = serde_json::from_slice::<Manifest>(body) else {
+            return Ok(Err("it does not parse".into()));
+        };
+        if m.session_id != session.id || session.stopped_at_us.is_some_and(|s| s != m.stopped_at_us)
+        {
+            return Ok(Err("it names another session or stop time".into()));
+        }
+        let mut heads = Vec::new();
+        for rec in index::recordings(&self.pool, &session.id).await? {
+            let entries = index::entries(&self.pool, &rec.id).await?;
+            if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+                heads.push((
+                    rec.id,
+                    first.entry_hash.clone(),
+                    last.seq,
+                    last.entry_hash.clone(),
+                ));
+            }
+        }
+        let signed: Vec<_> = m
+            .recordings
+            .iter()
+            .map(|h| {
+                (
+                    h.recording_id.clone(),
+                    h.genesis_hash.clone(),
+                    h.head_seq,
+                    h.head_hash.clone(),
+                )
+            })
+            .collect();
+        if heads != signed {
+            return Ok(Err("the heads it signs are not the chains' heads".into()));
+        }
+        Ok(Ok(m.stopped_at_us))
     }
 
     /// On server shutdown: close every open segment so it is stored. Sessions stay `recording`

@@ -7,6 +7,7 @@ mod cluster;
 mod completeness;
 mod console;
 mod credentials;
+mod db_guards;
 mod destruction;
 mod disk;
 mod errors;
