@@ -11,6 +11,8 @@ fn main() {
         "web/build.mjs",
         "web/package.json",
         "web/package-lock.json",
+        // sqlx::migrate! embeds the migrations: a new file must rebuild the crate.
+        "migrations",
     ] {
         println!("cargo:rerun-if-changed={watched}");
     }

@@ -203,7 +203,26 @@ async fn an_insider_cannot_rewrite_a_stopped_session() {
             format!("DELETE FROM recordings WHERE id = '{rec}'"),
             "DELETE refused",
         ),
+        // A project's event history (one row added below): reports, corrections and decisions
+        // are only ever added.
+        (
+            "UPDATE project_events SET at_us = 0 WHERE id = 'insider-1'".to_string(),
+            "append-only",
+        ),
+        (
+            "DELETE FROM project_events WHERE id = 'insider-1'".to_string(),
+            "append-only",
+        ),
     ] {
+        if sql.contains("project_events") {
+            db.execute(
+                "INSERT INTO project_events (id, project_code, event, step, at_us, decides, reason, actor, recorded_at) \
+                 SELECT 'insider-1', 'ZB-GUARD', 'closed', 'report', 1, NULL, '', 'insider', 1 \
+                 WHERE NOT EXISTS (SELECT 1 FROM project_events WHERE id = 'insider-1')",
+            )
+            .await
+            .unwrap();
+        }
         refused(&mut db, &sql, why).await;
     }
     // What the application itself updates stays updatable: the retention stamp, and the URL
