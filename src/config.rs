@@ -45,6 +45,17 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub cluster: ClusterConfig,
     pub evidence: EvidenceConfig,
+    pub signing: SigningConfig,
+}
+
+/// What signs manifests, tag manifests and audit checkpoints besides the Ed25519 key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Also sign with an SM2 key (GB/T 32918, with SM3), created under `data/keys/` on first
+    /// start. Off by default: turning it on adds a key that every verifier's trust file must
+    /// pin, or packages are judged UNTRUSTED KEY.
+    pub sm2: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,6 +374,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             cluster: ClusterConfig::default(),
             evidence: EvidenceConfig::default(),
+            signing: SigningConfig::default(),
             database: DatabaseConfig::default(),
             disk: DiskConfig::default(),
             workload: WorkloadConfig::default(),

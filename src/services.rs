@@ -26,7 +26,7 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
     let store = store::open(&config.store)?;
     let templates = Templates::load_or_shipped(&config.recording.pipelines_dir)?;
     templates.check_elements()?;
-    let signer = Signer::load_or_create(&config.keys_dir())?;
+    let signer = Signer::load(&config.keys_dir(), config.signing.sm2)?;
     let credentials = CredentialKey::load_or_create(&config.keys_dir())?;
     // Before anything connects to a camera: URLs of older databases lose their user info.
     let moved = crate::capture::rooms::move_inline_credentials(&pool, &credentials)

@@ -15,6 +15,11 @@ pub struct Checkpoint {
     pub at_us: i64,
     pub public_key: String,
     pub signature: String,
+    /// The SM2 key and signature over the same text, when SM2 signed too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sm2_public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sm2_signature: Option<String>,
 }
 
 impl Checkpoint {
@@ -38,21 +43,26 @@ pub async fn make(pool: &Pool, signer: &Signer) -> Result<Option<Checkpoint>, sq
         return Ok(None);
     }
     let at_us = now_us();
+    let message = Checkpoint::message(seq, &entry_hash, at_us);
     let c = Checkpoint {
         seq,
-        signature: signer.sign_hex(Checkpoint::message(seq, &entry_hash, at_us).as_bytes()),
+        signature: signer.sign_hex(message.as_bytes()),
         entry_hash,
         at_us,
         public_key: signer.public_key_hex(),
+        sm2_public_key: signer.sm2_public_key_hex(),
+        sm2_signature: signer.sign_sm2_hex(message.as_bytes()),
     };
     let inserted = sqlx::query(
-        "INSERT INTO audit_checkpoints (seq, entry_hash, at, public_key, signature) VALUES ($1,$2,$3,$4,$5)",
+        "INSERT INTO audit_checkpoints (seq, entry_hash, at, public_key, signature, sm2_public_key, sm2_signature) VALUES ($1,$2,$3,$4,$5,$6,$7)",
     )
     .bind(c.seq)
     .bind(&c.entry_hash)
     .bind(c.at_us)
     .bind(&c.public_key)
     .bind(&c.signature)
+    .bind(&c.sm2_public_key)
+    .bind(&c.sm2_signature)
     .execute(pool)
     .await;
     match inserted {
@@ -70,7 +80,7 @@ pub async fn make(pool: &Pool, signer: &Signer) -> Result<Option<Checkpoint>, sq
 
 pub async fn all(pool: &Pool) -> Result<Vec<Checkpoint>, sqlx::Error> {
     sqlx::query(
-        "SELECT seq, entry_hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
+        "SELECT seq, entry_hash, at, public_key, signature, sm2_public_key, sm2_signature FROM audit_checkpoints ORDER BY seq",
     )
     .fetch_all(pool)
     .await?
@@ -82,6 +92,8 @@ pub async fn all(pool: &Pool) -> Result<Vec<Checkpoint>, sqlx::Error> {
             at_us: r.try_get("at")?,
             public_key: r.try_get("public_key")?,
             signature: r.try_get("signature")?,
+            sm2_public_key: r.try_get("sm2_public_key")?,
+            sm2_signature: r.try_get("sm2_signature")?,
         })
     })
     .collect()

@@ -72,6 +72,27 @@ pub async fn verify(pool: &Pool, keys: &[String]) -> Result<AuditReport, sqlx::E
                 c.seq, c.public_key
             ));
         }
+        // The SM2 signature, when SM2 signed too: the key must be an SM2 key of this server's
+        // and the signature verify with it.
+        match (&c.sm2_public_key, &c.sm2_signature) {
+            (None, None) => {}
+            (Some(pk), Some(sig))
+                if crate::ledger::keys::algorithm(pk)
+                    == Some(crate::ledger::keys::Algorithm::Sm2)
+                    && verify_hex(pk, message.as_bytes(), sig) =>
+            {
+                if !keys.iter().any(|k| pk.eq_ignore_ascii_case(k)) {
+                    problems.push(format!(
+                        "checkpoint at entry {}: SM2 signature by key {pk}, not this server's",
+                        c.seq
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "checkpoint at entry {}: SM2 signature does not verify",
+                c.seq
+            )),
+        }
     }
     let intact = problems.is_empty();
     Ok(AuditReport {

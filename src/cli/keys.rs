@@ -23,6 +23,9 @@ enum Action {
     /// Retire the current key (its public key kept in data/keys/retired/, so what it signed
     /// still verifies) and create a new one. Stop the server first; it reads keys at start.
     Rotate,
+    /// Print the SM2 public key in PEM (as data/keys/sm2-public.pem), for OpenSSL and other SM2
+    /// tools: `openssl pkeyutl -verify -pubin -inkey sm2.pem -rawin -digest sm3 -pkeyopt distid:1234567812345678 …`.
+    Sm2Pem,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -37,14 +40,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let signer = Signer::load_or_create(&dir)?;
-    println!(
-        "current  {}  {}",
-        keys::grouped(&signer.key_id()),
-        signer.public_key_hex()
-    );
-    for r in signer.retired() {
-        println!("retired  {}  {}", keys::grouped(&r.key_id), r.public_key);
+    let signer = Signer::load(&dir, config.signing.sm2)?;
+    if let Some(Action::Sm2Pem) = args.action {
+        let Some(pem) = signer
+            .views()
+            .iter()
+            .find(|k| k.algorithm == "sm2")
+            .and_then(|k| manifest::sm2_pem_of(&k.public_key))
+        else {
+            eprintln!("no SM2 key: set [signing] sm2 = true in the config and start the server");
+            return Ok(ExitCode::from(2));
+        };
+        print!("{pem}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for k in signer.views() {
+        let algorithm = if k.algorithm == "ed25519" {
+            String::new()
+        } else {
+            format!("  {}", k.algorithm)
+        };
+        println!(
+            "{}  {}  {}{algorithm}",
+            k.status, k.fingerprint, k.public_key
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,8 +19,9 @@ pub struct Args {
     /// Check the audit trail's hash chain and signed checkpoints (needs the database).
     #[arg(long, conflicts_with_all = ["package", "session"])]
     audit: bool,
-    /// With a package: a server public key (64 hex digits) or fingerprint (32 hex digits) you
-    /// trust; repeatable. The package is INTACT only if signed by a key you trust.
+    /// With a package: a server public key (Ed25519: 64 hex digits; SM2: 130 hex digits, 04…)
+    /// or fingerprint (32 hex digits) you trust; repeatable. The package is INTACT only if every
+    /// key that signed it (Ed25519, and SM2 when present) is one you trust.
     #[arg(long, requires = "package")]
     public_key: Vec<String>,
     /// With a package: a file of trusted public keys or fingerprints, one per line, `#` comments;

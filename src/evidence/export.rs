@@ -482,6 +482,18 @@ async fn add_session_manifest(
             .to_vec();
         payload.add_bytes(format!("data/chain/{name}"), data);
     }
+    // The SM2 signature, when the session was stopped with SM2 on.
+    match store
+        .get(&object_store::path::Path::from(manifest::sm2_signature_key(key)))
+        .await
+    {
+        Ok(r) => payload.add_bytes(
+            "data/chain/manifest.json.sm2.sig".into(),
+            r.bytes().await?.to_vec(),
+        ),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
@@ -569,18 +581,15 @@ fn add_tag_files(
     tag_lines
 }
 
-/// Every key of the server, current and retired (`{public key}  {key id}  {current|retired}`):
-/// a session recorded before a rotation is signed by a retired key.
+/// Every key of the server, current and retired (`{public key}  {key id}  {current|retired}`;
+/// Ed25519 first, then SM2 if there is one, the algorithm told by the key's length): a session
+/// recorded before a rotation is signed by a retired key.
 fn server_keys(signer: &Signer) -> String {
-    let mut text = format!(
-        "{}  {}  current\n",
-        signer.public_key_hex(),
-        signer.key_id()
-    );
-    for r in signer.retired() {
-        text.push_str(&format!("{}  {}  retired\n", r.public_key, r.key_id));
-    }
-    text
+    signer
+        .views()
+        .iter()
+        .map(|k| format!("{}  {}  {}\n", k.public_key, k.key_id, k.status))
+        .collect()
 }
 
 /// Playable MP4 copies of each source's selected segments, remuxed into `scratch` (deleted with
@@ -629,6 +638,7 @@ async fn add_derived(
 /// and, through the payload manifests, for every payload file.
 fn add_signed_tag_manifest(files: &mut Vec<PlannedFile>, tag_lines: String, signer: &Signer) {
     let signature = format!("{}\n", signer.sign_hex(tag_lines.as_bytes()));
+    let sm2 = signer.sign_sm2_hex(tag_lines.as_bytes());
     files.push(PlannedFile {
         path: "tagmanifest-sha256.txt".into(),
         content: Content::Bytes(tag_lines.into_bytes()),
@@ -637,6 +647,12 @@ fn add_signed_tag_manifest(files: &mut Vec<PlannedFile>, tag_lines: String, sign
         path: "tagmanifest-sha256.txt.sig".into(),
         content: Content::Bytes(signature.into_bytes()),
     });
+    if let Some(sm2) = sm2 {
+        files.push(PlannedFile {
+            path: "tagmanifest-sha256.txt.sm2.sig".into(),
+            content: Content::Bytes(format!("{sm2}\n").into_bytes()),
+        });
+    }
 }
 
 /// Writes the planned package as a tar or zip stream. `flush` receives the archive in pieces of
@@ -760,6 +776,9 @@ Then check the Ed25519 signature in tagmanifest-sha256.txt.sig (key id, colon, s
 tagmanifest-sha256.txt with the key in server-public-key.txt, and compare that key's fingerprint\n\
 (first 16 bytes of its SHA-256) with the one the trading centre publishes (GET /api/v1/keys).\n\
 server-keys.txt lists the server's earlier keys, which sign sessions recorded before a rotation.\n\
+With SM2 on, tagmanifest-sha256.txt.sm2.sig and data/chain/manifest.json.sm2.sig hold SM2\n\
+signatures (SM3, ID 1234567812345678, r||s hex) by the SM2 key (130 hex digits) in server-keys.txt.\n\
+启用国密时另有 SM2 签名（SM3 杂凑，用户标识 1234567812345678），公钥见 server-keys.txt。\n\
 The chain format is documented in docs/chain-format.md of Witness.\n\
 \n\
 derived/（如有）中的 MP4 是由所选分段重新封装的便于播放的副本，不是证据；证据是 data/media/ 中的原始分段。\n\

@@ -17,7 +17,7 @@ use sm3::Sm3;
 use crate::evidence::export::{PackagedChain, Selection, media_path};
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::coverage::{self, Verdict};
-use crate::ledger::keys::{self, TrustedKeys};
+use crate::ledger::keys::{self, Algorithm, TrustedKeys};
 use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
 use crate::ledger::verify::{UncoveredView, uncovered_views};
@@ -534,12 +534,31 @@ fn check_tag_manifest(
         problems.push("tagmanifest-sha256.txt or its .sig missing: the package is unsigned".into());
         return;
     };
-    match manifest::verifying_key(candidates, tm, sig.trim()) {
+    match manifest::verifying_key_of(Algorithm::Ed25519, candidates, tm, sig.trim()) {
         Some(k) => add_signer(signers, k),
         None => problems.push(
             "tagmanifest-sha256.txt: signature does not verify with server-public-key.txt".into(),
         ),
     }
+    let sm2_current = c
+        .text("server-keys.txt")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let mut w = l.split_whitespace();
+            w.next()
+                .is_some_and(|k| keys::algorithm(k) == Some(Algorithm::Sm2))
+                && w.nth(1) == Some("current")
+        });
+    check_sm2(
+        "tagmanifest-sha256.txt",
+        tm,
+        c.text("tagmanifest-sha256.txt.sm2.sig"),
+        sm2_current,
+        candidates,
+        signers,
+        problems,
+    );
     let text = String::from_utf8_lossy(tm);
     match parse_manifest(&text) {
         Err(e) => problems.push(format!("tagmanifest-sha256.txt: {e}")),
@@ -796,6 +815,15 @@ fn check_session_manifest(
     let m = match session_check::open_manifest(candidates, body, sig.trim()) {
         Ok((m, key)) => {
             add_signer(signers, &key);
+            check_sm2(
+                "data/chain/manifest.json",
+                body,
+                c.text("data/chain/manifest.json.sm2.sig"),
+                false,
+                candidates,
+                signers,
+                problems,
+            );
             m
         }
         Err(ManifestProblem::BadSignature) => {
@@ -815,6 +843,33 @@ fn check_session_manifest(
         problems.push("chain heads differ from the signed session manifest (entries removed, added or truncated)".into());
     }
     Some(m)
+}
+
+/// The SM2 signature of `name` (`{name}.sm2.sig`), when there is one or `expected` (the signed
+/// server-keys.txt names a current SM2 key): it must verify with an SM2 key.
+fn check_sm2(
+    name: &str,
+    body: &[u8],
+    signature: Option<String>,
+    expected: bool,
+    candidates: &[String],
+    signers: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) {
+    let Some(sig) = signature else {
+        if expected {
+            problems.push(format!(
+                "{name}.sm2.sig missing: the server signed with SM2 too (server-keys.txt)"
+            ));
+        }
+        return;
+    };
+    match manifest::verifying_key_of(Algorithm::Sm2, candidates, body, sig.trim()) {
+        Some(k) => add_signer(signers, k),
+        None => problems.push(format!(
+            "{name}: SM2 signature does not verify (signed by another key or edited)"
+        )),
+    }
 }
 
 fn add_signer(signers: &mut Vec<String>, key: &str) {

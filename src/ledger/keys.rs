@@ -1,18 +1,51 @@
 //! Key ids, fingerprints and trust: what lets a person pin the server's key. A key's id is its
-//! fingerprint, the first 16 bytes of SHA-256 over the 32-byte Ed25519 public key, in lowercase
-//! hex (32 digits); people read it in groups of four (`7a18 3bc2 …`). Every signature the server
-//! makes names its key: `{key_id}:{signature hex}` (docs/chain-format.md, "Keys").
+//! fingerprint, the first 16 bytes of SHA-256 over the public key's bytes (32 for Ed25519, 65 for
+//! SM2: the uncompressed SEC1 point `04‖x‖y`), in lowercase hex (32 digits); people read it in
+//! groups of four (`7a18 3bc2 …`). Every signature the server makes names its key:
+//! `{key_id}:{signature hex}` (docs/chain-format.md, "Keys"). The algorithm of a public key is
+//! told by its length.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+/// The SM2 distinguishing identifier (user ID) every SM2 signature of Witness is made and
+/// checked with: the default of GB/T 35276-2017 and GM/T 0009-2012, which OpenSSL calls
+/// `distid:1234567812345678` and gmssl uses too.
+pub const SM2_DISTID: &str = "1234567812345678";
+
+/// The signature algorithms of the server's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Ed25519,
+    /// SM2 with SM3 (GB/T 32918.2, GB/T 32905).
+    Sm2,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::Sm2 => "sm2",
+        }
+    }
+}
+
+/// The algorithm of a hex public key, by its form: 32 bytes is Ed25519, 65 bytes starting with
+/// `04` (an uncompressed SEC1 point) is SM2; `None` otherwise.
+pub fn algorithm(public_key_hex: &str) -> Option<Algorithm> {
+    let bytes = hex::decode(public_key_hex.trim()).ok()?;
+    match bytes.len() {
+        32 => Some(Algorithm::Ed25519),
+        65 if bytes[0] == 4 => Some(Algorithm::Sm2),
+        _ => None,
+    }
+}
+
 /// The key id (= fingerprint, 32 hex digits) of a hex public key; `None` if it is not one.
 pub fn key_id(public_key_hex: &str) -> Option<String> {
+    algorithm(public_key_hex)?;
     let bytes = hex::decode(public_key_hex.trim()).ok()?;
-    if bytes.len() != 32 {
-        return None;
-    }
     Some(hex::encode(&Sha256::digest(&bytes)[..16]))
 }
 
@@ -57,7 +90,7 @@ pub enum TrustError {
         source: std::io::Error,
     },
     #[error(
-        "{place}: {line:?} is neither a public key (64 hex digits) nor a fingerprint (32 hex digits)"
+        "{place}: {line:?} is neither a public key (Ed25519: 64 hex digits; SM2: 130 hex digits, 04…) nor a fingerprint (32 hex digits)"
     )]
     Malformed { place: String, line: String },
 }
@@ -74,8 +107,9 @@ pub struct TrustedKeys {
 }
 
 impl TrustedKeys {
-    /// Adds one key: a public key (64 hex digits) or a fingerprint (32 hex digits); spaces,
-    /// colons and dashes between the digits are ignored.
+    /// Adds one key: a public key (Ed25519: 64 hex digits; SM2: 130 hex digits, the
+    /// uncompressed point) or a fingerprint (32 hex digits); spaces, colons and dashes between
+    /// the digits are ignored.
     pub fn add(&mut self, text: &str, place: &str) -> Result<(), TrustError> {
         let digits: String = text
             .chars()
@@ -90,7 +124,7 @@ impl TrustedKeys {
             return Err(malformed());
         }
         match digits.len() {
-            64 => {
+            64 | 130 => {
                 self.ids.push(key_id(&digits).ok_or_else(malformed)?);
                 self.public_keys.push(digits);
             }
@@ -168,6 +202,13 @@ mod tests {
         );
         assert_eq!(grouped(&id).split(' ').count(), 8);
         assert_eq!(key_id("abcd"), None);
+        let sm2 = format!("04{}", "ab".repeat(64));
+        assert_eq!(algorithm(&sm2), Some(Algorithm::Sm2));
+        assert_eq!(algorithm(PK), Some(Algorithm::Ed25519));
+        assert_eq!(key_id(&format!("05{}", "ab".repeat(64))), None);
+        let mut t = TrustedKeys::default();
+        t.add(&sm2, "f").unwrap();
+        assert!(t.trusts(&sm2) && !t.trusts(PK));
         assert_eq!(
             Signature::parse("ab:cd\n"),
             Signature {

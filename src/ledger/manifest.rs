@@ -1,6 +1,7 @@
 //! The server's Ed25519 signing key and the signed session manifest: at stop, every chain head of
 //! the session is written to `{project}/{session}/manifest.json`, with the detached signature in
-//! `manifest.json.sig` (hex) beside it.
+//! `manifest.json.sig` (hex) beside it, and, with `[signing] sm2 = true`, the SM2 signature in
+//! `manifest.json.sm2.sig`.
 
 use std::path::Path;
 
@@ -18,6 +19,8 @@ pub enum KeyError {
     },
     #[error("signing key {path}: not 32 bytes of hex")]
     Malformed { path: String },
+    #[error("SM2 key {path}: {problem}")]
+    Sm2 { path: String, problem: String },
 }
 
 /// The server's signing identity: the current key, and the public keys it signed with before
@@ -26,8 +29,24 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct Signer {
     key: SigningKey,
+    /// The SM2 key (`dir/sm2.key`), when there is one.
+    sm2: Option<std::sync::Arc<Sm2Key>>,
     retired: std::sync::Arc<Vec<RetiredKey>>,
 }
+
+/// The SM2 key pair: it signs when `[signing] sm2 = true`; otherwise, if the file is there, its
+/// public half still verifies what it signed.
+struct Sm2Key {
+    key: sm2::dsa::SigningKey,
+    /// The uncompressed SEC1 point, hex (130 digits).
+    public_key: String,
+    signs: bool,
+}
+
+/// The SM2 private key file under the keys folder, and its public key in PEM (SubjectPublicKeyInfo,
+/// for OpenSSL, gmssl and other SM2 tools).
+pub const SM2_KEY_FILE: &str = "sm2.key";
+pub const SM2_PEM_FILE: &str = "sm2-public.pem";
 
 /// A key this server no longer signs with; its public half stays valid for what it signed.
 #[derive(Debug, Clone, Serialize)]
@@ -61,13 +80,51 @@ impl Signer {
         let retired = std::sync::Arc::new(load_retired(dir)?);
         if path.exists() {
             let key = read_private(&path)?;
-            return Ok(Signer { key, retired });
+            let sm2 = load_sm2(dir, false)?;
+            return Ok(Signer { key, sm2, retired });
         }
         std::fs::create_dir_all(dir).map_err(io)?;
         let key = SigningKey::generate(&mut rand_core::OsRng);
         write_private(&path, &hex::encode(key.to_bytes())).map_err(io)?;
         tracing::info!(path = %path.display(), public_key = %hex::encode(key.verifying_key().to_bytes()), "generated server signing key");
-        Ok(Signer { key, retired })
+        let sm2 = load_sm2(dir, false)?;
+        Ok(Signer { key, sm2, retired })
+    }
+
+    /// [`Signer::load_or_create`], then, with `sm2`, the SM2 key `dir/sm2.key` (created, mode
+    /// 0600, on first start, with its public key in `dir/sm2-public.pem`) signs too.
+    pub fn load(dir: &Path, sm2: bool) -> Result<Signer, KeyError> {
+        let mut signer = Signer::load_or_create(dir)?;
+        if sm2 {
+            signer.sm2 = load_sm2(dir, true)?;
+        }
+        Ok(signer)
+    }
+
+    /// The SM2 public key (hex, uncompressed point) when SM2 signs.
+    pub fn sm2_public_key_hex(&self) -> Option<String> {
+        self.sm2
+            .as_ref()
+            .filter(|k| k.signs)
+            .map(|k| k.public_key.clone())
+    }
+
+    /// The SM2 key id when SM2 signs.
+    pub fn sm2_key_id(&self) -> Option<String> {
+        keys::key_id(&self.sm2_public_key_hex()?)
+    }
+
+    /// The SM2 signature (`{key_id}:{r‖s hex}`, distinguishing ID [`keys::SM2_DISTID`], digest
+    /// SM3) over `message`, when SM2 signs.
+    pub fn sign_sm2_hex(&self, message: &[u8]) -> Option<String> {
+        use sm2::dsa::signature::Signer as _;
+        let k = self.sm2.as_ref().filter(|k| k.signs)?;
+        let sig: sm2::dsa::Signature = k.key.sign(message);
+        Some(format!(
+            "{}:{}",
+            keys::key_id(&k.public_key).unwrap_or_default(),
+            hex::encode(sig.to_bytes())
+        ))
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -87,6 +144,7 @@ impl Signer {
     /// Every public key of this server, current first: what its own signatures verify with.
     pub fn all_public_keys(&self) -> Vec<String> {
         std::iter::once(self.public_key_hex())
+            .chain(self.sm2.iter().map(|k| k.public_key.clone()))
             .chain(self.retired.iter().map(|r| r.public_key.clone()))
             .collect()
     }
@@ -98,12 +156,18 @@ impl Signer {
             KeyView {
                 fingerprint: keys::grouped(&key_id),
                 key_id,
-                algorithm: "ed25519",
+                algorithm: keys::algorithm(&public_key).map_or("", |a| a.name()),
                 public_key,
                 status,
             }
         };
         std::iter::once(view(self.public_key_hex(), "current"))
+            .chain(self.sm2.iter().map(|k| {
+                view(
+                    k.public_key.clone(),
+                    if k.signs { "current" } else { "retired" },
+                )
+            }))
             .chain(
                 self.retired
                     .iter()
@@ -120,6 +184,68 @@ impl Signer {
             hex::encode(self.key.sign(message).to_bytes())
         )
     }
+}
+
+/// The SM2 key of `dir`: read when the file is there (signing only with `signs`), created with
+/// `signs` when it is not; the PEM of its public key written when missing.
+fn load_sm2(dir: &Path, signs: bool) -> Result<Option<std::sync::Arc<Sm2Key>>, KeyError> {
+    let path = dir.join(SM2_KEY_FILE);
+    let problem = |problem: String| KeyError::Sm2 {
+        path: path.display().to_string(),
+        problem,
+    };
+    let io = |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let secret = if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(io)?;
+        let bytes = hex::decode(text.trim()).map_err(|e| problem(e.to_string()))?;
+        sm2::SecretKey::from_slice(&bytes).map_err(|e| problem(e.to_string()))?
+    } else if signs {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let secret = sm2::SecretKey::random(&mut rand_core::OsRng);
+        write_private(&path, &hex::encode(secret.to_bytes())).map_err(io)?;
+        secret
+    } else {
+        return Ok(None);
+    };
+    let key = sm2::dsa::SigningKey::new(keys::SM2_DISTID, &secret)
+        .map_err(|e| problem(e.to_string()))?;
+    let public_key = hex::encode(key.verifying_key().to_sec1_bytes());
+    let pem_path = dir.join(SM2_PEM_FILE);
+    if !pem_path.exists() {
+        std::fs::write(&pem_path, sm2_public_pem(&secret.public_key())?).map_err(|source| {
+            KeyError::Io {
+                path: pem_path.display().to_string(),
+                source,
+            }
+        })?;
+        if signs {
+            tracing::info!(path = %path.display(), %public_key, "generated server SM2 signing key");
+        }
+    }
+    Ok(Some(std::sync::Arc::new(Sm2Key {
+        key,
+        public_key,
+        signs,
+    })))
+}
+
+/// An SM2 public key in PEM (SubjectPublicKeyInfo: id-ecPublicKey, curve SM2 1.2.156.10197.1.301).
+fn sm2_public_pem(key: &sm2::PublicKey) -> Result<String, KeyError> {
+    use sm2::pkcs8::EncodePublicKey as _;
+    key.to_public_key_pem(sm2::pkcs8::LineEnding::LF)
+        .map_err(|e| KeyError::Sm2 {
+            path: SM2_PEM_FILE.into(),
+            problem: e.to_string(),
+        })
+}
+
+/// The PEM of a hex SM2 public key (uncompressed point); `None` if it is not one.
+pub fn sm2_pem_of(public_key_hex: &str) -> Option<String> {
+    let bytes = hex::decode(public_key_hex.trim()).ok()?;
+    sm2_public_pem(&sm2::PublicKey::from_sec1_bytes(&bytes).ok()?).ok()
 }
 
 fn read_private(path: &Path) -> Result<SigningKey, KeyError> {
@@ -208,13 +334,17 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Checks a signature (`{key_id}:{hex}`, or bare hex as written before key ids) over `message`
-/// with a hex public key; a key id that is not this key's fails.
+/// with a hex public key, Ed25519 or SM2 (by the key's form, [`keys::algorithm`]); a key id
+/// that is not this key's fails.
 pub fn verify_hex(public_key_hex: &str, message: &[u8], signature: &str) -> bool {
     let sig = keys::Signature::parse(signature);
     if let Some(id) = sig.key_id
         && keys::key_id(public_key_hex).as_deref() != Some(id)
     {
         return false;
+    }
+    if keys::algorithm(public_key_hex) == Some(keys::Algorithm::Sm2) {
+        return verify_sm2(public_key_hex, message, sig.hex);
     }
     let Some(pk) = hex::decode(public_key_hex.trim())
         .ok()
@@ -230,6 +360,40 @@ pub fn verify_hex(public_key_hex: &str, message: &[u8], signature: &str) -> bool
         return false;
     };
     pk.verify(message, &Signature::from_bytes(&sig)).is_ok()
+}
+
+/// SM2 with SM3 and the distinguishing ID [`keys::SM2_DISTID`]; the signature is `r‖s`, 64
+/// bytes in hex.
+fn verify_sm2(public_key_hex: &str, message: &[u8], signature_hex: &str) -> bool {
+    use sm2::dsa::signature::Verifier as _;
+    let Some(pk) = hex::decode(public_key_hex.trim())
+        .ok()
+        .and_then(|b| sm2::dsa::VerifyingKey::from_sec1_bytes(keys::SM2_DISTID, &b).ok())
+    else {
+        return false;
+    };
+    let Some(sig) = hex::decode(signature_hex.trim())
+        .ok()
+        .and_then(|b| sm2::dsa::Signature::from_slice(&b).ok())
+    else {
+        return false;
+    };
+    pk.verify(message, &sig).is_ok()
+}
+
+/// The key of algorithm `algorithm` among `candidates` that `signature` over `message` verifies
+/// with: an SM2 signature file is checked with SM2 keys only, the Ed25519 one with Ed25519 keys.
+pub fn verifying_key_of<'a>(
+    algorithm: keys::Algorithm,
+    candidates: &'a [String],
+    message: &[u8],
+    signature: &str,
+) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|k| keys::algorithm(k) == Some(algorithm))
+        .find(|k| verify_hex(k, message, signature))
 }
 
 /// The key among `candidates` (hex public keys) that `signature` over `message` verifies with:
@@ -296,6 +460,11 @@ pub fn signature_key(manifest_key: &str) -> String {
     format!("{manifest_key}.sig")
 }
 
+/// Where the SM2 signature of a manifest is stored: `{manifest key}.sm2.sig`.
+pub fn sm2_signature_key(manifest_key: &str) -> String {
+    format!("{manifest_key}.sm2.sig")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +496,47 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn sm2_signs_beside_ed25519() {
+        let dir = tempfile::tempdir().unwrap();
+        let off = Signer::load(dir.path(), false).unwrap();
+        assert_eq!(off.sign_sm2_hex(b"m"), None);
+        assert!(!dir.path().join(SM2_KEY_FILE).exists());
+        let on = Signer::load(dir.path(), true).unwrap();
+        let pk = on.sm2_public_key_hex().unwrap();
+        assert_eq!(keys::algorithm(&pk), Some(keys::Algorithm::Sm2));
+        let sig = on.sign_sm2_hex(b"manifest").unwrap();
+        assert!(sig.starts_with(&format!("{}:", on.sm2_key_id().unwrap())));
+        assert!(verify_hex(&pk, b"manifest", &sig));
+        assert!(!verify_hex(&pk, b"manifesT", &sig));
+        assert!(!verify_hex(&on.public_key_hex(), b"manifest", &sig));
+        let all = on.all_public_keys();
+        assert_eq!(
+            verifying_key_of(keys::Algorithm::Sm2, &all, b"manifest", &sig),
+            Some(pk.as_str())
+        );
+        let ed = on.sign_hex(b"manifest");
+        assert_eq!(
+            verifying_key_of(keys::Algorithm::Sm2, &all, b"manifest", &ed),
+            None
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join(SM2_PEM_FILE))
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+        assert_eq!(
+            on.views().iter().map(|v| v.algorithm).collect::<Vec<_>>(),
+            ["ed25519", "sm2"]
+        );
+        // Turned off again: the key still verifies what it signed, and no longer signs.
+        let later = Signer::load(dir.path(), false).unwrap();
+        assert_eq!(later.sign_sm2_hex(b"m"), None);
+        assert!(later.all_public_keys().contains(&pk));
+        assert_eq!(later.views()[1].status, "retired");
+        assert_eq!(Signer::load(dir.path(), true).unwrap().sm2_public_key_hex(), Some(pk));
     }
 
     #[test]

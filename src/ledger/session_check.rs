@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::ledger::keys;
 use crate::ledger::chain::{self, Entry, LinkError};
 use crate::ledger::manifest::{self, Manifest};
 
@@ -93,14 +94,17 @@ pub enum ManifestProblem {
     Malformed,
 }
 
-/// The session manifest, once its detached signature verifies with one of `keys` (hex public
-/// keys: the one its key id names, or for a signature without one, any), with that key.
+/// The session manifest, once its detached Ed25519 signature verifies with one of `keys` (hex
+/// public keys: the one its key id names, or for a signature without one, any), with that key.
+/// The SM2 signature beside it, if any, is checked by the caller ([`manifest::verifying_key_of`]).
 pub fn open_manifest(
     keys: &[String],
     body: &[u8],
     signature: &str,
 ) -> Result<(Manifest, String), ManifestProblem> {
-    let Some(key) = manifest::verifying_key(keys, body, signature) else {
+    let Some(key) =
+        manifest::verifying_key_of(keys::Algorithm::Ed25519, keys, body, signature)
+    else {
         return Err(ManifestProblem::BadSignature);
     };
     let m = serde_json::from_slice(body).map_err(|_| ManifestProblem::Malformed)?;

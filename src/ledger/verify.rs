@@ -500,6 +500,18 @@ async fn signed_manifest(
         return Err(("missing", "signed manifest missing from the store"));
     };
     let sig = String::from_utf8_lossy(&sig).to_string();
+    // The SM2 signature, when the session was stopped with SM2 on: it must verify too.
+    if let Ok(sm2) = read(manifest::sm2_signature_key(key)).await {
+        let sm2 = String::from_utf8_lossy(&sm2).to_string();
+        if manifest::verifying_key_of(crate::ledger::keys::Algorithm::Sm2, keys, &body, &sm2)
+            .is_none()
+        {
+            return Err((
+                "bad_signature",
+                "manifest SM2 signature does not verify with the server's SM2 key",
+            ));
+        }
+    }
     let (m, _) = session_check::open_manifest(keys, &body, &sig).map_err(|p| match p {
         ManifestProblem::BadSignature => (
             "bad_signature",

@@ -192,8 +192,16 @@ impl Core {
         };
         let body = serde_json::to_vec_pretty(&m).map_err(|e| CoreError::Internal(e.to_string()))?;
         let sig = self.signer.sign_hex(&body);
-        // The signature first, then the manifest: a manifest in the store always has its
-        // signature beside it (a signature alone is replaced at the next attempt).
+        // The signatures first, then the manifest: a manifest in the store always has its
+        // signatures beside it (a signature alone is replaced at the next attempt).
+        if let Some(sm2) = self.signer.sign_sm2_hex(&body) {
+            self.store
+                .put(
+                    &manifest::sm2_signature_key(&key).as_str().into(),
+                    sm2.into_bytes().into(),
+                )
+                .await?;
+        }
         self.store
             .put(
                 &manifest::signature_key(&key).as_str().into(),
