@@ -232,6 +232,11 @@ impl Server {
         for key in ["ed25519.key", "credentials.key"] {
             std::fs::copy(self.dir.path().join("data/keys").join(key), keys.join(key)).unwrap();
         }
+        // And the SM2 key, when the first node signs with SM2 too.
+        let sm2 = self.dir.path().join("data/keys/sm2.key");
+        if sm2.exists() {
+            std::fs::copy(&sm2, keys.join("sm2.key")).unwrap();
+        }
         let config = dir.path().join("witness.toml");
         std::fs::write(
             &config,

@@ -29,6 +29,7 @@ mod replay;
 mod retention;
 mod retention_clocks;
 mod s3;
+mod sm2;
 mod third_party;
 mod tls;
 mod verifier_bounds;
