@@ -484,7 +484,9 @@ async fn add_session_manifest(
     }
     // The SM2 signature, when the session was stopped with SM2 on.
     match store
-        .get(&object_store::path::Path::from(manifest::sm2_signature_key(key)))
+        .get(&object_store::path::Path::from(
+            manifest::sm2_signature_key(key),
+        ))
         .await
     {
         Ok(r) => payload.add_bytes(

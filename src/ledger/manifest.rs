@@ -210,8 +210,8 @@ fn load_sm2(dir: &Path, signs: bool) -> Result<Option<std::sync::Arc<Sm2Key>>, K
     } else {
         return Ok(None);
     };
-    let key = sm2::dsa::SigningKey::new(keys::SM2_DISTID, &secret)
-        .map_err(|e| problem(e.to_string()))?;
+    let key =
+        sm2::dsa::SigningKey::new(keys::SM2_DISTID, &secret).map_err(|e| problem(e.to_string()))?;
     let public_key = hex::encode(key.verifying_key().to_sec1_bytes());
     let pem_path = dir.join(SM2_PEM_FILE);
     if !pem_path.exists() {
@@ -536,7 +536,10 @@ mod tests {
         assert_eq!(later.sign_sm2_hex(b"m"), None);
         assert!(later.all_public_keys().contains(&pk));
         assert_eq!(later.views()[1].status, "retired");
-        assert_eq!(Signer::load(dir.path(), true).unwrap().sm2_public_key_hex(), Some(pk));
+        assert_eq!(
+            Signer::load(dir.path(), true).unwrap().sm2_public_key_hex(),
+            Some(pk)
+        );
     }
 
     #[test]

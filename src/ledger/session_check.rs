@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::ledger::keys;
 use crate::ledger::chain::{self, Entry, LinkError};
+use crate::ledger::keys;
 use crate::ledger::manifest::{self, Manifest};
 
 /// What the genesis entry of every chain of a session must name.
@@ -102,8 +102,7 @@ pub fn open_manifest(
     body: &[u8],
     signature: &str,
 ) -> Result<(Manifest, String), ManifestProblem> {
-    let Some(key) =
-        manifest::verifying_key_of(keys::Algorithm::Ed25519, keys, body, signature)
+    let Some(key) = manifest::verifying_key_of(keys::Algorithm::Ed25519, keys, body, signature)
     else {
         return Err(ManifestProblem::BadSignature);
     };

@@ -105,12 +105,21 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
         sm2_id,
         hex::encode(&sha2::Sha256::digest(hex::decode(&sm2_pk).unwrap())[..16])
     );
-    assert_eq!(sm2["fingerprint"].as_str().unwrap().replace(' ', ""), sm2_id);
+    assert_eq!(
+        sm2["fingerprint"].as_str().unwrap().replace(' ', ""),
+        sm2_id
+    );
     // The CLI lists it too, and exports its PEM: the same as data/keys/sm2-public.pem.
     let listed = server.cli(&["keys"]);
-    assert!(listed.contains(&sm2_pk) && listed.contains("sm2"), "{listed}");
+    assert!(
+        listed.contains(&sm2_pk) && listed.contains("sm2"),
+        "{listed}"
+    );
     let pem_text = server.cli(&["keys", "sm2-pem"]);
-    assert!(pem_text.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem_text}");
+    assert!(
+        pem_text.starts_with("-----BEGIN PUBLIC KEY-----"),
+        "{pem_text}"
+    );
     let pem = w.join("sm2.pem");
     std::fs::write(&pem, &pem_text).unwrap();
     // OpenSSL reads it as the same SM2 point.
@@ -183,11 +192,7 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
     // The package's SM2 signatures verify with OpenSSL; an altered message does not.
     let bag = w.join("bag");
     std::fs::create_dir_all(&bag).unwrap();
-    let (code, out) = run(Command::new("tar")
-        .arg("-xf")
-        .arg(&pkg)
-        .arg("-C")
-        .arg(&bag));
+    let (code, out) = run(Command::new("tar").arg("-xf").arg(&pkg).arg("-C").arg(&bag));
     assert_eq!(code, 0, "{out}");
     let root = std::fs::read_dir(&bag)
         .unwrap()
@@ -205,10 +210,18 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
     altered[10] ^= 1;
     assert!(!openssl_verifies(&pem, &altered, &m_sig, w));
     let keys_txt = std::fs::read_to_string(root.join("server-keys.txt")).unwrap();
-    assert!(keys_txt.contains(&format!("{sm2_pk}  {sm2_id}  current")), "{keys_txt}");
+    assert!(
+        keys_txt.contains(&format!("{sm2_pk}  {sm2_id}  current")),
+        "{keys_txt}"
+    );
 
     // A forged SM2 signature (a valid one over other bytes) is TAMPERED, whatever the trust.
-    let both = ["--public-key", ed_pk.as_str(), "--public-key", sm2_pk.as_str()];
+    let both = [
+        "--public-key",
+        ed_pk.as_str(),
+        "--public-key",
+        sm2_pk.as_str(),
+    ];
     let (code, out) = verify(&root, &both);
     assert_eq!(code, 0, "the unpacked folder is INTACT first: {out}");
     let forged = tm_sig.replace(
@@ -227,7 +240,10 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
     std::fs::remove_file(root.join("tagmanifest-sha256.txt.sm2.sig")).unwrap();
     let (code, out) = verify(&root, &both);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("tagmanifest-sha256.txt.sm2.sig missing"), "{out}");
+    assert!(
+        out.contains("tagmanifest-sha256.txt.sm2.sig missing"),
+        "{out}"
+    );
     // An Ed25519 signature put where the SM2 one belongs is no SM2 signature.
     let ed_sig = std::fs::read_to_string(root.join("tagmanifest-sha256.txt.sig")).unwrap();
     std::fs::write(root.join("tagmanifest-sha256.txt.sm2.sig"), &ed_sig).unwrap();
@@ -256,13 +272,16 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
     assert!(!rows.is_empty());
     let (seq, hash, at, pk, sig) = rows.last().unwrap().clone();
     assert_eq!(pk, sm2_pk);
-    let message =
-        format!("witness-audit-checkpoint/1\nseq: {seq}\nhash: {hash}\nat_us: {at}\n");
+    let message = format!("witness-audit-checkpoint/1\nseq: {seq}\nhash: {hash}\nat_us: {at}\n");
     assert!(openssl_verifies(&pem, message.as_bytes(), &sig, w));
     drop_checkpoint_guards(&mut db).await;
     let other = &rows[0].4;
     sqlx::query("UPDATE audit_checkpoints SET sm2_signature = $1 WHERE seq = $2")
-        .bind(if rows.len() > 1 { other.clone() } else { forged.clone() })
+        .bind(if rows.len() > 1 {
+            other.clone()
+        } else {
+            forged.clone()
+        })
         .bind(seq)
         .execute(&mut db)
         .await
@@ -272,7 +291,9 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
         .arg(&server.config));
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(&format!("checkpoint at entry {seq}: SM2 signature does not verify")),
+        out.contains(&format!(
+            "checkpoint at entry {seq}: SM2 signature does not verify"
+        )),
         "{out}"
     );
 }
