@@ -11,8 +11,8 @@ use serde::Deserialize;
 use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
 use crate::identity::caller::Caller;
-use crate::identity::users::UserView;
 use crate::identity::resets::{self, ResetOutcome};
+use crate::identity::users::UserView;
 use crate::identity::{self, AddUser, IdentityError, ProfileChange, parse_role, users};
 
 /// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
@@ -160,7 +160,9 @@ async fn reset_user(
     })
 }
 
-async fn list_resets(State(s): State<AppState>) -> Result<Json<Vec<resets::AccountReset>>, ApiError> {
+async fn list_resets(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<resets::AccountReset>>, ApiError> {
     Ok(Json(resets::list(&s.pool).await?))
 }
 
@@ -208,5 +210,9 @@ async fn reject_reset(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let reset = resets::reject(&s.pool, &id, &actor.actor(&address)).await?;
-    Ok((Extension(Audited), Json(serde_json::json!({ "reset": reset }))).into_response())
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({ "reset": reset })),
+    )
+        .into_response())
 }

@@ -61,7 +61,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<AccountReset, sqlx::Error> {
         reason: r.try_get("reason")?,
         proposed_by: r.try_get("proposed_by")?,
         proposed_at: rfc3339(r.try_get("proposed_at")?),
-        state: state.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        state: state
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         decided_by: r.try_get("decided_by")?,
         decided_at: r.try_get::<Option<i64>, _>("decided_at")?.map(rfc3339),
     })
@@ -69,14 +71,16 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<AccountReset, sqlx::Error> {
 
 /// The reset `id`, or `NoReset`.
 pub async fn get(pool: &Pool, id: &str) -> Result<AccountReset, IdentityError> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM account_resets WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()?
-        .ok_or_else(|| IdentityError::NoReset(id.into()))
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM account_resets WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()?
+    .ok_or_else(|| IdentityError::NoReset(id.into()))
 }
 
 /// Resets waiting for approval first, then the latest decided ones (at most 200), newest first.
@@ -146,8 +150,9 @@ pub async fn request(
         if by.token.is_some() {
             return Err(IdentityError::Refused {
                 code: "own_account",
-                message: "one's own password is reset from a browser session, not with an API token"
-                    .into(),
+                message:
+                    "one's own password is reset from a browser session, not with an API token"
+                        .into(),
             });
         }
         let change = describe_reset(&u, totp);

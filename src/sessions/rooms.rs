@@ -14,7 +14,12 @@ impl Core {
     /// before → after (`cam1: url: rtsp://a/1 → rtsp://b/1; cam1: credentials replaced`);
     /// credentials only as replaced or removed. A refused change writes nothing here (the
     /// caller's generic entry records the refusal).
-    pub async fn patch_room(&self, id: &str, req: PatchRoom, by: &Actor) -> Result<Room, CoreError> {
+    pub async fn patch_room(
+        &self,
+        id: &str,
+        req: PatchRoom,
+        by: &Actor,
+    ) -> Result<Room, CoreError> {
         let patched = rooms::patch(&self.pool, &self.templates, &self.credentials, id, req).await?;
         let mut changes = rooms::describe_change(&patched.before, &patched.room);
         changes.extend(patched.credential_changes);

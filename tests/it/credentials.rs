@@ -347,10 +347,10 @@ async fn camera_credentials_are_write_only() {
     let moved = changes_ending("cam1: credentials removed (the camera's address changed)");
     assert_eq!(moved.len(), 1, "{audit}");
     assert!(
-        moved[0]["outcome"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("cam1: url: rtsp://127.0.0.1:{0}/cam1 → rtsp://localhost:{0}/cam1", sim.port)),
+        moved[0]["outcome"].as_str().unwrap().contains(&format!(
+            "cam1: url: rtsp://127.0.0.1:{0}/cam1 → rtsp://localhost:{0}/cam1",
+            sim.port
+        )),
         "{}",
         moved[0]
     );

@@ -156,13 +156,8 @@ async fn a_reset_of_another_account_needs_a_second_administrator() {
 
     // The target sets their own password first, as a new user does.
     let officer = server.user("discipline_officer");
-    let (status, body, session) = login(
-        &server,
-        &officer.username,
-        &officer.one_time_password,
-        None,
-    )
-    .await;
+    let (status, body, session) =
+        login(&server, &officer.username, &officer.one_time_password, None).await;
     assert_eq!(status, 200, "{body}");
     let r = in_session(
         &server,
@@ -190,10 +185,16 @@ async fn a_reset_of_another_account_needs_a_second_administrator() {
         "the proposer gets no password: {proposed}"
     );
     let reset_id = proposed["reset"]["id"].as_str().unwrap().to_string();
-    assert_eq!(proposed["reset"]["proposed_by"], "t-administrator/token:tests");
+    assert_eq!(
+        proposed["reset"]["proposed_by"],
+        "t-administrator/token:tests"
+    );
     let (status, body, _) = login(&server, &officer.username, NEW_PASSWORD, None).await;
     assert_eq!(status, 200, "the old password still works: {body}");
-    assert_eq!(user(&server, &officer.username).await["must_change_password"], false);
+    assert_eq!(
+        user(&server, &officer.username).await["must_change_password"],
+        false
+    );
     // A second proposal while one waits is refused.
     let again = server
         .call("POST", &format!("/api/v1/users/{officer_id}/reset"), None)
@@ -214,7 +215,10 @@ async fn a_reset_of_another_account_needs_a_second_administrator() {
     assert_eq!(other_token.0, 409, "{}", other_token.1);
     assert_eq!(other_token.1["error"]["code"], "same_person");
     let (status, _, _) = login(&server, &officer.username, NEW_PASSWORD, None).await;
-    assert_eq!(status, 200, "still the old password after refused approvals");
+    assert_eq!(
+        status, 200,
+        "still the old password after refused approvals"
+    );
 
     // Administrator B approves: the one-time password goes to B and works; the old one not.
     let (status, approved) = as_token(&server, &admin_b, "POST", &approve, None).await;
@@ -334,9 +338,11 @@ async fn a_reset_of_another_account_needs_a_second_administrator() {
     assert_eq!(status, 200, "{body}");
     let trail = audit_trail(&server).await;
     assert!(
-        entries(&trail, "user_reset", target).iter().any(|e| e["actor"] == "cli"
-            && e["outcome"]
-                == "changed; password: reset to a one-time password (to be changed at login)"),
+        entries(&trail, "user_reset", target)
+            .iter()
+            .any(|e| e["actor"] == "cli"
+                && e["outcome"]
+                    == "changed; password: reset to a one-time password (to be changed at login)"),
         "cli reset audited"
     );
 }
@@ -347,8 +353,7 @@ async fn a_totp_reset_needs_a_second_administrator() {
     let admin_b = server.another_user("admin-b", "administrator", &[]);
     // The regulator enrols TOTP.
     let reg = server.user("regulator");
-    let (status, body, session) =
-        login(&server, &reg.username, &reg.one_time_password, None).await;
+    let (status, body, session) = login(&server, &reg.username, &reg.one_time_password, None).await;
     assert_eq!(status, 200, "{body}");
     let session = session.unwrap();
     let r = in_session(
@@ -472,7 +477,10 @@ async fn account_changes_are_audited_before_and_after() {
     // One entry per request: no generic second one.
     let path = format!("/api/v1/users/{id}");
     assert_eq!(
-        trail.iter().filter(|e| e["target"] == path.as_str()).count(),
+        trail
+            .iter()
+            .filter(|e| e["target"] == path.as_str())
+            .count(),
         0,
         "a generic entry besides the domain's"
     );
@@ -486,10 +494,12 @@ async fn a_room_change_is_audited_before_and_after_credentials_masked() {
         .ok(
             "POST",
             "/api/v1/rooms",
-            Some(json!({"name": "开标室 D", "kind": "bid_opening", "sources": [
-                {"name": "cam1", "url": "rtsp://10.0.0.5:554/main"},
-                {"name": "mic1", "url": "rtsp://10.0.0.6:554/audio", "media": "audio"},
-            ]})),
+            Some(
+                json!({"name": "开标室 D", "kind": "bid_opening", "sources": [
+                    {"name": "cam1", "url": "rtsp://10.0.0.5:554/main"},
+                    {"name": "mic1", "url": "rtsp://10.0.0.6:554/audio", "media": "audio"},
+                ]}),
+            ),
         )
         .await;
     let id = room["id"].as_str().unwrap().to_string();
