@@ -399,6 +399,8 @@ pub async fn remember_transport(
 /// names only, never a secret).
 #[derive(Debug)]
 pub struct Patched {
+    /// The room as it was shown before the change (URLs without credentials).
+    pub before: Room,
     pub room: Room,
     /// One clause per source whose credentials were set or dropped, e.g. `cam1: credentials
     /// replaced`; empty when none changed.
@@ -419,6 +421,7 @@ pub async fn patch(
     req: PatchRoom,
 ) -> Result<Patched, CoreError> {
     let current = get(pool, id).await?;
+    let before = current.clone();
     refuse_while_live(pool, id, "changed").await?;
     let mut req = req;
     if let Some(sources) = &mut req.sources {
@@ -480,9 +483,61 @@ pub async fn patch(
     }
     tx.commit().await?;
     Ok(Patched {
+        before,
         room: get(pool, id).await?,
         credential_changes: changes,
     })
+}
+
+/// A room before and after a change, as the audit trail says it: each changed field `name:
+/// before → after`, sources added and removed, and per kept source its URL, media, template and
+/// transport. Both rooms are as shown, so no URL carries credentials; whether credentials changed
+/// is `Patched::credential_changes`.
+pub fn describe_change(before: &Room, after: &Room) -> Vec<String> {
+    let mut out = Vec::new();
+    for (field, b, a) in [
+        ("name", &before.name, &after.name),
+        ("kind", &before.kind, &after.kind),
+        ("location", &before.location, &after.location),
+    ] {
+        if b != a {
+            out.push(format!("{field}: {b:?} → {a:?}"));
+        }
+    }
+    for b in &before.sources {
+        match after.sources.iter().find(|a| a.name == b.name) {
+            None => out.push(format!("{}: removed (url {})", b.name, b.url)),
+            Some(a) => {
+                for (field, bv, av) in [
+                    ("url", b.url.clone(), a.url.clone()),
+                    ("media", b.media.clone(), a.media.clone()),
+                    ("template", b.template.clone(), a.template.clone()),
+                    (
+                        "transport",
+                        b.transport.as_str().to_string(),
+                        a.transport.as_str().to_string(),
+                    ),
+                ] {
+                    if bv != av {
+                        out.push(format!("{}: {field}: {bv} → {av}", b.name));
+                    }
+                }
+            }
+        }
+    }
+    for a in &after.sources {
+        if !before.sources.iter().any(|b| b.name == a.name) {
+            out.push(format!(
+                "{}: added (url {}, media {}, template {}, transport {})",
+                a.name,
+                a.url,
+                a.media,
+                a.template,
+                a.transport.as_str()
+            ));
+        }
+    }
+    out
 }
 
 /// Name, URL and sealed credentials of each source of a room.

@@ -124,6 +124,11 @@ impl From<IdentityError> for ApiError {
                 "user_not_found",
                 format!("user {u:?} not found"),
             ),
+            IdentityError::NoReset(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "reset_not_found",
+                format!("account reset {id:?} not found"),
+            ),
             IdentityError::Db(e) => ApiError::internal(e),
         }
     }

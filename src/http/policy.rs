@@ -72,6 +72,24 @@ pub const POLICY: &[Rule] = &[
         Needs(UsersManage),
         "user_reset",
     ),
+    rule(
+        "GET",
+        "/api/v1/user-resets",
+        Needs(UsersManage),
+        "user_resets_list",
+    ),
+    rule(
+        "POST",
+        "/api/v1/user-resets/{id}/approve",
+        Needs(UsersManage),
+        "user_reset_approve",
+    ),
+    rule(
+        "POST",
+        "/api/v1/user-resets/{id}/reject",
+        Needs(UsersManage),
+        "user_reset_reject",
+    ),
     rule("GET", "/api/v1/rooms", Needs(RoomsRead), "rooms_list"),
     rule(
         "GET",

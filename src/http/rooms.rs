@@ -120,8 +120,7 @@ async fn get_room(
     Ok(Json(rooms::get(&s.pool, &id).await?))
 }
 
-/// Changes a room; a change of any source's credentials is audited by the domain, naming the
-/// sources (the generic entry covers the rest).
+/// Changes a room; audited by the domain with its values before and after.
 async fn patch_room(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -129,15 +128,11 @@ async fn patch_room(
     actor: CurrentActor,
     ApiJson(req): ApiJson<PatchRoom>,
 ) -> Result<Response, ApiError> {
-    let (room, audited) = s
+    let room = s
         .sessions
         .patch_room(&id, req, &actor.actor(&address))
         .await?;
-    Ok(if audited {
-        (Extension(Audited), Json(room)).into_response()
-    } else {
-        Json(room).into_response()
-    })
+    Ok((Extension(Audited), Json(room)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,5 @@
-//! User administration over HTTP: list, add (with a one-time password), change, reset.
+//! User administration over HTTP: list, add (with a one-time password), change, reset (another
+//! person's reset proposed, then approved or rejected by a second administrator).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,8 +11,9 @@ use serde::Deserialize;
 use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
 use crate::identity::caller::Caller;
+use crate::identity::resets::{self, ResetOutcome};
 use crate::identity::users::UserView;
-use crate::identity::{self, AddUser, ProfileChange, parse_role, users};
+use crate::identity::{self, AddUser, IdentityError, ProfileChange, parse_role, users};
 
 /// This resource's handlers, by the action of their rule in `policy::POLICY` (which alone
 /// says their method, path and access).
@@ -21,6 +23,9 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "user_add" => on(method, add_user),
         "user_change" => on(method, change_user),
         "user_reset" => on(method, reset_user),
+        "user_resets_list" => on(method, list_resets),
+        "user_reset_approve" => on(method, approve_reset),
+        "user_reset_reject" => on(method, reject_reset),
         _ => return None,
     })
 }
@@ -82,7 +87,7 @@ async fn change_user(
     ClientAddr(address): ClientAddr,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChangeUser>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<Response, ApiError> {
     let change = ProfileChange {
         display_name: req.display_name,
         role: req.role.as_deref().map(parse_role).transpose()?,
@@ -91,7 +96,7 @@ async fn change_user(
     };
     let after =
         identity::change_user(&s.pool, &id, change, &actor.user_id, &actor.actor(&address)).await?;
-    Ok(Json(UserView::from(&after)))
+    Ok((Extension(Audited), Json(UserView::from(&after))).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -100,8 +105,14 @@ struct ResetRequest {
     /// Also clear the TOTP second factor (a lost phone).
     #[serde(default)]
     totp: bool,
+    /// Why, for the approver and the audit trail.
+    #[serde(default)]
+    reason: String,
 }
 
+/// Resets a user's password (and TOTP). One's own account: at once, answered with the one-time
+/// password. Another person's: 202 with the proposed reset, which changes nothing until a
+/// second administrator approves it.
 async fn reset_user(
     State(s): State<AppState>,
     Extension(actor): Extension<Caller>,
@@ -121,16 +132,87 @@ async fn reset_user(
             )
         })?
     };
-    let pool = &s.pool;
-    let u = users::by_id(pool, &id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| crate::identity::IdentityError::NoUser(id.clone()))?;
-    let one_time =
-        crate::identity::reset_user(pool, &u.username, req.totp, &actor.actor(&address)).await?;
+    let outcome = resets::request(
+        &s.pool,
+        &id,
+        req.totp,
+        req.reason.trim(),
+        &actor.user_id,
+        &actor.actor(&address),
+    )
+    .await?;
+    Ok(match outcome {
+        ResetOutcome::Done { user, one_time } => (
+            Extension(Audited),
+            Json(serde_json::json!({
+                "state": "approved", "username": user.username, "one_time_password": one_time
+            })),
+        )
+            .into_response(),
+        ResetOutcome::Proposed(reset) => (
+            StatusCode::ACCEPTED,
+            Extension(Audited),
+            Json(serde_json::json!({
+                "state": "proposed", "username": reset.username, "reset": reset
+            })),
+        )
+            .into_response(),
+    })
+}
+
+async fn list_resets(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<resets::AccountReset>>, ApiError> {
+    Ok(Json(resets::list(&s.pool).await?))
+}
+
+/// A refusal the domain audited itself (the proposer approving their own reset) carries
+/// `Audited`, so that the middleware adds no second entry.
+fn refusal(e: IdentityError) -> Response {
+    let audited = matches!(
+        e,
+        IdentityError::Refused {
+            code: "same_person",
+            ..
+        }
+    );
+    let mut response = ApiError::from(e).into_response();
+    if audited {
+        response.extensions_mut().insert(Audited);
+    }
+    response
+}
+
+/// Approves another administrator's proposed reset; the answer carries the one-time password,
+/// for the approver to hand to the account's holder.
+async fn approve_reset(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+) -> Response {
+    match resets::approve(&s.pool, &id, &actor.actor(&address)).await {
+        Ok((reset, one_time)) => (
+            Extension(Audited),
+            Json(serde_json::json!({
+                "reset": reset, "username": reset.username, "one_time_password": one_time
+            })),
+        )
+            .into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn reject_reset(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reset = resets::reject(&s.pool, &id, &actor.actor(&address)).await?;
     Ok((
         Extension(Audited),
-        Json(serde_json::json!({ "username": u.username, "one_time_password": one_time })),
+        Json(serde_json::json!({ "reset": reset })),
     )
         .into_response())
 }

@@ -7,6 +7,7 @@ pub mod caller;
 pub mod login;
 pub mod logins;
 pub mod password;
+pub mod resets;
 pub mod roles;
 pub mod throttle;
 pub mod tokens;
@@ -29,6 +30,8 @@ pub enum IdentityError {
     Refused { code: &'static str, message: String },
     #[error("no user {0:?}")]
     NoUser(String),
+    #[error("no account reset {0:?}")]
+    NoReset(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -104,9 +107,10 @@ pub async fn add_user(
     Ok((user, one_time))
 }
 
-/// A new one-time password (and, with `totp`, a cleared second factor); every browser session
-/// of the user ends. API tokens live on (an integration keeps working); disable the user to end
-/// those too.
+/// A new one-time password (and, with `totp`, a cleared second factor), at once; every browser
+/// session of the user ends. API tokens live on (an integration keeps working); disable the user
+/// to end those too. For the machine's authority (`witness user reset`, actor `cli`); over the
+/// API another person's reset waits for a second administrator (`resets::request`).
 pub async fn reset_user(
     pool: &Pool,
     username: &str,
@@ -116,27 +120,17 @@ pub async fn reset_user(
     let u = users::by_username(pool, username)
         .await?
         .ok_or_else(|| IdentityError::NoUser(username.into()))?;
-    let one_time = password::one_time();
-    users::set_password(pool, &u.id, &password::hash(&one_time), true).await?;
-    if totp {
-        users::set_totp(pool, &u.id, None, false, 0).await?;
-    }
-    logins::revoke_all(pool, &u.id).await?;
-    audit_account(
-        pool,
-        by,
-        "user_reset",
-        username,
-        if totp {
-            "password and TOTP"
-        } else {
-            "password"
-        },
-    )
-    .await?;
+    let change = resets::describe_reset(&u, totp);
+    let one_time = resets::apply(pool, &u, totp).await?;
+    audit::Event::new(by, "user_reset")
+        .target(username)
+        .outcome(audit::Outcome::Result(format!("changed; {change}")))
+        .append(pool)
+        .await?;
     Ok(one_time)
 }
 
+/// Disables (ending every session and token) or enables a user, audited with before and after.
 pub async fn set_disabled(
     pool: &Pool,
     username: &str,
@@ -146,23 +140,31 @@ pub async fn set_disabled(
     let u = users::by_username(pool, username)
         .await?
         .ok_or_else(|| IdentityError::NoUser(username.into()))?;
-    users::set_disabled(pool, &u.id, disabled).await?;
-    if disabled {
-        logins::revoke_all(pool, &u.id).await?;
-        tokens::revoke_all(pool, &u.id).await?;
-    }
-    audit_account(
-        pool,
+    apply_disabled(pool, &u.id, disabled).await?;
+    audit::Event::new(
         by,
         if disabled {
             "user_disable"
         } else {
             "user_enable"
         },
-        username,
-        "",
     )
+    .target(username)
+    .outcome(audit::Outcome::Result(format!(
+        "changed; disabled: {} → {disabled}",
+        u.disabled
+    )))
+    .append(pool)
     .await?;
+    Ok(())
+}
+
+async fn apply_disabled(pool: &Pool, user_id: &str, disabled: bool) -> Result<(), sqlx::Error> {
+    users::set_disabled(pool, user_id, disabled).await?;
+    if disabled {
+        logins::revoke_all(pool, user_id).await?;
+        tokens::revoke_all(pool, user_id).await?;
+    }
     Ok(())
 }
 
@@ -257,7 +259,9 @@ pub struct ProfileChange {
 }
 
 /// Changes user `id` for administrator `by_user_id`. Administrators cannot change their own
-/// role or disable themselves; a new role ends every session and token of the old one.
+/// role or disable themselves; a new role ends every session and token of the old one. Audited
+/// once, as `user_change`, with each changed field before → after (`role: witness_staff →
+/// archive_clerk; disabled: false → true`).
 pub async fn change_user(
     pool: &Pool,
     id: &str,
@@ -296,9 +300,61 @@ pub async fn change_user(
         tokens::revoke_all(pool, &u.id).await?;
     }
     if let Some(d) = change.disabled {
-        set_disabled(pool, &u.username, d, by).await?;
+        apply_disabled(pool, &u.id, d).await?;
     }
-    Ok(users::by_id(pool, &u.id).await?.expect("exists"))
+    let after = users::by_id(pool, &u.id)
+        .await?
+        .ok_or_else(|| IdentityError::NoUser(id.into()))?;
+    audit::Event::new(by, "user_change")
+        .target(&u.username)
+        .outcome(audit::Outcome::Result(describe_change(&u, &after)))
+        .append(pool)
+        .await?;
+    Ok(after)
+}
+
+/// An account before and after a change, as the trail says it: each changed field
+/// `name: before → after`, never a secret; `unchanged` when nothing changed.
+pub fn describe_change(before: &User, after: &User) -> String {
+    let list = |c: &[String]| {
+        if c.is_empty() {
+            "none".to_string()
+        } else {
+            c.join(",")
+        }
+    };
+    let mut changes = Vec::new();
+    if before.display_name != after.display_name {
+        changes.push(format!(
+            "display_name: {:?} → {:?}",
+            before.display_name, after.display_name
+        ));
+    }
+    if before.role != after.role {
+        changes.push(format!(
+            "role: {} → {} (sessions and tokens ended)",
+            before.role.as_str(),
+            after.role.as_str()
+        ));
+    }
+    if before.categories != after.categories {
+        changes.push(format!(
+            "categories: {} → {}",
+            list(&before.categories),
+            list(&after.categories)
+        ));
+    }
+    if before.disabled != after.disabled {
+        changes.push(format!(
+            "disabled: {} → {}",
+            before.disabled, after.disabled
+        ));
+    }
+    if changes.is_empty() {
+        "unchanged".into()
+    } else {
+        format!("changed; {}", changes.join("; "))
+    }
 }
 
 /// A role by name, or a message naming the valid ones.

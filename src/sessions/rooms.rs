@@ -1,6 +1,6 @@
-//! Changes of a room that the audit trail must describe itself: its cameras' credentials. The
-//! entry names the room and each source whose credentials were replaced or removed, never a
-//! secret.
+//! Changes of a room, audited by the domain with what they changed: each field and each
+//! source's URL, media, template and transport before → after, and the sources whose camera
+//! credentials were replaced or removed (named, never the secret).
 
 use crate::audit::{self, Actor};
 use crate::capture::credentials::Credentials;
@@ -10,28 +10,29 @@ use crate::error::CoreError;
 use super::Core;
 
 impl Core {
-    /// Changes a room (`rooms::patch`); when any source's credentials were set or dropped, the
-    /// change is audited here as `room_change` naming those sources. Returns the room and
-    /// whether it wrote the audit entry (otherwise the caller's generic entry covers it).
+    /// Changes a room (`rooms::patch`), audited here as `room_change` with the room's values
+    /// before → after (`cam1: url: rtsp://a/1 → rtsp://b/1; cam1: credentials replaced`);
+    /// credentials only as replaced or removed. A refused change writes nothing here (the
+    /// caller's generic entry records the refusal).
     pub async fn patch_room(
         &self,
         id: &str,
         req: PatchRoom,
         by: &Actor,
-    ) -> Result<(Room, bool), CoreError> {
+    ) -> Result<Room, CoreError> {
         let patched = rooms::patch(&self.pool, &self.templates, &self.credentials, id, req).await?;
-        if patched.credential_changes.is_empty() {
-            return Ok((patched.room, false));
-        }
+        let mut changes = rooms::describe_change(&patched.before, &patched.room);
+        changes.extend(patched.credential_changes);
         audit::Event::new(by, "room_change")
             .target(&patched.room.id)
-            .outcome(audit::Outcome::Result(format!(
-                "changed; {}",
-                patched.credential_changes.join("; ")
-            )))
+            .outcome(audit::Outcome::Result(if changes.is_empty() {
+                "unchanged".into()
+            } else {
+                format!("changed; {}", changes.join("; "))
+            }))
             .append(&self.pool)
             .await?;
-        Ok((patched.room, true))
+        Ok(patched.room)
     }
 
     /// Replaces (`Some`) or removes (`None`) one source's camera credentials, audited as

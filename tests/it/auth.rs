@@ -878,7 +878,7 @@ async fn a_disabled_user_is_out_at_once() {
     for (actor, action, target) in [
         ("cli", "user_disable", "t-archive-clerk"),
         ("cli", "user_enable", "t-archive-clerk"),
-        ("t-administrator/token:tests", "user_disable", "t-regulator"),
+        ("t-administrator/token:tests", "user_change", "t-regulator"),
     ] {
         assert!(
             trail
@@ -887,4 +887,11 @@ async fn a_disabled_user_is_out_at_once() {
             "{actor} {action} {target}"
         );
     }
+    // With the values before and after.
+    assert!(
+        trail.iter().any(|e| e["action"] == "user_change"
+            && e["target"] == "t-regulator"
+            && e["outcome"] == "changed; disabled: false → true"),
+        "user_change t-regulator with before → after"
+    );
 }

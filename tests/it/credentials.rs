@@ -328,17 +328,31 @@ async fn camera_credentials_are_write_only() {
             "{e}"
         );
     }
+    // Room changes carry their values before and after (the URL change here), then the
+    // credentials clause.
+    let changes_ending = |clause: &str| -> Vec<&Value> {
+        entries
+            .iter()
+            .filter(|e| {
+                let o = e["outcome"].as_str().unwrap_or("");
+                e["action"] == "room_change" && o.starts_with("changed; ") && o.ends_with(clause)
+            })
+            .collect()
+    };
     assert_eq!(
-        of("room_change", "changed; cam1: credentials replaced").len(),
-        1
+        changes_ending("cam1: credentials replaced").len(),
+        1,
+        "{audit}"
     );
-    assert_eq!(
-        of(
-            "room_change",
-            "changed; cam1: credentials removed (the camera's address changed)"
-        )
-        .len(),
-        1
+    let moved = changes_ending("cam1: credentials removed (the camera's address changed)");
+    assert_eq!(moved.len(), 1, "{audit}");
+    assert!(
+        moved[0]["outcome"].as_str().unwrap().contains(&format!(
+            "cam1: url: rtsp://127.0.0.1:{0}/cam1 → rtsp://localhost:{0}/cam1",
+            sim.port
+        )),
+        "{}",
+        moved[0]
     );
     // Refused and failed attempts are on the record too.
     assert_eq!(

@@ -632,7 +632,7 @@ pub fn default_role(method: &str, path: &str) -> &'static str {
         || (p.starts_with("/api/v1/sessions/") && p.ends_with("/audit"))
     {
         "discipline_officer"
-    } else if p.starts_with("/api/v1/users") {
+    } else if p.starts_with("/api/v1/users") || p.starts_with("/api/v1/user-resets") {
         "administrator"
     } else {
         "witness_staff"

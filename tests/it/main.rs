@@ -10,6 +10,7 @@ mod credentials;
 mod db_guards;
 mod destruction;
 mod disk;
+mod duties;
 mod errors;
 mod evidence_reads;
 mod export;

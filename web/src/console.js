@@ -672,7 +672,8 @@ async function showUsers() {
             onclick: async () => {
               try {
                 const r = await api('POST', `/users/${u.id}/reset`);
-                oneTime(u.username, r.one_time_password);
+                if (r.state === 'proposed') say(t('resetProposed', { name: u.username }));
+                else oneTime(u.username, r.one_time_password);
               } catch (err) {
                 say(err.message);
               }
