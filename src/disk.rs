@@ -173,16 +173,12 @@ impl DiskWatch {
         let spool = self.spool_free.load(Ordering::Relaxed);
         let objects = self.objects_free.load(Ordering::Relaxed);
         let (what, free) = if spool <= objects {
-            ("spool's", spool)
+            ("spool", spool)
         } else {
-            ("object store's", objects)
+            ("object store", objects)
         };
         (free < self.critical).then_some(DiskError::Critical {
-            what: if what == "spool's" {
-                "spool"
-            } else {
-                "object store"
-            },
+            what,
             free_mib: free / MIB,
             limit_mib: self.critical / MIB,
         })

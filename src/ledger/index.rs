@@ -146,7 +146,8 @@ pub async fn insert_session(
     tx.commit().await
 }
 
-async fn insert_entry_in<'c, E>(ex: E, e: &Entry) -> Result<(), sqlx::Error>
+/// Inserts one chain entry through any executor (a pool, a transaction, a connection).
+pub async fn insert_entry_in<'c, E>(ex: E, e: &Entry) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {

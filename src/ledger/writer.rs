@@ -217,13 +217,8 @@ impl ChainWriter {
             }
         };
         for l in pending {
-            let key = object_store::path::Path::from(l.object_key.as_str());
-            let bytes = match self.store.get(&key).await {
-                Ok(r) => r.bytes().await,
-                Err(e) => Err(e),
-            };
-            let sha256 = match bytes {
-                Ok(b) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)),
+            let sha256 = match self.stored_sha256(&l.object_key).await {
+                Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(key = %l.object_key, error = %e, "late segment unreadable; tried again later");
                     continue;
@@ -560,6 +555,13 @@ impl ChainWriter {
         self.commit(entry).await
     }
 
+    /// The SHA-256 of the bytes the store holds under `key`.
+    async fn stored_sha256(&self, key: &str) -> Result<String, object_store::Error> {
+        let path = object_store::path::Path::from(key);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        Ok(hex::encode(Sha256::digest(&bytes)))
+    }
+
     /// Stores a segment's bytes under `key`, never over another's: created only if absent
     /// (where the store can say so); a key that already holds these very bytes (an earlier try
     /// whose answer was lost) is stored. False when the key holds other bytes: another writer
@@ -584,11 +586,7 @@ impl ChainWriter {
             match put {
                 Ok(_) => return true,
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    let existing = match self.store.get(&path).await {
-                        Ok(r) => r.bytes().await.map(|b| hex::encode(Sha256::digest(&b))),
-                        Err(e) => Err(e),
-                    };
-                    match existing {
+                    match self.stored_sha256(key).await {
                         Ok(h) => return h == sealed.sha256,
                         Err(e) => {
                             tracing::warn!(key, error = %e, "cannot read the object already at this key; retrying")

@@ -54,25 +54,7 @@ async fn chain(db: &mut sqlx::AnyConnection, recording_id: &str) -> Vec<Entry> {
 }
 
 async fn insert_entry(db: &mut sqlx::AnyConnection, e: &Entry) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO chain_entries (recording_id, seq, kind, object_key, wall_start_us, duration_us, bytes, sha256, clock, detail, prev_hash, entry_hash, indexed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-    )
-    .bind(&e.recording_id)
-    .bind(e.seq)
-    .bind(e.kind.as_str())
-    .bind(&e.object_key)
-    .bind(e.wall_start_us)
-    .bind(e.duration_us)
-    .bind(e.bytes)
-    .bind(&e.sha256)
-    .bind(&e.clock)
-    .bind(&e.detail)
-    .bind(&e.prev_hash)
-    .bind(&e.entry_hash)
-    .bind(0_i64)
-    .execute(&mut *db)
-    .await
-    .map(|_| ())
+    witness::ledger::index::insert_entry_in(&mut *db, e).await
 }
 
 /// A tombstone after `last` naming media entry `seq`, as someone who read docs/chain-format.md would write
