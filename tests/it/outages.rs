@@ -91,15 +91,22 @@ async fn camera_drop_is_a_gap_and_recording_resumes() {
             "/api/v1/sessions/{session}/sources/cam1/index.m3u8"
         ))
         .await;
+    // Every gap of the chain shows in replay and in the verdict: the outage, and the first
+    // connection when it took longer than the tolerance (it may not, on a fast machine).
+    let gap_count = |source: &str| recording(&stopped, source)["gap_count"].as_u64().unwrap();
     assert_eq!(
-        playlist.matches("#EXT-X-DISCONTINUITY").count(),
-        2,
-        "both gaps (connecting, outage) show in replay: {playlist}"
+        playlist.matches("#EXT-X-DISCONTINUITY").count() as u64,
+        gap_count("cam1"),
+        "every gap (connecting, outage) shows in replay: {playlist}"
     );
     assert!(playlist.contains("# gap seq"), "{playlist}");
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("6 gaps") && out.contains("INTACT"), "{out}");
+    let gaps: u64 = ["cam1", "cam2", "mic1"].iter().map(|s| gap_count(s)).sum();
+    assert!(
+        out.contains(&format!("{gaps} gaps")) && out.contains("INTACT"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
