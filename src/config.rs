@@ -349,6 +349,9 @@ pub struct RecordingConfig {
     pub camera_clock_max_offset_seconds: f64,
     pub reconnect_min_seconds: f64,
     pub reconnect_max_seconds: f64,
+    /// How often each chain's head is signed and stored beside its segments while recording
+    /// (`ledger::checkpoint`): a rewrite of the chain after a checkpoint is caught.
+    pub checkpoint_seconds: f64,
     /// Where pipeline templates live.
     pub pipelines_dir: PathBuf,
     /// Local spool for segments not yet stored and indexed; empty means `{data_dir}/spool`.
@@ -408,6 +411,7 @@ impl Default for RecordingConfig {
             camera_clock_max_offset_seconds: 2.0,
             reconnect_min_seconds: 0.5,
             reconnect_max_seconds: 2.0,
+            checkpoint_seconds: 60.0,
             pipelines_dir: PathBuf::from(DEFAULT_PIPELINES_DIR),
             spool_dir: PathBuf::new(),
             export_scratch_dir: PathBuf::new(),

@@ -115,6 +115,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 pub struct Metrics {
     sources: Mutex<BTreeMap<String, Arc<SourceStats>>>,
     latency: Mutex<Histogram>,
+    /// Sessions whose chains no longer match their signed checkpoints, with the problem: nothing
+    /// more is signed for them (an alarm until someone looks).
+    signing_halted: Mutex<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +128,24 @@ struct Histogram {
 }
 
 impl Metrics {
+    /// Halts signing for a session; true the first time (so the caller audits it once).
+    pub fn halt_signing(&self, session_id: &str, problem: &str) -> bool {
+        self.signing_halted
+            .lock()
+            .expect("metrics lock")
+            .insert(session_id.into(), problem.into())
+            .is_none()
+    }
+
+    /// Why signing is halted for a session, if it is.
+    pub fn signing_halted(&self, session_id: &str) -> Option<String> {
+        self.signing_halted
+            .lock()
+            .expect("metrics lock")
+            .get(session_id)
+            .cloned()
+    }
+
     pub fn source(
         &self,
         recording_id: &str,
@@ -308,6 +329,14 @@ impl Metrics {
         );
         let _ = writeln!(out, "witness_store_latency_seconds_sum {}", h.sum);
         let _ = writeln!(out, "witness_store_latency_seconds_count {}", h.count);
+        out.push_str("# HELP witness_signing_halted 1 for each session whose chains differ from their signed checkpoints: nothing more is signed for it.\n# TYPE witness_signing_halted gauge\n");
+        for session in self.signing_halted.lock().expect("metrics lock").keys() {
+            let _ = writeln!(
+                out,
+                "witness_signing_halted{{session=\"{}\"}} 1",
+                escape(session)
+            );
+        }
         out
     }
 }

@@ -138,6 +138,12 @@ impl Printed for PackageReport {
         for d in &self.destructions {
             println!("lawfully destroyed: {d}");
         }
+        if self.checkpoints > 0 {
+            println!(
+                "{} chain checkpoints signed while recording hold",
+                self.checkpoints
+            );
+        }
         for d in &self.derived {
             println!("derived (not evidence, signed): {d}");
         }

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
@@ -25,8 +26,10 @@ use crate::evidence::archive::ArchiveWriter;
 pub use crate::evidence::archive::Format;
 use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
+use crate::ledger::checkpoint;
 use crate::ledger::index;
 use crate::ledger::manifest::{self, Signer};
+use crate::ledger::writer::recording_prefix;
 use crate::store::Store;
 use crate::time::parse_wall_clock;
 use crate::time::{now_us, rfc3339};
@@ -263,6 +266,7 @@ pub async fn plan(
         progress,
     )
     .await?;
+    add_checkpoints(store, signer, &session, &chains, &mut payload).await?;
     add_session_manifest(store, &session, &mut payload).await?;
     audit::Event::new(req.by, "export")
         .session(&session.id, &session.project_code)
@@ -457,6 +461,40 @@ async fn add_media_and_chains(
         let json =
             serde_json::to_vec_pretty(&packaged).map_err(|e| CoreError::Internal(e.to_string()))?;
         payload.add_bytes(format!("data/chain/{}.json", rec.source_name), json);
+    }
+    Ok(())
+}
+
+/// Every chain checkpoint signed while the session recorded, as stored
+/// (`data/checkpoints/{source}/{seq}.checkpoint.json`), each checked first: a package never
+/// carries a checkpoint that does not hold against its chain.
+async fn add_checkpoints(
+    store: &Store,
+    signer: &Signer,
+    session: &index::SessionRow,
+    chains: &[SessionChain<'_>],
+    payload: &mut Payload,
+) -> Result<(), CoreError> {
+    let keys = signer.all_public_keys();
+    for chain in chains {
+        let source = &chain.rec.source_name;
+        let prefix = recording_prefix(&session.project_code, &session.id, source);
+        let listing = object_store::path::Path::from(prefix.as_str());
+        let objects: Vec<_> = store.list(Some(&listing)).try_collect().await?;
+        for o in objects {
+            let key = o.location.to_string();
+            if !checkpoint::is_checkpoint_key(&key) {
+                continue;
+            }
+            let data = store.get(&o.location).await?.bytes().await?.to_vec();
+            checkpoint::open(&data, &keys)
+                .and_then(|cp| checkpoint::check(&cp, &chain.rec.id, &chain.entries))
+                .map_err(|why| {
+                    CoreError::conflict("store_tampered", format!("{source}: {key}: {why}"))
+                })?;
+            let name = key.rsplit('/').next().unwrap_or(&key);
+            payload.add_bytes(format!("data/checkpoints/{source}/{name}"), data);
+        }
     }
     Ok(())
 }

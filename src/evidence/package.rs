@@ -16,6 +16,7 @@ use sm3::Sm3;
 
 use crate::evidence::export::{PackagedChain, Selection, media_path};
 use crate::ledger::chain::{Entry, EntryKind};
+use crate::ledger::checkpoint;
 use crate::ledger::coverage::{self, Verdict};
 use crate::ledger::keys::{self, Algorithm, TrustedKeys};
 use crate::ledger::manifest::{self, Manifest};
@@ -84,6 +85,8 @@ pub struct PackageReport {
     pub gaps: Vec<String>,
     /// Lawful destructions (tombstones): what went, under which request and rule.
     pub destructions: Vec<String>,
+    /// Chain checkpoints signed while the session recorded that hold against their chains.
+    pub checkpoints: usize,
     /// Playable copies under `derived/`: covered by the signed tag manifest, not evidence.
     pub derived: Vec<String>,
 }
@@ -163,7 +166,10 @@ impl Contents {
 /// Whether a check parses this file (so it is kept in memory): the tag files at the top of the
 /// bag, the chains and the audit extract. Media and derived copies are only hashed.
 fn parsed(name: &str) -> bool {
-    !name.contains('/') || name.starts_with("data/chain/") || name.starts_with("data/audit/")
+    !name.contains('/')
+        || name.starts_with("data/chain/")
+        || name.starts_with("data/audit/")
+        || name.starts_with("data/checkpoints/")
 }
 
 /// A path inside the bag, checked: relative, no `..`, no root, valid UTF-8.
@@ -414,6 +420,7 @@ pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageRepor
         &mut signers,
         &mut problems,
     );
+    let checkpoints = check_checkpoints(&c, &candidates, &chains, signed.as_ref(), &mut problems);
     check_audit_entries(&c, &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
     let signed_by = signers
@@ -425,9 +432,11 @@ pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageRepor
             public_key: k,
         })
         .collect();
-    Ok(report(
+    let mut r = report(
         &c, problems, uncovered, public_key, signed_by, trusted, bag, chains,
-    ))
+    );
+    r.checkpoints = checkpoints;
+    Ok(r)
 }
 
 /// The keys a signature of the package may verify with: the exporting key, the other keys of
@@ -878,6 +887,64 @@ fn add_signer(signers: &mut Vec<String>, key: &str) {
     }
 }
 
+/// Step 4b, the chain checkpoints signed while the session recorded
+/// (`data/checkpoints/{source}/`): each signed by one of the candidate keys and holding against
+/// its chain, and every one the signed manifest lists present. Returns how many hold.
+fn check_checkpoints(
+    c: &Contents,
+    candidates: &[String],
+    chains: &Chains,
+    signed: Option<&Manifest>,
+    problems: &mut Vec<String>,
+) -> usize {
+    let mut held = 0;
+    for (source, entries) in &chains.entries {
+        let recording_id = entries
+            .first()
+            .map(|e| e.recording_id.clone())
+            .unwrap_or_default();
+        let dir = format!("data/checkpoints/{source}/");
+        let found: Vec<checkpoint::Found> = c
+            .small
+            .iter()
+            .filter(|(p, _)| p.starts_with(&dir) && checkpoint::is_checkpoint_key(p))
+            .map(|(p, bytes)| {
+                let opened = checkpoint::open(bytes, candidates);
+                checkpoint::Found {
+                    key: p.clone(),
+                    seq: opened.as_ref().ok().map(|cp| cp.seq),
+                    checkpoint: opened,
+                }
+            })
+            .collect();
+        let listed: &[i64] = signed
+            .and_then(|m| m.recordings.iter().find(|h| h.recording_id == recording_id))
+            .map_or(&[], |h| h.checkpoints.as_slice());
+        let bad = checkpoint::problems(&recording_id, entries, &found, listed);
+        held += found.len().saturating_sub(bad.len());
+        for (_, p) in bad {
+            problems.push(format!("source {source}: checkpoint: {p}"));
+        }
+    }
+    // A checkpoint of a source the package has no chain for was not checked: say so.
+    for p in c
+        .small
+        .keys()
+        .filter(|p| p.starts_with("data/checkpoints/"))
+    {
+        let source = p["data/checkpoints/".len()..]
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if !chains.entries.iter().any(|(s, _)| s == source) {
+            problems.push(format!(
+                "{p}: checkpoint of a source with no chain in the package"
+            ));
+        }
+    }
+    held
+}
+
 /// Step 5, the session's audit entries: each one as it was chained (links are not checked, as
 /// entries of other sessions sit between them in the full trail).
 fn check_audit_entries(c: &Contents, problems: &mut Vec<String>) {
@@ -975,6 +1042,7 @@ fn report(
         segments: chains.segments,
         gaps: chains.gaps,
         destructions: chains.destructions,
+        checkpoints: 0,
         derived: c
             .size
             .keys()

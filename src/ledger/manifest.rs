@@ -438,6 +438,10 @@ pub struct ManifestHead {
     pub genesis_hash: String,
     pub head_seq: i64,
     pub head_hash: String,
+    /// The seqs of the chain's checkpoints signed while it recorded (`ledger::checkpoint`), each
+    /// checked before this manifest was signed: one missing later was deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<i64>,
 }
 
 pub const MANIFEST_FORMAT: &str = "witness-manifest/1";

@@ -1,12 +1,13 @@
 //! The ledger: what makes a recording evidence. A closed segment is fsynced and hashed
 //! (`spool`), put in the store and linked into its recording's hash chain (`writer`, `chain`),
-//! with the coverage rule enforced on every entry (`coverage`, `clock`), indexed in SQL (`index`)
-//! and, at stop, summed up in a signed manifest (`manifest`). `verify` checks it all again;
+//! with the coverage rule enforced on every entry (`coverage`, `clock`), indexed in SQL (`index`),
+//! its head signed every minute while recording (`checkpoint`) and, at stop, summed up in a signed manifest (`manifest`). `verify` checks it all again;
 //! `lease` says which node may write a recording.
 //!
 //! Invariant: the ledger knows nothing of GStreamer, HTTP or the audit trail.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod clock;
 pub mod coverage;
 pub mod index;

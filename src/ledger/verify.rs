@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::db::Pool;
 use crate::error::CoreError;
 use crate::ledger::chain::{Entry, EntryKind, LinkError};
+use crate::ledger::checkpoint;
 use crate::ledger::coverage::{self, Verdict};
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::manifest::{self, Manifest};
@@ -111,12 +112,21 @@ pub async fn verify_session(
 ) -> Result<Report, CoreError> {
     let session = crate::ledger::index::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
-    let chains = check_chains(pool, store, &session, &mut failures).await?;
+    let mut chains = check_chains(pool, store, &session, &mut failures).await?;
     let heads: Vec<(String, Option<Head>)> = chains
         .iter()
         .map(|c| (c.rec.id.clone(), c.head.clone()))
         .collect();
     let (manifest, signed) = check_manifest(store, keys, &session, &heads, &mut failures).await;
+    check_checkpoints(
+        store,
+        keys,
+        &session,
+        &mut chains,
+        signed.as_ref(),
+        &mut failures,
+    )
+    .await;
     let live = !session.state.is_sealed();
     let (stop_us, tolerance_us) = coverage_bounds(&session, live, signed.as_ref());
     let (checks, uncovered) = recording_checks(chains, stop_us, tolerance_us);
@@ -178,6 +188,38 @@ async fn check_chains(
         });
     }
     Ok(chains)
+}
+
+/// Every chain against the checkpoints signed while it recorded, and against the list of them
+/// the signed manifest keeps (one missing was deleted).
+async fn check_checkpoints(
+    store: &Store,
+    keys: &[String],
+    session: &SessionRow,
+    chains: &mut [CheckedChain],
+    signed: Option<&Manifest>,
+    failures: &mut Vec<Failure>,
+) {
+    for c in chains.iter_mut() {
+        let source = c.rec.source_name.as_str();
+        let prefix = recording_prefix(&session.project_code, &session.id, source);
+        let listed: &[i64] = signed
+            .and_then(|m| m.recordings.iter().find(|h| h.recording_id == c.rec.id))
+            .map_or(&[], |h| h.checkpoints.as_slice());
+        let problems = match checkpoint::load(store, &prefix, keys).await {
+            Ok(found) => checkpoint::problems(&c.rec.id, &c.entries, &found, listed),
+            Err(p) => vec![(None, p)],
+        };
+        for (seq, problem) in problems {
+            c.intact = false;
+            failures.push(Failure::of(
+                source,
+                seq,
+                None,
+                format!("checkpoint: {problem}"),
+            ));
+        }
+    }
 }
 
 /// Where coverage is judged to, and with which tolerance: what was signed at stop when the
@@ -416,7 +458,10 @@ async fn check_no_unnamed_objects(
     match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
         Ok(objects) => {
             for o in objects {
-                if !known.contains(o.location.as_ref()) {
+                // Checkpoints sit beside the segments; `check_checkpoints` reads them.
+                if !known.contains(o.location.as_ref())
+                    && !checkpoint::is_checkpoint_key(o.location.as_ref())
+                {
                     failures.push(Failure::of(
                         source,
                         None,

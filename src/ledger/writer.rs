@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::db::Pool;
 use crate::ledger::chain::{ClockSource, Entry, EntryKind, one_line};
+use crate::ledger::checkpoint::Checkpointer;
 use crate::ledger::clock;
 use crate::ledger::coverage::OVERLAP_MARK;
 use crate::ledger::index;
@@ -106,6 +107,9 @@ pub struct ChainWriter {
     late_checked: Instant,
     /// Whether the store takes create-only-if-absent puts (until it says it does not).
     store_has_create: bool,
+    /// Signs the head every so often while recording; none once a check of the chain against
+    /// its checkpoints failed (nothing more is signed for that session).
+    pub checkpoints: Option<Checkpointer>,
 }
 
 /// The key prefix of a recording's objects: `{project_code}/{session_id}/{source}`.
@@ -144,6 +148,7 @@ impl ChainWriter {
             last_server_end_us: None,
             late_checked: Instant::now(),
             store_has_create: true,
+            checkpoints: None,
             pool,
             store,
             recording_id,
@@ -641,6 +646,9 @@ impl ChainWriter {
             self.covered_until_us = self.covered_until_us.max(end);
         }
         self.head = entry;
+        if let Some(c) = &mut self.checkpoints {
+            c.after_commit(&self.store, &self.key_prefix, &self.head);
+        }
         Commit::Done
     }
 }

@@ -2,6 +2,7 @@
 //! stop it once every last segment is stored and indexed, sign the manifest, and on start-up
 //! replay the spool and resume sessions the last process left running.
 
+pub mod checkpoints;
 mod resume;
 mod rooms;
 mod start;

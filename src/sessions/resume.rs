@@ -8,7 +8,7 @@ use crate::ledger::values::SessionState;
 use crate::ledger::writer::recording_prefix;
 use crate::ledger::{late, lease};
 
-use super::Core;
+use super::{Core, checkpoints};
 
 impl Core {
     /// Start-up: stores and indexes whatever the spool holds, then resumes sessions that were
@@ -107,9 +107,20 @@ impl Core {
     /// recording one gets its recorders back, with a gap from each chain's end to now.
     pub(super) async fn resume(&self, session: &SessionRow, reason: &str) -> Result<(), CoreError> {
         if session.state == SessionState::Stopping {
-            self.finish(session).await?;
+            match self.finish(session).await {
+                // Halted and alarmed: the session stays `stopping`, unsigned, for people to look.
+                Err(e) if checkpoints::is_tampered(&e) => return Ok(()),
+                other => other?,
+            }
             let _ = lease::release(&self.pool, &session.room_id, &self.node_id).await;
             return Ok(());
+        }
+        // Checked before the writers sign anything more; a difference halts signing (alarmed,
+        // audited) but not the recording.
+        if let Err(e) = self.check_checkpoints(session).await
+            && !checkpoints::is_tampered(&e)
+        {
+            tracing::warn!(session = %session.id, error = %e, "chain checkpoints not checked at resume; finish checks them again");
         }
         let recordings = index::recordings(&self.pool, &session.id).await?;
         tracing::warn!(session = %session.id, room = %session.room_id, node = %self.node_id, %reason, "resuming a session");
@@ -154,7 +165,10 @@ impl Core {
                 }
                 continue;
             }
-            if s.state == SessionState::Stopping && !self.stopping.lock().await.contains(&s.id) {
+            if s.state == SessionState::Stopping
+                && !self.stopping.lock().await.contains(&s.id)
+                && self.metrics.signing_halted(&s.id).is_none()
+            {
                 tracing::info!(session = %s.id, room = %s.room_id, "stop asked by another node");
                 self.stop_local(&s.room_id).await?;
             }

@@ -12,6 +12,7 @@ use crate::capture::rooms;
 use crate::capture::transport::Transport;
 use crate::error::{CoreError, is_unique_violation};
 use crate::ledger::chain::{self, Entry, EntryKind, ZERO_HASH};
+use crate::ledger::checkpoint::Checkpointer;
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::lease;
 use crate::ledger::spool;
@@ -274,6 +275,14 @@ impl Core {
         .await?;
         writer.lease = Some((session.room_id.clone(), self.node_id.clone()));
         writer.lease_ttl_us = self.lease_ttl_us;
+        if self.metrics.signing_halted(&session.id).is_none() {
+            writer.checkpoints = Some(Checkpointer::new(
+                self.signer.clone(),
+                &session.id,
+                &rec.source_name,
+                std::time::Duration::from_secs_f64(self.config.checkpoint_seconds.max(1.0)),
+            ));
+        }
         Ok((writer, stats))
     }
 

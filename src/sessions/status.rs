@@ -49,6 +49,10 @@ pub struct RoomStatus {
     /// Storage running low (`disk`): shown on every room, since every room records to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_alarm: Option<String>,
+    /// The live session's chains differ from what was signed while it recorded: nothing more is
+    /// signed for it (`sessions::checkpoints`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_alarm: Option<String>,
 }
 
 impl Core {
@@ -79,6 +83,9 @@ impl Core {
                 live_view: live
                     .as_ref()
                     .is_some_and(|sess| !sess.kind.is_confidential()),
+                signing_alarm: live
+                    .as_ref()
+                    .and_then(|sess| self.metrics.signing_halted(&sess.id)),
                 session: live.map(SessionSummary::from),
                 sources,
                 storage_alarm: self.disk.problem(),

@@ -155,6 +155,8 @@ impl Core {
         if let Some(existing) = self.stored_manifest(&key).await? {
             return self.adopt_manifest(session, &key, existing).await;
         }
+        // Nothing is signed over chains that differ from what was signed while they recorded.
+        let mut checkpoints = self.check_checkpoints(session).await?;
         let stopped = session.stopped_at_us.unwrap_or_else(now_us);
         let rules = TimeRules::of(&self.config);
         let mut heads = Vec::new();
@@ -171,6 +173,7 @@ impl Core {
                 genesis_hash: first.entry_hash.clone(),
                 head_seq: last.seq,
                 head_hash: last.entry_hash.clone(),
+                checkpoints: checkpoints.remove(&rec.id).unwrap_or_default(),
             });
         }
         let m = Manifest {

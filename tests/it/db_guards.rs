@@ -12,7 +12,7 @@ use witness::ledger::chain::{Entry, EntryKind};
 
 use crate::harness::*;
 
-async fn insider(server: &Server) -> sqlx::AnyConnection {
+pub async fn insider(server: &Server) -> sqlx::AnyConnection {
     install_default_drivers();
     sqlx::AnyConnection::connect(&server.db).await.unwrap()
 }
@@ -23,7 +23,7 @@ async fn refused(db: &mut sqlx::AnyConnection, sql: &str, why: &str) {
     assert!(err.contains(why), "{sql}: {err}");
 }
 
-async fn chain(db: &mut sqlx::AnyConnection, recording_id: &str) -> Vec<Entry> {
+pub async fn chain(db: &mut sqlx::AnyConnection, recording_id: &str) -> Vec<Entry> {
     let rows = sqlx::query_as::<_, (i64, String, String, i64, i64, i64, String, String, String, String, String)>(
         "SELECT seq, kind, object_key, wall_start_us, duration_us, bytes, sha256, clock, detail, prev_hash, entry_hash FROM chain_entries WHERE recording_id = $1 ORDER BY seq",
     )
@@ -53,7 +53,7 @@ async fn chain(db: &mut sqlx::AnyConnection, recording_id: &str) -> Vec<Entry> {
         .collect()
 }
 
-async fn insert_entry(db: &mut sqlx::AnyConnection, e: &Entry) -> Result<(), sqlx::Error> {
+pub async fn insert_entry(db: &mut sqlx::AnyConnection, e: &Entry) -> Result<(), sqlx::Error> {
     witness::ledger::index::insert_entry_in(&mut *db, e).await
 }
 

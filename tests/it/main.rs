@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod browser;
+mod checkpoints;
 mod cluster;
 mod completeness;
 mod console;

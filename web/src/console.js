@@ -300,6 +300,9 @@ function roomCard(room) {
   if (room.storage_alarm) {
     card.append(el('p', { class: 'alarm', role: 'alert', 'data-storage': '' }, t('storageAlarm'), ` · ${room.storage_alarm}`));
   }
+  if (room.signing_alarm) {
+    card.append(el('p', { class: 'alarm', role: 'alert', 'data-signing': '' }, t('signingAlarm'), ` · ${room.signing_alarm}`));
+  }
   for (const a of alarms) {
     card.append(el('p', { class: 'alarm', role: 'alert', 'data-source': a.name }, t('alarm', { source: a.name }), a.problem ? ` · ${a.problem}` : ''));
   }
