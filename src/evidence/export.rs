@@ -27,6 +27,7 @@ pub use crate::evidence::archive::Format;
 use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::checkpoint;
+use crate::ledger::decision;
 use crate::ledger::index;
 use crate::ledger::manifest::{self, Signer};
 use crate::ledger::writer::recording_prefix;
@@ -267,6 +268,7 @@ pub async fn plan(
     )
     .await?;
     add_checkpoints(store, signer, &session, &chains, &mut payload).await?;
+    add_decisions(store, &session, &chains, &mut payload).await?;
     add_session_manifest(store, &session, &mut payload).await?;
     audit::Event::new(req.by, "export")
         .session(&session.id, &session.project_code)
@@ -494,6 +496,44 @@ async fn add_checkpoints(
                 })?;
             let name = key.rsplit('/').next().unwrap_or(&key);
             payload.add_bytes(format!("data/checkpoints/{source}/{name}"), data);
+        }
+    }
+    Ok(())
+}
+
+/// The signed destruction decision records the chains' tombstones name
+/// (`data/destruction/destruction-{request}.json`, with their signatures), as stored.
+async fn add_decisions(
+    store: &Store,
+    session: &index::SessionRow,
+    chains: &[SessionChain<'_>],
+    payload: &mut Payload,
+) -> Result<(), CoreError> {
+    let requests: BTreeSet<String> = chains
+        .iter()
+        .flat_map(|c| c.entries.iter())
+        .filter(|e| e.kind == EntryKind::Tombstone)
+        .filter_map(|t| decision::named_by(t).map(|(request, _)| request))
+        .collect();
+    for request in requests {
+        let key = decision::object_key(&session.project_code, &session.id, &request);
+        for k in [
+            key.clone(),
+            manifest::signature_key(&key),
+            manifest::sm2_signature_key(&key),
+        ] {
+            match store.get(&object_store::path::Path::from(k.as_str())).await {
+                Ok(r) => {
+                    let name = k.rsplit('/').next().unwrap_or(&k).to_string();
+                    payload.add_bytes(
+                        format!("data/destruction/{name}"),
+                        r.bytes().await?.to_vec(),
+                    );
+                }
+                // The verifier says what is missing; an SM2 signature exists only with SM2 on.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ use crate::evidence::export::{PackagedChain, Selection, media_path};
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::checkpoint;
 use crate::ledger::coverage::{self, Verdict};
+use crate::ledger::decision;
 use crate::ledger::keys::{self, Algorithm, TrustedKeys};
 use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
@@ -170,6 +171,7 @@ fn parsed(name: &str) -> bool {
         || name.starts_with("data/chain/")
         || name.starts_with("data/audit/")
         || name.starts_with("data/checkpoints/")
+        || name.starts_with("data/destruction/")
 }
 
 /// A path inside the bag, checked: relative, no `..`, no root, valid UTF-8.
@@ -421,6 +423,7 @@ pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageRepor
         &mut problems,
     );
     let checkpoints = check_checkpoints(&c, &candidates, &chains, signed.as_ref(), &mut problems);
+    check_decisions(&c, &candidates, &bag, &chains, &mut problems);
     check_audit_entries(&c, &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
     let signed_by = signers
@@ -943,6 +946,49 @@ fn check_checkpoints(
         }
     }
     held
+}
+
+/// Step 4c, every tombstone against the signed destruction decision it names
+/// (`data/destruction/`): a tombstone nobody's decision warrants is no lawful destruction.
+fn check_decisions(
+    c: &Contents,
+    candidates: &[String],
+    bag: &BagSession,
+    chains: &Chains,
+    problems: &mut Vec<String>,
+) {
+    for (source, entries) in &chains.entries {
+        let last_seq = entries.last().map_or(0, |e| e.seq);
+        for t in entries.iter().filter(|e| e.kind == EntryKind::Tombstone) {
+            let destroyed =
+                crate::ledger::chain::tombstone_seqs(&t.detail, last_seq).unwrap_or_default();
+            let checked = match decision::named_by(t) {
+                None => Err(format!(
+                    "seq {}: tombstone names no signed destruction decision",
+                    t.seq
+                )),
+                Some((request, _)) => {
+                    let name = format!("data/destruction/destruction-{request}.json");
+                    match c.signed(&name) {
+                        Some((body, sig)) => decision::check(
+                            t,
+                            &destroyed,
+                            &bag.session_id,
+                            body,
+                            &sig,
+                            c.text(&format!("{name}.sm2.sig")).as_deref(),
+                            candidates,
+                        )
+                        .map(|_| ()),
+                        None => Err(format!("seq {}: {name} or its signature missing", t.seq)),
+                    }
+                }
+            };
+            if let Err(p) = checked {
+                problems.push(format!("source {source}: {p}"));
+            }
+        }
+    }
 }
 
 /// Step 5, the session's audit entries: each one as it was chained (links are not checked, as

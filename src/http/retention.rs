@@ -437,6 +437,7 @@ async fn execute_destruction(
     let register = destruction::execute(
         &s.pool,
         &s.store,
+        &s.signer,
         s.worm.as_deref(),
         &s.policies,
         &actor.actor(&address),

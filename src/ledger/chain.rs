@@ -209,10 +209,18 @@ pub fn check_links(
     Ok(())
 }
 
-/// What a tombstone says was destroyed: `destroyed: 3-7,9; request: …; rule: …; approved by: …`.
-pub fn tombstone_detail(seqs: &[i64], request: &str, rule: &str, approvers: &[String]) -> String {
+/// What a tombstone says was destroyed, and what warrants it: `destroyed: 3-7,9; request: …;
+/// rule: …; decision: {sha256 of the signed decision record}; approved by: …`
+/// (`ledger::decision`).
+pub fn tombstone_detail(
+    seqs: &[i64],
+    request: &str,
+    rule: &str,
+    decision: &str,
+    approvers: &[String],
+) -> String {
     format!(
-        "destroyed: {}; request: {request}; rule: {rule}; approved by: {}",
+        "destroyed: {}; request: {request}; rule: {rule}; decision: {decision}; approved by: {}",
         seq_ranges(seqs),
         one_line(&approvers.join(", "))
     )
@@ -398,7 +406,13 @@ mod tests {
     #[test]
     fn tombstones_name_what_went_and_bind_it() {
         assert_eq!(seq_ranges(&[1, 2, 3, 5, 7, 8]), "1-3,5,7-8");
-        let d = tombstone_detail(&[1, 2, 3, 5], "req", "default", &["a".into(), "b".into()]);
+        let d = tombstone_detail(
+            &[1, 2, 3, 5],
+            "req",
+            "default",
+            "ab",
+            &["a".into(), "b".into()],
+        );
         assert_eq!(tombstone_seqs(&d, 9), Some(vec![1, 2, 3, 5]));
         assert_eq!(tombstone_seqs(&d, 4), None, "beyond the chain");
         assert_eq!(tombstone_seqs("destroyed: 9-1; x", 20), None);

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod clock;
 pub mod coverage;
+pub mod decision;
 pub mod index;
 pub mod keys;
 pub mod late;

@@ -11,9 +11,11 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Pool;
 use crate::error::CoreError;
+use crate::ledger::chain;
 use crate::ledger::chain::{Entry, EntryKind, LinkError};
 use crate::ledger::checkpoint;
 use crate::ledger::coverage::{self, Verdict};
+use crate::ledger::decision;
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
@@ -127,6 +129,7 @@ pub async fn verify_session(
         &mut failures,
     )
     .await;
+    check_tombstones(store, keys, &session, &mut chains, &mut failures).await;
     let live = !session.state.is_sealed();
     let (stop_us, tolerance_us) = coverage_bounds(&session, live, signed.as_ref());
     let (checks, uncovered) = recording_checks(chains, stop_us, tolerance_us);
@@ -217,6 +220,78 @@ async fn check_checkpoints(
                 seq,
                 None,
                 format!("checkpoint: {problem}"),
+            ));
+        }
+    }
+}
+
+/// Every tombstone against the signed decision record it names (`ledger::decision`): without
+/// one, its "lawful destruction" is a claim nobody signed.
+async fn check_tombstones(
+    store: &Store,
+    keys: &[String],
+    session: &SessionRow,
+    chains: &mut [CheckedChain],
+    failures: &mut Vec<Failure>,
+) {
+    let read = |k: String| async move {
+        let bytes = store
+            .get(&object_store::path::Path::from(k))
+            .await?
+            .bytes()
+            .await?;
+        Ok::<_, object_store::Error>(bytes)
+    };
+    for c in chains.iter_mut() {
+        let last_seq = c.entries.last().map_or(0, |e| e.seq);
+        let mut problems = Vec::new();
+        for t in c.entries.iter().filter(|e| e.kind == EntryKind::Tombstone) {
+            let destroyed = chain::tombstone_seqs(&t.detail, last_seq).unwrap_or_default();
+            let checked = match decision::named_by(t) {
+                None => Err(format!(
+                    "seq {}: tombstone names no signed destruction decision",
+                    t.seq
+                )),
+                Some((request, _)) => {
+                    let key = decision::object_key(&session.project_code, &session.id, &request);
+                    match (
+                        read(key.clone()).await,
+                        read(manifest::signature_key(&key)).await,
+                    ) {
+                        (Ok(body), Ok(sig)) => {
+                            let sm2 = read(manifest::sm2_signature_key(&key))
+                                .await
+                                .ok()
+                                .map(|b| String::from_utf8_lossy(&b).to_string());
+                            decision::check(
+                                t,
+                                &destroyed,
+                                &session.id,
+                                &body,
+                                &String::from_utf8_lossy(&sig),
+                                sm2.as_deref(),
+                                keys,
+                            )
+                            .map(|_| ())
+                        }
+                        _ => Err(format!(
+                            "seq {}: destruction decision {key} or its signature missing from the store",
+                            t.seq
+                        )),
+                    }
+                }
+            };
+            if let Err(problem) = checked {
+                problems.push((t.seq, problem));
+            }
+        }
+        for (seq, problem) in problems {
+            c.intact = false;
+            failures.push(Failure::of(
+                &c.rec.source_name,
+                Some(seq),
+                None,
+                format!("chain: {problem}"),
             ));
         }
     }

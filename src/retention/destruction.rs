@@ -15,7 +15,9 @@ use crate::audit::{self, Actor};
 use crate::config::StoreConfig;
 use crate::db::Pool;
 use crate::ledger::chain::{self, Entry, EntryKind};
+use crate::ledger::decision;
 use crate::ledger::index::{self, RecordingRow, SessionRow};
+use crate::ledger::manifest::{self, Signer};
 use crate::ledger::values::SessionState;
 use crate::store::Store;
 use crate::time::{now_us, rfc3339};
@@ -349,6 +351,7 @@ async fn record_decision(
 pub async fn execute(
     pool: &Pool,
     store: &Store,
+    signer: &Signer,
     worm: Option<&StoreConfig>,
     policies: &Policies,
     actor: &Actor,
@@ -360,6 +363,9 @@ pub async fn execute(
     let run = Execution {
         pool,
         store,
+        signer,
+        req: &req,
+        executed_by: actor.name().to_string(),
         worm,
         request_id: id,
         approvers: req
@@ -488,6 +494,10 @@ async fn audit_executed(
 struct Execution<'a> {
     pool: &'a Pool,
     store: &'a Store,
+    /// Signs each session's decision record, which its tombstones name.
+    signer: &'a Signer,
+    req: &'a Request,
+    executed_by: String,
     worm: Option<&'a StoreConfig>,
     request_id: &'a str,
     approvers: Vec<String>,
@@ -517,11 +527,100 @@ impl Execution<'_> {
             rule_id: r.rule.id,
             policy_version: r.current_policy_version,
         };
-        for rec in index::recordings(self.pool, &s.id).await? {
-            self.destroy_recording(&s, &rec, &grounds, register).await?;
+        let recordings = index::recordings(self.pool, &s.id).await?;
+        let decision = self.decision_record(&s, &recordings, &grounds).await?;
+        for rec in &recordings {
+            self.destroy_recording(&s, rec, &grounds, &decision, register)
+                .await?;
         }
         index::set_session_state(self.pool, &s.id, SessionState::Destroyed, None, None).await?;
         Ok(())
+    }
+
+    /// The session's signed decision record (`ledger::decision`): the request's decision and
+    /// the entries of each chain it lets go, stored beside the manifest before anything is
+    /// deleted. Returns its SHA-256, which the tombstones name. A run retried after the store
+    /// refused something finds the record the first run stored, and keeps it.
+    async fn decision_record(
+        &self,
+        s: &SessionRow,
+        recordings: &[RecordingRow],
+        grounds: &Grounds,
+    ) -> Result<String, RetentionError> {
+        let mut doomed = Vec::new();
+        for rec in recordings {
+            let entries = index::entries(self.pool, &rec.id).await?;
+            let already = chain::destroyed_entries(&entries).unwrap_or_default();
+            doomed.push(decision::Doomed {
+                recording_id: rec.id.clone(),
+                source: rec.source_name.clone(),
+                seqs: entries
+                    .iter()
+                    .filter(|e| e.kind == EntryKind::Media && !already.contains(&e.seq))
+                    .map(|e| e.seq)
+                    .collect(),
+            });
+        }
+        let record = decision::DecisionRecord {
+            format: decision::FORMAT.into(),
+            request_id: self.request_id.into(),
+            session_id: s.id.clone(),
+            project_code: s.project_code.clone(),
+            rule_id: grounds.rule_id.clone(),
+            policy_version: grounds.policy_version.clone(),
+            basis: grounds.basis.clone(),
+            appraisal_committee: self.req.appraisal_committee.clone(),
+            appraisal_conclusion: self.req.appraisal_conclusion.clone(),
+            appraisal_reference: self.req.appraisal_reference.clone(),
+            proposed_by: self.req.proposed_by.clone(),
+            proposed_at: self.req.proposed_at.clone(),
+            approvals: self
+                .req
+                .approvals
+                .iter()
+                .map(|a| decision::Approval {
+                    approver: a.approver.clone(),
+                    role: a.role.clone(),
+                    decision: a.decision.to_string(),
+                    reason: a.reason.clone(),
+                    at: a.at.clone(),
+                })
+                .collect(),
+            executed_by: self.executed_by.clone(),
+            executed_at: rfc3339(now_us()),
+            recordings: doomed,
+        };
+        let body =
+            serde_json::to_vec_pretty(&record).map_err(|e| RetentionError::Store(e.to_string()))?;
+        let key = decision::object_key(&s.project_code, &s.id, self.request_id);
+        let path = object_store::path::Path::from(key.as_str());
+        let store_err = |e: object_store::Error| RetentionError::Store(format!("{key}: {e}"));
+        // Signatures first: a record in the store always has its signatures beside it.
+        let put = |name: String, bytes: Vec<u8>| async move {
+            self.store
+                .put(&object_store::path::Path::from(name), bytes.into())
+                .await
+                .map(|_| ())
+        };
+        match self.store.get(&path).await {
+            Ok(r) => return Ok(decision::digest(&r.bytes().await.map_err(store_err)?)),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        put(
+            manifest::signature_key(&key),
+            self.signer.sign_hex(&body).into_bytes(),
+        )
+        .await
+        .map_err(store_err)?;
+        if let Some(sm2) = self.signer.sign_sm2_hex(&body) {
+            put(manifest::sm2_signature_key(&key), sm2.into_bytes())
+                .await
+                .map_err(store_err)?;
+        }
+        let digest = decision::digest(&body);
+        put(key.clone(), body).await.map_err(store_err)?;
+        Ok(digest)
     }
 
     /// Deletes and registers each media object of a recording not destroyed yet, then closes
@@ -532,6 +631,7 @@ impl Execution<'_> {
         s: &SessionRow,
         rec: &RecordingRow,
         grounds: &Grounds,
+        decision: &str,
         register: &mut Vec<RegisterEntry>,
     ) -> Result<(), RetentionError> {
         let entries = index::entries(self.pool, &rec.id).await?;
@@ -549,7 +649,8 @@ impl Execution<'_> {
             gone.push(e);
             register.push(self.register_object(s, rec, e, grounds).await?);
         }
-        self.write_tombstone(rec, &entries, &gone, grounds).await?;
+        self.write_tombstone(rec, &entries, &gone, grounds, decision)
+            .await?;
         match failure {
             Some(why) => Err(RetentionError::Store(why)),
             None => Ok(()),
@@ -612,6 +713,7 @@ impl Execution<'_> {
         entries: &[Entry],
         gone: &[&Entry],
         grounds: &Grounds,
+        decision: &str,
     ) -> Result<(), sqlx::Error> {
         if gone.is_empty() {
             return Ok(());
@@ -632,6 +734,7 @@ impl Execution<'_> {
                 &seqs,
                 self.request_id,
                 &grounds.rule_id,
+                decision,
                 &self.approvers,
             ),
             prev_hash: last.entry_hash.clone(),

@@ -70,7 +70,7 @@ fn tombstone(last: &Entry, seq: i64, digest: String) -> Entry {
         bytes: 0,
         sha256: digest,
         clock: "server".into(),
-        detail: witness::ledger::chain::tombstone_detail(&[seq], "forged", "default", &[]),
+        detail: witness::ledger::chain::tombstone_detail(&[seq], "forged", "default", "", &[]),
         prev_hash: last.entry_hash.clone(),
         entry_hash: String::new(),
     }
@@ -269,15 +269,24 @@ async fn an_insider_cannot_rewrite_a_stopped_session() {
         manifest
     );
 
-    // The owner can drop the guards; a tombstone whose digest does not match what it names is
-    // then caught by every verifier.
+    // The owner can drop the guards. A tombstone inserted then, digest and link right, still
+    // makes nothing read as lawfully destroyed: no signed destruction decision warrants it.
     drop_chain_guard(&mut db).await;
-    let bad = tombstone(&last, media.seq, "0".repeat(64));
-    insert_entry(&mut db, &bad).await.unwrap();
+    insert_entry(&mut db, &good).await.unwrap();
+    std::fs::remove_file(server.objects().join(&media.object_key)).unwrap();
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
     assert_eq!(report["status"], "TAMPERED", "{report}");
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("destruction decision") && out.contains("missing from the store"),
+        "{out}"
+    );
+    // One whose digest does not match what it names is caught too.
+    let bad = tombstone(&good, media.seq, "0".repeat(64));
+    insert_entry(&mut db, &bad).await.unwrap();
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("tombstone digest does not match"), "{out}");

@@ -211,6 +211,35 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
             .unwrap()
             .contains("t-regulator-2")
     );
+    // The decision that warrants the tombstones, signed, beside the manifest: who proposed,
+    // who approved, which entries went.
+    let request_id = execute.split('/').rev().nth(1).unwrap();
+    let project = after["project_code"].as_str().unwrap();
+    let record_path = server
+        .objects()
+        .join(project)
+        .join(&session)
+        .join(format!("destruction-{request_id}.json"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    assert_eq!(record["format"], "witness-destruction-decision/1");
+    assert_eq!(record["approvals"].as_array().unwrap().len(), 2, "{record}");
+    assert_eq!(
+        record["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seqs"].as_array().unwrap().len())
+            .sum::<usize>(),
+        media,
+        "{record}"
+    );
+    assert!(record_path.with_extension("json.sig").exists());
+    // Each tombstone names the record by its SHA-256 (seen in the package verifier's report).
+    let record_digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&record_path).unwrap()))
+    };
     let (status, b) = server
         .call_as(Some("archive_clerk"), "POST", &execute, None)
         .await;
@@ -263,6 +292,11 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("lawfully destroyed: source cam1"), "{text}");
+    assert_eq!(
+        text.matches(&format!("decision: {record_digest}")).count(),
+        3,
+        "one tombstone per chain names the signed decision: {text}"
+    );
     let out = Command::new(BIN)
         .args(["verify"])
         .arg(&pkg)
