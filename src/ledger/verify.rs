@@ -587,7 +587,9 @@ async fn check_manifest(
         status: s.into(),
     };
     // A destroyed session keeps its signed manifest: the tombstones come after the heads it binds.
-    if !session.state.is_sealed() {
+    // A session still live has none yet, unless someone moved a sealed one back (the database
+    // refuses that to the application): a manifest in the store is checked whatever the state.
+    if !session.state.is_sealed() && !manifest_stored(store, &key).await {
         return (status("not_yet"), None);
     }
     match signed_manifest(store, keys, session, &key, heads).await {
@@ -597,6 +599,15 @@ async fn check_manifest(
             (status(outcome), None)
         }
     }
+}
+
+/// Whether anything is stored under the manifest's key (an unreadable store counts as yes, so
+/// that the check that follows reports it).
+async fn manifest_stored(store: &Store, key: &str) -> bool {
+    !matches!(
+        store.head(&object_store::path::Path::from(key)).await,
+        Err(object_store::Error::NotFound { .. })
+    )
 }
 
 /// Reads the manifest signed at stop and its signature from the store, checks the signature

@@ -89,7 +89,8 @@ fn tampered(session: &SessionRow, problem: &str) -> CoreError {
     )
 }
 
-/// Whether an error is [`CHAIN_TAMPERED`].
-pub fn is_tampered(e: &CoreError) -> bool {
-    matches!(e, CoreError::Conflict { code, .. } if *code == CHAIN_TAMPERED)
+/// Whether an error is a refusal to sign that stands until people look: [`CHAIN_TAMPERED`], or
+/// `manifest_exists` (a manifest already stored that does not match the chains).
+pub fn refuses_signing(e: &CoreError) -> bool {
+    matches!(e, CoreError::Conflict { code, .. } if *code == CHAIN_TAMPERED || *code == "manifest_exists")
 }

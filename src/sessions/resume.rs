@@ -109,7 +109,7 @@ impl Core {
         if session.state == SessionState::Stopping {
             match self.finish(session).await {
                 // Halted and alarmed: the session stays `stopping`, unsigned, for people to look.
-                Err(e) if checkpoints::is_tampered(&e) => return Ok(()),
+                Err(e) if checkpoints::refuses_signing(&e) => return Ok(()),
                 other => other?,
             }
             let _ = lease::release(&self.pool, &session.room_id, &self.node_id).await;
@@ -118,7 +118,7 @@ impl Core {
         // Checked before the writers sign anything more; a difference halts signing (alarmed,
         // audited) but not the recording.
         if let Err(e) = self.check_checkpoints(session).await
-            && !checkpoints::is_tampered(&e)
+            && !checkpoints::refuses_signing(&e)
         {
             tracing::warn!(session = %session.id, error = %e, "chain checkpoints not checked at resume; finish checks them again");
         }

@@ -272,16 +272,23 @@ impl Core {
             Err(problem) => problem,
         };
         tracing::error!(session = %session.id, manifest = %key, %problem, "ALARM: a manifest is already stored for this session and does not match its chains; not signed over");
-        audit::Event::new(&Actor::local("system"), "manifest_conflict")
-            .session(&session.id, &session.project_code)
-            .target(key)
-            .reason(problem.clone())
-            .outcome(audit::Outcome::Failed(
-                "refused to sign over a stored manifest".into(),
-            ))
-            .flagged(true)
-            .append(&self.pool)
-            .await?;
+        // Halted like a chain that differs from its checkpoints: alarmed, audited once, and
+        // neither the start-up nor the cluster tick tries again.
+        if self.metrics.halt_signing(
+            &session.id,
+            &format!("a manifest is already stored: {problem}"),
+        ) {
+            audit::Event::new(&Actor::local("system"), "manifest_conflict")
+                .session(&session.id, &session.project_code)
+                .target(key)
+                .reason(problem.clone())
+                .outcome(audit::Outcome::Failed(
+                    "refused to sign over a stored manifest".into(),
+                ))
+                .flagged(true)
+                .append(&self.pool)
+                .await?;
+        }
         Err(CoreError::conflict(
             "manifest_exists",
             format!(

@@ -339,3 +339,85 @@ async fn checkpoints_travel_in_packages_and_a_deleted_one_is_missed() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_session_reopened_by_the_owner_is_not_signed_again() {
+    let sim = Simulator::start(&[]);
+    let mut server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let project = "ZB-2026-CP03";
+    let session = server.start_recording(&room, project).await;
+    server
+        .wait_session(&session, "segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 2
+        })
+        .await;
+    let stopped = server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let manifest_path = server
+        .objects()
+        .join(stopped["manifest_key"].as_str().unwrap());
+    let manifest = std::fs::read(&manifest_path).unwrap();
+
+    // The owner drops the guards, appends an entry after the signed head and moves the session
+    // back to `stopping` for the server to sign again.
+    server.kill();
+    let mut db = insider(&server).await;
+    let rec = recording_id(&stopped, "cam1");
+    rewrite_chain(&mut db, &rec).await;
+    db.execute(format!("UPDATE sessions SET state = 'stopping' WHERE id = '{session}'").as_str())
+        .await
+        .unwrap();
+
+    // The server starts all the same, signs nothing, and says so once.
+    server.restart().await;
+    let t = std::time::Instant::now();
+    loop {
+        let trail = crate::rbac::audit_trail(&server).await;
+        let conflicts = trail
+            .iter()
+            .filter(|e| e["action"] == "manifest_conflict" && e["session_id"] == session.as_str())
+            .count();
+        if conflicts > 0 {
+            assert_eq!(conflicts, 1, "audited once");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no manifest_conflict; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (status, body) = server
+        .call("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "manifest_exists", "{body}");
+    assert_eq!(
+        std::fs::read(&manifest_path).unwrap(),
+        manifest,
+        "manifest untouched"
+    );
+    let m = server.text("/metrics").await;
+    assert!(
+        m.contains(&format!(
+            "witness_signing_halted{{session=\"{session}\"}} 1"
+        )),
+        "{m}"
+    );
+    let trail = crate::rbac::audit_trail(&server).await;
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e["action"] == "manifest_conflict" && e["session_id"] == session.as_str())
+            .count(),
+        1
+    );
+    // The stored manifest is checked whatever state the database claims: heads differ.
+    let (code, out) = server.verify_cli(&session);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("differ from the signed manifest"), "{out}");
+}
