@@ -135,3 +135,105 @@ impl Tsa {
 pub fn token_key(manifest_key: &str) -> String {
     format!("{manifest_key}.tsr")
 }
+
+/// What a token is the token of: a session's manifest, or an audit checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Manifest,
+    AuditCheckpoint,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::Manifest => "manifest",
+            Subject::AuditCheckpoint => "audit_checkpoint",
+        }
+    }
+}
+
+/// A stored token, as checked when it was stored.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub token: Vec<u8>,
+    pub gen_time_us: i64,
+    pub tsa: String,
+}
+
+/// Records `token` for (`kind`, `subject`); a row already there (another node was quicker) is
+/// kept. Rows are only inserted (migration 0021).
+pub async fn insert_token(
+    pool: &crate::db::Pool,
+    kind: Subject,
+    subject: &str,
+    token: &[u8],
+    stamp: &Stamp,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO timestamp_tokens (kind, subject, token, gen_time, tsa, stamped_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind.as_str())
+    .bind(subject)
+    .bind(hex::encode(token))
+    .bind(stamp.gen_time_us)
+    .bind(&stamp.tsa)
+    .bind(crate::time::now_us())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The token stored for (`kind`, `subject`), if any.
+pub async fn token_of(
+    pool: &crate::db::Pool,
+    kind: Subject,
+    subject: &str,
+) -> Result<Option<StoredToken>, sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT token, gen_time, tsa FROM timestamp_tokens WHERE kind = $1 AND subject = $2",
+    )
+    .bind(kind.as_str())
+    .bind(subject)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(StoredToken {
+            token: hex::decode(r.try_get::<String, _>("token")?).unwrap_or_default(),
+            gen_time_us: r.try_get("gen_time")?,
+            tsa: r.try_get("tsa")?,
+        })
+    })
+    .transpose()
+}
+
+/// A stopped session whose manifest has no token yet.
+#[derive(Debug, Clone)]
+pub struct UnstampedManifest {
+    pub session_id: String,
+    pub manifest_key: String,
+    pub stopped_at_us: i64,
+}
+
+/// Stopped sessions whose manifest has no token yet, the longest waiting first.
+pub async fn unstamped_manifests(
+    pool: &crate::db::Pool,
+    limit: i64,
+) -> Result<Vec<UnstampedManifest>, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT id, manifest_key, stopped_at FROM sessions s WHERE s.state = 'stopped' AND s.manifest_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM timestamp_tokens t WHERE t.kind = 'manifest' AND t.subject = s.id) ORDER BY s.stopped_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(UnstampedManifest {
+            session_id: r.try_get("id")?,
+            manifest_key: r.try_get("manifest_key")?,
+            stopped_at_us: r.try_get::<Option<i64>, _>("stopped_at")?.unwrap_or(0),
+        })
+    })
+    .collect()
+}

@@ -49,6 +49,10 @@ pub struct RoomStatus {
     /// Storage running low (`disk`): shown on every room, since every room records to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_alarm: Option<String>,
+    /// Timestamp tokens missing beyond `[signing] tsa_alarm_seconds` (the TSA down): recording
+    /// goes on, the tokens come when it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_alarm: Option<String>,
 }
 
 impl Core {
@@ -82,6 +86,7 @@ impl Core {
                 session: live.map(SessionSummary::from),
                 sources,
                 storage_alarm: self.disk.problem(),
+                timestamp_alarm: self.timestamps.alarm(),
             });
         }
         Ok(out)
