@@ -757,15 +757,12 @@ mod tests {
         for i in 0..reply.len() {
             let mut bad = reply.clone();
             bad[i] ^= 0x01;
-            match verify(&bad, data, Some(&tsa.ca())) {
-                Ok(s) => {
-                    assert!(
-                        !(at..at + info.len()).contains(&i),
-                        "TSTInfo byte {i} flipped, accepted"
-                    );
-                    assert_eq!(s, good, "byte {i} flipped")
-                }
-                Err(_) => {}
+            if let Ok(s) = verify(&bad, data, Some(&tsa.ca())) {
+                assert!(
+                    !(at..at + info.len()).contains(&i),
+                    "TSTInfo byte {i} flipped, accepted"
+                );
+                assert_eq!(s, good, "byte {i} flipped")
             }
         }
         // A refusal from the TSA is not a token.

@@ -26,10 +26,7 @@ pub fn spawn(core: Arc<Core>) {
     }
     tokio::spawn(async move {
         loop {
-            let failure = match core.timestamp_round().await {
-                Ok(()) => None,
-                Err(e) => Some(e),
-            };
+            let failure = core.timestamp_round().await.err();
             if let Err(e) = core.timestamp_alarm(failure.as_deref()).await {
                 tracing::warn!(error = %e, "timestamp alarm not updated");
             }
