@@ -53,8 +53,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         print(&report, args.json)
     } else if args.audit {
         let core = super::open_core(args.config.as_deref()).await?;
-        let report =
-            witness::audit::verify::verify(&core.pool, &core.signer.all_public_keys()).await?;
+        let report = witness::audit::verify::verify(
+            &core.pool,
+            &core.signer.all_public_keys(),
+            core.timestamps.tsa.as_ref().map(|t| &t.ca),
+        )
+        .await?;
         print(&report, args.json)
     } else {
         anyhow::bail!("verify needs a PACKAGE, --session ID or --audit")

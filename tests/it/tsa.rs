@@ -454,6 +454,12 @@ async fn tsa_timestamps_manifests_and_checkpoints_and_openssl_agrees() {
         let out = openssl_verifies(w, b"another text", &token, &ca);
         assert!(!out.contains("Verification: OK"), "checkpoint {seq}: {out}");
     }
+    // `witness verify --audit` checks them.
+    let out = server.cli(&["verify", "--audit"]);
+    assert!(
+        out.contains("audit trail intact") && !out.contains(" 0 timestamped"),
+        "{out}"
+    );
     // Rows of tokens are only inserted.
     let refused = sqlx::query("DELETE FROM timestamp_tokens")
         .execute(&mut conn)
