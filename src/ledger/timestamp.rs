@@ -773,43 +773,58 @@ mod tests {
     }
 
     #[test]
-    fn a_certificate_without_time_stamping_is_refused() {
+    fn only_a_critical_time_stamping_certificate_signs_tokens() {
         let tsa = TestTsa::new("rsa", 0);
         let d = tsa.dir.path();
-        std::fs::write(d.join("ext.cnf"), "basicConstraints=CA:FALSE\n").unwrap();
-        openssl(
-            d,
-            &[
-                "x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-days",
-                "2", "-extfile", "ext.cnf", "-out", "tsa.pem",
-            ],
-        );
-        let data = b"x";
-        let req = request(data, None).unwrap();
-        std::fs::write(d.join("req.tsq"), &req.der).unwrap();
-        // openssl refuses to sign with it unless told not to check; sign the reply anyway.
-        let out = Command::new("openssl")
-            .args([
-                "ts",
-                "-reply",
-                "-config",
-                "tsa.cnf",
-                "-queryfile",
-                "req.tsq",
-                "-out",
-                "r.tsr",
-            ])
-            .current_dir(d)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            let reply = std::fs::read(d.join("r.tsr")).unwrap();
-            match verify(&reply, data, None) {
-                Err(TokenError::Signature(m)) => assert!(m.contains("time-stamping"), "{m}"),
-                Err(TokenError::Refused(_)) => {}
-                other => panic!("{other:?}"),
-            }
+        let cert = |ext: &str| {
+            std::fs::write(d.join("ext.cnf"), ext).unwrap();
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "tsa.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                    "-out",
+                    "other.pem",
+                ],
+            );
+            let pem = std::fs::read(d.join("other.pem")).unwrap();
+            Certificate::load_pem_chain(&pem).unwrap().remove(0)
+        };
+        // (OpenSSL will not sign a token with the others, so they are checked directly.)
+        let good = cert("extendedKeyUsage=critical,timeStamping\n");
+        assert!(check_time_stamping(&good, "t").is_ok());
+        for ext in [
+            "basicConstraints=CA:FALSE\n",
+            "extendedKeyUsage=timeStamping\n",
+            "extendedKeyUsage=critical,timeStamping,codeSigning\n",
+        ] {
+            assert!(
+                matches!(check_time_stamping(&cert(ext), "t"), Err(TokenError::Signature(m)) if m.contains("time-stamping")),
+                "{ext}"
+            );
         }
+        // A certificate the bundle's CA did not sign does not chain, whatever its name.
+        let stranger = TestTsa::new("rsa", 0);
+        let foreign = Certificate::load_pem_chain(
+            &std::fs::read(stranger.dir.path().join("tsa.pem")).unwrap(),
+        )
+        .unwrap()
+        .remove(0);
+        assert!(matches!(
+            chain(&foreign, &[], &tsa.ca(), crate::time::now_us()),
+            Err(TokenError::Untrusted(_))
+        ));
+        assert!(chain(&good, &[], &tsa.ca(), crate::time::now_us()).is_ok());
     }
 
     #[test]
