@@ -48,14 +48,41 @@ pub struct Config {
     pub signing: SigningConfig,
 }
 
-/// What signs manifests, tag manifests and audit checkpoints besides the Ed25519 key.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What signs manifests, tag manifests and audit checkpoints besides the Ed25519 key, and the
+/// RFC 3161 timestamp authority that timestamps them.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SigningConfig {
     /// Also sign with an SM2 key (GB/T 32918, with SM3), created under `data/keys/` on first
     /// start. Off by default: turning it on adds a key that every verifier's trust file must
     /// pin, or packages are judged UNTRUSTED KEY.
     pub sm2: bool,
+    /// An RFC 3161 timestamp authority (`http://` or `https://`, POST
+    /// `application/timestamp-query`): every session manifest and audit checkpoint gets a token
+    /// from it, in the background (a TSA that is down delays the token, never the recording).
+    pub tsa_url: Option<String>,
+    /// PEM bundle of the CA certificates the TSA's certificate must chain to; every reply is
+    /// checked against it before it is stored. Required with `tsa_url`.
+    pub tsa_ca_file: Option<PathBuf>,
+    /// The TSA policy OID to ask for (the TSA's default when absent).
+    pub tsa_policy: Option<String>,
+    /// How long to wait before asking again after the TSA failed or was unreachable.
+    pub tsa_retry_seconds: f64,
+    /// A token still missing this long after it was first asked for raises the alarm.
+    pub tsa_alarm_seconds: f64,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig {
+            sm2: false,
+            tsa_url: None,
+            tsa_ca_file: None,
+            tsa_policy: None,
+            tsa_retry_seconds: 60.0,
+            tsa_alarm_seconds: 600.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -551,6 +578,26 @@ impl Config {
                 "evidence.viewing_idle_minutes = {}: expected 0.01 to 1440",
                 self.evidence.viewing_idle_minutes
             )));
+        }
+        let sg = &self.signing;
+        if let Some(url) = &sg.tsa_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "signing.tsa_url {url:?}: expected http://… or https://…"
+                )));
+            }
+            if sg.tsa_ca_file.is_none() {
+                return Err(ConfigError::Invalid(
+                    "signing.tsa_url needs signing.tsa_ca_file: the PEM bundle of the CA certificates the TSA's certificate chains to".into(),
+                ));
+            }
+        }
+        if !(0.1..=86_400.0).contains(&sg.tsa_retry_seconds)
+            || !(0.0..=604_800.0).contains(&sg.tsa_alarm_seconds)
+        {
+            return Err(ConfigError::Invalid(
+                "signing: tsa_retry_seconds 0.1–86400, tsa_alarm_seconds 0–604800".into(),
+            ));
         }
         if !(0.001..=1440.0).contains(&self.audit.checkpoint_minutes) {
             return Err(ConfigError::Invalid(format!(

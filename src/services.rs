@@ -54,6 +54,10 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         lease_ttl: std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
         disk: Arc::new(DiskWatch::new(config)),
         workload: Arc::new(crate::workload::Workload::new(config.workload.clone())),
+        timestamps: Arc::new(
+            crate::ledger::tsa::Timestamps::from_config(&config.signing)
+                .map_err(|e| anyhow::anyhow!("[signing] tsa_ca_file: {e}"))?,
+        ),
     }))
 }
 
@@ -122,6 +126,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Services> {
         core.signer.clone(),
         std::time::Duration::from_secs_f64(config.audit.checkpoint_minutes * 60.0),
     );
+    crate::sessions::timestamps::spawn(core.clone());
     crate::identity::bootstrap(&core.pool)
         .await
         .context("creating the first administrator")?;

@@ -85,18 +85,33 @@ pub async fn all(pool: &Pool) -> Result<Vec<Checkpoint>, sqlx::Error> {
     .fetch_all(pool)
     .await?
     .iter()
-    .map(|r| {
-        Ok(Checkpoint {
-            seq: r.try_get("seq")?,
-            entry_hash: r.try_get("entry_hash")?,
-            at_us: r.try_get("at")?,
-            public_key: r.try_get("public_key")?,
-            signature: r.try_get("signature")?,
-            sm2_public_key: r.try_get("sm2_public_key")?,
-            sm2_signature: r.try_get("sm2_signature")?,
-        })
-    })
+    .map(row)
     .collect()
+}
+
+/// Checkpoints with no timestamp token yet (`[signing] tsa_url`), oldest first.
+pub async fn unstamped(pool: &Pool, limit: i64) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    sqlx::query(
+        "SELECT seq, entry_hash, at, public_key, signature, sm2_public_key, sm2_signature FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM timestamp_tokens t WHERE t.kind = 'audit_checkpoint' AND t.subject = CAST(c.seq AS TEXT)) ORDER BY seq LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(row)
+    .collect()
+}
+
+fn row(r: &sqlx::any::AnyRow) -> Result<Checkpoint, sqlx::Error> {
+    Ok(Checkpoint {
+        seq: r.try_get("seq")?,
+        entry_hash: r.try_get("entry_hash")?,
+        at_us: r.try_get("at")?,
+        public_key: r.try_get("public_key")?,
+        signature: r.try_get("signature")?,
+        sm2_public_key: r.try_get("sm2_public_key")?,
+        sm2_signature: r.try_get("sm2_signature")?,
+    })
 }
 
 /// Signs the head every `every` until the process ends.

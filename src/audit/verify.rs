@@ -16,12 +16,19 @@ pub struct AuditReport {
     pub head_seq: i64,
     pub head_hash: String,
     pub checkpoints: usize,
+    /// Checkpoints with an RFC 3161 timestamp token that verifies (`[signing] tsa_url`).
+    pub timestamped: usize,
     pub problems: Vec<String>,
 }
 
 /// Checks the trail against the server's keys (current and retired): a checkpoint signed by
-/// any other key is a problem.
-pub async fn verify(pool: &Pool, keys: &[String]) -> Result<AuditReport, sqlx::Error> {
+/// any other key is a problem. A checkpoint's timestamp token must imprint its signed text (and
+/// chain to `tsa_ca`, the configured TSA's CA bundle, when given).
+pub async fn verify(
+    pool: &Pool,
+    keys: &[String],
+    tsa_ca: Option<&crate::ledger::timestamp::CaBundle>,
+) -> Result<AuditReport, sqlx::Error> {
     let mut problems = Vec::new();
     let checkpoints = checkpoint::all(pool).await?;
     let mut pending: std::collections::BTreeMap<i64, &Checkpoint> =
@@ -59,8 +66,19 @@ pub async fn verify(pool: &Pool, keys: &[String]) -> Result<AuditReport, sqlx::E
             c.seq
         ));
     }
+    let mut timestamped = 0;
     for c in &checkpoints {
         let message = Checkpoint::message(c.seq, &c.entry_hash, c.at_us);
+        use crate::ledger::tsa::{Subject, token_of};
+        if let Some(t) = token_of(pool, Subject::AuditCheckpoint, &c.seq.to_string()).await? {
+            match crate::ledger::timestamp::verify(&t.token, message.as_bytes(), tsa_ca) {
+                Ok(_) => timestamped += 1,
+                Err(e) => problems.push(format!(
+                    "checkpoint at entry {}: timestamp token refused: {e}",
+                    c.seq
+                )),
+            }
+        }
         if !verify_hex(&c.public_key, message.as_bytes(), &c.signature) {
             problems.push(format!(
                 "checkpoint at entry {}: signature does not verify",
@@ -99,7 +117,7 @@ pub async fn verify(pool: &Pool, keys: &[String]) -> Result<AuditReport, sqlx::E
         intact,
         verdict: if intact {
             format!(
-                "audit trail intact: {count} entries, {} signed checkpoints",
+                "audit trail intact: {count} entries, {} signed checkpoints, {timestamped} timestamped",
                 checkpoints.len()
             )
         } else {
@@ -109,6 +127,7 @@ pub async fn verify(pool: &Pool, keys: &[String]) -> Result<AuditReport, sqlx::E
         head_seq: next_seq - 1,
         head_hash: prev,
         checkpoints: checkpoints.len(),
+        timestamped,
         problems,
     })
 }

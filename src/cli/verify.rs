@@ -8,6 +8,7 @@ use serde::Serialize;
 use witness::audit::verify::AuditReport;
 use witness::evidence::package::{PackageReport, verify_package};
 use witness::ledger::keys::{self, TrustedKeys};
+use witness::ledger::timestamp::CaBundle;
 use witness::ledger::verify::{self, UncoveredView};
 
 #[derive(clap::Args)]
@@ -30,6 +31,12 @@ pub struct Args {
     /// /etc/witness/trusted-keys.
     #[arg(long, requires = "package")]
     trust: Vec<PathBuf>,
+    /// With a package: the PEM bundle of CA certificates a timestamp token's TSA must chain to.
+    /// Without it, the first of $XDG_CONFIG_HOME/witness/tsa-ca.pem (~/.config/witness/tsa-ca.pem)
+    /// and /etc/witness/tsa-ca.pem that exists; with none, the token's imprint and signature are
+    /// checked but not who signed it (said in the report).
+    #[arg(long, requires = "package")]
+    tsa_ca: Option<PathBuf>,
     #[arg(long)]
     config: Option<PathBuf>,
     /// Print the full report as JSON.
@@ -39,15 +46,19 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(package) = &args.package {
-        let report = verify_package(package, &trusted_keys(&args)?)?;
+        let report = verify_package(package, &trusted_keys(&args)?, tsa_ca(&args)?.as_ref())?;
         print(&report, args.json)
     } else if let Some(session) = &args.session {
         let report = verify_session(&args, session).await?;
         print(&report, args.json)
     } else if args.audit {
         let core = super::open_core(args.config.as_deref()).await?;
-        let report =
-            witness::audit::verify::verify(&core.pool, &core.signer.all_public_keys()).await?;
+        let report = witness::audit::verify::verify(
+            &core.pool,
+            &core.signer.all_public_keys(),
+            core.timestamps.tsa.as_ref().map(|t| &t.ca),
+        )
+        .await?;
         print(&report, args.json)
     } else {
         anyhow::bail!("verify needs a PACKAGE, --session ID or --audit")
@@ -79,6 +90,22 @@ fn trusted_keys(args: &Args) -> anyhow::Result<TrustedKeys> {
     Ok(trusted)
 }
 
+/// The CA bundle timestamp tokens are checked against: `--tsa-ca`, else the first default file
+/// that exists, else none.
+fn tsa_ca(args: &Args) -> anyhow::Result<Option<CaBundle>> {
+    let env = |name| std::env::var(name).ok();
+    let file = match &args.tsa_ca {
+        Some(f) => Some(f.clone()),
+        None => {
+            keys::default_tsa_ca_files(env("XDG_CONFIG_HOME").as_deref(), env("HOME").as_deref())
+                .into_iter()
+                .find(|f| f.exists())
+        }
+    };
+    file.map(|f| CaBundle::load(&f).map_err(|e| anyhow::anyhow!("--tsa-ca: {e}")))
+        .transpose()
+}
+
 /// Verifies a stored session (an access to evidence like any other: audited).
 async fn verify_session(args: &Args, session: &str) -> anyhow::Result<verify::Report> {
     let core = super::open_core(args.config.as_deref()).await?;
@@ -89,6 +116,7 @@ async fn verify_session(args: &Args, session: &str) -> anyhow::Result<verify::Re
         session,
         &super::local_actor(),
         None,
+        core.timestamps.tsa.as_ref().map(|t| &t.ca),
     )
     .await?)
 }
@@ -157,6 +185,9 @@ impl Printed for PackageReport {
             let trust = if k.trusted { "trusted" } else { "NOT TRUSTED" };
             println!("signed by key {} ({trust})", k.fingerprint);
         }
+        if let Some(t) = &self.timestamp {
+            println!("{}", t.note);
+        }
         println!("{}", self.verdict);
     }
 
@@ -184,6 +215,12 @@ impl Printed for verify::Report {
         }
         for u in &self.uncovered {
             println!("  {}", not_covered(u));
+        }
+        if let Some(t) = self.timestamp.as_ref().filter(|t| t.status == "pending") {
+            println!(
+                "  timestamp token: {} (the TSA has not answered yet)",
+                t.status
+            );
         }
         println!("{}", self.verdict);
     }

@@ -560,19 +560,17 @@ async fn add_session_manifest(
             .to_vec();
         payload.add_bytes(format!("data/chain/{name}"), data);
     }
-    // The SM2 signature, when the session was stopped with SM2 on.
-    match store
-        .get(&object_store::path::Path::from(
-            manifest::sm2_signature_key(key),
-        ))
-        .await
-    {
-        Ok(r) => payload.add_bytes(
-            "data/chain/manifest.json.sm2.sig".into(),
-            r.bytes().await?.to_vec(),
-        ),
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
+    // The SM2 signature, when the session was stopped with SM2 on, and the RFC 3161 timestamp
+    // token, once the TSA has answered ([signing] tsa_url).
+    for (k, name) in [
+        (manifest::sm2_signature_key(key), "manifest.json.sm2.sig"),
+        (crate::ledger::tsa::token_key(key), "manifest.json.tsr"),
+    ] {
+        match store.get(&object_store::path::Path::from(k)).await {
+            Ok(r) => payload.add_bytes(format!("data/chain/{name}"), r.bytes().await?.to_vec()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -859,6 +857,12 @@ server-keys.txt lists the server's earlier keys, which sign sessions recorded be
 With SM2 on, tagmanifest-sha256.txt.sm2.sig and data/chain/manifest.json.sm2.sig hold SM2\n\
 signatures (SM3, ID 1234567812345678, r||s hex) by the SM2 key (130 hex digits) in server-keys.txt.\n\
 启用国密时另有 SM2 签名（SM3 杂凑，用户标识 1234567812345678），公钥见 server-keys.txt。\n\
+\n\
+可信时间戳 / Trusted timestamp (RFC 3161), when data/chain/manifest.json.tsr is present:\n\
+  openssl ts -verify -data data/chain/manifest.json -in data/chain/manifest.json.tsr -CAfile <TSA CA>\n\
+prints \"Verification: OK\" when a timestamp authority certified, at the time it states, that the\n\
+signed session manifest existed exactly as it is (openssl ts -reply -in … -text shows the time).\n\
+时间戳令牌证明会话清单在令牌所载时间已按原样存在；<TSA CA> 为时间戳机构的 CA 证书。\n\
 The chain format is documented in docs/chain-format.md of Witness.\n\
 \n\
 derived/（如有）中的 MP4 是由所选分段重新封装的便于播放的副本，不是证据；证据是 data/media/ 中的原始分段。\n\

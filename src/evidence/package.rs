@@ -22,6 +22,7 @@ use crate::ledger::decision;
 use crate::ledger::keys::{self, Algorithm, TrustedKeys};
 use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
+use crate::ledger::timestamp::{self, CaBundle, TokenError};
 use crate::ledger::verify::{UncoveredView, uncovered_views};
 
 /// Limits that keep a hostile package from exhausting memory or time. Every member streams
@@ -90,6 +91,31 @@ pub struct PackageReport {
     pub checkpoints: usize,
     /// Playable copies under `derived/`: covered by the signed tag manifest, not evidence.
     pub derived: Vec<String>,
+    /// The RFC 3161 timestamp token of the session manifest, when there is one or the manifest
+    /// asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimestampReport>,
+}
+
+/// What the timestamp token of `data/chain/manifest.json` (`manifest.json.tsr`) proves.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimestampReport {
+    /// `verified` (its TSA chains to the CA bundle given), `ca_not_checked` (no CA bundle given:
+    /// imprint and signature by the enclosed certificate only), `untrusted` (its TSA does not
+    /// chain to the bundle: UNTRUSTED KEY), `invalid` (TAMPERED), or `missing` (the manifest asks
+    /// for a token and the package has none: the verdict stands, the time is not proven).
+    pub status: &'static str,
+    /// The TSA certificate's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<String>,
+    /// The TSA's time (genTime), RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The CA of the bundle the TSA's certificate chains to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The line the verifier prints.
+    pub note: String,
 }
 
 /// What was read: hashes of every file, and the bytes of the small (non-media) ones.
@@ -398,7 +424,14 @@ fn bag_info(text: &str) -> BTreeMap<String, String> {
 /// The signatures are checked with the keys the package encloses (`server-public-key.txt`,
 /// `server-keys.txt`) and the public keys in `trusted`; the verdict is INTACT only when every
 /// key they verified with is in `trusted` (else UNTRUSTED KEY, unless TAMPERED).
-pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageReport, PackageError> {
+///
+/// The timestamp token of the session manifest, when there is one, is checked against the
+/// manifest's bytes and, with `tsa_ca`, its TSA against that CA bundle.
+pub fn verify_package(
+    path: &Path,
+    trusted: &TrustedKeys,
+    tsa_ca: Option<&CaBundle>,
+) -> Result<PackageReport, PackageError> {
     let c = read(path)?;
     let mut problems = Vec::new();
     let info = bag_info(&c.text("bag-info.txt").unwrap_or_default());
@@ -424,6 +457,7 @@ pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageRepor
     );
     let checkpoints = check_checkpoints(&c, &candidates, &chains, signed.as_ref(), &mut problems);
     check_decisions(&c, &candidates, &bag, &chains, &mut problems);
+    let timestamp = check_timestamp(&c, signed.as_ref(), tsa_ca, &mut problems);
     check_audit_entries(&c, &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
     let signed_by = signers
@@ -436,7 +470,7 @@ pub fn verify_package(path: &Path, trusted: &TrustedKeys) -> Result<PackageRepor
         })
         .collect();
     let mut r = report(
-        &c, problems, uncovered, public_key, signed_by, trusted, bag, chains,
+        &c, problems, uncovered, public_key, signed_by, trusted, bag, chains, timestamp,
     );
     r.checkpoints = checkpoints;
     Ok(r)
@@ -991,6 +1025,74 @@ fn check_decisions(
     }
 }
 
+/// Step 4b, the RFC 3161 timestamp token of the session manifest (`manifest.json.tsr`): its
+/// message imprint is the SHA-256 of the manifest's exact bytes, the TSA signed it, and, with a
+/// CA bundle, the TSA's certificate chains to it. A token that does not hold is a problem; a
+/// TSA outside the bundle is untrusted (as an unpinned key is); a token the manifest asks for
+/// but the package lacks is said, and changes no verdict (the TSA may not have answered before
+/// the export, and the payload manifest would show one removed after).
+fn check_timestamp(
+    c: &Contents,
+    signed: Option<&Manifest>,
+    tsa_ca: Option<&CaBundle>,
+    problems: &mut Vec<String>,
+) -> Option<TimestampReport> {
+    const NAME: &str = "data/chain/manifest.json.tsr";
+    let body = c.small.get("data/chain/manifest.json")?;
+    let report = |status, note: String| TimestampReport {
+        status,
+        tsa: None,
+        time: None,
+        ca: None,
+        note,
+    };
+    let Some(token) = c.small.get(NAME) else {
+        return signed.filter(|m| m.timestamp_requested).map(|_| {
+            report(
+                "missing",
+                format!("not timestamped: the manifest asks for a timestamp token and the package has no {NAME} (the TSA had not answered when it was exported; export it again later); the manifest's time rests on the server's signature alone"),
+            )
+        });
+    };
+    Some(match timestamp::verify(token, body, tsa_ca) {
+        Ok(stamp) => {
+            let time = crate::time::rfc3339(stamp.gen_time_us);
+            let (status, note) = match (&stamp.ca, tsa_ca) {
+                (Some(ca), Some(bundle)) => (
+                    "verified",
+                    format!(
+                        "timestamped by TSA {} at {time} (its certificate chains to {ca}, {})",
+                        stamp.tsa, bundle.source
+                    ),
+                ),
+                _ => (
+                    "ca_not_checked",
+                    format!(
+                        "timestamped by TSA {} at {time}, but its certificate was NOT checked against a CA (give --tsa-ca FILE): the token shows the manifest unchanged since the holder of that certificate stamped it, not that a TSA you trust did",
+                        stamp.tsa
+                    ),
+                ),
+            };
+            TimestampReport {
+                status,
+                tsa: Some(stamp.tsa),
+                time: Some(time),
+                ca: stamp.ca,
+                note,
+            }
+        }
+        Err(TokenError::Untrusted(why)) => report(
+            "untrusted",
+            format!("{NAME}: the timestamp token holds, but its {why}"),
+        ),
+        Err(e) => {
+            let note = format!("{NAME}: timestamp token refused: {e}");
+            problems.push(note.clone());
+            report("invalid", note)
+        }
+    })
+}
+
 /// Step 5, the session's audit entries: each one as it was chained (links are not checked, as
 /// entries of other sessions sit between them in the full trail).
 fn check_audit_entries(c: &Contents, problems: &mut Vec<String>) {
@@ -1044,25 +1146,47 @@ fn report(
     trusted: &TrustedKeys,
     bag: BagSession,
     chains: Chains,
+    timestamp: Option<TimestampReport>,
 ) -> PackageReport {
     let key_trusted = !signed_by.is_empty() && signed_by.iter().all(|k| k.trusted);
-    let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty()).trusting(key_trusted);
+    let tsa_untrusted = timestamp
+        .as_ref()
+        .filter(|t| t.status == "untrusted")
+        .map(|t| t.note.clone());
+    let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty())
+        .trusting(key_trusted && tsa_untrusted.is_none());
     let fingerprints = signed_by
         .iter()
         .map(|k| k.fingerprint.clone())
         .collect::<Vec<_>>()
         .join(", ");
     let verdict = match (problems.first(), uncovered.first()) {
-        (None, _) if status == Verdict::UntrustedKey => {
+        (None, _) if status == Verdict::UntrustedKey && !key_trusted => {
             untrusted_verdict(&bag, &signed_by, trusted, uncovered.len())
         }
+        (None, _) if status == Verdict::UntrustedKey => format!(
+            "UNTRUSTED KEY: project {} session {}: nothing found altered, signed by trusted key {fingerprints}, but {}. \
+Obtain the CA certificate of the timestamp authority from a source you trust and verify again with --tsa-ca FILE.",
+            bag.project,
+            bag.session_id,
+            tsa_untrusted.unwrap_or_default()
+        ),
         (None, None) => format!(
-            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by trusted key {}",
+            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by trusted key {}{}",
             bag.project,
             bag.session_id,
             chains.segments.len(),
             chains.gaps.len(),
-            fingerprints
+            fingerprints,
+            timestamp
+                .as_ref()
+                .filter(|t| t.status == "verified")
+                .map(|t| format!(
+                    ", timestamped by TSA {} at {}",
+                    t.tsa.as_deref().unwrap_or(""),
+                    t.time.as_deref().unwrap_or("")
+                ))
+                .unwrap_or_default()
         ),
         (Some(p), _) => format!("TAMPERED: {p} (and {} more problems)", problems.len() - 1),
         (None, Some(u)) => format!(
@@ -1095,6 +1219,7 @@ fn report(
             .filter(|p| p.starts_with("derived/"))
             .cloned()
             .collect(),
+        timestamp,
     }
 }
 

@@ -185,8 +185,12 @@ async fn verify(
 ) -> Result<Json<crate::audit::verify::AuditReport>, ApiError> {
     let core = &s.sessions;
     Ok(Json(
-        crate::audit::verify::verify(&core.pool, &core.signer.all_public_keys())
-            .await
-            .map_err(ApiError::internal)?,
+        crate::audit::verify::verify(
+            &core.pool,
+            &core.signer.all_public_keys(),
+            core.timestamps.tsa.as_ref().map(|t| &t.ca),
+        )
+        .await
+        .map_err(ApiError::internal)?,
     ))
 }

@@ -114,6 +114,7 @@ async fn verify_session(
         &id,
         &actor.actor(&address),
         Some(&core.workload),
+        core.timestamps.tsa.as_ref().map(|t| &t.ca),
     )
     .await?;
     Ok(Json(report))

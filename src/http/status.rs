@@ -43,6 +43,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         s.fixity.runs.load(Relaxed)
     ));
     text.push_str(&s.sessions.disk.render_metrics());
+    text.push_str(&s.sessions.timestamps.render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

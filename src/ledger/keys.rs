@@ -175,14 +175,25 @@ impl TrustedKeys {
 /// `$XDG_CONFIG_HOME/witness/trusted-keys` (`$HOME/.config/witness/trusted-keys` when
 /// `XDG_CONFIG_HOME` is unset or empty), then `/etc/witness/trusted-keys`.
 pub fn default_trust_files(xdg_config_home: Option<&str>, home: Option<&str>) -> Vec<PathBuf> {
+    default_files("trusted-keys", xdg_config_home, home)
+}
+
+/// The default places of the CA bundle that timestamp tokens' TSAs must chain to, in the order
+/// looked at (the first that exists is read): `$XDG_CONFIG_HOME/witness/tsa-ca.pem`
+/// (`$HOME/.config/witness/tsa-ca.pem`), then `/etc/witness/tsa-ca.pem`.
+pub fn default_tsa_ca_files(xdg_config_home: Option<&str>, home: Option<&str>) -> Vec<PathBuf> {
+    default_files("tsa-ca.pem", xdg_config_home, home)
+}
+
+fn default_files(name: &str, xdg_config_home: Option<&str>, home: Option<&str>) -> Vec<PathBuf> {
     let user = match (xdg_config_home, home) {
         (Some(x), _) if !x.is_empty() => Some(PathBuf::from(x)),
         (_, Some(h)) if !h.is_empty() => Some(Path::new(h).join(".config")),
         _ => None,
     };
-    user.map(|u| u.join("witness").join("trusted-keys"))
+    user.map(|u| u.join("witness").join(name))
         .into_iter()
-        .chain([PathBuf::from("/etc/witness/trusted-keys")])
+        .chain([Path::new("/etc/witness").join(name)])
         .collect()
 }
 

@@ -429,6 +429,10 @@ pub struct Manifest {
     /// The synchronisation state of this server's clock at stop, as the system reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_clock: Option<crate::ledger::clock::ServerClockSync>,
+    /// The server asks a timestamp authority for an RFC 3161 token over this manifest's bytes
+    /// (`[signing] tsa_url`); the token comes later, beside it (`manifest.json.tsr`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timestamp_requested: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

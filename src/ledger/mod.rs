@@ -18,6 +18,8 @@ pub mod lease;
 pub mod manifest;
 pub mod session_check;
 pub mod spool;
+pub mod timestamp;
+pub mod tsa;
 pub mod values;
 pub mod verify;
 pub mod views;

@@ -19,6 +19,7 @@ use crate::ledger::decision;
 use crate::ledger::index::{self, RecordingRow, SessionRow};
 use crate::ledger::manifest::{self, Manifest};
 use crate::ledger::session_check::{self, Binding, Head, ManifestProblem};
+use crate::ledger::timestamp::CaBundle;
 use crate::ledger::writer::recording_prefix;
 use crate::store::Store;
 
@@ -101,16 +102,34 @@ pub struct Report {
     pub failures: Vec<Failure>,
     pub recordings: Vec<RecordingCheck>,
     pub manifest: ManifestCheck,
+    /// The manifest's RFC 3161 timestamp token, when there is one or a TSA is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimestampCheck>,
+}
+
+/// The manifest's timestamp token (`manifest.json.tsr`) as checked now.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimestampCheck {
+    /// `verified`, `pending` (the TSA has not answered yet) or `invalid` (a failure).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<String>,
+    /// The TSA's time, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 /// How many objects are read at once.
 const PARALLEL_READS: usize = 4;
 
+/// `tsa_ca`: the CA bundle of the configured TSA (`[signing] tsa_ca_file`), which the manifest's
+/// timestamp token must chain to; without one, a token found is still checked, but not its CA.
 pub async fn verify_session(
     pool: &Pool,
     store: &Store,
     keys: &[String],
     session_id: &str,
+    tsa_ca: Option<&CaBundle>,
 ) -> Result<Report, CoreError> {
     let session = crate::ledger::index::existing_session(pool, session_id).await?;
     let mut failures = Vec::new();
@@ -130,18 +149,29 @@ pub async fn verify_session(
     )
     .await;
     check_tombstones(store, keys, &session, &mut chains, &mut failures).await;
+    let timestamp = match &signed {
+        Some(_) => check_timestamp(store, &manifest.key, tsa_ca, &mut failures).await,
+        None => None,
+    };
     let live = !session.state.is_sealed();
     let (stop_us, tolerance_us) = coverage_bounds(&session, live, signed.as_ref());
     let (checks, uncovered) = recording_checks(chains, stop_us, tolerance_us);
     let first_failure = failures.first().cloned();
     let status = Verdict::of(!failures.is_empty(), !uncovered.is_empty());
-    let verdict = verdict_line(
+    let mut verdict = verdict_line(
         &session.id,
         first_failure.as_ref(),
         &uncovered,
         &checks,
         &manifest,
     );
+    if let Some(t) = timestamp.as_ref().filter(|t| t.status == "verified") {
+        verdict.push_str(&format!(
+            "; timestamped by TSA {} at {}",
+            t.tsa.as_deref().unwrap_or(""),
+            t.time.as_deref().unwrap_or("")
+        ));
+    }
     Ok(Report {
         session_id: session.id,
         project_code: session.project_code,
@@ -155,6 +185,52 @@ pub async fn verify_session(
         failures,
         recordings: checks,
         manifest,
+        timestamp,
+    })
+}
+
+/// The token beside a verified manifest: it must imprint the manifest's bytes (and chain to
+/// `tsa_ca` when given). None when there is no token and no TSA configured.
+async fn check_timestamp(
+    store: &Store,
+    key: &str,
+    tsa_ca: Option<&CaBundle>,
+    failures: &mut Vec<Failure>,
+) -> Option<TimestampCheck> {
+    let read = |k: String| async move {
+        let p = object_store::path::Path::from(k);
+        store.get(&p).await?.bytes().await
+    };
+    let token_key = crate::ledger::tsa::token_key(key);
+    let check = |status: &str| TimestampCheck {
+        status: status.into(),
+        tsa: None,
+        time: None,
+    };
+    let Ok(token) = read(token_key.clone()).await else {
+        return tsa_ca.map(|_| check("pending"));
+    };
+    let verified = match read(key.to_string()).await {
+        Ok(body) => {
+            crate::ledger::timestamp::verify(&token, &body, tsa_ca).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    Some(match verified {
+        Ok(stamp) => TimestampCheck {
+            status: "verified".into(),
+            tsa: Some(stamp.tsa),
+            time: Some(crate::time::rfc3339(stamp.gen_time_us)),
+        },
+        Err(problem) => {
+            failures.push(Failure::of(
+                "manifest",
+                None,
+                Some(&token_key),
+                format!("timestamp token refused: {problem}"),
+            ));
+            check("invalid")
+        }
     })
 }
 

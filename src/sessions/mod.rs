@@ -8,6 +8,7 @@ mod rooms;
 mod start;
 pub mod status;
 mod stop;
+pub mod timestamps;
 pub mod verification;
 mod view;
 
@@ -25,6 +26,7 @@ use crate::config::RecordingConfig;
 use crate::db::Pool;
 use crate::disk::DiskWatch;
 use crate::ledger::manifest::Signer;
+use crate::ledger::tsa::Timestamps;
 use crate::metrics::Metrics;
 use crate::retention::policy::Policies;
 use crate::store::Store;
@@ -74,6 +76,8 @@ pub struct Core {
     pub disk: Arc<DiskWatch>,
     /// Heavy reads running (exports, remuxes, verifications), bounded per person and in total.
     pub workload: Arc<Workload>,
+    /// The timestamp authority (`[signing] tsa_url`) and the state of its tokens.
+    pub timestamps: Arc<Timestamps>,
 }
 
 /// What a `Core` is made of, opened by `services::open_core`.
@@ -89,6 +93,7 @@ pub struct Parts {
     pub lease_ttl: std::time::Duration,
     pub disk: Arc<DiskWatch>,
     pub workload: Arc<Workload>,
+    pub timestamps: Arc<Timestamps>,
 }
 
 impl Core {
@@ -108,6 +113,7 @@ impl Core {
             lease_ttl_us: p.lease_ttl.as_micros() as i64,
             disk: p.disk,
             workload: p.workload,
+            timestamps: p.timestamps,
         }
     }
 }

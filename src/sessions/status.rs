@@ -53,6 +53,10 @@ pub struct RoomStatus {
     /// signed for it (`sessions::checkpoints`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_alarm: Option<String>,
+    /// Timestamp tokens missing beyond `[signing] tsa_alarm_seconds` (the TSA down): recording
+    /// goes on, the tokens come when it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_alarm: Option<String>,
 }
 
 impl Core {
@@ -89,6 +93,7 @@ impl Core {
                 session: live.map(SessionSummary::from),
                 sources,
                 storage_alarm: self.disk.problem(),
+                timestamp_alarm: self.timestamps.alarm(),
             });
         }
         Ok(out)

@@ -192,6 +192,7 @@ impl Core {
             server_clock: tokio::task::spawn_blocking(crate::ledger::clock::server_clock_sync)
                 .await
                 .ok(),
+            timestamp_requested: self.timestamps.tsa.is_some(),
         };
         let body = serde_json::to_vec_pretty(&m).map_err(|e| CoreError::Internal(e.to_string()))?;
         let sig = self.signer.sign_hex(&body);
@@ -221,6 +222,8 @@ impl Core {
             None,
         )
         .await?;
+        // The token comes in the background: the stop never waits for the TSA.
+        self.timestamps.wake.notify_one();
         Ok(())
     }
 

@@ -18,11 +18,12 @@ pub async fn verify_session(
     id: &str,
     by: &Actor,
     workload: Option<&Workload>,
+    tsa_ca: Option<&crate::ledger::timestamp::CaBundle>,
 ) -> Result<Report, CoreError> {
     let _permit = workload
         .map(|w| w.admit(Work::Verify, &by.person))
         .transpose()?;
-    let report = verify::verify_session(pool, store, keys, id).await?;
+    let report = verify::verify_session(pool, store, keys, id, tsa_ca).await?;
     audit::Event::new(by, "session_verify")
         .session(&report.session_id, &report.project_code)
         .target(&report.verdict)

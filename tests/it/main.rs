@@ -34,6 +34,7 @@ mod s3;
 mod sm2;
 mod third_party;
 mod tls;
+mod tsa;
 mod verifier_bounds;
 mod workload;
 mod worm;
