@@ -590,7 +590,9 @@ async function showSessions() {
 // ---- users -----------------------------------------------------------------------------------
 
 async function showUsers() {
-  const list = await api('GET', '/users');
+  // Everything first, then one render: what waits for a second security administrator (account
+  // changes and resets) with the accounts.
+  const [list, changes, resets] = await Promise.all([api('GET', '/users'), api('GET', '/account-changes'), api('GET', '/user-resets')]);
   const username = el('input', { id: 'user-username', required: true });
   const name = el('input', { id: 'user-name' });
   const role = el('select', { id: 'user-role' }, ...options(ROLES, (r) => t(`roles.${r}`), 'witness_staff'));
@@ -698,9 +700,7 @@ async function showUsers() {
       ),
     ),
   );
-  // What waits for a second security administrator: account changes and resets. The approver
-  // of a new account or a reset receives its one-time password.
-  const [changes, resets] = await Promise.all([api('GET', '/account-changes'), api('GET', '/user-resets')]);
+  // The approver of a new account or a reset receives its one-time password.
   const decide = (path, who) => async () => {
     try {
       const r = await api('POST', path);
