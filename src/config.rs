@@ -91,17 +91,24 @@ pub struct EvidenceConfig {
     /// A viewing of evidence (one caller, session, source and reason) ends after this long
     /// without a read; the next read opens, and audits, a new one.
     pub viewing_idle_minutes: f64,
+    /// How long an approved grant lets its holder play a confidential (评标) session.
+    pub confidential_grant_hours: f64,
 }
 
 impl Default for EvidenceConfig {
     fn default() -> Self {
         EvidenceConfig {
             viewing_idle_minutes: 10.0,
+            confidential_grant_hours: 24.0,
         }
     }
 }
 
 impl EvidenceConfig {
+    pub fn confidential_grant_us(&self) -> i64 {
+        (self.confidential_grant_hours * 3600e6) as i64
+    }
+
     pub fn viewing_idle_us(&self) -> i64 {
         (self.viewing_idle_minutes * 60e6) as i64
     }
@@ -598,6 +605,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "signing: tsa_retry_seconds 0.1–86400, tsa_alarm_seconds 0–604800".into(),
             ));
+        }
+        if !(0.001..=720.0).contains(&self.evidence.confidential_grant_hours) {
+            return Err(ConfigError::Invalid(format!(
+                "evidence.confidential_grant_hours = {}: expected 0.001 to 720",
+                self.evidence.confidential_grant_hours
+            )));
         }
         if !(0.001..=1440.0).contains(&self.audit.checkpoint_minutes) {
             return Err(ConfigError::Invalid(format!(

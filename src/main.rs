@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Manage user accounts (also possible over HTTP for administrators).
+    /// Manage user accounts with the host's authority (over HTTP: security administrators, four eyes).
     User(cli::user::Args),
     /// Create the S3 bucket of `[store]` with Object Lock and a default COMPLIANCE retention at
     /// the legal minimum of the storage policies (run once, before the first start).

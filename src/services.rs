@@ -129,7 +129,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Services> {
     crate::sessions::timestamps::spawn(core.clone());
     crate::identity::bootstrap(&core.pool)
         .await
-        .context("creating the first administrator")?;
+        .context("creating the first security administrator")?;
     crate::identity::login::spawn_audit_flush(core.pool.clone(), config.identity.clone());
     let policies = core.policies.clone();
     crate::retention::open(&core.pool, &policies)

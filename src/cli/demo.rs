@@ -200,7 +200,7 @@ fn print_banner(
     println!(
         "\nWitness demo is running.\n\
          console:   {base}/   log in as one of:\n{accounts}\
-         \x20 admin         administrator: users and rooms (one-time password printed at first start)\n\
+         \x20 admin         security administrator: accounts (one-time password printed at first start)\n\
          cameras:   rtsp://127.0.0.1:{rtsp_port}/cam1  rtsp://127.0.0.1:{rtsp_port}/cam2  (microphone /mic1)\n\
          replay:    {base}/sessions/{session}   (as demo-officer, once the session is stopped)\n\
          API:       export WITNESS_TOKEN={token}   (demo-staff, valid one day)\n\

@@ -1,12 +1,13 @@
-//! `witness user add|reset|disable|enable|list`: manages user accounts in the database.
+//! `witness user add|reset|disable|enable|list`: manages user accounts in the database, with
+//! the host's authority (audited as `cli`): no second security administrator's approval, as
+//! whoever runs it holds the database and the keys. This is how the first accounts are made.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 use witness::db::Pool;
-use witness::identity::{self, roles::Role, users};
+use witness::identity::{self, users};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +22,8 @@ enum Action {
     /// Create a user; prints a one-time password to change at first login.
     Add {
         username: String,
-        /// administrator, witness_staff, regulator, archive_clerk or discipline_officer.
+        /// system_administrator, security_administrator, audit_administrator, witness_staff,
+        /// regulator, archive_clerk or discipline_officer.
         #[arg(long)]
         role: String,
         /// Trading categories in a regulator's scope (repeatable).
@@ -80,12 +82,7 @@ async fn add(
     categories: &[String],
     display_name: &str,
 ) -> anyhow::Result<()> {
-    let role = Role::parse(role).with_context(|| {
-        format!(
-            "role {role:?} is not valid, expected one of: {}",
-            identity::roles::ROLES.map(|r| r.as_str()).join(", ")
-        )
-    })?;
+    let role = identity::parse_role(role)?;
     let (u, one_time) = identity::add_user(
         pool,
         identity::AddUser {

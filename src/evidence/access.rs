@@ -14,7 +14,8 @@
 //!   live viewing of that session is open, and they keep it open; otherwise they are refused.
 //! - An MP4 download, an export and a package download are each a viewing of their own.
 //!
-//! Refusals are audited too, naming the session.
+//! Playing a confidential session also needs a grant (`evidence::grants`): asked by the viewer,
+//! approved by a second person. Refusals are audited too, naming the session.
 
 use sqlx::Row;
 
@@ -94,12 +95,16 @@ impl Denial {
 /// 3. A confidential session is seen played (replay, download, live, a package with derived
 ///    MP4 copies) only by roles that may see confidential sessions (regulators, discipline
 ///    officers); others may still export its evidence package, without derived MP4s.
-/// 4. Every read of a confidential session needs a reason, which the audit entry keeps.
+/// 4. Even they play it only with a grant (`granted`): their request, with a reason, approved by
+///    another, independent regulator or discipline officer (`evidence::grants`), for that
+///    person and session, unexpired. The command line (no caller) needs none.
+/// 5. Every read of a confidential session needs a reason, which the audit entry keeps.
 pub fn may_read(
     caller: Option<&Caller>,
     session: &SessionRow,
     read: Read,
     reason: &str,
+    granted: bool,
 ) -> Result<(), Denial> {
     if let Some(c) = caller {
         c.sees_session(session)
@@ -124,6 +129,15 @@ pub fn may_read(
             format!(
                 "session {} is a confidential evaluation session: only regulators and discipline officers may replay it or have a playable copy{hint}",
                 session.id
+            ),
+        ));
+    }
+    if read.plays() && caller.is_some() && !granted {
+        return Err(Denial::new(
+            "grant_required",
+            format!(
+                "session {} is a confidential evaluation session: playing it takes two people. Ask with a reason (POST /api/v1/sessions/{}/confidential-access); another regulator or discipline officer approves (POST /api/v1/confidential-access/{{id}}/approve)",
+                session.id, session.id
             ),
         ));
     }
@@ -183,9 +197,16 @@ impl MediaAccess<'_> {
         CoreError::forbidden(d.code, d.message)
     }
 
-    /// Applies `may_read`; a refusal is audited and returned as `Forbidden`.
+    /// Applies `may_read`, with the caller's confidential-access grant looked up when it matters;
+    /// a refusal is audited and returned as `Forbidden`.
     pub async fn check(&self, pool: &Pool) -> Result<(), CoreError> {
-        match may_read(self.caller, self.session, self.read, self.reason) {
+        let granted = match self.caller {
+            Some(c) if self.session.kind.is_confidential() && self.read.plays() => {
+                super::grants::active(pool, &c.username, &self.session.id).await?
+            }
+            _ => false,
+        };
+        match may_read(self.caller, self.session, self.read, self.reason, granted) {
             Ok(()) => Ok(()),
             Err(d) => Err(self.refuse(pool, d).await),
         }
@@ -374,7 +395,7 @@ mod tests {
         for role in ROLES {
             let c = caller(role, &["construction"]);
             for read in all_reads {
-                let got = code(may_read(Some(&c), &eval, read, "complaint 17"));
+                let got = code(may_read(Some(&c), &eval, read, "complaint 17", true));
                 // Written out, not derived from the rule: a playable picture (or any live
                 // view) of an evaluation session only for regulators and discipline officers.
                 let playable = matches!(
@@ -393,16 +414,29 @@ mod tests {
                 assert_eq!(got, want, "{role:?} {read:?}");
                 if want == "ok" {
                     assert_eq!(
-                        code(may_read(Some(&c), &eval, read, "  ")),
+                        code(may_read(Some(&c), &eval, read, "  ", true)),
                         "reason_required",
                         "{role:?} {read:?} without a reason"
+                    );
+                    // Playing it needs a grant approved by a second person.
+                    assert_eq!(
+                        code(may_read(Some(&c), &eval, read, "complaint 17", false)),
+                        if playable { "grant_required" } else { "ok" },
+                        "{role:?} {read:?} without a grant"
                     );
                 }
             }
         }
         // The archive clerk's derived MP4 of an evaluation session: refused, with the way out.
         let clerk = caller(Role::ArchiveClerk, &[]);
-        let d = may_read(Some(&clerk), &eval, Read::Export { derived_mp4: true }, "r").unwrap_err();
+        let d = may_read(
+            Some(&clerk),
+            &eval,
+            Read::Export { derived_mp4: true },
+            "r",
+            true,
+        )
+        .unwrap_err();
         assert!(d.message.contains("without derived_mp4"), "{}", d.message);
         // The command line has the machine's authority, but still needs a reason.
         assert_eq!(
@@ -410,7 +444,8 @@ mod tests {
                 None,
                 &eval,
                 Read::Export { derived_mp4: true },
-                "r"
+                "r",
+                false
             )),
             "ok"
         );
@@ -419,7 +454,8 @@ mod tests {
                 None,
                 &eval,
                 Read::Export { derived_mp4: true },
-                ""
+                "",
+                false
             )),
             "reason_required"
         );
@@ -430,12 +466,15 @@ mod tests {
         let open = session(SessionKind::BidOpening, Category::Land);
         let regulator = caller(Role::Regulator, &["construction"]);
         assert_eq!(
-            code(may_read(Some(&regulator), &open, Read::Replay, "")),
+            code(may_read(Some(&regulator), &open, Read::Replay, "", false)),
             "out_of_scope"
         );
         let regulator = caller(Role::Regulator, &["land"]);
         for read in [Read::Replay, Read::Download, Read::Live] {
-            assert_eq!(code(may_read(Some(&regulator), &open, read, "")), "ok");
+            assert_eq!(
+                code(may_read(Some(&regulator), &open, read, "", false)),
+                "ok"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod archive;
 pub mod export;
+pub mod grants;
 pub mod package;
 pub mod remux;
 pub mod replay;

@@ -185,7 +185,7 @@ async fn totp_setup(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "totp_already_enabled",
-            "a second factor is already enrolled; an administrator can reset it",
+            "a second factor is already enrolled; a security administrator can reset it",
         ));
     }
     let secret = totp::new_secret();

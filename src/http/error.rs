@@ -80,6 +80,7 @@ impl From<CoreError> for ApiError {
                     "room" => "room_not_found",
                     "session" => "session_not_found",
                     "source" => "source_not_found",
+                    "confidential access request" => "grant_not_found",
                     _ => "not_found",
                 };
                 ApiError::new(
@@ -128,6 +129,11 @@ impl From<IdentityError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "reset_not_found",
                 format!("account reset {id:?} not found"),
+            ),
+            IdentityError::NoChange(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "change_not_found",
+                format!("account change {id:?} not found"),
             ),
             IdentityError::Db(e) => ApiError::internal(e),
         }

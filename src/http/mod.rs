@@ -47,6 +47,8 @@ pub struct AppState {
     pub identity: Arc<crate::config::IdentityConfig>,
     /// A viewing of evidence closes after this long without a read (`evidence::access`).
     pub viewing_idle_us: i64,
+    /// How long an approved confidential-access grant lasts (`evidence::grants`).
+    pub confidential_grant_us: i64,
     /// How long a finished export job, and its scratch files, is kept for download.
     pub export_job_ttl: std::time::Duration,
     /// Password checks: on the blocking pool, a bounded number at once.
@@ -73,6 +75,7 @@ impl AppState {
             exports: Default::default(),
             identity: Arc::new(config.identity.clone()),
             viewing_idle_us: config.evidence.viewing_idle_us(),
+            confidential_grant_us: config.evidence.confidential_grant_us(),
             export_job_ttl: std::time::Duration::from_secs_f64(
                 config.workload.export_job_minutes * 60.0,
             ),

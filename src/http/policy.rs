@@ -90,6 +90,24 @@ pub const POLICY: &[Rule] = &[
         Needs(UsersManage),
         "user_reset_reject",
     ),
+    rule(
+        "GET",
+        "/api/v1/account-changes",
+        Needs(UsersManage),
+        "account_changes_list",
+    ),
+    rule(
+        "POST",
+        "/api/v1/account-changes/{id}/approve",
+        Needs(UsersManage),
+        "account_change_approve",
+    ),
+    rule(
+        "POST",
+        "/api/v1/account-changes/{id}/reject",
+        Needs(UsersManage),
+        "account_change_reject",
+    ),
     rule("GET", "/api/v1/rooms", Needs(RoomsRead), "rooms_list"),
     rule(
         "GET",
@@ -206,6 +224,30 @@ pub const POLICY: &[Rule] = &[
         "/api/v1/sessions/{id}/sources/{source}/download.mp4",
         Needs(Replay),
         "download",
+    ),
+    rule(
+        "POST",
+        "/api/v1/sessions/{id}/confidential-access",
+        Needs(Replay),
+        "confidential_access_request",
+    ),
+    rule(
+        "GET",
+        "/api/v1/confidential-access",
+        Needs(Replay),
+        "confidential_access_list",
+    ),
+    rule(
+        "POST",
+        "/api/v1/confidential-access/{id}/approve",
+        Needs(Replay),
+        "confidential_access_approve",
+    ),
+    rule(
+        "POST",
+        "/api/v1/confidential-access/{id}/reject",
+        Needs(Replay),
+        "confidential_access_reject",
     ),
     rule(
         "POST",

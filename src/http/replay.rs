@@ -13,9 +13,12 @@ use serde::Deserialize;
 
 use crate::audit;
 use crate::evidence::access::{MediaAccess, Read};
+use crate::evidence::grants;
 use crate::evidence::replay::hls_playlist;
 use crate::http::access::CurrentActor;
+use crate::http::access::audited_refusal;
 use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
+use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::index;
 use crate::ledger::index::existing_session;
@@ -30,6 +33,10 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "replay_start" => on(method, playlist),
         "segment" => on(method, segment),
         "download" => on(method, download_mp4),
+        "confidential_access_request" => on(method, request_access),
+        "confidential_access_list" => on(method, list_access),
+        "confidential_access_approve" => on(method, approve_access),
+        "confidential_access_reject" => on(method, reject_access),
         _ => return None,
     })
 }
@@ -350,4 +357,64 @@ pub async fn find(
             )
         })?;
     Ok((session, rec))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessRequest {
+    /// Why the session is to be played; shown to the approver and recorded.
+    #[serde(default)]
+    reason: String,
+}
+
+/// Asks to play a confidential session (201, the request): a second regulator or discipline
+/// officer approves it.
+async fn request_access(
+    State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+    crate::http::ApiJson(req): crate::http::ApiJson<AccessRequest>,
+) -> Response {
+    match grants::request(&s.pool, &caller, &caller.actor(&address), &id, &req.reason).await {
+        Ok(g) => (
+            StatusCode::CREATED,
+            axum::Extension(crate::http::access::Audited),
+            axum::Json(g),
+        )
+            .into_response(),
+        Err(e) => audited_refusal(e),
+    }
+}
+
+async fn list_access(
+    State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<axum::Json<Vec<grants::Grant>>, ApiError> {
+    Ok(axum::Json(grants::list(&s.pool, &caller).await?))
+}
+
+async fn approve_access(
+    State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+) -> Response {
+    let by = caller.actor(&address);
+    match grants::approve(&s.pool, &caller, &by, &id, s.confidential_grant_us).await {
+        Ok(g) => (axum::Extension(crate::http::access::Audited), axum::Json(g)).into_response(),
+        Err(e) => audited_refusal(e),
+    }
+}
+
+async fn reject_access(
+    State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+) -> Response {
+    match grants::reject(&s.pool, &caller, &caller.actor(&address), &id).await {
+        Ok(g) => (axum::Extension(crate::http::access::Audited), axum::Json(g)).into_response(),
+        Err(e) => audited_refusal(e),
+    }
 }

@@ -167,6 +167,23 @@ struct EventsRequest {
     reason: Option<String>,
 }
 
+/// A refusal of a destruction by the separated-duties rules, which the domain audited
+/// (`same_person`, `not_independent`, `sole_actor`), answered with `Audited`; others as they are.
+fn duties_refusal(e: RetentionError) -> Response {
+    let audited = matches!(
+        e,
+        RetentionError::Conflict {
+            code: "same_person" | "not_independent" | "sole_actor",
+            ..
+        }
+    );
+    let mut response = ApiError::from(e).into_response();
+    if audited {
+        response.extensions_mut().insert(Audited);
+    }
+    response
+}
+
 /// A refusal of the domain, which audited it (all but a database failure).
 fn audited(e: RetentionError) -> Response {
     let is_db = matches!(e, RetentionError::Db(_));
@@ -416,7 +433,7 @@ async fn decide_destruction(
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
     ApiJson(req): ApiJson<DecisionRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
     let after = destruction::decide(
         &s.pool,
         &actor.actor(&address),
@@ -424,7 +441,8 @@ async fn decide_destruction(
         &req.decision,
         &req.reason,
     )
-    .await?;
+    .await
+    .map_err(duties_refusal)?;
     Ok((Extension(Audited), Json(after)).into_response())
 }
 
@@ -433,7 +451,7 @@ async fn execute_destruction(
     Path(id): Path<String>,
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
     let register = destruction::execute(
         &s.pool,
         &s.store,
@@ -443,7 +461,8 @@ async fn execute_destruction(
         &actor.actor(&address),
         &id,
     )
-    .await?;
+    .await
+    .map_err(duties_refusal)?;
     let bytes: i64 = register.iter().map(|r| r.bytes).sum();
     Ok((
         Extension(Audited),

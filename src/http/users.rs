@@ -1,5 +1,7 @@
-//! User administration over HTTP: list, add (with a one-time password), change, reset (another
-//! person's reset proposed, then approved or rejected by a second administrator).
+//! Account administration over HTTP, by security administrators: list; add and change of role
+//! or scope (proposed, then approved or rejected by a second security administrator, who
+//! receives a new account's one-time password); disable and rename (at once); reset (another
+//! person's reset proposed, then approved or rejected by a second security administrator).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,6 +13,7 @@ use serde::Deserialize;
 use crate::http::access::Audited;
 use crate::http::{ApiError, ApiJson, AppState, ClientAddr};
 use crate::identity::caller::Caller;
+use crate::identity::changes;
 use crate::identity::resets::{self, ResetOutcome};
 use crate::identity::users::UserView;
 use crate::identity::{self, AddUser, IdentityError, ProfileChange, parse_role, users};
@@ -26,6 +29,9 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "user_resets_list" => on(method, list_resets),
         "user_reset_approve" => on(method, approve_reset),
         "user_reset_reject" => on(method, reject_reset),
+        "account_changes_list" => on(method, list_changes),
+        "account_change_approve" => on(method, approve_change),
+        "account_change_reject" => on(method, reject_change),
         _ => return None,
     })
 }
@@ -44,8 +50,13 @@ struct NewUserRequest {
     role: String,
     #[serde(default)]
     categories: Vec<String>,
+    /// Why, for the approver and the audit trail.
+    #[serde(default)]
+    reason: String,
 }
 
+/// Proposes an account: 202 with the proposed change; the account exists (and its one-time
+/// password is answered to the approver) once a second security administrator approves it.
 async fn add_user(
     State(s): State<AppState>,
     Extension(actor): Extension<Caller>,
@@ -53,7 +64,7 @@ async fn add_user(
     ApiJson(req): ApiJson<NewUserRequest>,
 ) -> Result<Response, ApiError> {
     let role = parse_role(&req.role)?;
-    let (user, one_time) = crate::identity::add_user(
+    let change = crate::identity::propose_user(
         &s.pool,
         AddUser {
             username: &req.username,
@@ -61,13 +72,14 @@ async fn add_user(
             role,
             categories: &req.categories,
         },
+        req.reason.trim(),
         &actor.actor(&address),
     )
     .await?;
     Ok((
-        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
         Extension(Audited),
-        Json(serde_json::json!({ "user": UserView::from(&user), "one_time_password": one_time })),
+        Json(serde_json::json!({ "state": "proposed", "username": change.username, "change": change })),
     )
         .into_response())
 }
@@ -79,8 +91,12 @@ struct ChangeUser {
     role: Option<String>,
     categories: Option<Vec<String>>,
     disabled: Option<bool>,
+    #[serde(default)]
+    reason: String,
 }
 
+/// Renames, disables or enables at once (200, the account); a new role or scope is proposed
+/// (202, the account as it is now and the proposed change).
 async fn change_user(
     State(s): State<AppState>,
     Extension(actor): Extension<Caller>,
@@ -93,10 +109,21 @@ async fn change_user(
         role: req.role.as_deref().map(parse_role).transpose()?,
         categories: req.categories,
         disabled: req.disabled,
+        reason: req.reason.trim().to_string(),
     };
-    let after =
+    let outcome =
         identity::change_user(&s.pool, &id, change, &actor.user_id, &actor.actor(&address)).await?;
-    Ok((Extension(Audited), Json(UserView::from(&after))).into_response())
+    Ok(match outcome.proposed {
+        None => (Extension(Audited), Json(UserView::from(&outcome.user))).into_response(),
+        Some(change) => (
+            StatusCode::ACCEPTED,
+            Extension(Audited),
+            Json(serde_json::json!({
+                "state": "proposed", "user": UserView::from(&outcome.user), "change": change
+            })),
+        )
+            .into_response(),
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -112,7 +139,7 @@ struct ResetRequest {
 
 /// Resets a user's password (and TOTP). One's own account: at once, answered with the one-time
 /// password. Another person's: 202 with the proposed reset, which changes nothing until a
-/// second administrator approves it.
+/// second security administrator approves it.
 async fn reset_user(
     State(s): State<AppState>,
     Extension(actor): Extension<Caller>,
@@ -166,13 +193,14 @@ async fn list_resets(
     Ok(Json(resets::list(&s.pool).await?))
 }
 
-/// A refusal the domain audited itself (the proposer approving their own reset) carries
-/// `Audited`, so that the middleware adds no second entry.
+/// A refusal the domain audited itself (the proposer approving their own reset or change, an
+/// approver not independent of the proposer, a change of one's own account) carries `Audited`,
+/// so that the middleware adds no second entry.
 fn refusal(e: IdentityError) -> Response {
     let audited = matches!(
         e,
         IdentityError::Refused {
-            code: "same_person",
+            code: "same_person" | "not_independent" | "own_account",
             ..
         }
     );
@@ -183,7 +211,7 @@ fn refusal(e: IdentityError) -> Response {
     response
 }
 
-/// Approves another administrator's proposed reset; the answer carries the one-time password,
+/// Approves another security administrator's proposed reset; the answer carries the one-time password,
 /// for the approver to hand to the account's holder.
 async fn approve_reset(
     State(s): State<AppState>,
@@ -213,6 +241,48 @@ async fn reject_reset(
     Ok((
         Extension(Audited),
         Json(serde_json::json!({ "reset": reset })),
+    )
+        .into_response())
+}
+
+async fn list_changes(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<changes::AccountChange>>, ApiError> {
+    Ok(Json(changes::list(&s.pool).await?))
+}
+
+/// Approves another security administrator's proposed account or role change; for a new
+/// account the answer carries its one-time password, for the approver to hand to its holder.
+async fn approve_change(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+) -> Response {
+    match changes::approve(&s.pool, &id, &actor.actor(&address)).await {
+        Ok((change, user, one_time)) => {
+            let mut body = serde_json::json!({
+                "change": change, "username": change.username, "user": UserView::from(&user)
+            });
+            if let Some(p) = one_time {
+                body["one_time_password"] = p.into();
+            }
+            (Extension(Audited), Json(body)).into_response()
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+async fn reject_change(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Caller>,
+    ClientAddr(address): ClientAddr,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let change = changes::reject(&s.pool, &id, &actor.actor(&address)).await?;
+    Ok((
+        Extension(Audited),
+        Json(serde_json::json!({ "change": change })),
     )
         .into_response())
 }

@@ -4,6 +4,8 @@
 //! (`witness user …`) are here.
 
 pub mod caller;
+pub mod changes;
+pub mod duties;
 pub mod login;
 pub mod logins;
 pub mod password;
@@ -25,13 +27,15 @@ pub enum IdentityError {
     Invalid { code: &'static str, message: String },
     #[error("{0}")]
     Conflict(String),
-    /// Valid input the rules refuse (an administrator changing their own role …).
+    /// Valid input the rules refuse (a security administrator changing their own role …).
     #[error("{message}")]
     Refused { code: &'static str, message: String },
     #[error("no user {0:?}")]
     NoUser(String),
     #[error("no account reset {0:?}")]
     NoReset(String),
+    #[error("no account change {0:?}")]
+    NoChange(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -52,12 +56,8 @@ pub struct AddUser<'a> {
     pub categories: &'a [String],
 }
 
-/// Creates a user with a one-time password (returned once, to be changed at first login).
-pub async fn add_user(
-    pool: &Pool,
-    req: AddUser<'_>,
-    by: &Actor,
-) -> Result<(User, String), IdentityError> {
+/// Checks a new account as asked: name, display name, scope, and a free name.
+async fn check_new_user(pool: &Pool, req: &AddUser<'_>) -> Result<(), IdentityError> {
     users::check_username(req.username).map_err(IdentityError::invalid)?;
     if req.display_name.chars().count() > 100 {
         return Err(IdentityError::invalid(
@@ -71,6 +71,18 @@ pub async fn add_user(
             req.username
         )));
     }
+    Ok(())
+}
+
+/// Creates a user at once with a one-time password (returned once, to be changed at first
+/// login): the host's authority (`witness user add`, the first start), audited as such. Over
+/// the API an account is proposed instead (`propose_user`).
+pub async fn add_user(
+    pool: &Pool,
+    req: AddUser<'_>,
+    by: &Actor,
+) -> Result<(User, String), IdentityError> {
+    check_new_user(pool, &req).await?;
     let one_time = password::one_time();
     let user = users::insert(
         pool,
@@ -96,6 +108,8 @@ pub async fn add_user(
             IdentityError::Db(e)
         }
     })?;
+    let host = [by.person.as_str()];
+    users::set_provenance(pool, &user.id, Some(&host), Some(&host)).await?;
     audit_account(
         pool,
         by,
@@ -107,10 +121,51 @@ pub async fn add_user(
     Ok((user, one_time))
 }
 
+/// What a new account would be, as the trail says it.
+fn describe_new(req: &AddUser<'_>) -> String {
+    let mut text = format!("role {}", req.role.as_str());
+    if !req.categories.is_empty() {
+        text.push_str(&format!("; categories {}", req.categories.join(",")));
+    }
+    text
+}
+
+/// An account asked over the API by a security administrator: proposed, created only when a
+/// second, independent security administrator approves it (`changes::approve`).
+pub async fn propose_user(
+    pool: &Pool,
+    req: AddUser<'_>,
+    reason: &str,
+    by: &Actor,
+) -> Result<changes::AccountChange, IdentityError> {
+    check_new_user(pool, &req).await?;
+    let display_name = if req.display_name.is_empty() {
+        req.username
+    } else {
+        req.display_name
+    };
+    changes::propose(
+        pool,
+        changes::Proposal {
+            kind: changes::ChangeKind::Create,
+            user_id: None,
+            username: req.username,
+            display_name,
+            role: req.role,
+            categories: req.categories,
+            summary: format!("user {}: {}", req.username, describe_new(&req)),
+            reason,
+        },
+        "user_add",
+        by,
+    )
+    .await
+}
+
 /// A new one-time password (and, with `totp`, a cleared second factor), at once; every browser
 /// session of the user ends. API tokens live on (an integration keeps working); disable the user
 /// to end those too. For the machine's authority (`witness user reset`, actor `cli`); over the
-/// API another person's reset waits for a second administrator (`resets::request`).
+/// API another person's reset waits for a second security administrator (`resets::request`).
 pub async fn reset_user(
     pool: &Pool,
     username: &str,
@@ -122,6 +177,7 @@ pub async fn reset_user(
         .ok_or_else(|| IdentityError::NoUser(username.into()))?;
     let change = resets::describe_reset(&u, totp);
     let one_time = resets::apply(pool, &u, totp).await?;
+    users::set_provenance(pool, &u.id, Some(&[by.person.as_str()]), None).await?;
     audit::Event::new(by, "user_reset")
         .target(username)
         .outcome(audit::Outcome::Result(format!("changed; {change}")))
@@ -224,8 +280,10 @@ async fn audit_account(
         .map(|_| ())
 }
 
-/// First start: with no user at all, an administrator `admin` with a one-time password printed
-/// once on the console. There is no default password.
+/// First start: with no user at all, a security administrator `admin` with a one-time password
+/// printed once on the console. There is no default password. `admin` then makes the other
+/// accounts (each approved by a second security administrator, made on the host with
+/// `witness user add`).
 pub async fn bootstrap(pool: &Pool) -> Result<(), IdentityError> {
     if users::count(pool).await? > 0 {
         return Ok(());
@@ -234,8 +292,8 @@ pub async fn bootstrap(pool: &Pool) -> Result<(), IdentityError> {
         pool,
         AddUser {
             username: "admin",
-            display_name: "系统管理员 Administrator",
-            role: Role::Administrator,
+            display_name: "安全管理员 Security administrator",
+            role: Role::SecurityAdministrator,
             categories: &[],
         },
         &Actor::local("system"),
@@ -243,8 +301,10 @@ pub async fn bootstrap(pool: &Pool) -> Result<(), IdentityError> {
     .await?;
     eprintln!(
         "\n================================================================\n\
-         First start: administrator account created.\n  user name:          admin\n  one-time password:  {one_time}\n\
+         First start: security administrator account created.\n  user name:          admin\n  one-time password:  {one_time}\n\
          Shown only this once. Log in, change it, and enrol TOTP.\n\
+         Create a second security administrator on this host (witness user add NAME\n\
+         --role security_administrator): every other account needs their approval.\n\
          ================================================================\n"
     );
     Ok(())
@@ -256,26 +316,37 @@ pub struct ProfileChange {
     pub role: Option<Role>,
     pub categories: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    /// Why, for the approver of a new role or scope and the audit trail.
+    pub reason: String,
 }
 
-/// Changes user `id` for administrator `by_user_id`. Administrators cannot change their own
-/// role or disable themselves; a new role ends every session and token of the old one. Audited
-/// once, as `user_change`, with each changed field before → after (`role: witness_staff →
-/// archive_clerk; disabled: false → true`).
+/// What a profile change led to: the account after the parts done at once (display name,
+/// disabled), and the proposed new role or scope, if any, waiting for a second security
+/// administrator.
+pub struct ChangeOutcome {
+    pub user: User,
+    pub proposed: Option<changes::AccountChange>,
+}
+
+/// Changes user `id` for security administrator `by_user_id`. Nobody changes their own role or
+/// disables themselves. The display name and disabling or enabling apply at once, audited as
+/// `user_change` with each changed field before → after (`disabled: false → true`). A new role
+/// or new trading categories are proposed (`changes`): they apply, ending every session and
+/// token of the old role, when a second security administrator approves them.
 pub async fn change_user(
     pool: &Pool,
     id: &str,
     change: ProfileChange,
     by_user_id: &str,
     by: &Actor,
-) -> Result<User, IdentityError> {
+) -> Result<ChangeOutcome, IdentityError> {
     let u = users::by_id(pool, id)
         .await?
         .ok_or_else(|| IdentityError::NoUser(id.into()))?;
     if u.id == by_user_id && (change.role.is_some() || change.disabled == Some(true)) {
         return Err(IdentityError::Refused {
             code: "own_account",
-            message: "administrators cannot change their own role or disable themselves".into(),
+            message: "nobody changes their own role or disables themselves".into(),
         });
     }
     let role = change.role.unwrap_or(u.role);
@@ -293,11 +364,37 @@ pub async fn change_user(
     if display_name.trim().is_empty() || display_name.chars().count() > 100 {
         return Err(IdentityError::invalid("display_name: 1 to 100 characters"));
     }
-    users::set_profile(pool, &u.id, &display_name, role, &categories).await?;
-    if role != u.role {
-        // New duties, new credentials: nothing issued under the old role lives on.
-        logins::revoke_all(pool, &u.id).await?;
-        tokens::revoke_all(pool, &u.id).await?;
+    let grants_more = role != u.role || categories != u.categories;
+    // The proposal first: a refused one (another change pending) changes nothing at all.
+    let proposed = if grants_more {
+        let mut wanted = u.clone();
+        wanted.role = role;
+        wanted.categories = categories.clone();
+        let summary = describe_change(&u, &wanted);
+        let summary = summary.strip_prefix("changed; ").unwrap_or(&summary);
+        Some(
+            changes::propose(
+                pool,
+                changes::Proposal {
+                    kind: changes::ChangeKind::Change,
+                    user_id: Some(&u.id),
+                    username: &u.username,
+                    display_name: &display_name,
+                    role,
+                    categories: &categories,
+                    summary: summary.to_string(),
+                    reason: &change.reason,
+                },
+                "user_change",
+                by,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    if display_name != u.display_name {
+        users::set_profile(pool, &u.id, &display_name, u.role, &u.categories).await?;
     }
     if let Some(d) = change.disabled {
         apply_disabled(pool, &u.id, d).await?;
@@ -305,12 +402,18 @@ pub async fn change_user(
     let after = users::by_id(pool, &u.id)
         .await?
         .ok_or_else(|| IdentityError::NoUser(id.into()))?;
-    audit::Event::new(by, "user_change")
-        .target(&u.username)
-        .outcome(audit::Outcome::Result(describe_change(&u, &after)))
-        .append(pool)
-        .await?;
-    Ok(after)
+    let done = describe_change(&u, &after);
+    if proposed.is_none() || done != "unchanged" {
+        audit::Event::new(by, "user_change")
+            .target(&u.username)
+            .outcome(audit::Outcome::Result(done))
+            .append(pool)
+            .await?;
+    }
+    Ok(ChangeOutcome {
+        user: after,
+        proposed,
+    })
 }
 
 /// An account before and after a change, as the trail says it: each changed field
@@ -357,8 +460,19 @@ pub fn describe_change(before: &User, after: &User) -> String {
     }
 }
 
-/// A role by name, or a message naming the valid ones.
+/// A role by name, or a message naming the valid ones. The former `administrator` is refused
+/// with the three roles it became.
 pub fn parse_role(role: &str) -> Result<Role, IdentityError> {
+    if role == "administrator" {
+        return Err(IdentityError::Invalid {
+            code: "role_split",
+            message: "role \"administrator\" no longer exists: separated duties split it into \
+                      system_administrator (rooms and their configuration), \
+                      security_administrator (accounts and roles) and audit_administrator \
+                      (reads the audit trail)"
+                .into(),
+        });
+    }
     Role::parse(role).ok_or_else(|| {
         IdentityError::invalid(format!(
             "role {role:?} is not valid, expected one of: {}",

@@ -1,6 +1,7 @@
 //! Separated duties for resets: a reset of another person's password (and TOTP) proposed by one
-//! administrator changes nothing until a second, different person approves it
-//! (`Actor::is_same_person`: a token of the proposer is the proposer). The one-time password is
+//! security administrator changes nothing until a second, different and independent one
+//! approves it (`Actor::is_same_person`: a token of the proposer is the proposer;
+//! `duties::independent`: not an account whose one-time password the proposer received). The one-time password is
 //! made at approval and answered to the approver only: the proposer never sees it, and the
 //! approver cannot have started the reset, so no one person both chose the account and holds its
 //! new password. Every step is audited with the account's state before and after.
@@ -9,7 +10,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::users::{self, User};
-use super::{IdentityError, logins, password};
+use super::{IdentityError, duties, logins, password};
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Pool;
 use crate::time::{now_us, rfc3339};
@@ -44,7 +45,7 @@ pub enum ResetOutcome {
     /// Done at once (the caller's own account, or the machine's authority): the one-time
     /// password.
     Done { user: User, one_time: String },
-    /// Waiting for a second administrator.
+    /// Waiting for a second security administrator.
     Proposed(AccountReset),
 }
 
@@ -157,6 +158,7 @@ pub async fn request(
         }
         let change = describe_reset(&u, totp);
         let one_time = apply(pool, &u, totp).await?;
+        users::set_provenance(pool, &u.id, Some(&[u.username.as_str()]), None).await?;
         audit::Event::new(by, "user_reset")
             .target(&u.username)
             .reason(reason)
@@ -197,7 +199,7 @@ pub async fn request(
         .target(&u.username)
         .reason(reason)
         .outcome(Outcome::Result(format!(
-            "proposed; {}; waits for a second administrator (reset {id})",
+            "proposed; {}; waits for a second security administrator (reset {id})",
             describe_reset(&u, totp)
         )))
         .append(pool)
@@ -214,20 +216,42 @@ pub async fn approve(
     by: &Actor,
 ) -> Result<(AccountReset, String), IdentityError> {
     let r = get(pool, id).await?;
-    if by.is_same_person(&Actor::parse(&r.proposed_by)) {
-        audit::Event::new(by, "user_reset_approve")
-            .target(&r.username)
-            .reason(format!("reset {id}"))
-            .outcome(Outcome::Denied("same_person".into()))
-            .append(pool)
-            .await?;
-        return Err(IdentityError::Refused {
-            code: "same_person",
-            message: format!(
-                "{} proposed this reset; another administrator must approve it",
+    let refuse = |code: &'static str, message: String| {
+        let r = &r;
+        async move {
+            if let Err(e) = audit::Event::new(by, "user_reset_approve")
+                .target(&r.username)
+                .reason(format!("reset {id}"))
+                .outcome(Outcome::Denied(code.into()))
+                .append(pool)
+                .await
+            {
+                return IdentityError::Db(e);
+            }
+            IdentityError::Refused { code, message }
+        }
+    };
+    let proposer = Actor::parse(&r.proposed_by);
+    if by.is_same_person(&proposer) {
+        return Err(refuse(
+            "same_person",
+            format!(
+                "{} proposed this reset; another security administrator must approve it",
                 r.proposed_by
             ),
-        });
+        )
+        .await);
+    }
+    if let (Some(me), Some(them)) = (
+        users::by_username(pool, &by.person).await?,
+        users::by_username(pool, &proposer.person).await?,
+    ) && let Err(why) = duties::independent(&me, &them)
+    {
+        return Err(refuse(
+            "not_independent",
+            format!("the approver must be independent of the proposer: {why}"),
+        )
+        .await);
     }
     let u = users::by_id(pool, &r.user_id)
         .await?
@@ -235,6 +259,7 @@ pub async fn approve(
     decide(pool, &r, ResetState::Approved, by).await?;
     let change = describe_reset(&u, r.totp);
     let one_time = apply(pool, &u, r.totp).await?;
+    users::set_provenance(pool, &u.id, Some(&[by.person.as_str()]), None).await?;
     audit::Event::new(by, "user_reset_approve")
         .target(&r.username)
         .reason(format!("reset {id}: {}", r.reason))

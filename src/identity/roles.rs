@@ -1,14 +1,24 @@
-//! Roles and what each may do: one table (`Role::allows`), least privilege, separated duties.
-//! The administrator manages users and rooms but sees no evidence; the discipline officer reads
-//! everything, the audit trail included, and changes nothing.
+//! Roles and what each may do: one table (`Role::allows`), least privilege, separated duties
+//! (等保 三员分立): the system administrator configures rooms, the security administrator manages
+//! accounts, the audit administrator reads the audit trail; none of the three sees evidence. The
+//! discipline officer reads everything, the audit trail included, and changes nothing. What one
+//! account may not do alone, whatever its role, is in `identity::duties`.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// 系统管理员: users, roles, rooms; no replay, no export, no audit trail.
-    Administrator,
+    /// 系统管理员: rooms, their sources and configuration, probes; no accounts, no evidence, no
+    /// audit trail.
+    SystemAdministrator,
+    /// 安全管理员: accounts, roles, resets (each creation, role change and reset of another
+    /// person approved by a second security administrator); no rooms, no evidence, no audit
+    /// trail.
+    SecurityAdministrator,
+    /// 审计管理员: reads the audit trail (the administrators' actions included) and verifies it;
+    /// changes nothing, plays no evidence.
+    AuditAdministrator,
     /// 见证人员: start and stop room recordings, watch rooms.
     WitnessStaff,
     /// 监管人员: replay sessions of the trading categories in their scope.
@@ -19,8 +29,10 @@ pub enum Role {
     DisciplineOfficer,
 }
 
-pub const ROLES: [Role; 5] = [
-    Role::Administrator,
+pub const ROLES: [Role; 7] = [
+    Role::SystemAdministrator,
+    Role::SecurityAdministrator,
+    Role::AuditAdministrator,
     Role::WitnessStaff,
     Role::Regulator,
     Role::ArchiveClerk,
@@ -79,7 +91,9 @@ impl Role {
         use Permission::*;
         use Role::*;
         match self {
-            Administrator => matches!(p, RoomsRead | RoomsManage | RoomsProbe | UsersManage),
+            SystemAdministrator => matches!(p, RoomsRead | RoomsManage | RoomsProbe),
+            SecurityAdministrator => matches!(p, UsersManage),
+            AuditAdministrator => matches!(p, AuditRead),
             WitnessStaff => matches!(
                 p,
                 RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead
@@ -106,9 +120,16 @@ impl Role {
         }
     }
 
-    /// Roles whose interactive login needs a second factor (TOTP).
+    /// Roles whose interactive login needs a second factor (TOTP): the three administrators and
+    /// regulators.
     pub fn needs_totp(self) -> bool {
-        matches!(self, Role::Administrator | Role::Regulator)
+        matches!(
+            self,
+            Role::SystemAdministrator
+                | Role::SecurityAdministrator
+                | Role::AuditAdministrator
+                | Role::Regulator
+        )
     }
 
     /// May see confidential (评标) recordings, with a recorded reason.
@@ -118,7 +139,9 @@ impl Role {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Administrator => "administrator",
+            Role::SystemAdministrator => "system_administrator",
+            Role::SecurityAdministrator => "security_administrator",
+            Role::AuditAdministrator => "audit_administrator",
             Role::WitnessStaff => "witness_staff",
             Role::Regulator => "regulator",
             Role::ArchiveClerk => "archive_clerk",

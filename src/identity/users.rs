@@ -26,6 +26,11 @@ pub struct User {
     pub locked_until_us: i64,
     pub disabled: bool,
     pub created_at_us: i64,
+    /// Who received this account's last one-time password (the approver of its creation or
+    /// reset; `cli` or `system` for the host): people who could hold its credentials.
+    pub credentials_by: Vec<String>,
+    /// Who last set its role (proposer and approver of its creation or role change).
+    pub role_by: Vec<String>,
 }
 
 impl User {
@@ -74,7 +79,7 @@ impl From<&User> for UserView {
     }
 }
 
-const COLUMNS: &str = "id, username, display_name, role, categories, password_hash, must_change_password, password_changed_at, totp_secret, totp_enabled, totp_last_step, disabled, created_at, COALESCE((SELECT t.blocked_until FROM login_throttle t WHERE t.key = 'account:' || users.username), 0) AS throttled_until";
+const COLUMNS: &str = "id, username, display_name, role, categories, password_hash, must_change_password, password_changed_at, totp_secret, totp_enabled, totp_last_step, disabled, created_at, credentials_by, role_by, COALESCE((SELECT t.blocked_until FROM login_throttle t WHERE t.key = 'account:' || users.username), 0) AS throttled_until";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let role: String = r.try_get("role")?;
@@ -100,7 +105,42 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         locked_until_us: r.try_get("throttled_until")?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         created_at_us: r.try_get("created_at")?,
+        credentials_by: names(&r.try_get::<String, _>("credentials_by")?),
+        role_by: names(&r.try_get::<String, _>("role_by")?),
     })
+}
+
+/// A comma-separated list of names, as the users table keeps `credentials_by` and `role_by`.
+fn names(list: &str) -> Vec<String> {
+    list.split(',')
+        .filter(|n| !n.is_empty())
+        .map(Into::into)
+        .collect()
+}
+
+/// Who holds an account's credentials and who gave it its role, after a creation, a role change
+/// or a reset (`None` keeps what is).
+pub async fn set_provenance(
+    pool: &Pool,
+    id: &str,
+    credentials_by: Option<&[&str]>,
+    role_by: Option<&[&str]>,
+) -> Result<(), sqlx::Error> {
+    if let Some(c) = credentials_by {
+        sqlx::query("UPDATE users SET credentials_by = $1 WHERE id = $2")
+            .bind(c.join(","))
+            .bind(id)
+            .execute(pool)
+            .await?;
+    }
+    if let Some(r) = role_by {
+        sqlx::query("UPDATE users SET role_by = $1 WHERE id = $2")
+            .bind(r.join(","))
+            .bind(id)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn by_username(pool: &Pool, username: &str) -> Result<Option<User>, sqlx::Error> {

@@ -4,6 +4,13 @@
 //! approvers, time), and a tombstone appended to each chain, so that verification tells
 //! lawful destruction from tampering. Nothing is destroyed by expiry alone. Every step is
 //! audited here.
+//!
+//! Separated duties: nobody destroys alone. The proposer does not approve; two different people
+//! approve; an approval does not count when the proposer (or, at execution, the executor)
+//! created the approver's account, last set its role or received its one-time password, or when
+//! the two approvers' passwords went to the same person (`identity::duties`); and the executor
+//! is never the only person involved. Each such refusal is audited (`denied: same_person`,
+//! `denied: not_independent`, `denied: sole_actor`).
 
 use serde::Serialize;
 use sqlx::Row;
@@ -14,6 +21,7 @@ use super::policy::Policies;
 use crate::audit::{self, Actor};
 use crate::config::StoreConfig;
 use crate::db::Pool;
+use crate::identity::{duties, users};
 use crate::ledger::chain::{self, Entry, EntryKind};
 use crate::ledger::decision;
 use crate::ledger::index::{self, RecordingRow, SessionRow};
@@ -277,21 +285,44 @@ pub async fn decide(
             format!("request {id} is {}", req.state),
         ));
     }
+    let action = decision.action();
     if Actor::parse(&req.proposed_by).is_same_person(actor) {
-        return Err(RetentionError::conflict(
+        return Err(refuse(
+            pool,
+            actor,
+            action,
+            id,
             "same_person",
-            "the proposer cannot approve their own proposal",
-        ));
+            "the proposer cannot approve their own proposal".into(),
+        )
+        .await);
     }
     if req
         .approvals
         .iter()
         .any(|a| Actor::parse(&a.approver).is_same_person(actor))
     {
-        return Err(RetentionError::conflict(
+        return Err(refuse(
+            pool,
+            actor,
+            action,
+            id,
             "same_person",
-            "each approver decides once; a second approval needs a second person",
-        ));
+            "each approver decides once; a second approval needs a second person".into(),
+        )
+        .await);
+    }
+    if decision == Decision::Approve {
+        let mut others = vec![(req.proposed_by.as_str(), "the proposer")];
+        others.extend(
+            req.approvals
+                .iter()
+                .filter(|a| a.decision == Decision::Approve)
+                .map(|a| (a.approver.as_str(), "the other approver")),
+        );
+        if let Err(why) = independent_of(pool, &actor.name(), &others, &req.proposed_by).await? {
+            return Err(refuse(pool, actor, action, id, "not_independent", why).await);
+        }
     }
     text("reason", reason, 2000)?;
     record_decision(pool, actor, &req, decision, reason).await?;
@@ -358,6 +389,7 @@ pub async fn execute(
     id: &str,
 ) -> Result<Vec<RegisterEntry>, RetentionError> {
     let req = approved(pool, id).await?;
+    check_not_alone(pool, actor, &req).await?;
     let pending = pending_sessions(pool, policies, &req).await?;
     claim(pool, actor, id).await?;
     let run = Execution {
@@ -389,6 +421,117 @@ pub async fn execute(
     }
     audit_executed(pool, actor, id, &register).await?;
     Ok(register)
+}
+
+/// A refusal of the duties rules, audited (`denied: <code>`) and returned as a conflict.
+async fn refuse(
+    pool: &Pool,
+    actor: &Actor,
+    action: &str,
+    id: &str,
+    code: &'static str,
+    message: String,
+) -> RetentionError {
+    if let Err(e) = audit::Event::new(actor, action)
+        .target(id)
+        .outcome(audit::Outcome::Denied(code.into()))
+        .append(pool)
+        .await
+    {
+        return e.into();
+    }
+    RetentionError::conflict(code, message)
+}
+
+/// Whether the approver `approver` (an actor's name) is independent of each of `others` (actor
+/// names, with what they are to the request): not one of the accounts they could hold
+/// (`duties::independent`), and not an account the proposer created or last set the role of
+/// (`duties::not_provisioned_by`). Actors without an account (the host) are nobody here.
+async fn independent_of(
+    pool: &Pool,
+    approver: &str,
+    others: &[(&str, &str)],
+    proposer: &str,
+) -> Result<Result<(), String>, sqlx::Error> {
+    let Some(me) = users::by_username(pool, &Actor::parse(approver).person).await? else {
+        return Ok(Ok(()));
+    };
+    for (name, what) in others {
+        let person = Actor::parse(name).person;
+        if person == me.username {
+            continue;
+        }
+        let Some(them) = users::by_username(pool, &person).await? else {
+            continue;
+        };
+        if let Err(why) = duties::independent(&me, &them) {
+            return Ok(Err(format!(
+                "an approval counts only from someone independent of {what}: {why}"
+            )));
+        }
+        if (*name == proposer || what.starts_with("the executor"))
+            && let Err(why) = duties::not_provisioned_by(&person, &me)
+        {
+            return Ok(Err(format!(
+                "nobody makes the approvers of their own destruction: {why}"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// At execution: the executor is not the only person involved (at least two others proposed
+/// or approved), and each approval is still independent of the proposer, the executor and the
+/// other approver (an account changed since counts as it is now). Refusals are audited.
+async fn check_not_alone(pool: &Pool, actor: &Actor, req: &Request) -> Result<(), RetentionError> {
+    let action = "destruction_execute";
+    let approvers: Vec<&str> = req
+        .approvals
+        .iter()
+        .filter(|a| a.decision == Decision::Approve)
+        .map(|a| a.approver.as_str())
+        .collect();
+    let mut others: Vec<String> = approvers
+        .iter()
+        .chain(std::iter::once(&req.proposed_by.as_str()))
+        .map(|n| Actor::parse(n).person)
+        .filter(|p| *p != actor.person)
+        .collect();
+    others.sort();
+    others.dedup();
+    if others.len() < 2 {
+        return Err(refuse(
+            pool,
+            actor,
+            action,
+            &req.id,
+            "sole_actor",
+            format!(
+                "{} would be the only person behind this destruction besides {}; it needs a proposer and two approvers other than the executor",
+                actor.person,
+                others.join(", ")
+            ),
+        )
+        .await);
+    }
+    let executor = actor.name();
+    for (i, a) in approvers.iter().enumerate() {
+        let mut against = vec![
+            (req.proposed_by.as_str(), "the proposer"),
+            (executor.as_str(), "the executor"),
+        ];
+        against.extend(
+            approvers
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, b)| (*b, "the other approver")),
+        );
+        if let Err(why) = independent_of(pool, a, &against, &req.proposed_by).await? {
+            return Err(refuse(pool, actor, action, &req.id, "not_independent", why).await);
+        }
+    }
+    Ok(())
 }
 
 /// The request, if it is approved: refused as `destruction_not_found` or

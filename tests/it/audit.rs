@@ -51,7 +51,7 @@ async fn audit_trail_is_chained_guarded_and_verifiable() {
     assert_eq!(entries[0]["action"], "user_add");
     assert_eq!(
         entries[0]["actor"], "system",
-        "the first administrator: {page}"
+        "the first security administrator: {page}"
     );
     assert!(
         entries
@@ -64,8 +64,8 @@ async fn audit_trail_is_chained_guarded_and_verifiable() {
         .collect();
     assert_eq!(views.len(), 6, "{page}");
     for v in &views {
-        assert_eq!(v["actor"], "t-discipline-officer/token:tests");
-        assert_eq!(v["actor_role"], "discipline_officer");
+        assert_eq!(v["actor"], "t-audit-administrator/token:tests");
+        assert_eq!(v["actor_role"], "audit_administrator");
         assert_eq!(v["address"], "127.0.0.1");
     }
     let first_view = views[0]["seq"].as_i64().unwrap();

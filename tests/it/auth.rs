@@ -239,7 +239,7 @@ async fn first_administrator_has_a_one_time_password_then_a_new_one_and_totp() {
     assert_eq!(one_time.len(), 20, "{one_time}");
     let admin = Browser::login(&server, "admin", &one_time, None).await;
     assert_eq!(admin.login["restriction"], "password_change_required");
-    assert_eq!(admin.login["user"]["role"], "administrator");
+    assert_eq!(admin.login["user"]["role"], "security_administrator");
     let me = admin.call("GET", "/api/v1/auth/me", None).await;
     assert_eq!(me.1["restriction"], "password_change_required", "{}", me.1);
     // Everything but the account's own essentials is refused until then.
@@ -867,7 +867,7 @@ async fn a_disabled_user_is_out_at_once() {
         &server
             .call(
                 "PATCH",
-                &format!("/api/v1/users/{}", id_of("t-administrator")),
+                &format!("/api/v1/users/{}", id_of("t-security-administrator")),
                 Some(json!({"disabled": true})),
             )
             .await,
@@ -878,7 +878,11 @@ async fn a_disabled_user_is_out_at_once() {
     for (actor, action, target) in [
         ("cli", "user_disable", "t-archive-clerk"),
         ("cli", "user_enable", "t-archive-clerk"),
-        ("t-administrator/token:tests", "user_change", "t-regulator"),
+        (
+            "t-security-administrator/token:tests",
+            "user_change",
+            "t-regulator",
+        ),
     ] {
         assert!(
             trail

@@ -64,6 +64,10 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/replay.mjs");
     let base = server.url("");
     let session_id = session.clone();
+    // Playing it takes two people: the officer's grant, approved by a regulator.
+    server
+        .grant_confidential("discipline_officer", &session)
+        .await;
     let officer = server.user("discipline_officer");
     let (username, password) = (officer.username.clone(), officer.one_time_password.clone());
     let out = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,7 @@
 //! The witness staff console in a real browser (headless Debian Chromium via playwright-core,
-//! web/tests/console.mjs): the first administrator's one-time password, password change and
-//! TOTP enrolment, password + TOTP login, a staff user who probes the simulated room, starts,
+//! web/tests/console.mjs): the first (security) administrator's one-time password, password
+//! change and TOTP enrolment, password + TOTP login, a staff user proposed by them and approved by
+//! a second security administrator, who probes the simulated room, starts,
 //! watches and stops a recording of it and finds the session listed. Screenshots: target/tmp/console/.
 
 use std::process::Command;
@@ -18,15 +19,18 @@ async fn staff_console_from_first_login_to_a_listed_session() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("one-time password:"))
         .map(|p| p.trim().to_string())
-        .expect("the first start prints the administrator's one-time password");
+        .expect("the first start prints the security administrator's one-time password");
 
     let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/console.mjs");
     let base = server.url("");
+    // The second security administrator, made on the host: approves the account `admin` proposes.
+    let second = server.user("security_administrator").token.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args([script, &base, &admin_password])
             .arg(&artefacts)
+            .arg(&second)
             .output()
             .expect("node runs (scripts/setup installs Node.js)")
     })

@@ -324,7 +324,10 @@ async fn camera_credentials_are_write_only() {
     for e in replaced.iter().chain(&removed) {
         assert_eq!(e["target"], format!("{room}/cam1"), "{e}");
         assert!(
-            e["actor"].as_str().unwrap().starts_with("t-administrator"),
+            e["actor"]
+                .as_str()
+                .unwrap()
+                .starts_with("t-system-administrator"),
             "{e}"
         );
     }

@@ -124,7 +124,13 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
         (409, Some("destruction_not_approved")),
         "{b}"
     );
-    for role in ["witness_staff", "discipline_officer", "administrator"] {
+    for role in [
+        "witness_staff",
+        "discipline_officer",
+        "system_administrator",
+        "security_administrator",
+        "audit_administrator",
+    ] {
         let (status, _) = server
             .call_as(Some(role), "POST", &decision, Some(approve.clone()))
             .await;

@@ -139,6 +139,11 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
     let names = segment_names(&stopped, "cam1");
     assert!(names.len() >= 5, "{names:?}");
     let base = format!("/api/v1/sessions/{session}/sources/cam1");
+    // Playing it takes two people: each viewer's grant, approved by the other.
+    server
+        .grant_confidential("discipline_officer", &session)
+        .await;
+    server.grant_confidential("regulator", &session).await;
     let stored = |name: &str| {
         let key = recording(&stopped, "cam1")["segments"]
             .as_array()
@@ -262,7 +267,13 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
     assert_eq!(complaint.len(), 2, "a new viewing after the pause: {es:#?}");
 
     // Roles without replay: 403 JSON, no bytes, audited as refused with the session.
-    for role in ["archive_clerk", "witness_staff", "administrator"] {
+    for role in [
+        "archive_clerk",
+        "witness_staff",
+        "system_administrator",
+        "security_administrator",
+        "audit_administrator",
+    ] {
         for path in [
             format!("{base}/segments/{}?reason=x", names[0]),
             format!("{base}/index.m3u8?reason=x"),
@@ -461,7 +472,12 @@ async fn live_reads_need_an_open_live_view_of_the_same_caller() {
         "the regulator, without their own",
     );
     // A role without the permission: refused by the access check, audited (with the path).
-    for role in ["archive_clerk", "administrator"] {
+    for role in [
+        "archive_clerk",
+        "system_administrator",
+        "security_administrator",
+        "audit_administrator",
+    ] {
         let (status, body) = server
             .call_as(
                 Some(role),
@@ -479,7 +495,12 @@ async fn live_reads_need_an_open_live_view_of_the_same_caller() {
         assert_refused(&got, "forbidden", role);
     }
     let trail = crate::rbac::audit_trail(&server).await;
-    for role in ["archive_clerk", "administrator"] {
+    for role in [
+        "archive_clerk",
+        "system_administrator",
+        "security_administrator",
+        "audit_administrator",
+    ] {
         let actor = format!("{}/token:tests", server.user(role).username);
         let actions: Vec<&str> = trail
             .iter()

@@ -327,6 +327,38 @@ impl Server {
         db.close().await.unwrap();
     }
 
+    /// Lets `role` (a regulator or discipline officer) play confidential session `session`: its
+    /// request, approved by the other of the two (two people, as the rule wants). Returns the
+    /// grant.
+    pub async fn grant_confidential(&self, role: &str, session: &str) -> Value {
+        let approver = if role == "regulator" {
+            "discipline_officer"
+        } else {
+            "regulator"
+        };
+        let (status, g) = self
+            .call_as(
+                Some(role),
+                "POST",
+                &format!("/api/v1/sessions/{session}/confidential-access"),
+                Some(json!({"reason": "test: review of the evaluation"})),
+            )
+            .await;
+        assert_eq!(status, 201, "confidential access request: {g}");
+        let id = g["id"].as_str().unwrap();
+        let (status, g) = self
+            .call_as(
+                Some(approver),
+                "POST",
+                &format!("/api/v1/confidential-access/{id}/approve"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "confidential access approval: {g}");
+        assert_eq!(g["active"], true, "{g}");
+        g
+    }
+
     pub fn user(&self, role: &str) -> &TestUser {
         self.users
             .iter()
@@ -595,8 +627,10 @@ impl Drop for Server {
     }
 }
 
-pub const ROLES: [&str; 5] = [
-    "administrator",
+pub const ROLES: [&str; 7] = [
+    "system_administrator",
+    "security_administrator",
+    "audit_administrator",
     "witness_staff",
     "regulator",
     "archive_clerk",
@@ -610,9 +644,10 @@ pub struct TestUser {
     pub token: String,
 }
 
-/// Who does this in real life: administrators set rooms up, witness staff start and stop and
-/// watch, regulators replay, archive clerks export and report project events (closed,
-/// procurement ended), discipline officers read the audit trail.
+/// Who does this in real life: system administrators set rooms up, security administrators
+/// manage accounts, witness staff start and stop and watch, regulators replay, archive clerks
+/// export and report project events (closed, procurement ended), audit administrators read the
+/// audit trail, discipline officers a session's.
 pub fn default_role(method: &str, path: &str) -> &'static str {
     let p = path.split('?').next().unwrap_or(path);
     if p.starts_with("/api/v1/rooms")
@@ -620,7 +655,7 @@ pub fn default_role(method: &str, path: &str) -> &'static str {
         && !p.ends_with("/stop")
         && method != "GET"
     {
-        "administrator"
+        "system_administrator"
     } else if p.contains("/index.m3u8") || p.contains("/segments/") || p.ends_with("/download.mp4")
     {
         "regulator"
@@ -628,12 +663,17 @@ pub fn default_role(method: &str, path: &str) -> &'static str {
         || (p.starts_with("/api/v1/projects/") && p.contains("/events"))
     {
         "archive_clerk"
-    } else if p.starts_with("/api/v1/audit")
-        || (p.starts_with("/api/v1/sessions/") && p.ends_with("/audit"))
-    {
+    } else if p.starts_with("/api/v1/audit") {
+        "audit_administrator"
+    } else if p.starts_with("/api/v1/sessions/") && p.ends_with("/audit") {
         "discipline_officer"
-    } else if p.starts_with("/api/v1/users") || p.starts_with("/api/v1/user-resets") {
-        "administrator"
+    } else if p.starts_with("/api/v1/users")
+        || p.starts_with("/api/v1/user-resets")
+        || p.starts_with("/api/v1/account-changes")
+    {
+        "security_administrator"
+    } else if p.contains("/confidential-access") {
+        "regulator"
     } else {
         "witness_staff"
     }

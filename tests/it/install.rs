@@ -74,7 +74,7 @@ async fn an_installed_binary_starts_in_an_empty_folder_and_records() {
         "data under the working folder"
     );
 
-    // An administrator made with the installed CLI records a room with the built-in templates.
+    // A system administrator made with the installed CLI records a room with the built-in templates.
     let cli = |args: &[&str]| {
         let out = Command::new(&bin)
             .args(args)
@@ -88,7 +88,7 @@ async fn an_installed_binary_starts_in_an_empty_folder_and_records() {
         assert!(out.status.success(), "witness {args:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    cli(&["user", "add", "installer", "--role", "administrator"]);
+    cli(&["user", "add", "installer", "--role", "system_administrator"]);
     cli(&["user", "add", "operator", "--role", "witness_staff"]);
     let admin = cli(&["token", "--user", "installer", "--name", "t", "--days", "1"]);
     let staff = cli(&["token", "--user", "operator", "--name", "t", "--days", "1"]);

@@ -151,7 +151,7 @@ async fn a_login_flood_leaves_a_bounded_trail_and_the_owner_gets_in() {
         "[identity]\nlogin_audit_window_seconds = 5.0\nlogin_first_delay_seconds = 30.0\n",
     )
     .await;
-    let admin = server.user("administrator");
+    let admin = server.user("security_administrator");
     let (name, password) = (admin.username.clone(), admin.one_time_password.clone());
     // The owner has logged in from 127.0.0.1 before: that address is theirs.
     let owner = client_from(1);

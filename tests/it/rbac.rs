@@ -103,7 +103,9 @@ fn table_allows(rule: &Rule, role: Role) -> bool {
 /// A column heading for the matrix.
 fn short(role: &str) -> &str {
     match role {
-        "administrator" => "admin",
+        "system_administrator" => "sysadmin",
+        "security_administrator" => "secadmin",
+        "audit_administrator" => "auditadmin",
         "witness_staff" => "staff",
         "archive_clerk" => "clerk",
         "discipline_officer" => "discipline",
@@ -313,7 +315,7 @@ pub async fn unreachable_room(server: &Server, name: &str) -> String {
     room["id"].as_str().unwrap().to_string()
 }
 
-async fn stopped_session(server: &Server, room: &str, kind: &str, category: &str) -> String {
+pub async fn stopped_session(server: &Server, room: &str, kind: &str, category: &str) -> String {
     let s = server
         .ok(
             "POST",
@@ -398,7 +400,7 @@ async fn regulators_see_only_their_trading_categories() {
     let (status, body) = as_land("GET", format!("/api/v1/sessions/{land}")).await;
     assert_eq!(status, 200, "{body}");
     // The land session is an evaluation (confidential): a regulator may replay it (with a
-    // reason), so the handler answers, not the middleware.
+    // grant another person approved), so the handler answers, not the middleware.
     let (status, body) = as_land(
         "GET",
         format!("/api/v1/sessions/{land}/sources/cam1/index.m3u8"),
@@ -406,7 +408,7 @@ async fn regulators_see_only_their_trading_categories() {
     .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (403, Some("reason_required")),
+        (403, Some("grant_required")),
         "{body}"
     );
     // The regulator with every category sees the construction session too.

@@ -31,7 +31,14 @@ async fn hls_replay_of_a_recorded_session() {
         .await;
     let base = format!("/api/v1/sessions/{session}/sources/cam1");
 
-    // Confidential: no reason, no replay, and the refusal is audited.
+    // Confidential: no grant, no replay; then with a grant another person approved, no reason,
+    // no replay either; each refusal audited.
+    let (status, body) = server
+        .call("GET", &format!("{base}/index.m3u8?reason=r"), None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "grant_required");
+    server.grant_confidential("regulator", &session).await;
     let (status, body) = server
         .call("GET", &format!("{base}/index.m3u8"), None)
         .await;

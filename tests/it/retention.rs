@@ -271,7 +271,7 @@ async fn retention_follows_the_law_and_holds_freeze_it() {
         assert_eq!(b["error"]["code"], code, "{bad}: {b}");
     }
     // Witness staff and administrators place no holds.
-    for role in ["witness_staff", "administrator"] {
+    for role in ["witness_staff", "system_administrator"] {
         let (status, _) = server
             .call_as(
                 Some(role),

@@ -1,6 +1,7 @@
 // The witness staff console at `/`: log in (password, one-time password change, TOTP), then the
 // views the user's permissions allow: rooms (state, alarms, start/stop, live view), sessions
-// (search, replay links), users (administrators), audit trail (discipline officers).
+// (search, replay links), users (security administrators: proposals and approvals, four eyes),
+// audit trail (audit administrators, discipline officers).
 // Everything goes through /api/v1 with the session cookie and the CSRF token.
 
 import Hls from 'hls.js';
@@ -11,7 +12,7 @@ const lang = chooseLanguage();
 const t = translator(lang);
 const KINDS = ['bid_opening', 'evaluation', 'negotiation', 'auction', 'other'];
 const CATEGORIES = ['construction', 'procurement', 'land', 'state_assets', 'other'];
-const ROLES = ['administrator', 'witness_staff', 'regulator', 'archive_clerk', 'discipline_officer'];
+const ROLES = ['system_administrator', 'security_administrator', 'audit_administrator', 'witness_staff', 'regulator', 'archive_clerk', 'discipline_officer'];
 
 const me = { user: null, permissions: [], csrf: '' };
 let refreshTimer = null;
@@ -592,7 +593,9 @@ async function showSessions() {
 // ---- users -----------------------------------------------------------------------------------
 
 async function showUsers() {
-  const list = await api('GET', '/users');
+  // Everything first, then one render: what waits for a second security administrator (account
+  // changes and resets) with the accounts.
+  const [list, changes, resets] = await Promise.all([api('GET', '/users'), api('GET', '/account-changes'), api('GET', '/user-resets')]);
   const username = el('input', { id: 'user-username', required: true });
   const name = el('input', { id: 'user-name' });
   const role = el('select', { id: 'user-role' }, ...options(ROLES, (r) => t(`roles.${r}`), 'witness_staff'));
@@ -613,7 +616,7 @@ async function showUsers() {
             categories: role.value === 'regulator' ? [...cats.selectedOptions].map((o) => o.value) : [],
           });
           await showUsers();
-          oneTime(r.user.username, r.one_time_password);
+          say(t('changeProposed', { name: r.username }), 'notice');
         } catch (err) {
           say(err.message);
         }
@@ -653,8 +656,9 @@ async function showUsers() {
                       body.categories = typed.split(',').map((c) => c.trim()).filter(Boolean);
                     }
                     try {
-                      await api('PATCH', `/users/${u.id}`, body);
+                      const r = await api('PATCH', `/users/${u.id}`, body);
                       await showUsers();
+                      if (r.state === 'proposed') say(t('changeProposed', { name: u.username }), 'notice');
                     } catch (err) {
                       say(err.message);
                       await showUsers();
@@ -699,7 +703,42 @@ async function showUsers() {
       ),
     ),
   );
-  main().replaceChildren(add, table);
+  // The approver of a new account or a reset receives its one-time password.
+  const decide = (path, who) => async () => {
+    try {
+      const r = await api('POST', path);
+      await showUsers();
+      if (r.one_time_password) oneTime(who, r.one_time_password);
+    } catch (err) {
+      say(err.message);
+    }
+  };
+  const pending = [
+    ...changes.filter((c) => c.state === 'proposed').map((c) => ({ id: c.id, kind: 'account-changes', who: c.username, what: c.summary, by: c.proposed_by, reason: c.reason })),
+    ...resets.filter((r) => r.state === 'proposed').map((r) => ({ id: r.id, kind: 'user-resets', who: r.username, what: r.totp ? 'password + TOTP reset' : 'password reset', by: r.proposed_by, reason: r.reason })),
+  ];
+  const waiting = el(
+    'table',
+    { id: 'account-changes', class: 'list' },
+    el('caption', {}, t('pendingChanges')),
+    ...pending.map((p) =>
+      el(
+        'tr',
+        { 'data-change': p.id },
+        el('td', {}, p.who),
+        el('td', {}, p.what),
+        el('td', {}, p.by),
+        el('td', {}, p.reason),
+        el(
+          'td',
+          {},
+          el('button', { type: 'button', class: 'approve', onclick: decide(`/${p.kind}/${p.id}/approve`, p.who) }, t('approve')),
+          el('button', { type: 'button', class: 'reject', onclick: decide(`/${p.kind}/${p.id}/reject`, p.who) }, t('reject')),
+        ),
+      ),
+    ),
+  );
+  main().replaceChildren(add, waiting, table);
 }
 
 // ---- audit trail -----------------------------------------------------------------------------

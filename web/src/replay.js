@@ -63,6 +63,28 @@ function withReason(url) {
   return state.reason ? `${url}?reason=${encodeURIComponent(state.reason)}` : url;
 }
 
+// A confidential session plays only with a grant another person approved: find the viewer's,
+// or ask for one with the reason just typed (answered: wait for the approval).
+async function ensureGrant(session) {
+  const me = await getJson('/api/v1/auth/me');
+  const grants = await getJson('/api/v1/confidential-access');
+  const mine = grants.filter((g) => g.session_id === session.id && g.grantee === me.user.username);
+  if (mine.some((g) => g.active)) return true;
+  if (!mine.some((g) => g.state === 'requested')) {
+    const r = await fetch(`/api/v1/sessions/${encodeURIComponent(session.id)}/confidential-access`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrf_token ?? '' },
+      body: JSON.stringify({ reason: state.reason }),
+    });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new Error(body?.error?.message ?? `HTTP ${r.status}`);
+    }
+  }
+  document.querySelector('#messages').append(el('p', { class: 'notice' }, t('grantRequested')));
+  return false;
+}
+
 function showError(text) {
   document.querySelector('#messages').append(el('p', { class: 'error' }, text));
 }
@@ -495,7 +517,15 @@ async function main() {
   state.session = session;
   document.title = `${t('title')} · ${session.project_code} · ${session.session_code}`;
   document.querySelector('main').before(header(session));
-  if (CONFIDENTIAL_KINDS.includes(session.kind)) state.reason = await askReason();
+  if (CONFIDENTIAL_KINDS.includes(session.kind)) {
+    state.reason = await askReason();
+    try {
+      if (!(await ensureGrant(session))) return;
+    } catch (e) {
+      showError(e.message);
+      return;
+    }
+  }
 
   const grid = el('section', { id: 'grid', class: 'grid' });
   for (const rec of session.recordings) grid.append(addSource(rec).tile);

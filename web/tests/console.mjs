@@ -1,8 +1,10 @@
 // Drives the staff console in headless Chromium (playwright-core + Debian's /usr/bin/chromium):
-//   node web/tests/console.mjs BASE_URL ADMIN_ONE_TIME_PASSWORD ARTEFACT_DIR
-// The first administrator logs in with the one-time password printed at first start, must
-// change it and enrol TOTP (codes computed here, RFC 6238), then logs in again with password +
-// TOTP and adds a witness staff user. That user logs in, probes the simulated room, starts a
+//   node web/tests/console.mjs BASE_URL ADMIN_ONE_TIME_PASSWORD ARTEFACT_DIR SECOND_ADMIN_TOKEN
+// The first (security) administrator logs in with the one-time password printed at first start,
+// must change it and enrol TOTP (codes computed here, RFC 6238), then logs in again with
+// password + TOTP and proposes a witness staff user, which waits in the console's list until a
+// second security administrator (here through their API token) approves it and receives its
+// one-time password. That user logs in, probes the simulated room, starts a
 // recording of it, sees it recording, stops it and finds the session in the list. Screenshots of each step
 // go to ARTEFACT_DIR. Prints a JSON summary; any failed check exits non-zero.
 
@@ -11,9 +13,9 @@ import { createHmac } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const [base, adminPassword, artefacts] = process.argv.slice(2);
-if (!base || !adminPassword || !artefacts) {
-  console.error('usage: node console.mjs BASE_URL ADMIN_ONE_TIME_PASSWORD ARTEFACT_DIR');
+const [base, adminPassword, artefacts, secondAdminToken] = process.argv.slice(2);
+if (!base || !adminPassword || !artefacts || !secondAdminToken) {
+  console.error('usage: node console.mjs BASE_URL ADMIN_ONE_TIME_PASSWORD ARTEFACT_DIR SECOND_ADMIN_TOKEN');
   process.exit(2);
 }
 await mkdir(artefacts, { recursive: true });
@@ -96,7 +98,8 @@ try {
   await login('admin', adminNew, totp(secret));
   await page.waitForSelector('#nav-users');
   summary.admin_nav = await page.$$eval('nav a', (as) => as.map((a) => a.id));
-  check(!summary.admin_nav.includes('nav-audit'), 'administrators do not read the audit trail');
+  check(!summary.admin_nav.includes('nav-audit'), 'security administrators do not read the audit trail');
+  check(!summary.admin_nav.includes('nav-rooms'), 'security administrators do not configure rooms');
   await page.click('#nav-users');
   await page.waitForSelector('#user-add');
   await page.fill('#user-username', 'console-staff');
@@ -104,10 +107,17 @@ try {
   await page.selectOption('#user-role', 'witness_staff');
   await page.click('#user-add button[type=submit]');
   await page.waitForSelector('#messages .notice');
-  const notice = await page.textContent('#messages .notice');
-  const staffPassword = notice.split(/[:：]\s*/).pop().trim();
-  check(staffPassword.length >= 12, `one-time password in: ${notice}`);
-  await snap('admin-users');
+  summary.proposed = await page.textContent('#messages .notice');
+  await page.waitForSelector('#account-changes tr[data-change]');
+  const changeId = await page.getAttribute('#account-changes tr[data-change]', 'data-change');
+  await snap('admin-users-proposed');
+  // Four eyes: the second security administrator approves, and receives the one-time password.
+  const approved = await fetch(`${base}/api/v1/account-changes/${changeId}/approve`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secondAdminToken}` },
+  }).then((r) => r.json());
+  const staffPassword = approved.one_time_password;
+  check(staffPassword?.length >= 12, `one-time password in: ${JSON.stringify(approved)}`);
   await logout();
 
   // 3. Witness staff: start the simulated room, see it recording, stop it, find the session.
