@@ -68,6 +68,16 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     server
         .grant_confidential("discipline_officer", &session)
         .await;
+    // A regulator's request waits for a second person: the officer decides it on the page.
+    let (status, request) = server
+        .call_as(
+            Some("regulator"),
+            "POST",
+            &format!("/api/v1/sessions/{session}/confidential-access"),
+            Some(serde_json::json!({"reason": "投诉核查 complaint check"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{request}");
     let officer = server.user("discipline_officer");
     let (username, password) = (officer.username.clone(), officer.one_time_password.clone());
     let out = tokio::task::spawn_blocking(move || {
@@ -90,6 +100,29 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
     eprintln!("browser summary: {summary}");
     assert_eq!(summary["videos"], serde_json::json!(["cam1", "cam2"]));
+    assert_eq!(summary["requests_to_decide"], 1, "{summary}");
+    let grants = server
+        .call_as(
+            Some("regulator"),
+            "GET",
+            "/api/v1/confidential-access",
+            None,
+        )
+        .await
+        .1;
+    let decided = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == request["id"])
+        .unwrap();
+    assert_eq!(decided["state"], "approved", "{decided}");
+    assert_eq!(decided["active"], true, "{decided}");
+    assert_eq!(
+        decided["decided_by"],
+        server.user("discipline_officer").username.as_str(),
+        "{decided}"
+    );
     let audit = server
         .ok("GET", &format!("/api/v1/sessions/{session}/audit"), None)
         .await;

@@ -301,6 +301,9 @@ function roomCard(room) {
   if (room.storage_alarm) {
     card.append(el('p', { class: 'alarm', role: 'alert', 'data-storage': '' }, t('storageAlarm'), ` · ${room.storage_alarm}`));
   }
+  if (room.timestamp_alarm) {
+    card.append(el('p', { class: 'alarm', role: 'alert', 'data-timestamp': '' }, t('timestampAlarm'), ` · ${room.timestamp_alarm}`));
+  }
   if (room.signing_alarm) {
     card.append(el('p', { class: 'alarm', role: 'alert', 'data-signing': '' }, t('signingAlarm'), ` · ${room.signing_alarm}`));
   }

@@ -69,6 +69,7 @@ async function ensureGrant(session) {
   const me = await getJson('/api/v1/auth/me');
   const grants = await getJson('/api/v1/confidential-access');
   const mine = grants.filter((g) => g.session_id === session.id && g.grantee === me.user.username);
+  showRequestsToDecide(session, grants, me);
   if (mine.some((g) => g.active)) return true;
   if (!mine.some((g) => g.state === 'requested')) {
     const r = await fetch(`/api/v1/sessions/${encodeURIComponent(session.id)}/confidential-access`, {
@@ -83,6 +84,30 @@ async function ensureGrant(session) {
   }
   document.querySelector('#messages').append(el('p', { class: 'notice' }, t('grantRequested')));
   return false;
+}
+
+// Other people's requests to replay this session, for the second person to decide here, with
+// the session in front of them (the server refuses the requester's own and dependent accounts).
+function showRequestsToDecide(session, grants, me) {
+  const waiting = grants.filter(
+    (g) => g.session_id === session.id && g.grantee !== me.user.username && g.state === 'requested',
+  );
+  for (const g of waiting) {
+    const line = el('p', { class: 'notice', 'data-grant': g.id }, t('grantToDecide', { who: g.grantee, reason: g.reason }), ' ');
+    for (const [verb, label] of [['approve', t('approve')], ['reject', t('reject')]]) {
+      const b = el('button', { type: 'button', 'data-decide': verb }, label);
+      b.addEventListener('click', async () => {
+        const r = await fetch(`/api/v1/confidential-access/${encodeURIComponent(g.id)}/${verb}`, {
+          method: 'POST',
+          headers: { 'x-csrf-token': me.csrf_token ?? '' },
+        });
+        const body = await r.json().catch(() => ({}));
+        line.replaceChildren(r.ok ? t(verb === 'approve' ? 'grantApproved' : 'grantRejected', { who: g.grantee }) : body?.error?.message ?? `HTTP ${r.status}`);
+      });
+      line.append(b, ' ');
+    }
+    document.querySelector('#messages').append(line);
+  }
 }
 
 function showError(text) {

@@ -105,6 +105,14 @@ try {
   await page.waitForSelector('#chain.intact, #chain.broken, #chain.incomplete', { timeout: 60_000 });
   summary.chain = await page.textContent('#chain p');
   check((await page.getAttribute('#chain', 'class')) === 'intact', `chain status: ${summary.chain}`);
+  // Someone else's request to replay this session waits here for a second person: approve it.
+  const pending = await page.$$('[data-grant] button[data-decide=approve]');
+  summary.requests_to_decide = pending.length;
+  if (pending.length > 0) {
+    await pending[0].click();
+    await page.waitForFunction(() => !document.querySelector('[data-grant] button'), null, { timeout: 10_000 });
+    summary.decided = await page.textContent('[data-grant]');
+  }
   // Retention and the legal hold are on the page.
   summary.header = await page.textContent('header dl');
   check(summary.header.includes('保存至') && summary.header.includes('异议〔2026〕8号'), `retention and hold in the header: ${summary.header}`);
