@@ -207,6 +207,26 @@ async fn an_insider_cannot_rewrite_a_stopped_session() {
         }
         refused(&mut db, &sql, why).await;
     }
+    // A decided reset of someone's password stays decided, and stays: nobody turns an approval
+    // back into a proposal to approve it again, or removes it.
+    db.execute(
+        "INSERT INTO account_resets (id, user_id, username, totp, reason, proposed_by, proposed_at, state, decided_by, decided_at) \
+         SELECT 'insider-r', id, username, 0, 'forgot', 'insider', 1, 'approved', 'someone', 2 FROM users LIMIT 1",
+    )
+    .await
+    .unwrap();
+    refused(
+        &mut db,
+        "UPDATE account_resets SET state = 'proposed' WHERE id = 'insider-r'",
+        "decided, once",
+    )
+    .await;
+    refused(
+        &mut db,
+        "DELETE FROM account_resets WHERE id = 'insider-r'",
+        "DELETE refused",
+    )
+    .await;
     // What the application itself updates stays updatable: the retention stamp, and the URL
     // (camera credentials are moved out of it at start-up).
     db.execute(format!("UPDATE recordings SET url = url WHERE id = '{rec}'").as_str())
