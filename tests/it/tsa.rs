@@ -1,8 +1,8 @@
 //! RFC 3161 trusted timestamps (`[signing] tsa_url`) against a real TSA: OpenSSL's `openssl ts
 //! -reply` behind a tiny HTTP server, with a throw-away CA (EC P-256) and TSA certificate (RSA,
-//! critical extendedKeyUsage timeStamping). Session manifests and audit checkpoints get tokens;
-//! packages carry the manifest's; `openssl ts -verify` (the third party) and `witness verify`
-//! accept them; a TSA that is down delays the token (alarm, retry), never the stop; tampered,
+//! critical extendedKeyUsage timeStamping). Session manifests, audit checkpoints and chain
+//! checkpoints get tokens; packages carry the manifest's and the chain checkpoints'; `openssl ts
+//! -verify` (the third party) and `witness verify` accept them; a TSA that is down delays the token (alarm, retry), never the stop; tampered,
 //! swapped and foreign tokens are caught.
 
 use std::io::{BufRead, BufReader, Read, Write};
