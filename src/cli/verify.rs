@@ -188,6 +188,9 @@ impl Printed for PackageReport {
         if let Some(t) = &self.timestamp {
             println!("{}", t.note);
         }
+        if let Some(t) = &self.checkpoint_timestamps {
+            println!("{}", t.note);
+        }
         println!("{}", self.verdict);
     }
 
@@ -215,6 +218,16 @@ impl Printed for verify::Report {
         }
         for u in &self.uncovered {
             println!("  {}", not_covered(u));
+        }
+        let checkpoints: usize = self.recordings.iter().map(|r| r.checkpoints).sum();
+        if checkpoints > 0 {
+            println!(
+                "  {checkpoints} chain checkpoints, {} timestamped",
+                self.recordings
+                    .iter()
+                    .map(|r| r.timestamped_checkpoints)
+                    .sum::<usize>()
+            );
         }
         if let Some(t) = self.timestamp.as_ref().filter(|t| t.status == "pending") {
             println!(

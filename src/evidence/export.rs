@@ -469,7 +469,9 @@ async fn add_media_and_chains(
 
 /// Every chain checkpoint signed while the session recorded, as stored
 /// (`data/checkpoints/{source}/{seq}.checkpoint.json`), each checked first: a package never
-/// carries a checkpoint that does not hold against its chain.
+/// carries a checkpoint that does not hold against its chain. Their RFC 3161 timestamp tokens
+/// (`{seq}.checkpoint.json.tsr`) go beside them as stored, as the manifest's does: the verifier
+/// judges them.
 async fn add_checkpoints(
     store: &Store,
     signer: &Signer,
@@ -485,6 +487,12 @@ async fn add_checkpoints(
         let objects: Vec<_> = store.list(Some(&listing)).try_collect().await?;
         for o in objects {
             let key = o.location.to_string();
+            let name = key.rsplit('/').next().unwrap_or(&key);
+            if checkpoint::is_token_key(&key) {
+                let data = store.get(&o.location).await?.bytes().await?.to_vec();
+                payload.add_bytes(format!("data/checkpoints/{source}/{name}"), data);
+                continue;
+            }
             if !checkpoint::is_checkpoint_key(&key) {
                 continue;
             }
@@ -494,7 +502,6 @@ async fn add_checkpoints(
                 .map_err(|why| {
                     CoreError::conflict("store_tampered", format!("{source}: {key}: {why}"))
                 })?;
-            let name = key.rsplit('/').next().unwrap_or(&key);
             payload.add_bytes(format!("data/checkpoints/{source}/{name}"), data);
         }
     }
@@ -863,6 +870,10 @@ signatures (SM3, ID 1234567812345678, r||s hex) by the SM2 key (130 hex digits) 
 prints \"Verification: OK\" when a timestamp authority certified, at the time it states, that the\n\
 signed session manifest existed exactly as it is (openssl ts -reply -in … -text shows the time).\n\
 时间戳令牌证明会话清单在令牌所载时间已按原样存在；<TSA CA> 为时间戳机构的 CA 证书。\n\
+Each chain checkpoint signed while recording (data/checkpoints/<source>/<seq>.checkpoint.json)\n\
+may have its own token beside it, checked the same way:\n\
+  openssl ts -verify -data data/checkpoints/<source>/<seq>.checkpoint.json -in data/checkpoints/<source>/<seq>.checkpoint.json.tsr -CAfile <TSA CA>\n\
+录制期间的链检查点（data/checkpoints/）各有时间戳令牌（.tsr）时，按同样方法核验。\n\
 The chain format is documented in docs/chain-format.md of Witness.\n\
 \n\
 derived/（如有）中的 MP4 是由所选分段重新封装的便于播放的副本，不是证据；证据是 data/media/ 中的原始分段。\n\

@@ -95,6 +95,34 @@ pub struct PackageReport {
     /// asks for one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<TimestampReport>,
+    /// The RFC 3161 timestamp tokens of the chain checkpoints
+    /// (`data/checkpoints/{source}/{seq}.checkpoint.json.tsr`), when the package has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_timestamps: Option<CheckpointTimestamps>,
+}
+
+/// What the timestamp tokens of the chain checkpoints prove, all together.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointTimestamps {
+    /// `verified` (every token holds and its TSA chains to the CA bundle given),
+    /// `ca_not_checked` (no CA bundle given), `untrusted` (a token's TSA does not chain to the
+    /// bundle: UNTRUSTED KEY) or `invalid` (a token does not hold: TAMPERED), as for the
+    /// manifest's token.
+    pub status: &'static str,
+    /// Tokens that hold (imprint of their checkpoint's exact bytes, signature, and chain to the
+    /// bundle when one was given).
+    pub timestamped: usize,
+    /// Checkpoints in the package.
+    pub checkpoints: usize,
+    /// The TSA certificates' subjects.
+    pub tsa: Vec<String>,
+    /// The earliest and latest TSA time of the tokens that hold, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The line the verifier prints.
+    pub note: String,
 }
 
 /// What the timestamp token of `data/chain/manifest.json` (`manifest.json.tsr`) proves.
@@ -458,6 +486,7 @@ pub fn verify_package(
     let checkpoints = check_checkpoints(&c, &candidates, &chains, signed.as_ref(), &mut problems);
     check_decisions(&c, &candidates, &bag, &chains, &mut problems);
     let timestamp = check_timestamp(&c, signed.as_ref(), tsa_ca, &mut problems);
+    let checkpoint_timestamps = check_checkpoint_timestamps(&c, tsa_ca, &mut problems);
     check_audit_entries(&c, &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
     let signed_by = signers
@@ -470,7 +499,16 @@ pub fn verify_package(
         })
         .collect();
     let mut r = report(
-        &c, problems, uncovered, public_key, signed_by, trusted, bag, chains, timestamp,
+        &c,
+        problems,
+        uncovered,
+        public_key,
+        signed_by,
+        trusted,
+        bag,
+        chains,
+        timestamp,
+        checkpoint_timestamps,
     );
     r.checkpoints = checkpoints;
     Ok(r)
@@ -1093,6 +1131,104 @@ fn check_timestamp(
     })
 }
 
+/// Step 4b, the RFC 3161 timestamp tokens of the chain checkpoints
+/// (`data/checkpoints/{source}/{seq}.checkpoint.json.tsr`), as the manifest's: each one's
+/// imprint is the SHA-256 of the exact bytes of the checkpoint beside it, the TSA signed it,
+/// and, with a CA bundle, the TSA's certificate chains to it. A token that does not hold (or
+/// whose checkpoint the package lacks) is a problem; a TSA outside the bundle is untrusted.
+/// None when the package has no checkpoint token.
+fn check_checkpoint_timestamps(
+    c: &Contents,
+    tsa_ca: Option<&CaBundle>,
+    problems: &mut Vec<String>,
+) -> Option<CheckpointTimestamps> {
+    let tokens: Vec<(&String, &Vec<u8>)> = c
+        .small
+        .iter()
+        .filter(|(p, _)| p.starts_with("data/checkpoints/") && checkpoint::is_token_key(p))
+        .collect();
+    if tokens.is_empty() {
+        return None;
+    }
+    let checkpoints = c
+        .small
+        .keys()
+        .filter(|p| p.starts_with("data/checkpoints/") && checkpoint::is_checkpoint_key(p))
+        .count();
+    let (mut stamps, mut untrusted, mut invalid) = (Vec::new(), None, 0usize);
+    for (name, token) in tokens {
+        let body = checkpoint::stamped_key(name).and_then(|k| c.small.get(k));
+        let Some(body) = body else {
+            problems.push(format!("{name}: {}", checkpoint::ORPHAN_TOKEN));
+            invalid += 1;
+            continue;
+        };
+        match timestamp::verify(token, body, tsa_ca) {
+            Ok(stamp) => stamps.push(stamp),
+            Err(TokenError::Untrusted(why)) => {
+                untrusted
+                    .get_or_insert(format!("{name}: the timestamp token holds, but its {why}"));
+            }
+            Err(e) => {
+                problems.push(format!("{name}: timestamp token refused: {e}"));
+                invalid += 1;
+            }
+        }
+    }
+    let mut tsa: Vec<String> = stamps.iter().map(|s| s.tsa.clone()).collect();
+    tsa.sort();
+    tsa.dedup();
+    let from = stamps
+        .iter()
+        .map(|s| s.gen_time_us)
+        .min()
+        .map(crate::time::rfc3339);
+    let to = stamps
+        .iter()
+        .map(|s| s.gen_time_us)
+        .max()
+        .map(crate::time::rfc3339);
+    let held = format!(
+        "{} of {checkpoints} chain checkpoints timestamped by TSA {} from {} to {}",
+        stamps.len(),
+        tsa.join(", "),
+        from.as_deref().unwrap_or("-"),
+        to.as_deref().unwrap_or("-"),
+    );
+    let (status, note) = if invalid > 0 {
+        (
+            "invalid",
+            format!("{invalid} chain checkpoint timestamp tokens refused; {held}"),
+        )
+    } else if let Some(why) = untrusted {
+        ("untrusted", why)
+    } else if let Some(bundle) = tsa_ca {
+        (
+            "verified",
+            format!(
+                "{held} (its certificate chains to a CA of {})",
+                bundle.source
+            ),
+        )
+    } else {
+        (
+            "ca_not_checked",
+            format!(
+                "{held}, but the TSA's certificate was NOT checked against a CA (give --tsa-ca FILE)"
+            ),
+        )
+    };
+    Some(CheckpointTimestamps {
+        status,
+        timestamped: stamps.len(),
+        checkpoints,
+        tsa,
+        from,
+        to,
+        note,
+    })
+}
+
 /// Step 5, the session's audit entries: each one as it was chained (links are not checked, as
 /// entries of other sessions sit between them in the full trail).
 fn check_audit_entries(c: &Contents, problems: &mut Vec<String>) {
@@ -1147,12 +1283,19 @@ fn report(
     bag: BagSession,
     chains: Chains,
     timestamp: Option<TimestampReport>,
+    checkpoint_timestamps: Option<CheckpointTimestamps>,
 ) -> PackageReport {
     let key_trusted = !signed_by.is_empty() && signed_by.iter().all(|k| k.trusted);
     let tsa_untrusted = timestamp
         .as_ref()
         .filter(|t| t.status == "untrusted")
-        .map(|t| t.note.clone());
+        .map(|t| t.note.clone())
+        .or_else(|| {
+            checkpoint_timestamps
+                .as_ref()
+                .filter(|t| t.status == "untrusted")
+                .map(|t| t.note.clone())
+        });
     let status = Verdict::of(!problems.is_empty(), !uncovered.is_empty())
         .trusting(key_trusted && tsa_untrusted.is_none());
     let fingerprints = signed_by
@@ -1172,7 +1315,7 @@ Obtain the CA certificate of the timestamp authority from a source you trust and
             tsa_untrusted.unwrap_or_default()
         ),
         (None, None) => format!(
-            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by trusted key {}{}",
+            "INTACT: project {} session {}: {} segments, {} gaps, every moment covered, signed by trusted key {}{}{}",
             bag.project,
             bag.session_id,
             chains.segments.len(),
@@ -1185,6 +1328,17 @@ Obtain the CA certificate of the timestamp authority from a source you trust and
                     ", timestamped by TSA {} at {}",
                     t.tsa.as_deref().unwrap_or(""),
                     t.time.as_deref().unwrap_or("")
+                ))
+                .unwrap_or_default(),
+            checkpoint_timestamps
+                .as_ref()
+                .filter(|t| t.status == "verified")
+                .map(|t| format!(
+                    ", {} of {} chain checkpoints timestamped from {} to {}",
+                    t.timestamped,
+                    t.checkpoints,
+                    t.from.as_deref().unwrap_or(""),
+                    t.to.as_deref().unwrap_or("")
                 ))
                 .unwrap_or_default()
         ),
@@ -1220,6 +1374,7 @@ Obtain the CA certificate of the timestamp authority from a source you trust and
             .cloned()
             .collect(),
         timestamp,
+        checkpoint_timestamps,
     }
 }
 

@@ -5,16 +5,26 @@
 //! and every resume compare before anything is signed, and every verifier compares too, so the
 //! rewrite is TAMPERED instead of sealed. The session manifest lists each chain's checkpoints,
 //! so one deleted after the stop is missed. (Audit-trail checkpoints are `audit::checkpoint`.)
+//!
+//! Each checkpoint stored is also listed in SQL (`chain_checkpoints`, insert-only, migration
+//! 0022) with the SHA-256 of its bytes; with `[signing] tsa_url` the timestamp job
+//! (`sessions::timestamps`) gets an RFC 3161 token over exactly those bytes and stores it beside
+//! the checkpoint, `{seq:08}.checkpoint.json.tsr`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
+use crate::db::Pool;
 use crate::ledger::chain::Entry;
 use crate::ledger::keys::Algorithm;
 use crate::ledger::manifest::{self, Signer};
+use crate::ledger::timestamp::{self, CaBundle};
+use crate::ledger::tsa::Timestamps;
 use crate::store::Store;
 
 pub const FORMAT: &str = "witness-chain-checkpoint/1";
@@ -66,10 +76,44 @@ pub fn object_key(prefix: &str, seq: i64) -> String {
     format!("{prefix}/{seq:08}.checkpoint.json")
 }
 
-/// Whether an object key under a recording's prefix is a checkpoint (not a segment).
+/// Whether an object key under a recording's prefix is a checkpoint (not a segment, nor its
+/// token).
 pub fn is_checkpoint_key(key: &str) -> bool {
     key.ends_with(".checkpoint.json")
 }
+
+/// Whether an object key is a checkpoint's RFC 3161 timestamp token,
+/// `{seq:08}.checkpoint.json.tsr`.
+pub fn is_token_key(key: &str) -> bool {
+    key.strip_suffix(".tsr").is_some_and(is_checkpoint_key)
+}
+
+/// Whether an object under a recording's prefix belongs to a checkpoint (the checkpoint or its
+/// timestamp token): stored beside the segments, named by no chain entry.
+pub fn is_checkpoint_object(key: &str) -> bool {
+    is_checkpoint_key(key) || is_token_key(key)
+}
+
+/// Where a checkpoint's timestamp token is stored: `{checkpoint key}.tsr`.
+pub fn token_key(checkpoint_key: &str) -> String {
+    format!("{checkpoint_key}.tsr")
+}
+
+/// The checkpoint a token key stamps (`….checkpoint.json.tsr` → `….checkpoint.json`).
+pub fn stamped_key(token_key: &str) -> Option<&str> {
+    token_key
+        .strip_suffix(".tsr")
+        .filter(|k| is_checkpoint_key(k))
+}
+
+/// The seq in the name of a checkpoint or of its token (`00000042.checkpoint.json…` → 42).
+pub fn seq_of_key(key: &str) -> Option<i64> {
+    key.rsplit('/').next()?.split('.').next()?.parse().ok()
+}
+
+/// What a token beside a checkpoint is refused for when the checkpoint is not there.
+pub const ORPHAN_TOKEN: &str =
+    "timestamp token of a checkpoint that is not there (checkpoint deleted after it was stamped)";
 
 /// A stored checkpoint's bytes, opened: parsed, of this format, its signature (and its SM2
 /// signature, when it has one) verified with one of `keys`. Fails with the problem in words.
@@ -160,6 +204,57 @@ pub async fn load(store: &Store, prefix: &str, keys: &[String]) -> Result<Vec<Fo
     Ok(found)
 }
 
+/// A checkpoint's timestamp token found in the store, checked against the checkpoint's bytes.
+pub struct FoundToken {
+    pub key: String,
+    pub seq: Option<i64>,
+    /// What the token says, or why it is refused (an untrusted TSA included).
+    pub stamp: Result<timestamp::Stamp, String>,
+}
+
+/// Every checkpoint timestamp token stored under a recording's prefix, in seq order, each
+/// checked ([`timestamp::verify`]) against the exact bytes of the checkpoint beside it, and its
+/// TSA against `ca` when given.
+pub async fn load_tokens(
+    store: &Store,
+    prefix: &str,
+    ca: Option<&CaBundle>,
+) -> Result<Vec<FoundToken>, String> {
+    let dir = object_store::path::Path::from(prefix);
+    let objects: Vec<_> = store
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| format!("cannot list checkpoint tokens: {e}"))?;
+    let read = |k: object_store::path::Path| async move {
+        store.get(&k).await?.bytes().await.map(|b| b.to_vec())
+    };
+    let mut found = Vec::new();
+    for o in objects {
+        let key = o.location.to_string();
+        let Some(stamped) = stamped_key(&key) else {
+            continue;
+        };
+        let stamp = match (
+            read(o.location.clone()).await,
+            read(object_store::path::Path::from(stamped)).await,
+        ) {
+            (Ok(token), Ok(body)) => {
+                timestamp::verify(&token, &body, ca).map_err(|e| e.to_string())
+            }
+            (_, Err(object_store::Error::NotFound { .. })) => Err(ORPHAN_TOKEN.to_string()),
+            (Err(e), _) | (_, Err(e)) => Err(format!("unreadable: {e}")),
+        };
+        found.push(FoundToken {
+            seq: seq_of_key(&key),
+            key,
+            stamp,
+        });
+    }
+    found.sort_by_key(|f| (f.seq, f.key.clone()));
+    Ok(found)
+}
+
 /// Every problem of a recording's checkpoints: each one found must open and hold against the
 /// chain, and each seq in `listed` (what the signed manifest lists, once there is one) must
 /// have been found. Empty when they all hold. Each problem names its seq when it has one.
@@ -200,6 +295,56 @@ pub fn seqs(found: &[Found]) -> Vec<i64> {
     s
 }
 
+/// A checkpoint as listed in SQL (`chain_checkpoints`): stored, with the SHA-256 of its bytes.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub recording_id: String,
+    pub seq: i64,
+    pub object_key: String,
+    pub session_id: String,
+    pub at_us: i64,
+    pub sha256: String,
+}
+
+/// Lists a stored checkpoint; a row already there is kept. Rows are only inserted (0022).
+pub async fn record(pool: &Pool, c: &Listed) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO chain_checkpoints (recording_id, seq, object_key, session_id, at_us, sha256) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(&c.recording_id)
+    .bind(c.seq)
+    .bind(&c.object_key)
+    .bind(&c.session_id)
+    .bind(c.at_us)
+    .bind(&c.sha256)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Listed checkpoints that have no timestamp token yet, the longest waiting first.
+pub async fn unstamped(pool: &Pool, limit: i64) -> Result<Vec<Listed>, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT recording_id, seq, object_key, session_id, at_us, sha256 FROM chain_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM timestamp_tokens t WHERE t.kind = 'chain_checkpoint' AND t.subject = c.object_key) ORDER BY c.at_us, c.object_key LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Listed {
+            recording_id: r.try_get("recording_id")?,
+            seq: r.try_get("seq")?,
+            object_key: r.try_get("object_key")?,
+            session_id: r.try_get("session_id")?,
+            at_us: r.try_get("at_us")?,
+            sha256: r.try_get("sha256")?,
+        })
+    })
+    .collect()
+}
+
 /// A chain writer's checkpointing: signs the head every `every` once it has moved.
 pub struct Checkpointer {
     signer: Signer,
@@ -208,6 +353,8 @@ pub struct Checkpointer {
     every: Duration,
     last: Instant,
     last_seq: i64,
+    /// Woken once a checkpoint is stored and listed (the timestamp job, with a TSA).
+    timestamps: Option<Arc<Timestamps>>,
 }
 
 impl Checkpointer {
@@ -219,13 +366,21 @@ impl Checkpointer {
             every,
             last: Instant::now(),
             last_seq: -1,
+            timestamps: None,
         }
+    }
+
+    /// Wakes the timestamp job whenever a checkpoint has been stored and listed.
+    pub fn waking(mut self, timestamps: Arc<Timestamps>) -> Checkpointer {
+        self.timestamps = Some(timestamps);
+        self
     }
 
     /// After `head` entered the chain: when a checkpoint is due, signs one over it and stores it
     /// (create-only, in the background: a store that is slow or down delays no segment; a
-    /// checkpoint that could not be stored is followed by the next one).
-    pub fn after_commit(&mut self, store: &Store, prefix: &str, head: &Entry) {
+    /// checkpoint that could not be stored is followed by the next one), then lists it in
+    /// `chain_checkpoints` for the timestamp job.
+    pub fn after_commit(&mut self, store: &Store, pool: &Pool, prefix: &str, head: &Entry) {
         if self.last.elapsed() < self.every || head.seq <= self.last_seq {
             return;
         }
@@ -245,7 +400,15 @@ impl Checkpointer {
             return;
         };
         let key = object_key(prefix, head.seq);
-        let store = store.clone();
+        let listed = Listed {
+            recording_id: signed.checkpoint.recording_id.clone(),
+            seq: signed.checkpoint.seq,
+            object_key: key.clone(),
+            session_id: signed.checkpoint.session_id.clone(),
+            at_us: signed.checkpoint.at_us,
+            sha256: hex::encode(sha2::Sha256::digest(&body)),
+        };
+        let (store, pool, wake) = (store.clone(), pool.clone(), self.timestamps.clone());
         tokio::spawn(async move {
             let path = object_store::path::Path::from(key.as_str());
             let put = store
@@ -263,10 +426,30 @@ impl Checkpointer {
                 other => other.map(|_| ()),
             };
             match put {
-                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                Ok(()) => {}
+                // Not these bytes (another writer's, or an earlier try's): not listed as ours.
+                Err(object_store::Error::AlreadyExists { .. }) => return,
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "chain checkpoint not stored; the next one follows")
+                    tracing::warn!(%key, error = %e, "chain checkpoint not stored; the next one follows");
+                    return;
                 }
+            }
+            let mut backoff = Duration::from_millis(500);
+            for attempt in 1..=3 {
+                match record(&pool, &listed).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == 3 => {
+                        tracing::warn!(%key, error = %e, "chain checkpoint stored but not listed: it gets no timestamp token");
+                        return;
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+            if let Some(t) = wake {
+                t.wake.notify_one();
             }
         });
     }
@@ -355,6 +538,25 @@ mod tests {
         let stranger = Signer::load_or_create(other.path()).unwrap();
         let theirs = serde_json::to_vec(&cp(&forged[2]).sign(&stranger)).unwrap();
         assert!(open(&theirs, &keys).is_err());
+    }
+
+    #[test]
+    fn a_token_belongs_to_its_checkpoint() {
+        let k = object_key("P/S/cam1", 42);
+        assert!(is_checkpoint_key(&k) && !is_token_key(&k) && is_checkpoint_object(&k));
+        let t = token_key(&k);
+        assert_eq!(t, "P/S/cam1/00000042.checkpoint.json.tsr");
+        assert!(is_token_key(&t) && !is_checkpoint_key(&t) && is_checkpoint_object(&t));
+        assert_eq!(stamped_key(&t), Some(k.as_str()));
+        assert_eq!((seq_of_key(&k), seq_of_key(&t)), (Some(42), Some(42)));
+        for other in [
+            "P/S/cam1/00000042.ts",
+            "P/S/manifest.json.tsr",
+            "P/S/cam1/00000042.ts.tsr",
+        ] {
+            assert!(!is_checkpoint_object(other), "{other}");
+            assert_eq!(stamped_key(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Timestamps {
             return String::new();
         }
         format!(
-            "# HELP witness_tsa_alarm 1 while a timestamp token has been missing longer than [signing] tsa_alarm_seconds.\n# TYPE witness_tsa_alarm gauge\nwitness_tsa_alarm {}\n# HELP witness_tsa_pending Session manifests and audit checkpoints still waiting for their timestamp token.\n# TYPE witness_tsa_pending gauge\nwitness_tsa_pending {}\n# HELP witness_tsa_tokens_total Timestamp tokens obtained and stored.\n# TYPE witness_tsa_tokens_total counter\nwitness_tsa_tokens_total {}\n# HELP witness_tsa_failures_total Requests to the TSA that failed or whose reply was refused.\n# TYPE witness_tsa_failures_total counter\nwitness_tsa_failures_total {}\n",
+            "# HELP witness_tsa_alarm 1 while a timestamp token has been missing longer than [signing] tsa_alarm_seconds.\n# TYPE witness_tsa_alarm gauge\nwitness_tsa_alarm {}\n# HELP witness_tsa_pending Session manifests, audit checkpoints and chain checkpoints still waiting for their timestamp token.\n# TYPE witness_tsa_pending gauge\nwitness_tsa_pending {}\n# HELP witness_tsa_tokens_total Timestamp tokens obtained and stored.\n# TYPE witness_tsa_tokens_total counter\nwitness_tsa_tokens_total {}\n# HELP witness_tsa_failures_total Requests to the TSA that failed or whose reply was refused.\n# TYPE witness_tsa_failures_total counter\nwitness_tsa_failures_total {}\n",
             u8::from(self.alarm().is_some()),
             self.pending.load(Relaxed),
             self.obtained_total.load(Relaxed),
@@ -131,16 +131,19 @@ impl Tsa {
     }
 }
 
-/// Where a manifest's token is stored: `{manifest key}.tsr`.
+/// Where a manifest's (or a chain checkpoint's) token is stored: `{key}.tsr`.
 pub fn token_key(manifest_key: &str) -> String {
     format!("{manifest_key}.tsr")
 }
 
-/// What a token is the token of: a session's manifest, or an audit checkpoint.
+/// What a token is the token of: a session's manifest (subject: the session id), an audit
+/// checkpoint (its seq), or a chain checkpoint (its object key; the token also lies beside it,
+/// `{key}.tsr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
     Manifest,
     AuditCheckpoint,
+    ChainCheckpoint,
 }
 
 impl Subject {
@@ -148,6 +151,7 @@ impl Subject {
         match self {
             Subject::Manifest => "manifest",
             Subject::AuditCheckpoint => "audit_checkpoint",
+            Subject::ChainCheckpoint => "chain_checkpoint",
         }
     }
 }

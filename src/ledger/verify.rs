@@ -60,6 +60,11 @@ pub struct RecordingCheck {
     pub media_seconds: f64,
     pub gap_seconds: f64,
     pub uncovered: Vec<UncoveredView>,
+    /// Chain checkpoints signed while it recorded, found in the store.
+    pub checkpoints: usize,
+    /// Of them, those with an RFC 3161 timestamp token beside them that holds (imprint of the
+    /// checkpoint's bytes, signature, TSA chained to `tsa_ca_file`).
+    pub timestamped_checkpoints: usize,
 }
 
 /// A stretch of the session that no chain entry covers.
@@ -145,6 +150,7 @@ pub async fn verify_session(
         &session,
         &mut chains,
         signed.as_ref(),
+        tsa_ca,
         &mut failures,
     )
     .await;
@@ -170,6 +176,13 @@ pub async fn verify_session(
             "; timestamped by TSA {} at {}",
             t.tsa.as_deref().unwrap_or(""),
             t.time.as_deref().unwrap_or("")
+        ));
+    }
+    let stamped: usize = checks.iter().map(|c| c.timestamped_checkpoints).sum();
+    if stamped > 0 && status == Verdict::Intact {
+        verdict.push_str(&format!(
+            "; {stamped} of {} chain checkpoints timestamped",
+            checks.iter().map(|c| c.checkpoints).sum::<usize>()
         ));
     }
     Ok(Report {
@@ -243,6 +256,9 @@ struct CheckedChain {
     /// The head the report names: the one the manifest binds, or the last entry of a chain that
     /// has none.
     head: Option<Head>,
+    /// Checkpoints found, and those with a token that holds.
+    checkpoints: usize,
+    timestamped_checkpoints: usize,
 }
 
 /// Reads every recording's chain from the database and checks it against the store, recording by
@@ -264,19 +280,24 @@ async fn check_chains(
             entries,
             intact,
             head,
+            checkpoints: 0,
+            timestamped_checkpoints: 0,
         });
     }
     Ok(chains)
 }
 
 /// Every chain against the checkpoints signed while it recorded, and against the list of them
-/// the signed manifest keeps (one missing was deleted).
+/// the signed manifest keeps (one missing was deleted); and every checkpoint's timestamp token
+/// against the checkpoint's bytes and `tsa_ca` (a token that does not hold, or whose
+/// checkpoint is gone, is a failure).
 async fn check_checkpoints(
     store: &Store,
     keys: &[String],
     session: &SessionRow,
     chains: &mut [CheckedChain],
     signed: Option<&Manifest>,
+    tsa_ca: Option<&CaBundle>,
     failures: &mut Vec<Failure>,
 ) {
     for c in chains.iter_mut() {
@@ -286,7 +307,10 @@ async fn check_checkpoints(
             .and_then(|m| m.recordings.iter().find(|h| h.recording_id == c.rec.id))
             .map_or(&[], |h| h.checkpoints.as_slice());
         let problems = match checkpoint::load(store, &prefix, keys).await {
-            Ok(found) => checkpoint::problems(&c.rec.id, &c.entries, &found, listed),
+            Ok(found) => {
+                c.checkpoints = found.len();
+                checkpoint::problems(&c.rec.id, &c.entries, &found, listed)
+            }
             Err(p) => vec![(None, p)],
         };
         for (seq, problem) in problems {
@@ -297,6 +321,28 @@ async fn check_checkpoints(
                 None,
                 format!("checkpoint: {problem}"),
             ));
+        }
+        match checkpoint::load_tokens(store, &prefix, tsa_ca).await {
+            Ok(tokens) => {
+                for t in tokens {
+                    match t.stamp {
+                        Ok(_) => c.timestamped_checkpoints += 1,
+                        Err(problem) => {
+                            c.intact = false;
+                            failures.push(Failure::of(
+                                source,
+                                t.seq,
+                                Some(&t.key),
+                                format!("checkpoint timestamp token refused: {problem}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(p) => {
+                c.intact = false;
+                failures.push(Failure::of(source, None, None, format!("checkpoint: {p}")));
+            }
         }
     }
 }
@@ -414,6 +460,8 @@ fn recording_check(chain: CheckedChain, stop_us: Option<i64>, tolerance_us: i64)
         entries,
         intact,
         head,
+        checkpoints,
+        timestamped_checkpoints,
     } = chain;
     let c = coverage::check(&entries, stop_us, tolerance_us);
     let count = |kind: EntryKind| entries.iter().filter(|e| e.kind == kind).count();
@@ -430,6 +478,8 @@ fn recording_check(chain: CheckedChain, stop_us: Option<i64>, tolerance_us: i64)
         intact,
         media_seconds: c.media_us as f64 / 1e6,
         gap_seconds: c.gap_us as f64 / 1e6,
+        checkpoints,
+        timestamped_checkpoints,
     }
 }
 
@@ -609,9 +659,10 @@ async fn check_no_unnamed_objects(
     match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
         Ok(objects) => {
             for o in objects {
-                // Checkpoints sit beside the segments; `check_checkpoints` reads them.
+                // Checkpoints and their timestamp tokens sit beside the segments;
+                // `check_checkpoints` reads them.
                 if !known.contains(o.location.as_ref())
-                    && !checkpoint::is_checkpoint_key(o.location.as_ref())
+                    && !checkpoint::is_checkpoint_object(o.location.as_ref())
                 {
                     failures.push(Failure::of(
                         source,

@@ -647,7 +647,7 @@ impl ChainWriter {
         }
         self.head = entry;
         if let Some(c) = &mut self.checkpoints {
-            c.after_commit(&self.store, &self.key_prefix, &self.head);
+            c.after_commit(&self.store, &self.pool, &self.key_prefix, &self.head);
         }
         Commit::Done
     }

@@ -276,12 +276,16 @@ impl Core {
         writer.lease = Some((session.room_id.clone(), self.node_id.clone()));
         writer.lease_ttl_us = self.lease_ttl_us;
         if self.metrics.signing_halted(&session.id).is_none() {
-            writer.checkpoints = Some(Checkpointer::new(
+            let checkpointer = Checkpointer::new(
                 self.signer.clone(),
                 &session.id,
                 &rec.source_name,
                 std::time::Duration::from_secs_f64(self.config.checkpoint_seconds.max(1.0)),
-            ));
+            );
+            writer.checkpoints = Some(match self.timestamps.tsa {
+                Some(_) => checkpointer.waking(self.timestamps.clone()),
+                None => checkpointer,
+            });
         }
         Ok((writer, stats))
     }

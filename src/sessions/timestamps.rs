@@ -1,6 +1,8 @@
 //! Trusted timestamps (`[signing] tsa_url`) for what the server signed: every stopped session's
-//! manifest (the token beside it in the store, `manifest.json.tsr`) and every audit checkpoint
-//! (the token in SQL). A background job, never the stop: a session is sealed whether the TSA
+//! manifest (the token beside it in the store, `manifest.json.tsr`), every audit checkpoint
+//! (the token in SQL) and every chain checkpoint signed while recording (listed in
+//! `chain_checkpoints`; the token beside it, `{seq:08}.checkpoint.json.tsr`). A background job,
+//! never the stop nor the writer: a session is sealed and a chain written whether the TSA
 //! answers or not. A token still missing `tsa_alarm_seconds` after its manifest or checkpoint was
 //! signed raises the alarm (log, `/metrics`, room status, one `tsa_unavailable` audit entry per
 //! outage; `tsa_recovered` when it clears). Tokens are asked for again every `tsa_retry_seconds`.
@@ -8,10 +10,12 @@
 use std::sync::Arc;
 
 use object_store::{PutMode, PutOptions};
+use sha2::Digest;
 
 use super::Core;
 use crate::audit::{self, Actor, checkpoint::Checkpoint};
 use crate::error::CoreError;
+use crate::ledger::checkpoint::{self as chain_checkpoint, Listed};
 use crate::ledger::timestamp;
 use crate::ledger::tsa::{self, Subject, Tsa};
 use crate::time::now_us;
@@ -53,7 +57,10 @@ impl Core {
             let checkpoints = audit::checkpoint::unstamped(&self.pool, BATCH)
                 .await
                 .map_err(|e| e.to_string())?;
-            if manifests.is_empty() && checkpoints.is_empty() {
+            let chain_checkpoints = chain_checkpoint::unstamped(&self.pool, BATCH)
+                .await
+                .map_err(|e| e.to_string())?;
+            if manifests.is_empty() && checkpoints.is_empty() && chain_checkpoints.is_empty() {
                 return Ok(());
             }
             for m in &manifests {
@@ -65,6 +72,27 @@ impl Core {
                 self.stamp_checkpoint(tsa, c)
                     .await
                     .inspect_err(|_| self.count_failure())?;
+            }
+            // A chain checkpoint whose stored bytes are not what its writer stored is not
+            // stamped: it stays missing (the alarm names it) and the others go on.
+            let mut stamped = 0;
+            let mut unusable = None;
+            for c in &chain_checkpoints {
+                match self.chain_checkpoint_bytes(c).await {
+                    Ok(body) => {
+                        self.stamp_chain_checkpoint(tsa, c, &body)
+                            .await
+                            .inspect_err(|_| self.count_failure())?;
+                        stamped += 1;
+                    }
+                    Err(problem) => {
+                        tracing::warn!(key = %c.object_key, %problem, "chain checkpoint not timestamped");
+                        unusable = Some(problem);
+                    }
+                }
+            }
+            if manifests.is_empty() && checkpoints.is_empty() && stamped == 0 {
+                return unusable.map_or(Ok(()), Err);
             }
         }
     }
@@ -85,37 +113,111 @@ impl Core {
             .bytes()
             .await
             .map_err(|e| format!("manifest {key}: {e}"))?;
-        let (token, stamp) = tsa.stamp(&body).await?;
         let token_key = tsa::token_key(key);
-        let put = self
+        let (token, stamp) = self.stamp_beside(tsa, &body, &token_key).await?;
+        tsa::insert_token(&self.pool, Subject::Manifest, session_id, &token, &stamp)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.obtained(&stamp, &token_key);
+        Ok(())
+    }
+
+    /// A token over `body`, stored create-only under `token_key`; a token another node stored
+    /// there first is kept, once it is checked against `body`.
+    async fn stamp_beside(
+        &self,
+        tsa: &Tsa,
+        body: &[u8],
+        token_key: &str,
+    ) -> Result<(Vec<u8>, timestamp::Stamp), String> {
+        let (token, stamp) = tsa.stamp(body).await?;
+        let path = object_store::path::Path::from(token_key);
+        let put = match self
             .store
             .put_opts(
-                &token_key.as_str().into(),
+                &path,
                 token.clone().into(),
                 PutOptions::from(PutMode::Create),
             )
-            .await;
-        let (token, stamp) = match put {
-            Ok(_) => (token, stamp),
+            .await
+        {
+            // The store cannot create only-if-absent: a plain put (the key is this object's).
+            Err(object_store::Error::NotImplemented) => self
+                .store
+                .put(&path, token.clone().into())
+                .await
+                .map(|_| ()),
+            other => other.map(|_| ()),
+        };
+        match put {
+            Ok(()) => Ok((token, stamp)),
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let there = self
                     .store
-                    .get(&token_key.as_str().into())
+                    .get(&path)
                     .await
                     .map_err(|e| e.to_string())?
                     .bytes()
                     .await
                     .map_err(|e| e.to_string())?
                     .to_vec();
-                let stamp = timestamp::verify(&there, &body, Some(&tsa.ca))
+                let stamp = timestamp::verify(&there, body, Some(&tsa.ca))
                     .map_err(|e| format!("{token_key} already stored and refused: {e}"))?;
-                (there, stamp)
+                Ok((there, stamp))
             }
-            Err(e) => return Err(format!("{token_key}: {e}")),
-        };
-        tsa::insert_token(&self.pool, Subject::Manifest, session_id, &token, &stamp)
+            Err(e) => Err(format!("{token_key}: {e}")),
+        }
+    }
+
+    /// A listed chain checkpoint's bytes as stored, when they are what its writer stored (the
+    /// SHA-256 it listed) and a checkpoint of this server for that recording and seq: only
+    /// those are stamped. Fails with why not.
+    async fn chain_checkpoint_bytes(&self, c: &Listed) -> Result<Vec<u8>, String> {
+        let key = &c.object_key;
+        let body = self
+            .store
+            .get(&key.as_str().into())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("chain checkpoint {key}: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("chain checkpoint {key}: {e}"))?
+            .to_vec();
+        if hex::encode(sha2::Sha256::digest(&body)) != c.sha256 {
+            return Err(format!(
+                "chain checkpoint {key}: the stored bytes differ from those its writer stored (replaced in the store)"
+            ));
+        }
+        let cp = chain_checkpoint::open(&body, &self.signer.all_public_keys())
+            .map_err(|p| format!("chain checkpoint {key}: {p}"))?;
+        if cp.recording_id != c.recording_id || cp.seq != c.seq {
+            return Err(format!(
+                "chain checkpoint {key}: names recording {} seq {}, not the listed {} seq {}",
+                cp.recording_id, cp.seq, c.recording_id, c.seq
+            ));
+        }
+        Ok(body)
+    }
+
+    /// A token over a chain checkpoint's exact stored bytes, stored create-only beside it
+    /// (`{key}.tsr`), then recorded in SQL.
+    async fn stamp_chain_checkpoint(
+        &self,
+        tsa: &Tsa,
+        c: &Listed,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let token_key = chain_checkpoint::token_key(&c.object_key);
+        let (token, stamp) = self.stamp_beside(tsa, body, &token_key).await?;
+        tsa::insert_token(
+            &self.pool,
+            Subject::ChainCheckpoint,
+            &c.object_key,
+            &token,
+            &stamp,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         self.obtained(&stamp, &token_key);
         Ok(())
     }
@@ -152,10 +254,14 @@ impl Core {
         let bound = now_us() - t.alarm_after.as_micros() as i64;
         let manifests = tsa::unstamped_manifests(&self.pool, 10_000).await?;
         let checkpoints = audit::checkpoint::unstamped(&self.pool, 10_000).await?;
+        let chain_checkpoints = chain_checkpoint::unstamped(&self.pool, 10_000).await?;
         let overdue = manifests.iter().filter(|m| m.stopped_at_us < bound).count()
-            + checkpoints.iter().filter(|c| c.at_us < bound).count();
-        t.pending
-            .store((manifests.len() + checkpoints.len()) as u64, Relaxed);
+            + checkpoints.iter().filter(|c| c.at_us < bound).count()
+            + chain_checkpoints.iter().filter(|c| c.at_us < bound).count();
+        t.pending.store(
+            (manifests.len() + checkpoints.len() + chain_checkpoints.len()) as u64,
+            Relaxed,
+        );
         t.overdue.store(overdue as u64, Relaxed);
         let alarm = (overdue > 0).then(|| {
             format!(

@@ -1,8 +1,8 @@
 //! RFC 3161 trusted timestamps (`[signing] tsa_url`) against a real TSA: OpenSSL's `openssl ts
 //! -reply` behind a tiny HTTP server, with a throw-away CA (EC P-256) and TSA certificate (RSA,
-//! critical extendedKeyUsage timeStamping). Session manifests and audit checkpoints get tokens;
-//! packages carry the manifest's; `openssl ts -verify` (the third party) and `witness verify`
-//! accept them; a TSA that is down delays the token (alarm, retry), never the stop; tampered,
+//! critical extendedKeyUsage timeStamping). Session manifests, audit checkpoints and chain
+//! checkpoints get tokens; packages carry the manifest's and the chain checkpoints'; `openssl ts
+//! -verify` (the third party) and `witness verify` accept them; a TSA that is down delays the token (alarm, retry), never the stop; tampered,
 //! swapped and foreign tokens are caught.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -614,5 +614,311 @@ async fn tsa_down_delays_the_token_never_the_stop() {
     assert!(
         out.contains("timestamped by TSA CN=Witness Test TSA"),
         "{out}"
+    );
+}
+
+/// The chain checkpoints stored for a recording (not their tokens), in seq order.
+fn checkpoint_files(server: &Server, project: &str, session: &str, source: &str) -> Vec<PathBuf> {
+    let dir = server.objects().join(project).join(session).join(source);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".checkpoint.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn tsr(checkpoint: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.tsr", checkpoint.display()))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tsa_timestamps_chain_checkpoints_beside_them() {
+    let tsa = TestTsa::start("Witness Test");
+    // Down at first: checkpoints are signed and stored on time all the same.
+    tsa.up.store(false, Ordering::SeqCst);
+    let sim = Simulator::start(&[]);
+    // `[recording]` keys first (the harness appends them to that table), then `[signing]`.
+    let server = Server::start_with(&format!("checkpoint_seconds = 1.0\n{}", tsa.config())).await;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let project = "ZB-TSA-3";
+    let room = server.demo_room(&sim, "default").await;
+    let session = server.start_recording(&room, project).await;
+    wait_until(
+        "three chain checkpoints",
+        &server,
+        Duration::from_secs(40),
+        async || checkpoint_files(&server, project, &session, "cam1").len() >= 3,
+    )
+    .await;
+    let files = checkpoint_files(&server, project, &session, "cam1");
+    assert!(files.iter().all(|f| !tsr(f).exists()), "{files:?}");
+    wait_until("the alarm", &server, Duration::from_secs(30), async || {
+        server
+            .text("/metrics")
+            .await
+            .contains("witness_tsa_alarm 1")
+    })
+    .await;
+    let mut conn = db(&server).await;
+    let (listed, stamped): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM chain_checkpoints WHERE session_id = $1), (SELECT COUNT(*) FROM timestamp_tokens WHERE kind = 'chain_checkpoint')",
+    )
+    .bind(&session)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    assert!(
+        listed >= 3 && stamped == 0,
+        "{listed} listed, {stamped} stamped"
+    );
+    let pending: u64 = server
+        .text("/metrics")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("witness_tsa_pending "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pending >= 3, "{pending} pending");
+
+    // The TSA comes back; the session stops.
+    tsa.up.store(true, Ordering::SeqCst);
+    server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+
+    // Every checkpoint gets its token beside it, and nothing is left waiting.
+    wait_until(
+        "every chain checkpoint's token",
+        &server,
+        Duration::from_secs(30),
+        async || {
+            let files = checkpoint_files(&server, project, &session, "cam1");
+            files.iter().all(|f| tsr(f).exists())
+                && server
+                    .text("/metrics")
+                    .await
+                    .contains("witness_tsa_pending 0\n")
+        },
+    )
+    .await;
+    let files = checkpoint_files(&server, project, &session, "cam1");
+    assert!(files.len() >= 3, "{files:?}");
+
+    // Listed in SQL (insert-only), each with its token row, subject the object key.
+    let mut conn = db(&server).await;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.object_key, t.token FROM chain_checkpoints c JOIN timestamp_tokens t ON t.kind = 'chain_checkpoint' AND t.subject = c.object_key WHERE c.session_id = $1 ORDER BY c.object_key",
+    )
+    .bind(&session)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let cam1: Vec<&(String, String)> = rows.iter().filter(|r| r.0.contains("/cam1/")).collect();
+    assert_eq!(cam1.len(), files.len(), "{rows:?}");
+    for (key, token) in &cam1 {
+        let stored = std::fs::read(tsr(&server.objects().join(key))).unwrap();
+        assert_eq!(hex::decode(token).unwrap(), stored, "{key}");
+    }
+    for sql in [
+        "DELETE FROM chain_checkpoints",
+        "UPDATE chain_checkpoints SET sha256 = 'x'",
+    ] {
+        assert!(
+            sqlx::query(sql).execute(&mut conn).await.is_err(),
+            "{sql} accepted"
+        );
+    }
+    conn.close().await.unwrap();
+
+    // The third party: OpenSSL checks a token against the checkpoint's exact stored bytes.
+    let ca = tsa.ca();
+    let body = std::fs::read(&files[1]).unwrap();
+    let token = std::fs::read(tsr(&files[1])).unwrap();
+    let out = openssl_verifies(w, &body, &token, &ca);
+    assert!(out.contains("Verification: OK"), "{out}");
+    let other = std::fs::read(&files[2]).unwrap();
+    let out = openssl_verifies(w, &other, &token, &ca);
+    assert!(!out.contains("Verification: OK"), "{out}");
+
+    // Online: INTACT, every checkpoint timestamped.
+    let report = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["status"], "INTACT", "{report}");
+    let rec = report["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "cam1")
+        .unwrap();
+    assert_eq!(rec["checkpoints"], files.len(), "{report}");
+    assert_eq!(rec["timestamped_checkpoints"], files.len(), "{report}");
+    assert!(
+        report["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("chain checkpoints timestamped"),
+        "{report}"
+    );
+
+    // Offline: the package carries the tokens; INTACT with the count and the TSA time range.
+    let pkg = w.join("cp.tar");
+    export(&server, &session, &pkg);
+    let ed = ed25519_key(&server).await;
+    let ca_arg = ca.to_str().unwrap();
+    let (code, out) = verify(&pkg, &["--public-key", &ed, "--tsa-ca", ca_arg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("INTACT"), "{out}");
+    let (_, json) = verify(&pkg, &["--json", "--public-key", &ed, "--tsa-ca", ca_arg]);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let stamps = &json["checkpoint_timestamps"];
+    assert_eq!(stamps["status"], "verified", "{json}");
+    assert_eq!(stamps["timestamped"], stamps["checkpoints"], "{json}");
+    assert!(
+        stamps["timestamped"].as_u64().unwrap() >= files.len() as u64,
+        "{json}"
+    );
+    assert_eq!(stamps["tsa"][0], "CN=Witness Test TSA", "{json}");
+    assert!(
+        stamps["from"].is_string() && stamps["to"].is_string(),
+        "{json}"
+    );
+    let n = stamps["timestamped"].as_u64().unwrap();
+    assert!(
+        out.contains(&format!(
+            "{n} of {n} chain checkpoints timestamped by TSA CN=Witness Test TSA from "
+        )),
+        "{out}"
+    );
+    // Without a CA: a warning, the verdict unchanged.
+    let (code, json) = verify(&pkg, &["--json", "--public-key", &ed]);
+    assert_eq!(code, 0, "{json}");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["checkpoint_timestamps"]["status"], "ca_not_checked",
+        "{json}"
+    );
+    // A CA bundle the TSA does not chain to: UNTRUSTED KEY, as for the manifest's token.
+    let stranger = TestTsa::start("Stranger");
+    let (code, json) = verify(
+        &pkg,
+        &[
+            "--json",
+            "--public-key",
+            &ed,
+            "--tsa-ca",
+            stranger.ca().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 4, "{json}");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["checkpoint_timestamps"]["status"], "untrusted",
+        "{json}"
+    );
+
+    // OpenSSL agrees on the packaged pair.
+    let bag = unpack(&pkg, &w.join("bag"));
+    let name = file_name(&files[1]);
+    let packaged = bag.join("data/checkpoints/cam1").join(&name);
+    let (code, out) = run(Command::new("openssl")
+        .args(["ts", "-verify", "-data"])
+        .arg(&packaged)
+        .arg("-in")
+        .arg(tsr(&packaged))
+        .arg("-CAfile")
+        .arg(&ca));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Verification: OK"), "{out}");
+
+    // A byte of a packaged checkpoint token flipped (its time): TAMPERED, naming it.
+    let flipped = w.join("flipped");
+    copy_dir(&bag, &flipped);
+    let token_file = tsr(&flipped.join("data/checkpoints/cam1").join(&name));
+    let mut bytes = std::fs::read(&token_file).unwrap();
+    let at = bytes
+        .windows(2)
+        .position(|w| w == [0x18, 0x0f])
+        .expect("genTime")
+        + 5;
+    bytes[at] ^= 0x01;
+    std::fs::write(&token_file, bytes).unwrap();
+    let (code, out) = verify(&flipped, &["--public-key", &ed, "--tsa-ca", ca_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("TAMPERED"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "data/checkpoints/cam1/{name}.tsr: timestamp token refused"
+        )),
+        "{out}"
+    );
+
+    // Two checkpoints' tokens swapped in the store: every verifier names them.
+    let (a, b) = (tsr(&files[0]), tsr(&files[1]));
+    let (ta, tb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    std::fs::write(&a, &tb).unwrap();
+    std::fs::write(&b, &ta).unwrap();
+    let report = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["status"], "TAMPERED", "{report}");
+    let named: Vec<&Value> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["problem"]
+                .as_str()
+                .unwrap()
+                .contains("checkpoint timestamp token refused: its message imprint")
+        })
+        .collect();
+    assert_eq!(named.len(), 2, "{report}");
+    assert!(
+        named[0]["object_key"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{}.tsr", file_name(&files[0]))),
+        "{report}"
+    );
+    let swapped = w.join("swapped.tar");
+    export(&server, &session, &swapped);
+    let (code, out) = verify(&swapped, &["--public-key", &ed, "--tsa-ca", ca_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "TAMPERED: data/checkpoints/cam1/{}.tsr: timestamp token refused: its message imprint",
+            file_name(&files[0])
+        )),
+        "{out}"
+    );
+
+    // A token whose checkpoint was deleted: the deletion shows.
+    std::fs::remove_file(&files[2]).unwrap();
+    let report = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert!(
+        report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["problem"]
+                .as_str()
+                .unwrap()
+                .contains("checkpoint that is not there")),
+        "{report}"
     );
 }
