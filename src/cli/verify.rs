@@ -188,6 +188,9 @@ impl Printed for PackageReport {
         if let Some(t) = &self.timestamp {
             println!("{}", t.note);
         }
+        if let Some(w) = &self.witness_record {
+            println!("{w}");
+        }
         println!("{}", self.verdict);
     }
 
@@ -221,6 +224,9 @@ impl Printed for verify::Report {
                 "  timestamp token: {} (the TSA has not answered yet)",
                 t.status
             );
+        }
+        if let Some(w) = &self.witness_record {
+            println!("  {w}");
         }
         println!("{}", self.verdict);
     }
