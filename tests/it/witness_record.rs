@@ -561,3 +561,78 @@ async fn witness_entries_corrections_signature_manifest_package_and_tampering() 
     assert!(out.contains("TAMPERED") && out.contains("witness"), "{out}");
     db.close().await.unwrap();
 }
+
+/// Issue 15: staff add witness entries in the console during a recording and sign and stop; the
+/// replay page shows the entries as markers (headless Chromium, web/tests/witness.mjs).
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_add_witness_entries_in_the_console_sign_and_stop() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, &sim, "开标室 C", "cam1").await;
+    let session = server.start_recording(&room, "ZB-WR-CONSOLE").await;
+    server
+        .wait_session(&session, "2 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 2
+        })
+        .await;
+    let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("witness");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/witness.mjs");
+    let base = server.url("");
+    let staff = server.user("witness_staff");
+    let officer = server.user("discipline_officer");
+    let args = [
+        base.trim_end_matches('/').to_string(),
+        session.clone(),
+        artefacts.display().to_string(),
+        staff.username.clone(),
+        staff.one_time_password.clone(),
+        officer.username.clone(),
+        officer.one_time_password.clone(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(&args)
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{stdout}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let summary: Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    eprintln!("witness summary: {summary}");
+    assert_eq!(summary["markers"].as_array().unwrap().len(), 2);
+
+    // What the browser did is what the server recorded and signed.
+    let view = server
+        .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+        .await;
+    assert_eq!(view["state"], "stopped", "{view}");
+    let record = server
+        .ok(
+            "GET",
+            &format!("/api/v1/sessions/{session}/witness-record"),
+            None,
+        )
+        .await;
+    let entries = record["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{record}");
+    assert_eq!(
+        (
+            entries[0]["kind"].as_str(),
+            entries[1]["corrects_seq"].as_i64()
+        ),
+        (Some("objection"), Some(1)),
+        "{record}"
+    );
+    assert_eq!(record["signed_by"], staff.username.as_str());
+    let m = manifest_of(&server, &view);
+    assert_eq!(m["witness_record"]["sha256"], record["sha256"], "{m}");
+    assert_eq!(m["witness_record"]["signed_by"], staff.username.as_str());
+}
