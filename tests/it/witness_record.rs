@@ -560,6 +560,42 @@ async fn witness_entries_corrections_signature_manifest_package_and_tampering() 
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("TAMPERED") && out.contains("witness"), "{out}");
     db.close().await.unwrap();
+
+    // A confidential (评标) session's record is read by the clerk, and the read is audited,
+    // flagged for discipline officers.
+    let evaluation = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{room_a}/start"),
+            Some(
+                json!({"project_code": "ZB-WR-PB", "session_code": "PB-01", "kind": "evaluation"}),
+            ),
+        )
+        .await;
+    let pb = evaluation["id"].as_str().unwrap();
+    let (status, rec) = server
+        .call_as(
+            Some("archive_clerk"),
+            "GET",
+            &format!("/api/v1/sessions/{pb}/witness-record"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rec}");
+    let trail = server
+        .ok("GET", &format!("/api/v1/sessions/{pb}/audit"), None)
+        .await;
+    let clerk = server.user("archive_clerk").username.clone();
+    assert!(
+        trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "witness_record_view"
+                && e["flagged"] == true
+                && e["actor"].as_str().unwrap().starts_with(&clerk)),
+        "{trail}"
+    );
 }
 
 /// Issue 15: staff add witness entries in the console during a recording and sign and stop; the
