@@ -445,7 +445,8 @@ impl Core {
 
 impl Core {
     /// The session's witness record as the API shows it. Reading a confidential (评标) session's
-    /// record is audited (`witness_record_view`, flagged), as every read of its evidence is.
+    /// record is audited (`witness_record_view`, flagged), as every read of its evidence is,
+    /// except by its own witness (the author, whose console card shows it while it records).
     pub async fn witness_record(
         &self,
         session_id: &str,
@@ -454,7 +455,7 @@ impl Core {
         let session = existing_session(&self.pool, session_id).await?;
         let entries = record::entries(&self.pool, &session.id).await?;
         let signature = record::signature(&self.pool, &session.id).await?;
-        if session.kind.is_confidential() {
+        if session.kind.is_confidential() && session.started_by.as_deref() != Some(&by.person) {
             audit::Event::new(by, "witness_record_view")
                 .session(&session.id, &session.project_code)
                 .target(format!("witness-record/{}", session.id))

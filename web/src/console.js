@@ -342,7 +342,10 @@ function roomCard(room) {
       ),
     );
   }
-  if (room.session && can('sessions_read')) card.append(witnessPanel(room));
+  // A confidential (评标) session's record is read there only by its witness (others' reads are
+  // audited: on the replay page or the API, not every 2 s from a card).
+  const witnessOfCard = room.session?.started_by === me.user.username;
+  if (room.session && can('sessions_read') && (room.session.kind !== 'evaluation' || witnessOfCard)) card.append(witnessPanel(room));
   const buttons = el('div', { class: 'buttons' });
   if (can('recording_control')) {
     if (room.state === 'idle') {
