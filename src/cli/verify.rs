@@ -191,6 +191,9 @@ impl Printed for PackageReport {
         if let Some(t) = &self.checkpoint_timestamps {
             println!("{}", t.note);
         }
+        if let Some(w) = &self.witness_record {
+            println!("{w}");
+        }
         println!("{}", self.verdict);
     }
 
@@ -234,6 +237,9 @@ impl Printed for verify::Report {
                 "  timestamp token: {} (the TSA has not answered yet)",
                 t.status
             );
+        }
+        if let Some(w) = &self.witness_record {
+            println!("  {w}");
         }
         println!("{}", self.verdict);
     }

@@ -361,6 +361,7 @@ mod tests {
             manifest_key: None,
             error: None,
             category,
+            started_by: None,
         }
     }
 

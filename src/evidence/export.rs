@@ -270,6 +270,10 @@ pub async fn plan(
     add_checkpoints(store, signer, &session, &chains, &mut payload).await?;
     add_decisions(store, &session, &chains, &mut payload).await?;
     add_session_manifest(store, &session, &mut payload).await?;
+    // The witness record (见证记录): what the verifier checks, and the page to print.
+    let (record_json, record_html) = super::witness_record::files(pool, &session).await?;
+    payload.add_bytes(super::witness_record::JSON_PATH.into(), record_json);
+    payload.add_bytes(super::witness_record::HTML_PATH.into(), record_html);
     audit::Event::new(req.by, "export")
         .session(&session.id, &session.project_code)
         .target(&package_id)
@@ -846,11 +850,13 @@ const README: &str = "证据包说明 / About this evidence package\n\
 \n\
 本包为 BagIt (RFC 8493) 格式，由 Witness 公共资源交易见证录像系统导出。\n\
 data/media/ 下为原始存储的录像分段，逐字节未改动；data/chain/ 为各路录像的哈希链及服务器签名的会话清单；\n\
-data/audit/ 为该会话的审计记录。bag-info.txt 的 Witness-Selection 说明本包包含哪些分段。\n\
+data/audit/ 为该会话的审计记录；data/witness-record/ 为见证记录（record.json 供核验，record.html 供打印）。bag-info.txt 的 Witness-Selection 说明本包包含哪些分段。\n\
 \n\
 This package is a BagIt bag (RFC 8493) exported by Witness. data/media/ holds the recorded\n\
 segments exactly as stored; data/chain/ the hash chain of every source and the session manifest\n\
-signed by the server; data/audit/ the audit entries of the session. Witness-Selection in\n\
+signed by the server; data/audit/ the audit entries of the session; data/witness-record/ the\n\
+witness record (record.json, checked against the signed manifest; record.html, to print).\n\
+Witness-Selection in\n\
 bag-info.txt says which segments were selected; chains are always complete.\n\
 \n\
 手工核验 / Check by hand:\n\

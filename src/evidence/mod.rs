@@ -9,3 +9,4 @@ pub mod grants;
 pub mod package;
 pub mod remux;
 pub mod replay;
+pub mod witness_record;

@@ -99,6 +99,10 @@ pub struct PackageReport {
     /// (`data/checkpoints/{source}/{seq}.checkpoint.json.tsr`), when the package has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_timestamps: Option<CheckpointTimestamps>,
+    /// `witness record: N entries, signed by X at T, SHA-256 …` when the packaged record
+    /// (`data/witness-record/record.json`) holds against the signed manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness_record: Option<String>,
 }
 
 /// What the timestamp tokens of the chain checkpoints prove, all together.
@@ -224,6 +228,7 @@ fn parsed(name: &str) -> bool {
     !name.contains('/')
         || name.starts_with("data/chain/")
         || name.starts_with("data/audit/")
+        || name.starts_with("data/witness-record/")
         || name.starts_with("data/checkpoints/")
         || name.starts_with("data/destruction/")
 }
@@ -488,6 +493,7 @@ pub fn verify_package(
     let timestamp = check_timestamp(&c, signed.as_ref(), tsa_ca, &mut problems);
     let checkpoint_timestamps = check_checkpoint_timestamps(&c, tsa_ca, &mut problems);
     check_audit_entries(&c, &mut problems);
+    let witness_record = check_witness_record(&c, &bag, signed.as_ref(), &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
     let signed_by = signers
         .into_iter()
@@ -511,7 +517,68 @@ pub fn verify_package(
         checkpoint_timestamps,
     );
     r.checkpoints = checkpoints;
+    if let Some(line) = &witness_record
+        && r.status != Verdict::Tampered
+    {
+        r.verdict.push_str(&format!("; {line}"));
+    }
+    r.witness_record = witness_record;
     Ok(r)
+}
+
+/// Step 6, the witness record (`data/witness-record/record.json`): its entries' chain, its
+/// signature, and the record hash against the one the signed manifest binds. A manifest that
+/// binds a record needs the file; a package from before the record has neither.
+fn check_witness_record(
+    c: &Contents,
+    bag: &BagSession,
+    signed: Option<&Manifest>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    use crate::evidence::witness_record::{JSON_PATH, PackagedRecord};
+    use crate::ledger::witness_record as record;
+    let bound = signed.and_then(|m| m.witness_record.as_ref());
+    let Some(text) = c.text(JSON_PATH) else {
+        if bound.is_some() {
+            problems.push(format!(
+                "{JSON_PATH}: missing, yet the signed session manifest binds a witness record"
+            ));
+        }
+        return None;
+    };
+    let r: PackagedRecord = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(format!("{JSON_PATH}: malformed ({e})"));
+            return None;
+        }
+    };
+    if r.session_id != bag.session_id {
+        problems.push(format!("{JSON_PATH}: belongs to another session"));
+    }
+    let computed = record::binding(&r.session_id, &r.entries, r.signature.as_ref());
+    if r.sha256 != computed.sha256 {
+        problems.push(format!(
+            "{JSON_PATH}: states SHA-256 {}, its entries and signature give {}",
+            r.sha256, computed.sha256
+        ));
+    }
+    // Without a verified manifest the problem is already named; check the record alone.
+    let own;
+    let bound = match signed {
+        Some(_) => bound,
+        None => {
+            own = record::binding(&r.session_id, &r.entries, r.signature.as_ref());
+            Some(&own)
+        }
+    };
+    match record::check(&bag.session_id, &r.entries, r.signature.as_ref(), bound) {
+        Ok(line) => Some(line),
+        Err(found) => {
+            problems.extend(found.into_iter().map(|p| format!("{JSON_PATH}: {p}")));
+            None
+        }
+    }
 }
 
 /// The keys a signature of the package may verify with: the exporting key, the other keys of
@@ -1375,6 +1442,7 @@ Obtain the CA certificate of the timestamp authority from a source you trust and
             .collect(),
         timestamp,
         checkpoint_timestamps,
+        witness_record: None,
     }
 }
 

@@ -18,6 +18,7 @@ mod sessions;
 mod status;
 mod tokens;
 mod users;
+mod witness_record;
 
 use std::sync::Arc;
 

@@ -202,6 +202,30 @@ pub const POLICY: &[Rule] = &[
         "session_verify",
     ),
     rule(
+        "POST",
+        "/api/v1/sessions/{id}/witness-entries",
+        Needs(RecordingControl),
+        "witness_entry",
+    ),
+    rule(
+        "POST",
+        "/api/v1/rooms/{id}/witness-entries",
+        Needs(RecordingControl),
+        "witness_entry_room",
+    ),
+    rule(
+        "GET",
+        "/api/v1/sessions/{id}/witness-record",
+        Needs(SessionsRead),
+        "witness_record_view",
+    ),
+    rule(
+        "POST",
+        "/api/v1/sessions/{id}/witness-record/sign",
+        Needs(RecordingControl),
+        "witness_record_sign",
+    ),
+    rule(
         "GET",
         "/api/v1/sessions/{id}/audit",
         Needs(SessionAuditRead),

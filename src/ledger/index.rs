@@ -27,6 +27,9 @@ pub struct SessionRow {
     pub error: Option<String>,
     /// Trading category (交易类别): scopes which regulators see the session.
     pub category: Category,
+    /// The person who started the session: its witness (见证人), who alone writes and signs its
+    /// witness record. `None` for sessions started before it was recorded.
+    pub started_by: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -41,7 +44,7 @@ pub struct RecordingRow {
     pub transport: String,
 }
 
-const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category";
+const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category, started_by";
 
 /// The session row, or `NotFound` naming it.
 pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
@@ -67,6 +70,7 @@ fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         manifest_key: r.try_get("manifest_key")?,
         error: r.try_get("error")?,
         category: r.try_get("category")?,
+        started_by: r.try_get("started_by")?,
     })
 }
 
@@ -110,7 +114,7 @@ pub async fn insert_session(
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
-        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
     ))
     .bind(&s.id)
     .bind(&s.room_id)
@@ -126,6 +130,7 @@ pub async fn insert_session(
     .bind(&s.manifest_key)
     .bind(&s.error)
     .bind(s.category)
+    .bind(&s.started_by)
     .execute(&mut *tx)
     .await?;
     for (r, genesis) in recordings {

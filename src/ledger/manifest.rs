@@ -433,6 +433,11 @@ pub struct Manifest {
     /// (`[signing] tsa_url`); the token comes later, beside it (`manifest.json.tsr`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub timestamp_requested: bool,
+    /// The session's witness record (见证记录) as it stood at stop: its hash, entries and
+    /// signer (`signed_by: null` when stopped unsigned). Absent in manifests signed before
+    /// the record existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_record: Option<crate::ledger::witness_record::Binding>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

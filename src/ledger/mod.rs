@@ -23,4 +23,5 @@ pub mod tsa;
 pub mod values;
 pub mod verify;
 pub mod views;
+pub mod witness_record;
 pub mod writer;

@@ -110,6 +110,41 @@ pub struct Report {
     /// The manifest's RFC 3161 timestamp token, when there is one or a TSA is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<TimestampCheck>,
+    /// `witness record: N entries, signed by X at T, SHA-256 …` when its entries, signature and
+    /// the manifest's binding hold (failures otherwise, source `witness-record`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness_record: Option<String>,
+}
+
+/// The session's witness record from the database: its entries' chain, its signature and, once
+/// the manifest is signed, the binding in it. The summary line when it holds.
+async fn check_witness_record(
+    pool: &Pool,
+    session: &SessionRow,
+    signed: Option<&Manifest>,
+    failures: &mut Vec<Failure>,
+) -> Result<Option<String>, CoreError> {
+    use crate::ledger::witness_record as record;
+    let entries = record::entries(pool, &session.id).await?;
+    let signature = record::signature(pool, &session.id).await?;
+    let own = record::binding(&session.id, &entries, signature.as_ref());
+    // Live (or no verified manifest): the entries and the signature only.
+    let bound = match signed {
+        Some(m) => m.witness_record.as_ref(),
+        None => Some(&own),
+    };
+    if signed.is_some_and(|m| m.witness_record.is_none()) && entries.is_empty() {
+        return Ok(None);
+    }
+    match record::check(&session.id, &entries, signature.as_ref(), bound) {
+        Ok(line) => Ok(Some(line)),
+        Err(problems) => {
+            for p in problems {
+                failures.push(Failure::of("witness-record", None, None, p));
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// The manifest's timestamp token (`manifest.json.tsr`) as checked now.
@@ -159,6 +194,8 @@ pub async fn verify_session(
         Some(_) => check_timestamp(store, &manifest.key, tsa_ca, &mut failures).await,
         None => None,
     };
+    let witness_record =
+        check_witness_record(pool, &session, signed.as_ref(), &mut failures).await?;
     let live = !session.state.is_sealed();
     let (stop_us, tolerance_us) = coverage_bounds(&session, live, signed.as_ref());
     let (checks, uncovered) = recording_checks(chains, stop_us, tolerance_us);
@@ -185,6 +222,9 @@ pub async fn verify_session(
             checks.iter().map(|c| c.checkpoints).sum::<usize>()
         ));
     }
+    if let Some(line) = &witness_record {
+        verdict.push_str(&format!("; {line}"));
+    }
     Ok(Report {
         session_id: session.id,
         project_code: session.project_code,
@@ -199,6 +239,7 @@ pub async fn verify_session(
         recordings: checks,
         manifest,
         timestamp,
+        witness_record,
     })
 }
 

@@ -81,6 +81,8 @@ pub struct SessionSummary {
     pub state: SessionState,
     pub started_at: String,
     pub stopped_at: Option<String>,
+    /// The witness staff member who started it, who writes and signs its witness record.
+    pub started_by: Option<String>,
 }
 
 impl From<SessionRow> for SessionSummary {
@@ -96,6 +98,7 @@ impl From<SessionRow> for SessionSummary {
             state: s.state,
             started_at: rfc3339(s.started_at_us),
             stopped_at: s.stopped_at_us.map(rfc3339),
+            started_by: s.started_by,
         }
     }
 }

@@ -11,6 +11,7 @@ mod stop;
 pub mod timestamps;
 pub mod verification;
 mod view;
+pub mod witness_record;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -86,7 +86,7 @@ impl Core {
         let mut live = self.live.lock().await;
         let room = self.ready_room(room_id).await?;
         self.take_lease(room_id).await?;
-        let session = new_session(&room, req);
+        let session = new_session(&room, req, by);
         let recordings = genesis_of_each_source(&room, &session);
         self.insert_session(&session, &recordings).await?;
         tracing::info!(room = %room.id, session = %session.id, project = %session.project_code, "recording started");
@@ -316,8 +316,8 @@ impl Core {
     }
 }
 
-/// The session row of a checked request, recording from now.
-fn new_session(room: &rooms::Room, req: Checked) -> SessionRow {
+/// The session row of a checked request, recording from now, started (and witnessed) by `by`.
+fn new_session(room: &rooms::Room, req: Checked, by: &Actor) -> SessionRow {
     let started = now_us();
     SessionRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -334,6 +334,7 @@ fn new_session(room: &rooms::Room, req: Checked) -> SessionRow {
         manifest_key: None,
         error: None,
         category: req.category,
+        started_by: Some(by.person.clone()),
     }
 }
 

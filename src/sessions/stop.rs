@@ -9,6 +9,7 @@ use crate::ledger::lease;
 use crate::ledger::manifest::{self, MANIFEST_FORMAT, Manifest, ManifestHead};
 use crate::ledger::values::SessionState;
 use crate::ledger::views::SessionView;
+use crate::ledger::witness_record;
 use crate::ledger::writer::{TimeRules, WriterMsg};
 use crate::time::now_us;
 
@@ -176,6 +177,14 @@ impl Core {
                 checkpoints: checkpoints.remove(&rec.id).unwrap_or_default(),
             });
         }
+        // The witness record as it stands (no entry enters once the session left `recording`).
+        let witness_record = Some(witness_record::binding(
+            &session.id,
+            &witness_record::entries(&self.pool, &session.id).await?,
+            witness_record::signature(&self.pool, &session.id)
+                .await?
+                .as_ref(),
+        ));
         let m = Manifest {
             format: MANIFEST_FORMAT.into(),
             session_id: session.id.clone(),
@@ -193,6 +202,7 @@ impl Core {
                 .await
                 .ok(),
             timestamp_requested: self.timestamps.tsa.is_some(),
+            witness_record,
         };
         let body = serde_json::to_vec_pretty(&m).map_err(|e| CoreError::Internal(e.to_string()))?;
         let sig = self.signer.sign_hex(&body);

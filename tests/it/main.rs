@@ -36,5 +36,6 @@ mod third_party;
 mod tls;
 mod tsa;
 mod verifier_bounds;
+mod witness_record;
 mod workload;
 mod worm;

@@ -21,6 +21,10 @@ let liveHls = [];
 // refreshes, which redraw every card.
 const probes = new Map();
 let redrawRooms = null;
+// The witness record panel of each live session (by session id): kept across the rooms view's
+// refreshes, so that an entry being typed survives the redraw of its card.
+const witnessPanels = new Map();
+const WITNESS_KINDS = ['remark', 'anomaly', 'objection', 'deviation', 'device_problem'];
 
 const el = (tag, attrs = {}, ...children) => {
   const e = document.createElement(tag);
@@ -341,11 +345,18 @@ function roomCard(room) {
       ),
     );
   }
+  // A confidential (评标) session's record is read there only by its witness (others' reads are
+  // audited: on the replay page or the API, not every 2 s from a card).
+  const witnessOfCard = room.session?.started_by === me.user.username;
+  if (room.session && can('sessions_read') && (room.session.kind !== 'evaluation' || witnessOfCard)) card.append(witnessPanel(room));
   const buttons = el('div', { class: 'buttons' });
   if (can('recording_control')) {
     if (room.state === 'idle') {
       buttons.append(el('button', { type: 'button', class: 'start', onclick: () => startForm(room) }, t('start')));
     } else {
+      if (room.session?.started_by === me.user.username && room.state === 'recording') {
+        buttons.append(el('button', { type: 'button', class: 'sign-stop', onclick: () => signAndStop(room) }, t('witness.signAndStop')));
+      }
       buttons.append(
         el(
           'button',
@@ -384,6 +395,101 @@ function roomCard(room) {
     card.append(probeView(room, probe));
   }
   return card;
+}
+
+// ---- witness record (见证记录) of a live session --------------------------------------------------
+
+/// The panel of a live session's witness record: its entries (corrections marked) and, for the
+/// session's witness, the form to add one (kind, text, time: now unless changed).
+function witnessPanel(room) {
+  const id = room.session.id;
+  for (const k of witnessPanels.keys()) if (k !== id && !document.querySelector(`[data-witness="${k}"]`)) witnessPanels.delete(k);
+  let p = witnessPanels.get(id);
+  if (!p) {
+    p = makeWitnessPanel(room);
+    witnessPanels.set(id, p);
+  }
+  p.refresh();
+  return p.box;
+}
+
+function makeWitnessPanel(room) {
+  const id = room.session.id;
+  const mine = room.session.started_by === me.user.username && can('recording_control');
+  const list = el('ol', { class: 'witness-entries' });
+  const box = el('section', { class: 'witness', 'data-witness': id }, el('h4', {}, t('witness.title')), list);
+  const refresh = async () => {
+    try {
+      const r = await api('GET', `/sessions/${id}/witness-record`);
+      list.replaceChildren(
+        ...r.entries.map((e) =>
+          el(
+            'li',
+            { 'data-seq': e.seq, class: e.corrected_by.length ? 'corrected' : '' },
+            el('time', {}, formatDateTime(Date.parse(e.at))),
+            ' ',
+            el('b', {}, t(`witness.kinds.${e.kind}`)),
+            e.corrects_seq ? el('span', { class: 'muted' }, ` ${t('witness.correctsN', { n: e.corrects_seq })}`) : null,
+            ` ${e.text}`,
+          ),
+        ),
+      );
+      box.querySelector('.witness-signed')?.remove();
+      if (r.signed_by) box.append(el('p', { class: 'witness-signed ok' }, t('witness.signedBy', { who: r.signed_by, at: formatDateTime(Date.parse(r.signed_at)) })));
+      form.hidden = !mine || !!r.signed_by;
+      correct.replaceChildren(el('option', { value: '' }, '—'), ...r.entries.map((e) => el('option', { value: e.id }, `#${e.seq} ${e.text.slice(0, 20)}`)));
+    } catch {
+      /* shown at the next refresh */
+    }
+  };
+  const kind = el('select', { name: 'witness-kind' }, ...options(WITNESS_KINDS, (k) => t(`witness.kinds.${k}`), 'remark'));
+  const text = el('textarea', { name: 'witness-text', rows: '2', maxlength: '2000', required: true });
+  const at = el('input', { name: 'witness-at', type: 'datetime-local', step: '1' });
+  const correct = el('select', { name: 'witness-corrects' });
+  const form = el(
+    'form',
+    {
+      class: 'witness-add',
+      hidden: !mine,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const body = { kind: kind.value, text: text.value };
+          if (at.value) body.at = new Date(at.value).toISOString();
+          if (correct.value) body.corrects = correct.value;
+          await api('POST', `/sessions/${id}/witness-entries`, body);
+          text.value = '';
+          at.value = '';
+          correct.value = '';
+          clearMessages();
+          await refresh();
+        } catch (err) {
+          say(err.message);
+        }
+      },
+    },
+    field(t('witness.kind'), kind),
+    field(t('witness.text'), text),
+    field(t('witness.at'), at),
+    field(t('witness.corrects'), correct),
+    el('button', { type: 'submit', class: 'witness-submit' }, t('witness.add')),
+  );
+  box.append(form);
+  return { box, refresh };
+}
+
+/// The witness signs the record with their password re-entered, then the recording stops.
+async function signAndStop(room) {
+  const password = prompt(t('witness.passwordPrompt', { room: room.name }));
+  if (password == null) return;
+  try {
+    await api('POST', `/sessions/${room.session.id}/witness-record/sign`, { password });
+    await api('POST', `/rooms/${room.room_id}/stop`);
+    say(t('witness.signedAndStopped'), 'notice');
+  } catch (err) {
+    say(err.message);
+  }
+  redrawRooms?.();
 }
 
 // ---- probe: check a room's sources before a session --------------------------------------------

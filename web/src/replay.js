@@ -430,6 +430,26 @@ function timeline() {
     }
     rows.push(el('div', { class: 'row holds', 'data-source': 'holds' }, el('span', { class: 'label' }, t('holds')), track));
   }
+  // The witness record (见证记录): a marker per entry at the moment it is about; a click seeks there.
+  const entries = state.witness?.entries ?? [];
+  if (entries.length) {
+    const track = el('div', { class: 'track' });
+    for (const e of entries) {
+      const at = Math.min(Math.max(Date.parse(e.at), state.start), state.end);
+      const marker = el('span', {
+        class: `witness-marker ${e.kind}${e.corrects ? ' correction' : ''}${e.corrected_by.length ? ' corrected' : ''}`,
+        'data-seq': String(e.seq),
+        style: { left: pct(at) },
+        title: `#${e.seq} ${formatTime(Date.parse(e.at))} ${t(`witness.kinds.${e.kind}`)}${e.corrects_seq ? ` (${t('witness.correctsN', { n: e.corrects_seq })})` : ''}${e.corrected_by.length ? ` · ${t('witness.corrected')}` : ''}: ${e.text}`,
+      });
+      marker.addEventListener('click', (ev) => {
+        ev.stopPropagation();
+        seek(Date.parse(e.at));
+      });
+      track.append(marker);
+    }
+    rows.push(el('div', { class: 'row witness', 'data-source': 'witness' }, el('span', { class: 'label' }, t('witness.title')), track));
+  }
   const ticks = el('div', { class: 'ticks' });
   for (const ms of tickTimes(state.start, state.end)) {
     ticks.append(el('span', { style: { left: pct(ms) } }, formatTime(ms)));
@@ -540,6 +560,8 @@ async function main() {
     return;
   }
   state.session = session;
+  // The witness record shows on the timeline; a page without it still plays.
+  state.witness = await getJson(`${api}/witness-record`).catch(() => null);
   document.title = `${t('title')} · ${session.project_code} · ${session.session_code}`;
   document.querySelector('main').before(header(session));
   if (CONFIDENTIAL_KINDS.includes(session.kind)) {
