@@ -125,7 +125,7 @@ pub async fn insert_session(
     .bind(s.stopped_at_us)
     .bind(&s.manifest_key)
     .bind(&s.error)
-    .bind(s.category)
+    .bind(&s.category)
     .execute(&mut *tx)
     .await?;
     for (r, genesis) in recordings {
