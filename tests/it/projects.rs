@@ -737,3 +737,41 @@ async fn regulators_see_the_projects_of_their_categories_and_change_none() {
     let v = server.ok("GET", "/api/v1/projects/TD-R-1", None).await;
     assert_eq!(v["sections"][0]["state"], "registered");
 }
+
+/// The console's Projects page in headless Chromium (web/tests/projects.mjs): every problem of a
+/// registration beside its field, in Chinese and English; registered; a section started.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_registers_a_project_showing_every_problem_beside_its_field() {
+    let server = Server::start().await;
+    let staff = server.user("witness_staff");
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("projects");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/projects.mjs");
+    let args = [
+        script.to_string(),
+        server.url(""),
+        staff.username.clone(),
+        staff.one_time_password.clone(),
+        artefacts.display().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .args(args)
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "projects console check failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let summary: Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    eprintln!("projects console summary: {summary}");
+    // What the browser did is what the server holds.
+    let p = server.ok("GET", "/api/v1/projects/TD-2026-01", None).await;
+    assert_eq!(p["category"], "land");
+    assert_eq!(p["sections"][0]["state"], "in_progress");
+    assert_eq!(p["sections"][1]["name"], "地块二");
+}
