@@ -721,6 +721,15 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_catalogue_folder_that_is_missing_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("witness.toml");
+        std::fs::write(&path, "[catalogue]\ndir = \"/nonexistent/catalogue\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/catalogue/categories.toml"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<Config>("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
         assert!(
