@@ -46,6 +46,24 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub evidence: EvidenceConfig,
     pub signing: SigningConfig,
+    pub catalogue: CatalogueConfig,
+}
+
+/// The trading catalogue (`catalogue/`: trading categories and methods, as data).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogueConfig {
+    /// Folder with `categories.toml` and `methods.toml`; when it is the default and absent, the
+    /// catalogue built into the binary is used.
+    pub dir: PathBuf,
+}
+
+impl Default for CatalogueConfig {
+    fn default() -> Self {
+        CatalogueConfig {
+            dir: PathBuf::from(crate::catalogue::DEFAULT_CATALOGUE_DIR),
+        }
+    }
 }
 
 /// What signs manifests, tag manifests and audit checkpoints besides the Ed25519 key, and the
@@ -412,6 +430,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             evidence: EvidenceConfig::default(),
             signing: SigningConfig::default(),
+            catalogue: CatalogueConfig::default(),
             database: DatabaseConfig::default(),
             disk: DiskConfig::default(),
             workload: WorkloadConfig::default(),
@@ -471,6 +490,10 @@ impl Config {
         };
         config.fill_defaults();
         config.validate()?;
+        // Every process validates trading categories and methods against the same catalogue.
+        let catalogue = crate::catalogue::Catalogue::load_or_shipped(&config.catalogue.dir)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::catalogue::install(catalogue);
         Ok(config)
     }
 
@@ -695,6 +718,15 @@ mod tests {
             matches!(&c.store, StoreConfig::Local { path } if path == Path::new("./data/objects"))
         );
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_configured_catalogue_folder_that_is_missing_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("witness.toml");
+        std::fs::write(&path, "[catalogue]\ndir = \"/nonexistent/catalogue\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/catalogue/categories.toml"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod capture;
+pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod disk;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod projects;
 pub mod retention;
 pub mod services;
 pub mod sessions;

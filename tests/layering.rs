@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// those after it.
 const LAYERS: &[&str] = &[
     "time",
+    "catalogue",
     "config",
     "db",
     "error",
@@ -26,6 +27,7 @@ const LAYERS: &[&str] = &[
     "audit",
     "identity",
     "retention",
+    "projects",
     "sessions",
     "evidence",
     "services",

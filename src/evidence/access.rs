@@ -383,7 +383,10 @@ mod tests {
 
     #[test]
     fn confidential_sessions_by_role_read_and_reason() {
-        let eval = session(SessionKind::Evaluation, Category::Construction);
+        let eval = session(
+            SessionKind::Evaluation,
+            "construction".parse::<Category>().unwrap(),
+        );
         let all_reads = [
             Read::Replay,
             Read::Download,
@@ -464,7 +467,7 @@ mod tests {
 
     #[test]
     fn open_sessions_need_scope_only() {
-        let open = session(SessionKind::BidOpening, Category::Land);
+        let open = session(SessionKind::BidOpening, "land".parse::<Category>().unwrap());
         let regulator = caller(Role::Regulator, &["construction"]);
         assert_eq!(
             code(may_read(Some(&regulator), &open, Read::Replay, "", false)),

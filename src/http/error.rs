@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::CoreError;
 use crate::identity::IdentityError;
 use crate::identity::login::LoginError;
+use crate::projects::ProjectError;
 use crate::retention::RetentionError;
 
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (throttled logins, a busy server).
     pub retry_after_s: Option<u64>,
+    /// Every problem of a request, each with its field (`invalid_project` …), in the body as
+    /// `error.problems`.
+    pub problems: Option<Vec<crate::projects::Problem>>,
 }
 
 impl ApiError {
@@ -30,6 +34,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_s: None,
+            problems: None,
         }
     }
 
@@ -59,7 +64,11 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut body =
+            serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(problems) = &self.problems {
+            body["error"]["problems"] = serde_json::to_value(problems).unwrap_or_default();
+        }
         let mut res = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             res.headers_mut()
@@ -165,6 +174,30 @@ impl From<RetentionError> for ApiError {
             }
             RetentionError::Core(e) => e.into(),
             RetentionError::Db(e) => CoreError::from(e).into(),
+        }
+    }
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(e: ProjectError) -> Self {
+        let message = e.to_string();
+        match e {
+            ProjectError::Invalid { code, problems } => {
+                let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+                error.problems = Some(problems);
+                error
+            }
+            ProjectError::NotFound { code, .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, code, message)
+            }
+            ProjectError::Forbidden { code, .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, message)
+            }
+            ProjectError::Conflict { code, .. } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            ProjectError::Retention(e) => e.into(),
+            ProjectError::Db(e) => CoreError::from(e).into(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod exports;
 mod live;
 mod pages;
 pub mod policy;
+mod projects;
 mod replay;
 mod retention;
 mod rooms;

@@ -358,11 +358,36 @@ pub const POLICY: &[Rule] = &[
         Needs(SessionsRead),
         "session_retention",
     ),
+    rule("GET", "/api/v1/catalogue", Account, "catalogue_view"),
+    rule(
+        "GET",
+        "/api/v1/projects",
+        Needs(SessionsRead),
+        "projects_list",
+    ),
+    rule(
+        "POST",
+        "/api/v1/projects",
+        Needs(ProjectsRegister),
+        "project_register",
+    ),
     rule(
         "GET",
         "/api/v1/projects/{code}",
         Needs(SessionsRead),
         "project_view",
+    ),
+    rule(
+        "POST",
+        "/api/v1/projects/{code}/sections",
+        Needs(ProjectsRegister),
+        "project_sections_add",
+    ),
+    rule(
+        "POST",
+        "/api/v1/projects/{code}/sections/{section}/state",
+        Needs(ProjectsRegister),
+        "section_state",
     ),
     rule(
         "POST",

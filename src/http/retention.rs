@@ -38,7 +38,6 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "destruction_execute" => on(method, execute_destruction),
         "destruction_register" => on(method, destruction_register),
         "session_retention" => on(method, session_retention),
-        "project_view" => on(method, project),
         "project_event" => on(method, project_events),
         "project_event_decide" => on(method, decide_project_event),
         "complaint_file" => on(method, file_complaint),
@@ -139,23 +138,6 @@ async fn session_retention(
             .await
             .map_err(RetentionError::from)?,
     ))
-}
-
-async fn project(
-    State(s): State<AppState>,
-    Path(project): Path<String>,
-    actor: CurrentActor,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let code = ProjectCode::parse(&project)?;
-    let p = projects::view(&s.pool, &actor.scope(), &code).await?;
-    Ok(Json(serde_json::json!({
-        "project_code": project,
-        "closed_at": p.events.closed_at_us.map(crate::time::rfc3339),
-        "procurement_ended_at": p.events.procurement_ended_at_us.map(crate::time::rfc3339),
-        "open": p.events.closed_at_us.is_none(),
-        "history": p.history,
-        "holds": p.holds,
-    })))
 }
 
 #[derive(Deserialize)]

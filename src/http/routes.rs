@@ -14,7 +14,7 @@ use super::policy::POLICY;
 type Endpoint = fn(&str, MethodFilter) -> Option<MethodRouter<AppState>>;
 
 /// The handlers of every resource file, each asked in turn for an action's handler.
-const RESOURCES: [Endpoint; 13] = [
+const RESOURCES: [Endpoint; 14] = [
     super::status::endpoint,
     super::pages::endpoint,
     super::auth::endpoint,
@@ -28,6 +28,7 @@ const RESOURCES: [Endpoint; 13] = [
     super::audit::endpoint,
     super::retention::endpoint,
     super::witness_record::endpoint,
+    super::projects::endpoint,
 ];
 
 /// The routes of `POLICY`, each with its handler.

@@ -64,7 +64,7 @@ impl Caller {
         )
     }
 
-    pub fn sees_category(&self, category: Category) -> bool {
+    pub fn sees_category(&self, category: &Category) -> bool {
         self.scope().sees(category)
     }
 
@@ -72,7 +72,7 @@ impl Caller {
     /// session's media, and with what reason, is `evidence::access::may_read`, which asks this
     /// first. A refusal is a stable code and a sentence.
     pub fn sees_session(&self, session: &SessionRow) -> Result<(), (&'static str, String)> {
-        if !self.sees_category(session.category) {
+        if !self.sees_category(&session.category) {
             return Err((
                 "out_of_scope",
                 format!(
@@ -95,16 +95,16 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn sees(&self, category: Category) -> bool {
+    pub fn sees(&self, category: &Category) -> bool {
         match self {
             Scope::All => true,
-            Scope::Categories(cs) => cs.contains(&category),
+            Scope::Categories(cs) => cs.contains(category),
         }
     }
 
     /// A project is seen when one of its sessions is in scope; a project with nothing recorded
     /// yet has nothing to hide.
     pub fn sees_project(&self, categories_of_sessions: &[Category]) -> bool {
-        categories_of_sessions.is_empty() || categories_of_sessions.iter().any(|c| self.sees(*c))
+        categories_of_sessions.is_empty() || categories_of_sessions.iter().any(|c| self.sees(c))
     }
 }

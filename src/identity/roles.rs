@@ -19,7 +19,7 @@ pub enum Role {
     /// 审计管理员: reads the audit trail (the administrators' actions included) and verifies it;
     /// changes nothing, plays no evidence.
     AuditAdministrator,
-    /// 见证人员: start and stop room recordings, watch rooms.
+    /// 见证人员: start and stop room recordings, watch rooms, register projects at the counter.
     WitnessStaff,
     /// 监管人员: replay sessions of the trading categories in their scope.
     Regulator,
@@ -62,17 +62,22 @@ pub enum Permission {
     /// another person's correction of one: archive clerks, and the trading system through an
     /// archive clerk's API token scoped to it. Not witness staff, who record the sessions.
     ProjectEvents,
+    /// Register projects and their bid sections (at the counter, or the trading system through
+    /// an API token scoped to it) and move sections through their lifecycle; closing or
+    /// terminating a section also needs `ProjectEvents`, since it may start retention clocks.
+    ProjectsRegister,
     /// Propose the lawful destruction of expired, unheld sessions, and carry it out once approved.
     Disposal,
     /// Approve or reject someone else's destruction proposal.
     DisposalApprove,
 }
 
-pub const PERMISSIONS: [Permission; 15] = [
+pub const PERMISSIONS: [Permission; 16] = [
     Permission::Disposal,
     Permission::DisposalApprove,
     Permission::Holds,
     Permission::ProjectEvents,
+    Permission::ProjectsRegister,
     Permission::RoomsRead,
     Permission::LiveView,
     Permission::RoomsManage,
@@ -96,7 +101,12 @@ impl Role {
             AuditAdministrator => matches!(p, AuditRead),
             WitnessStaff => matches!(
                 p,
-                RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead
+                RoomsRead
+                    | RoomsProbe
+                    | LiveView
+                    | RecordingControl
+                    | SessionsRead
+                    | ProjectsRegister
             ),
             Regulator => matches!(
                 p,
@@ -110,6 +120,7 @@ impl Role {
                     | Export
                     | Holds
                     | ProjectEvents
+                    | ProjectsRegister
                     | Disposal
                     | DisposalApprove
             ),
@@ -170,6 +181,7 @@ impl Permission {
             Permission::UsersManage => "users_manage",
             Permission::Holds => "holds",
             Permission::ProjectEvents => "project_events",
+            Permission::ProjectsRegister => "projects_register",
             Permission::Disposal => "disposal",
             Permission::DisposalApprove => "disposal_approve",
         }

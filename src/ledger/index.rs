@@ -129,7 +129,7 @@ pub async fn insert_session(
     .bind(s.stopped_at_us)
     .bind(&s.manifest_key)
     .bind(&s.error)
-    .bind(s.category)
+    .bind(&s.category)
     .bind(&s.started_by)
     .execute(&mut *tx)
     .await?;

@@ -1,5 +1,6 @@
 //! The typed values of a session row: its state, kind and trading category, and the rule for
-//! codes that go into object keys. Stored as text; converted in `text_enum!` and nowhere else.
+//! codes that go into object keys. Stored as text; states and kinds converted in `text_enum!`,
+//! the category (an id of the trading catalogue, data) by its own newtype below.
 
 crate::text_enum! {
     /// Where a session is in its life. `recording` and `stopping` are live; `stopped` is sealed
@@ -45,15 +46,82 @@ impl SessionKind {
     }
 }
 
-crate::text_enum! {
-    /// Trading category (交易类别): 工程建设, 政府采购, 土地矿业权, 国有产权, other. Scopes which
-    /// regulators see a session and which retention rule governs it.
-    pub enum Category as "category" {
-        Construction = "construction",
-        Procurement = "procurement",
-        Land = "land",
-        StateAssets = "state_assets",
-        Other = "other",
+/// Trading category (交易类别): an id of the trading catalogue (`catalogue/categories.toml`:
+/// construction, procurement, land, state_assets, other and the others a centre lists). Scopes
+/// which regulators see a session and which retention rule governs it. Parsed (`FromStr`,
+/// serde) only if the process's catalogue lists it, the error naming the known ids; read back
+/// from the database as stored, so that a row outlives its category's removal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Category(String);
+
+impl Category {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The valid ids, comma-separated, for messages.
+    pub fn names() -> String {
+        crate::catalogue::current().category_ids()
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = crate::db::UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let catalogue = crate::catalogue::current();
+        match catalogue.category(s) {
+            Some(_) => Ok(Category(s.to_string())),
+            None => Err(crate::db::UnknownValue {
+                what: "category",
+                value: s.to_string(),
+                expected: catalogue.category_ids(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Category {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl sqlx::Type<sqlx::Any> for Category {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <str as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for Category {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Category {
+    fn decode(
+        value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
+    ) -> Result<Self, sqlx::error::BoxDynError> {
+        // As stored: validated when it came in.
+        Ok(Category(<String as sqlx::Decode<'r, sqlx::Any>>::decode(
+            value,
+        )?))
     }
 }
 
@@ -80,6 +148,12 @@ mod tests {
             "kind \"meeting\" is not valid, expected one of: bid_opening, evaluation, negotiation, auction, other"
         );
         assert!(SessionState::Stopping.is_live() && !SessionState::Stopped.is_live());
+        assert_eq!("land".parse::<Category>().unwrap().as_str(), "land");
+        let e = "lands".parse::<Category>().unwrap_err().to_string();
+        assert!(
+            e.starts_with("category \"lands\" is not valid, expected one of: construction, land, "),
+            "{e}"
+        );
         assert!(valid_code("ZB-2025.01") && !valid_code("-x") && !valid_code("a/b"));
     }
 }

@@ -94,7 +94,7 @@ pub async fn visible(
     Ok(list(pool, policies, with_objects)
         .await?
         .into_iter()
-        .filter(|c| scope.sees(c.session.category))
+        .filter(|c| scope.sees(&c.session.category))
         .collect())
 }
 

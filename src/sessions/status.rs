@@ -68,7 +68,7 @@ impl Core {
         for room in rooms::list(&self.pool).await? {
             let live = index::live_session_of_room(&self.pool, &room.id)
                 .await?
-                .filter(|sess| scope.sees(sess.category));
+                .filter(|sess| scope.sees(&sess.category));
             let mut sources = Vec::new();
             if let Some(session) = &live {
                 for rec in index::recordings(&self.pool, &session.id).await? {

@@ -25,6 +25,7 @@ mod outages;
 mod peers;
 mod pinned_keys;
 mod probe;
+mod projects;
 mod rbac;
 mod recording;
 mod replay;

@@ -20,7 +20,8 @@ pub fn example_path(template: &str) -> String {
         .replace("{source}", "cam1")
         .replace("{file}", "00000001.ts")
         .replace("{name}", "witness.css")
-        .replace("{code}", "ZB-RBAC-0001");
+        .replace("{code}", "ZB-RBAC-0001")
+        .replace("{section}", "S1");
     assert!(
         !path.contains('{'),
         "{template}: a path parameter this test does not know; add a dummy value"

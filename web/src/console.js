@@ -11,7 +11,13 @@ import { formatDateTime } from './wallclock.js';
 const lang = chooseLanguage();
 const t = translator(lang);
 const KINDS = ['bid_opening', 'evaluation', 'negotiation', 'auction', 'other'];
-const CATEGORIES = ['construction', 'procurement', 'land', 'state_assets', 'other'];
+// Trading categories and methods: the server's catalogue (GET /catalogue, data a centre may
+// extend), loaded at login; these five until then.
+let CATEGORIES = ['construction', 'procurement', 'land', 'state_assets', 'other'];
+let catalogue = { categories: [], methods: [] };
+const named = (entry) => (entry ? (lang === 'zh' ? entry.zh : entry.en) : null);
+const catName = (id) => named(catalogue.categories.find((c) => c.id === id)) ?? t(`cats.${id}`);
+const methodName = (id) => named(catalogue.methods.find((m) => m.id === id)) ?? id;
 const ROLES = ['system_administrator', 'security_administrator', 'audit_administrator', 'witness_staff', 'regulator', 'archive_clerk', 'discipline_officer'];
 
 const me = { user: null, permissions: [], csrf: '' };
@@ -38,10 +44,12 @@ const el = (tag, attrs = {}, ...children) => {
 };
 
 class ApiFailure extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, problems) {
     super(message);
     this.status = status;
     this.code = code;
+    /// Every problem of the request, each naming its field (`invalid_project` …).
+    this.problems = problems ?? [];
   }
 }
 
@@ -58,7 +66,7 @@ async function api(method, path, body) {
   if (r.status === 204) return null;
   const data = await r.json().catch(() => ({}));
   if (!r.ok) {
-    const err = new ApiFailure(r.status, data?.error?.code, data?.error?.message ?? `HTTP ${r.status}`);
+    const err = new ApiFailure(r.status, data?.error?.code, data?.error?.message ?? `HTTP ${r.status}`, data?.error?.problems);
     // A session that ended while in use says so; a first visit just shows the form.
     if (r.status === 401 && path !== '/auth/login') showLogin(me.user ? err.message : undefined);
     throw err;
@@ -202,6 +210,11 @@ async function enter() {
   if (r.csrf_token) me.csrf = r.csrf_token;
   if (r.restriction === 'password_change_required') return showPasswordChange();
   if (r.restriction === 'totp_enrollment_required') return showTotpEnrolment();
+  const c = await api('GET', '/catalogue').catch(() => null);
+  if (c) {
+    catalogue = c;
+    CATEGORIES = c.categories.map((e) => e.id);
+  }
   renderNav();
   route();
 }
@@ -227,6 +240,7 @@ function languageButton() {
 const VIEWS = [
   { hash: '#rooms', label: 'navRooms', needs: 'rooms_read', show: showRooms },
   { hash: '#sessions', label: 'navSessions', needs: 'sessions_read', show: showSessions },
+  { hash: '#projects', label: 'navProjects', needs: 'sessions_read', show: showProjects },
   { hash: '#users', label: 'navUsers', needs: 'users_manage', show: showUsers },
   { hash: '#audit', label: 'navAudit', needs: 'audit_read', show: showAudit },
 ];
@@ -582,7 +596,7 @@ function startForm(room) {
   const project = el('input', { id: 'start-project', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
   const session = el('input', { id: 'start-session', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
   const kind = el('select', { id: 'start-kind' }, ...options(KINDS, (k) => t(`kinds.${k}`), room.kind));
-  const category = el('select', { id: 'start-category' }, ...options(CATEGORIES, (c) => t(`cats.${c}`), 'other'));
+  const category = el('select', { id: 'start-category' }, ...options(CATEGORIES, (c) => catName(c), 'other'));
   const note = el('input', { id: 'start-note', maxlength: '2000' });
   main().replaceChildren(
     el(
@@ -667,7 +681,7 @@ async function showSessions() {
           el('td', {}, s.project_code),
           el('td', {}, s.session_code),
           el('td', {}, t(`kinds.${s.kind}`)),
-          el('td', {}, t(`cats.${s.category}`)),
+          el('td', {}, catName(s.category)),
           el('td', {}, s.room_name),
           el('td', {}, formatDateTime(Date.parse(s.started_at))),
           el('td', {}, s.stopped_at ? formatDateTime(Date.parse(s.stopped_at)) : '—'),
@@ -699,6 +713,236 @@ async function showSessions() {
   await search();
 }
 
+// ---- projects --------------------------------------------------------------------------------
+
+const SECTION_STATES = ['registered', 'in_progress', 'closed', 'suspended', 'terminated'];
+/// The states a change needs a reason for (the server says the same).
+const NEEDS_REASON = ['suspended', 'terminated'];
+
+/// The problems of a refused request, each shown next to its field (`data-problem` names the
+/// field); those without a field on the form at the top. Every problem at once.
+function showProblems(form, err) {
+  for (const p of form.querySelectorAll('.problem')) p.remove();
+  for (const f of form.querySelectorAll('[aria-invalid]')) f.removeAttribute('aria-invalid');
+  if (!err.problems?.length) return say(err.message);
+  say(t('problemsFound', { n: err.problems.length }));
+  for (const p of err.problems) {
+    const text = lang === 'zh' ? p.zh : p.en;
+    const input = form.querySelector(`[data-field="${CSS.escape(p.field)}"]`);
+    const note = el('small', { class: 'problem bad', 'data-problem': p.field, 'data-code': p.code }, text);
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+      input.closest('label, .section-row')?.append(note);
+    } else {
+      form.querySelector('.form-problems').append(note);
+    }
+  }
+}
+
+function registerForm(onDone) {
+  const input = (name, attrs = {}) => el('input', { id: `project-${name}`, 'data-field': name, ...attrs });
+  const code = input('project_code', { placeholder: 'ZB-2026-0001' });
+  const name = input('name');
+  const category = el('select', { id: 'project-category', 'data-field': 'category' }, ...options(CATEGORIES, catName, 'construction'));
+  const method = el('select', { id: 'project-method', 'data-field': 'method' });
+  const fillMethods = () => {
+    const fits = catalogue.methods.filter((m) => !m.categories.length || m.categories.includes(category.value));
+    method.replaceChildren(...fits.map((m) => el('option', { value: m.id }, methodName(m.id))));
+  };
+  category.addEventListener('change', fillMethods);
+  fillMethods();
+  const tenderer = input('tenderer');
+  const agent = input('agent');
+  const person = input('service_person', { value: me.user.role === 'witness_staff' ? me.user.username : '' });
+  const sections = el('div', { id: 'project-sections' });
+  const addSection = () => {
+    const i = sections.children.length;
+    sections.append(
+      el(
+        'div',
+        { class: 'section-row filters' },
+        field(t('sectionCode'), el('input', { class: 'section-code', 'data-field': `sections[${i}].code`, value: `${i + 1}` })),
+        field(t('sectionName'), el('input', { class: 'section-name', 'data-field': `sections[${i}].name` })),
+      ),
+    );
+  };
+  addSection();
+  const form = el(
+    'form',
+    {
+      id: 'project-form',
+      class: 'card narrow',
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const body = {
+          project_code: code.value.trim(),
+          name: name.value,
+          category: category.value,
+          method: method.value,
+          tenderer: tenderer.value,
+          agent: agent.value,
+          service_person: person.value.trim(),
+          sections: [...sections.children].map((row) => ({
+            code: row.querySelector('.section-code').value.trim(),
+            name: row.querySelector('.section-name').value,
+          })),
+        };
+        try {
+          const p = await api('POST', '/projects', body);
+          say(t('projectRegistered', { code: p.project_code }), 'ok');
+          onDone(p.project_code);
+        } catch (err) {
+          showProblems(form, err);
+        }
+      },
+    },
+    el('h2', {}, t('registerProject')),
+    el('div', { class: 'form-problems' }),
+    field(t('projectCode'), code),
+    field(t('projectName'), name),
+    field(t('category'), category),
+    field(t('method'), method),
+    field(t('tenderer'), tenderer),
+    field(t('agent'), agent),
+    field(t('servicePerson'), person),
+    el('h3', {}, t('sections')),
+    sections,
+    el(
+      'div',
+      { class: 'buttons' },
+      el('button', { type: 'button', id: 'project-add-section', onclick: addSection }, t('addSection')),
+      el('button', { type: 'submit', id: 'project-submit' }, t('register')),
+      el('button', { type: 'button', onclick: route }, t('cancel')),
+    ),
+  );
+  return form;
+}
+
+async function showProjects() {
+  const category = el('select', { id: 'projects-category' }, el('option', { value: '' }, t('all')), ...options(CATEGORIES, catName));
+  const state = el('select', { id: 'projects-state' }, el('option', { value: '' }, t('all')), ...options(SECTION_STATES, (s) => t(`sectionStates.${s}`)));
+  const table = el('table', { id: 'projects', class: 'list' });
+  const search = async () => {
+    const q = new URLSearchParams({ limit: '200' });
+    if (category.value) q.set('category', category.value);
+    if (state.value) q.set('state', state.value);
+    const list = await api('GET', `/projects?${q}`);
+    table.replaceChildren(
+      el('tr', {}, ...[t('projectCode'), t('projectName'), t('category'), t('method'), t('tenderer'), t('servicePerson'), t('registeredAt'), ''].map((h) => el('th', {}, h))),
+      ...list.map((p) =>
+        el(
+          'tr',
+          { 'data-project': p.project_code },
+          el('td', {}, el('a', { href: '#projects', class: 'open-project', onclick: (e) => { e.preventDefault(); showProject(p.project_code).catch((err) => say(err.message)); } }, p.project_code)),
+          el('td', {}, p.name),
+          el('td', {}, catName(p.category)),
+          el('td', {}, methodName(p.method)),
+          el('td', {}, p.tenderer),
+          el('td', {}, p.service_person),
+          el('td', {}, formatDateTime(Date.parse(p.registered_at))),
+          el('td', {}, p.ended ? t('projectEnded') : ''),
+        ),
+      ),
+    );
+    if (!list.length) table.append(el('tr', {}, el('td', { colspan: '8' }, t('noProjects'))));
+  };
+  main().replaceChildren(
+    el(
+      'form',
+      {
+        id: 'project-search',
+        class: 'filters',
+        onsubmit: (e) => {
+          e.preventDefault();
+          search().catch((err) => say(err.message));
+        },
+      },
+      field(t('category'), category),
+      field(t('sectionState'), state),
+      el('button', { type: 'submit' }, t('search')),
+      can('projects_register')
+        ? el('button', { type: 'button', id: 'project-new', onclick: () => main().replaceChildren(registerForm((code) => showProject(code).catch((err) => say(err.message)))) }, t('registerProject'))
+        : null,
+    ),
+    table,
+  );
+  await search();
+}
+
+async function showProject(code) {
+  const p = await api('GET', `/projects/${encodeURIComponent(code)}`);
+  const change = async (section, to) => {
+    let reason = '';
+    if (NEEDS_REASON.includes(to) || to === 'closed') {
+      reason = prompt(t('reasonFor', { state: t(`sectionStates.${to}`) })) ?? null;
+      if (reason === null) return;
+    }
+    try {
+      const r = await api('POST', `/projects/${encodeURIComponent(code)}/sections/${encodeURIComponent(section)}/state`, { state: to, reason });
+      await showProject(code);
+      say(r.project_ended ? t('projectEndedClock') : t('sectionChanged', { section, state: t(`sectionStates.${to}`) }), 'ok');
+    } catch (err) {
+      say(err.problems?.length ? err.problems.map((x) => (lang === 'zh' ? x.zh : x.en)).join('；') : err.message);
+    }
+  };
+  const mayChange = (to) => can('projects_register') && (!['closed', 'terminated'].includes(to) || can('project_events'));
+  const dl = (pairs) => el('dl', { class: 'facts' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v ?? '—')]));
+  main().replaceChildren(
+    el(
+      'section',
+      { id: 'project-detail', class: 'card', 'data-project': code },
+      el('h2', {}, `${code} ${p.name ?? ''}`),
+      p.registered
+        ? dl([
+            [t('category'), catName(p.category)],
+            [t('method'), methodName(p.method)],
+            [t('tenderer'), p.tenderer],
+            [t('agent'), p.agent || '—'],
+            [t('servicePerson'), p.service_person],
+            [t('registeredAt'), `${formatDateTime(Date.parse(p.registered_at))} · ${p.registered_by}`],
+            [t('closedAt'), p.closed_at ? formatDateTime(Date.parse(p.closed_at)) : t('projectOpen')],
+          ])
+        : el('p', {}, t('notRegistered')),
+      el('h3', {}, t('sections')),
+      el(
+        'table',
+        { id: 'project-sections-table', class: 'list' },
+        el('tr', {}, ...[t('sectionCode'), t('sectionName'), t('state'), t('history'), ''].map((h) => el('th', {}, h))),
+        ...(p.sections ?? []).map((s) =>
+          el(
+            'tr',
+            { 'data-section': s.section_code, 'data-state': s.state },
+            el('td', {}, s.section_code),
+            el('td', {}, s.name),
+            el('td', { class: 'section-state' }, t(`sectionStates.${s.state}`)),
+            el(
+              'td',
+              {},
+              el('ol', { class: 'history' }, ...s.history.map((h) => el('li', {}, `${formatDateTime(Date.parse(h.at))} ${t(`sectionStates.${h.to}`)} · ${h.actor}${h.reason ? ` · ${h.reason}` : ''}`))),
+            ),
+            el(
+              'td',
+              { class: 'buttons' },
+              ...s.next.filter(mayChange).map((to) => el('button', { type: 'button', class: `to-${to}`, onclick: () => change(s.section_code, to) }, t(`sectionTo.${to}`))),
+            ),
+          ),
+        ),
+      ),
+      el('h3', {}, t('navSessions')),
+      p.sessions?.length ? null : el('p', {}, t('noSessions')),
+      el(
+        'table',
+        { class: 'list', id: 'project-sessions' },
+        ...(p.sessions ?? []).map((s) =>
+          el('tr', {}, el('td', {}, s.session_code), el('td', {}, t(`kinds.${s.kind}`)), el('td', {}, s.room_name), el('td', {}, formatDateTime(Date.parse(s.started_at))), el('td', {}, t(`states.${s.state}`))),
+        ),
+      ),
+      el('div', { class: 'buttons' }, el('button', { type: 'button', id: 'project-back', onclick: route }, t('back'))),
+    ),
+  );
+}
+
 // ---- users -----------------------------------------------------------------------------------
 
 async function showUsers() {
@@ -708,7 +952,7 @@ async function showUsers() {
   const username = el('input', { id: 'user-username', required: true });
   const name = el('input', { id: 'user-name' });
   const role = el('select', { id: 'user-role' }, ...options(ROLES, (r) => t(`roles.${r}`), 'witness_staff'));
-  const cats = el('select', { id: 'user-categories', multiple: true }, ...options(CATEGORIES, (c) => t(`cats.${c}`)));
+  const cats = el('select', { id: 'user-categories', multiple: true }, ...options(CATEGORIES, (c) => catName(c)));
   const oneTime = (user, password) => say(`${user}: ${t('oneTimePassword', { password })}`, 'notice');
   const add = el(
     'form',
@@ -777,7 +1021,7 @@ async function showUsers() {
                 ...options(ROLES, (r) => t(`roles.${r}`), u.role),
               ),
         ),
-        el('td', {}, u.categories.map((c) => t(`cats.${c}`)).join('、')),
+        el('td', {}, u.categories.map((c) => catName(c)).join('、')),
         el('td', {}, u.totp_enabled ? '✔' : ''),
         el('td', {}, [u.disabled && t('disabled'), u.locked && t('locked')].filter(Boolean).join(' ')),
         el(
