@@ -46,6 +46,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub evidence: EvidenceConfig,
     pub signing: SigningConfig,
+    pub bookings: BookingsConfig,
 }
 
 /// What signs manifests, tag manifests and audit checkpoints besides the Ed25519 key, and the
@@ -81,6 +82,33 @@ impl Default for SigningConfig {
             tsa_policy: None,
             tsa_retry_seconds: 60.0,
             tsa_alarm_seconds: 600.0,
+        }
+    }
+}
+
+/// Bookings drive recording (`bookings::scheduler`): when a booked room starts recording by
+/// itself, and when a booked room that is not recording raises the alarm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingsConfig {
+    /// A booking's recording starts by itself this long before the booked start.
+    pub lead_seconds: f64,
+    /// This long after the booked start, a booked room that is not recording raises the alarm.
+    pub alarm_after_seconds: f64,
+    /// How often the scheduler looks at the bookings.
+    pub tick_seconds: f64,
+    /// Room kinds and activities (`room-kinds.toml`, `activities.toml`); the shipped ones are
+    /// used for a file the folder does not hold.
+    pub catalogue_dir: PathBuf,
+}
+
+impl Default for BookingsConfig {
+    fn default() -> Self {
+        BookingsConfig {
+            lead_seconds: 300.0,
+            alarm_after_seconds: 120.0,
+            tick_seconds: 1.0,
+            catalogue_dir: PathBuf::from("./catalogue"),
         }
     }
 }
@@ -412,6 +440,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             evidence: EvidenceConfig::default(),
             signing: SigningConfig::default(),
+            bookings: BookingsConfig::default(),
             database: DatabaseConfig::default(),
             disk: DiskConfig::default(),
             workload: WorkloadConfig::default(),
@@ -495,6 +524,16 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.bookings;
+        if !(0.0..=86400.0).contains(&b.lead_seconds)
+            || !(1.0..=86400.0).contains(&b.alarm_after_seconds)
+            || !(0.1..=60.0).contains(&b.tick_seconds)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "bookings: lead_seconds ({}) must be 0 to 86400, alarm_after_seconds ({}) 1 to 86400 and tick_seconds ({}) 0.1 to 60",
+                b.lead_seconds, b.alarm_after_seconds, b.tick_seconds
+            )));
+        }
         let w = &self.workload;
         if [
             w.exports_per_person,

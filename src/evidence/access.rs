@@ -110,7 +110,7 @@ pub fn may_read(
         c.sees_session(session)
             .map_err(|(code, message)| Denial::new(code, message))?;
     }
-    if !session.kind.is_confidential() {
+    if !session.confidential {
         return Ok(());
     }
     if read == Read::Live {
@@ -182,7 +182,7 @@ impl MediaAccess<'_> {
             .session(&self.session.id, &self.session.project_code)
             .target(&self.target)
             .reason(self.reason)
-            .flagged(self.session.kind.is_confidential())
+            .flagged(self.session.confidential)
     }
 
     async fn refuse(&self, pool: &Pool, d: Denial) -> CoreError {
@@ -201,7 +201,7 @@ impl MediaAccess<'_> {
     /// a refusal is audited and returned as `Forbidden`.
     pub async fn check(&self, pool: &Pool) -> Result<(), CoreError> {
         let granted = match self.caller {
-            Some(c) if self.session.kind.is_confidential() && self.read.plays() => {
+            Some(c) if self.session.confidential && self.read.plays() => {
                 super::grants::active(pool, &c.username, &self.session.id).await?
             }
             _ => false,
@@ -361,6 +361,8 @@ mod tests {
             manifest_key: None,
             error: None,
             category,
+            confidential: kind.is_confidential(),
+            booking_id: None,
         }
     }
 

@@ -14,7 +14,7 @@ use super::policy::POLICY;
 type Endpoint = fn(&str, MethodFilter) -> Option<MethodRouter<AppState>>;
 
 /// The handlers of every resource file, each asked in turn for an action's handler.
-const RESOURCES: [Endpoint; 12] = [
+const RESOURCES: [Endpoint; 13] = [
     super::status::endpoint,
     super::pages::endpoint,
     super::auth::endpoint,
@@ -27,6 +27,7 @@ const RESOURCES: [Endpoint; 12] = [
     super::exports::endpoint,
     super::audit::endpoint,
     super::retention::endpoint,
+    super::bookings::endpoint,
 ];
 
 /// The routes of `POLICY`, each with its handler.

@@ -66,9 +66,13 @@ pub enum Permission {
     Disposal,
     /// Approve or reject someone else's destruction proposal.
     DisposalApprove,
+    /// Book rooms for project sections, move and cancel bookings (with a reason): witness
+    /// staff, who run the rooms. Everyone who reads rooms reads bookings.
+    Bookings,
 }
 
-pub const PERMISSIONS: [Permission; 15] = [
+pub const PERMISSIONS: [Permission; 16] = [
+    Permission::Bookings,
     Permission::Disposal,
     Permission::DisposalApprove,
     Permission::Holds,
@@ -96,7 +100,7 @@ impl Role {
             AuditAdministrator => matches!(p, AuditRead),
             WitnessStaff => matches!(
                 p,
-                RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead
+                RoomsRead | RoomsProbe | LiveView | RecordingControl | SessionsRead | Bookings
             ),
             Regulator => matches!(
                 p,
@@ -172,6 +176,7 @@ impl Permission {
             Permission::ProjectEvents => "project_events",
             Permission::Disposal => "disposal",
             Permission::DisposalApprove => "disposal_approve",
+            Permission::Bookings => "bookings",
         }
     }
 

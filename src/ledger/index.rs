@@ -27,6 +27,11 @@ pub struct SessionRow {
     pub error: Option<String>,
     /// Trading category (交易类别): scopes which regulators see the session.
     pub category: Category,
+    /// Fixed at start: started in a confidential room (or typed as an evaluation). Who may see
+    /// it, and how, is `evidence::access::may_read`.
+    pub confidential: bool,
+    /// The booking this session records, when a booking started it or it was started in one.
+    pub booking_id: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -41,7 +46,7 @@ pub struct RecordingRow {
     pub transport: String,
 }
 
-const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category";
+const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category, confidential, booking_id";
 
 /// The session row, or `NotFound` naming it.
 pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
@@ -67,6 +72,8 @@ fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         manifest_key: r.try_get("manifest_key")?,
         error: r.try_get("error")?,
         category: r.try_get("category")?,
+        confidential: r.try_get::<i64, _>("confidential")? != 0,
+        booking_id: r.try_get("booking_id")?,
     })
 }
 
@@ -110,7 +117,7 @@ pub async fn insert_session(
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
-        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
     ))
     .bind(&s.id)
     .bind(&s.room_id)
@@ -126,6 +133,8 @@ pub async fn insert_session(
     .bind(&s.manifest_key)
     .bind(&s.error)
     .bind(s.category)
+    .bind(i64::from(s.confidential))
+    .bind(&s.booking_id)
     .execute(&mut *tx)
     .await?;
     for (r, genesis) in recordings {

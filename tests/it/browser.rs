@@ -17,7 +17,7 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(serde_json::json!({"project_code": "ZB-BROWSER", "session_code": "PB-01", "kind": "evaluation"})),
+            Some(serde_json::json!({"project_code": "ZB-BROWSER", "reason": "test: unbooked", "session_code": "PB-01", "kind": "evaluation"})),
         )
         .await;
     let session = started["id"].as_str().unwrap().to_string();

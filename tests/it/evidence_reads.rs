@@ -102,7 +102,7 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
             Some(
-                json!({"project_code": "ZB-READS", "session_code": "PB-01", "kind": "evaluation"}),
+                json!({"project_code": "ZB-READS", "reason": "test: unbooked", "session_code": "PB-01", "kind": "evaluation"}),
             ),
         )
         .await;
