@@ -139,12 +139,16 @@ fn invalid(message: impl Into<String>) -> CoreError {
     CoreError::invalid("invalid_field", message)
 }
 
+/// A time of the schedule, kept to the millisecond it is shown with (`time::rfc3339`), so that a
+/// slot starting at another's shown end meets it exactly.
 fn time_of(field: &str, value: &str) -> Result<i64, CoreError> {
-    parse_rfc3339(value).map_err(|e| {
-        invalid(format!(
-            "{field} {value:?}: expected an RFC 3339 time (2026-03-01T09:00:00+08:00): {e}"
-        ))
-    })
+    parse_rfc3339(value)
+        .map(|us| us.div_euclid(1000) * 1000)
+        .map_err(|e| {
+            invalid(format!(
+                "{field} {value:?}: expected an RFC 3339 time (2026-03-01T09:00:00+08:00): {e}"
+            ))
+        })
 }
 
 fn check_reason(reason: &str) -> Result<String, CoreError> {
