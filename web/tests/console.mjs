@@ -144,6 +144,7 @@ try {
   await page.fill('#start-session', 'KB-01');
   await page.selectOption('#start-category', 'procurement');
   await page.fill('#start-note', '开标会 console test');
+  await page.fill('#start-reason', 'console test: no booking');
   await page.click('#start-submit');
   await page.waitForSelector('#rooms article.room[data-state="recording"]', { timeout: 30_000 });
   // Segments arrive: a source shows a last-segment age.
