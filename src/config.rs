@@ -121,6 +121,21 @@ pub struct EvidenceConfig {
     pub viewing_idle_minutes: f64,
     /// How long an approved grant lets its holder play a confidential (评标) session.
     pub confidential_grant_hours: f64,
+    /// Live supervision of a confidential room (the 监督室 beside the evaluation area, 6.2.3.3):
+    /// `supervision` (default): regulators and discipline officers may watch it live, each time
+    /// with a reason, audited; `none`: nobody watches a confidential room live.
+    pub confidential_live: ConfidentialLive,
+}
+
+/// Who may watch a confidential (evaluation-area) room live: a per-centre policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfidentialLive {
+    /// Regulators and discipline officers, with a reason, audited.
+    #[default]
+    Supervision,
+    /// Nobody.
+    None,
 }
 
 impl Default for EvidenceConfig {
@@ -128,6 +143,7 @@ impl Default for EvidenceConfig {
         EvidenceConfig {
             viewing_idle_minutes: 10.0,
             confidential_grant_hours: 24.0,
+            confidential_live: ConfidentialLive::Supervision,
         }
     }
 }

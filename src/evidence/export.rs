@@ -237,6 +237,7 @@ pub async fn authorize(
             }
         ),
         reason: req.reason,
+        supervision: false,
     }
     .check(pool)
     .await?;

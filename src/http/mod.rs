@@ -65,6 +65,9 @@ pub struct AppState {
     pub worm: Option<Arc<crate::config::StoreConfig>>,
     /// When booked rooms start recording, and when they raise the alarm (`[bookings]`).
     pub booking_timing: crate::bookings::scheduler::Timing,
+    /// Regulators and discipline officers may supervise confidential rooms live
+    /// (`[evidence] confidential_live`).
+    pub live_supervision: bool,
 }
 
 impl AppState {
@@ -92,6 +95,8 @@ impl AppState {
             fixity_bytes_per_second: services.fixity_bytes_per_second,
             worm: services.worm,
             booking_timing: crate::bookings::scheduler::Timing::of(&config.bookings),
+            live_supervision: config.evidence.confidential_live
+                == crate::config::ConfidentialLive::Supervision,
         }
     }
 }

@@ -425,7 +425,21 @@ function roomCard(room, today = []) {
     buttons.append(
       room.live_view
         ? el('button', { type: 'button', class: 'live', onclick: () => openLive(room) }, t('liveView'))
-        : el('span', { class: 'muted' }, t('noLiveView')),
+        : ['regulator', 'discipline_officer'].includes(me.user.role)
+          ? el(
+              'button',
+              {
+                type: 'button',
+                class: 'supervise',
+                onclick: () => {
+                  // Live supervision of a confidential room: with a reason, audited.
+                  const reason = prompt(t('superviseReason'));
+                  if (reason?.trim()) openLive(room, reason.trim()).catch((err) => say(err.message));
+                },
+              },
+              t('supervise'),
+            )
+          : el('span', { class: 'muted' }, t('noLiveView')),
     );
   }
   if (can('rooms_probe')) {
@@ -723,8 +737,8 @@ function bookingForm(rooms, redraw) {
   );
 }
 
-async function openLive(room) {
-  const view = await api('POST', `/rooms/${room.room_id}/live`);
+async function openLive(room, reason) {
+  const view = await api('POST', `/rooms/${room.room_id}/live${reason ? `?reason=${encodeURIComponent(reason)}` : ''}`);
   const live = document.querySelector('#live');
   for (const h of liveHls) h.destroy();
   liveHls = [];
