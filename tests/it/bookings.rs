@@ -431,6 +431,8 @@ async fn who_books_and_who_reads_bookings() {
             assert_eq!(s, 403, "{role} cancels");
         }
     }
+    let (s, b) = server.call("GET", "/api/v1/bookings/no-such-booking", None).await;
+    assert_error(s, &b, 404, "booking_not_found", &["no-such-booking"]);
     // A regulator sees the bookings of the categories in scope only.
     let token = server.another_user("reg-land", "regulator", &["land"]);
     let resp = http_client()
