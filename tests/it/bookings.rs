@@ -431,7 +431,9 @@ async fn who_books_and_who_reads_bookings() {
             assert_eq!(s, 403, "{role} cancels");
         }
     }
-    let (s, b) = server.call("GET", "/api/v1/bookings/no-such-booking", None).await;
+    let (s, b) = server
+        .call("GET", "/api/v1/bookings/no-such-booking", None)
+        .await;
     assert_error(s, &b, 404, "booking_not_found", &["no-such-booking"]);
     // A regulator sees the bookings of the categories in scope only.
     let token = server.another_user("reg-land", "regulator", &["land"]);
@@ -699,4 +701,127 @@ async fn a_booked_room_whose_camera_is_down_raises_the_alarm() {
         audit_entries(&server, "booking_not_recording").await.len(),
         1
     );
+}
+
+/// The camera comes back: media flows, the alarm clears (room status and /metrics), and the
+/// audit trail keeps its one entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_alarm_clears_when_the_camera_comes_back() {
+    let mut sim = Simulator::start(&[]);
+    let server = Server::start_with(FAST).await;
+    let r = room(&server, "竞价室 G", "bidding", None, &sim.url("cam1")).await;
+    let rid = r["id"].as_str().unwrap();
+    sim.kill();
+    let b = server
+        .ok("POST", "/api/v1/bookings", Some(booking(rid, 2.0, 300.0)))
+        .await;
+    let bid = b["id"].as_str().unwrap();
+    wait_room(&server, rid, "the alarm", Duration::from_secs(20), |r| {
+        r["booking_alarm"]["booking_id"] == bid
+    })
+    .await;
+    sim.restart();
+    let status = wait_room(
+        &server,
+        rid,
+        "the alarm cleared",
+        Duration::from_secs(30),
+        |r| r.get("booking_alarm").is_none(),
+    )
+    .await;
+    assert_eq!(status["session"]["booking_id"], bid, "{status}");
+    assert!(
+        !server
+            .text("/metrics")
+            .await
+            .contains("witness_booking_alarm{room=\"竞价室 G\"")
+    );
+    assert_eq!(
+        audit_entries(&server, "booking_not_recording").await.len(),
+        1
+    );
+    server
+        .ok("POST", &format!("/api/v1/rooms/{rid}/stop"), None)
+        .await;
+}
+
+/// What was booked never changes, the history is only inserted into, and a session's
+/// confidentiality and booking are fixed: the database refuses an insider's edits.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_guards_bookings_and_a_sessions_confidentiality() {
+    use sqlx::Executor;
+    let server = Server::start().await;
+    let r = room(
+        &server,
+        "评标室 H",
+        "evaluation",
+        None,
+        "rtsp://127.0.0.1:1/x",
+    )
+    .await;
+    let rid = r["id"].as_str().unwrap();
+    let b = server
+        .ok(
+            "POST",
+            "/api/v1/bookings",
+            Some(booking(rid, 3600.0, 7200.0)),
+        )
+        .await;
+    let bid = b["id"].as_str().unwrap();
+    server
+        .ok(
+            "POST",
+            &format!("/api/v1/bookings/{bid}/cancel"),
+            Some(json!({"reason": "moved"})),
+        )
+        .await;
+    let s = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{rid}/start"),
+            Some(json!({"project_code": "P-G", "session_code": "S1", "kind": "other", "reason": "test"})),
+        )
+        .await;
+    assert_eq!(
+        s["confidential"], true,
+        "a confidential room's session: {s}"
+    );
+    let sid = s["id"].as_str().unwrap();
+    let mut db = crate::db_guards::insider(&server).await;
+    for (sql, why) in [
+        (
+            format!("UPDATE bookings SET project_code = 'X' WHERE id = '{bid}'"),
+            "bookings",
+        ),
+        (
+            format!("UPDATE bookings SET state = 'booked' WHERE id = '{bid}'"),
+            "bookings",
+        ),
+        (
+            format!("DELETE FROM bookings WHERE id = '{bid}'"),
+            "bookings",
+        ),
+        (
+            format!("UPDATE booking_history SET reason = 'x' WHERE booking_id = '{bid}'"),
+            "booking_history",
+        ),
+        (
+            format!("DELETE FROM booking_history WHERE booking_id = '{bid}'"),
+            "booking_history",
+        ),
+        (
+            format!("UPDATE sessions SET confidential = 0 WHERE id = '{sid}'"),
+            "confidential",
+        ),
+        (
+            format!("UPDATE sessions SET booking_id = '{bid}' WHERE id = '{sid}'"),
+            "booking",
+        ),
+    ] {
+        let err = db.execute(sql.as_str()).await.expect_err(&sql).to_string();
+        assert!(err.contains(why), "{sql}: {err}");
+    }
+    server
+        .ok("POST", &format!("/api/v1/rooms/{rid}/stop"), None)
+        .await;
 }

@@ -102,6 +102,8 @@ try {
   check(!summary.admin_nav.includes('nav-rooms'), 'security administrators do not configure rooms');
   await page.click('#nav-users');
   await page.waitForSelector('#user-add');
+  // The click re-renders the view the login already showed: let that finish before typing.
+  await page.waitForLoadState('networkidle');
   await page.fill('#user-username', 'console-staff');
   await page.fill('#user-name', '见证员 王');
   await page.selectOption('#user-role', 'witness_staff');
