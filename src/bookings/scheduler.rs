@@ -9,6 +9,7 @@
 //!   recording (no live session, or one whose cameras deliver nothing: camera down, server
 //!   restarted, nobody pressed anything) raises the alarm: room status, `witness_booking_alarm`,
 //!   and one `booking_not_recording` audit entry per booking. It clears when media flows.
+//! - A booking whose recording staff stopped is done: it is not started again, nor alarmed.
 //! - A manual start (`start_room`) inside a booked slot of the same project records that
 //!   booking; any other start needs a reason.
 
@@ -161,6 +162,11 @@ pub async fn round(
             continue; // the room was removed; nothing to record
         };
         let mut live = index::live_session_of_room(&core.pool, &b.room_id).await?;
+        if live.is_none() && stopped_by_staff(core, &b.id).await? {
+            // Its recording was stopped on purpose (the business ended early): neither started
+            // again nor an alarm.
+            continue;
+        }
         if live.is_none() {
             match core
                 .start(&b.room_id, start_request(core, b), &scheduler)
@@ -231,6 +237,17 @@ pub async fn round(
     core.metrics.set_booking_alarms(alarms);
     core.metrics.set_overruns(overruns(core, now).await?);
     Ok(())
+}
+
+/// Whether a recording of the booking was already stopped (by staff: the stop is theirs).
+async fn stopped_by_staff(core: &Core, booking_id: &str) -> Result<bool, CoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sessions WHERE booking_id = $1 AND state IN ('stopping', 'stopped', 'destroyed')",
+    )
+    .bind(booking_id)
+    .fetch_one(&core.pool)
+    .await?;
+    Ok(n > 0)
 }
 
 /// Live sessions recording a booking whose booked end has passed, by room.

@@ -632,6 +632,12 @@ async fn a_booked_room_records_by_itself_confidential_and_is_never_cut_at_its_en
     server
         .ok("POST", &format!("/api/v1/rooms/{rid}/stop"), None)
         .await;
+    // Stopped by staff inside the slot (the business ended early): not started again, and no
+    // alarm once the alarm time has passed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = wait_room(&server, rid, "idle", Duration::from_secs(1), |_| true).await;
+    assert_eq!(st["state"], "idle", "not started again: {st}");
+    assert!(st.get("booking_alarm").is_none(), "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -671,11 +677,11 @@ async fn a_booked_room_whose_camera_is_down_raises_the_alarm() {
     assert_eq!(entries[0]["flagged"], true);
     assert!(entries[0]["reason"].as_str().unwrap().contains(bid));
 
-    // Staff stop it: the room is not recording, and the alarm stays while the slot lasts.
+    // Staff stop it (the booking is then done: no restart, no alarm), and cancel it.
     server
         .ok("POST", &format!("/api/v1/rooms/{rid}/stop"), None)
         .await;
-    // Cancelled, the booking no longer alarms (nor restarts).
+    // Cancelled too: nothing alarms any more.
     server
         .ok(
             "POST",
