@@ -217,9 +217,7 @@ pub async fn check_project_section(
             )));
         }
     }
-    let events = crate::retention::projects::events(pool, project_code)
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let events = crate::retention::projects::events(pool, project_code).await?;
     if let Some(closed) = events.closed_at_us {
         return Err(CoreError::conflict(
             "project_closed",

@@ -186,6 +186,20 @@ async fn bookings_are_validated_never_overlap_and_keep_their_history() {
     bad["starts_at"] = json!("tomorrow");
     let (s, b) = post(bad).await;
     assert_error(s, &b, 422, "invalid_field", &["starts_at", "tomorrow"]);
+    // A closed project is not booked (the check the projects registry will extend to sections).
+    let (s, b) = server
+        .call_as(
+            Some("archive_clerk"),
+            "POST",
+            "/api/v1/projects/ZB-CLOSED-01/events",
+            Some(json!({"closed_at": at(-60.0)})),
+        )
+        .await;
+    assert!((200..300).contains(&s), "{b}");
+    let mut closed = booking(rid, 3600.0, 7200.0);
+    closed["project_code"] = json!("ZB-CLOSED-01");
+    let (s, b) = post(closed).await;
+    assert_error(s, &b, 409, "project_closed", &["ZB-CLOSED-01"]);
     let listed = server.ok("GET", "/api/v1/bookings", None).await;
     assert_eq!(
         listed.as_array().unwrap().len(),
