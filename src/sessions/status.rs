@@ -1,6 +1,6 @@
 //! What the staff console watches: every room's state, with per-source bitrate, last-segment
-//! age and stream alarms, and which live session a caller may watch. Evaluation (评标) sessions
-//! have no live view at all.
+//! age and stream alarms, booking alarms and overruns (`bookings::scheduler`), and which live
+//! session is open to a live view (a confidential one only to supervision: `evidence::access`).
 
 use serde::Serialize;
 
