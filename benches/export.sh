@@ -39,7 +39,7 @@ admin=$("$W" token --user bench-admin --name bench --days 1 --config "$dir/witne
 staff=$("$W" token --user bench-staff --name bench --days 1 --config "$dir/witness.toml")
 sources=$(python3 -c "import json; print(json.dumps([{'name': f'cam{i}', 'url': 'rtsp://127.0.0.1:$rtsp/cam%d' % i, 'media': 'video'} for i in range(1, 33)]))")
 room=$(curl -sf -X POST "$api/rooms" -H "Authorization: Bearer $admin" -H 'content-type: application/json' -d "{\"name\":\"bench\",\"kind\":\"other\",\"sources\":$sources}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-session=$(curl -sf -X POST "$api/rooms/$room/start" -H "Authorization: Bearer $staff" -H 'content-type: application/json' -d '{"project_code":"BENCH","session_code":"EXPORT","kind":"other"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+session=$(curl -sf -X POST "$api/rooms/$room/start" -H "Authorization: Bearer $staff" -H 'content-type: application/json' -d '{"project_code":"BENCH","session_code":"EXPORT","kind":"other","reason":"benchmark"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 while :; do
   bytes=$(curl -sf -H "Authorization: Bearer $staff" "$api/sessions/$session" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
   [ "$bytes" -ge $((target_mib * 1048576)) ] && break

@@ -243,7 +243,7 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     let session: serde_json::Value = http
         .post(format!("{base}/rooms/{room}/start"))
         .bearer_auth(&staff)
-        .json(&json!({"project_code": "BENCH", "session_code": format!("N{n}"), "kind": "other"}))
+        .json(&json!({"project_code": "BENCH", "session_code": format!("N{n}"), "kind": "other", "reason": "benchmark"}))
         .send()
         .await
         .unwrap()

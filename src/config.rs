@@ -47,6 +47,7 @@ pub struct Config {
     pub evidence: EvidenceConfig,
     pub signing: SigningConfig,
     pub catalogue: CatalogueConfig,
+    pub bookings: BookingsConfig,
 }
 
 /// The trading catalogue (`catalogue/`: trading categories and methods, as data).
@@ -103,6 +104,29 @@ impl Default for SigningConfig {
     }
 }
 
+/// Bookings drive recording (`bookings::scheduler`): when a booked room starts recording by
+/// itself, and when a booked room that is not recording raises the alarm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingsConfig {
+    /// A booking's recording starts by itself this long before the booked start.
+    pub lead_seconds: f64,
+    /// This long after the booked start, a booked room that is not recording raises the alarm.
+    pub alarm_after_seconds: f64,
+    /// How often the scheduler looks at the bookings.
+    pub tick_seconds: f64,
+}
+
+impl Default for BookingsConfig {
+    fn default() -> Self {
+        BookingsConfig {
+            lead_seconds: 300.0,
+            alarm_after_seconds: 120.0,
+            tick_seconds: 1.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvidenceConfig {
@@ -111,6 +135,21 @@ pub struct EvidenceConfig {
     pub viewing_idle_minutes: f64,
     /// How long an approved grant lets its holder play a confidential (评标) session.
     pub confidential_grant_hours: f64,
+    /// Live supervision of a confidential room (the 监督室 beside the evaluation area, 6.2.3.3):
+    /// `supervision` (default): regulators and discipline officers may watch it live, each time
+    /// with a reason, audited; `none`: nobody watches a confidential room live.
+    pub confidential_live: ConfidentialLive,
+}
+
+/// Who may watch a confidential (evaluation-area) room live: a per-centre policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfidentialLive {
+    /// Regulators and discipline officers, with a reason, audited.
+    #[default]
+    Supervision,
+    /// Nobody.
+    None,
 }
 
 impl Default for EvidenceConfig {
@@ -118,6 +157,7 @@ impl Default for EvidenceConfig {
         EvidenceConfig {
             viewing_idle_minutes: 10.0,
             confidential_grant_hours: 24.0,
+            confidential_live: ConfidentialLive::Supervision,
         }
     }
 }
@@ -431,6 +471,7 @@ impl Default for Config {
             evidence: EvidenceConfig::default(),
             signing: SigningConfig::default(),
             catalogue: CatalogueConfig::default(),
+            bookings: BookingsConfig::default(),
             database: DatabaseConfig::default(),
             disk: DiskConfig::default(),
             workload: WorkloadConfig::default(),
@@ -518,6 +559,16 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.bookings;
+        if !(0.0..=86400.0).contains(&b.lead_seconds)
+            || !(1.0..=86400.0).contains(&b.alarm_after_seconds)
+            || !(0.1..=60.0).contains(&b.tick_seconds)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "bookings: lead_seconds ({}) must be 0 to 86400, alarm_after_seconds ({}) 1 to 86400 and tick_seconds ({}) 0.1 to 60",
+                b.lead_seconds, b.alarm_after_seconds, b.tick_seconds
+            )));
+        }
         let w = &self.workload;
         if [
             w.exports_per_person,

@@ -6,6 +6,7 @@
 //! (`config`, `db`, `store`, `disk`, `time`, …) sit below. See docs/ARCHITECTURE.md.
 
 pub mod audit;
+pub mod bookings;
 pub mod capture;
 pub mod catalogue;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod projects;
 pub mod retention;
+pub mod room_catalogue;
 pub mod services;
 pub mod sessions;
 pub mod simulator;

@@ -118,6 +118,22 @@ pub struct Metrics {
     /// Sessions whose chains no longer match their signed checkpoints, with the problem: nothing
     /// more is signed for them (an alarm until someone looks).
     signing_halted: Mutex<BTreeMap<String, String>>,
+    /// Booked rooms not recording past `[bookings] alarm_after_seconds`, by room id.
+    booking_alarms: Mutex<BTreeMap<String, BookingAlarm>>,
+    /// Booked recordings going on past their booked end, by room id.
+    overruns: Mutex<BTreeMap<String, BookingAlarm>>,
+}
+
+/// A booking's alarm or prompt on a room: which booking, the room's name, and what to say.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BookingAlarm {
+    pub booking_id: String,
+    #[serde(skip)]
+    pub room_name: String,
+    /// The booked start (for an alarm) or end (for an overrun), Unix µs.
+    #[serde(skip)]
+    pub at_us: i64,
+    pub message: String,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +151,32 @@ impl Metrics {
             .expect("metrics lock")
             .insert(session_id.into(), problem.into())
             .is_none()
+    }
+
+    /// The booked rooms not recording now (replaces the previous set).
+    pub fn set_booking_alarms(&self, alarms: BTreeMap<String, BookingAlarm>) {
+        *self.booking_alarms.lock().expect("metrics lock") = alarms;
+    }
+
+    pub fn booking_alarm(&self, room_id: &str) -> Option<BookingAlarm> {
+        self.booking_alarms
+            .lock()
+            .expect("metrics lock")
+            .get(room_id)
+            .cloned()
+    }
+
+    /// The booked recordings past their booked end now (replaces the previous set).
+    pub fn set_overruns(&self, overruns: BTreeMap<String, BookingAlarm>) {
+        *self.overruns.lock().expect("metrics lock") = overruns;
+    }
+
+    pub fn overrun(&self, room_id: &str) -> Option<BookingAlarm> {
+        self.overruns
+            .lock()
+            .expect("metrics lock")
+            .get(room_id)
+            .cloned()
     }
 
     /// Why signing is halted for a session, if it is.
@@ -335,6 +377,28 @@ impl Metrics {
                 out,
                 "witness_signing_halted{{session=\"{}\"}} 1",
                 escape(session)
+            );
+        }
+        out.push_str("# HELP witness_booking_alarm 1 for each booked room not recording past its booked start plus [bookings] alarm_after_seconds.\n# TYPE witness_booking_alarm gauge\n");
+        for (room_id, a) in self.booking_alarms.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "witness_booking_alarm{{room=\"{}\",room_id=\"{}\",booking=\"{}\"}} 1",
+                escape(&a.room_name),
+                escape(room_id),
+                escape(&a.booking_id)
+            );
+        }
+        out.push_str("# HELP witness_booking_overrun_seconds How long a booked recording has gone on past its booked end (it is never stopped by itself).\n# TYPE witness_booking_overrun_seconds gauge\n");
+        let now = crate::time::now_us();
+        for (room_id, a) in self.overruns.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "witness_booking_overrun_seconds{{room=\"{}\",room_id=\"{}\",booking=\"{}\"}} {}",
+                escape(&a.room_name),
+                escape(room_id),
+                escape(&a.booking_id),
+                ((now - a.at_us).max(0) as f64 / 1e6).round()
             );
         }
         out

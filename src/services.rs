@@ -50,6 +50,9 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         signer,
         credentials,
         policies: Arc::new(policies),
+        catalogue: Arc::new(crate::room_catalogue::Catalogue::load_or_shipped(
+            &config.catalogue.dir,
+        )?),
         node_id: node_id(config)?,
         lease_ttl: std::time::Duration::from_secs_f64(config.cluster.lease_seconds),
         disk: Arc::new(DiskWatch::new(config)),
@@ -127,6 +130,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Services> {
         std::time::Duration::from_secs_f64(config.audit.checkpoint_minutes * 60.0),
     );
     crate::sessions::timestamps::spawn(core.clone());
+    crate::bookings::scheduler::spawn(core.clone(), &config.bookings);
     crate::identity::bootstrap(&core.pool)
         .await
         .context("creating the first security administrator")?;

@@ -218,16 +218,17 @@ pub async fn create_recordable_room(
     pool: &Pool,
     templates: &Templates,
     key: &CredentialKey,
+    catalogue: &crate::room_catalogue::Catalogue,
     mut req: rooms::CreateRoom,
 ) -> Result<(rooms::Room, Vec<SourceProbe>, Duration), CoreError> {
-    rooms::prepare(&mut req, templates)?;
+    rooms::prepare(&mut req, templates, catalogue)?;
     let listen = listen_window(None);
     let learned = vec![None; req.sources.len()];
     let report = probe_sources(&req.sources, &learned, templates, listen).await;
     if let Some(message) = not_recordable_message(&report) {
         return Err(CoreError::invalid("source_not_recordable", message));
     }
-    let room = rooms::create(pool, templates, key, req).await?;
+    let room = rooms::create(pool, templates, key, catalogue, req).await?;
     remember_transports(pool, &room.id, &report).await?;
     Ok((room, report, listen))
 }

@@ -8,16 +8,9 @@ use crate::capture::template::Templates;
 use crate::capture::transport::{self, Transport};
 use crate::db::Pool;
 use crate::error::{CoreError, is_unique_violation};
+use crate::room_catalogue::{Area, Catalogue};
 use crate::time::now_us;
 
-/// Kinds of room in a trading centre.
-pub const ROOM_KINDS: &[&str] = &[
-    "bid_opening",
-    "evaluation",
-    "negotiation",
-    "auction",
-    "other",
-];
 pub const MEDIA: &[&str] = &["av", "video", "audio"];
 const MAX_SOURCES: usize = 32;
 
@@ -61,6 +54,9 @@ pub struct Room {
     pub id: String,
     pub name: String,
     pub kind: String,
+    /// `public` or `confidential` (the evaluation area): a session started here is confidential
+    /// when the room is.
+    pub area: Area,
     pub location: String,
     pub sources: Vec<Source>,
     pub created_at: String,
@@ -71,7 +67,11 @@ pub struct Room {
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
     pub name: String,
+    /// One of the catalogue's room kinds (`catalogue/room-kinds.toml`).
     pub kind: String,
+    /// The kind's default area when not given.
+    #[serde(default)]
+    pub area: Option<Area>,
     #[serde(default)]
     pub location: String,
     pub sources: Vec<Source>,
@@ -82,6 +82,7 @@ pub struct CreateRoom {
 pub struct PatchRoom {
     pub name: Option<String>,
     pub kind: Option<String>,
+    pub area: Option<Area>,
     pub location: Option<String>,
     pub sources: Option<Vec<Source>>,
 }
@@ -105,6 +106,20 @@ fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), CoreEr
             ),
         ))
     }
+}
+
+/// A kind of the catalogue, or `invalid_field` naming the valid ones.
+fn check_kind(kind: &str, catalogue: &Catalogue) -> Result<(), CoreError> {
+    if catalogue.kind(kind).is_some() {
+        return Ok(());
+    }
+    Err(CoreError::invalid(
+        "invalid_field",
+        format!(
+            "kind {kind:?} is not valid, expected one of: {}",
+            catalogue.kind_ids()
+        ),
+    ))
 }
 
 fn check_location(location: &str) -> Result<(), CoreError> {
@@ -239,9 +254,16 @@ fn check_sources(sources: &[Source], templates: &Templates) -> Result<(), CoreEr
 
 /// Validates a new room and turns legacy URL schemes into transports; `create` does it too,
 /// this is for checking a room (e.g. probing its sources) before creating it.
-pub fn prepare(req: &mut CreateRoom, templates: &Templates) -> Result<(), CoreError> {
+pub fn prepare(
+    req: &mut CreateRoom,
+    templates: &Templates,
+    catalogue: &Catalogue,
+) -> Result<(), CoreError> {
     check_room_name(&req.name)?;
-    check_one_of("kind", &req.kind, ROOM_KINDS)?;
+    check_kind(&req.kind, catalogue)?;
+    if req.area.is_none() {
+        req.area = catalogue.kind(&req.kind).map(|k| k.area);
+    }
     check_location(&req.location)?;
     normalize_sources(&mut req.sources)?;
     check_sources(&req.sources, templates)
@@ -251,19 +273,21 @@ pub async fn create(
     pool: &Pool,
     templates: &Templates,
     key: &CredentialKey,
+    catalogue: &Catalogue,
     req: CreateRoom,
 ) -> Result<Room, CoreError> {
     let mut req = req;
-    prepare(&mut req, templates)?;
+    prepare(&mut req, templates, catalogue)?;
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_us();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO rooms (id, name, kind, location, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$5)")
+    sqlx::query("INSERT INTO rooms (id, name, kind, location, created_at, updated_at, area) VALUES ($1,$2,$3,$4,$5,$5,$6)")
         .bind(&id)
         .bind(req.name.trim())
         .bind(&req.kind)
         .bind(&req.location)
         .bind(now)
+        .bind(req.area.unwrap_or(Area::Public))
         .execute(&mut *tx)
         .await
         .map_err(|e| name_taken(e, &req.name))?;
@@ -313,7 +337,7 @@ async fn insert_sources(
 
 pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
     let row = sqlx::query(
-        "SELECT id, name, kind, location, created_at, updated_at FROM rooms WHERE id = $1",
+        "SELECT id, name, kind, area, location, created_at, updated_at FROM rooms WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -345,6 +369,7 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Room, CoreError> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         kind: row.try_get("kind")?,
+        area: row.try_get("area")?,
         location: row.try_get("location")?,
         sources,
         created_at: crate::time::rfc3339(row.try_get("created_at")?),
@@ -417,6 +442,7 @@ pub async fn patch(
     pool: &Pool,
     templates: &Templates,
     key: &CredentialKey,
+    catalogue: &Catalogue,
     id: &str,
     req: PatchRoom,
 ) -> Result<Patched, CoreError> {
@@ -429,9 +455,10 @@ pub async fn patch(
     }
     let name = req.name.unwrap_or(current.name);
     let kind = req.kind.unwrap_or(current.kind);
+    let area = req.area.unwrap_or(current.area);
     let location = req.location.unwrap_or(current.location);
     check_room_name(&name)?;
-    check_one_of("kind", &kind, ROOM_KINDS)?;
+    check_kind(&kind, catalogue)?;
     check_location(&location)?;
     if let Some(sources) = &req.sources {
         check_sources(sources, templates)?;
@@ -439,13 +466,14 @@ pub async fn patch(
     let mut changes = Vec::new();
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "UPDATE rooms SET name = $2, kind = $3, location = $4, updated_at = $5 WHERE id = $1",
+        "UPDATE rooms SET name = $2, kind = $3, location = $4, updated_at = $5, area = $6 WHERE id = $1",
     )
     .bind(id)
     .bind(name.trim())
     .bind(&kind)
     .bind(&location)
     .bind(now_us())
+    .bind(area)
     .execute(&mut *tx)
     .await
     .map_err(|e| name_taken(e, &name))?;
@@ -498,6 +526,7 @@ pub fn describe_change(before: &Room, after: &Room) -> Vec<String> {
     for (field, b, a) in [
         ("name", &before.name, &after.name),
         ("kind", &before.kind, &after.kind),
+        ("area", &before.area.to_string(), &after.area.to_string()),
         ("location", &before.location, &after.location),
     ] {
         if b != a {

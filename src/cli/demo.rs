@@ -105,9 +105,11 @@ async fn demo_room(core: &Core, rtsp_port: u16) -> anyhow::Result<Room> {
         &core.pool,
         &core.templates,
         &core.credentials,
+        &core.catalogue,
         rooms::CreateRoom {
             name: ROOM_NAME.into(),
             kind: "bid_opening".into(),
+            area: None,
             location: "demo".into(),
             sources: vec![
                 src("cam1", "cam1"),
@@ -134,6 +136,9 @@ async fn live_session(core: &Core, room_id: &str) -> anyhow::Result<String> {
                 kind: "bid_opening".into(),
                 note: "demo recording".into(),
                 category: "construction".into(),
+                reason: "demo: recording without a booking".into(),
+                booking_id: None,
+                witness: None,
             },
             &demo_actor(),
         )

@@ -91,7 +91,9 @@ impl Denial {
 /// line (`witness export`), which acts with the machine's authority.
 ///
 /// 1. The session is within the caller's trading categories (`Caller::sees_session`).
-/// 2. A confidential (评标) session has no live view, for anyone.
+/// 2. A confidential session is watched live only under live supervision (`supervision`: the
+///    centre's `[evidence] confidential_live` policy, 6.2.3.3), and only by regulators and
+///    discipline officers, each time with a reason; no grant is needed for it.
 /// 3. A confidential session is seen played (replay, download, live, a package with derived
 ///    MP4 copies) only by roles that may see confidential sessions (regulators, discipline
 ///    officers); others may still export its evidence package, without derived MP4s.
@@ -105,19 +107,31 @@ pub fn may_read(
     read: Read,
     reason: &str,
     granted: bool,
+    supervision: bool,
 ) -> Result<(), Denial> {
     if let Some(c) = caller {
         c.sees_session(session)
             .map_err(|(code, message)| Denial::new(code, message))?;
     }
-    if !session.kind.is_confidential() {
+    if !session.confidential {
         return Ok(());
     }
     if read == Read::Live {
-        return Err(Denial::new(
-            "confidential",
-            "evaluation (评标) sessions have no live view",
-        ));
+        if !supervision {
+            return Err(Denial::new(
+                "confidential",
+                "confidential sessions have no live view (this centre's [evidence] confidential_live policy)",
+            ));
+        }
+        if caller.is_none_or(|c| !c.role.may_see_confidential()) {
+            return Err(Denial::new(
+                "confidential",
+                format!(
+                    "session {} is confidential: only regulators and discipline officers supervise it live",
+                    session.id
+                ),
+            ));
+        }
     }
     if read.plays() && caller.is_some_and(|c| !c.role.may_see_confidential()) {
         let hint = match read {
@@ -132,7 +146,7 @@ pub fn may_read(
             ),
         ));
     }
-    if read.plays() && caller.is_some() && !granted {
+    if read.plays() && read != Read::Live && caller.is_some() && !granted {
         return Err(Denial::new(
             "grant_required",
             format!(
@@ -170,6 +184,9 @@ pub struct MediaAccess<'a> {
     pub target: String,
     /// Why, in the viewer's words; required for confidential sessions.
     pub reason: &'a str,
+    /// Live supervision of confidential rooms is this centre's policy (`[evidence]
+    /// confidential_live`); only a live read asks.
+    pub supervision: bool,
 }
 
 /// One finder-or-opener of viewings at a time in this process, so that the parallel first reads
@@ -182,7 +199,7 @@ impl MediaAccess<'_> {
             .session(&self.session.id, &self.session.project_code)
             .target(&self.target)
             .reason(self.reason)
-            .flagged(self.session.kind.is_confidential())
+            .flagged(self.session.confidential)
     }
 
     async fn refuse(&self, pool: &Pool, d: Denial) -> CoreError {
@@ -201,12 +218,21 @@ impl MediaAccess<'_> {
     /// a refusal is audited and returned as `Forbidden`.
     pub async fn check(&self, pool: &Pool) -> Result<(), CoreError> {
         let granted = match self.caller {
-            Some(c) if self.session.kind.is_confidential() && self.read.plays() => {
+            Some(c)
+                if self.session.confidential && self.read.plays() && self.read != Read::Live =>
+            {
                 super::grants::active(pool, &c.username, &self.session.id).await?
             }
             _ => false,
         };
-        match may_read(self.caller, self.session, self.read, self.reason, granted) {
+        match may_read(
+            self.caller,
+            self.session,
+            self.read,
+            self.reason,
+            granted,
+            self.supervision,
+        ) {
             Ok(()) => Ok(()),
             Err(d) => Err(self.refuse(pool, d).await),
         }
@@ -362,6 +388,8 @@ mod tests {
             error: None,
             category,
             started_by: None,
+            confidential: kind.is_confidential(),
+            booking_id: None,
         }
     }
 
@@ -399,7 +427,7 @@ mod tests {
         for role in ROLES {
             let c = caller(role, &["construction"]);
             for read in all_reads {
-                let got = code(may_read(Some(&c), &eval, read, "complaint 17", true));
+                let got = code(may_read(Some(&c), &eval, read, "complaint 17", true, false));
                 // Written out, not derived from the rule: a playable picture (or any live
                 // view) of an evaluation session only for regulators and discipline officers.
                 let playable = matches!(
@@ -418,13 +446,20 @@ mod tests {
                 assert_eq!(got, want, "{role:?} {read:?}");
                 if want == "ok" {
                     assert_eq!(
-                        code(may_read(Some(&c), &eval, read, "  ", true)),
+                        code(may_read(Some(&c), &eval, read, "  ", true, false)),
                         "reason_required",
                         "{role:?} {read:?} without a reason"
                     );
                     // Playing it needs a grant approved by a second person.
                     assert_eq!(
-                        code(may_read(Some(&c), &eval, read, "complaint 17", false)),
+                        code(may_read(
+                            Some(&c),
+                            &eval,
+                            read,
+                            "complaint 17",
+                            false,
+                            false
+                        )),
                         if playable { "grant_required" } else { "ok" },
                         "{role:?} {read:?} without a grant"
                     );
@@ -439,6 +474,7 @@ mod tests {
             Read::Export { derived_mp4: true },
             "r",
             true,
+            false,
         )
         .unwrap_err();
         assert!(d.message.contains("without derived_mp4"), "{}", d.message);
@@ -449,6 +485,7 @@ mod tests {
                 &eval,
                 Read::Export { derived_mp4: true },
                 "r",
+                false,
                 false
             )),
             "ok"
@@ -459,6 +496,7 @@ mod tests {
                 &eval,
                 Read::Export { derived_mp4: true },
                 "",
+                false,
                 false
             )),
             "reason_required"
@@ -470,15 +508,64 @@ mod tests {
         let open = session(SessionKind::BidOpening, "land".parse::<Category>().unwrap());
         let regulator = caller(Role::Regulator, &["construction"]);
         assert_eq!(
-            code(may_read(Some(&regulator), &open, Read::Replay, "", false)),
+            code(may_read(
+                Some(&regulator),
+                &open,
+                Read::Replay,
+                "",
+                false,
+                false
+            )),
             "out_of_scope"
         );
         let regulator = caller(Role::Regulator, &["land"]);
         for read in [Read::Replay, Read::Download, Read::Live] {
             assert_eq!(
-                code(may_read(Some(&regulator), &open, read, "", false)),
+                code(may_read(Some(&regulator), &open, read, "", false, false)),
                 "ok"
             );
+        }
+    }
+
+    #[test]
+    fn live_supervision_of_confidential_rooms_by_policy_role_and_reason() {
+        let eval = session(SessionKind::Evaluation, "construction".parse::<Category>().unwrap());
+        for role in ROLES {
+            let c = caller(role, &["construction"]);
+            let supervises = matches!(role, Role::Regulator | Role::DisciplineOfficer);
+            // Under the supervision policy: regulators and discipline officers, no grant, with
+            // a reason; nobody else.
+            assert_eq!(
+                code(may_read(
+                    Some(&c),
+                    &eval,
+                    Read::Live,
+                    "监督 评标现场",
+                    false,
+                    true
+                )),
+                if supervises { "ok" } else { "confidential" },
+                "{role:?}"
+            );
+            if supervises {
+                assert_eq!(
+                    code(may_read(Some(&c), &eval, Read::Live, " ", false, true)),
+                    "reason_required"
+                );
+            }
+            // Without it, nobody.
+            assert_eq!(
+                code(may_read(Some(&c), &eval, Read::Live, "监督", true, false)),
+                "confidential",
+                "{role:?}"
+            );
+            // Replay still takes the second person's grant.
+            if supervises {
+                assert_eq!(
+                    code(may_read(Some(&c), &eval, Read::Replay, "r", false, true)),
+                    "grant_required"
+                );
+            }
         }
     }
 }

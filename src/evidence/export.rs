@@ -237,6 +237,7 @@ pub async fn authorize(
             }
         ),
         reason: req.reason,
+        supervision: false,
     }
     .check(pool)
     .await?;
@@ -278,7 +279,7 @@ pub async fn plan(
         .session(&session.id, &session.project_code)
         .target(&package_id)
         .reason(req.reason)
-        .flagged(session.kind.is_confidential())
+        .flagged(session.confidential)
         .append(pool)
         .await?;
     add_audit_entries(pool, &session, &mut payload).await?;

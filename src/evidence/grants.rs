@@ -154,7 +154,7 @@ pub async fn request(
             "confidential access needs a reason (1 to 500 characters); it is recorded",
         ));
     }
-    if !session.kind.is_confidential() {
+    if !session.confidential {
         return Err(CoreError::conflict(
             "not_confidential",
             format!(

@@ -253,7 +253,7 @@ async fn refuse(s: &AppState, rule: &Rule, caller: &Caller, asked: &Asked, r: Re
     if let Some(session) = &session {
         event = event
             .session(&session.id, &session.project_code)
-            .flagged(session.kind.is_confidential());
+            .flagged(session.confidential);
     }
     let _ = event.append(&s.pool).await;
     ApiError::new(StatusCode::FORBIDDEN, r.code, r.message).into_response()

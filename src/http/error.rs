@@ -90,6 +90,8 @@ impl From<CoreError> for ApiError {
                     "session" => "session_not_found",
                     "source" => "source_not_found",
                     "confidential access request" => "grant_not_found",
+                    "booking" => "booking_not_found",
+                    "project section" => "project_section_not_found",
                     _ => "not_found",
                 };
                 ApiError::new(

@@ -300,6 +300,7 @@ async fn download(
         source: "",
         target: plan.package_id.clone(),
         reason: &reason,
+        supervision: false,
     };
     access.check(&core.pool).await?;
     let permit = core

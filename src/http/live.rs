@@ -1,7 +1,8 @@
 //! What the staff console watches: every room's state with per-source bitrate and last-segment
 //! age (`GET /rooms/status`), and a live view of a room that is recording (HLS of the live
 //! session, a few segments behind), opened by an audited `POST …/live` and served only while
-//! that viewing is open (`evidence::access`). Evaluation (评标) sessions have no live view at all.
+//! that viewing is open (`evidence::access`). A confidential room is watched live only under
+//! the centre's supervision policy, by regulators and discipline officers, with a reason.
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -13,7 +14,7 @@ use super::replay;
 use crate::evidence::access::{MediaAccess, Read};
 use crate::evidence::replay::hls_playlist;
 use crate::http::access::{Audited, CurrentActor, audited_refusal};
-use crate::http::{ApiError, AppState, ClientAddr};
+use crate::http::{ApiError, ApiQuery, AppState, ClientAddr};
 use crate::ledger::index;
 use crate::sessions::status::{RoomStatus, recording_session};
 
@@ -43,7 +44,11 @@ async fn open_live_view(
     Path(room_id): Path<String>,
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
+    ApiQuery(q): ApiQuery<LiveQuery>,
 ) -> Result<Response, ApiError> {
+    let reason = q.reason.unwrap_or_default();
+    replay::check_reason_length(&reason)?;
+    let suffix = reason_suffix(&reason);
     let session = recording_session(&s.pool, &room_id).await?;
     let recordings = index::recordings(&s.pool, &session.id)
         .await
@@ -57,7 +62,8 @@ async fn open_live_view(
         session: &session,
         source: "",
         target: room_id.clone(),
-        reason: "",
+        reason: &reason,
+        supervision: s.live_supervision,
     };
     if let Err(e) = access.check(&s.pool).await {
         return Ok(audited_refusal(e));
@@ -70,7 +76,7 @@ async fn open_live_view(
             serde_json::json!({
                 "name": r.source_name,
                 "media": r.media,
-                "playlist": format!("/api/v1/rooms/{room_id}/live/{}/index.m3u8", r.source_name),
+                "playlist": format!("/api/v1/rooms/{room_id}/live/{}/index.m3u8{suffix}", r.source_name),
             })
         })
         .collect();
@@ -86,11 +92,21 @@ async fn live_playlist(
     Path((room_id, source)): Path<(String, String)>,
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
+    ApiQuery(q): ApiQuery<LiveQuery>,
 ) -> Result<Response, ApiError> {
+    let reason = q.reason.unwrap_or_default();
+    replay::check_reason_length(&reason)?;
     let session = recording_session(&s.pool, &room_id).await?;
     let (session, rec) = replay::find(&s.pool, &session.id, &source).await?;
     let viewer = actor.actor(&address);
-    let access = live_read(&viewer, &actor, "live_playlist", &session, &rec, &room_id);
+    let access = live_read(
+        &viewer,
+        &actor,
+        "live_playlist",
+        (&session, &rec),
+        &room_id,
+        (&reason, s.live_supervision),
+    );
     access.check(&s.pool).await?;
     let entries = index::entries(&s.pool, &rec.id)
         .await
@@ -111,7 +127,7 @@ async fn live_playlist(
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        hls_playlist(&entries, true, ""),
+        hls_playlist(&entries, true, &reason_suffix(&reason)),
     )
         .into_response())
 }
@@ -121,12 +137,22 @@ async fn live_segment(
     Path((room_id, source, file)): Path<(String, String, String)>,
     ClientAddr(address): ClientAddr,
     actor: CurrentActor,
+    ApiQuery(q): ApiQuery<LiveQuery>,
 ) -> Result<Response, ApiError> {
+    let reason = q.reason.unwrap_or_default();
+    replay::check_reason_length(&reason)?;
     let session = recording_session(&s.pool, &room_id).await?;
     let (session, rec) = replay::find(&s.pool, &session.id, &source).await?;
     let seq = replay::segment_seq(&rec, &file)?;
     let viewer = actor.actor(&address);
-    let access = live_read(&viewer, &actor, "live_segment", &session, &rec, &room_id);
+    let access = live_read(
+        &viewer,
+        &actor,
+        "live_segment",
+        (&session, &rec),
+        &room_id,
+        (&reason, s.live_supervision),
+    );
     access.check(&s.pool).await?;
     let entry = replay::find_segment(&s.pool, &rec, &file, seq).await?;
     access.view(&s.pool, s.viewing_idle_us).await?;
@@ -138,9 +164,9 @@ fn live_read<'a>(
     viewer: &'a crate::audit::Actor,
     actor: &'a CurrentActor,
     action: &'a str,
-    session: &'a index::SessionRow,
-    rec: &'a index::RecordingRow,
+    (session, rec): (&'a index::SessionRow, &'a index::RecordingRow),
     room_id: &str,
+    (reason, supervision): (&'a str, bool),
 ) -> MediaAccess<'a> {
     MediaAccess {
         actor: viewer,
@@ -150,6 +176,26 @@ fn live_read<'a>(
         session,
         source: &rec.source_name,
         target: format!("{room_id}/{}", rec.source_name),
-        reason: "",
+        reason,
+        supervision,
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiveQuery {
+    /// Why a confidential room is supervised live; recorded in the audit trail, and required
+    /// for it (`evidence::access::may_read`).
+    reason: Option<String>,
+}
+
+/// `?reason=…` for the URLs of a live view opened with a reason, so every read carries it.
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        return String::new();
+    }
+    format!(
+        "?reason={}",
+        percent_encoding::utf8_percent_encode(reason, percent_encoding::NON_ALPHANUMERIC)
+    )
 }

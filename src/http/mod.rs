@@ -4,6 +4,7 @@
 pub mod access;
 mod audit;
 mod auth;
+mod bookings;
 mod error;
 mod exports;
 mod live;
@@ -64,6 +65,11 @@ pub struct AppState {
     pub fixity_bytes_per_second: f64,
     /// The store's configuration when it enforces retention itself (S3 Object Lock).
     pub worm: Option<Arc<crate::config::StoreConfig>>,
+    /// When booked rooms start recording, and when they raise the alarm (`[bookings]`).
+    pub booking_timing: crate::bookings::scheduler::Timing,
+    /// Regulators and discipline officers may supervise confidential rooms live
+    /// (`[evidence] confidential_live`).
+    pub live_supervision: bool,
 }
 
 impl AppState {
@@ -90,6 +96,9 @@ impl AppState {
             fixity: services.fixity,
             fixity_bytes_per_second: services.fixity_bytes_per_second,
             worm: services.worm,
+            booking_timing: crate::bookings::scheduler::Timing::of(&config.bookings),
+            live_supervision: config.evidence.confidential_live
+                == crate::config::ConfidentialLive::Supervision,
         }
     }
 }

@@ -415,6 +415,26 @@ pub const POLICY: &[Rule] = &[
         Needs(Holds),
         "hold_release",
     ),
+    rule("GET", "/api/v1/bookings", Needs(RoomsRead), "bookings_list"),
+    rule("POST", "/api/v1/bookings", Needs(Bookings), "booking_add"),
+    rule(
+        "GET",
+        "/api/v1/bookings/{id}",
+        Needs(RoomsRead),
+        "booking_view",
+    ),
+    rule(
+        "PATCH",
+        "/api/v1/bookings/{id}",
+        Needs(Bookings),
+        "booking_change",
+    ),
+    rule(
+        "POST",
+        "/api/v1/bookings/{id}/cancel",
+        Needs(Bookings),
+        "booking_cancel",
+    ),
     rule("GET", "/api/v1/audit", Needs(AuditRead), "audit_view"),
     rule(
         "GET",

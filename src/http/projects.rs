@@ -32,8 +32,17 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
     })
 }
 
-async fn catalogue() -> Json<crate::catalogue::Catalogue> {
-    Json(crate::catalogue::current().as_ref().clone())
+/// The whole catalogue the console offers: trading categories and methods (`catalogue`), room
+/// kinds and activities (`room_catalogue`).
+async fn catalogue(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let trading = crate::catalogue::current();
+    let rooms = &s.sessions.catalogue;
+    Json(serde_json::json!({
+        "categories": trading.categories,
+        "methods": trading.methods,
+        "room_kinds": rooms.room_kinds,
+        "activities": rooms.activities,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -55,7 +55,7 @@ async fn session_audit(
     ))
 }
 
-fn check_reason_length(reason: &str) -> Result<(), ApiError> {
+pub(super) fn check_reason_length(reason: &str) -> Result<(), ApiError> {
     if reason.chars().count() > 500 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -94,6 +94,7 @@ async fn playlist(
         source: &rec.source_name,
         target: format!("{}/{}", session.id, rec.source_name),
         reason: &reason,
+        supervision: false,
     };
     access.check(pool).await?;
     let entries = index::entries(pool, &rec.id)
@@ -179,6 +180,7 @@ async fn download_mp4(
             q.to.as_deref().unwrap_or("end")
         ),
         reason: &reason,
+        supervision: false,
     };
     access.check(pool).await?;
     let segments: Vec<Entry> = index::entries(pool, &rec.id)
@@ -253,6 +255,7 @@ async fn segment(
         source: &rec.source_name,
         target: format!("{}/{}/segments/{file}", session.id, rec.source_name),
         reason: &reason,
+        supervision: false,
     };
     access.check(pool).await?;
     let entry = find_segment(pool, &rec, &file, seq).await?;

@@ -55,11 +55,24 @@ async fn create_room(
         serde_json::from_value(body).map_err(|e| invalid(format!("request body: {e}")))?;
     let core = &s.sessions;
     if !probe_first {
-        let room = rooms::create(&core.pool, &core.templates, &core.credentials, req).await?;
+        let room = rooms::create(
+            &core.pool,
+            &core.templates,
+            &core.credentials,
+            &core.catalogue,
+            req,
+        )
+        .await?;
         return Ok((StatusCode::CREATED, Json(json_of(&room)?)));
     }
-    let (room, report, listen) =
-        probe::create_recordable_room(&core.pool, &core.templates, &core.credentials, req).await?;
+    let (room, report, listen) = probe::create_recordable_room(
+        &core.pool,
+        &core.templates,
+        &core.credentials,
+        &core.catalogue,
+        req,
+    )
+    .await?;
     let mut json = json_of(&room)?;
     json["probe"] = serde_json::json!({
         "listen_seconds": listen.as_secs_f64(),

@@ -14,7 +14,7 @@ use super::policy::POLICY;
 type Endpoint = fn(&str, MethodFilter) -> Option<MethodRouter<AppState>>;
 
 /// The handlers of every resource file, each asked in turn for an action's handler.
-const RESOURCES: [Endpoint; 14] = [
+const RESOURCES: [Endpoint; 15] = [
     super::status::endpoint,
     super::pages::endpoint,
     super::auth::endpoint,
@@ -29,6 +29,7 @@ const RESOURCES: [Endpoint; 14] = [
     super::retention::endpoint,
     super::witness_record::endpoint,
     super::projects::endpoint,
+    super::bookings::endpoint,
 ];
 
 /// The routes of `POLICY`, each with its handler.

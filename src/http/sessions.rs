@@ -35,7 +35,14 @@ async fn start(
     actor: CurrentActor,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.sessions.start(&id, req, &actor.actor(&address)).await?;
+    let view = crate::bookings::scheduler::start_room(
+        &s.sessions,
+        s.booking_timing,
+        &id,
+        req,
+        &actor.actor(&address),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Extension(Audited), Json(view)))
 }
 

@@ -70,9 +70,13 @@ pub enum Permission {
     Disposal,
     /// Approve or reject someone else's destruction proposal.
     DisposalApprove,
+    /// Book rooms for project sections, move and cancel bookings (with a reason): witness
+    /// staff, who run the rooms. Everyone who reads rooms reads bookings.
+    Bookings,
 }
 
-pub const PERMISSIONS: [Permission; 16] = [
+pub const PERMISSIONS: [Permission; 17] = [
+    Permission::Bookings,
     Permission::Disposal,
     Permission::DisposalApprove,
     Permission::Holds,
@@ -107,6 +111,7 @@ impl Role {
                     | RecordingControl
                     | SessionsRead
                     | ProjectsRegister
+                    | Bookings
             ),
             Regulator => matches!(
                 p,
@@ -184,6 +189,7 @@ impl Permission {
             Permission::ProjectsRegister => "projects_register",
             Permission::Disposal => "disposal",
             Permission::DisposalApprove => "disposal_approve",
+            Permission::Bookings => "bookings",
         }
     }
 

@@ -30,6 +30,11 @@ pub struct SessionRow {
     /// The person who started the session: its witness (见证人), who alone writes and signs its
     /// witness record. `None` for sessions started before it was recorded.
     pub started_by: Option<String>,
+    /// Fixed at start: started in a confidential room (or typed as an evaluation). Who may see
+    /// it, and how, is `evidence::access::may_read`.
+    pub confidential: bool,
+    /// The booking this session records, when a booking started it or it was started in one.
+    pub booking_id: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -44,7 +49,7 @@ pub struct RecordingRow {
     pub transport: String,
 }
 
-const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category, started_by";
+const SESSION_COLS: &str = "id, room_id, room_name, room_kind, project_code, session_code, kind, note, state, started_at, stopped_at, manifest_key, error, category, started_by, confidential, booking_id";
 
 /// The session row, or `NotFound` naming it.
 pub async fn existing_session(pool: &Pool, id: &str) -> Result<SessionRow, CoreError> {
@@ -71,6 +76,8 @@ fn session_from(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         error: r.try_get("error")?,
         category: r.try_get("category")?,
         started_by: r.try_get("started_by")?,
+        confidential: r.try_get::<i64, _>("confidential")? != 0,
+        booking_id: r.try_get("booking_id")?,
     })
 }
 
@@ -114,7 +121,7 @@ pub async fn insert_session(
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
-        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+        "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
     ))
     .bind(&s.id)
     .bind(&s.room_id)
@@ -131,6 +138,8 @@ pub async fn insert_session(
     .bind(&s.error)
     .bind(&s.category)
     .bind(&s.started_by)
+    .bind(i64::from(s.confidential))
+    .bind(&s.booking_id)
     .execute(&mut *tx)
     .await?;
     for (r, genesis) in recordings {

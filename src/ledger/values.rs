@@ -39,8 +39,9 @@ crate::text_enum! {
 }
 
 impl SessionKind {
-    /// Confidential recordings (评标/评审): seen only by regulators and discipline officers, and
-    /// only with a recorded reason.
+    /// A session typed as an evaluation (评标/评审) is confidential wherever it is recorded;
+    /// any other kind is confidential when its room's area is (`sessions::start` decides once,
+    /// and the session row keeps it).
     pub fn is_confidential(self) -> bool {
         self == SessionKind::Evaluation
     }

@@ -78,6 +78,10 @@ pub struct SessionSummary {
     pub session_code: String,
     pub kind: SessionKind,
     pub category: Category,
+    /// Started in a confidential room (the evaluation area) or as an evaluation.
+    pub confidential: bool,
+    /// The booking it records, if any.
+    pub booking_id: Option<String>,
     pub state: SessionState,
     pub started_at: String,
     pub stopped_at: Option<String>,
@@ -95,6 +99,8 @@ impl From<SessionRow> for SessionSummary {
             session_code: s.session_code,
             kind: s.kind,
             category: s.category,
+            confidential: s.confidential,
+            booking_id: s.booking_id,
             state: s.state,
             started_at: rfc3339(s.started_at_us),
             stopped_at: s.stopped_at_us.map(rfc3339),

@@ -30,6 +30,7 @@ use crate::ledger::manifest::Signer;
 use crate::ledger::tsa::Timestamps;
 use crate::metrics::Metrics;
 use crate::retention::policy::Policies;
+use crate::room_catalogue::Catalogue;
 use crate::store::Store;
 use crate::workload::Workload;
 #[derive(Debug, Deserialize)]
@@ -43,6 +44,17 @@ pub struct StartRequest {
     /// Trading category (交易类别), one of `TRADING_CATEGORIES`; `other` when not given.
     #[serde(default = "other_category")]
     pub category: String,
+    /// Why the room records outside any booking (required then: `bookings::start_room`);
+    /// kept in the `room_start` audit entry.
+    #[serde(default)]
+    pub reason: String,
+    /// The booking this session records; set by the domain (`bookings`), never by a client.
+    #[serde(skip)]
+    pub booking_id: Option<String>,
+    /// The session's witness when not the one who starts it: the staff member who booked a
+    /// booking's recording, which the scheduler starts. Set by the domain, never by a client.
+    #[serde(skip)]
+    pub witness: Option<String>,
 }
 
 fn other_category() -> String {
@@ -67,6 +79,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// The retention rules in force, stamped on every session at its start.
     pub policies: Arc<Policies>,
+    /// Room kinds (with their default area) and booking activities.
+    pub catalogue: Arc<Catalogue>,
     live: Mutex<HashMap<String, LiveSession>>,
     /// Sessions whose stop is under way, so a second stop is refused rather than run twice.
     stopping: Mutex<std::collections::HashSet<String>>,
@@ -90,6 +104,7 @@ pub struct Parts {
     pub signer: Signer,
     pub credentials: CredentialKey,
     pub policies: Arc<Policies>,
+    pub catalogue: Arc<Catalogue>,
     pub node_id: String,
     pub lease_ttl: std::time::Duration,
     pub disk: Arc<DiskWatch>,
@@ -108,6 +123,7 @@ impl Core {
             credentials: p.credentials,
             metrics: Arc::new(Metrics::default()),
             policies: p.policies,
+            catalogue: p.catalogue,
             live: Mutex::new(HashMap::new()),
             stopping: Mutex::new(Default::default()),
             node_id: p.node_id,

@@ -20,7 +20,15 @@ impl Core {
         req: PatchRoom,
         by: &Actor,
     ) -> Result<Room, CoreError> {
-        let patched = rooms::patch(&self.pool, &self.templates, &self.credentials, id, req).await?;
+        let patched = rooms::patch(
+            &self.pool,
+            &self.templates,
+            &self.credentials,
+            &self.catalogue,
+            id,
+            req,
+        )
+        .await?;
         let mut changes = rooms::describe_change(&patched.before, &patched.room);
         changes.extend(patched.credential_changes);
         audit::Event::new(by, "room_change")

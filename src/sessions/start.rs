@@ -32,6 +32,9 @@ struct Checked {
     kind: SessionKind,
     category: Category,
     note: String,
+    reason: String,
+    booking_id: Option<String>,
+    witness: Option<String>,
 }
 
 impl StartRequest {
@@ -54,6 +57,12 @@ impl StartRequest {
             |e: crate::db::UnknownValue| CoreError::invalid("invalid_field", e.to_string());
         let kind: SessionKind = self.kind.parse().map_err(invalid)?;
         let category: Category = self.category.parse().map_err(invalid)?;
+        if self.reason.chars().count() > 2000 || self.reason.chars().any(char::is_control) {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                "reason: at most 2000 printable characters",
+            ));
+        }
         if self.note.chars().count() > 2000 {
             return Err(CoreError::invalid(
                 "invalid_field",
@@ -66,6 +75,9 @@ impl StartRequest {
             kind,
             category,
             note: self.note,
+            reason: self.reason.trim().to_string(),
+            booking_id: self.booking_id,
+            witness: self.witness,
         })
     }
 }
@@ -86,15 +98,23 @@ impl Core {
         let mut live = self.live.lock().await;
         let room = self.ready_room(room_id).await?;
         self.take_lease(room_id).await?;
+        let reason = req.reason.clone();
         let session = new_session(&room, req, by);
         let recordings = genesis_of_each_source(&room, &session);
         self.insert_session(&session, &recordings).await?;
         tracing::info!(room = %room.id, session = %session.id, project = %session.project_code, "recording started");
         // The policy version and rule in force are recorded on the session from its first moment.
         crate::retention::stamp(&self.pool, &self.policies, &session).await?;
+        // The reason of an unbooked start, or the booking it records.
+        let why = match (&session.booking_id, reason.is_empty()) {
+            (Some(b), true) => format!("booking {b}"),
+            (Some(b), false) => format!("booking {b}: {reason}"),
+            (None, _) => reason,
+        };
         audit::Event::new(by, "room_start")
             .session(&session.id, &session.project_code)
             .target(&session.room_id)
+            .reason(why)
             .append(&self.pool)
             .await?;
         let rows: Vec<RecordingRow> = recordings.into_iter().map(|(r, _)| r).collect();
@@ -316,10 +336,16 @@ impl Core {
     }
 }
 
-/// The session row of a checked request, recording from now, started (and witnessed) by `by`.
+/// The session row of a checked request, recording from now. Confidential when the room lies in
+/// the confidential area, whatever kind was typed (or when typed as an evaluation). Its witness
+/// (who alone writes and signs its witness record) is the one the request names — the staff
+/// member who booked it, for a booking's recording — or else `by`, who started it.
 fn new_session(room: &rooms::Room, req: Checked, by: &Actor) -> SessionRow {
     let started = now_us();
     SessionRow {
+        confidential: room.area == crate::room_catalogue::Area::Confidential
+            || req.kind.is_confidential(),
+        booking_id: req.booking_id,
         id: uuid::Uuid::now_v7().to_string(),
         room_id: room.id.clone(),
         room_name: room.name.clone(),
@@ -334,7 +360,7 @@ fn new_session(room: &rooms::Room, req: Checked, by: &Actor) -> SessionRow {
         manifest_key: None,
         error: None,
         category: req.category,
-        started_by: Some(by.person.clone()),
+        started_by: Some(req.witness.unwrap_or_else(|| by.person.clone())),
     }
 }
 

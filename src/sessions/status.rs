@@ -1,6 +1,6 @@
 //! What the staff console watches: every room's state, with per-source bitrate, last-segment
-//! age and stream alarms, and which live session a caller may watch. Evaluation (评标) sessions
-//! have no live view at all.
+//! age and stream alarms, booking alarms and overruns (`bookings::scheduler`), and which live
+//! session is open to a live view (a confidential one only to supervision: `evidence::access`).
 
 use serde::Serialize;
 
@@ -39,6 +39,8 @@ pub struct RoomStatus {
     pub room_id: String,
     pub name: String,
     pub kind: String,
+    /// `public` or `confidential`: a session started here is confidential when the room is.
+    pub area: crate::room_catalogue::Area,
     pub location: String,
     /// idle, recording, reconnecting (a source is down), error.
     pub state: String,
@@ -57,6 +59,14 @@ pub struct RoomStatus {
     /// goes on, the tokens come when it answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_alarm: Option<String>,
+    /// Booked, but not recording past `[bookings] alarm_after_seconds` after the booked start
+    /// (`bookings::scheduler`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_alarm: Option<crate::metrics::BookingAlarm>,
+    /// The booked end of the recording's booking has passed: a prompt to stop (it is never
+    /// stopped by itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrun: Option<crate::metrics::BookingAlarm>,
 }
 
 impl Core {
@@ -75,18 +85,18 @@ impl Core {
                     sources.push(self.source_status(&rec, now));
                 }
             }
+            let overrun = live.as_ref().and_then(|_| self.metrics.overrun(&room.id));
             out.push(RoomStatus {
                 room_id: room.id.clone(),
                 name: room.name.clone(),
                 kind: room.kind.clone(),
+                area: room.area,
                 location: room.location.clone(),
                 state: room_state(live.as_ref(), &sources).into(),
                 elapsed_seconds: live
                     .as_ref()
                     .map(|sess| (now - sess.started_at_us) as f64 / 1e6),
-                live_view: live
-                    .as_ref()
-                    .is_some_and(|sess| !sess.kind.is_confidential()),
+                live_view: live.as_ref().is_some_and(|sess| !sess.confidential),
                 signing_alarm: live
                     .as_ref()
                     .and_then(|sess| self.metrics.signing_halted(&sess.id)),
@@ -94,6 +104,8 @@ impl Core {
                 sources,
                 storage_alarm: self.disk.problem(),
                 timestamp_alarm: self.timestamps.alarm(),
+                booking_alarm: self.metrics.booking_alarm(&room.id),
+                overrun,
             });
         }
         Ok(out)

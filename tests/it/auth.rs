@@ -549,7 +549,7 @@ async fn browser_changes_need_the_csrf_token() {
     // A change: no header, an empty one, a wrong one, another session's — all refused.
     let room = crate::rbac::unreachable_room(&server, "开标室 2").await;
     let start = format!("/api/v1/rooms/{room}/start");
-    let body = json!({"project_code": "P-CSRF", "session_code": "S1", "kind": "bid_opening"});
+    let body = json!({"project_code": "P-CSRF", "reason": "test: unbooked", "session_code": "S1", "kind": "bid_opening"});
     let other = Browser::login(&server, &staff.username, NEW_PASSWORD, None).await;
     assert_ne!(other.csrf, b.csrf);
     let wrong = "f".repeat(64);
@@ -578,7 +578,7 @@ async fn browser_changes_need_the_csrf_token() {
             Some("witness_staff"),
             "POST",
             &start,
-            Some(json!({"project_code": "P-CSRF", "session_code": "S2", "kind": "bid_opening"})),
+            Some(json!({"project_code": "P-CSRF", "reason": "test: unbooked", "session_code": "S2", "kind": "bid_opening"})),
         )
         .await;
     assert_eq!(r.0, 201, "{}", r.1);

@@ -17,7 +17,7 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(serde_json::json!({"project_code": "ZB-BROWSER", "session_code": "PB-01", "kind": "evaluation"})),
+            Some(serde_json::json!({"project_code": "ZB-BROWSER", "reason": "test: unbooked", "session_code": "PB-01", "kind": "evaluation"})),
         )
         .await;
     let session = started["id"].as_str().unwrap().to_string();
@@ -148,4 +148,107 @@ async fn replay_page_plays_every_camera_and_seeks_by_wall_clock() {
                 <= 3.0
         );
     }
+}
+
+/// Issue 15: witness staff book the simulated room in the console; the week calendar and the
+/// room card's schedule show it, and the room starts recording by itself at the booked time. A
+/// booked room whose camera is down shows the not-recording alarm on its card. Screenshots under
+/// target/tmp/bookings/.
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_book_a_room_in_the_console_and_it_records_by_itself() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start_with(
+        "\n[bookings]\nlead_seconds = 1.0\nalarm_after_seconds = 2.0\ntick_seconds = 0.25\n",
+    )
+    .await;
+    let room = server.demo_room(&sim, "default").await;
+    // The camera-down room sorts after the simulator's (开标室 1) in the form's room list.
+    let dead = server
+        .ok(
+            "POST",
+            "/api/v1/rooms",
+            Some(serde_json::json!({"name": "拍卖室 camera down", "kind": "auction",
+                "sources": [{"name": "cam1", "url": format!("rtsp://127.0.0.1:{}/none", free_port())}]})),
+        )
+        .await;
+    let dead_id = dead["id"].as_str().unwrap().to_string();
+    let soon = |s: i64| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
+    server
+        .ok(
+            "POST",
+            "/api/v1/bookings",
+            Some(serde_json::json!({"room_id": dead_id, "project_code": "ZB-DEAD-01",
+                "section_code": "BD-01", "activity": "auction", "starts_at": soon(2), "ends_at": soon(600)})),
+        )
+        .await;
+
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bookings");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/bookings.mjs");
+    let base = server.url("");
+    let staff = server.user("witness_staff");
+    let (username, password) = (staff.username.clone(), staff.one_time_password.clone());
+    let dead_arg = dead_id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([script, base.trim_end_matches('/')])
+            .arg(&artefacts)
+            .args([&username, &password, &dead_arg])
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bookings check failed:\n{}\n{stdout}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    eprintln!("bookings summary: {summary}");
+
+    // What the browser booked is what the server holds, and the recording is that booking's.
+    let id = summary["booking_id"].as_str().unwrap();
+    let b = server
+        .ok("GET", &format!("/api/v1/bookings/{id}"), None)
+        .await;
+    assert_eq!(b["room_id"], room.as_str());
+    assert_eq!(b["project_code"], "ZB-CAL-01");
+    assert_eq!(
+        b["created_by"],
+        server.user("witness_staff").username.as_str()
+    );
+    let booked_start = summary["booked_start_ms"].as_f64().unwrap() / 1e3;
+    assert!(
+        (unix_seconds(&b["starts_at"]) - booked_start).abs() < 0.01,
+        "{b}"
+    );
+    let status = server.ok("GET", "/api/v1/rooms/status", None).await;
+    let card = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room_id"] == room.as_str())
+        .unwrap();
+    let session = &card["session"];
+    assert_eq!(session["booking_id"], id, "{card}");
+    assert_eq!(session["session_code"], "BD-02.bid_opening");
+    assert_eq!(session["category"], "procurement");
+    let started = unix_seconds(&session["started_at"]);
+    assert!(
+        started >= booked_start - 1.0 - 0.6 && started <= booked_start,
+        "started by itself within the lead before the booked start: {started} vs {booked_start}"
+    );
+    let seen = summary["recording_seen_ms"].as_f64().unwrap() / 1e3;
+    assert!(
+        seen <= booked_start + 5.0,
+        "seen recording on the card by the booked start: {seen} vs {booked_start}"
+    );
+    server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    server
+        .ok("POST", &format!("/api/v1/rooms/{dead_id}/stop"), None)
+        .await;
 }

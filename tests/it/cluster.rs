@@ -41,7 +41,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
         .call(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(serde_json::json!({"project_code": "X", "session_code": "Y", "kind": "other"})),
+            Some(serde_json::json!({"project_code": "X", "reason": "test: unbooked", "session_code": "Y", "kind": "other"})),
         )
         .await;
     assert_eq!(status, 409, "{body}");

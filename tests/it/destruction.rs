@@ -19,7 +19,7 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": "QT-2005-01", "session_code": "KB-01", "kind": "other", "category": "other"})),
+            Some(json!({"project_code": "QT-2005-01", "reason": "test: unbooked", "session_code": "KB-01", "kind": "other", "category": "other"})),
         )
         .await;
     let session = s["id"].as_str().unwrap().to_string();

@@ -210,7 +210,7 @@ async fn a_filling_disk_alarms_refuses_new_work_and_loses_nothing() {
         .call(
             "POST",
             &format!("/api/v1/rooms/{second_room}/start"),
-            Some(json!({"project_code": "ZB-DISK-2", "session_code": "KB-01", "kind": "bid_opening"})),
+            Some(json!({"project_code": "ZB-DISK-2", "reason": "test: unbooked", "session_code": "KB-01", "kind": "bid_opening"})),
         )
         .await;
     assert_eq!(status, 507, "{body}");

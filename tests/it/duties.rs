@@ -975,7 +975,9 @@ async fn each_administrator_does_only_their_duty() {
             "audit_administrator",
             "POST",
             format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": "P", "session_code": "S", "kind": "other"})),
+            Some(
+                json!({"project_code": "P", "reason": "test: unbooked", "session_code": "S", "kind": "other"}),
+            ),
         ),
         (
             "audit_administrator",

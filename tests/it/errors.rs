@@ -98,7 +98,7 @@ async fn bad_input_answers_4xx_with_a_named_problem() {
         .call(
             "POST",
             "/api/v1/rooms/nope/start",
-            Some(json!({"project_code": "P1", "session_code": "S1", "kind": "bid_opening"})),
+            Some(json!({"project_code": "P1", "reason": "test: unbooked", "session_code": "S1", "kind": "bid_opening"})),
         )
         .await;
     expect(s, &b, 404, "room_not_found");
@@ -127,9 +127,9 @@ async fn bad_input_answers_4xx_with_a_named_problem() {
         .await;
     expect(s, &b, 409, "not_recording");
     for bad in [
-        json!({"project_code": "P/../1", "session_code": "S1", "kind": "bid_opening"}),
-        json!({"project_code": "", "session_code": "S1", "kind": "bid_opening"}),
-        json!({"project_code": "P1", "session_code": "S1", "kind": "party"}),
+        json!({"project_code": "P/../1", "reason": "test: unbooked", "session_code": "S1", "kind": "bid_opening"}),
+        json!({"project_code": "", "reason": "test: unbooked", "session_code": "S1", "kind": "bid_opening"}),
+        json!({"project_code": "P1", "reason": "test: unbooked", "session_code": "S1", "kind": "party"}),
     ] {
         let (s, b) = server
             .call("POST", &format!("/api/v1/rooms/{id}/start"), Some(bad))
@@ -151,7 +151,7 @@ async fn bad_input_answers_4xx_with_a_named_problem() {
         .call(
             "POST",
             &format!("/api/v1/rooms/{id}/start"),
-            Some(json!({"project_code": "P2", "session_code": "S2", "kind": "bid_opening"})),
+            Some(json!({"project_code": "P2", "reason": "test: unbooked", "session_code": "S2", "kind": "bid_opening"})),
         )
         .await;
     expect(s, &b, 409, "already_recording");

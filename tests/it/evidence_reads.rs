@@ -102,7 +102,7 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
             Some(
-                json!({"project_code": "ZB-READS", "session_code": "PB-01", "kind": "evaluation"}),
+                json!({"project_code": "ZB-READS", "reason": "test: unbooked", "session_code": "PB-01", "kind": "evaluation"}),
             ),
         )
         .await;
@@ -113,8 +113,13 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
         })
         .await;
 
-    // No live view of an evaluation session, for anyone; the refusal is audited once.
-    for role in ["witness_staff", "regulator", "discipline_officer"] {
+    // A confidential room is watched live only in supervision (issue 15, 6.2.3.3): regulators and
+    // discipline officers, with a reason; witness staff not at all. Each refusal audited once.
+    for (role, code) in [
+        ("witness_staff", "confidential"),
+        ("regulator", "reason_required"),
+        ("discipline_officer", "reason_required"),
+    ] {
         let (status, body) = server
             .call_as(
                 Some(role),
@@ -125,13 +130,44 @@ async fn confidential_session_reads_are_audited_once_per_viewing() {
             .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
-            (403, Some("confidential")),
+            (403, Some(code)),
             "{role}: {body}"
         );
         let es = entries(&server, &session, role, "live_view").await;
         assert_eq!(es.len(), 1, "{role}: {es:#?}");
-        assert_eq!(denied(&es, "confidential").len(), 1, "{es:#?}");
+        assert_eq!(denied(&es, code).len(), 1, "{es:#?}");
     }
+    let live = server
+        .call_as(
+            Some("discipline_officer"),
+            "POST",
+            &format!("/api/v1/rooms/{room}/live?reason=%E7%9B%91%E7%9D%A3"),
+            None,
+        )
+        .await;
+    assert_eq!(live.0, 200, "supervision with a reason: {}", live.1);
+    let playlist = live.1["sources"][0]["playlist"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        playlist.ends_with("?reason=%E7%9B%91%E7%9D%A3"),
+        "{playlist}"
+    );
+    let (status, text) = server
+        .call_as(Some("discipline_officer"), "GET", &playlist, None)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.as_str().unwrap_or_default().contains("?reason="),
+        "segment URIs carry the reason: {text}"
+    );
+    let es = entries(&server, &session, "discipline_officer", "live_view").await;
+    assert!(
+        es.iter()
+            .any(|e| e["outcome"] == "allowed" && e["reason"] == "监督" && e["flagged"] == true),
+        "{es:#?}"
+    );
 
     let stopped = server
         .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)

@@ -558,7 +558,7 @@ impl Server {
             .ok(
                 "POST",
                 &format!("/api/v1/rooms/{room}/start"),
-                Some(json!({"project_code": project, "session_code": "KB-01", "kind": "bid_opening", "note": "test"})),
+                Some(json!({"project_code": project, "reason": "test: unbooked", "session_code": "KB-01", "kind": "bid_opening", "note": "test"})),
             )
             .await;
         assert_eq!(s["state"], "recording");

@@ -194,27 +194,27 @@ async fn hostile_input_is_refused_cleanly_and_changes_nothing() {
             (
                 "POST",
                 format!("/api/v1/rooms/{room}/start"),
-                json!({"project_code": n, "session_code": "S", "kind": "other"}),
+                json!({"project_code": n, "reason": "test: unbooked", "session_code": "S", "kind": "other"}),
             ),
             (
                 "POST",
                 format!("/api/v1/rooms/{room}/start"),
-                json!({"project_code": "P", "session_code": n, "kind": "other"}),
+                json!({"project_code": "P", "reason": "test: unbooked", "session_code": n, "kind": "other"}),
             ),
             (
                 "POST",
                 format!("/api/v1/rooms/{room}/start"),
-                json!({"project_code": "P", "session_code": "S", "kind": n}),
+                json!({"project_code": "P", "reason": "test: unbooked", "session_code": "S", "kind": n}),
             ),
             (
                 "POST",
                 format!("/api/v1/rooms/{room}/start"),
-                json!({"project_code": "P", "session_code": "S", "kind": "other", "category": n}),
+                json!({"project_code": "P", "reason": "test: unbooked", "session_code": "S", "kind": "other", "category": n}),
             ),
             (
                 "POST",
                 format!("/api/v1/rooms/{room}/start"),
-                json!({"project_code": "P", "session_code": "S", "kind": "other", "note": n}),
+                json!({"project_code": "P", "reason": "test: unbooked", "session_code": "S", "kind": "other", "note": n}),
             ),
             (
                 "POST",

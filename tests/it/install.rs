@@ -125,7 +125,7 @@ async fn an_installed_binary_starts_in_an_empty_folder_and_records() {
         staff,
         reqwest::Method::POST,
         &format!("/api/v1/rooms/{room}/start"),
-        Some(json!({"project_code": "ZB-INSTALL", "session_code": "KB-01", "kind": "bid_opening", "note": "installed"})),
+        Some(json!({"project_code": "ZB-INSTALL", "reason": "test: unbooked", "session_code": "KB-01", "kind": "bid_opening", "note": "installed"})),
     )
     .await;
     let session = session["id"].as_str().unwrap().to_string();

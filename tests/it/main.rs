@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod bookings;
 mod browser;
 mod checkpoints;
 mod cluster;

@@ -322,7 +322,7 @@ pub async fn stopped_session(server: &Server, room: &str, kind: &str, category: 
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
             Some(json!({
-                "project_code": format!("P-{category}"), "session_code": "S1",
+                "project_code": format!("P-{category}"), "reason": "test: unbooked", "session_code": "S1",
                 "kind": kind, "category": category,
             })),
         )

@@ -17,7 +17,7 @@ async fn hls_replay_of_a_recorded_session() {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": "ZB-HLS", "session_code": "PB-01", "kind": "evaluation"})),
+            Some(json!({"project_code": "ZB-HLS", "reason": "test: unbooked", "session_code": "PB-01", "kind": "evaluation"})),
         )
         .await;
     let session = s["id"].as_str().unwrap().to_string();

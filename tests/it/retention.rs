@@ -18,7 +18,7 @@ async fn session_of(
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": project, "session_code": "S1", "kind": kind, "category": category})),
+            Some(json!({"project_code": project, "reason": "test: unbooked", "session_code": "S1", "kind": kind, "category": category})),
         )
         .await;
     server

@@ -26,7 +26,7 @@ async fn recorded_session(server: &Server) -> (String, String) {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": PROJECT, "session_code": "S1", "kind": "evaluation", "category": "construction"})),
+            Some(json!({"project_code": PROJECT, "reason": "test: unbooked", "session_code": "S1", "kind": "evaluation", "category": "construction"})),
         )
         .await;
     let stopped = server

@@ -207,7 +207,7 @@ async fn witness_keeps_evidence_under_object_lock() {
         .ok(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(serde_json::json!({"project_code": "QT-2005-09", "session_code": "KB-01", "kind": "other", "category": "other"})),
+            Some(serde_json::json!({"project_code": "QT-2005-09", "reason": "test: unbooked", "session_code": "KB-01", "kind": "other", "category": "other"})),
         )
         .await;
     let session = started["id"].as_str().unwrap().to_string();

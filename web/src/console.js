@@ -1,12 +1,13 @@
 // The witness staff console at `/`: log in (password, one-time password change, TOTP), then the
-// views the user's permissions allow: rooms (state, alarms, start/stop, live view), sessions
+// views the user's permissions allow: rooms (state, alarms, today's bookings, start/stop, live
+// view), bookings (a week calendar per room, the booking form), sessions
 // (search, replay links), users (security administrators: proposals and approvals, four eyes),
 // audit trail (audit administrators, discipline officers).
 // Everything goes through /api/v1 with the session cookie and the CSRF token.
 
 import Hls from 'hls.js';
 import { chooseLanguage, rememberLanguage, translator } from './i18n.js';
-import { formatDateTime } from './wallclock.js';
+import { formatDateTime, formatTime } from './wallclock.js';
 
 const lang = chooseLanguage();
 const t = translator(lang);
@@ -14,13 +15,21 @@ const KINDS = ['bid_opening', 'evaluation', 'negotiation', 'auction', 'other'];
 // Trading categories and methods: the server's catalogue (GET /catalogue, data a centre may
 // extend), loaded at login; these five until then.
 let CATEGORIES = ['construction', 'procurement', 'land', 'state_assets', 'other'];
-let catalogue = { categories: [], methods: [] };
+// The server's catalogue (GET /catalogue): trading categories and methods, room kinds (with
+// their default area) and booking activities.
+let catalogue = { categories: [], methods: [], room_kinds: [], activities: [] };
 const named = (entry) => (entry ? (lang === 'zh' ? entry.zh : entry.en) : null);
 const catName = (id) => named(catalogue.categories.find((c) => c.id === id)) ?? t(`cats.${id}`);
 const methodName = (id) => named(catalogue.methods.find((m) => m.id === id)) ?? id;
 const ROLES = ['system_administrator', 'security_administrator', 'audit_administrator', 'witness_staff', 'regulator', 'archive_clerk', 'discipline_officer'];
 
 const me = { user: null, permissions: [], csrf: '' };
+const labelOf = (list, id) => {
+  const item = list.find((x) => x.id === id);
+  return item ? (item[lang] ?? item.en) : id;
+};
+const kindLabel = (id) => labelOf(catalogue.room_kinds, id);
+const activityLabel = (id) => labelOf(catalogue.activities, id);
 let refreshTimer = null;
 let liveHls = [];
 // Probe results by room id ({ running } | { result } | { error }): kept across the rooms view's
@@ -239,6 +248,7 @@ function languageButton() {
 
 const VIEWS = [
   { hash: '#rooms', label: 'navRooms', needs: 'rooms_read', show: showRooms },
+  { hash: '#bookings', label: 'navBookings', needs: 'rooms_read', show: showBookings },
   { hash: '#sessions', label: 'navSessions', needs: 'sessions_read', show: showSessions },
   { hash: '#projects', label: 'navProjects', needs: 'sessions_read', show: showProjects },
   { hash: '#users', label: 'navUsers', needs: 'users_manage', show: showUsers },
@@ -291,15 +301,53 @@ async function showRooms() {
   const live = el('section', { id: 'live', class: 'grid' });
   main().replaceChildren(grid, live);
   const draw = async () => {
-    const rooms = await api('GET', '/rooms/status');
-    grid.replaceChildren(...rooms.map(roomCard));
+    const from = startOfDay(new Date());
+    const [rooms, today] = await Promise.all([
+      api('GET', '/rooms/status'),
+      api('GET', `/bookings?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(addDays(from, 1).toISOString())}`).catch(() => []),
+    ]);
+    grid.replaceChildren(...rooms.map((room) => roomCard(room, today.filter((b) => b.room_id === room.room_id))));
   };
   redrawRooms = () => draw().catch(() => {});
   await draw();
   refreshTimer = setInterval(() => draw().catch(() => {}), 2000);
 }
 
-function roomCard(room) {
+async function stopRoom(room) {
+  if (!confirm(t('confirmStop', { room: room.name }))) return;
+  try {
+    await api('POST', `/rooms/${room.room_id}/stop`);
+    redrawRooms?.();
+  } catch (err) {
+    say(err.message);
+  }
+}
+
+/// Today's bookings of a room, the one under way marked.
+function scheduleOf(today) {
+  const now = Date.now();
+  return el(
+    'section',
+    { class: 'schedule' },
+    el('h4', {}, t('todaySchedule')),
+    today.length
+      ? el(
+          'ul',
+          {},
+          ...today.map((b) => {
+            const [from, to] = [Date.parse(b.starts_at), Date.parse(b.ends_at)];
+            return el(
+              'li',
+              { 'data-booking': b.id, class: from <= now && now < to ? 'now' : '' },
+              `${hhmm(from)}–${hhmm(to)} ${b.project_code} / ${b.section_code} · ${activityLabel(b.activity)}`,
+            );
+          }),
+        )
+      : el('p', { class: 'muted' }, t('noBookingsToday')),
+  );
+}
+
+function roomCard(room, today = []) {
   const alarms = room.sources.filter((s) => s.state === 'reconnecting' || s.state === 'stopped');
   // A stream that stopped reaching the segment files while the source as a whole still runs.
   const stalls = room.sources.flatMap((s) =>
@@ -314,8 +362,24 @@ function roomCard(room) {
       el('h3', {}, room.name),
       el('span', { class: `badge ${room.state}` }, t(`roomState.${room.state}`)),
     ),
+    el('p', { class: `muted area ${room.area}`, 'data-area': room.area }, `${kindLabel(room.kind)} · ${t(`areas.${room.area}`)}`),
     room.location ? el('p', { class: 'muted' }, room.location) : null,
   );
+  if (room.booking_alarm) {
+    card.append(
+      el('p', { class: 'alarm', role: 'alert', 'data-booking-alarm': room.booking_alarm.booking_id }, t('bookingAlarm'), ` · ${room.booking_alarm.message}`),
+    );
+  }
+  if (room.overrun) {
+    card.append(
+      el(
+        'div',
+        { class: 'prompt', role: 'alert', 'data-overrun': room.overrun.booking_id },
+        el('p', {}, t('overrun'), ` · ${room.overrun.message}`),
+        can('recording_control') ? el('button', { type: 'button', class: 'stop-overrun danger', onclick: () => stopRoom(room) }, t('stopNow')) : null,
+      ),
+    );
+  }
   if (room.storage_alarm) {
     card.append(el('p', { class: 'alarm', role: 'alert', 'data-storage': '' }, t('storageAlarm'), ` · ${room.storage_alarm}`));
   }
@@ -377,14 +441,7 @@ function roomCard(room) {
           {
             type: 'button',
             class: 'stop danger',
-            onclick: async () => {
-              if (!confirm(t('confirmStop', { room: room.name }))) return;
-              try {
-                await api('POST', `/rooms/${room.room_id}/stop`);
-              } catch (err) {
-                say(err.message);
-              }
-            },
+            onclick: () => stopRoom(room),
           },
           t('stop'),
         ),
@@ -395,14 +452,28 @@ function roomCard(room) {
     buttons.append(
       room.live_view
         ? el('button', { type: 'button', class: 'live', onclick: () => openLive(room) }, t('liveView'))
-        : el('span', { class: 'muted' }, t('noLiveView')),
+        : ['regulator', 'discipline_officer'].includes(me.user.role)
+          ? el(
+              'button',
+              {
+                type: 'button',
+                class: 'supervise',
+                onclick: () => {
+                  // Live supervision of a confidential room: with a reason, audited.
+                  const reason = prompt(t('superviseReason'));
+                  if (reason?.trim()) openLive(room, reason.trim()).catch((err) => say(err.message));
+                },
+              },
+              t('supervise'),
+            )
+          : el('span', { class: 'muted' }, t('noLiveView')),
     );
   }
   if (can('rooms_probe')) {
     const running = probes.get(room.room_id)?.running;
     buttons.append(el('button', { type: 'button', class: 'probe', disabled: running, onclick: () => probeRoom(room) }, t('probe')));
   }
-  card.append(buttons);
+  card.append(scheduleOf(today), buttons);
   const probe = probes.get(room.room_id);
   if (probe) {
     card.classList.add('probed');
@@ -598,6 +669,7 @@ function startForm(room) {
   const kind = el('select', { id: 'start-kind' }, ...options(KINDS, (k) => t(`kinds.${k}`), room.kind));
   const category = el('select', { id: 'start-category' }, ...options(CATEGORIES, (c) => catName(c), 'other'));
   const note = el('input', { id: 'start-note', maxlength: '2000' });
+  const reason = el('input', { id: 'start-reason', maxlength: '2000' });
   main().replaceChildren(
     el(
       'form',
@@ -614,6 +686,7 @@ function startForm(room) {
               kind: kind.value,
               category: category.value,
               note: note.value,
+              reason: reason.value.trim(),
             });
             location.hash = '#rooms';
             route();
@@ -628,14 +701,166 @@ function startForm(room) {
       field(t('kind'), kind),
       field(t('category'), category),
       field(t('note'), note),
+      field(t('startReason'), reason),
       el('div', { class: 'buttons' }, el('button', { type: 'submit', id: 'start-submit' }, t('start')), el('button', { type: 'button', onclick: route }, t('cancel'))),
     ),
   );
   project.focus();
 }
 
-async function openLive(room) {
-  const view = await api('POST', `/rooms/${room.room_id}/live`);
+// ---- bookings: a week per room, and the booking form ------------------------------------------
+
+const startOfDay = (d) => {
+  const x = new Date(d);
+  x.setHours(0, 0, 0, 0);
+  return x;
+};
+const addDays = (d, n) => {
+  const x = new Date(d);
+  x.setDate(x.getDate() + n);
+  return x;
+};
+const mondayOf = (d) => addDays(startOfDay(d), -((new Date(d).getDay() + 6) % 7));
+const hhmm = (ms) => formatTime(ms).slice(0, 5);
+const dayOf = (d) => formatDateTime(d.getTime()).slice(0, 10);
+/// A `datetime-local` value (the browser's zone, to the second).
+const localInput = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+let weekStart = null;
+
+async function showBookings() {
+  weekStart ??= mondayOf(new Date());
+  const section = el('section', { id: 'bookings' });
+  main().replaceChildren(section);
+  const draw = async () => {
+    const end = addDays(weekStart, 7);
+    const [rooms, bookings] = await Promise.all([
+      api('GET', '/rooms'),
+      api('GET', `/bookings?from=${encodeURIComponent(weekStart.toISOString())}&to=${encodeURIComponent(end.toISOString())}`),
+    ]);
+    const days = [...Array(7)].map((_, i) => addDays(weekStart, i));
+    const go = (id, label, to) =>
+      el('button', { type: 'button', id, onclick: () => { weekStart = to; draw().catch((err) => say(err.message)); } }, label);
+    const nav = el(
+      'div',
+      { class: 'buttons week-nav' },
+      go('week-prev', t('prevWeek'), addDays(weekStart, -7)),
+      go('week-this', t('thisWeek'), mondayOf(new Date())),
+      go('week-next', t('nextWeek'), addDays(weekStart, 7)),
+      el('strong', { id: 'week-label' }, `${t('week')} ${dayOf(weekStart)} – ${dayOf(days[6])}`),
+    );
+    const today = dayOf(new Date());
+    const table = el(
+      'table',
+      { id: 'calendar', class: 'calendar' },
+      el('tr', {}, el('th', {}, t('room')), ...days.map((d) => el('th', { 'data-day': dayOf(d), class: dayOf(d) === today ? 'today' : '' }, dayOf(d).slice(5)))),
+      ...rooms.map((r) =>
+        el(
+          'tr',
+          { 'data-room': r.id },
+          el('th', {}, r.name, el('div', { class: 'muted' }, `${kindLabel(r.kind)} · ${t(`areas.${r.area}`)}`)),
+          ...days.map((d) =>
+            el(
+              'td',
+              { 'data-day': dayOf(d) },
+              ...bookings
+                .filter((b) => b.room_id === r.id && Date.parse(b.starts_at) < addDays(d, 1).getTime() && Date.parse(b.ends_at) > d.getTime())
+                .map((b) => bookingChip(b, draw)),
+            ),
+          ),
+        ),
+      ),
+    );
+    section.replaceChildren(
+      ...[nav, bookings.length ? null : el('p', { class: 'muted' }, t('noBookings')), table, can('bookings') ? bookingForm(rooms, draw) : null].filter(Boolean),
+    );
+  };
+  await draw();
+}
+
+function bookingChip(b, redraw) {
+  const [from, to] = [Date.parse(b.starts_at), Date.parse(b.ends_at)];
+  return el(
+    'div',
+    { class: 'booking', 'data-booking': b.id, title: `${formatDateTime(from)} – ${formatDateTime(to)}${b.note ? ` · ${b.note}` : ''}` },
+    el('strong', {}, `${hhmm(from)}–${hhmm(to)}`),
+    ` ${b.project_code} / ${b.section_code} · ${activityLabel(b.activity)}`,
+    can('bookings')
+      ? el(
+          'button',
+          {
+            type: 'button',
+            class: 'cancel-booking',
+            title: t('cancelBooking'),
+            onclick: async () => {
+              const reason = prompt(t('cancelReason'));
+              if (!reason?.trim()) return;
+              try {
+                await api('POST', `/bookings/${b.id}/cancel`, { reason });
+                await redraw();
+              } catch (err) {
+                say(err.message);
+              }
+            },
+          },
+          '×',
+        )
+      : null,
+  );
+}
+
+function bookingForm(rooms, redraw) {
+  const next = new Date();
+  next.setMinutes(0, 0, 0);
+  next.setHours(next.getHours() + 1);
+  const room = el('select', { id: 'book-room', required: true }, ...rooms.map((r) => el('option', { value: r.id }, r.name)));
+  const project = el('input', { id: 'book-project', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
+  const sectionCode = el('input', { id: 'book-section', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
+  const activity = el('select', { id: 'book-activity' }, ...options(catalogue.activities.map((a) => a.id), activityLabel, 'bid_opening'));
+  const category = el('select', { id: 'book-category' }, ...options(CATEGORIES, (c) => t(`cats.${c}`), 'other'));
+  const starts = el('input', { id: 'book-start', type: 'datetime-local', step: '1', required: true, value: localInput(next) });
+  const ends = el('input', { id: 'book-end', type: 'datetime-local', step: '1', required: true, value: localInput(new Date(next.getTime() + 3600e3)) });
+  const note = el('input', { id: 'book-note', maxlength: '1000' });
+  return el(
+    'form',
+    {
+      id: 'booking-form',
+      class: 'card narrow',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const b = await api('POST', '/bookings', {
+            room_id: room.value,
+            project_code: project.value.trim(),
+            section_code: sectionCode.value.trim(),
+            activity: activity.value,
+            category: category.value,
+            starts_at: new Date(starts.value).toISOString(),
+            ends_at: new Date(ends.value).toISOString(),
+            note: note.value,
+          });
+          const name = rooms.find((r) => r.id === b.room_id)?.name ?? b.room_id;
+          await redraw();
+          say(t('booked', { room: name, from: formatDateTime(Date.parse(b.starts_at)), to: hhmm(Date.parse(b.ends_at)) }), 'notice');
+        } catch (err) {
+          say(err.message);
+        }
+      },
+    },
+    el('h2', {}, t('bookRoom')),
+    field(t('room'), room),
+    field(t('projectCode'), project),
+    field(t('sectionCode'), sectionCode),
+    field(t('activity'), activity),
+    field(t('category'), category),
+    field(t('startsAt'), starts),
+    field(t('endsAt'), ends),
+    field(t('note'), note),
+    el('div', { class: 'buttons' }, el('button', { type: 'submit', id: 'book-submit' }, t('book'))),
+  );
+}
+
+async function openLive(room, reason) {
+  const view = await api('POST', `/rooms/${room.room_id}/live${reason ? `?reason=${encodeURIComponent(reason)}` : ''}`);
   const live = document.querySelector('#live');
   for (const h of liveHls) h.destroy();
   liveHls = [];

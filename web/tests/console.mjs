@@ -102,6 +102,8 @@ try {
   check(!summary.admin_nav.includes('nav-rooms'), 'security administrators do not configure rooms');
   await page.click('#nav-users');
   await page.waitForSelector('#user-add');
+  // The click re-renders the view the login already showed: let that finish before typing.
+  await page.waitForLoadState('networkidle');
   await page.fill('#user-username', 'console-staff');
   await page.fill('#user-name', '见证员 王');
   await page.selectOption('#user-role', 'witness_staff');
@@ -144,6 +146,7 @@ try {
   await page.fill('#start-session', 'KB-01');
   await page.selectOption('#start-category', 'procurement');
   await page.fill('#start-note', '开标会 console test');
+  await page.fill('#start-reason', 'console test: no booking');
   await page.click('#start-submit');
   await page.waitForSelector('#rooms article.room[data-state="recording"]', { timeout: 30_000 });
   // Segments arrive: a source shows a last-segment age.
