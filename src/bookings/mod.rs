@@ -199,9 +199,8 @@ fn check_slot(starts: i64, ends: i64, now: i64) -> Result<(), CoreError> {
 }
 
 /// **The** check that a project section may be booked: the project is not closed (its closed
-/// event, `retention::projects`), and, where the projects registry keeps sections
-/// (`project_sections`), the section exists and is open. Databases without that table (before
-/// the registry) accept any well-formed section code.
+/// event, `retention::projects`), and the projects registry (`projects`) has the section,
+/// registered or in progress (404 `project_section_not_found`, 409 `section_not_open`).
 pub async fn check_project_section(
     pool: &Pool,
     project_code: &str,
@@ -235,7 +234,8 @@ pub async fn check_project_section(
     .fetch_optional(pool)
     .await;
     match section {
-        Ok(Some(state)) if state == "open" => Ok(()),
+        // Registered or under way: its activities are yet to happen (`projects::sections`).
+        Ok(Some(state)) if state == "registered" || state == "in_progress" => Ok(()),
         Ok(Some(state)) => Err(CoreError::conflict(
             "section_not_open",
             format!(
@@ -246,18 +246,7 @@ pub async fn check_project_section(
             what: "project section",
             id: format!("{project_code}/{section_code}"),
         }),
-        Err(e) if no_such_table(&e) => Ok(()),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// "no such table" (SQLite) or "relation … does not exist" (PostgreSQL, 42P01).
-fn no_such_table(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            d.code().as_deref() == Some("42P01") || d.message().contains("no such table")
-        }
-        _ => false,
     }
 }
 

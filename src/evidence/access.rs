@@ -529,7 +529,10 @@ mod tests {
 
     #[test]
     fn live_supervision_of_confidential_rooms_by_policy_role_and_reason() {
-        let eval = session(SessionKind::Evaluation, "construction".parse::<Category>().unwrap());
+        let eval = session(
+            SessionKind::Evaluation,
+            "construction".parse::<Category>().unwrap(),
+        );
         for role in ROLES {
             let c = caller(role, &["construction"]);
             let supervises = matches!(role, Role::Regulator | Role::DisciplineOfficer);

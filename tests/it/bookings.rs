@@ -53,6 +53,7 @@ fn assert_error(status: u16, body: &Value, want_status: u16, code: &str, words: 
 #[tokio::test(flavor = "multi_thread")]
 async fn rooms_have_a_kind_from_the_catalogue_and_an_area() {
     let server = Server::start().await;
+    server.register_project("ZB-BOOK-01", &["BD-01"]).await;
     let eval = room(
         &server,
         "评标室 A",
@@ -147,6 +148,7 @@ async fn rooms_have_a_kind_from_the_catalogue_and_an_area() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bookings_are_validated_never_overlap_and_keep_their_history() {
     let server = Server::start().await;
+    server.register_project("ZB-BOOK-01", &["BD-01"]).await;
     let r = room(
         &server,
         "开标室 B",
@@ -402,6 +404,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn who_books_and_who_reads_bookings() {
     let server = Server::start().await;
+    server.register_project("ZB-BOOK-01", &["BD-01"]).await;
     let r = room(
         &server,
         "谈判室 D",
@@ -513,6 +516,9 @@ const FAST: &str =
 async fn a_booked_room_records_by_itself_confidential_and_is_never_cut_at_its_end() {
     let sim = Simulator::start(&[]);
     let server = Server::start_with(FAST).await;
+    server
+        .register_project("ZB-BOOK-01", &["BD-01", "BD-07"])
+        .await;
     // A bid-opening room placed in the confidential area: the area decides, not the kind.
     let r = room(
         &server,
@@ -657,6 +663,7 @@ async fn a_booked_room_records_by_itself_confidential_and_is_never_cut_at_its_en
 #[tokio::test(flavor = "multi_thread")]
 async fn a_booked_room_whose_camera_is_down_raises_the_alarm() {
     let server = Server::start_with(FAST).await;
+    server.register_project("ZB-BOOK-01", &["BD-01"]).await;
     let dead = format!("rtsp://127.0.0.1:{}/nothing", free_port());
     let r = room(&server, "拍卖室 F", "auction", None, &dead).await;
     let rid = r["id"].as_str().unwrap();
@@ -729,6 +736,7 @@ async fn a_booked_room_whose_camera_is_down_raises_the_alarm() {
 async fn the_alarm_clears_when_the_camera_comes_back() {
     let mut sim = Simulator::start(&[]);
     let server = Server::start_with(FAST).await;
+    server.register_project("ZB-BOOK-01", &["BD-01"]).await;
     let r = room(&server, "竞价室 G", "bidding", None, &sim.url("cam1")).await;
     let rid = r["id"].as_str().unwrap();
     sim.kill();
@@ -771,6 +779,7 @@ async fn the_alarm_clears_when_the_camera_comes_back() {
 async fn the_database_guards_bookings_and_a_sessions_confidentiality() {
     use sqlx::Executor;
     let server = Server::start().await;
+    server.register_project("ZB-BOOK-01", &["BD-01"]).await;
     let r = room(
         &server,
         "评标室 H",

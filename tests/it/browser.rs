@@ -172,6 +172,8 @@ async fn staff_book_a_room_in_the_console_and_it_records_by_itself() {
         )
         .await;
     let dead_id = dead["id"].as_str().unwrap().to_string();
+    server.register_project("ZB-DEAD-01", &["BD-01"]).await;
+    server.register_project("ZB-CAL-01", &["BD-02"]).await;
     let soon = |s: i64| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
     server
         .ok(

@@ -553,6 +553,33 @@ impl Server {
         room["id"].as_str().unwrap().to_string()
     }
 
+    /// Registers `project` (category construction, open tender) with `sections`, as witness
+    /// staff at the counter would: bookings name a registered project section.
+    pub async fn register_project(&self, project: &str, sections: &[&str]) {
+        let sections: Vec<Value> = sections
+            .iter()
+            .map(|s| json!({"code": s, "name": format!("{s} 标段")}))
+            .collect();
+        let (status, body) = self
+            .call_as(
+                Some("witness_staff"),
+                "POST",
+                "/api/v1/projects",
+                Some(json!({
+                    "project_code": project,
+                    "name": format!("{project} 测试项目"),
+                    "category": "construction",
+                    "method": "open_tender",
+                    "tenderer": "某市交通局",
+                    "agent": "某招标代理有限公司",
+                    "service_person": self.user("witness_staff").username,
+                    "sections": sections,
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "register {project}: {body}");
+    }
+
     pub async fn start_recording(&self, room: &str, project: &str) -> String {
         let s = self
             .ok(

@@ -424,7 +424,7 @@ async fn a_category_added_to_the_catalogue_folder_works_everywhere_without_code(
         .call(
             "POST",
             &format!("/api/v1/rooms/{room}/start"),
-            Some(json!({"project_code": "LQ-2026-01", "session_code": "S1", "kind": "bid_opening", "category": "forest_rights"})),
+            Some(json!({"project_code": "LQ-2026-01", "session_code": "S1", "kind": "bid_opening", "category": "forest_rights", "reason": "test: unbooked"})),
         )
         .await;
     assert_eq!(status, 201, "{s}");

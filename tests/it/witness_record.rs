@@ -568,7 +568,7 @@ async fn witness_entries_corrections_signature_manifest_package_and_tampering() 
             "POST",
             &format!("/api/v1/rooms/{room_a}/start"),
             Some(
-                json!({"project_code": "ZB-WR-PB", "session_code": "PB-01", "kind": "evaluation"}),
+                json!({"project_code": "ZB-WR-PB", "session_code": "PB-01", "kind": "evaluation", "reason": "test: unbooked"}),
             ),
         )
         .await;
