@@ -55,6 +55,10 @@ pub struct SimOptions {
     /// whose encoder hangs while its microphone works.
     #[arg(long)]
     pub hold_video_while: Option<std::path::PathBuf>,
+    /// While this file exists, every camera's keyframes are dropped (other frames go on): an
+    /// encoder that stops sending IDR frames, so a recorder has nowhere to cut.
+    #[arg(long)]
+    pub hold_keyframes_while: Option<std::path::PathBuf>,
     /// `USER:PASSWORD`: every stream asks for HTTP basic authentication (401 without it), as
     /// most IP cameras do.
     #[arg(long, value_parser = parse_auth)]
@@ -99,6 +103,8 @@ pub const CLOCK_SEI_UUID: [u8; 16] = *b"WITNESS-SIMCLOCK";
 
 /// Set while `--hold-video-while`'s file exists.
 static VIDEO_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set while `--hold-keyframes-while`'s file exists.
+static KEYFRAMES_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -211,7 +217,7 @@ fn feed_loop(appsrc: gst::Element, clip: Arc<Clip>, fps: u32) {
 }
 
 /// Puts the camera's wall clock at capture into each access unit (SEI before the first NAL
-/// unit), and holds video back while SIGUSR1 says so.
+/// unit); holds video back, or only its keyframes, while the test says so.
 fn stamp_frames(pad: &gst::Pad, offset_us: i64) {
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if VIDEO_HELD.load(std::sync::atomic::Ordering::Relaxed) {
@@ -222,6 +228,12 @@ fn stamp_frames(pad: &gst::Pad, offset_us: i64) {
         let Some(buffer) = info.buffer() else {
             return gst::PadProbeReturn::Ok;
         };
+        if KEYFRAMES_HELD.load(std::sync::atomic::Ordering::Relaxed)
+            && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+        {
+            let _ = info.data.take();
+            return gst::PadProbeReturn::Handled;
+        }
         let now = chrono::Utc::now().timestamp_micros() + offset_us;
         let mut payload = CLOCK_SEI_UUID.to_vec();
         payload.extend_from_slice(now.to_string().as_bytes());
@@ -372,12 +384,19 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
 /// Serves until the process ends.
 pub fn run(o: &SimOptions) -> Result<(), SimError> {
     let _server = start(o)?;
-    if let Some(path) = o.hold_video_while.clone() {
+    for (path, flag, what) in [
+        (o.hold_video_while.clone(), &VIDEO_HELD, "video"),
+        (o.hold_keyframes_while.clone(), &KEYFRAMES_HELD, "keyframes"),
+    ] {
+        let Some(path) = path else { continue };
         std::thread::spawn(move || {
             loop {
                 let held = path.exists();
-                if VIDEO_HELD.swap(held, std::sync::atomic::Ordering::Relaxed) != held {
-                    eprintln!("simulator: video {}", if held { "held" } else { "flowing" });
+                if flag.swap(held, std::sync::atomic::Ordering::Relaxed) != held {
+                    eprintln!(
+                        "simulator: {what} {}",
+                        if held { "held" } else { "flowing" }
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }

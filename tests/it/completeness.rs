@@ -246,6 +246,59 @@ async fn one_frozen_camera_is_a_gap_of_its_own_and_the_others_go_on() {
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
 }
 
+/// An encoder that stops sending keyframes while its other frames flow: nothing recordable
+/// reaches the segment files, so the watchdog ends the run; the hole is one gap that says so, and
+/// recording resumes with the first keyframe once they come back. Never a silent hole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encoder_without_keyframes_is_a_named_gap_not_a_silent_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold-keyframes");
+    let sim = Simulator::start(&["--hold-keyframes-while", hold.to_str().unwrap()]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 关键帧", &sim.url("cam1")).await;
+    let asked = Instant::now();
+    let session = server.start_recording(&room, "ZB-NOKEY").await;
+    server
+        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 3
+        })
+        .await;
+    let held = unix_now();
+    std::fs::write(&hold, b"").unwrap();
+    // Past the watchdog (3 s), the run has ended and the source reconnects, again and again.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    std::fs::remove_file(&hold).unwrap();
+    let released = unix_now();
+    server
+        .wait_session(&session, "segments again", Duration::from_secs(30), |s| {
+            tiles(s, "cam1")
+                .last()
+                .is_some_and(|t| !t.gap && t.start > released)
+        })
+        .await;
+    let stop_asked = std::time::Instant::now();
+    let stopped = stop(&server, &room).await;
+    assert_lasted(&stopped, stop_asked - asked);
+    let tiled = assert_tiled(&stopped, "cam1");
+    let gaps = outage_gaps(&tiled);
+    assert_eq!(gaps.len(), 1, "{tiled:#?}");
+    assert!(
+        gaps[0].text.contains("no media"),
+        "the gap says why: {}",
+        gaps[0].text
+    );
+    // The hole starts where the last segment before the hold ends (a segment and a GOP at most
+    // before it) and ends with the first keyframe after they came back (a reconnect later).
+    assert!(
+        (held - 1.5..=held + 6.5).contains(&gaps[0].start)
+            && (released - 0.5..=released + 8.0).contains(&gaps[0].end),
+        "gap {:.3}–{:.3}, keyframes held {held:.3}–{released:.3}",
+        gaps[0].start,
+        gaps[0].end
+    );
+    assert_eq!(verify(&server, &session).await["status"], "INTACT");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn video_that_stalls_while_audio_flows_is_a_gap_naming_video() {
     let dir = tempfile::tempdir().unwrap();
