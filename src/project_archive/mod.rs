@@ -530,8 +530,18 @@ fn section_state_zh(s: SectionState) -> &'static str {
     }
 }
 
+/// A time in a title, to the minute in Beijing time (UTC+8, the centre's): titles are read by
+/// people; the item's `date` stays RFC 3339.
 fn short(t: &str) -> String {
-    t.get(..16).unwrap_or(t).replace('T', " ")
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    chrono::DateTime::parse_from_rfc3339(t).map_or_else(
+        |_| t.to_string(),
+        |d| {
+            d.with_timezone(&beijing)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        },
+    )
 }
 
 /// The catalogue in archive order: the registration, each section, each booking followed by
