@@ -525,4 +525,55 @@ async fn the_project_archive_names_what_is_missing_and_its_package_verifies_offl
             .iter()
             .any(|i| i["kind"] == "export")
     );
+
+    // The command line makes the same package, verified the same way.
+    let cli_pkg = work.path().join("cli-project.tar");
+    let o = Command::new(BIN)
+        .args([
+            "export",
+            "--project",
+            PROJECT,
+            "--reason",
+            "一项一档 CLI",
+            "--out",
+        ])
+        .arg(&cli_pkg)
+        .arg("--config")
+        .arg(&server.config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "export --project: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, out) = bin_verify(&cli_pkg, &pubkey);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("INTACT: project {PROJECT}: 2 sessions")),
+        "{out}"
+    );
+    let o = Command::new(BIN)
+        .args([
+            "export",
+            "--project",
+            "ZB-NOBODY-9",
+            "--reason",
+            "x",
+            "--out",
+        ])
+        .arg(work.path().join("none.tar"))
+        .arg("--config")
+        .arg(&server.config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("project_not_found")
+            || String::from_utf8_lossy(&o.stderr).contains("ZB-NOBODY-9"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -258,7 +258,8 @@ const VIEWS = [
 
 function renderNav() {
   const links = VIEWS.filter((v) => can(v.needs)).map((v) =>
-    el('a', { href: v.hash, id: `nav-${v.hash.slice(1)}` }, t(v.label)),
+    // A click on the view already shown (a project or its archive opened from it) shows it again.
+    el('a', { href: v.hash, id: `nav-${v.hash.slice(1)}`, onclick: () => location.hash === v.hash && setTimeout(route) }, t(v.label)),
   );
   document.querySelector('nav').replaceChildren(
     ...links,
@@ -1368,6 +1369,7 @@ async function showArchiveDesk() {
         'table',
         { class: 'list', id: 'holds-table' },
         el('tr', {}, ...[t('archive.scope'), t('archive.covers'), t('archive.reason'), t('archive.authority'), t('archive.placed'), ''].map((h) => el('th', {}, h))),
+        holds.length ? null : el('tr', {}, el('td', { colspan: '6' }, t('archive.noHolds'))),
         ...holds.map((h) =>
           el(
             'tr',
@@ -1458,6 +1460,7 @@ async function showArchiveDesk() {
             ),
           ),
         ),
+        list.length ? null : el('tr', {}, el('td', { colspan: '6' }, t('archive.noDestructions'))),
       ),
     );
   };

@@ -132,6 +132,21 @@ try {
   await download.saveAs(outFile);
   summary.package = outFile;
   summary.package_name = download.suggestedFilename();
+
+  // 5. Holds on the clerks' desk: a project hold placed in the form shows in the list.
+  await desk.click('#nav-archive');
+  await desk.waitForSelector('#hold-form');
+  await desk.selectOption('#hold-scope', 'project');
+  await desk.fill('#hold-target', project);
+  await desk.fill('#hold-reason', '投诉调查');
+  await desk.fill('#hold-authority', '市纪委监委');
+  await desk.fill('#hold-reference', '调〔2026〕3号');
+  await desk.click('#hold-form button[type=submit]');
+  await desk.waitForSelector('#holds-table tr[data-active="true"]');
+  summary.holds = await desk.locator('#holds-table tr[data-hold]').count();
+  check(summary.holds === 1, `one hold listed: ${summary.holds}`);
+  await desk.waitForSelector('#destructions-table');
+  await snap(desk, 'archive-desk');
   check(problems.length === 0, problems.join('\n'));
   console.log(JSON.stringify(summary));
 } finally {
