@@ -339,3 +339,99 @@ async fn a_booked_activity_recorded_witnessed_and_archived_verifies_offline() {
         "{text}"
     );
 }
+
+/// Issue 15: destruction proposals and approvals in the console. An archive clerk proposes the
+/// destruction of an expired session with its appraisal record on the archive desk, two other
+/// clerks approve it on theirs, the proposer executes it; the server's request and register
+/// agree. Screenshots under target/tmp/destruction/.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destruction_is_proposed_approved_by_two_others_and_executed_in_the_console() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let s = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{room}/start"),
+            Some(serde_json::json!({"project_code": "QT-2005-02", "reason": "test: unbooked", "session_code": "KB-01", "kind": "other", "category": "other"})),
+        )
+        .await;
+    let session = s["id"].as_str().unwrap().to_string();
+    server
+        .wait_session(&session, "2 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 2
+        })
+        .await;
+    server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    server
+        .event_of_the_past("QT-2005-02", "closed", "2005-01-01T00:00:00Z")
+        .await;
+    let clerk = |name: &str| {
+        let out = server.cli(&["user", "add", name, "--role", "archive_clerk"]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("one-time password: "))
+            .unwrap_or_else(|| panic!("no one-time password in {out}"))
+            .to_string()
+    };
+    let (a1, a2) = (clerk("t-clerk-a1"), clerk("t-clerk-a2"));
+    let proposer = server.user("archive_clerk");
+    let args = [
+        session.clone(),
+        proposer.username.clone(),
+        proposer.one_time_password.clone(),
+        "t-clerk-a1".to_string(),
+        a1,
+        "t-clerk-a2".to_string(),
+        a2,
+    ];
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("destruction");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/destruction.mjs");
+    let base = server.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([script, base.trim_end_matches('/')])
+            .arg(&artefacts)
+            .args(&args)
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "destruction check failed:\n{}\n{stdout}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    let id = summary["request"].as_str().unwrap();
+    let (status, req) = server
+        .call_as(
+            Some("archive_clerk"),
+            "GET",
+            &format!("/api/v1/destructions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{req}");
+    assert_eq!(req["state"], "executed", "{req}");
+    assert_eq!(req["proposed_by"], proposer.username.as_str(), "{req}");
+    let approvers: Vec<&str> = req["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["approver"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvers, ["t-clerk-a1", "t-clerk-a2"], "{req}");
+    let register = server
+        .ok(
+            "GET",
+            &format!("/api/v1/destruction-register?session={session}"),
+            None,
+        )
+        .await;
+    assert!(!register.as_array().unwrap().is_empty(), "{register}");
+}

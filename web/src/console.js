@@ -1426,6 +1426,8 @@ async function showArchiveDesk() {
         say(err.message);
       }
     };
+    // The proposer, and whoever decided already, is offered no decision (the server refuses it).
+    const mine = (actor) => actor.split('/')[0] === me.user.username;
     const decide = (d, decision) => {
       const why = prompt(t('archive.decisionReason'));
       if (!why) return;
@@ -1448,7 +1450,7 @@ async function showArchiveDesk() {
             el(
               'td',
               { class: 'buttons' },
-              ...(d.state === 'proposed' && can('disposal_approve')
+              ...(d.state === 'proposed' && can('disposal_approve') && !mine(d.proposed_by) && !d.approvals.some((x) => mine(x.approver))
                 ? [
                     el('button', { type: 'button', class: 'destruction-approve', onclick: () => decide(d, 'approve') }, t('archive.approve')),
                     el('button', { type: 'button', class: 'destruction-reject', onclick: () => decide(d, 'reject') }, t('archive.reject')),
