@@ -1828,6 +1828,46 @@ mod tests {
     }
 
     #[test]
+    fn a_session_of_a_project_package_is_seen_from_its_folder() {
+        let mut c = Contents::default();
+        for (name, body) in [
+            ("bag-info.txt", "Witness-Package-Kind: project\n"),
+            ("data/catalogue.json", "{}"),
+            (
+                "data/sessions/S1/session-info.txt",
+                "Witness-Session-Id: S1\n",
+            ),
+            ("data/sessions/S1/chain/cam1.json", "{}"),
+            ("data/sessions/S1/media/cam1/00000001.ts", "media"),
+            ("data/sessions/S2/chain/cam1.json", "{}"),
+        ] {
+            c.take(name, body.as_bytes(), body.len() as u64).unwrap();
+        }
+        // Parsed (kept) as a session package's would be: chains and identity, not media.
+        assert!(c.small.contains_key("data/sessions/S1/chain/cam1.json"));
+        assert!(c.small.contains_key("data/sessions/S1/session-info.txt"));
+        assert!(
+            !c.small
+                .contains_key("data/sessions/S1/media/cam1/00000001.ts")
+        );
+        let kept = c.kept;
+        let s1 = c.split_off("data/sessions/S1/");
+        assert_eq!(
+            s1.size.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "bag-info.txt",
+                "data/chain/cam1.json",
+                "data/media/cam1/00000001.ts"
+            ]
+        );
+        assert_eq!(s1.text("bag-info.txt").unwrap(), "Witness-Session-Id: S1\n");
+        // Moved, not copied: the other session and the project's files stay.
+        assert_eq!(c.kept + s1.kept, kept);
+        assert!(c.size.contains_key("data/sessions/S2/chain/cam1.json"));
+        assert!(!c.size.keys().any(|k| k.starts_with("data/sessions/S1/")));
+    }
+
+    #[test]
     fn manifests_parse() {
         let m = parse_manifest("ab  data/x\nCD *data/y\n").unwrap();
         assert_eq!(

@@ -160,13 +160,18 @@ pub struct ProjectArchive {
 }
 
 /// The archive of `code` for a caller whose scope sees the project; the view is audited
-/// (`archive_view`, with the completeness found).
+/// (`archive_view`, with the completeness found). Its verifications count as one heavy read of
+/// the caller's (`workload`, `Work::Verify`): 429 `too_busy` beyond the bound.
 pub async fn view(
     core: &Core,
     scope: &Scope,
     by: &Actor,
     code: &str,
 ) -> Result<ProjectArchive, ArchiveError> {
+    let _permit = core
+        .workload
+        .admit(crate::workload::Work::Verify, &by.person)
+        .map_err(CoreError::from)?;
     let archive = gather(core, scope, code).await?;
     audit::Event::new(by, "archive_view")
         .project(&archive.project_code)
@@ -713,4 +718,21 @@ pub fn catalogue(
         );
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_say_beijing_time_to_the_minute() {
+        assert_eq!(short("2026-11-30T08:04:59.123Z"), "2026-11-30 16:04");
+        assert_eq!(short("not a time"), "not a time");
+    }
+
+    #[test]
+    fn nothing_booked_nothing_recorded_nothing_missing() {
+        let c = completeness(&None, &[], &[], now_us());
+        assert!(c.complete && c.missing.is_empty() && c.pending.is_empty());
+    }
 }
