@@ -340,10 +340,11 @@ async fn a_booked_activity_recorded_witnessed_and_archived_verifies_offline() {
     );
 }
 
-/// Issue 15: destruction proposals and approvals in the console. An archive clerk proposes the
-/// destruction of an expired session with its appraisal record on the archive desk, two other
-/// clerks approve it on theirs, the proposer executes it; the server's request and register
-/// agree. Screenshots under target/tmp/destruction/.
+/// Issue 15: holds, destruction proposals and approvals in the console. An archive clerk's
+/// proposal to destroy an expired session is refused while a legal hold stands (the page names
+/// it); another clerk releases the hold on their desk; the proposal is made again, two other
+/// clerks approve it on theirs, the proposer executes it; the server's request, register and
+/// hold agree. Screenshots under target/tmp/destruction/.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destruction_is_proposed_approved_by_two_others_and_executed_in_the_console() {
     let sim = Simulator::start(&[]);
@@ -376,6 +377,19 @@ async fn a_destruction_is_proposed_approved_by_two_others_and_executed_in_the_co
             .to_string()
     };
     let (a1, a2) = (clerk("t-clerk-a1"), clerk("t-clerk-a2"));
+    // A legal hold stands on the session: placed by a regulator, released on a clerk's desk.
+    let (status, hold) = server
+        .call_as(
+            Some("regulator"),
+            "POST",
+            "/api/v1/holds",
+            Some(
+                serde_json::json!({"scope": "session", "session_id": session, "reason": "投诉调查",
+                "authority": "市纪委监委", "reference": "调〔2026〕5号"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
     let proposer = server.user("archive_clerk");
     let args = [
         session.clone(),
@@ -385,6 +399,7 @@ async fn a_destruction_is_proposed_approved_by_two_others_and_executed_in_the_co
         a1,
         "t-clerk-a2".to_string(),
         a2,
+        "调〔2026〕5号".to_string(),
     ];
     let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("destruction");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/destruction.mjs");
@@ -434,4 +449,8 @@ async fn a_destruction_is_proposed_approved_by_two_others_and_executed_in_the_co
         )
         .await;
     assert!(!register.as_array().unwrap().is_empty(), "{register}");
+    let (_, holds) = server
+        .call_as(Some("archive_clerk"), "GET", "/api/v1/holds?all=true", None)
+        .await;
+    assert_eq!(holds[0]["released_by"], "t-clerk-a1", "{holds}");
 }

@@ -1,7 +1,9 @@
 // Lawful destruction on the archive clerks' desk, in headless Chromium (playwright-core +
 // Debian's /usr/bin/chromium):
-//   node web/tests/destruction.mjs BASE_URL ARTEFACT_DIR SESSION_ID PROPOSER OTP APPROVER1 OTP APPROVER2 OTP
-// The proposer proposes the destruction of an expired session with its appraisal record; two
+//   node web/tests/destruction.mjs BASE_URL ARTEFACT_DIR SESSION_ID PROPOSER OTP APPROVER1 OTP APPROVER2 OTP HOLD_REFERENCE
+// The proposer proposes the destruction of an expired session with its appraisal record: refused
+// while a legal hold (placed by the test, reference HOLD_REFERENCE) stands, said on the page; the
+// first approver releases the hold on their desk (with a reason); the proposal is made again; two
 // other archive clerks approve it on their own desks (each with a reason); the proposer executes
 // it. Prints a JSON summary; any failed check exits non-zero. Run by tests/it/browser.rs.
 
@@ -9,8 +11,8 @@ import { chromium } from 'playwright-core';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const [base, artefacts, sessionId, proposer, proposerOtp, first, firstOtp, second, secondOtp] = process.argv.slice(2);
-if (!secondOtp) {
+const [base, artefacts, sessionId, proposer, proposerOtp, first, firstOtp, second, secondOtp, holdReference] = process.argv.slice(2);
+if (!holdReference) {
   console.error('usage: node destruction.mjs BASE_URL ARTEFACT_DIR SESSION_ID PROPOSER OTP APPROVER1 OTP APPROVER2 OTP');
   process.exit(2);
 }
@@ -46,6 +48,13 @@ async function desk(browser, username, oneTime, answer) {
   return page;
 }
 
+/// The desk again, in the same logged-in context.
+async function reopen(page) {
+  await page.reload();
+  await page.waitForSelector('#destructions-table');
+  return page;
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -59,6 +68,18 @@ try {
   await p.fill('#destruction-conclusion', '保管期满，无继续保存价值，同意销毁');
   await p.fill('#destruction-reference', '鉴〔2026〕9号');
   await p.click('#destruction-form button[type=submit]');
+  // Refused while the hold stands: the page says why.
+  await p.waitForSelector('#messages .error');
+  summary.refused = await p.textContent('#messages .error');
+  check(summary.refused.includes(holdReference), `the refusal names the hold: ${summary.refused}`);
+  // Another clerk releases the hold on their desk.
+  const releaser = await desk(browser, first, firstOtp, `${first}：鉴定意见属实，同意`);
+  const hold = '#holds-table tr[data-hold][data-active="true"]';
+  await releaser.waitForSelector(hold);
+  await releaser.click(`${hold} .hold-release`);
+  await releaser.waitForSelector('#holds-table tr[data-hold][data-active="false"]');
+  summary.released = await releaser.textContent('#holds-table tr[data-hold]');
+  await p.click('#destruction-form button[type=submit]');
   const row = '#destructions-table tr[data-destruction]';
   await p.waitForSelector(`${row}[data-state="proposed"]`);
   summary.request = await p.getAttribute(row, 'data-destruction');
@@ -70,7 +91,7 @@ try {
     [first, firstOtp, 'proposed'],
     [second, secondOtp, 'approved'],
   ]) {
-    const a = await desk(browser, who, otp, `${who}：鉴定意见属实，同意`);
+    const a = who === first ? await reopen(releaser) : await desk(browser, who, otp, `${who}：鉴定意见属实，同意`);
     await a.click(`${row}[data-destruction="${summary.request}"] .destruction-approve`);
     await a.waitForSelector(`${row}[data-destruction="${summary.request}"][data-state="${expect}"]`);
     summary[`after_${who}`] = await a.textContent(`${row}[data-destruction="${summary.request}"]`);
