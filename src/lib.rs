@@ -18,6 +18,7 @@ pub mod http;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod project_archive;
 pub mod projects;
 pub mod retention;
 pub mod room_catalogue;

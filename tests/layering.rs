@@ -32,6 +32,7 @@ const LAYERS: &[&str] = &[
     "sessions",
     "evidence",
     "bookings",
+    "project_archive",
     "services",
     "simulator",
     "http",

@@ -1,4 +1,5 @@
-//! `witness export`: writes a stopped session's evidence package to a tar or zip file.
+//! `witness export`: writes a stopped session's evidence package, or a project's (every session,
+//! the catalogue, registry, bookings and an audit extract: `--project`), to a tar or zip file.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,8 +10,12 @@ use witness::evidence::export;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[arg(long, required_unless_present = "project", conflicts_with = "project")]
+    session: Option<String>,
+    /// A project's package (一项一档): every session of the project (all stopped), its catalogue,
+    /// registry and bookings, and an audit extract.
     #[arg(long)]
-    session: String,
+    project: Option<String>,
     /// The package file; a name ending in .zip makes a zip unless --format says otherwise.
     #[arg(long)]
     out: PathBuf,
@@ -39,37 +44,57 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut writer = std::io::BufWriter::new(file);
     let mut progress = progress_printer();
-    let req = export::ExportRequest {
-        derived_mp4_dir: args
-            .derived_mp4
-            .then_some(core.config.export_scratch_dir.as_path()),
-        session_id: &args.session,
-        by: &witness::audit::Actor {
-            address: "cli".into(),
-            ..witness::audit::Actor::parse(&args.exporter)
-        },
-        // The command line acts with the machine's authority (who holds the config and key).
-        caller: None,
-        disk: None,
-        reason: &args.reason,
-        selection: export::Selection::default(),
+    let by = witness::audit::Actor {
+        address: "cli".into(),
+        ..witness::audit::Actor::parse(&args.exporter)
     };
-    let summary = export::export_to(
-        &core.pool,
-        &core.store,
-        &core.signer,
-        req,
-        format(args.format.as_deref(), &args.out),
-        &mut writer,
-        &mut progress,
-    )
-    .await;
+    let format = format(args.format.as_deref(), &args.out);
+    let summary = match (&args.project, &args.session) {
+        (Some(project), _) => witness::project_archive::package::export_to(
+            &core,
+            witness::project_archive::package::ProjectExport {
+                project_code: project,
+                by: &by,
+                caller: None,
+                scope: &witness::identity::caller::Scope::All,
+                reason: &args.reason,
+                disk: None,
+            },
+            format,
+            &mut writer,
+            &mut progress,
+        )
+        .await
+        .map_err(anyhow::Error::from),
+        (None, session) => export::export_to(
+            &core.pool,
+            &core.store,
+            &core.signer,
+            export::ExportRequest {
+                derived_mp4_dir: args
+                    .derived_mp4
+                    .then_some(core.config.export_scratch_dir.as_path()),
+                session_id: session.as_deref().unwrap_or_default(),
+                by: &by,
+                // The command line acts with the machine's authority (who holds the config and key).
+                caller: None,
+                disk: None,
+                reason: &args.reason,
+                selection: export::Selection::default(),
+            },
+            format,
+            &mut writer,
+            &mut progress,
+        )
+        .await
+        .map_err(anyhow::Error::from),
+    };
     eprintln!();
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
+            return Err(e);
         }
     };
     drop(writer);

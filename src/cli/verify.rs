@@ -194,6 +194,13 @@ impl Printed for PackageReport {
         if let Some(w) = &self.witness_record {
             println!("{w}");
         }
+        // A project package: one line per session, then the catalogue.
+        for s in &self.sessions {
+            println!("session {}: {}", s.session_id, s.verdict);
+        }
+        if let Some(c) = &self.catalogue {
+            println!("{c}");
+        }
         println!("{}", self.verdict);
     }
 

@@ -147,6 +147,8 @@ pub struct Plan {
     pub files: usize,
     /// `derived/{source}.mp4` files, when asked for.
     pub derived: Vec<String>,
+    /// The sessions it holds: one for a session package, every one of a project package.
+    pub session_ids: Vec<String>,
     entries: Vec<PlannedFile>,
     /// Deleted with the plan: the derived files live only as long as the package can be fetched.
     scratch: Option<std::path::PathBuf>,
@@ -259,8 +261,10 @@ pub async fn plan(
     let package_id = uuid::Uuid::now_v7().to_string();
     let chains = read_chains(pool, &recordings).await?;
     let mut payload = Payload::default();
-    add_media_and_chains(
+    add_session_files(
+        pool,
         store,
+        signer,
         &session,
         &chains,
         &req.selection,
@@ -268,13 +272,6 @@ pub async fn plan(
         progress,
     )
     .await?;
-    add_checkpoints(store, signer, &session, &chains, &mut payload).await?;
-    add_decisions(store, &session, &chains, &mut payload).await?;
-    add_session_manifest(store, &session, &mut payload).await?;
-    // The witness record (见证记录): what the verifier checks, and the page to print.
-    let (record_json, record_html) = super::witness_record::files(pool, &session).await?;
-    payload.add_bytes(super::witness_record::JSON_PATH.into(), record_json);
-    payload.add_bytes(super::witness_record::HTML_PATH.into(), record_html);
     audit::Event::new(req.by, "export")
         .session(&session.id, &session.project_code)
         .target(&package_id)
@@ -284,6 +281,31 @@ pub async fn plan(
         .await?;
     add_audit_entries(pool, &session, &mut payload).await?;
     tag_and_sign(store, signer, &req, &session, package_id, &chains, payload).await
+}
+
+/// One session's evidence, as a session package and a project package carry it (under
+/// `payload.prefix`): its selected media and whole chains, checkpoints, destruction decisions,
+/// the signed manifest and the witness record (见证记录: what the verifier checks, and the page
+/// to print). Its audit entries go last, once the export is audited.
+#[allow(clippy::too_many_arguments)]
+async fn add_session_files(
+    pool: &Pool,
+    store: &Store,
+    signer: &Signer,
+    session: &index::SessionRow,
+    chains: &[SessionChain<'_>],
+    selection: &Selection,
+    payload: &mut Payload,
+    progress: Progress<'_>,
+) -> Result<(), CoreError> {
+    add_media_and_chains(store, session, chains, selection, payload, progress).await?;
+    add_checkpoints(store, signer, session, chains, payload).await?;
+    add_decisions(store, session, chains, payload).await?;
+    add_session_manifest(store, session, payload).await?;
+    let (record_json, record_html) = super::witness_record::files(pool, session).await?;
+    payload.add_bytes(super::witness_record::JSON_PATH.into(), record_json);
+    payload.add_bytes(super::witness_record::HTML_PATH.into(), record_html);
+    Ok(())
 }
 
 /// Around the planned payload: the tag files, the derived copies when asked for, and last the
@@ -309,8 +331,9 @@ async fn tag_and_sign(
         sha_lines,
         sm3_lines,
         bytes: payload_bytes,
+        ..
     } = payload;
-    let mut tag_lines = add_tag_files(&mut files, info, sha_lines, sm3_lines, signer);
+    let mut tag_lines = add_tag_files(&mut files, info, sha_lines, sm3_lines, signer, README);
     let scratch = req.derived_mp4_dir.map(|dir| dir.join(&package_id));
     let derived = match &scratch {
         None => Vec::new(),
@@ -338,6 +361,7 @@ async fn tag_and_sign(
         payload_bytes,
         files: files.len(),
         derived,
+        session_ids: vec![session.id.clone()],
         entries: files,
         scratch,
     })
@@ -405,11 +429,18 @@ struct Payload {
     sha_lines: String,
     sm3_lines: String,
     bytes: u64,
+    /// Where a session's `data/…` files go: empty for a session package, `data/sessions/{id}/`
+    /// (in place of `data/`) for a session inside a project package.
+    prefix: String,
 }
 
 impl Payload {
     /// A file whose hashes are already known, listed in both manifests.
     fn add(&mut self, path: String, content: Content, len: u64, sha: String, sm: String) {
+        let path = match path.strip_prefix("data/") {
+            Some(rest) if !self.prefix.is_empty() => format!("{}{rest}", self.prefix),
+            _ => path,
+        };
         self.sha_lines.push_str(&format!("{sha}  {path}\n"));
         self.sm3_lines.push_str(&format!("{sm}  {path}\n"));
         self.bytes += len;
@@ -644,6 +675,7 @@ fn add_tag_files(
     sha_lines: String,
     sm3_lines: String,
     signer: &Signer,
+    readme: &str,
 ) -> String {
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -658,7 +690,7 @@ fn add_tag_files(
             format!("{}\n", signer.public_key_hex()).into_bytes(),
         ),
         ("server-keys.txt", server_keys(signer).into_bytes()),
-        ("README.txt", README.as_bytes().to_vec()),
+        ("README.txt", readme.as_bytes().to_vec()),
     ];
     let mut tag_lines = String::new();
     for (name, data) in tags {
@@ -843,6 +875,247 @@ pub async fn export_to<W: Write>(
     Ok(plan)
 }
 
+/// A project package (一项一档) as asked: the project's stopped sessions, and the project's own
+/// files (`data/project.json`, `data/catalogue.json`, `data/catalogue.html`), made by the
+/// archive above.
+pub struct ProjectExportRequest<'a> {
+    pub project_code: &'a str,
+    /// The project's sessions, in archive order.
+    pub session_ids: Vec<String>,
+    /// Files of the project itself: (path inside the bag, bytes).
+    pub project_files: Vec<(String, Vec<u8>)>,
+    pub by: &'a audit::Actor,
+    pub caller: Option<&'a Caller>,
+    pub reason: &'a str,
+    pub disk: Option<&'a DiskWatch>,
+}
+
+/// Where a session travels in a project package: `data/sessions/{id}/` holds what a session
+/// package holds under `data/` (media, chain, checkpoints, destruction, witness-record, audit),
+/// and `session-info.txt`, the session's identity as a session package's bag-info.txt says it.
+pub fn project_session_prefix(session_id: &str) -> String {
+    format!("data/sessions/{session_id}/")
+}
+
+/// The identity of a session inside a project package (`data/sessions/{id}/session-info.txt`):
+/// the lines of a session package's bag-info.txt the verifier reads.
+fn session_info(session: &index::SessionRow) -> String {
+    format!(
+        "Witness-Project-Code: {}\nWitness-Session-Id: {}\nWitness-Session-Code: {}\nWitness-Session-Kind: {}\nWitness-Room-Id: {}\nWitness-Room-Name: {}\nWitness-Session-Start: {}\nWitness-Session-Stop: {}\nWitness-Selection: {}\n",
+        session.project_code,
+        session.id,
+        session.session_code,
+        session.kind,
+        session.room_id,
+        one_line(&session.room_name),
+        rfc3339(session.started_at_us),
+        session.stopped_at_us.map(rfc3339).unwrap_or_default(),
+        Selection::default().to_bag_info(),
+    )
+}
+
+/// Every session of a project package, checked as a session export checks it: it exists, belongs
+/// to the project, is stopped, and the caller may export it (`evidence::access`, refusals
+/// audited). A project whose session still records is refused, naming it.
+pub async fn authorize_project(
+    pool: &Pool,
+    req: &ProjectExportRequest<'_>,
+) -> Result<Vec<index::SessionRow>, CoreError> {
+    if let Some(disk) = req.disk {
+        disk.admit_export(0)?;
+    }
+    if req.session_ids.is_empty() {
+        return Err(CoreError::conflict(
+            "project_has_no_sessions",
+            format!(
+                "project {} has no recorded session to export",
+                req.project_code
+            ),
+        ));
+    }
+    let mut sessions = Vec::new();
+    for id in &req.session_ids {
+        let session = exportable(pool, id, req.reason).await?;
+        if session.project_code != req.project_code {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                format!("session {id} is not of project {}", req.project_code),
+            ));
+        }
+        MediaAccess {
+            actor: req.by,
+            caller: req.caller,
+            read: Read::Export { derived_mp4: false },
+            action: "export",
+            session: &session,
+            source: "",
+            target: format!("{} in project package", session.id),
+            reason: req.reason,
+            supervision: false,
+        }
+        .check(pool)
+        .await?;
+        sessions.push(session);
+    }
+    Ok(sessions)
+}
+
+/// Plans a project package: every session under `data/sessions/{id}/` exactly as its own
+/// package would carry it (each object re-checked against its chain entry), the project's files,
+/// and an audit extract of the project and its sessions (`data/audit/audit.jsonl`). Audited as
+/// one `export` per session and one `project_export`; the same tag files and signed tag
+/// manifest as a session package, `Witness-Package-Kind: project` in bag-info.txt.
+pub async fn plan_project(
+    pool: &Pool,
+    store: &Store,
+    signer: &Signer,
+    req: ProjectExportRequest<'_>,
+    progress: Progress<'_>,
+) -> Result<Plan, CoreError> {
+    let sessions = authorize_project(pool, &req).await?;
+    let package_id = uuid::Uuid::now_v7().to_string();
+    let mut recordings = Vec::new();
+    for s in &sessions {
+        recordings.push(index::recordings(pool, &s.id).await?);
+    }
+    let mut chains = Vec::new();
+    for r in &recordings {
+        chains.push(read_chains(pool, r).await?);
+    }
+    let selection = Selection::default();
+    let grand_total: u64 = chains
+        .iter()
+        .flatten()
+        .flat_map(|c| c.packaged(&selection))
+        .map(|e| e.bytes as u64)
+        .sum();
+    let mut payload = Payload::default();
+    let mut before = 0u64;
+    for (session, chains) in sessions.iter().zip(&chains) {
+        payload.prefix = project_session_prefix(&session.id);
+        let mut step = |done: u64, _total: u64| progress(before + done, grand_total);
+        add_session_files(
+            pool,
+            store,
+            signer,
+            session,
+            chains,
+            &selection,
+            &mut payload,
+            &mut step,
+        )
+        .await?;
+        before += chains
+            .iter()
+            .flat_map(|c| c.packaged(&selection))
+            .map(|e| e.bytes as u64)
+            .sum::<u64>();
+        payload.add_bytes(
+            "data/session-info.txt".into(),
+            session_info(session).into_bytes(),
+        );
+        payload.prefix.clear();
+    }
+    for session in &sessions {
+        audit::Event::new(req.by, "export")
+            .session(&session.id, &session.project_code)
+            .target(format!("{package_id} (project package)"))
+            .reason(req.reason)
+            .flagged(session.confidential)
+            .append(pool)
+            .await?;
+    }
+    audit::Event::new(req.by, "project_export")
+        .project(req.project_code)
+        .target(&package_id)
+        .reason(req.reason)
+        .flagged(sessions.iter().any(|s| s.confidential))
+        .append(pool)
+        .await?;
+    for session in &sessions {
+        payload.prefix = project_session_prefix(&session.id);
+        add_audit_entries(pool, session, &mut payload).await?;
+        payload.prefix.clear();
+    }
+    add_project_audit_extract(pool, req.project_code, &mut payload).await?;
+    for (path, data) in req.project_files {
+        payload.add_bytes(path, data);
+    }
+    let info = format!(
+        "Source-Organization: Witness\nBagging-Date: {}\nPayload-Oxum: {}.{}\nWitness-Package-Kind: project\nWitness-Package-Id: {package_id}\nWitness-Project-Code: {}\nWitness-Project-Sessions: {}\nWitness-Exporter: {}\nWitness-Export-Reason: {}\nWitness-Exported-At: {}\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        payload.bytes,
+        payload.files.len(),
+        req.project_code,
+        sessions
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        one_line(&req.by.name()),
+        one_line(req.reason),
+        rfc3339(now_us()),
+    );
+    let Payload {
+        mut files,
+        sha_lines,
+        sm3_lines,
+        bytes: payload_bytes,
+        ..
+    } = payload;
+    let tag_lines = add_tag_files(
+        &mut files,
+        info,
+        sha_lines,
+        sm3_lines,
+        signer,
+        PROJECT_README,
+    );
+    add_signed_tag_manifest(&mut files, tag_lines, signer);
+    Ok(Plan {
+        package_id,
+        project_code: req.project_code.to_string(),
+        root: format!("witness-{}-project", req.project_code),
+        payload_bytes,
+        files: files.len(),
+        derived: Vec::new(),
+        session_ids: sessions.iter().map(|s| s.id.clone()).collect(),
+        entries: files,
+        scratch: None,
+    })
+}
+
+/// The audit entries of the project and of its sessions (every entry that names the project),
+/// in chain order, read a page at a time.
+async fn add_project_audit_extract(
+    pool: &Pool,
+    project_code: &str,
+    payload: &mut Payload,
+) -> Result<(), CoreError> {
+    let mut out = Vec::new();
+    let mut after_seq = 0;
+    loop {
+        let page = audit::query(
+            pool,
+            &audit::Filter {
+                project_code: Some(project_code.to_string()),
+                after_seq,
+                limit: 1000,
+                ..audit::Filter::default()
+            },
+        )
+        .await?;
+        let Some(last) = page.last() else { break };
+        after_seq = last.seq;
+        for a in &page {
+            serde_json::to_writer(&mut out, a).map_err(|e| CoreError::Internal(e.to_string()))?;
+            out.push(b'\n');
+        }
+    }
+    payload.add_bytes("data/audit/audit.jsonl".into(), out);
+    Ok(())
+}
+
 fn one_line(s: &str) -> String {
     crate::ledger::chain::one_line(s)
 }
@@ -890,3 +1163,26 @@ convenience. They are not evidence; the evidence is the original segments in dat
 用核验工具 / With the verifier (offline, no server or database):\n\
   witness verify <this package> --public-key <published key>   (or --trust <file of fingerprints>)\n\
 未经核对的密钥签名的包判为 UNTRUSTED KEY（退出码 4）/ signed by a key you did not give: UNTRUSTED KEY (exit 4)\n";
+
+const PROJECT_README: &str = "项目证据包说明（一项一档）/ About this project evidence package\n\
+\n\
+本包为 BagIt (RFC 8493) 格式，由 Witness 导出，收录一个项目的全部见证录像会话。\n\
+data/project.json 为项目登记、标段及其历史、场地预约及其历史；data/catalogue.json 与 catalogue.html 为卷内目录；\n\
+data/audit/audit.jsonl 为该项目及其会话的审计记录摘录；data/sessions/<会话>/ 下为每个会话的证据，\n\
+与单个会话证据包 data/ 下的内容相同（media、chain、checkpoints、witness-record、audit），另有 session-info.txt 说明会话身份。\n\
+\n\
+This package is a BagIt bag (RFC 8493) exported by Witness with every session of one project.\n\
+data/project.json: the registration, sections and bookings with their history; data/catalogue.json\n\
+and catalogue.html: the catalogue (卷内目录); data/audit/audit.jsonl: the audit entries of the\n\
+project and its sessions; data/sessions/<session>/: each session as a session package holds it\n\
+under data/, with session-info.txt naming the session.\n\
+\n\
+手工核验 / Check by hand:\n\
+  sha256sum -c manifest-sha256.txt        # every payload file is intact\n\
+  sha256sum -c tagmanifest-sha256.txt     # the tag files are intact\n\
+Then check the Ed25519 signature in tagmanifest-sha256.txt.sig over tagmanifest-sha256.txt with the\n\
+key in server-public-key.txt, and compare its fingerprint with the one the trading centre publishes.\n\
+\n\
+用核验工具 / With the verifier (offline, no server or database):\n\
+  witness verify <this package> --public-key <published key>\n\
+每个会话按单个会话证据包的方法核验，总结论取最差者 / every session is checked as a session package is; the verdict is the worst of theirs.\n";

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod export;
 pub mod grants;
 pub mod package;
+pub mod project_catalogue;
 pub mod remux;
 pub mod replay;
 pub mod witness_record;

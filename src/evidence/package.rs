@@ -103,6 +103,13 @@ pub struct PackageReport {
     /// (`data/witness-record/record.json`) holds against the signed manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub witness_record: Option<String>,
+    /// A project package: each session's report, as its own package's would be (paths as they
+    /// are inside the project package).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<PackageReport>,
+    /// A project package: the catalogue's line when it holds against what is inside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalogue: Option<String>,
 }
 
 /// What the timestamp tokens of the chain checkpoints prove, all together.
@@ -168,6 +175,47 @@ impl Contents {
             .map(|b| String::from_utf8_lossy(b).to_string())
     }
 
+    /// Moves out the files under `prefix` (a session's folder in a project package) as a bag of
+    /// their own: `prefix` becomes `data/`, and its `session-info.txt` the bag-info.txt. Moved,
+    /// not copied: memory stays within the bounds the reading kept.
+    fn split_off(&mut self, prefix: &str) -> Contents {
+        let rename = |p: &str| -> Option<String> {
+            let rest = p.strip_prefix(prefix)?;
+            Some(if rest == "session-info.txt" {
+                "bag-info.txt".to_string()
+            } else {
+                format!("data/{rest}")
+            })
+        };
+        fn moved<V>(
+            from: &mut BTreeMap<String, V>,
+            rename: &dyn Fn(&str) -> Option<String>,
+        ) -> BTreeMap<String, V> {
+            let names: Vec<String> = from
+                .keys()
+                .filter(|k| rename(k).is_some())
+                .cloned()
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|k| {
+                    let v = from.remove(&k)?;
+                    Some((rename(&k)?, v))
+                })
+                .collect()
+        }
+        let small = moved(&mut self.small, &rename);
+        let kept = small.values().map(|b| b.len() as u64).sum();
+        self.kept -= kept;
+        Contents {
+            sha256: moved(&mut self.sha256, &rename),
+            sm3: moved(&mut self.sm3, &rename),
+            size: moved(&mut self.size, &rename),
+            small,
+            kept,
+        }
+    }
+
     /// A file and its detached signature (`{name}.sig`), when both are there.
     fn signed(&self, name: &str) -> Option<(&[u8], String)> {
         Some((self.small.get(name)?, self.text(&format!("{name}.sig"))?))
@@ -225,7 +273,16 @@ impl Contents {
 /// Whether a check parses this file (so it is kept in memory): the tag files at the top of the
 /// bag, the chains and the audit extract. Media and derived copies are only hashed.
 fn parsed(name: &str) -> bool {
+    // A session inside a project package: its folder is parsed as a session package's `data/`.
+    if let Some((_, rest)) = name
+        .strip_prefix("data/sessions/")
+        .and_then(|r| r.split_once('/'))
+    {
+        return rest == "session-info.txt" || parsed(&format!("data/{rest}"));
+    }
     !name.contains('/')
+        || name == "data/project.json"
+        || name == crate::evidence::project_catalogue::JSON_PATH
         || name.starts_with("data/chain/")
         || name.starts_with("data/audit/")
         || name.starts_with("data/witness-record/")
@@ -477,40 +534,66 @@ pub fn verify_package(
     let candidates = candidate_keys(&c, &public_key, trusted);
     let mut signers = Vec::new();
     check_tag_manifest(&c, &candidates, &mut signers, &mut problems);
-    let bag = BagSession::of(&info);
-    let selection = selection(&info, &mut problems);
-    let chains = check_chains(&c, &bag, &selection, &mut problems);
+    let bag = Bag {
+        public_key,
+        candidates,
+        signers,
+        trusted,
+        tsa_ca,
+    };
+    if info.get("Witness-Package-Kind").map(String::as_str) == Some("project") {
+        return Ok(verify_project(c, &info, problems, &bag));
+    }
+    Ok(check_session(&c, &info, problems, &bag))
+}
+
+/// What the checks of the bag as a whole established, for the checks of its session(s).
+struct Bag<'a> {
+    public_key: String,
+    candidates: Vec<String>,
+    /// The keys the tag manifest verified with.
+    signers: Vec<String>,
+    trusted: &'a TrustedKeys,
+    tsa_ca: Option<&'a CaBundle>,
+}
+
+/// Steps 3 to 7, one session: the files of a session package, or those of one session of a
+/// project package seen from its folder (`data/sessions/{id}/` as `data/`, its
+/// `session-info.txt` as bag-info.txt). `problems` holds what the bag's checks found.
+fn check_session(
+    c: &Contents,
+    info: &BTreeMap<String, String>,
+    mut problems: Vec<String>,
+    b: &Bag<'_>,
+) -> PackageReport {
+    let candidates = &b.candidates;
+    let mut signers = b.signers.clone();
+    let bag = BagSession::of(info);
+    let selection = selection(info, &mut problems);
+    let chains = check_chains(c, &bag, &selection, &mut problems);
     let signed = check_session_manifest(
-        &c,
-        &candidates,
+        c,
+        candidates,
         &bag,
         &chains.heads,
         &mut signers,
         &mut problems,
     );
-    let checkpoints = check_checkpoints(&c, &candidates, &chains, signed.as_ref(), &mut problems);
-    check_decisions(&c, &candidates, &bag, &chains, &mut problems);
-    let timestamp = check_timestamp(&c, signed.as_ref(), tsa_ca, &mut problems);
-    let checkpoint_timestamps = check_checkpoint_timestamps(&c, tsa_ca, &mut problems);
-    check_audit_entries(&c, &mut problems);
-    let witness_record = check_witness_record(&c, &bag, signed.as_ref(), &mut problems);
+    let checkpoints = check_checkpoints(c, candidates, &chains, signed.as_ref(), &mut problems);
+    check_decisions(c, candidates, &bag, &chains, &mut problems);
+    let timestamp = check_timestamp(c, signed.as_ref(), b.tsa_ca, &mut problems);
+    let checkpoint_timestamps = check_checkpoint_timestamps(c, b.tsa_ca, &mut problems);
+    check_audit_entries(c, &mut problems);
+    let witness_record = check_witness_record(c, &bag, signed.as_ref(), &mut problems);
     let uncovered = uncovered(signed.as_ref(), &chains.entries);
-    let signed_by = signers
-        .into_iter()
-        .map(|k| SigningKey {
-            key_id: keys::key_id(&k).unwrap_or_default(),
-            fingerprint: keys::grouped(&keys::key_id(&k).unwrap_or_default()),
-            trusted: trusted.trusts(&k),
-            public_key: k,
-        })
-        .collect();
+    let signed_by = signing_keys(signers, b.trusted);
     let mut r = report(
-        &c,
+        c,
         problems,
         uncovered,
-        public_key,
+        b.public_key.clone(),
         signed_by,
-        trusted,
+        b.trusted,
         bag,
         chains,
         timestamp,
@@ -523,7 +606,254 @@ pub fn verify_package(
         r.verdict.push_str(&format!("; {line}"));
     }
     r.witness_record = witness_record;
-    Ok(r)
+    r
+}
+
+fn signing_keys(signers: Vec<String>, trusted: &TrustedKeys) -> Vec<SigningKey> {
+    signers
+        .into_iter()
+        .map(|k| SigningKey {
+            key_id: keys::key_id(&k).unwrap_or_default(),
+            fingerprint: keys::grouped(&keys::key_id(&k).unwrap_or_default()),
+            trusted: trusted.trusts(&k),
+            public_key: k,
+        })
+        .collect()
+}
+
+/// How bad a verdict is, for the worst of several: TAMPERED, then UNTRUSTED KEY, INCOMPLETE,
+/// INTACT.
+fn badness(v: Verdict) -> u8 {
+    match v {
+        Verdict::Intact => 0,
+        Verdict::Incomplete => 1,
+        Verdict::UntrustedKey => 2,
+        Verdict::Tampered => 3,
+    }
+}
+
+/// A project package (一项一档, `Witness-Package-Kind: project`): the bag's checks done, its
+/// project audit extract, the sessions bag-info.txt lists against the folders under
+/// `data/sessions/`, the catalogue against what is inside, then every session as a session
+/// package is checked (its problems named with the session and the file's path in the bag). One
+/// verdict, the worst of the bag's and the sessions', with each session's line.
+fn verify_project(
+    mut c: Contents,
+    info: &BTreeMap<String, String>,
+    mut problems: Vec<String>,
+    b: &Bag<'_>,
+) -> PackageReport {
+    let project = info
+        .get("Witness-Project-Code")
+        .cloned()
+        .unwrap_or_default();
+    check_audit_entries(&c, &mut problems);
+    let listed: Vec<String> = info
+        .get("Witness-Project-Sessions")
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let found: BTreeSet<String> = c
+        .size
+        .keys()
+        .filter_map(|p| p.strip_prefix("data/sessions/")?.split_once('/'))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    for id in listed.iter().filter(|id| !found.contains(*id)) {
+        problems.push(format!(
+            "session {id}: listed in bag-info.txt but data/sessions/{id}/ is missing (session removed)"
+        ));
+    }
+    for id in found.iter().filter(|id| !listed.contains(id)) {
+        problems.push(format!(
+            "data/sessions/{id}/: not listed in bag-info.txt (session added)"
+        ));
+    }
+    if found.is_empty() {
+        problems.push("data/sessions/: no session in the project package".into());
+    }
+    let catalogue = check_catalogue(&c, &project, &found, &mut problems);
+    let mut order: Vec<String> = listed
+        .iter()
+        .filter(|id| found.contains(*id))
+        .cloned()
+        .collect();
+    order.extend(found.iter().filter(|id| !listed.contains(id)).cloned());
+    let mut sessions = Vec::new();
+    for id in order {
+        let prefix = crate::evidence::export::project_session_prefix(&id);
+        let sub = c.split_off(&prefix);
+        let sub_info = bag_info(&sub.text("bag-info.txt").unwrap_or_default());
+        let mut own = Vec::new();
+        if sub.text("bag-info.txt").is_none() {
+            own.push(format!("{prefix}session-info.txt missing"));
+        }
+        if sub_info.get("Witness-Session-Id") != Some(&id)
+            || sub_info.get("Witness-Project-Code") != Some(&project)
+        {
+            own.push(format!(
+                "{prefix}session-info.txt: names another session or project"
+            ));
+        }
+        let mut r = check_session(&sub, &sub_info, Vec::new(), b);
+        r.problems.splice(0..0, own);
+        if !r.problems.is_empty() {
+            r.status = Verdict::Tampered;
+            r.intact = false;
+            r.verdict = format!(
+                "TAMPERED: {} (and {} more problems)",
+                r.problems[0],
+                r.problems.len() - 1
+            );
+        }
+        relocate(&mut r, &prefix);
+        problems.extend(r.problems.iter().map(|p| format!("session {id}: {p}")));
+        sessions.push(r);
+    }
+    let signed_by = signing_keys(b.signers.clone(), b.trusted);
+    let key_trusted = !signed_by.is_empty() && signed_by.iter().all(|k| k.trusted);
+    let own = Verdict::of(!problems.is_empty(), false).trusting(key_trusted);
+    let worst = sessions
+        .iter()
+        .map(|s| s.status)
+        .chain(std::iter::once(own))
+        .max_by_key(|v| badness(*v))
+        .unwrap_or(own);
+    let verdict = match (worst, problems.first()) {
+        (Verdict::Tampered, Some(p)) => {
+            format!(
+                "TAMPERED: project {project}: {p} (and {} more problems)",
+                problems.len() - 1
+            )
+        }
+        (Verdict::Intact, _) => format!(
+            "INTACT: project {project}: {} sessions, each INTACT; {}; signed by trusted key {}",
+            sessions.len(),
+            catalogue.as_deref().unwrap_or("no catalogue"),
+            signed_by
+                .iter()
+                .map(|k| k.fingerprint.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (v, _) => match sessions.iter().find(|s| s.status == v) {
+            Some(s) => format!("{}: project {project}: {}", v.as_str(), s.verdict),
+            None => format!(
+                "{}: project {project}: signed by a key you did not give ({}); obtain the server's fingerprint from a source you trust and verify again with --public-key HEX or --trust FILE",
+                v.as_str(),
+                signed_by
+                    .iter()
+                    .map(|k| k.fingerprint.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    PackageReport {
+        status: worst,
+        intact: worst == Verdict::Intact,
+        verdict,
+        uncovered: Vec::new(),
+        problems,
+        public_key: b.public_key.clone(),
+        signed_by,
+        trusted_keys_from: b.trusted.sources.clone(),
+        project_code: project,
+        session_id: String::new(),
+        segments: Vec::new(),
+        gaps: Vec::new(),
+        destructions: Vec::new(),
+        checkpoints: sessions.iter().map(|s| s.checkpoints).sum(),
+        derived: Vec::new(),
+        timestamp: None,
+        checkpoint_timestamps: None,
+        witness_record: None,
+        sessions,
+        catalogue,
+    }
+}
+
+/// A session's report as seen from the project package: every `data/…` path it names is the one
+/// inside the bag (`data/sessions/{id}/…`).
+fn relocate(r: &mut PackageReport, prefix: &str) {
+    let at = |s: &str| s.replace("data/", prefix);
+    r.verdict = at(&r.verdict);
+    for p in &mut r.problems {
+        *p = at(p);
+    }
+    for seg in &mut r.segments {
+        seg.file = at(&seg.file);
+    }
+}
+
+/// The catalogue (`data/catalogue.json`) against what is inside: it names this project, its items
+/// are numbered 1, 2, 3 …, every file or folder it names is in the package, and every session of
+/// the package is an item. The line for the report when it holds.
+fn check_catalogue(
+    c: &Contents,
+    project: &str,
+    sessions: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    use crate::evidence::project_catalogue::{Catalogue, JSON_PATH};
+    let Some(bytes) = c.small.get(JSON_PATH) else {
+        problems.push(format!(
+            "{JSON_PATH} missing: a project package carries its catalogue"
+        ));
+        return None;
+    };
+    let cat: Catalogue = match serde_json::from_slice(bytes) {
+        Ok(cat) => cat,
+        Err(e) => {
+            problems.push(format!("{JSON_PATH}: malformed ({e})"));
+            return None;
+        }
+    };
+    let before = problems.len();
+    if cat.project_code != project {
+        problems.push(format!(
+            "{JSON_PATH}: names project {:?}, the package holds {project:?}",
+            cat.project_code
+        ));
+    }
+    for (n, item) in cat.items.iter().enumerate() {
+        if item.no != n + 1 {
+            problems.push(format!(
+                "{JSON_PATH}: item {} is numbered {} (items removed or reordered)",
+                n + 1,
+                item.no
+            ));
+        }
+        if let Some(f) = &item.file {
+            let there = if f.ends_with('/') {
+                c.size.keys().any(|p| p.starts_with(f.as_str()))
+            } else {
+                c.size.contains_key(f)
+            };
+            if !there {
+                problems.push(format!(
+                    "{JSON_PATH}: item {} ({}) names {f}, which is not in the package",
+                    item.no, item.title
+                ));
+            }
+        }
+    }
+    for id in sessions {
+        if !cat
+            .items
+            .iter()
+            .any(|i| i.kind == "session" && &i.reference == id)
+        {
+            problems.push(format!(
+                "data/sessions/{id}/: in the package but not in {JSON_PATH}"
+            ));
+        }
+    }
+    (problems.len() == before).then(|| {
+        format!(
+            "catalogue of {} items, every file it names in the package",
+            cat.items.len()
+        )
+    })
 }
 
 /// Step 6, the witness record (`data/witness-record/record.json`): its entries' chain, its
@@ -1443,6 +1773,8 @@ Obtain the CA certificate of the timestamp authority from a source you trust and
         timestamp,
         checkpoint_timestamps,
         witness_record: None,
+        sessions: Vec::new(),
+        catalogue: None,
     }
 }
 
@@ -1493,6 +1825,46 @@ mod tests {
             assert!(bag_path(Path::new(bad)).is_err(), "{bad}");
         }
         assert_eq!(bag_path(Path::new("./a/b")).unwrap(), "a/b");
+    }
+
+    #[test]
+    fn a_session_of_a_project_package_is_seen_from_its_folder() {
+        let mut c = Contents::default();
+        for (name, body) in [
+            ("bag-info.txt", "Witness-Package-Kind: project\n"),
+            ("data/catalogue.json", "{}"),
+            (
+                "data/sessions/S1/session-info.txt",
+                "Witness-Session-Id: S1\n",
+            ),
+            ("data/sessions/S1/chain/cam1.json", "{}"),
+            ("data/sessions/S1/media/cam1/00000001.ts", "media"),
+            ("data/sessions/S2/chain/cam1.json", "{}"),
+        ] {
+            c.take(name, body.as_bytes(), body.len() as u64).unwrap();
+        }
+        // Parsed (kept) as a session package's would be: chains and identity, not media.
+        assert!(c.small.contains_key("data/sessions/S1/chain/cam1.json"));
+        assert!(c.small.contains_key("data/sessions/S1/session-info.txt"));
+        assert!(
+            !c.small
+                .contains_key("data/sessions/S1/media/cam1/00000001.ts")
+        );
+        let kept = c.kept;
+        let s1 = c.split_off("data/sessions/S1/");
+        assert_eq!(
+            s1.size.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "bag-info.txt",
+                "data/chain/cam1.json",
+                "data/media/cam1/00000001.ts"
+            ]
+        );
+        assert_eq!(s1.text("bag-info.txt").unwrap(), "Witness-Session-Id: S1\n");
+        // Moved, not copied: the other session and the project's files stay.
+        assert_eq!(c.kept + s1.kept, kept);
+        assert!(c.size.contains_key("data/sessions/S2/chain/cam1.json"));
+        assert!(!c.size.keys().any(|k| k.starts_with("data/sessions/S1/")));
     }
 
     #[test]

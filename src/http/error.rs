@@ -204,6 +204,17 @@ impl From<ProjectError> for ApiError {
     }
 }
 
+impl From<crate::project_archive::ArchiveError> for ApiError {
+    fn from(e: crate::project_archive::ArchiveError) -> Self {
+        use crate::project_archive::ArchiveError;
+        match e {
+            ArchiveError::Project(e) => e.into(),
+            ArchiveError::Core(e) => e.into(),
+            ArchiveError::Retention(e) => e.into(),
+        }
+    }
+}
+
 impl From<LoginError> for ApiError {
     /// An unknown name, a wrong password, a disabled account and an attempt refused unchecked
     /// by the throttle: one status, code and message. `Retry-After` (when the next attempt of

@@ -27,6 +27,7 @@ use crate::workload::Work;
 pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRouter<AppState>> {
     Some(match action {
         "export_start" => on(method, start),
+        "project_export_start" => on(method, start_project),
         "export_status" => on(method, status),
         "export_download" => on(method, download),
         _ => return None,
@@ -42,7 +43,10 @@ enum JobState {
 }
 
 struct Job {
+    /// The session of a session package; empty for a project package.
     session_id: String,
+    /// The project of a project package.
+    project_code: Option<String>,
     /// The exporter's reason, kept in the audit entry of every download of the package.
     reason: String,
     state: JobState,
@@ -97,6 +101,8 @@ struct StartExport {
 struct JobView {
     id: String,
     session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_code: Option<String>,
     state: JobState,
     bytes_done: u64,
     bytes_total: u64,
@@ -124,6 +130,7 @@ fn view(id: &str, j: &Job) -> JobView {
     JobView {
         id: id.into(),
         session_id: j.session_id.clone(),
+        project_code: j.project_code.clone(),
         state: j.state,
         bytes_done: j.done,
         bytes_total: j.total,
@@ -173,6 +180,7 @@ async fn start(
     let id = uuid::Uuid::now_v7().to_string();
     let job = Arc::new(Mutex::new(Job {
         session_id: session_id.clone(),
+        project_code: None,
         reason: req.reason.clone(),
         state: JobState::Preparing,
         done: 0,
@@ -228,6 +236,95 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(first)).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartProjectExport {
+    reason: String,
+}
+
+/// A project package (一项一档): every session of the project, its catalogue, registry and
+/// bookings, and an audit extract; progress and download as a session package's.
+async fn start_project(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+    ApiJson(req): ApiJson<StartProjectExport>,
+) -> Result<Response, ApiError> {
+    use crate::project_archive::package::{self, ProjectExport};
+    let core = s.sessions.clone();
+    let exporter = actor.actor(&address);
+    let caller = actor.0.clone();
+    let scope = actor.scope();
+    let asked = ProjectExport {
+        project_code: &project,
+        by: &exporter,
+        caller: caller.as_ref(),
+        scope: &scope,
+        reason: &req.reason,
+        disk: Some(&core.disk),
+    };
+    package::check(&core, &asked).await?;
+    let permit = core
+        .workload
+        .admit(Work::Export, &exporter.person)
+        .map_err(CoreError::from)?;
+    s.exports.expire(s.export_job_ttl);
+    let id = uuid::Uuid::now_v7().to_string();
+    let job = Arc::new(Mutex::new(Job {
+        session_id: String::new(),
+        project_code: Some(project.clone()),
+        reason: req.reason.clone(),
+        state: JobState::Preparing,
+        done: 0,
+        total: 0,
+        started: Instant::now(),
+        finished: None,
+        error: None,
+        plan: None,
+    }));
+    s.exports
+        .jobs
+        .lock()
+        .expect("jobs lock")
+        .insert(id.clone(), job.clone());
+    let first = view(&id, &job.lock().expect("job lock"));
+    let job_id = id.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let progress_job = job.clone();
+        let mut progress = move |done: u64, total: u64| {
+            let mut j = progress_job.lock().expect("job lock");
+            j.done = done;
+            j.total = total;
+        };
+        let req = ProjectExport {
+            project_code: &project,
+            by: &exporter,
+            caller: caller.as_ref(),
+            scope: &scope,
+            reason: &req.reason,
+            disk: Some(&core.disk),
+        };
+        let result = package::plan(&core, req, &mut progress).await;
+        let mut j = job.lock().expect("job lock");
+        j.finished = Some(Instant::now());
+        match result {
+            Ok(plan) => {
+                j.done = j.total;
+                j.state = JobState::Ready;
+                j.plan = Some(Arc::new(plan));
+            }
+            Err(e) => {
+                tracing::warn!(export = %job_id, error = %e, "project export failed");
+                j.state = JobState::Failed;
+                j.error = Some(e.to_string());
+            }
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(first)).into_response())
+}
+
 fn job(s: &AppState, id: &str) -> Result<Arc<Mutex<Job>>, ApiError> {
     s.exports.expire(s.export_job_ttl);
     s.exports
@@ -273,10 +370,10 @@ async fn download(
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let j = job(&s, &id)?;
-    let (plan, session_id, reason) = {
+    let (plan, reason) = {
         let j = j.lock().expect("job lock");
         match (&j.plan, j.state) {
-            (Some(p), JobState::Ready) => (p.clone(), j.session_id.clone(), j.reason.clone()),
+            (Some(p), JobState::Ready) => (p.clone(), j.reason.clone()),
             _ => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -287,27 +384,39 @@ async fn download(
         }
     };
     let core = s.sessions.clone();
-    let session = crate::ledger::index::existing_session(&core.pool, &session_id).await?;
     let viewer = actor.actor(&address);
-    let access = MediaAccess {
-        actor: &viewer,
-        caller: actor.0.as_ref(),
-        read: Read::Package {
-            derived_mp4: !plan.derived.is_empty(),
-        },
-        action: "export_download",
-        session: &session,
-        source: "",
-        target: plan.package_id.clone(),
-        reason: &reason,
-        supervision: false,
-    };
-    access.check(&core.pool).await?;
+    // Every session the package holds, by the rule of `evidence::access`: all may be read, or
+    // the download is refused (audited); then each read is recorded.
+    let mut sessions = Vec::new();
+    for session_id in &plan.session_ids {
+        sessions.push(crate::ledger::index::existing_session(&core.pool, session_id).await?);
+    }
+    let accesses: Vec<MediaAccess> = sessions
+        .iter()
+        .map(|session| MediaAccess {
+            actor: &viewer,
+            caller: actor.0.as_ref(),
+            read: Read::Package {
+                derived_mp4: !plan.derived.is_empty(),
+            },
+            action: "export_download",
+            session,
+            source: "",
+            target: plan.package_id.clone(),
+            reason: &reason,
+            supervision: false,
+        })
+        .collect();
+    for access in &accesses {
+        access.check(&core.pool).await?;
+    }
     let permit = core
         .workload
         .admit(Work::Export, &viewer.person)
         .map_err(CoreError::from)?;
-    access.record(&core.pool).await?;
+    for access in &accesses {
+        access.record(&core.pool).await?;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let writer_plan = plan.clone();
     tokio::spawn(async move {

@@ -378,6 +378,18 @@ pub const POLICY: &[Rule] = &[
         "project_view",
     ),
     rule(
+        "GET",
+        "/api/v1/projects/{code}/archive",
+        Needs(SessionAuditRead),
+        "project_archive",
+    ),
+    rule(
+        "POST",
+        "/api/v1/projects/{code}/exports",
+        Needs(Export),
+        "project_export_start",
+    ),
+    rule(
         "POST",
         "/api/v1/projects/{code}/sections",
         Needs(ProjectsRegister),

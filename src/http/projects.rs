@@ -26,6 +26,7 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
         "projects_list" => on(method, list),
         "project_register" => on(method, register_project),
         "project_view" => on(method, project),
+        "project_archive" => on(method, archive),
         "project_sections_add" => on(method, add_sections),
         "section_state" => on(method, section_state),
         _ => return None,
@@ -115,6 +116,25 @@ async fn project(
         }
     }
     Ok(Json(json))
+}
+
+/// The project's archive (一项一档): sections, bookings, sessions with their verdicts and
+/// witness records, holds, exports, destructions, the catalogue and the completeness check.
+async fn archive(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    ClientAddr(address): ClientAddr,
+    actor: CurrentActor,
+) -> Result<Json<crate::project_archive::ProjectArchive>, ApiError> {
+    Ok(Json(
+        crate::project_archive::view(
+            &s.sessions,
+            &actor.scope(),
+            &actor.actor(&address),
+            &project,
+        )
+        .await?,
+    ))
 }
 
 async fn add_sections(

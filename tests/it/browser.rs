@@ -254,3 +254,203 @@ async fn staff_book_a_room_in_the_console_and_it_records_by_itself() {
         .ok("POST", &format!("/api/v1/rooms/{dead_id}/stop"), None)
         .await;
 }
+
+/// Issue 15 end to end: staff book the simulated room a few seconds ahead in the console, the
+/// recording starts by itself at the booked time, staff add a witness entry, sign and stop; an
+/// archive clerk opens the project archive, sees it complete (every booked activity recorded,
+/// INTACT, signed), exports the project package, and the package verifies offline with
+/// `witness verify` (exit 0, INTACT). Screenshots under target/tmp/archive/.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booked_activity_recorded_witnessed_and_archived_verifies_offline() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start_with(
+        "\n[bookings]\nlead_seconds = 1.0\nalarm_after_seconds = 10.0\ntick_seconds = 0.25\n",
+    )
+    .await;
+    server.demo_room(&sim, "default").await;
+    let project = "ZB-E2E-01";
+    server.register_project(project, &["BD-01"]).await;
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("archive");
+    let work = tempfile::tempdir().unwrap();
+    let out_file = work.path().join("project.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/archive.mjs");
+    let base = server.url("");
+    let staff = server.user("witness_staff");
+    let clerk = server.user("archive_clerk");
+    let args = [
+        staff.username.clone(),
+        staff.one_time_password.clone(),
+        clerk.username.clone(),
+        clerk.one_time_password.clone(),
+        project.to_string(),
+    ];
+    let out_arg = out_file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([script, base.trim_end_matches('/')])
+            .arg(&artefacts)
+            .args(&args)
+            .arg(&out_arg)
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "archive check failed:\n{}\n{stdout}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    eprintln!("archive summary: {summary}");
+    // Recorded by itself, at the booked time (within the lead), witnessed by the booker.
+    let started = summary["recording_seen_ms"].as_f64().unwrap() / 1e3;
+    let booked = summary["booked_start_ms"].as_f64().unwrap() / 1e3;
+    assert!(started >= booked - 1.0 - 1.0, "{summary}");
+    let sid = summary["session_id"].as_str().unwrap();
+    let view = server
+        .ok("GET", &format!("/api/v1/sessions/{sid}"), None)
+        .await;
+    assert_eq!(view["state"], "stopped");
+    assert_eq!(view["started_by"], staff.username.as_str(), "{view}");
+    assert_eq!(view["booking_id"], summary["booking_id"]);
+
+    // The package the clerk downloaded verifies offline.
+    let key = server.ok("GET", "/api/v1/keys", None).await["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = Command::new(BIN)
+        .arg("verify")
+        .arg(&out_file)
+        .args(["--public-key", &key])
+        .env("RUST_LOG", "warn")
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("INTACT: project {project}: 1 sessions"))
+            && text.contains(&format!("session {sid}: INTACT")),
+        "{text}"
+    );
+}
+
+/// Issue 15: holds, destruction proposals and approvals in the console. An archive clerk's
+/// proposal to destroy an expired session is refused while a legal hold stands (the page names
+/// it); another clerk releases the hold on their desk; the proposal is made again, two other
+/// clerks approve it on theirs, the proposer executes it; the server's request, register and
+/// hold agree. Screenshots under target/tmp/destruction/.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destruction_is_proposed_approved_by_two_others_and_executed_in_the_console() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let s = server
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{room}/start"),
+            Some(serde_json::json!({"project_code": "QT-2005-02", "reason": "test: unbooked", "session_code": "KB-01", "kind": "other", "category": "other"})),
+        )
+        .await;
+    let session = s["id"].as_str().unwrap().to_string();
+    server
+        .wait_session(&session, "2 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 2
+        })
+        .await;
+    server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    server
+        .event_of_the_past("QT-2005-02", "closed", "2005-01-01T00:00:00Z")
+        .await;
+    let clerk = |name: &str| {
+        let out = server.cli(&["user", "add", name, "--role", "archive_clerk"]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("one-time password: "))
+            .unwrap_or_else(|| panic!("no one-time password in {out}"))
+            .to_string()
+    };
+    let (a1, a2) = (clerk("t-clerk-a1"), clerk("t-clerk-a2"));
+    // A legal hold stands on the session: placed by a regulator, released on a clerk's desk.
+    let (status, hold) = server
+        .call_as(
+            Some("regulator"),
+            "POST",
+            "/api/v1/holds",
+            Some(
+                serde_json::json!({"scope": "session", "session_id": session, "reason": "投诉调查",
+                "authority": "市纪委监委", "reference": "调〔2026〕5号"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let proposer = server.user("archive_clerk");
+    let args = [
+        session.clone(),
+        proposer.username.clone(),
+        proposer.one_time_password.clone(),
+        "t-clerk-a1".to_string(),
+        a1,
+        "t-clerk-a2".to_string(),
+        a2,
+        "调〔2026〕5号".to_string(),
+    ];
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("destruction");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/tests/destruction.mjs");
+    let base = server.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([script, base.trim_end_matches('/')])
+            .arg(&artefacts)
+            .args(&args)
+            .output()
+            .expect("node runs (scripts/setup installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "destruction check failed:\n{}\n{stdout}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    let id = summary["request"].as_str().unwrap();
+    let (status, req) = server
+        .call_as(
+            Some("archive_clerk"),
+            "GET",
+            &format!("/api/v1/destructions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{req}");
+    assert_eq!(req["state"], "executed", "{req}");
+    assert_eq!(req["proposed_by"], proposer.username.as_str(), "{req}");
+    let approvers: Vec<&str> = req["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["approver"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvers, ["t-clerk-a1", "t-clerk-a2"], "{req}");
+    let register = server
+        .ok(
+            "GET",
+            &format!("/api/v1/destruction-register?session={session}"),
+            None,
+        )
+        .await;
+    assert!(!register.as_array().unwrap().is_empty(), "{register}");
+    let (_, holds) = server
+        .call_as(Some("archive_clerk"), "GET", "/api/v1/holds?all=true", None)
+        .await;
+    assert_eq!(holds[0]["released_by"], "t-clerk-a1", "{holds}");
+}

@@ -26,6 +26,7 @@ mod outages;
 mod peers;
 mod pinned_keys;
 mod probe;
+mod project_archive;
 mod projects;
 mod rbac;
 mod recording;

@@ -251,13 +251,15 @@ const VIEWS = [
   { hash: '#bookings', label: 'navBookings', needs: 'rooms_read', show: showBookings },
   { hash: '#sessions', label: 'navSessions', needs: 'sessions_read', show: showSessions },
   { hash: '#projects', label: 'navProjects', needs: 'sessions_read', show: showProjects },
+  { hash: '#archive', label: 'navArchive', needs: 'holds', show: showArchiveDesk },
   { hash: '#users', label: 'navUsers', needs: 'users_manage', show: showUsers },
   { hash: '#audit', label: 'navAudit', needs: 'audit_read', show: showAudit },
 ];
 
 function renderNav() {
   const links = VIEWS.filter((v) => can(v.needs)).map((v) =>
-    el('a', { href: v.hash, id: `nav-${v.hash.slice(1)}` }, t(v.label)),
+    // A click on the view already shown (a project or its archive opened from it) shows it again.
+    el('a', { href: v.hash, id: `nav-${v.hash.slice(1)}`, onclick: () => location.hash === v.hash && setTimeout(route) }, t(v.label)),
   );
   document.querySelector('nav').replaceChildren(
     ...links,
@@ -1163,9 +1165,366 @@ async function showProject(code) {
           el('tr', {}, el('td', {}, s.session_code), el('td', {}, t(`kinds.${s.kind}`)), el('td', {}, s.room_name), el('td', {}, formatDateTime(Date.parse(s.started_at))), el('td', {}, t(`states.${s.state}`))),
         ),
       ),
-      el('div', { class: 'buttons' }, el('button', { type: 'button', id: 'project-back', onclick: route }, t('back'))),
+      el(
+        'div',
+        { class: 'buttons' },
+        can('session_audit_read')
+          ? el('button', { type: 'button', id: 'project-archive', onclick: () => showArchive(code).catch((err) => say(err.message)) }, t('archive.open'))
+          : null,
+        el('button', { type: 'button', id: 'project-back', onclick: route }, t('back')),
+      ),
     ),
   );
+}
+
+// ---- the archive: one archive per project, holds, exports, destruction (archive clerks) ------
+
+/// Export jobs started from this console (session and project packages), newest first.
+const exportJobs = [];
+let redrawExports = null;
+
+function exportRow(job) {
+  const pct = Math.round(job.percent ?? 0);
+  const what = job.project_code ? `${t('archive.projectPackage')} ${job.project_code}` : `${t('archive.sessionPackage')} ${job.session_id}`;
+  return el(
+    'tr',
+    { 'data-export': job.id, 'data-state': job.state, class: 'export-job' },
+    el('td', {}, what),
+    el('td', {}, t(`archive.jobStates.${job.state}`)),
+    el('td', {}, el('progress', { max: '100', value: String(pct) }), ` ${pct} %`, job.eta_seconds ? ` · ${t('archive.eta', { s: Math.ceil(job.eta_seconds) })}` : ''),
+    el(
+      'td',
+      {},
+      job.state === 'ready' ? el('a', { href: job.download, class: 'export-download', download: '' }, t('archive.download')) : job.error ? el('span', { class: 'bad' }, job.error) : '',
+    ),
+  );
+}
+
+function exportsTable() {
+  const table = el('table', { class: 'list exports', id: 'export-jobs' });
+  const draw = () =>
+    table.replaceChildren(
+      el('tr', {}, ...[t('archive.package'), t('state'), t('archive.progress'), ''].map((h) => el('th', {}, h))),
+      ...(exportJobs.length ? exportJobs.map(exportRow) : [el('tr', {}, el('td', { colspan: '4' }, t('archive.noExports')))]),
+    );
+  draw();
+  redrawExports = draw;
+  return table;
+}
+
+/// Starts an export job (`path`: `/sessions/{id}/exports` or `/projects/{code}/exports`) and
+/// follows its progress until it is ready or failed.
+async function startExport(path, reason) {
+  const job = await api('POST', path, { reason });
+  exportJobs.unshift(job);
+  redrawExports?.();
+  const follow = setInterval(async () => {
+    try {
+      const now = await api('GET', `/exports/${job.id}`);
+      Object.assign(job, now);
+    } catch (err) {
+      job.state = 'failed';
+      job.error = err.message;
+    }
+    if (job.state !== 'preparing') clearInterval(follow);
+    redrawExports?.();
+  }, 400);
+  return job;
+}
+
+const verdictClass = (v) => (v === 'INTACT' ? 'ok' : v === 'RECORDING' ? '' : 'bad');
+
+async function showArchive(code) {
+  const a = await api('GET', `/projects/${encodeURIComponent(code)}/archive`);
+  const when = (iso) => (iso ? formatDateTime(Date.parse(iso)) : '—');
+  const c = a.completeness;
+  const reason = el('input', { id: 'archive-export-reason', value: t('archive.defaultReason'), size: '30' });
+  const sessionExport = (s) =>
+    can('export') && s.verification !== 'RECORDING'
+      ? el('button', { type: 'button', class: 'export-session', onclick: () => startExport(`/sessions/${s.id}/exports`, reason.value).catch((err) => say(err.message)) }, t('archive.exportSession'))
+      : null;
+  const record = (w) => (w.signed ? t('archive.recordSigned', { n: w.entries, who: w.signed_by }) : t('archive.recordUnsigned', { n: w.entries }));
+  main().replaceChildren(
+    el(
+      'section',
+      { id: 'project-archive', class: 'card', 'data-project': a.project_code },
+      el('h2', {}, `${t('archive.title')} · ${a.project_code} ${a.registered?.name ?? ''}`),
+      el(
+        'p',
+        { id: 'archive-complete', 'data-complete': String(c.complete), class: c.complete ? 'ok' : 'bad' },
+        c.complete ? t('archive.complete', { n: c.activities_checked }) : t('archive.incomplete', { n: c.missing.length }),
+        ` · ${t('archive.checkedAt', { at: when(a.checked_at) })}`,
+      ),
+      c.missing.length
+        ? el('ul', { id: 'archive-missing' }, ...c.missing.map((m) => el('li', { 'data-code': m.code, 'data-reference': m.reference }, lang === 'zh' ? m.zh : m.en)))
+        : null,
+      c.pending.length ? el('p', {}, t('archive.pending', { n: c.pending.length })) : null,
+      el('h3', {}, t('sections')),
+      el(
+        'table',
+        { class: 'list', id: 'archive-sections' },
+        el('tr', {}, ...[t('sectionCode'), t('sectionName'), t('state'), t('history')].map((h) => el('th', {}, h))),
+        ...(a.registered?.sections ?? []).map((s) =>
+          el(
+            'tr',
+            {},
+            el('td', {}, s.section_code),
+            el('td', {}, s.name),
+            el('td', {}, t(`sectionStates.${s.state}`)),
+            el('td', {}, s.history.map((h) => `${when(h.at)} ${t(`sectionStates.${h.to}`)} · ${h.actor}`).join('；')),
+          ),
+        ),
+      ),
+      el('h3', {}, t('navBookings')),
+      el(
+        'table',
+        { class: 'list', id: 'archive-bookings' },
+        el('tr', {}, ...[t('sectionCode'), t('archive.activity'), t('archive.slot'), t('state'), t('navSessions')].map((h) => el('th', {}, h))),
+        ...a.bookings.map((b) =>
+          el(
+            'tr',
+            { 'data-booking': b.id },
+            el('td', {}, b.section_code),
+            el('td', {}, lang === 'zh' ? b.activity_zh : b.activity_en),
+            el('td', {}, `${when(b.starts_at)} – ${when(b.ends_at)}`),
+            el('td', {}, t(`archive.bookingStates.${b.state}`)),
+            el('td', {}, b.session_ids.length ? String(b.session_ids.length) : '—'),
+          ),
+        ),
+      ),
+      el('h3', {}, t('navSessions')),
+      el(
+        'table',
+        { class: 'list', id: 'archive-sessions' },
+        el('tr', {}, ...[t('sessionCode'), t('room'), t('started'), t('archive.verification'), t('archive.witnessRecord'), ''].map((h) => el('th', {}, h))),
+        ...a.sessions.map((s) =>
+          el(
+            'tr',
+            { 'data-session': s.id, 'data-verification': s.verification, 'data-signed': String(s.witness_record.signed) },
+            el('td', {}, s.session_code),
+            el('td', {}, s.room_name),
+            el('td', {}, when(s.started_at)),
+            el('td', { class: verdictClass(s.verification), title: s.verdict }, s.verification),
+            el('td', { class: s.witness_record.signed ? 'ok' : 'bad' }, record(s.witness_record)),
+            el('td', {}, el('a', { href: `/sessions/${s.id}` }, t('archive.replay')), ' ', sessionExport(s)),
+          ),
+        ),
+      ),
+      el('h3', {}, t('archive.holds')),
+      a.holds.length
+        ? el('ul', { id: 'archive-holds' }, ...a.holds.map((h) => el('li', {}, `${when(h.placed_at)} ${h.reason} · ${h.authority} · ${h.reference}${h.released_at ? ` (${t('archive.released')})` : ''}`)))
+        : el('p', {}, t('archive.noHolds')),
+      el('h3', {}, t('archive.exports')),
+      a.exports.length
+        ? el('ul', { id: 'archive-exports' }, ...a.exports.map((e) => el('li', {}, `${when(e.at)} ${e.action} · ${e.actor} · ${e.reason}`)))
+        : el('p', {}, t('archive.noExports')),
+      el('h3', {}, t('archive.catalogue')),
+      el(
+        'table',
+        { class: 'list', id: 'archive-catalogue' },
+        el('tr', {}, ...[t('archive.no'), t('archive.date'), t('archive.itemTitle'), t('archive.reference')].map((h) => el('th', {}, h))),
+        ...a.catalogue.items.map((i) => el('tr', { 'data-kind': i.kind }, el('td', {}, String(i.no)), el('td', {}, when(i.date)), el('td', {}, i.title), el('td', {}, el('code', {}, i.reference)))),
+      ),
+      can('export')
+        ? el(
+            'form',
+            {
+              id: 'archive-export',
+              class: 'filters',
+              onsubmit: (e) => {
+                e.preventDefault();
+                startExport(`/projects/${encodeURIComponent(a.project_code)}/exports`, reason.value).catch((err) => say(err.message));
+              },
+            },
+            field(t('archive.reason'), reason),
+            el('button', { type: 'submit', id: 'archive-export-project' }, t('archive.exportProject')),
+          )
+        : null,
+      can('export') ? exportsTable() : null,
+      el('div', { class: 'buttons' }, el('button', { type: 'button', id: 'archive-back', onclick: () => showProject(code).catch((err) => say(err.message)) }, t('back'))),
+    ),
+  );
+}
+
+/// The archive clerks' desk: open a project's archive, holds, exports, destructions.
+async function showArchiveDesk() {
+  const code = el('input', { id: 'archive-code', required: true, placeholder: 'ZB-…' });
+  const holdsBox = el('div', { id: 'holds' });
+  const destructionsBox = el('div', { id: 'destructions' });
+  const drawHolds = async () => {
+    const holds = await api('GET', '/holds?all=true');
+    const release = async (h) => {
+      const why = prompt(t('archive.releaseReason'));
+      if (!why) return;
+      try {
+        await api('POST', `/holds/${h.id}/release`, { reason: why });
+        await drawHolds();
+        say(t('archive.holdReleased'), 'ok');
+      } catch (err) {
+        say(err.message);
+      }
+    };
+    holdsBox.replaceChildren(
+      el(
+        'table',
+        { class: 'list', id: 'holds-table' },
+        el('tr', {}, ...[t('archive.scope'), t('archive.covers'), t('archive.reason'), t('archive.authority'), t('archive.placed'), ''].map((h) => el('th', {}, h))),
+        holds.length ? null : el('tr', {}, el('td', { colspan: '6' }, t('archive.noHolds'))),
+        ...holds.map((h) =>
+          el(
+            'tr',
+            { 'data-hold': h.id, 'data-active': String(!h.released_at) },
+            el('td', {}, t(`archive.scopes.${h.scope}`)),
+            el('td', {}, h.session_id ?? h.project_code ?? `${h.room_id} ${h.from}–${h.to}`),
+            el('td', {}, h.reason),
+            el('td', {}, `${h.authority} · ${h.reference}`),
+            el('td', {}, `${formatDateTime(Date.parse(h.placed_at))} · ${h.placed_by}`),
+            el('td', {}, h.released_at ? `${t('archive.released')} · ${h.released_by}` : el('button', { type: 'button', class: 'hold-release', onclick: () => release(h) }, t('archive.release'))),
+          ),
+        ),
+      ),
+    );
+  };
+  const scope = el('select', { id: 'hold-scope' }, ...options(['project', 'session'], (s) => t(`archive.scopes.${s}`)));
+  const target = el('input', { id: 'hold-target', required: true });
+  const holdReason = el('input', { id: 'hold-reason', required: true });
+  const authority = el('input', { id: 'hold-authority', required: true });
+  const reference = el('input', { id: 'hold-reference', required: true });
+  const holdForm = el(
+    'form',
+    {
+      id: 'hold-form',
+      class: 'filters',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const body = { scope: scope.value, reason: holdReason.value, authority: authority.value, reference: reference.value };
+        body[scope.value === 'project' ? 'project_code' : 'session_id'] = target.value.trim();
+        try {
+          await api('POST', '/holds', body);
+          await drawHolds();
+          say(t('archive.holdPlaced'), 'ok');
+        } catch (err) {
+          say(err.message);
+        }
+      },
+    },
+    field(t('archive.scope'), scope),
+    field(t('archive.covers'), target),
+    field(t('archive.reason'), holdReason),
+    field(t('archive.authority'), authority),
+    field(t('archive.reference'), reference),
+    el('button', { type: 'submit' }, t('archive.placeHold')),
+  );
+  const drawDestructions = async () => {
+    const list = await api('GET', '/destructions');
+    const act = async (f, done) => {
+      try {
+        await f();
+        await drawDestructions();
+        say(done, 'ok');
+      } catch (err) {
+        say(err.message);
+      }
+    };
+    // The proposer, and whoever decided already, is offered no decision (the server refuses it).
+    const mine = (actor) => actor.split('/')[0] === me.user.username;
+    const decide = (d, decision) => {
+      const why = prompt(t('archive.decisionReason'));
+      if (!why) return;
+      act(() => api('POST', `/destructions/${d.id}/decision`, { decision, reason: why }), t('archive.decided'));
+    };
+    destructionsBox.replaceChildren(
+      el(
+        'table',
+        { class: 'list', id: 'destructions-table' },
+        el('tr', {}, ...[t('archive.proposed'), t('navSessions'), t('archive.appraisal'), t('state'), t('archive.approvals'), ''].map((h) => el('th', {}, h))),
+        ...list.map((d) =>
+          el(
+            'tr',
+            { 'data-destruction': d.id, 'data-state': d.state },
+            el('td', {}, `${formatDateTime(Date.parse(d.proposed_at))} · ${d.proposed_by}`),
+            el('td', {}, d.session_ids.join(', ')),
+            el('td', {}, `${d.appraisal_committee}：${d.appraisal_conclusion}（${d.appraisal_reference}）`),
+            el('td', {}, t(`archive.destructionStates.${d.state}`)),
+            el('td', {}, d.approvals.map((x) => `${x.approver} ${t(`archive.decisions.${x.decision}`)}：${x.reason}`).join('；') || '—'),
+            el(
+              'td',
+              { class: 'buttons' },
+              ...(d.state === 'proposed' && can('disposal_approve') && !mine(d.proposed_by) && !d.approvals.some((x) => mine(x.approver))
+                ? [
+                    el('button', { type: 'button', class: 'destruction-approve', onclick: () => decide(d, 'approve') }, t('archive.approve')),
+                    el('button', { type: 'button', class: 'destruction-reject', onclick: () => decide(d, 'reject') }, t('archive.reject')),
+                  ]
+                : []),
+              d.state === 'approved' && can('disposal')
+                ? el('button', { type: 'button', class: 'destruction-execute', onclick: () => confirm(t('archive.executeConfirm')) && act(() => api('POST', `/destructions/${d.id}/execute`), t('archive.executed')) }, t('archive.execute'))
+                : null,
+            ),
+          ),
+        ),
+        list.length ? null : el('tr', {}, el('td', { colspan: '6' }, t('archive.noDestructions'))),
+      ),
+    );
+  };
+  const sessionsInput = el('input', { id: 'destruction-sessions', required: true, placeholder: 'id, id, …' });
+  const committee = el('input', { id: 'destruction-committee', required: true });
+  const conclusion = el('input', { id: 'destruction-conclusion', required: true });
+  const appraisalRef = el('input', { id: 'destruction-reference', required: true });
+  const proposeForm = can('disposal')
+    ? el(
+        'form',
+        {
+          id: 'destruction-form',
+          class: 'filters',
+          onsubmit: async (e) => {
+            e.preventDefault();
+            const ids = sessionsInput.value.split(/[\s,，]+/).filter(Boolean);
+            try {
+              await api('POST', '/destructions', { session_ids: ids, appraisal: { committee: committee.value, conclusion: conclusion.value, reference: appraisalRef.value } });
+              await drawDestructions();
+              say(t('archive.proposedOk'), 'ok');
+            } catch (err) {
+              say(err.message);
+            }
+          },
+        },
+        field(t('navSessions'), sessionsInput),
+        field(t('archive.committee'), committee),
+        field(t('archive.conclusion'), conclusion),
+        field(t('archive.reference'), appraisalRef),
+        el('button', { type: 'submit' }, t('archive.propose')),
+      )
+    : null;
+  main().replaceChildren(
+    el(
+      'section',
+      { class: 'card', id: 'archive-desk' },
+      can('session_audit_read')
+        ? el(
+            'form',
+            {
+              id: 'archive-open',
+              class: 'filters',
+              onsubmit: (e) => {
+                e.preventDefault();
+                showArchive(code.value.trim()).catch((err) => say(err.message));
+              },
+            },
+            field(t('projectCode'), code),
+            el('button', { type: 'submit' }, t('archive.open')),
+          )
+        : null,
+      el('h3', {}, t('archive.holds')),
+      holdForm,
+      holdsBox,
+      can('export') ? el('h3', {}, t('archive.exports')) : null,
+      can('export') ? exportsTable() : null,
+      el('h3', {}, t('archive.destructions')),
+      proposeForm,
+      destructionsBox,
+    ),
+  );
+  await Promise.all([drawHolds(), drawDestructions()]);
 }
 
 // ---- users -----------------------------------------------------------------------------------
