@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod project_archive;
 pub mod projects;
 pub mod retention;
-pub mod room_catalogue;
 pub mod services;
 pub mod sessions;
 pub mod simulator;

@@ -50,7 +50,7 @@ pub async fn open_core(config: &Config) -> anyhow::Result<Core> {
         signer,
         credentials,
         policies: Arc::new(policies),
-        catalogue: Arc::new(crate::room_catalogue::Catalogue::load_or_shipped(
+        catalogue: Arc::new(crate::catalogue::rooms::Catalogue::load_or_shipped(
             &config.catalogue.dir,
         )?),
         node_id: node_id(config)?,

@@ -16,7 +16,6 @@ const LAYERS: &[&str] = &[
     "catalogue",
     "config",
     "db",
-    "room_catalogue",
     "error",
     "metrics",
     "store",

@@ -12,11 +12,11 @@ use sqlx::any::AnyRow;
 
 use crate::audit::{self, Actor};
 use crate::capture::rooms;
+use crate::catalogue::rooms::Catalogue;
 use crate::db::Pool;
 use crate::error::CoreError;
 use crate::identity::caller::Scope;
 use crate::ledger::values::{Category, valid_code};
-use crate::room_catalogue::Catalogue;
 use crate::time::{now_us, parse_rfc3339, rfc3339};
 
 crate::text_enum! {

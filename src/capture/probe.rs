@@ -218,7 +218,7 @@ pub async fn create_recordable_room(
     pool: &Pool,
     templates: &Templates,
     key: &CredentialKey,
-    catalogue: &crate::room_catalogue::Catalogue,
+    catalogue: &crate::catalogue::rooms::Catalogue,
     mut req: rooms::CreateRoom,
 ) -> Result<(rooms::Room, Vec<SourceProbe>, Duration), CoreError> {
     rooms::prepare(&mut req, templates, catalogue)?;

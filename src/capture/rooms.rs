@@ -6,9 +6,9 @@ use sqlx::Row;
 use crate::capture::credentials::{self, CredentialKey, Credentials};
 use crate::capture::template::Templates;
 use crate::capture::transport::{self, Transport};
+use crate::catalogue::rooms::{Area, Catalogue};
 use crate::db::Pool;
 use crate::error::{CoreError, is_unique_violation};
-use crate::room_catalogue::{Area, Catalogue};
 use crate::time::now_us;
 
 pub const MEDIA: &[&str] = &["av", "video", "audio"];

@@ -34,7 +34,7 @@ pub(super) fn endpoint(action: &str, method: MethodFilter) -> Option<MethodRoute
 }
 
 /// The whole catalogue the console offers: trading categories and methods (`catalogue`), room
-/// kinds and activities (`room_catalogue`).
+/// kinds and activities (`catalogue::rooms`).
 async fn catalogue(State(s): State<AppState>) -> Json<serde_json::Value> {
     let trading = crate::catalogue::current();
     let rooms = &s.sessions.catalogue;

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::capture::credentials::CredentialKey;
 use crate::capture::recorder::Stop;
 use crate::capture::template::Templates;
+use crate::catalogue::rooms::Catalogue;
 use crate::config::RecordingConfig;
 use crate::db::Pool;
 use crate::disk::DiskWatch;
@@ -30,7 +31,6 @@ use crate::ledger::manifest::Signer;
 use crate::ledger::tsa::Timestamps;
 use crate::metrics::Metrics;
 use crate::retention::policy::Policies;
-use crate::room_catalogue::Catalogue;
 use crate::store::Store;
 use crate::workload::Workload;
 #[derive(Debug, Deserialize)]

@@ -343,7 +343,7 @@ impl Core {
 fn new_session(room: &rooms::Room, req: Checked, by: &Actor) -> SessionRow {
     let started = now_us();
     SessionRow {
-        confidential: room.area == crate::room_catalogue::Area::Confidential
+        confidential: room.area == crate::catalogue::rooms::Area::Confidential
             || req.kind.is_confidential(),
         booking_id: req.booking_id,
         id: uuid::Uuid::now_v7().to_string(),

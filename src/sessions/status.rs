@@ -40,7 +40,7 @@ pub struct RoomStatus {
     pub name: String,
     pub kind: String,
     /// `public` or `confidential`: a session started here is confidential when the room is.
-    pub area: crate::room_catalogue::Area,
+    pub area: crate::catalogue::rooms::Area,
     pub location: String,
     /// idle, recording, reconnecting (a source is down), error.
     pub state: String,

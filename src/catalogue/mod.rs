@@ -2,7 +2,10 @@
 //! from `catalogue/categories.toml` and `catalogue/methods.toml`, built into the binary and
 //! replaced by the folder `[catalogue] dir` when it exists. Loaded once per process with the
 //! configuration (`Config::load` installs it); `current()` is what every edge validates against.
-//! A centre adds its own category or method by editing the folder, without code.
+//! A centre adds its own category or method by editing the folder, without code. The same
+//! folder holds the room kinds and booking activities (`rooms`).
+
+pub mod rooms;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -23,8 +26,8 @@ pub const REQUIRED_CATEGORIES: [&str; 5] = [
     "other",
 ];
 
-const SHIPPED_CATEGORIES: &str = include_str!("../catalogue/categories.toml");
-const SHIPPED_METHODS: &str = include_str!("../catalogue/methods.toml");
+const SHIPPED_CATEGORIES: &str = include_str!("../../catalogue/categories.toml");
+const SHIPPED_METHODS: &str = include_str!("../../catalogue/methods.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,6 @@
 //! Room kinds and booking activities as data (`catalogue/room-kinds.toml`,
-//! `catalogue/activities.toml`): built into the binary, replaced by the files of
-//! `[catalogue] dir` when that folder holds them (the folder of the trading catalogue, `catalogue`). Each kind says its default area
+//! `catalogue/activities.toml`): built into the binary, replaced file by file by those of
+//! `[catalogue] dir` when that folder holds them. Each kind says its default area
 //! (public, or confidential: the evaluation area, 6.2.3.2); each activity the session kind its
 //! recording gets.
 
@@ -17,11 +17,8 @@ crate::text_enum! {
     }
 }
 
-/// The folder nobody configured: when it is absent, the shipped files are used.
-pub const DEFAULT_CATALOGUE_DIR: &str = "./catalogue";
-
-const SHIPPED_KINDS: &str = include_str!("../catalogue/room-kinds.toml");
-const SHIPPED_ACTIVITIES: &str = include_str!("../catalogue/activities.toml");
+const SHIPPED_KINDS: &str = include_str!("../../catalogue/room-kinds.toml");
+const SHIPPED_ACTIVITIES: &str = include_str!("../../catalogue/activities.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
