@@ -471,8 +471,8 @@ impl Server {
         assert!(ok, "kill -{sig} {pid}");
     }
 
-    /// The segment files in this node's spool, by recording (sidecars and temporary files
-    /// left out).
+    /// The segment files in this node's spool, by recording (sidecars, temporary files and
+    /// empty files left out).
     pub fn spooled(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         let Ok(dirs) = std::fs::read_dir(self.dir.path().join("data/spool")) else {
@@ -481,7 +481,10 @@ impl Server {
         for d in dirs.flatten() {
             for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
                 let p = f.path();
-                if !p.extension().is_some_and(|e| e == "json" || e == "tmp") {
+                // An empty file is a segment the muxer opened and wrote nothing to yet: it holds
+                // no media, and the spool drops it (`spool::leftovers`).
+                let empty = std::fs::metadata(&p).is_ok_and(|m| m.len() == 0);
+                if !empty && !p.extension().is_some_and(|e| e == "json" || e == "tmp") {
                     files.push(p);
                 }
             }
