@@ -1,10 +1,12 @@
 //! Capture: from a room's cameras to closed segment files. `rooms` says what a room records,
 //! `template` and `transport` how a source is pulled, `pipeline` is the GStreamer graph that
 //! cuts segments without transcoding, `recorder` runs it (reconnect, watchdog, gaps) and hands
-//! each closed segment to the ledger's writer. `probe` asks a camera what it offers.
+//! each closed segment to the ledger's writer. `probe` asks a camera what it offers;
+//! `media_span` measures a segment file its muxer never closed.
 
 pub mod camera_clock;
 pub mod credentials;
+pub mod media_span;
 pub mod pipeline;
 pub mod probe;
 pub mod recorder;

@@ -386,12 +386,21 @@ async fn drive(
         }
     }
     if let Some((path, start_running, mut meta)) = open.take() {
-        // The camera vanished mid-segment: keep what was written, timing estimated.
+        // The camera vanished mid-segment: keep what was written, as long as the media that
+        // reached the file (the last buffer in may still have been queued in the muxer).
         if std::fs::metadata(&path)
             .map(|m| m.len() > 0)
             .unwrap_or(false)
         {
-            meta.duration_us = Some((last_running.saturating_sub(start_running) / 1000) as i64);
+            let by_last_buffer = (last_running.saturating_sub(start_running) / 1000) as i64;
+            let measured = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || crate::capture::media_span::measure(&path))
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            meta.duration_us = Some(measured.map_or(0, |m| m.min(by_last_buffer)));
             meta.camera_start_us = camera_start(start_running);
             last_segments.push((path, meta, true));
         } else {

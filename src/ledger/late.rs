@@ -9,7 +9,7 @@ use object_store::PutPayload;
 use sqlx::Row;
 
 use crate::db::Pool;
-use crate::ledger::spool;
+use crate::ledger::{clock, spool};
 use crate::store::Store;
 use crate::time::now_us;
 
@@ -53,6 +53,14 @@ pub fn late_key(prefix: &str, node: &str, sha256: &str, extension: &str) -> Stri
     format!("{prefix}/late/{node}-{}.{extension}", &sha256[..16])
 }
 
+/// How a spooled segment is read: its start told by the writer's clock rule, and a segment the
+/// muxer never closed measured by its media.
+#[derive(Clone, Copy)]
+pub struct Reading {
+    pub max_camera_offset_us: i64,
+    pub measure: spool::Measure,
+}
+
 /// Stores and lists every segment left in `spool_dir` (one recording's), then forgets the
 /// spool files. Returns how many were published. A file is forgotten only once its object is
 /// stored and its row committed.
@@ -63,9 +71,23 @@ pub async fn publish(
     key_prefix: &str,
     node: &str,
     spool_dir: &std::path::Path,
+    reading: Reading,
 ) -> Result<usize, LateError> {
+    let Reading {
+        max_camera_offset_us,
+        measure,
+    } = reading;
     let mut published = 0;
-    for (path, meta, recovered) in spool::leftovers(spool_dir) {
+    let listed = {
+        let dir = spool_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || spool::leftovers(&dir, measure))
+            .await
+            .map_err(|e| LateError::Spool {
+                path: spool_dir.display().to_string(),
+                source: std::io::Error::other(e),
+            })?
+    };
+    for (path, meta, recovered) in listed {
         let shown = path.display().to_string();
         let sealed = {
             let path = path.clone();
@@ -92,23 +114,34 @@ pub async fn publish(
                 key: key.clone(),
                 source,
             })?;
+        // Told by the rule the writer applies to every segment (`clock::stamp`): the camera's
+        // clock within the bound, else the server's. The server's alone would start a late
+        // segment by when its first packet arrived, late by the jitter buffer and the load, and
+        // open a hole the camera's clock shows was not there.
+        let stamp = match meta.server_start_us {
+            Some(server) => clock::stamp(server, meta.camera_start_us, max_camera_offset_us),
+            None => clock::stamp(meta.wall_start_us, None, max_camera_offset_us),
+        };
         let mut note = format!("{LATE_MARK}spooled by node {node}, which lost the room's lease");
         if recovered {
-            note.push_str("; recovered from spool, duration estimated");
+            note.push_str("; recovered from spool, duration from its media");
         }
-        // The server's clock: the camera's was judged by a writer that never saw this segment.
-        let start = meta.server_start_us.unwrap_or(meta.wall_start_us);
+        if let Some(n) = &stamp.note {
+            note.push_str("; ");
+            note.push_str(n);
+        }
         sqlx::query(
             "INSERT INTO late_segments (object_key, recording_id, node_id, wall_start_us, duration_us, bytes, sha256, clock, note, published_at_us)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'server', $8, $9) ON CONFLICT (object_key) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (object_key) DO NOTHING",
         )
         .bind(&key)
         .bind(recording_id)
         .bind(node)
-        .bind(start)
+        .bind(stamp.start_us)
         .bind(meta.duration_us.unwrap_or(0).max(0))
         .bind(sealed.bytes.len() as i64)
         .bind(&sealed.sha256)
+        .bind(stamp.clock.as_str())
         .bind(&note)
         .bind(now_us())
         .execute(pool)

@@ -60,6 +60,9 @@ pub fn read_sidecar(segment: &Path) -> Option<SegmentMeta> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// How long the media in a segment file lasts, in microseconds, if it can be read.
+pub type Measure = fn(&Path) -> Option<i64>;
+
 /// A closed segment file made durable and read back: its bytes and SHA-256.
 pub struct Sealed {
     pub bytes: bytes::Bytes,
@@ -86,18 +89,29 @@ pub fn forget(segment: &Path) {
     let _ = std::fs::remove_file(segment);
 }
 
+fn is_segment(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    ext != "json" && ext != "tmp"
+}
+
+/// Whether a recording's spool folder holds any segment file (sidecars and temporary files
+/// aside).
+pub fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().any(|e| is_segment(&e.path())))
+        .unwrap_or(false)
+}
+
 /// Segment files left in a recording's spool folder, oldest first (names sort by run, then
-/// index). A file without a sidecar gets one estimated from its file times.
-pub fn leftovers(dir: &Path) -> Vec<(PathBuf, SegmentMeta, bool)> {
+/// index). A file the muxer never closed is marked recovered, its duration measured from its
+/// media by `measure` (the ledger reads no media itself: `capture::media_span`); one without a sidecar is placed to end at its last write.
+pub fn leftovers(dir: &Path, measure: Measure) -> Vec<(PathBuf, SegmentMeta, bool)> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-            ext != "json" && ext != "tmp"
-        })
+        .filter(|p| is_segment(p))
         .collect();
     files.sort();
     files
@@ -114,23 +128,29 @@ pub fn leftovers(dir: &Path) -> Vec<(PathBuf, SegmentMeta, bool)> {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_micros() as i64)
                 .unwrap_or(0);
+            // Open when the process died or the node was cut off: the file holds what its media
+            // timestamps say, never more than the time up to its last write.
+            let measured = || measure(&path).unwrap_or(0);
             match read_sidecar(&path) {
                 Some(meta) if meta.duration_us.is_some() => Some((path, meta, false)),
                 Some(mut meta) => {
-                    // Open when the process died: the file ends at its last write.
-                    meta.duration_us = Some((modified_us - meta.wall_start_us).max(0));
+                    let by_file_times = (modified_us - meta.wall_start_us).max(0);
+                    meta.duration_us = Some(measured().min(by_file_times));
                     Some((path, meta, true))
                 }
-                None => Some((
-                    path,
-                    SegmentMeta {
-                        wall_start_us: modified_us,
-                        duration_us: Some(0),
-                        clock: "server".into(),
-                        ..Default::default()
-                    },
-                    true,
-                )),
+                None => {
+                    let duration = measured();
+                    Some((
+                        path,
+                        SegmentMeta {
+                            wall_start_us: modified_us - duration,
+                            duration_us: Some(duration),
+                            clock: "server".into(),
+                            ..Default::default()
+                        },
+                        true,
+                    ))
+                }
             }
         })
         .collect()
@@ -164,12 +184,13 @@ mod tests {
             },
         )
         .unwrap();
-        let left = leftovers(dir.path());
+        let left = leftovers(dir.path(), |_| Some(3));
         assert_eq!(left.len(), 2);
         assert_eq!(left[0].0, b);
         assert_eq!(left[0].1, meta);
         assert!(!left[0].2);
         assert!(left[1].2, "an unclosed segment is marked recovered");
+        assert_eq!(left[1].1.duration_us, Some(3), "as long as its media");
         assert!(!empty.exists(), "empty files are dropped");
         let sealed = seal(&a).unwrap();
         assert_eq!(sealed.sha256, hex::encode(Sha256::digest(b"aa")));

@@ -233,7 +233,15 @@ impl ChainWriter {
                 tracing::error!(key = %l.object_key, listed = %l.sha256, stored = %sha256, "late segment's object does not match its listed hash: not chained");
                 continue;
             }
-            if self.cover_to(l.wall_start_us, "no media", false).await != Commit::Done {
+            // A hole before a late segment lies in the other node's time; the outage pending
+            // here (a takeover, say) is the hole before this node's own next segment, and keeps
+            // its reason for that one.
+            let outage = self.pending_outage.take();
+            let hole = l.wall_start_us - self.covered_until_us;
+            let reason = format!("no media for {:.1} s", hole as f64 / 1e6);
+            let covered = self.cover_to(l.wall_start_us, &reason, false).await;
+            self.pending_outage = outage;
+            if covered != Commit::Done {
                 return;
             }
             let mut detail = l.note.clone();
@@ -534,7 +542,7 @@ impl ChainWriter {
         self.pending_outage = None;
         let mut notes: Vec<String> = Vec::new();
         if recovered {
-            notes.push("recovered from spool; duration estimated".into());
+            notes.push("recovered from spool; duration from its media".into());
         }
         if stamp.start_us < self.covered_until_us - self.rules.tolerance_us {
             notes.push(format!(

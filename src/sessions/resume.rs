@@ -5,7 +5,7 @@ use crate::capture::recorder::Stop;
 use crate::error::CoreError;
 use crate::ledger::index::{self, SessionRow};
 use crate::ledger::values::SessionState;
-use crate::ledger::writer::recording_prefix;
+use crate::ledger::writer::{TimeRules, recording_prefix};
 use crate::ledger::{late, lease};
 
 use super::{Core, checkpoints};
@@ -92,11 +92,15 @@ impl Core {
                 &prefix,
                 &self.node_id,
                 &dir.path(),
+                late::Reading {
+                    max_camera_offset_us: TimeRules::of(&self.config).max_camera_offset_us,
+                    measure: crate::capture::media_span::measure,
+                },
             )
             .await
             {
                 tracing::warn!(session = %session.id, recording = %rec.id, error = %e, "late segments not published yet; tried again at the next sweep");
-            } else if crate::ledger::spool::leftovers(&dir.path()).is_empty() {
+            } else if !crate::ledger::spool::has_segments(&dir.path()) {
                 // Only sidecars or temporary files were left: the folder has served.
                 let _ = std::fs::remove_dir_all(dir.path());
             }

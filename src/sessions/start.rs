@@ -316,7 +316,12 @@ impl Core {
         rec: &RecordingRow,
     ) -> Result<(), CoreError> {
         let dir = spool::recording_dir(&self.config.spool_dir, &rec.id);
-        let left = spool::leftovers(&dir);
+        // Blocking: a segment its muxer never closed is measured by reading its media.
+        let left = tokio::task::spawn_blocking(move || {
+            spool::leftovers(&dir, crate::capture::media_span::measure)
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("spool replay: {e}")))?;
         if left.is_empty() {
             return Ok(());
         }

@@ -201,12 +201,6 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     b.kill();
 }
 
-// Ignored in the suite until the recovered-duration bug is fixed: a frozen node's open segment
-// is published as late evidence with its duration estimated from the file's mtime, which the
-// teardown after the freeze moves seconds later (seen: 752 bytes of audio claiming 7.08 s), so
-// the chain claims coverage the file does not hold and the tiling check fails under full-suite
-// load. Run it with `cargo test --test it a_frozen_node -- --ignored`.
-#[ignore = "late evidence from a frozen node overstates an open segment's duration (mtime estimate)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_node_loses_nothing() {
     let sim = Simulator::start(&[]);
