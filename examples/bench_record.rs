@@ -1,11 +1,14 @@
-//! Recorder benchmark: N concurrent 1080p ~4 Mbit/s streams from the simulator's looped mode,
-//! recorded by `witness serve`, by a bare `gst-launch-1.0 rtspsrc ! … ! splitmuxsink` and by
-//! `ffmpeg -c copy -f segment`, on the same streams in the same run.
+//! Recorder benchmark: N concurrent 1080p ~4 Mbit/s H.264 streams with AAC audio (or video
+//! only, `--video-only`) from the simulator's looped mode, recorded by `witness serve`, by a bare
+//! `gst-launch-1.0 rtspsrc ! … ! splitmuxsink` and by `ffmpeg -c copy -f segment`, on the same
+//! streams in the same run.
 //!
-//! Reports CPU % and RSS per stream for each, their ratios, and Witness's segment-closed →
-//! stored-and-indexed latency (p50/p99) read back from the index.
+//! Reports CPU % and RSS per stream for each, their ratios, Witness's segment-closed →
+//! stored-and-indexed latency (p50/p99) read back from the index, and what was stored against
+//! wall clock: segments, the share of the session's time covered by media, and gaps.
 //!
-//!     cargo build --release && cargo run --release --example bench_record -- [N ...] [--seconds S]
+//!     cargo build --release --examples --bins
+//!     ./target/release/examples/bench_record [N ...] [--seconds S] [--video-only]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -153,6 +156,10 @@ fn histogram_quantiles(text: &str, name: &str) -> (f64, f64) {
 struct WitnessRun {
     cpu: f64,
     rss: f64,
+    /// Media seconds stored over (sources × session seconds), in %.
+    coverage: f64,
+    /// Gap entries other than each chain's first (connecting) and last (the stop's tail).
+    gaps: i64,
     /// Muxer's fragment-closed → object stored and entry indexed (histogram upper bounds).
     closed_p50: f64,
     closed_p99: f64,
@@ -162,7 +169,13 @@ struct WitnessRun {
     segments: usize,
 }
 
-async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> WitnessRun {
+async fn bench_witness(
+    n: usize,
+    urls: &[String],
+    media: &str,
+    secs: u64,
+    dir: &Path,
+) -> WitnessRun {
     let port = free_port();
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("witness.toml");
@@ -227,7 +240,7 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     let sources: Vec<_> = urls
         .iter()
         .enumerate()
-        .map(|(i, u)| json!({"name": format!("cam{}", i + 1), "url": u, "media": "video"}))
+        .map(|(i, u)| json!({"name": format!("cam{}", i + 1), "url": u, "media": media}))
         .collect();
     let room: serde_json::Value = http
         .post(format!("{base}/rooms"))
@@ -291,9 +304,27 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     .unwrap();
     let mut lat: Vec<f64> = rows.iter().map(|(us,)| *us as f64 / 1000.0).collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // Against wall clock: every source's media over the session's span, and the gaps between
+    // the first segment and the stop.
+    let (media_us, gaps): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN e.kind = 'media' THEN e.duration_us ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN e.kind = 'gap' AND e.seq > 1
+                    AND e.seq < (SELECT MAX(x.seq) FROM chain_entries x WHERE x.recording_id = e.recording_id)
+                    THEN 1 ELSE 0 END), 0)
+         FROM chain_entries e JOIN recordings r ON r.id = e.recording_id WHERE r.session_id = $1",
+    )
+    .bind(&session_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let span_us = witness::time::parse_rfc3339(stopped["stopped_at"].as_str().unwrap())
+        .unwrap()
+        - witness::time::parse_rfc3339(stopped["started_at"].as_str().unwrap()).unwrap();
     WitnessRun {
         cpu,
         rss,
+        coverage: media_us as f64 * 100.0 / (n as f64 * span_us as f64),
+        gaps,
         closed_p50,
         closed_p99,
         end_p50: percentile(&lat, 0.5),
@@ -302,17 +333,24 @@ async fn bench_witness(n: usize, urls: &[String], secs: u64, dir: &Path) -> Witn
     }
 }
 
-fn bench_gst(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
+fn bench_gst(urls: &[String], audio: bool, secs: u64, dir: &Path) -> (f64, f64) {
     let mut args = vec!["-q".to_string()];
     for (i, u) in urls.iter().enumerate() {
-        args.extend(
+        let chain = if audio {
+            format!(
+                "rtspsrc name=s{i} location={u} protocols=tcp latency=200 \
+                 s{i}. ! application/x-rtp,media=video ! rtph264depay ! h264parse ! queue ! m{i}.video \
+                 s{i}. ! application/x-rtp,media=audio ! rtpmp4gdepay ! aacparse ! queue ! m{i}.audio_0 \
+                 splitmuxsink name=m{i} muxer=mpegtsmux max-size-time=2000000000 location={}/g{i}_%05d.ts",
+                dir.display()
+            )
+        } else {
             format!(
                 "rtspsrc location={u} protocols=tcp latency=200 ! rtph264depay ! h264parse ! splitmuxsink muxer=mpegtsmux max-size-time=2000000000 location={}/g{i}_%05d.ts",
                 dir.display()
             )
-            .split(' ')
-            .map(str::to_string),
-        );
+        };
+        args.extend(chain.split_whitespace().map(str::to_string));
     }
     let child = spawn_alive(|| {
         let mut c = Command::new("gst-launch-1.0");
@@ -360,9 +398,12 @@ fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
 async fn main() {
     let mut ns: Vec<usize> = Vec::new();
     let mut secs = 20;
+    let mut audio = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--seconds" {
+        if a == "--video-only" {
+            audio = false;
+        } else if a == "--seconds" {
             secs = args
                 .next()
                 .and_then(|s| s.parse().ok())
@@ -390,6 +431,8 @@ async fn main() {
             "4000",
             "--microphones",
             "0",
+            "--audio",
+            if audio { "aac" } else { "none" },
         ])
         .args([
             "--cameras",
@@ -406,34 +449,45 @@ async fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!(
-        "| streams | witness CPU % | per stream | witness RSS MiB | per stream | gst-launch CPU % | ffmpeg CPU % | witness / gst-launch | witness / ffmpeg | closed→indexed p50 / p99 ms (≤) | segment end→indexed p50 / p99 ms | segments |"
+        "streams: 1920x1080 25 fps H.264 ~4 Mbit/s{}, 2 s segments; {secs} s measured after 5 s warm-up",
+        if audio { " + AAC 48 kHz 64 kbit/s" } else { ", no audio" }
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| streams | witness CPU % | per stream | % of 2 cores | witness RSS MiB | per stream | gst-launch CPU % | per stream | RSS MiB | ffmpeg CPU % | per stream | RSS MiB | witness / gst-launch | witness / ffmpeg | closed→indexed p50 / p99 ms (≤) | segment end→indexed p50 / p99 ms | segments | media coverage % | gaps |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let media = if audio { "av" } else { "video" };
     for n in ns {
         let urls: Vec<String> = (1..=n)
             .map(|i| format!("rtsp://127.0.0.1:{sim_port}/cam{i}"))
             .collect();
         let tmp = tempfile::tempdir().unwrap();
-        let w = bench_witness(n, &urls, secs, &tmp.path().join("w")).await;
+        let w = bench_witness(n, &urls, media, secs, &tmp.path().join("w")).await;
         let gdir = tmp.path().join("g");
         std::fs::create_dir_all(&gdir).unwrap();
-        let (g_cpu, _g_rss) = bench_gst(&urls, secs, &gdir);
+        let (g_cpu, g_rss) = bench_gst(&urls, audio, secs, &gdir);
         let fdir = tmp.path().join("f");
         std::fs::create_dir_all(&fdir).unwrap();
-        let (f_cpu, _f_rss) = bench_ffmpeg(&urls, secs, &fdir);
+        let (f_cpu, f_rss) = bench_ffmpeg(&urls, secs, &fdir);
+        let per = |x: f64| x / n as f64;
         println!(
-            "| {n} | {:.1} | {:.2} | {:.0} | {:.1} | {g_cpu:.1} | {f_cpu:.1} | {:.2} | {:.2} | {} / {} | {:.0} / {:.0} | {} |",
+            "| {n} | {:.1} | {:.2} | {:.0} | {:.0} | {:.1} | {g_cpu:.1} | {:.2} | {g_rss:.0} | {f_cpu:.1} | {:.2} | {f_rss:.0} | {:.2} | {:.2} | {} / {} | {:.0} / {:.0} | {} | {:.1} | {} |",
             w.cpu,
-            w.cpu / n as f64,
+            per(w.cpu),
+            w.cpu / 2.0,
             w.rss,
-            w.rss / n as f64,
+            per(w.rss),
+            per(g_cpu),
+            per(f_cpu),
             w.cpu / g_cpu,
             w.cpu / f_cpu,
             w.closed_p50,
             w.closed_p99,
             w.end_p50,
             w.end_p99,
-            w.segments
+            w.segments,
+            w.coverage,
+            w.gaps
         );
     }
 }

@@ -44,7 +44,8 @@ pub struct SimOptions {
     /// Audio codec of cameras and microphones.
     #[arg(long, value_enum, default_value_t = AudioCodec::Aac)]
     pub audio: AudioCodec,
-    /// Loop a pre-encoded clip instead of encoding live (video only, ~free per stream).
+    /// Loop a pre-encoded clip instead of encoding live (~free per stream): H.264, with AAC
+    /// audio unless `--audio none`.
     #[arg(long)]
     pub looped: bool,
     /// The cameras' own clock runs this many seconds ahead of real time (negative: behind): in
@@ -148,23 +149,39 @@ fn raw_video(o: &SimOptions, label: &str) -> String {
     )
 }
 
-/// A pre-encoded clip: H.264 access units in order, with keyframe flags.
+/// A pre-encoded clip: access units in order, with keyframe flags, and how long each lasts.
 struct Clip {
     frames: Vec<(gst::Buffer, bool)>,
+    frame: Duration,
 }
 
-fn encode_clip(o: &SimOptions) -> Result<Clip, SimError> {
-    let seconds = 10;
+/// How long a looped clip lasts before it starts again.
+const CLIP_SECONDS: u32 = 10;
+
+/// The looped camera's picture: H.264 noise at the whole bitrate, so benchmarks see real
+/// 1080p streams.
+fn encode_video_clip(o: &SimOptions) -> Result<Clip, SimError> {
     let desc = format!(
-        // Noise, so the encoder spends the whole bitrate: benchmarks see real 1080p streams.
         "videotestsrc num-buffers={} pattern=snow ! video/x-raw,width={},height={},framerate={}/1 ! clockoverlay text=\"looped clip\" font-desc=\"Sans 28\" ! {} ! appsink name=sink sync=false",
-        seconds * o.fps,
+        CLIP_SECONDS * o.fps,
         o.width,
         o.height,
         o.fps,
         encoder(o)
     );
-    let pipeline = gst::parse::launch(&desc).map_err(|e| SimError::Gst(e.to_string()))?;
+    encode_clip(&desc, Duration::from_secs_f64(1.0 / o.fps as f64))
+}
+
+/// The looped camera's sound: AAC frames (ADTS, 1024 samples at 48 kHz) of the test tone.
+fn encode_audio_clip() -> Result<Clip, SimError> {
+    let desc = format!(
+        "audiotestsrc num-buffers={} samplesperbuffer=1024 wave=sine freq=440 volume=0.3 ! audio/x-raw,rate=48000,channels=1 ! avenc_aac bitrate=64000 ! aacparse ! audio/mpeg,stream-format=adts ! appsink name=sink sync=false",
+        CLIP_SECONDS * 48000 / 1024
+    );
+    encode_clip(&desc, Duration::from_secs_f64(1024.0 / 48000.0))
+}
+
+fn encode_clip(desc: &str, frame: Duration) -> Result<Clip, SimError> {    let pipeline = gst::parse::launch(desc).map_err(|e| SimError::Gst(e.to_string()))?;
     let pipeline = pipeline
         .downcast::<gst::Pipeline>()
         .map_err(|_| SimError::Gst("not a pipeline".into()))?;
@@ -188,13 +205,13 @@ fn encode_clip(o: &SimOptions) -> Result<Clip, SimError> {
     if frames.is_empty() {
         return Err(SimError::Gst("pre-encoding produced no frames".into()));
     }
-    Ok(Clip { frames })
+    Ok(Clip { frames, frame })
 }
 
-/// Feeds a looped clip into one media's appsrc at the frame rate until the media goes away.
-fn feed_loop(appsrc: gst::Element, clip: Arc<Clip>, fps: u32) {
+/// Feeds a looped clip into one media's appsrc at its frame rate until the media goes away.
+fn feed_loop(appsrc: gst::Element, clip: Arc<Clip>) {
     std::thread::spawn(move || {
-        let frame = Duration::from_secs_f64(1.0 / fps as f64);
+        let frame = clip.frame;
         let start = Instant::now();
         // Start on a keyframe so the first client can decode at once.
         for (n, (buf, _)) in clip.frames.iter().cycle().enumerate() {
@@ -299,17 +316,33 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
         .mount_points()
         .ok_or_else(|| SimError::Gst("no mount points".into()))?;
     let clip = if o.looped {
-        Some(Arc::new(encode_clip(o)?))
+        Some(Arc::new(encode_video_clip(o)?))
     } else {
         None
+    };
+    // Looped cameras carry AAC sound as most IP cameras do, or none with `--audio none`.
+    let audio_clip = match (o.looped, o.audio) {
+        (true, AudioCodec::Aac) => Some(Arc::new(encode_audio_clip()?)),
+        (true, AudioCodec::None) | (false, _) => None,
+        (true, other) => {
+            return Err(SimError::Gst(format!(
+                "--looped cameras carry AAC audio or none, not {other:?}: use --audio aac or --audio none"
+            )));
+        }
     };
 
     for i in 1..=o.cameras {
         let label = format!("cam{i}");
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         let launch = match &clip {
-            Some(_) => "( appsrc name=clip is-live=true format=time do-timestamp=true caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-                .to_string(),
+            Some(_) => format!(
+                "( appsrc name=clip is-live=true format=time do-timestamp=true caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 {} )",
+                if audio_clip.is_some() {
+                    "appsrc name=aclip is-live=true format=time do-timestamp=true caps=audio/mpeg,mpegversion=4,stream-format=adts,rate=48000,channels=1,framed=true ! aacparse ! rtpmp4gpay name=pay1 pt=97"
+                } else {
+                    ""
+                }
+            ),
             None => {
                 let audio = audio_branch(o.audio, "pay1").unwrap_or_default();
                 format!(
@@ -339,15 +372,18 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
             });
         }
         if let Some(clip) = &clip {
-            let clip = clip.clone();
-            let fps = o.fps;
+            let clips = [("clip", Some(clip.clone())), ("aclip", audio_clip.clone())];
             factory.connect_media_configure(move |_, media| {
                 let element = media.element();
-                if let Some(src) = element
-                    .downcast_ref::<gst::Bin>()
-                    .and_then(|b| b.by_name("clip"))
-                {
-                    feed_loop(src, clip.clone(), fps);
+                for (name, clip) in &clips {
+                    if let (Some(clip), Some(src)) = (
+                        clip,
+                        element
+                            .downcast_ref::<gst::Bin>()
+                            .and_then(|b| b.by_name(name)),
+                    ) {
+                        feed_loop(src, clip.clone());
+                    }
                 }
             });
         }
