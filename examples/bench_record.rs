@@ -8,7 +8,10 @@
 //! wall clock: segments, the share of the session's time covered by media, and gaps.
 //!
 //!     cargo build --release --examples --bins
-//!     ./target/release/examples/bench_record [N ...] [--seconds S] [--video-only]
+//!     ./target/release/examples/bench_record [N ...] [--seconds S] [--video-only] [--perf DIR]
+//!
+//! `--perf DIR` also samples Witness with `perf record -g` over each measured window, into
+//! `DIR/witness-N.perf.data` (read with `perf report -i … --no-children`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -98,18 +101,27 @@ fn spawn_alive(make: impl Fn() -> Command) -> Child {
 
 /// Measures CPU % (of one core) and RSS over `secs` for a set of processes, which must live
 /// through the whole measurement.
-fn measure(pids: &[u32], warmup: Duration, secs: u64) -> (f64, f64) {
+/// With `files`, also counts the files that appeared there during the window (a baseline's
+/// segments: proof it recorded while measured).
+fn measure(pids: &[u32], warmup: Duration, secs: u64, files: Option<&Path>) -> (f64, f64, usize) {
+    let count = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
     std::thread::sleep(warmup);
     let c0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let f0 = files.map_or(0, count);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let c1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let f1 = files.map_or(0, count);
     let rss: f64 = pids.iter().map(|p| rss_mib(*p)).sum();
     assert!(
         pids.iter().all(|p| alive(*p)),
         "a contender exited during the measurement"
     );
-    ((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss)
+    (
+        (c1 - c0) / t0.elapsed().as_secs_f64() * 100.0,
+        rss,
+        f1.saturating_sub(f0),
+    )
 }
 
 struct Kill(Vec<Child>);
@@ -175,6 +187,7 @@ async fn bench_witness(
     media: &str,
     secs: u64,
     dir: &Path,
+    perf: Option<&Path>,
 ) -> WitnessRun {
     let port = free_port();
     std::fs::create_dir_all(dir).unwrap();
@@ -236,7 +249,7 @@ async fn bench_witness(
         }
         cli(&["token", "--user", &name, "--name", "bench", "--days", "1"])
     };
-    let (admin, staff) = (token("administrator"), token("witness_staff"));
+    let (admin, staff) = (token("system_administrator"), token("witness_staff"));
     let sources: Vec<_> = urls
         .iter()
         .enumerate()
@@ -264,10 +277,26 @@ async fn bench_witness(
         .await
         .unwrap();
     let session_id = session["id"].as_str().unwrap().to_string();
-    let (cpu, rss) =
-        tokio::task::spawn_blocking(move || measure(&[pid], Duration::from_secs(5), secs))
+    // With `--perf DIR`: where Witness's cycles go, sampled over the measured window.
+    let profiler = perf.map(|dir| {
+        let out = dir.join(format!("witness-{n}.perf.data"));
+        Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-o"])
+            .arg(&out)
+            .args(["-p", &pid.to_string(), "--", "sleep"])
+            .arg((secs + 5).to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf (Debian: linux-perf) runs")
+    });
+    let (cpu, rss, _) =
+        tokio::task::spawn_blocking(move || measure(&[pid], Duration::from_secs(5), secs, None))
             .await
             .unwrap();
+    if let Some(mut p) = profiler {
+        let _ = p.wait();
+    }
     let stopped: serde_json::Value = http
         .post(format!("{base}/rooms/{room}/stop"))
         .bearer_auth(&staff)
@@ -317,8 +346,7 @@ async fn bench_witness(
     .fetch_one(&pool)
     .await
     .unwrap();
-    let span_us = witness::time::parse_rfc3339(stopped["stopped_at"].as_str().unwrap())
-        .unwrap()
+    let span_us = witness::time::parse_rfc3339(stopped["stopped_at"].as_str().unwrap()).unwrap()
         - witness::time::parse_rfc3339(stopped["started_at"].as_str().unwrap()).unwrap();
     WitnessRun {
         cpu,
@@ -333,7 +361,7 @@ async fn bench_witness(
     }
 }
 
-fn bench_gst(urls: &[String], audio: bool, secs: u64, dir: &Path) -> (f64, f64) {
+fn bench_gst(urls: &[String], audio: bool, secs: u64, dir: &Path) -> (f64, f64, usize) {
     let mut args = vec!["-q".to_string()];
     for (i, u) in urls.iter().enumerate() {
         let chain = if audio {
@@ -359,10 +387,10 @@ fn bench_gst(urls: &[String], audio: bool, secs: u64, dir: &Path) -> (f64, f64) 
     });
     let pid = child.id();
     let _g = Kill(vec![child]);
-    measure(&[pid], Duration::from_secs(5), secs)
+    measure(&[pid], Duration::from_secs(5), secs, Some(dir))
 }
 
-fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
+fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64, usize) {
     let children: Vec<Child> = urls
         .iter()
         .enumerate()
@@ -391,7 +419,7 @@ fn bench_ffmpeg(urls: &[String], secs: u64, dir: &Path) -> (f64, f64) {
         .collect();
     let pids: Vec<u32> = children.iter().map(Child::id).collect();
     let _g = Kill(children);
-    measure(&pids, Duration::from_secs(5), secs)
+    measure(&pids, Duration::from_secs(5), secs, Some(dir))
 }
 
 #[tokio::main]
@@ -399,9 +427,12 @@ async fn main() {
     let mut ns: Vec<usize> = Vec::new();
     let mut secs = 20;
     let mut audio = true;
+    let mut perf: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--video-only" {
+        if a == "--perf" {
+            perf = Some(args.next().expect("--perf DIR").into());
+        } else if a == "--video-only" {
             audio = false;
         } else if a == "--seconds" {
             secs = args
@@ -450,28 +481,42 @@ async fn main() {
     }
     println!(
         "streams: 1920x1080 25 fps H.264 ~4 Mbit/s{}, 2 s segments; {secs} s measured after 5 s warm-up",
-        if audio { " + AAC 48 kHz 64 kbit/s" } else { ", no audio" }
+        if audio {
+            " + AAC 48 kHz 64 kbit/s"
+        } else {
+            ", no audio"
+        }
     );
     println!(
-        "| streams | witness CPU % | per stream | % of 2 cores | witness RSS MiB | per stream | gst-launch CPU % | per stream | RSS MiB | ffmpeg CPU % | per stream | RSS MiB | witness / gst-launch | witness / ffmpeg | closed→indexed p50 / p99 ms (≤) | segment end→indexed p50 / p99 ms | segments | media coverage % | gaps |"
+        "| streams | witness CPU % | per stream | % of 2 cores | witness RSS MiB | per stream | gst-launch CPU % | per stream | RSS MiB | ffmpeg CPU % | per stream | RSS MiB | witness / gst-launch | witness / ffmpeg | closed→indexed p50 / p99 ms (≤) | segment end→indexed p50 / p99 ms | segments | media coverage % | gaps | baselines' segments in the window (gst / ffmpeg / expected) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let media = if audio { "av" } else { "video" };
     for n in ns {
         let urls: Vec<String> = (1..=n)
             .map(|i| format!("rtsp://127.0.0.1:{sim_port}/cam{i}"))
             .collect();
         let tmp = tempfile::tempdir().unwrap();
-        let w = bench_witness(n, &urls, media, secs, &tmp.path().join("w")).await;
+        let w = bench_witness(
+            n,
+            &urls,
+            media,
+            secs,
+            &tmp.path().join("w"),
+            perf.as_deref(),
+        )
+        .await;
         let gdir = tmp.path().join("g");
         std::fs::create_dir_all(&gdir).unwrap();
-        let (g_cpu, g_rss) = bench_gst(&urls, audio, secs, &gdir);
+        let (g_cpu, g_rss, g_files) = bench_gst(&urls, audio, secs, &gdir);
         let fdir = tmp.path().join("f");
         std::fs::create_dir_all(&fdir).unwrap();
-        let (f_cpu, f_rss) = bench_ffmpeg(&urls, secs, &fdir);
+        let (f_cpu, f_rss, f_files) = bench_ffmpeg(&urls, secs, &fdir);
         let per = |x: f64| x / n as f64;
         println!(
-            "| {n} | {:.1} | {:.2} | {:.0} | {:.0} | {:.1} | {g_cpu:.1} | {:.2} | {g_rss:.0} | {f_cpu:.1} | {:.2} | {f_rss:.0} | {:.2} | {:.2} | {} / {} | {:.0} / {:.0} | {} | {:.1} | {} |",
+            "| {n} | {:.1} | {:.2} | {:.0} | {:.0} | {:.1} | {g_cpu:.1} | {:.2} | {g_rss:.0} | {f_cpu:.1} | {:.2} | {f_rss:.0} | {:.2} | {:.2} | {} / {} | {:.0} / {:.0} | {} | {:.1} | {} | {g_files} / {f_files} / {} |",
             w.cpu,
             per(w.cpu),
             w.cpu / 2.0,
@@ -487,7 +532,8 @@ async fn main() {
             w.end_p99,
             w.segments,
             w.coverage,
-            w.gaps
+            w.gaps,
+            n as u64 * secs / 2
         );
     }
 }

@@ -181,7 +181,8 @@ fn encode_audio_clip() -> Result<Clip, SimError> {
     encode_clip(&desc, Duration::from_secs_f64(1024.0 / 48000.0))
 }
 
-fn encode_clip(desc: &str, frame: Duration) -> Result<Clip, SimError> {    let pipeline = gst::parse::launch(desc).map_err(|e| SimError::Gst(e.to_string()))?;
+fn encode_clip(desc: &str, frame: Duration) -> Result<Clip, SimError> {
+    let pipeline = gst::parse::launch(desc).map_err(|e| SimError::Gst(e.to_string()))?;
     let pipeline = pipeline
         .downcast::<gst::Pipeline>()
         .map_err(|_| SimError::Gst("not a pipeline".into()))?;

@@ -220,6 +220,12 @@ impl RunningPipeline {
         let src = src.build()?;
         crate::capture::rtsp_compat::append_controls(&src, spec.url);
         let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
+        // MPEG-TS out in runs of 7 packets rather than one by one: a seventh of the pushes and
+        // writes per segment (measured in docs/performance.md). A segment's last run is padded
+        // with null packets, which every demuxer skips.
+        if muxer.has_property_with_type("alignment", i32::static_type()) {
+            muxer.set_property("alignment", 7i32);
+        }
         let location = spec.spool_dir.join(format!(
             "{}-%08d.{}",
             spec.file_prefix, spec.template.extension
@@ -502,16 +508,28 @@ fn watch_rtp_arrival(src: &gst::Element, shared: &Arc<Shared>) {
                 return;
             }
             let shared = shared.clone();
+            // One pad per stream, whose media never changes: read from its caps once, not for
+            // every packet.
+            let kind = std::sync::OnceLock::new();
             pad.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
                 move |pad, _| {
-                    let media = pad
-                        .current_caps()
-                        .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("media").ok()));
-                    let stream = match media.as_deref() {
-                        Some("video") => Stream::Video,
-                        Some("audio") => Stream::Audio,
-                        _ => return gst::PadProbeReturn::Ok,
+                    let stream = match kind.get() {
+                        Some(known) => *known,
+                        None => {
+                            let Some(caps) = pad.current_caps() else {
+                                return gst::PadProbeReturn::Ok;
+                            };
+                            let media = caps.structure(0).and_then(|s| s.get::<&str>("media").ok());
+                            *kind.get_or_init(|| match media {
+                                Some("video") => Some(Stream::Video),
+                                Some("audio") => Some(Stream::Audio),
+                                _ => None,
+                            })
+                        }
+                    };
+                    let Some(stream) = stream else {
+                        return gst::PadProbeReturn::Ok;
                     };
                     shared.rtp_seen.store(true, Ordering::Relaxed);
                     shared
@@ -591,12 +609,10 @@ fn link_streams(
         };
 
         let linked = (|| -> Result<(), String> {
-            // rtspsrc over TCP delivers every stream from one thread; the queue lets splitmuxsink
-            // hold one stream back while it waits for another without blocking them all.
-            let desc = format!(
-                "{desc} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000"
-            );
-            let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+            // No queue of our own: each stream already has its own thread from rtspsrc's
+            // jitterbuffer, and splitmuxsink queues each input itself while it holds one stream
+            // back for another. A third thread per stream cost a tenth of the CPU.
+            let bin = gst::parse::bin_from_description(desc, true).map_err(|e| e.to_string())?;
             pipeline.add(&bin).map_err(|e| e.to_string())?;
             bin.sync_state_with_parent().map_err(|e| e.to_string())?;
             let bin_sink = bin.static_pad("sink").ok_or("branch has no sink pad")?;
