@@ -763,6 +763,30 @@ pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
     (streams, duration)
 }
 
+/// One stream's packets of a media file per ffprobe (`v` video, `a` audio): presentation time
+/// in seconds and whether it is a keyframe, in file order.
+pub fn packets(path: &Path, stream: &str) -> Vec<(f64, bool)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pts, flags) = l.split_once(',')?;
+            Some((pts.parse().ok()?, flags.contains('K')))
+        })
+        .collect()
+}
+
 /// The coverage tolerance the test servers run with (the default, `coverage_tolerance_ms`).
 pub const TOLERANCE_S: f64 = 0.25;
 /// Session views carry times to the millisecond.

@@ -104,6 +104,8 @@ async fn records_two_cameras_and_a_microphone_into_a_verified_chain() {
         assert!(total >= 7.5, "{source}: {total} s recorded");
     }
 
+    no_frame_lost_at_a_segment_boundary(&server, &stopped);
+
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
@@ -122,6 +124,50 @@ async fn records_two_cameras_and_a_microphone_into_a_verified_chain() {
     assert_eq!(key["keys"][0]["public_key"].as_str().unwrap().len(), 64);
 
     tamper_is_named(&server, &session, &stopped).await;
+}
+
+/// Consecutive segments continue one another frame for frame: each starts with a keyframe (it
+/// plays alone), and the step from one segment's last frame to the next one's first is an
+/// ordinary frame step (within half a frame of the median step), so the cut neither drops nor
+/// repeats a frame, in the picture or in the sound.
+fn no_frame_lost_at_a_segment_boundary(server: &Server, stopped: &serde_json::Value) {
+    let segs = recording(stopped, "cam1")["segments"].as_array().unwrap();
+    let files: Vec<_> = segs
+        .iter()
+        .map(|s| server.objects().join(s["object_key"].as_str().unwrap()))
+        .collect();
+    for (stream, name) in [("v", "video"), ("a", "audio")] {
+        let per_file: Vec<Vec<(f64, bool)>> = files.iter().map(|f| packets(f, stream)).collect();
+        if stream == "v" {
+            for (f, p) in files.iter().zip(&per_file) {
+                assert!(
+                    p.first().is_some_and(|(_, key)| *key),
+                    "{}: does not start with a keyframe",
+                    f.display()
+                );
+            }
+        }
+        let mut steps: Vec<f64> = per_file
+            .iter()
+            .flat_map(|p| p.windows(2).map(|w| w[1].0 - w[0].0).collect::<Vec<_>>())
+            .collect();
+        steps.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let median = steps[steps.len() / 2];
+        // Only between segments the chain says are contiguous (consecutive seqs, no gap).
+        for (i, pair) in per_file.windows(2).enumerate() {
+            if segs[i + 1]["seq"].as_i64() != segs[i]["seq"].as_i64().map(|s| s + 1) {
+                continue;
+            }
+            let (last, first) = (pair[0].last().unwrap().0, pair[1].first().unwrap().0);
+            let step = first - last;
+            assert!(
+                (step - median).abs() <= median / 2.0,
+                "{name}: {} ends at {last:.3} s and {} starts at {first:.3} s: a step of {step:.3} s where frames come every {median:.3} s",
+                files[i].display(),
+                files[i + 1].display()
+            );
+        }
+    }
 }
 
 async fn tamper_is_named(server: &Server, session: &str, stopped: &serde_json::Value) {
