@@ -32,8 +32,9 @@ RUST_LOG=warn "$W" serve --config "$dir/witness.toml" >/dev/null 2>&1 &
 pids+=($!)
 api="http://127.0.0.1:$http/api/v1"
 until curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$rtsp) 2>/dev/null; do sleep 0.5; done
-# Accounts, made with the CLI as an operator would: an administrator sets the room up, staff record.
-"$W" user add bench-admin --role administrator --config "$dir/witness.toml" >/dev/null
+# Accounts, made with the CLI as an operator would: a system administrator sets the room up,
+# staff record.
+"$W" user add bench-admin --role system_administrator --config "$dir/witness.toml" >/dev/null
 "$W" user add bench-staff --role witness_staff --config "$dir/witness.toml" >/dev/null
 admin=$("$W" token --user bench-admin --name bench --days 1 --config "$dir/witness.toml")
 staff=$("$W" token --user bench-staff --name bench --days 1 --config "$dir/witness.toml")
