@@ -36,14 +36,16 @@ pub struct Args {
 }
 
 /// Writes to `OUT.partial` and renames it to `OUT` once complete, so that a file by the asked
-/// name is always a whole package.
+/// name is always a whole package. The objects are checked as they are written: when one does
+/// not match its chain entry (or is missing), the export fails and the partial file, which
+/// then holds the payload up to that object, is removed.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let core = super::open_core(args.config.as_deref()).await?;
     let tmp = args.out.with_extension("partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut writer = std::io::BufWriter::new(file);
-    let mut progress = progress_printer();
+    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let progress = Box::new(progress_printer());
     let by = witness::audit::Actor {
         address: "cli".into(),
         ..witness::audit::Actor::parse(&args.exporter)
@@ -61,8 +63,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 disk: None,
             },
             format,
-            &mut writer,
-            &mut progress,
+            writer,
+            progress,
         )
         .await
         .map_err(anyhow::Error::from),
@@ -83,21 +85,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 selection: export::Selection::default(),
             },
             format,
-            &mut writer,
-            &mut progress,
+            writer,
+            progress,
         )
         .await
         .map_err(anyhow::Error::from),
     };
     eprintln!();
     let summary = match summary {
-        Ok(s) => s,
+        Ok((s, writer)) => {
+            drop(writer);
+            s
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
     };
-    drop(writer);
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(

@@ -1,6 +1,8 @@
 //! The containers an evidence package travels in: tar (GNU) or zip (stored, zip64 when large).
-//! Both are written as a stream in pieces, so a package of any size needs about one segment in
-//! memory and no temporary copy.
+//! Both are written as a stream, so a package of any size needs a few pieces of a segment in
+//! memory and no temporary copy. A file is either added whole from a reader (`add`), or
+//! announced with its length and written in pieces as they are read (`begin`, `data`, `end`),
+//! so the export can check each piece's hashes on the way without reading an object twice.
 
 use std::io::{Read, Write};
 
@@ -42,15 +44,24 @@ impl Format {
 }
 
 /// The archive's bytes leave through a bounded channel in pieces of about `PIECE` bytes, so the
-/// synchronous archive writers run on a blocking thread at the pace of whoever reads.
+/// synchronous archive writers run on a blocking thread at the pace of whoever reads (a
+/// download).
 const PIECE: usize = 1 << 20;
 
-struct ChannelSink {
+pub struct ChannelSink {
     buf: Vec<u8>,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl ChannelSink {
+    /// Pieces of the archive arrive on `tx` as they are written.
+    pub fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> ChannelSink {
+        ChannelSink {
+            buf: Vec::with_capacity(PIECE),
+            tx,
+        }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -76,36 +87,52 @@ impl Write for ChannelSink {
     }
 }
 
-enum Inner {
-    Tar(tar::Builder<ChannelSink>),
-    Zip(Box<zip::ZipWriter<zip::write::StreamWriter<ChannelSink>>>),
+enum Inner<W: Write> {
+    Tar(tar::Builder<W>),
+    Zip(Box<zip::ZipWriter<zip::write::StreamWriter<W>>>),
 }
 
-/// An archive being written on a blocking thread: `add` files, then `finish`.
-pub struct ArchiveWriter {
-    inner: Inner,
+/// An archive being written to `W` (a file, or a `ChannelSink`): `add` files, or `begin`,
+/// `data`…, `end` one, then `finish`.
+pub struct ArchiveWriter<W: Write> {
+    inner: Inner<W>,
+    /// The file begun and not yet ended: its path, declared length and bytes written so far.
+    open: Option<(String, u64, u64)>,
 }
 
-impl ArchiveWriter {
-    /// Pieces of the archive arrive on `tx` as they are written.
-    pub fn new(format: Format, tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> ArchiveWriter {
-        let sink = ChannelSink {
-            buf: Vec::with_capacity(PIECE),
-            tx,
-        };
+fn failed(path: &str, e: &dyn std::fmt::Display) -> CoreError {
+    CoreError::Internal(format!("writing {path} into the package: {e}"))
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(format: Format, sink: W) -> ArchiveWriter<W> {
         let inner = match format {
             Format::Tar => Inner::Tar(tar::Builder::new(sink)),
             Format::Zip => Inner::Zip(Box::new(zip::ZipWriter::new_stream(sink))),
         };
-        ArchiveWriter { inner }
+        ArchiveWriter { inner, open: None }
     }
 
     /// One read-only file of `len` bytes with a fixed time stamp (the same package bytes from the
     /// same input), copied from `data` as it is read.
-    pub fn add(&mut self, path: &str, len: u64, data: impl Read) -> Result<(), CoreError> {
-        let failed = |e: &dyn std::fmt::Display| {
-            CoreError::Internal(format!("writing {path} into the package: {e}"))
-        };
+    pub fn add(&mut self, path: &str, len: u64, mut data: impl Read) -> Result<(), CoreError> {
+        self.begin(path, len)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = data.read(&mut buf).map_err(|e| failed(path, &e))?;
+            if n == 0 {
+                break;
+            }
+            self.data(&buf[..n])?;
+        }
+        self.end()
+    }
+
+    /// Starts a read-only file of exactly `len` bytes (its header), with a fixed time stamp.
+    pub fn begin(&mut self, path: &str, len: u64) -> Result<(), CoreError> {
+        if let Some((open, _, _)) = &self.open {
+            return Err(failed(path, &format!("{open} is not finished")));
+        }
         match &mut self.inner {
             Inner::Tar(tar) => {
                 let mut header = tar::Header::new_gnu();
@@ -113,8 +140,10 @@ impl ArchiveWriter {
                 header.set_mode(0o444);
                 header.set_mtime(0);
                 header.set_entry_type(tar::EntryType::Regular);
-                tar.append_data(&mut header, path, data.take(len))
-                    .map_err(|e| failed(&e))
+                // The header only (with a GNU long-name entry before it for a long path): the
+                // `len` bytes follow through `data`, then `end` pads them to a 512-byte block.
+                tar.append_data(&mut header, path, std::io::empty())
+                    .map_err(|e| failed(path, &e))?;
             }
             Inner::Zip(zip) => {
                 let options = zip::write::SimpleFileOptions::default()
@@ -122,24 +151,65 @@ impl ArchiveWriter {
                     .last_modified_time(zip::DateTime::default())
                     .unix_permissions(0o444)
                     .large_file(len >= u64::from(u32::MAX));
-                zip.start_file(path, options).map_err(|e| failed(&e))?;
-                let copied = std::io::copy(&mut data.take(len), zip).map_err(|e| failed(&e))?;
-                if copied != len {
-                    return Err(failed(&format!("{copied} bytes where {len} were expected")));
-                }
-                Ok(())
+                zip.start_file(path, options)
+                    .map_err(|e| failed(path, &e))?;
             }
         }
+        self.open = Some((path.to_string(), len, 0));
+        Ok(())
     }
 
-    /// Ends the archive (tar's zero blocks, zip's central directory) and sends the last bytes.
-    pub fn finish(self) -> Result<(), CoreError> {
+    /// The next bytes of the file begun; never more than it declared.
+    pub fn data(&mut self, piece: &[u8]) -> Result<(), CoreError> {
+        let Some((path, len, written)) = &mut self.open else {
+            return Err(CoreError::Internal(
+                "package: data with no file begun".into(),
+            ));
+        };
+        *written += piece.len() as u64;
+        if *written > *len {
+            return Err(failed(path, &format!("more than the {len} bytes declared")));
+        }
+        let r = match &mut self.inner {
+            Inner::Tar(tar) => tar.get_mut().write_all(piece),
+            Inner::Zip(zip) => zip.write_all(piece),
+        };
+        r.map_err(|e| failed(path, &e))
+    }
+
+    /// Ends the file begun, which must have received exactly the bytes it declared.
+    pub fn end(&mut self) -> Result<(), CoreError> {
+        let Some((path, len, written)) = self.open.take() else {
+            return Err(CoreError::Internal("package: no file begun".into()));
+        };
+        if written != len {
+            return Err(failed(
+                &path,
+                &format!("{written} bytes where {len} were expected"),
+            ));
+        }
+        if let Inner::Tar(tar) = &mut self.inner {
+            let pad = (512 - len % 512) % 512;
+            tar.get_mut()
+                .write_all(&[0u8; 512][..pad as usize])
+                .map_err(|e| failed(&path, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the archive (tar's zero blocks, zip's central directory), flushes the sink and
+    /// hands it back.
+    pub fn finish(self) -> Result<W, CoreError> {
         let failed =
             |e: &dyn std::fmt::Display| CoreError::Internal(format!("finishing the package: {e}"));
+        if let Some((open, _, _)) = &self.open {
+            return Err(failed(&format!("{open} is not finished")));
+        }
         let mut sink = match self.inner {
             Inner::Tar(tar) => tar.into_inner().map_err(|e| failed(&e))?,
             Inner::Zip(zip) => zip.finish().map_err(|e| failed(&e))?.into_inner(),
         };
-        sink.flush().map_err(|e| failed(&e))
+        sink.flush().map_err(|e| failed(&e))?;
+        Ok(sink)
     }
 }

@@ -3,14 +3,19 @@
 //! manifest, the session's audit entries, SHA-256 and SM3 manifests, a tag manifest signed with
 //! the server key, and a README that says how to check it all by hand.
 //!
-//! Two phases keep memory constant and make no temporary copy of the media: `plan` reads every
-//! selected object once (checking it against its chain entry, computing SM3) and builds the
-//! small files; `write` streams the tar, reading each object again and re-checking it.
-//! `package` checks a package offline.
+//! Two phases keep memory constant and make no temporary copy of the media: `plan` reads no
+//! media: it takes the chains, checkpoints, manifest, witness record and audit entries, and
+//! plans the payload with each object's SHA-256 and length from its chain entry; `write`
+//! streams the tar or zip, payload first, reading each object once (`objects`): SHA-256 checked
+//! against the chain entry as it goes, SM3 computed on the other cores. The payload manifests,
+//! the other tag files and the signed tag manifest follow the payload, made from the hashes of
+//! that one read. An object that does not match its entry, or is missing, fails the write: the
+//! command line removes its partial file, a download is cut off (the client sees an error, not
+//! a whole package) and its job fails. `package` checks a package offline.
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -22,8 +27,9 @@ use crate::db::Pool;
 use crate::disk::DiskWatch;
 use crate::error::CoreError;
 use crate::evidence::access::{MediaAccess, Read};
-use crate::evidence::archive::ArchiveWriter;
 pub use crate::evidence::archive::Format;
+use crate::evidence::archive::{ArchiveWriter, ChannelSink};
+use crate::evidence::objects::ObjectCopier;
 use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::checkpoint;
@@ -120,22 +126,37 @@ pub struct ExportRequest<'a> {
 }
 
 enum Content {
-    /// A stored object, fetched again while writing and checked against this hash.
+    /// A stored object of `len` bytes, read while writing and checked against the file's
+    /// SHA-256 (its chain entry's).
     Object {
         key: String,
-        sha256: String,
-    },
-    Bytes(Vec<u8>),
-    /// A derived file in the plan's scratch folder.
-    File {
-        path: std::path::PathBuf,
         len: u64,
     },
+    Bytes(Vec<u8>),
 }
 
+/// A payload file: listed in both payload manifests.
 struct PlannedFile {
     path: String,
     content: Content,
+    sha256: String,
+    /// Known for the small files; a stored object's is computed as it is written.
+    sm3: Option<String>,
+}
+
+/// A playable copy under `derived/`, remuxed into the plan's scratch folder.
+struct DerivedFile {
+    path: String,
+    file: std::path::PathBuf,
+    len: u64,
+    sha256: String,
+}
+
+/// The tag files (bagit.txt … README.txt) and the signed tag manifest (with its signatures),
+/// made once the payload has been read.
+struct Tags {
+    files: Vec<(String, Vec<u8>)>,
+    signed: Vec<(String, Vec<u8>)>,
 }
 
 /// Everything needed to write a package, with the media still in the store.
@@ -149,7 +170,16 @@ pub struct Plan {
     pub derived: Vec<String>,
     /// The sessions it holds: one for a session package, every one of a project package.
     pub session_ids: Vec<String>,
-    entries: Vec<PlannedFile>,
+    /// The payload in the order it is written: each session's media first.
+    payload: Vec<PlannedFile>,
+    bag_info: String,
+    readme: &'static str,
+    derived_files: Vec<DerivedFile>,
+    signer: Signer,
+    /// Made by the first write that read the whole payload; every later write of the plan
+    /// (another download of the job) sends the same tag files, checking each object's SHA-256
+    /// again but not recomputing SM3.
+    tags: OnceLock<Tags>,
     /// Deleted with the plan: the derived files live only as long as the package can be fetched.
     scratch: Option<std::path::PathBuf>,
 }
@@ -162,24 +192,8 @@ impl Drop for Plan {
     }
 }
 
-/// Progress callback: bytes done, bytes total.
-pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
-
-async fn read_checked(store: &Store, key: &str, sha256: &str) -> Result<bytes::Bytes, CoreError> {
-    let data = store
-        .get(&object_store::path::Path::from(key))
-        .await?
-        .bytes()
-        .await?;
-    // Never package bytes the chain does not vouch for.
-    if hex::encode(Sha256::digest(&data)) != sha256 {
-        return Err(CoreError::conflict(
-            "store_tampered",
-            format!("object {key} does not match its chain entry; run verify"),
-        ));
-    }
-    Ok(data)
-}
+/// Progress callback, called as the payload is written: bytes done, bytes total.
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
 
 /// The session, if it can be exported with this reason: it exists, it is stopped, and the
 /// reason is 1 to 500 characters.
@@ -246,14 +260,14 @@ pub async fn authorize(
     Ok(session)
 }
 
-/// Reads the session, checks and hashes every selected object, and prepares all small files.
-/// Records the export in the audit trail (and that entry travels in the package).
+/// Reads the session's chains and prepares all small files; the media stay in the store until
+/// `write` reads them. Records the export in the audit trail (and that entry travels in the
+/// package).
 pub async fn plan(
     pool: &Pool,
     store: &Store,
     signer: &Signer,
     req: ExportRequest<'_>,
-    progress: Progress<'_>,
 ) -> Result<Plan, CoreError> {
     let session = authorize(pool, &req).await?;
     let recordings = index::recordings(pool, &session.id).await?;
@@ -269,7 +283,6 @@ pub async fn plan(
         &chains,
         &req.selection,
         &mut payload,
-        progress,
     )
     .await?;
     audit::Event::new(req.by, "export")
@@ -296,9 +309,8 @@ async fn add_session_files(
     chains: &[SessionChain<'_>],
     selection: &Selection,
     payload: &mut Payload,
-    progress: Progress<'_>,
 ) -> Result<(), CoreError> {
-    add_media_and_chains(store, session, chains, selection, payload, progress).await?;
+    add_media_and_chains(session, chains, selection, payload)?;
     add_checkpoints(store, signer, session, chains, payload).await?;
     add_decisions(store, session, chains, payload).await?;
     add_session_manifest(store, session, payload).await?;
@@ -308,8 +320,8 @@ async fn add_session_files(
     Ok(())
 }
 
-/// Around the planned payload: the tag files, the derived copies when asked for, and last the
-/// tag manifest signed by the server key, which vouches for all of them.
+/// Around the planned payload: bag-info.txt and the derived copies when asked for. The other
+/// tag files and the signed tag manifest are made once the payload is read (`Plan::make_tags`).
 async fn tag_and_sign(
     store: &Store,
     signer: &Signer,
@@ -326,45 +338,65 @@ async fn tag_and_sign(
         payload.bytes,
         payload.files.len(),
     );
-    let Payload {
-        mut files,
-        sha_lines,
-        sm3_lines,
-        bytes: payload_bytes,
-        ..
-    } = payload;
-    let mut tag_lines = add_tag_files(&mut files, info, sha_lines, sm3_lines, signer, README);
     let scratch = req.derived_mp4_dir.map(|dir| dir.join(&package_id));
-    let derived = match &scratch {
+    let derived_files = match &scratch {
         None => Vec::new(),
         Some(scratch) => {
             // Remuxed copies take about what the media take: not at the recorders' expense.
             if let Some(disk) = req.disk {
-                disk.admit_export(payload_bytes)?;
+                disk.admit_export(payload.bytes)?;
             }
-            add_derived(
-                store,
-                scratch,
-                chains,
-                &req.selection,
-                &mut tag_lines,
-                &mut files,
-            )
-            .await?
+            add_derived(store, scratch, chains, &req.selection).await?
         }
     };
-    add_signed_tag_manifest(&mut files, tag_lines, signer);
-    Ok(Plan {
+    Ok(Plan::new(
         package_id,
-        project_code: session.project_code.clone(),
-        root: format!("witness-{}-{}", session.project_code, session.id),
-        payload_bytes,
-        files: files.len(),
-        derived,
-        session_ids: vec![session.id.clone()],
-        entries: files,
+        session.project_code.clone(),
+        format!("witness-{}-{}", session.project_code, session.id),
+        vec![session.id.clone()],
+        payload,
+        info,
+        README,
+        derived_files,
+        signer,
         scratch,
-    })
+    ))
+}
+
+impl Plan {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        package_id: String,
+        project_code: String,
+        root: String,
+        session_ids: Vec<String>,
+        payload: Payload,
+        bag_info: String,
+        readme: &'static str,
+        derived_files: Vec<DerivedFile>,
+        signer: &Signer,
+        scratch: Option<std::path::PathBuf>,
+    ) -> Plan {
+        // Payload, 7 tag files, derived copies, the tag manifest and its signature(s).
+        let sm2 = usize::from(signer.sm2_public_key_hex().is_some());
+        let files = payload.files.len() + TAG_FILES + derived_files.len() + 2 + sm2;
+        Plan {
+            package_id,
+            project_code,
+            root,
+            payload_bytes: payload.bytes,
+            files,
+            derived: derived_files.iter().map(|d| d.path.clone()).collect(),
+            session_ids,
+            payload: payload.files,
+            bag_info,
+            readme,
+            derived_files,
+            signer: signer.clone(),
+            tags: OnceLock::new(),
+            scratch,
+        }
+    }
 }
 
 /// An export of sources the session does not have is refused rather than silently empty.
@@ -422,12 +454,10 @@ async fn read_chains<'a>(
     Ok(chains)
 }
 
-/// The payload as it is planned: its files in order, both payload manifests, and its size.
+/// The payload as it is planned: its files in order, with their hashes, and its size.
 #[derive(Default)]
 struct Payload {
     files: Vec<PlannedFile>,
-    sha_lines: String,
-    sm3_lines: String,
     bytes: u64,
     /// Where a session's `data/…` files go: empty for a session package, `data/sessions/{id}/`
     /// (in place of `data/`) for a session inside a project package.
@@ -435,16 +465,26 @@ struct Payload {
 }
 
 impl Payload {
-    /// A file whose hashes are already known, listed in both manifests.
-    fn add(&mut self, path: String, content: Content, len: u64, sha: String, sm: String) {
+    /// A file of `len` bytes and this SHA-256 (and SM3, when known), listed in both manifests.
+    fn add(
+        &mut self,
+        path: String,
+        content: Content,
+        len: u64,
+        sha256: String,
+        sm3: Option<String>,
+    ) {
         let path = match path.strip_prefix("data/") {
             Some(rest) if !self.prefix.is_empty() => format!("{}{rest}", self.prefix),
             _ => path,
         };
-        self.sha_lines.push_str(&format!("{sha}  {path}\n"));
-        self.sm3_lines.push_str(&format!("{sm}  {path}\n"));
         self.bytes += len;
-        self.files.push(PlannedFile { path, content });
+        self.files.push(PlannedFile {
+            path,
+            content,
+            sha256,
+            sm3,
+        });
     }
 
     /// A small file held in memory, hashed here.
@@ -452,41 +492,37 @@ impl Payload {
         let sha = hex::encode(Sha256::digest(&data));
         let sm = hex::encode(Sm3::digest(&data));
         let len = data.len() as u64;
-        self.add(path, Content::Bytes(data), len, sha, sm);
+        self.add(path, Content::Bytes(data), len, sha, Some(sm));
     }
 }
 
-/// Each recording's selected segments, read once and checked against their entries (never
-/// package bytes the chain does not vouch for), then its whole chain.
-async fn add_media_and_chains(
-    store: &Store,
+/// Each recording's selected segments, as their chain entries describe them (read and checked
+/// against those entries when written: never package bytes the chain does not vouch for), then
+/// its whole chain.
+fn add_media_and_chains(
     session: &index::SessionRow,
     chains: &[SessionChain<'_>],
     selection: &Selection,
     payload: &mut Payload,
-    progress: Progress<'_>,
 ) -> Result<(), CoreError> {
-    let total: u64 = chains
-        .iter()
-        .flat_map(|c| c.packaged(selection))
-        .map(|e| e.bytes as u64)
-        .sum();
-    let mut done: u64 = 0;
     for chain in chains {
         let rec = chain.rec;
         for e in chain.packaged(selection) {
-            let data = read_checked(store, &e.object_key, &e.sha256).await?;
-            done += data.len() as u64;
-            progress(done, total);
+            let len = u64::try_from(e.bytes).map_err(|_| {
+                CoreError::conflict(
+                    "store_tampered",
+                    format!("{}: entry {} has a negative length", rec.source_name, e.seq),
+                )
+            })?;
             payload.add(
                 media_path(&rec.source_name, e),
                 Content::Object {
                     key: e.object_key.clone(),
-                    sha256: e.sha256.clone(),
+                    len,
                 },
-                data.len() as u64,
+                len,
                 e.sha256.clone(),
-                hex::encode(Sm3::digest(&data)),
+                None,
             );
         }
         let packaged = PackagedChain {
@@ -667,40 +703,71 @@ fn bag_info(
     bag_info
 }
 
-/// The tag files, each added to the package and listed in the tag manifest that the server key
-/// signs last. Returns the tag manifest so far.
-fn add_tag_files(
-    files: &mut Vec<PlannedFile>,
-    bag_info: String,
-    sha_lines: String,
-    sm3_lines: String,
-    signer: &Signer,
-    readme: &str,
-) -> String {
-    let tags: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "bagit.txt",
-            b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n".to_vec(),
-        ),
-        ("bag-info.txt", bag_info.into_bytes()),
-        ("manifest-sha256.txt", sha_lines.into_bytes()),
-        ("manifest-sm3.txt", sm3_lines.into_bytes()),
-        (
-            "server-public-key.txt",
-            format!("{}\n", signer.public_key_hex()).into_bytes(),
-        ),
-        ("server-keys.txt", server_keys(signer).into_bytes()),
-        ("README.txt", readme.as_bytes().to_vec()),
-    ];
-    let mut tag_lines = String::new();
-    for (name, data) in tags {
-        tag_lines.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(&data))));
-        files.push(PlannedFile {
-            path: name.into(),
-            content: Content::Bytes(data),
-        });
+/// The tag files at the top of the bag, in the order they are written after the payload.
+const TAG_FILES: usize = 7;
+
+impl Plan {
+    /// The tag files and the signed tag manifest, from the payload's hashes: `sm3` holds the SM3
+    /// of each stored object read (by payload index). The tag manifest lists the tag files,
+    /// then the derived copies; the server key signs it last, vouching for all of them and,
+    /// through the payload manifests, for every payload file.
+    fn make_tags(&self, sm3: Vec<(usize, String)>) -> Result<Tags, CoreError> {
+        let mut sm3_of: Vec<Option<&str>> = self.payload.iter().map(|f| f.sm3.as_deref()).collect();
+        for (i, h) in &sm3 {
+            sm3_of[*i] = Some(h);
+        }
+        let mut sha_lines = String::new();
+        let mut sm3_lines = String::new();
+        for (f, sm) in self.payload.iter().zip(sm3_of) {
+            let sm = sm.ok_or_else(|| {
+                CoreError::Internal(format!("package: no SM3 of {} was computed", f.path))
+            })?;
+            sha_lines.push_str(&format!("{}  {}\n", f.sha256, f.path));
+            sm3_lines.push_str(&format!("{sm}  {}\n", f.path));
+        }
+        let files: Vec<(String, Vec<u8>)> = vec![
+            (
+                "bagit.txt".into(),
+                b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n".to_vec(),
+            ),
+            ("bag-info.txt".into(), self.bag_info.clone().into_bytes()),
+            ("manifest-sha256.txt".into(), sha_lines.into_bytes()),
+            ("manifest-sm3.txt".into(), sm3_lines.into_bytes()),
+            (
+                "server-public-key.txt".into(),
+                format!("{}\n", self.signer.public_key_hex()).into_bytes(),
+            ),
+            (
+                "server-keys.txt".into(),
+                server_keys(&self.signer).into_bytes(),
+            ),
+            ("README.txt".into(), self.readme.as_bytes().to_vec()),
+        ];
+        debug_assert_eq!(files.len(), TAG_FILES);
+        let mut tag_lines = String::new();
+        for (name, data) in &files {
+            tag_lines.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(data))));
+        }
+        for d in &self.derived_files {
+            tag_lines.push_str(&format!("{}  {}\n", d.sha256, d.path));
+        }
+        let signature = format!("{}\n", self.signer.sign_hex(tag_lines.as_bytes()));
+        let sm2 = self.signer.sign_sm2_hex(tag_lines.as_bytes());
+        let mut signed = vec![
+            ("tagmanifest-sha256.txt".to_string(), tag_lines.into_bytes()),
+            (
+                "tagmanifest-sha256.txt.sig".to_string(),
+                signature.into_bytes(),
+            ),
+        ];
+        if let Some(sm2) = sm2 {
+            signed.push((
+                "tagmanifest-sha256.txt.sm2.sig".into(),
+                format!("{sm2}\n").into_bytes(),
+            ));
+        }
+        Ok(Tags { files, signed })
     }
-    tag_lines
 }
 
 /// Every key of the server, current and retired (`{public key}  {key id}  {current|retired}`;
@@ -715,15 +782,13 @@ fn server_keys(signer: &Signer) -> String {
 }
 
 /// Playable MP4 copies of each source's selected segments, remuxed into `scratch` (deleted with
-/// the plan, or here on failure) and listed in the tag manifest: signed, but not evidence.
+/// the plan, or here on failure), to be listed in the tag manifest: signed, but not evidence.
 async fn add_derived(
     store: &Store,
     scratch: &std::path::Path,
     chains: &[SessionChain<'_>],
     selection: &Selection,
-    tag_lines: &mut String,
-    files: &mut Vec<PlannedFile>,
-) -> Result<Vec<String>, CoreError> {
+) -> Result<Vec<DerivedFile>, CoreError> {
     std::fs::create_dir_all(scratch)
         .map_err(|e| CoreError::Internal(format!("scratch folder {}: {e}", scratch.display())))?;
     let mut derived = Vec::new();
@@ -738,47 +803,109 @@ async fn add_derived(
         }
         let source = &chain.rec.source_name;
         let file = scratch.join(format!("{source}.mp4"));
-        let (len, sha) = match derive_mp4(media, segments, store, &file).await {
+        let (len, sha256) = match derive_mp4(media, segments, store, &file).await {
             Ok(done) => done,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(scratch);
                 return Err(e);
             }
         };
-        let path = format!("derived/{source}.mp4");
-        tag_lines.push_str(&format!("{sha}  {path}\n"));
-        files.push(PlannedFile {
-            path: path.clone(),
-            content: Content::File { path: file, len },
+        derived.push(DerivedFile {
+            path: format!("derived/{source}.mp4"),
+            file,
+            len,
+            sha256,
         });
-        derived.push(path);
     }
     Ok(derived)
 }
 
-/// The tag manifest and its signature by the server key, last: they vouch for every tag file
-/// and, through the payload manifests, for every payload file.
-fn add_signed_tag_manifest(files: &mut Vec<PlannedFile>, tag_lines: String, signer: &Signer) {
-    let signature = format!("{}\n", signer.sign_hex(tag_lines.as_bytes()));
-    let sm2 = signer.sign_sm2_hex(tag_lines.as_bytes());
-    files.push(PlannedFile {
-        path: "tagmanifest-sha256.txt".into(),
-        content: Content::Bytes(tag_lines.into_bytes()),
-    });
-    files.push(PlannedFile {
-        path: "tagmanifest-sha256.txt.sig".into(),
-        content: Content::Bytes(signature.into_bytes()),
-    });
-    if let Some(sm2) = sm2 {
-        files.push(PlannedFile {
-            path: "tagmanifest-sha256.txt.sm2.sig".into(),
-            content: Content::Bytes(format!("{sm2}\n").into_bytes()),
-        });
+/// Writes the planned package as a tar or zip into `sink` on a blocking thread, and hands the
+/// sink back flushed. The payload first, each stored object read once (`objects`): its
+/// SHA-256 checked against its chain entry, its SM3 computed on the other cores; then the tag
+/// files with both payload manifests, the derived copies, and the signed tag manifest. A
+/// missing or altered object fails the write after its bytes have gone into `sink`: the caller
+/// discards what was written (never a package that looks whole). `progress` gets the payload
+/// bytes written.
+pub async fn write_to<W: Write + Send + 'static>(
+    plan: Arc<Plan>,
+    store: Store,
+    format: Format,
+    sink: W,
+    progress: Progress,
+) -> Result<W, CoreError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        write_blocking(&plan, store, handle, format, sink, progress)
+    })
+    .await
+    .map_err(|e| CoreError::Internal(format!("package writer: {e}")))?
+}
+
+fn write_blocking<W: Write>(
+    plan: &Plan,
+    store: Store,
+    handle: tokio::runtime::Handle,
+    format: Format,
+    sink: W,
+    mut progress: Progress,
+) -> Result<W, CoreError> {
+    let mut archive = ArchiveWriter::new(format, sink);
+    // SM3 only while the tag files are still to be made: a later write of the same plan sends
+    // the ones the first made (the SHA-256 check vouches that the bytes are the same).
+    let mut objects = ObjectCopier::new(handle, store, plan.tags.get().is_none());
+    let mut done = 0u64;
+    for (i, f) in plan.payload.iter().enumerate() {
+        let path = format!("{}/{}", plan.root, f.path);
+        match &f.content {
+            Content::Bytes(b) => {
+                archive.add(&path, b.len() as u64, &b[..])?;
+                done += b.len() as u64;
+            }
+            Content::Object { key, len } => {
+                archive.begin(&path, *len)?;
+                objects.copy(i, key, &f.sha256, *len, |piece| archive.data(piece))?;
+                archive.end()?;
+                done += len;
+            }
+        }
+        progress(done, plan.payload_bytes);
     }
+    let sm3 = objects.finish()?;
+    let tags = match plan.tags.get() {
+        Some(tags) => tags,
+        None => {
+            let made = plan.make_tags(sm3)?;
+            // Two first downloads at once: both send the tags of whichever finished first.
+            plan.tags.get_or_init(|| made)
+        }
+    };
+    for (name, data) in &tags.files {
+        archive.add(
+            &format!("{}/{name}", plan.root),
+            data.len() as u64,
+            &data[..],
+        )?;
+    }
+    for d in &plan.derived_files {
+        let file = std::fs::File::open(&d.file)
+            .map_err(|e| CoreError::Internal(format!("derived file {}: {e}", d.file.display())))?;
+        archive.add(&format!("{}/{}", plan.root, d.path), d.len, file)?;
+    }
+    for (name, data) in &tags.signed {
+        archive.add(
+            &format!("{}/{name}", plan.root),
+            data.len() as u64,
+            &data[..],
+        )?;
+    }
+    archive.finish()
 }
 
 /// Writes the planned package as a tar or zip stream. `flush` receives the archive in pieces of
-/// about a megabyte as it is written, so memory stays constant whatever the session's size.
+/// about a megabyte as it is written, so memory stays constant whatever the session's size. An
+/// error (an object that does not match its chain entry, the reader gone) ends the stream
+/// early: the receiver must not take what it got for a package.
 pub async fn write<F, Fut>(
     plan: Arc<Plan>,
     store: Store,
@@ -790,26 +917,12 @@ where
     Fut: std::future::Future<Output = Result<(), CoreError>>,
 {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let handle = tokio::runtime::Handle::current();
-    let writer = tokio::task::spawn_blocking(move || -> Result<(), CoreError> {
-        let mut archive = ArchiveWriter::new(format, tx);
-        for f in &plan.entries {
-            let path = format!("{}/{}", plan.root, f.path);
-            match &f.content {
-                Content::Bytes(b) => archive.add(&path, b.len() as u64, &b[..])?,
-                Content::Object { key, sha256 } => {
-                    let data = handle.block_on(read_checked(&store, key, sha256))?;
-                    archive.add(&path, data.len() as u64, &data[..])?
-                }
-                Content::File { path: file, len } => {
-                    let f = std::fs::File::open(file).map_err(|e| {
-                        CoreError::Internal(format!("derived file {}: {e}", file.display()))
-                    })?;
-                    archive.add(&path, *len, f)?
-                }
-            }
-        }
-        archive.finish()
+    let sink = ChannelSink::new(tx);
+    // The sink handed back holds the sender: dropped here, so that the loop below sees the end.
+    let writer = tokio::spawn(async move {
+        write_to(plan, store, format, sink, Box::new(|_, _| {}))
+            .await
+            .map(drop)
     });
     let mut written = 0u64;
     while let Some(piece) = rx.recv().await {
@@ -852,27 +965,20 @@ async fn derive_mp4(
     Ok((len, hex::encode(sha.finalize())))
 }
 
-/// Plan and write to a file-like sink: what `witness export` does.
-pub async fn export_to<W: Write>(
+/// Plan and write to a file-like sink, handed back flushed: what `witness export` does. On an
+/// error the sink holds part of a package, which the caller discards.
+pub async fn export_to<W: Write + Send + 'static>(
     pool: &Pool,
     store: &Store,
     signer: &Signer,
     req: ExportRequest<'_>,
     format: Format,
-    out: &mut W,
-    progress: Progress<'_>,
-) -> Result<Arc<Plan>, CoreError> {
-    let plan = Arc::new(plan(pool, store, signer, req, progress).await?);
-    write(plan.clone(), store.clone(), format, |chunk| {
-        let r = out
-            .write_all(&chunk)
-            .map_err(|e| CoreError::Internal(format!("writing the package: {e}")));
-        async move { r }
-    })
-    .await?;
-    out.flush()
-        .map_err(|e| CoreError::Internal(format!("writing the package: {e}")))?;
-    Ok(plan)
+    out: W,
+    progress: Progress,
+) -> Result<(Arc<Plan>, W), CoreError> {
+    let plan = Arc::new(plan(pool, store, signer, req).await?);
+    let out = write_to(plan.clone(), store.clone(), format, out, progress).await?;
+    Ok((plan, out))
 }
 
 /// A project package (一项一档) as asked: the project's stopped sessions, and the project's own
@@ -961,7 +1067,8 @@ pub async fn authorize_project(
 }
 
 /// Plans a project package: every session under `data/sessions/{id}/` exactly as its own
-/// package would carry it (each object re-checked against its chain entry), the project's files,
+/// package would carry it (each object checked against its chain entry as it is written), the
+/// project's files,
 /// and an audit extract of the project and its sessions (`data/audit/audit.jsonl`). Audited as
 /// one `export` per session and one `project_export`; the same tag files and signed tag
 /// manifest as a session package, `Witness-Package-Kind: project` in bag-info.txt.
@@ -970,7 +1077,6 @@ pub async fn plan_project(
     store: &Store,
     signer: &Signer,
     req: ProjectExportRequest<'_>,
-    progress: Progress<'_>,
 ) -> Result<Plan, CoreError> {
     let sessions = authorize_project(pool, &req).await?;
     let package_id = uuid::Uuid::now_v7().to_string();
@@ -983,17 +1089,9 @@ pub async fn plan_project(
         chains.push(read_chains(pool, r).await?);
     }
     let selection = Selection::default();
-    let grand_total: u64 = chains
-        .iter()
-        .flatten()
-        .flat_map(|c| c.packaged(&selection))
-        .map(|e| e.bytes as u64)
-        .sum();
     let mut payload = Payload::default();
-    let mut before = 0u64;
     for (session, chains) in sessions.iter().zip(&chains) {
         payload.prefix = project_session_prefix(&session.id);
-        let mut step = |done: u64, _total: u64| progress(before + done, grand_total);
         add_session_files(
             pool,
             store,
@@ -1002,14 +1100,8 @@ pub async fn plan_project(
             chains,
             &selection,
             &mut payload,
-            &mut step,
         )
         .await?;
-        before += chains
-            .iter()
-            .flat_map(|c| c.packaged(&selection))
-            .map(|e| e.bytes as u64)
-            .sum::<u64>();
         payload.add_bytes(
             "data/session-info.txt".into(),
             session_info(session).into_bytes(),
@@ -1056,33 +1148,18 @@ pub async fn plan_project(
         one_line(req.reason),
         rfc3339(now_us()),
     );
-    let Payload {
-        mut files,
-        sha_lines,
-        sm3_lines,
-        bytes: payload_bytes,
-        ..
-    } = payload;
-    let tag_lines = add_tag_files(
-        &mut files,
-        info,
-        sha_lines,
-        sm3_lines,
-        signer,
-        PROJECT_README,
-    );
-    add_signed_tag_manifest(&mut files, tag_lines, signer);
-    Ok(Plan {
+    Ok(Plan::new(
         package_id,
-        project_code: req.project_code.to_string(),
-        root: format!("witness-{}-project", req.project_code),
-        payload_bytes,
-        files: files.len(),
-        derived: Vec::new(),
-        session_ids: sessions.iter().map(|s| s.id.clone()).collect(),
-        entries: files,
-        scratch: None,
-    })
+        req.project_code.to_string(),
+        format!("witness-{}-project", req.project_code),
+        sessions.iter().map(|s| s.id.clone()).collect(),
+        payload,
+        info,
+        PROJECT_README,
+        Vec::new(),
+        signer,
+        None,
+    ))
 }
 
 /// The audit entries of the project and of its sessions (every entry that names the project),

@@ -1,7 +1,11 @@
-//! HTTP face of evidence packages: `POST /sessions/{id}/exports` starts a job that checks and
-//! hashes every selected object (progress with bytes, percent and ETA at `GET /exports/{id}`);
-//! `GET /exports/{id}/download` then streams the tar, reading the media from the store again,
-//! in constant memory. Jobs live in memory: after a restart, ask again.
+//! HTTP face of evidence packages: `POST /sessions/{id}/exports` starts a job that plans the
+//! package (chains, checkpoints, manifest, audit entries; derived MP4s when asked for) without
+//! reading the media (state, bytes, percent and ETA at `GET /exports/{id}`);
+//! `GET /exports/{id}/download` then streams the tar or zip, reading each object once from the
+//! store and checking it against its chain entry as it goes, in constant memory. An object that
+//! does not match (or is missing) cuts the download off, so the client sees a failed transfer
+//! and never a whole package, and fails the job with the reason. Jobs live in memory: after a
+//! restart, ask again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -201,12 +205,6 @@ async fn start(
     let job_id = id.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        let progress_job = job.clone();
-        let mut progress = move |done: u64, total: u64| {
-            let mut j = progress_job.lock().expect("job lock");
-            j.done = done;
-            j.total = total;
-        };
         let req = export::ExportRequest {
             derived_mp4_dir: derived_mp4.then_some(core.config.export_scratch_dir.as_path()),
             session_id: &session_id,
@@ -216,10 +214,11 @@ async fn start(
             selection,
             disk: Some(&core.disk),
         };
-        let result = export::plan(&core.pool, &core.store, &core.signer, req, &mut progress).await;
+        let result = export::plan(&core.pool, &core.store, &core.signer, req).await;
         let mut j = job.lock().expect("job lock");
         match result {
             Ok(plan) => {
+                j.total = plan.payload_bytes;
                 j.done = j.total;
                 j.state = JobState::Ready;
                 j.finished = Some(Instant::now());
@@ -292,12 +291,6 @@ async fn start_project(
     let job_id = id.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        let progress_job = job.clone();
-        let mut progress = move |done: u64, total: u64| {
-            let mut j = progress_job.lock().expect("job lock");
-            j.done = done;
-            j.total = total;
-        };
         let req = ProjectExport {
             project_code: &project,
             by: &exporter,
@@ -306,11 +299,12 @@ async fn start_project(
             reason: &req.reason,
             disk: Some(&core.disk),
         };
-        let result = package::plan(&core, req, &mut progress).await;
+        let result = package::plan(&core, req).await;
         let mut j = job.lock().expect("job lock");
         j.finished = Some(Instant::now());
         match result {
             Ok(plan) => {
+                j.total = plan.payload_bytes;
                 j.done = j.total;
                 j.state = JobState::Ready;
                 j.plan = Some(Arc::new(plan));
@@ -431,7 +425,18 @@ async fn download(
         .await;
         if let Err(e) = sent {
             tracing::warn!(error = %e, "export download ended early");
+            // The stream ends in an error, not a last chunk: what the client has is no package.
             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+            if let CoreError::Conflict {
+                code: "store_tampered",
+                ..
+            } = e
+            {
+                let mut j = j.lock().expect("job lock");
+                j.state = JobState::Failed;
+                j.finished = Some(Instant::now());
+                j.error = Some(e.to_string());
+            }
         }
     });
     // The permit travels with the body: held until the client has the package, or goes.

@@ -84,11 +84,7 @@ pub async fn check(core: &Core, req: &ProjectExport<'_>) -> Result<(), ArchiveEr
 
 /// Gathers the archive (each session verified), then plans the package with the project's own
 /// files. Audited by `evidence::export::plan_project`.
-pub async fn plan(
-    core: &Core,
-    req: ProjectExport<'_>,
-    progress: Progress<'_>,
-) -> Result<Plan, ArchiveError> {
+pub async fn plan(core: &Core, req: ProjectExport<'_>) -> Result<Plan, ArchiveError> {
     check(core, &req).await?;
     let archive = gather(core, req.scope, req.project_code).await?;
     let project_json = serde_json::to_vec_pretty(&serde_json::json!({
@@ -126,28 +122,21 @@ pub async fn plan(
             reason: req.reason,
             disk: req.disk,
         },
-        progress,
     )
     .await?)
 }
 
-/// Plans and writes the project package to a file-like sink: `witness export --project`.
-pub async fn export_to<W: Write>(
+/// Plans and writes the project package to a file-like sink, handed back flushed:
+/// `witness export --project`. On an error the sink holds part of a package, which the caller
+/// discards.
+pub async fn export_to<W: Write + Send + 'static>(
     core: &Core,
     req: ProjectExport<'_>,
     format: Format,
-    out: &mut W,
-    progress: Progress<'_>,
-) -> Result<Arc<Plan>, ArchiveError> {
-    let plan = Arc::new(plan(core, req, progress).await?);
-    export::write(plan.clone(), core.store.clone(), format, |chunk| {
-        let r = out
-            .write_all(&chunk)
-            .map_err(|e| CoreError::Internal(format!("writing the package: {e}")));
-        async move { r }
-    })
-    .await?;
-    out.flush()
-        .map_err(|e| CoreError::Internal(format!("writing the package: {e}")))?;
-    Ok(plan)
+    out: W,
+    progress: Progress,
+) -> Result<(Arc<Plan>, W), ArchiveError> {
+    let plan = Arc::new(plan(core, req).await?);
+    let out = export::write_to(plan.clone(), core.store.clone(), format, out, progress).await?;
+    Ok((plan, out))
 }

@@ -755,3 +755,156 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         .unwrap();
     assert!(st.success(), "building {kind}.zip");
 }
+
+/// `witness export --session S --out OUT --reason R`: (success, stderr).
+fn try_export(server: &Server, session: &str, out: &Path) -> (bool, String) {
+    let o = Command::new(BIN)
+        .args(["export", "--session", session, "--reason", "tamper test"])
+        .arg("--out")
+        .arg(out)
+        .arg("--config")
+        .arg(&server.config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// The stored object of the `i`th segment of `source`: (key, path in the local store), made
+/// writable so the test can alter it as an insider with the disk would.
+fn stored(server: &Server, view: &serde_json::Value, source: &str, i: usize) -> (String, PathBuf) {
+    let key = recording(view, source)["segments"][i]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = server.objects().join(&key);
+    let mut perm = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&path, perm).unwrap();
+    (key, path)
+}
+
+/// An export reads each object once, checking it as it is written into the package: an object
+/// altered in the store, or gone, found after other media were already written, fails the
+/// export with the object named; the command line leaves no file (neither the package nor its
+/// partial), and a download already prepared is cut off and its job failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_altered_or_missing_in_the_store_fails_the_export_midway() {
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = record(&server, &room, "ZB-MIDWAY", 3).await;
+    let view = server
+        .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    // Prepared before the store is touched: the job reads no media, the download will.
+    let (status, job) = server
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{session}/exports"),
+            Some(serde_json::json!({"reason": "tamper test"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let t = std::time::Instant::now();
+    let ready = loop {
+        let j = server
+            .ok("GET", &format!("/api/v1/exports/{id}"), None)
+            .await;
+        if j["state"] != "preparing" {
+            break j;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["state"], "ready", "{ready}");
+
+    // cam2's second segment, same length, one bit changed: cam1's media go out before it.
+    let (altered, path) = stored(&server, &view, "cam2", 1);
+    let original = std::fs::read(&path).unwrap();
+    let mut bytes = original.clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+
+    for name in ["altered.tar", "altered.zip"] {
+        let out = w.join(name);
+        let (ok, err) = try_export(&server, &session, &out);
+        assert!(!ok, "{name}: export of an altered object must fail");
+        assert!(
+            err.contains(&altered) && err.contains("does not match its chain entry"),
+            "{name}: {err}"
+        );
+        assert!(!out.exists(), "{name}: no package by the asked name");
+        assert!(
+            !out.with_extension("partial").exists(),
+            "{name}: the partial file is removed"
+        );
+    }
+
+    // The download of the job prepared before: the transfer fails, the job says why.
+    let download = ready["download"].as_str().unwrap().to_string();
+    match server.request("GET", &download).send().await {
+        Err(_) => {}
+        Ok(resp) => {
+            assert_eq!(resp.status(), 200);
+            let body = resp.bytes().await;
+            assert!(
+                body.is_err(),
+                "the download must not end as if whole ({} bytes)",
+                body.map(|b| b.len()).unwrap_or_default()
+            );
+        }
+    }
+    let t = std::time::Instant::now();
+    let failed = loop {
+        let j = server
+            .ok("GET", &format!("/api/v1/exports/{id}"), None)
+            .await;
+        if j["state"] == "failed" {
+            break j;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        failed["error"].as_str().unwrap().contains(&altered),
+        "{failed}"
+    );
+    let (status, body) = server.call("GET", &download, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("export_not_ready")),
+        "{body}"
+    );
+
+    // Put back, the same export succeeds and verifies; then an object gone is named too.
+    std::fs::write(&path, &original).unwrap();
+    let out = w.join("whole.tar");
+    let (ok, err) = try_export(&server, &session, &out);
+    assert!(ok, "{err}");
+    let key = server.ok("GET", "/api/v1/keys", None).await["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, text) = verify(&out, &["--public-key", &key]);
+    assert_eq!(code, 0, "{text}");
+    let (gone, path) = stored(&server, &view, "cam2", 2);
+    std::fs::remove_file(&path).unwrap();
+    let out = w.join("missing.tar");
+    let (ok, err) = try_export(&server, &session, &out);
+    assert!(!ok, "export with an object missing must fail");
+    assert!(
+        err.contains(&gone) && err.contains("missing from the store"),
+        "{err}"
+    );
+    assert!(!out.exists() && !out.with_extension("partial").exists());
+}
