@@ -27,7 +27,7 @@ pipelines_dir = "$PWD/pipelines"
 [retention]
 policies_dir = "$PWD/storage-policies"
 TOML
-"$W" simulate --looped --cameras 32 --microphones 0 --width 1920 --height 1080 --bitrate 8000 --port "$rtsp" >/dev/null 2>&1 &
+"$W" simulate --looped --audio none --cameras 32 --microphones 0 --width 1920 --height 1080 --bitrate 8000 --port "$rtsp" >/dev/null 2>&1 &
 pids+=($!)
 RUST_LOG=warn "$W" serve --config "$dir/witness.toml" >/dev/null 2>&1 &
 pids+=($!)
