@@ -295,13 +295,10 @@ pub async fn find_segment(
     seq: i64,
 ) -> Result<Entry, ApiError> {
     let ext = file.rsplit('.').next().unwrap_or_default();
-    index::entries(pool, &rec.id)
+    index::entry(pool, &rec.id, seq)
         .await
         .map_err(ApiError::internal)?
-        .into_iter()
-        .find(|e| {
-            e.seq == seq && e.kind == EntryKind::Media && e.object_key.ends_with(&format!(".{ext}"))
-        })
+        .filter(|e| e.kind == EntryKind::Media && e.object_key.ends_with(&format!(".{ext}")))
         .ok_or_else(|| segment_not_found(rec, file))
 }
 
