@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::audit;
@@ -323,7 +322,7 @@ pub async fn serve_segment(
         "mkv" => "video/x-matroska",
         _ => "application/octet-stream",
     };
-    let body = Body::from_stream(got.into_stream().map_err(std::io::Error::other));
+    let body = Body::from_stream(crate::store::object_stream(got));
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
