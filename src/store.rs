@@ -80,3 +80,47 @@ pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         }
     }
 }
+
+/// How much of a local file one read takes when an object is streamed.
+const READ_PIECE: u64 = 256 * 1024;
+
+/// The bytes of an object as a stream. A local file is read `READ_PIECE` at a time:
+/// `object_store`'s own stream reads 8 KiB at a time, each read a trip to the blocking thread
+/// pool and back (128 trips for a 1 MB segment, each one slow on a busy machine). Other stores'
+/// streams pass through as they come.
+pub fn object_stream(
+    got: object_store::GetResult,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>> {
+    use futures::{StreamExt, TryStreamExt};
+    match got.payload {
+        object_store::GetResultPayload::File(file, _) => futures::stream::try_unfold(
+            (file, got.range.start, got.range.end),
+            |(mut file, at, end)| async move {
+                if at >= end {
+                    return Ok(None);
+                }
+                let (file, piece) = tokio::task::spawn_blocking(move || {
+                    use std::io::{Read, Seek, SeekFrom};
+                    file.seek(SeekFrom::Start(at))?;
+                    let mut piece = Vec::with_capacity((end - at).min(READ_PIECE) as usize);
+                    (&mut file)
+                        .take((end - at).min(READ_PIECE))
+                        .read_to_end(&mut piece)?;
+                    Ok::<_, std::io::Error>((file, piece))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                if piece.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "object shorter than its listed size",
+                    ));
+                }
+                let next = at + piece.len() as u64;
+                Ok(Some((bytes::Bytes::from(piece), (file, next, end))))
+            },
+        )
+        .boxed(),
+        object_store::GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
+    }
+}

@@ -271,13 +271,26 @@ impl MediaAccess<'_> {
         if let Some(row) = open {
             let id: String = row.try_get("id")?;
             let last: i64 = row.try_get("last_read_at")?;
-            // Kept open by every read; written at most about ten times per idle window.
+            // Kept open by every read; written at most about ten times per idle window. The
+            // read does not wait for that write (a committed write waits for the disk, and the
+            // parallel reads of a player would wait for it one after another here): the audit
+            // entry covering the read exists already, and were the write lost, the next read
+            // after the idle window would open, and audit, a new viewing.
             if now - last >= (idle_us / 10).min(1_000_000) {
-                sqlx::query("UPDATE evidence_viewings SET last_read_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(&id)
-                    .execute(pool)
-                    .await?;
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let kept =
+                        sqlx::query(
+                        "UPDATE evidence_viewings SET last_read_at = $1 WHERE id = $2 AND last_read_at < $1",
+                    )
+                            .bind(now)
+                            .bind(&id)
+                            .execute(&pool)
+                            .await;
+                    if let Err(e) = kept {
+                        tracing::warn!(viewing = %id, error = %e, "viewing not kept open");
+                    }
+                });
             }
             return Ok(());
         }

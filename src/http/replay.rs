@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::audit;
@@ -295,13 +294,10 @@ pub async fn find_segment(
     seq: i64,
 ) -> Result<Entry, ApiError> {
     let ext = file.rsplit('.').next().unwrap_or_default();
-    index::entries(pool, &rec.id)
+    index::entry(pool, &rec.id, seq)
         .await
         .map_err(ApiError::internal)?
-        .into_iter()
-        .find(|e| {
-            e.seq == seq && e.kind == EntryKind::Media && e.object_key.ends_with(&format!(".{ext}"))
-        })
+        .filter(|e| e.kind == EntryKind::Media && e.object_key.ends_with(&format!(".{ext}")))
         .ok_or_else(|| segment_not_found(rec, file))
 }
 
@@ -326,7 +322,7 @@ pub async fn serve_segment(
         "mkv" => "video/x-matroska",
         _ => "application/octet-stream",
     };
-    let body = Body::from_stream(got.into_stream().map_err(std::io::Error::other));
+    let body = Body::from_stream(crate::store::object_stream(got));
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),

@@ -348,6 +348,25 @@ pub async fn entries(pool: &Pool, recording_id: &str) -> Result<Vec<Entry>, sqlx
     .collect()
 }
 
+/// One entry of a chain by its sequence number (the primary key): for reads of one segment,
+/// which must not cost a read of the whole chain (an hour of 2 s segments is 1800 entries).
+pub async fn entry(
+    pool: &Pool,
+    recording_id: &str,
+    seq: i64,
+) -> Result<Option<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {ENTRY_COLS} FROM chain_entries WHERE recording_id = $1 AND seq = $2"
+    ))
+    .bind(recording_id)
+    .bind(seq)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(entry_from)
+    .transpose()
+}
+
 pub async fn head(pool: &Pool, recording_id: &str) -> Result<Option<Entry>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT {ENTRY_COLS} FROM chain_entries WHERE recording_id = $1 ORDER BY seq DESC LIMIT 1"

@@ -560,8 +560,9 @@ async function main() {
     return;
   }
   state.session = session;
-  // The witness record shows on the timeline; a page without it still plays.
-  state.witness = await getJson(`${api}/witness-record`).catch(() => null);
+  // The witness record shows on the timeline; a page without it still plays. Awaited only for
+  // the timeline: the players start loading meanwhile.
+  const witness = getJson(`${api}/witness-record`).catch(() => null);
   document.title = `${t('title')} · ${session.project_code} · ${session.session_code}`;
   document.querySelector('main').before(header(session));
   if (CONFIDENTIAL_KINDS.includes(session.kind)) {
@@ -587,6 +588,7 @@ async function main() {
   state.end = Math.max(ended, ...walls.map((w) => w[1]));
   state.wall = state.start;
 
+  state.witness = await witness;
   const main = document.querySelector('main');
   main.append(controls(), grid, timeline());
   const firstAudio = state.sources.find((s) => !s.isVideo) ?? state.sources.find((s) => s.hasAudio);
@@ -594,8 +596,29 @@ async function main() {
     document.querySelector('#sound').value = firstAudio.name;
     setSound(firstAudio.name);
   }
-  chainStatus();
   requestAnimationFrame(tick);
+  // The chain check re-reads and re-hashes every stored segment (an hour of four 1080p cameras
+  // is some 7 GB): started once every source shows its first picture (or after a few seconds),
+  // so that it does not compete with them for the server's and the browser's cores.
+  await firstPictures(5000);
+  chainStatus();
+}
+
+/// Resolves once every source has data at its current position (or failed), or after `ms`.
+function firstPictures(ms) {
+  const pending = state.sources.filter((s) => !s.failed && s.media.readyState < 2);
+  return Promise.race([
+    new Promise((resolve) => setTimeout(resolve, ms)),
+    Promise.all(
+      pending.map(
+        (s) =>
+          new Promise((resolve) => {
+            s.media.addEventListener('loadeddata', resolve, { once: true });
+            s.media.addEventListener('error', resolve, { once: true });
+          }),
+      ),
+    ),
+  ]);
 }
 
 // For tests and for people debugging in the console: the page's view of the clock.

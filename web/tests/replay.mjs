@@ -3,11 +3,13 @@
 // Checks that every camera plays (time advances, real changing frames), that typing a wall-clock
 // time seeks every camera to within one segment of it (against our own parse of the HLS
 // playlist, not the page's), speed and language switching. Prints a JSON summary; any failed
-// check throws and exits non-zero. Run by tests/it/browser.rs.
+// check throws and exits non-zero. Run by tests/it/browser.rs. The summary's `timing` reports the
+// first-frame and seek times seen here (no check on them: benches/replay.sh measures replay).
 
 import { chromium } from 'playwright-core';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { firstFrameProbe, seekAndTime } from './replay-timing.mjs';
 
 const [base, sessionId, artefacts, username, oneTimePassword] = process.argv.slice(2);
 if (!base || !sessionId || !artefacts || !username || !oneTimePassword) {
@@ -96,11 +98,13 @@ try {
   // A confidential (评标) session: nothing loads until a reason is given, and it is recorded.
   const playlists = [];
   page.on('request', (r) => r.url().includes('.m3u8') && playlists.push(r.url()));
+  await page.addInitScript(firstFrameProbe);
   await page.goto(`${base}/sessions/${encodeURIComponent(sessionId)}`);
   await page.waitForSelector('#reason-form', { timeout: 30_000 });
   await page.screenshot({ path: join(artefacts, 'replay-reason.png') });
   check(playlists.length === 0, `playlists requested before a reason was given: ${playlists}`);
   await page.fill('#reason', REASON);
+  const reasonGiven = await page.evaluate(() => performance.now());
   await page.click('#reason-form button[type=submit]');
   await page.waitForSelector('#chain.intact, #chain.broken, #chain.incomplete', { timeout: 60_000 });
   summary.chain = await page.textContent('#chain p');
@@ -166,6 +170,11 @@ try {
     check(a.hash !== b.hash, `${v}: the picture did not change while playing`);
   }
   await page.screenshot({ path: join(artefacts, 'replay-playing.png') });
+  // Reported, not checked: from the reason given to a first decoded frame on every camera.
+  const loaded = await page.evaluate(() => window.__replayTiming.loaded);
+  summary.timing = {
+    first_frame_ms: Math.round(Math.max(...videos.map((v) => loaded[v] ?? Infinity)) - reasonGiven),
+  };
 
   // Speed.
   await page.selectOption('#speed', '2');
@@ -211,6 +220,11 @@ try {
   }
   check((await page.textContent('#clock')) === typed, `clock shows ${await page.textContent('#clock')}, typed ${typed}`);
   await page.screenshot({ path: join(artefacts, 'replay-seeked.png') });
+  // A seek timed in the page (reported, not checked): to 70 % of the session, until every camera
+  // has a decoded frame there.
+  const timed = await page.evaluate(seekAndTime, { at: st.start + (st.end - st.start) * 0.7, timeoutMs: 20_000 });
+  summary.timing.seek_ms = timed.all == null ? null : Math.round(timed.all);
+  summary.timing.seek_landed_off_s = timed.off_s;
 
   // A time outside the session is refused on the page, not sought.
   await page.fill('#seek', hhmmss(st.end + 3_600_000));
