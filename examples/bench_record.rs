@@ -165,10 +165,13 @@ fn histogram_quantiles(text: &str, name: &str) -> (f64, f64) {
     (q(0.5), q(0.99))
 }
 
+/// Sources per room in the benchmark, as in a trading centre's rooms.
+const ROOM_SOURCES: usize = 4;
+
 struct WitnessRun {
     cpu: f64,
     rss: f64,
-    /// Media seconds stored over (sources × session seconds), in %.
+    /// Media seconds stored over the sum of every recording's session span, in %.
     coverage: f64,
     /// Gap entries other than each chain's first (connecting) and last (the stop's tail).
     gaps: i64,
@@ -250,33 +253,44 @@ async fn bench_witness(
         cli(&["token", "--user", &name, "--name", "bench", "--days", "1"])
     };
     let (admin, staff) = (token("system_administrator"), token("witness_staff"));
-    let sources: Vec<_> = urls
-        .iter()
-        .enumerate()
-        .map(|(i, u)| json!({"name": format!("cam{}", i + 1), "url": u, "media": media}))
-        .collect();
-    let room: serde_json::Value = http
-        .post(format!("{base}/rooms"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": format!("bench {n}"), "kind": "other", "sources": sources}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let room = room["id"].as_str().unwrap().to_string();
-    let session: serde_json::Value = http
-        .post(format!("{base}/rooms/{room}/start"))
-        .bearer_auth(&staff)
-        .json(&json!({"project_code": "BENCH", "session_code": format!("N{n}"), "kind": "other", "reason": "benchmark"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let session_id = session["id"].as_str().unwrap().to_string();
+    // Rooms of four sources, as a trading centre has them, each recording its own session.
+    let mut rooms: Vec<(String, String)> = Vec::new();
+    for (r, chunk) in urls.chunks(ROOM_SOURCES).enumerate() {
+        let sources: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, u)| json!({"name": format!("cam{}", i + 1), "url": u, "media": media}))
+            .collect();
+        let room: serde_json::Value = http
+            .post(format!("{base}/rooms"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": format!("bench {n} room {}", r + 1), "kind": "other", "sources": sources}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let room = room["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("room not created: {room}"))
+            .to_string();
+        let session: serde_json::Value = http
+            .post(format!("{base}/rooms/{room}/start"))
+            .bearer_auth(&staff)
+            .json(&json!({"project_code": "BENCH", "session_code": format!("N{n}-{}", r + 1), "kind": "other", "reason": "benchmark"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = session["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("session not started: {session}"))
+            .to_string();
+        rooms.push((room, session));
+    }
     // With `--perf DIR`: where Witness's cycles go, sampled over the measured window.
     let profiler = perf.map(|dir| {
         let out = dir.join(format!("witness-{n}.perf.data"));
@@ -297,16 +311,27 @@ async fn bench_witness(
     if let Some(mut p) = profiler {
         let _ = p.wait();
     }
-    let stopped: serde_json::Value = http
-        .post(format!("{base}/rooms/{room}/stop"))
-        .bearer_auth(&staff)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let mut span_us = 0;
+    for (room, _) in &rooms {
+        let stopped: serde_json::Value = http
+            .post(format!("{base}/rooms/{room}/stop"))
+            .bearer_auth(&staff)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stopped["state"], "stopped", "{stopped}");
+        let at =
+            |field: &str| witness::time::parse_rfc3339(stopped[field].as_str().unwrap()).unwrap();
+        span_us += (at("stopped_at") - at("started_at"))
+            * stopped["recordings"]
+                .as_array()
+                .map_or(0, |r| r.len() as i64);
+    }
+    let sessions: Vec<String> = rooms.iter().map(|(_, s)| format!("'{s}'")).collect();
+    let sessions = sessions.join(",");
     let metrics = http
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
@@ -323,11 +348,10 @@ async fn bench_witness(
     ))
     .await
     .unwrap();
-    let rows: Vec<(i64,)> = sqlx::query_as(
+    let rows: Vec<(i64,)> = sqlx::query_as(&format!(
         "SELECT e.indexed_at - (e.wall_start_us + e.duration_us) FROM chain_entries e JOIN recordings r ON r.id = e.recording_id
-         WHERE r.session_id = $1 AND e.kind = 'media' AND e.detail NOT LIKE 'recovered%'",
-    )
-    .bind(&session_id)
+         WHERE r.session_id IN ({sessions}) AND e.kind = 'media' AND e.detail NOT LIKE 'recovered%'",
+    ))
     .fetch_all(&pool)
     .await
     .unwrap();
@@ -335,23 +359,20 @@ async fn bench_witness(
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     // Against wall clock: every source's media over the session's span, and the gaps between
     // the first segment and the stop.
-    let (media_us, gaps): (i64, i64) = sqlx::query_as(
+    let (media_us, gaps): (i64, i64) = sqlx::query_as(&format!(
         "SELECT COALESCE(SUM(CASE WHEN e.kind = 'media' THEN e.duration_us ELSE 0 END), 0),
                 COALESCE(SUM(CASE WHEN e.kind = 'gap' AND e.seq > 1
                     AND e.seq < (SELECT MAX(x.seq) FROM chain_entries x WHERE x.recording_id = e.recording_id)
                     THEN 1 ELSE 0 END), 0)
-         FROM chain_entries e JOIN recordings r ON r.id = e.recording_id WHERE r.session_id = $1",
-    )
-    .bind(&session_id)
+         FROM chain_entries e JOIN recordings r ON r.id = e.recording_id WHERE r.session_id IN ({sessions})",
+    ))
     .fetch_one(&pool)
     .await
     .unwrap();
-    let span_us = witness::time::parse_rfc3339(stopped["stopped_at"].as_str().unwrap()).unwrap()
-        - witness::time::parse_rfc3339(stopped["started_at"].as_str().unwrap()).unwrap();
     WitnessRun {
         cpu,
         rss,
-        coverage: media_us as f64 * 100.0 / (n as f64 * span_us as f64),
+        coverage: media_us as f64 * 100.0 / span_us as f64,
         gaps,
         closed_p50,
         closed_p99,

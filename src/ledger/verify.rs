@@ -313,8 +313,9 @@ async fn check_chains(
     let mut chains = Vec::new();
     for rec in index::recordings(pool, &session.id).await? {
         let entries = index::entries(pool, &rec.id).await?;
+        let late = crate::ledger::late::of_recording(pool, &rec.id).await?;
         let before = failures.len();
-        let head = check_recording(store, session, &rec, &entries, failures).await;
+        let head = check_recording(store, session, &rec, &entries, &late, failures).await;
         let intact = failures.len() == before;
         chains.push(CheckedChain {
             rec,
@@ -603,6 +604,7 @@ async fn check_recording(
     session: &SessionRow,
     rec: &RecordingRow,
     entries: &[Entry],
+    late: &[crate::ledger::late::LateSegment],
     failures: &mut Vec<Failure>,
 ) -> Option<Head> {
     let source = rec.source_name.as_str();
@@ -627,7 +629,7 @@ async fn check_recording(
         Default::default()
     });
     check_objects(store, source, entries, &destroyed, failures).await;
-    check_no_unnamed_objects(store, session, source, entries, failures).await;
+    check_no_unnamed_objects(store, session, source, entries, late, failures).await;
     // The manifest signed at stop binds the head then; tombstones come after it.
     found
         .signed_head
@@ -679,12 +681,15 @@ async fn check_objects(
 }
 
 /// Objects under the recording's prefix that no media entry names (destroyed ones included)
-/// were added behind the chain's back.
+/// were added behind the chain's back, unless listed as late evidence (`late`: spooled media a
+/// node stored after the session stopped, or before the lease holder chained it), whose bytes
+/// must then be what the listing says.
 async fn check_no_unnamed_objects(
     store: &Store,
     session: &SessionRow,
     source: &str,
     entries: &[Entry],
+    late: &[crate::ledger::late::LateSegment],
     failures: &mut Vec<Failure>,
 ) {
     let prefix = object_store::path::Path::from(recording_prefix(
@@ -702,16 +707,41 @@ async fn check_no_unnamed_objects(
             for o in objects {
                 // Checkpoints and their timestamp tokens sit beside the segments;
                 // `check_checkpoints` reads them.
-                if !known.contains(o.location.as_ref())
-                    && !checkpoint::is_checkpoint_object(o.location.as_ref())
-                {
-                    failures.push(Failure::of(
-                        source,
-                        None,
-                        Some(o.location.as_ref()),
-                        "object in the store that no chain entry names".into(),
-                    ));
+                let key = o.location.as_ref();
+                if known.contains(key) || checkpoint::is_checkpoint_object(key) {
+                    continue;
                 }
+                if let Some(listed) = late.iter().find(|l| l.object_key == key) {
+                    let stored = Entry {
+                        recording_id: listed.recording_id.clone(),
+                        seq: 0,
+                        kind: EntryKind::Media,
+                        object_key: listed.object_key.clone(),
+                        wall_start_us: listed.wall_start_us,
+                        duration_us: listed.duration_us,
+                        bytes: listed.bytes,
+                        sha256: listed.sha256.clone(),
+                        clock: listed.clock.clone(),
+                        detail: listed.note.clone(),
+                        prev_hash: String::new(),
+                        entry_hash: String::new(),
+                    };
+                    if let Err(problem) = check_object(store, &stored).await {
+                        failures.push(Failure::of(
+                            source,
+                            None,
+                            Some(key),
+                            format!("late segment: {problem}"),
+                        ));
+                    }
+                    continue;
+                }
+                failures.push(Failure::of(
+                    source,
+                    None,
+                    Some(key),
+                    "object in the store that no chain entry names".into(),
+                ));
             }
         }
         Err(e) => failures.push(Failure::of(

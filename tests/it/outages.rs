@@ -221,3 +221,80 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A segment left in the spool when its session stopped (a node so loaded its last segment was
+/// not handed to the writer in time) is stored and listed as late evidence at the next start:
+/// the session stays INTACT, the late segment is listed beside its chain with its hash, and
+/// bytes altered in it afterwards are named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_left_in_the_spool_after_stop_is_listed_late_evidence_not_tamper() {
+    let sim = Simulator::start(&[]);
+    let mut server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = server.start_recording(&room, "ZB-LATE-STOP").await;
+    server
+        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 3
+        })
+        .await;
+    let stopped = server
+        .ok("POST", &format!("/api/v1/rooms/{room}/stop"), None)
+        .await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+
+    // A real segment of cam1, as the muxer left it in the spool (its sidecar never finished).
+    let rec = recording(&stopped, "cam1");
+    let first = rec["segments"][0]["object_key"].as_str().unwrap();
+    let bytes = std::fs::read(server.objects().join(first)).unwrap();
+    let spool = server
+        .dir
+        .path()
+        .join("data/spool")
+        .join(rec["id"].as_str().unwrap());
+    server.kill();
+    std::fs::create_dir_all(&spool).unwrap();
+    // Half a segment, cut mid-packet, as a muxer that never closed it leaves it.
+    std::fs::write(
+        spool.join("late-0001-00000099.ts"),
+        &bytes[..bytes.len() / 2 + 77],
+    )
+    .unwrap();
+    server.restart().await;
+
+    let view = server
+        .wait_session(
+            &session,
+            "the late segment listed",
+            Duration::from_secs(30),
+            |s| {
+                recording(s, "cam1")["late"]
+                    .as_array()
+                    .is_some_and(|l| !l.is_empty())
+            },
+        )
+        .await;
+    let late = &recording(&view, "cam1")["late"][0];
+    assert!(late["chained_seq"].is_null(), "{late}");
+    let key = late["object_key"].as_str().unwrap().to_string();
+    assert!(key.contains("/late/"), "{key}");
+    // Its duration is what its media spans, not the file's times (written seconds ago).
+    let seconds = late["duration_seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds < 3.0, "{late}");
+    assert!(server.spooled().is_empty(), "{:?}", server.spooled());
+
+    let report = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["status"], "INTACT", "{report}");
+
+    // Altered afterwards: named, as any stored object would be.
+    let path = server.objects().join(&key);
+    let mut altered = std::fs::read(&path).unwrap();
+    altered[400] ^= 0x01;
+    std::fs::write(&path, altered).unwrap();
+    let report = server
+        .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
+        .await;
+    assert_eq!(report["status"], "TAMPERED", "{report}");
+    assert!(report.to_string().contains(&key), "{report}");
+}

@@ -524,7 +524,10 @@ function makeWitnessPanel(room) {
       box.querySelector('.witness-signed')?.remove();
       if (r.signed_by) box.append(el('p', { class: 'witness-signed ok' }, t('witness.signedBy', { who: r.signed_by, at: formatDateTime(Date.parse(r.signed_at)) })));
       form.hidden = !mine || !!r.signed_by;
+      // Redrawn every 2 s: what the witness chose meanwhile stays chosen.
+      const chosen = correct.value;
       correct.replaceChildren(el('option', { value: '' }, '—'), ...r.entries.map((e) => el('option', { value: e.id }, `#${e.seq} ${e.text.slice(0, 20)}`)));
+      correct.value = chosen;
     } catch {
       /* shown at the next refresh */
     }
