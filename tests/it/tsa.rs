@@ -682,15 +682,24 @@ async fn tsa_timestamps_chain_checkpoints_beside_them() {
         listed >= 3 && stamped == 0,
         "{listed} listed, {stamped} stamped"
     );
-    let pending: u64 = server
-        .text("/metrics")
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("witness_tsa_pending "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(pending >= 3, "{pending} pending");
+    // The gauge is set by the background job's next pass, not by the checkpoint's writer.
+    let pending = async || -> u64 {
+        server
+            .text("/metrics")
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("witness_tsa_pending "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    wait_until(
+        "3 tokens pending",
+        &server,
+        Duration::from_secs(30),
+        async || pending().await >= 3,
+    )
+    .await;
 
     // The TSA comes back; the session stops.
     tsa.up.store(true, Ordering::SeqCst);
