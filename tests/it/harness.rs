@@ -724,17 +724,10 @@ pub fn segments(session: &Value, source: &str) -> usize {
         .unwrap() as usize
 }
 
-/// Streams of a media file per ffprobe: codec_type → codec_name.
-pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
+/// ffprobe's standard output for `args` on `path`, which it must read without error.
+fn run_ffprobe(args: &[&str], path: &Path) -> Vec<u8> {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name:format=duration",
-            "-of",
-            "json",
-        ])
+        .args(args)
         .arg(path)
         .output()
         .expect("ffprobe runs (scripts/setup installs ffmpeg)");
@@ -744,7 +737,23 @@ pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+/// Streams of a media file per ffprobe: codec_type → codec_name.
+pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
+    let out = run_ffprobe(
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name:format=duration",
+            "-of",
+            "json",
+        ],
+        path,
+    );
+    let v: Value = serde_json::from_slice(&out).unwrap();
     let streams = v["streams"]
         .as_array()
         .unwrap()
@@ -766,19 +775,20 @@ pub fn ffprobe(path: &Path) -> (Vec<(String, String)>, f64) {
 /// One stream's packets of a media file per ffprobe (`v` video, `a` audio): presentation time
 /// in seconds and whether it is a keyframe, in file order.
 pub fn packets(path: &Path, stream: &str) -> Vec<(f64, bool)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream])
-        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ffprobe(
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|l| {
             let (pts, flags) = l.split_once(',')?;
