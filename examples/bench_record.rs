@@ -369,6 +369,19 @@ async fn bench_witness(
     .fetch_one(&pool)
     .await
     .unwrap();
+    // Each gap inside a session, with its reason: load must cause none.
+    let reasons: Vec<(String, i64, String)> = sqlx::query_as(&format!(
+        "SELECT r.source_name, e.duration_us, e.detail FROM chain_entries e JOIN recordings r ON r.id = e.recording_id
+         WHERE r.session_id IN ({sessions}) AND e.kind = 'gap' AND e.seq > 1
+           AND e.seq < (SELECT MAX(x.seq) FROM chain_entries x WHERE x.recording_id = e.recording_id)
+         ORDER BY r.source_name, e.seq",
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (source, us, reason) in &reasons {
+        eprintln!("  gap in {source}: {:.2} s: {reason}", *us as f64 / 1e6);
+    }
     WitnessRun {
         cpu,
         rss,

@@ -420,6 +420,8 @@ struct SessionChain<'a> {
     rec: &'a index::RecordingRow,
     entries: Vec<Entry>,
     destroyed: BTreeSet<i64>,
+    /// SM3 of media segments computed when they were sealed (`media_digests`), by seq.
+    sm3: std::collections::HashMap<i64, String>,
 }
 
 impl SessionChain<'_> {
@@ -445,10 +447,12 @@ async fn read_chains<'a>(
         let destroyed = crate::ledger::chain::destroyed_entries(&entries).map_err(|why| {
             CoreError::conflict("store_tampered", format!("{}: {why}", rec.source_name))
         })?;
+        let sm3 = index::media_sm3(pool, &rec.id).await?;
         chains.push(SessionChain {
             rec,
             entries,
             destroyed,
+            sm3,
         });
     }
     Ok(chains)
@@ -522,7 +526,7 @@ fn add_media_and_chains(
                 },
                 len,
                 e.sha256.clone(),
-                None,
+                chain.sm3.get(&e.seq).cloned(),
             );
         }
         let packaged = PackagedChain {
@@ -864,7 +868,8 @@ fn write_blocking<W: Write>(
             }
             Content::Object { key, len } => {
                 archive.begin(&path, *len)?;
-                objects.copy(i, key, &f.sha256, *len, |piece| archive.data(piece))?;
+                let sm3 = f.sm3.is_none();
+                objects.copy(i, key, &f.sha256, *len, sm3, |piece| archive.data(piece))?;
                 archive.end()?;
                 done += len;
             }

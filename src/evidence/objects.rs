@@ -1,7 +1,8 @@
 //! Stored objects read once into a package. Each object is read in pieces of `PIECE` bytes;
-//! each piece is hashed with SHA-256 on the writing thread, written to the archive, then handed
-//! to an SM3 worker, so both digests come from the one read and SM3 (the slower) runs on the
-//! other cores. A fixed set of buffers travels between the writer and the workers: memory stays
+//! each piece is hashed with SHA-256 on the writing thread and written to the archive. A
+//! segment's SM3 is normally known (computed when the chain writer sealed it, `media_digests`);
+//! for an object without one, each piece is then handed to an SM3 worker, so both digests come
+//! from the one read and SM3 (the slower) runs on the other cores. A fixed set of buffers travels between the writer and the workers: memory stays
 //! at `BUFFERS × PIECE` whatever the object's size, and the writer waits when the workers fall
 //! behind.
 
@@ -167,11 +168,16 @@ pub(crate) struct ObjectCopier {
     store: Store,
     free_rx: mpsc::Receiver<Vec<u8>>,
     free_tx: mpsc::Sender<Vec<u8>>,
+    /// Whether SM3 is wanted of objects whose digest is not known.
+    sm3_wanted: bool,
+    workers: usize,
+    /// Started at the first object whose SM3 is to be computed (none, when all are known).
     sm3: Option<Sm3Workers>,
 }
 
 impl ObjectCopier {
-    /// `sm3`: compute the SM3 of every object copied (on up to one worker per core).
+    /// `sm3`: compute the SM3 of the objects copied whose digest is not known (on up to one
+    /// worker per core, started at the first such object).
     pub(crate) fn new(handle: tokio::runtime::Handle, store: Store, sm3: bool) -> ObjectCopier {
         let (free_tx, free_rx) = mpsc::channel();
         for _ in 0..BUFFERS {
@@ -181,13 +187,14 @@ impl ObjectCopier {
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 4);
-        let sm3 = sm3.then(|| Sm3Workers::start(workers, free_tx.clone()));
         ObjectCopier {
             handle,
             store,
             free_rx,
             free_tx,
-            sm3,
+            sm3_wanted: sm3,
+            workers,
+            sm3: None,
         }
     }
 
@@ -217,19 +224,27 @@ impl ObjectCopier {
     }
 
     /// Copies stored object `key` (`len` bytes, SHA-256 `sha256` by its chain entry) through
-    /// `write` piece by piece, reading it once. The file is package file number `file` for its
-    /// SM3. A difference is an error once the last piece is read: the caller must then discard
-    /// what was written (the package is incomplete and must not look whole).
+    /// `write` piece by piece, reading it once. With `sm3` (its digest is not known already),
+    /// the file is package file number `file` for its SM3. A difference is an error once the
+    /// last piece is read: the caller must then discard what was written (the package is
+    /// incomplete and must not look whole).
     pub(crate) fn copy(
         &mut self,
         file: usize,
         key: &str,
         sha256: &str,
         len: u64,
+        sm3: bool,
         mut write: impl FnMut(&[u8]) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
         let mut source = self.open(key, len)?;
-        let lane = self.sm3.as_ref().map(Sm3Workers::least_busy);
+        if sm3 && self.sm3_wanted && self.sm3.is_none() {
+            self.sm3 = Some(Sm3Workers::start(self.workers, self.free_tx.clone()));
+        }
+        let lane = match &self.sm3 {
+            Some(w) if sm3 => Some(w.least_busy()),
+            _ => None,
+        };
         let mut sha = Sha256::new();
         let mut read = 0u64;
         loop {

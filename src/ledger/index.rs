@@ -192,8 +192,36 @@ pub fn is_conflict(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
-pub async fn insert_entry(pool: &Pool, e: &Entry) -> Result<(), sqlx::Error> {
-    insert_entry_in(pool, e).await
+/// Inserts one chain entry and, for a media segment whose SM3 was computed when it was sealed,
+/// its digest, in one transaction: a media entry never stands without the digest it was
+/// sealed with.
+pub async fn insert_entry(pool: &Pool, e: &Entry, sm3: Option<&str>) -> Result<(), sqlx::Error> {
+    let Some(sm3) = sm3 else {
+        return insert_entry_in(pool, e).await;
+    };
+    let mut tx = pool.begin().await?;
+    insert_entry_in(&mut *tx, e).await?;
+    sqlx::query("INSERT INTO media_digests (recording_id, seq, sm3) VALUES ($1,$2,$3)")
+        .bind(&e.recording_id)
+        .bind(e.seq)
+        .bind(sm3)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// The SM3 of a recording's media segments that have one (`media_digests`), by seq.
+pub async fn media_sm3(
+    pool: &Pool,
+    recording_id: &str,
+) -> Result<std::collections::HashMap<i64, String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT seq, sm3 FROM media_digests WHERE recording_id = $1")
+        .bind(recording_id)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+        .collect()
 }
 
 pub async fn session(pool: &Pool, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {

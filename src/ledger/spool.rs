@@ -67,18 +67,23 @@ pub type Measure = fn(&Path) -> Option<i64>;
 pub struct Sealed {
     pub bytes: bytes::Bytes,
     pub sha256: String,
+    /// SM3 of the same bytes, for evidence packages (kept in `media_digests`, not chained).
+    pub sm3: String,
 }
 
-/// fsyncs the file, then reads and hashes exactly what is on disk.
+/// fsyncs the file, then reads and hashes exactly what is on disk, once, with both digests:
+/// the bytes are in hand here, and an export that needs SM3 later would read them again.
 pub fn seal(segment: &Path) -> std::io::Result<Sealed> {
     let f = std::fs::File::open(segment)?;
     f.sync_all()?;
     drop(f);
     let data = std::fs::read(segment)?;
     let sha256 = hex::encode(Sha256::digest(&data));
+    let sm3 = hex::encode(sm3::Sm3::digest(&data));
     Ok(Sealed {
         bytes: bytes::Bytes::from(data),
         sha256,
+        sm3,
     })
 }
 

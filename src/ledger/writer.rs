@@ -257,7 +257,7 @@ impl ChainWriter {
             entry.sha256 = l.sha256.clone();
             entry.clock = l.clock.clone();
             let seq = entry.seq;
-            if self.commit(entry).await != Commit::Done {
+            if self.commit(entry, None).await != Commit::Done {
                 // A conflict is resolved by the next look, from the chain as it then stands.
                 let _ = self.resync(0).await;
                 return;
@@ -330,7 +330,7 @@ impl ChainWriter {
             None => default_reason.to_string(),
         };
         let entry = self.next(EntryKind::Gap, self.covered_until_us, hole, &reason);
-        let done = self.commit(entry).await;
+        let done = self.commit(entry, None).await;
         if done == Commit::Done {
             self.pending_outage = None;
             self.stats.gaps.fetch_add(1, Ordering::Relaxed);
@@ -565,7 +565,7 @@ impl ChainWriter {
         if !self.put_object(&entry.object_key, sealed).await {
             return Commit::Conflict;
         }
-        self.commit(entry).await
+        self.commit(entry, Some(&sealed.sm3)).await
     }
 
     /// The SHA-256 of the bytes the store holds under `key`.
@@ -626,13 +626,14 @@ impl ChainWriter {
     /// Seals and inserts the entry, retrying while the database fails and this node still may
     /// write. False when it was not inserted: the lease went to another node, or the seq is
     /// taken (another writer appended to this chain: an alarm, and this writer stops for good
-    /// rather than retry a conflict that cannot resolve).
-    async fn commit(&mut self, entry: Entry) -> Commit {
+    /// rather than retry a conflict that cannot resolve). `sm3`: a media segment's SM3, from
+    /// the bytes sealed, inserted with the entry.
+    async fn commit(&mut self, entry: Entry, sm3: Option<&str>) -> Commit {
         let entry = entry.seal();
         let end = entry.wall_start_us + entry.duration_us;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match index::insert_entry(&self.pool, &entry).await {
+            match index::insert_entry(&self.pool, &entry, sm3).await {
                 Ok(()) => break,
                 Err(e) if index::is_conflict(&e) => {
                     tracing::error!(recording = %self.recording_id, seq = entry.seq, error = %e, "chain conflict: another writer took this seq");

@@ -884,7 +884,7 @@ impl Execution<'_> {
             entry_hash: String::new(),
         }
         .seal();
-        index::insert_entry(self.pool, &tombstone).await
+        index::insert_entry(self.pool, &tombstone, None).await
     }
 }
 

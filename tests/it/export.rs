@@ -908,3 +908,114 @@ async fn an_object_altered_or_missing_in_the_store_fails_the_export_midway() {
     );
     assert!(!out.exists() && !out.with_extension("partial").exists());
 }
+
+/// A segment's SM3 is computed when the chain writer seals it, from the same bytes as its
+/// SHA-256, and kept beside its chain entry (`media_digests`), so that an export reads each
+/// object once and checks only its SHA-256. Every media segment has its digest, equal to what
+/// OpenSSL computes of the stored object; the package lists it; and a digest changed behind the
+/// guards (the owner's rights) gives a package the offline verifier fails, naming the file:
+/// caught, never certified.
+#[tokio::test(flavor = "multi_thread")]
+async fn sm3_is_kept_when_sealed_and_a_forged_digest_fails_the_package() {
+    use sqlx::Executor;
+    let sim = Simulator::start(&[]);
+    let server = Server::start().await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = record(&server, &room, "ZB-SM3", 2).await;
+    let view = server
+        .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+        .await;
+    let mut db = crate::db_guards::insider(&server).await;
+    let digest_of = |rec: &str, seq: i64| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT sm3 FROM media_digests WHERE recording_id = $1 AND seq = $2",
+        )
+        .bind(rec.to_string())
+        .bind(seq)
+    };
+    let mut checked = 0;
+    for source in ["cam1", "cam2", "mic1"] {
+        let rec = recording(&view, source);
+        let rec_id = rec["id"].as_str().unwrap();
+        for seg in rec["segments"].as_array().unwrap() {
+            let seq = seg["seq"].as_i64().unwrap();
+            let kept = digest_of(rec_id, seq).fetch_one(&mut db).await.unwrap();
+            let path = server.objects().join(seg["object_key"].as_str().unwrap());
+            let o = Command::new("openssl")
+                .args(["dgst", "-sm3", "-r"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "openssl dgst -sm3");
+            let openssl = String::from_utf8_lossy(&o.stdout);
+            assert_eq!(
+                openssl.split_whitespace().next(),
+                Some(kept.as_str()),
+                "{source} seq {seq}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked} segments checked");
+
+    let key = server.ok("GET", "/api/v1/keys", None).await["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let good = work.path().join("good.tar");
+    export(&server, &session, &good);
+    let (code, out) = verify(&good, &["--public-key", &key]);
+    assert_eq!(code, 0, "{out}");
+    let bag = unpack(&good, &work.path().join("good"));
+    let first = &media(&bag, "cam1")[0];
+    let listed = std::fs::read_to_string(bag.join("manifest-sm3.txt")).unwrap();
+    let name = first.file_name().unwrap().to_string_lossy().to_string();
+    let cam1 = recording(&view, "cam1");
+    let seg = cam1["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["object_key"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{name}"))
+        })
+        .unwrap_or_else(|| panic!("no segment for {name}"));
+    let seq = seg["seq"].as_i64().unwrap();
+    let rec_id = cam1["id"].as_str().unwrap();
+    let kept = digest_of(rec_id, seq).fetch_one(&mut db).await.unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&kept) && l.ends_with(&name)),
+        "{name} with {kept} in manifest-sm3.txt:\n{listed}"
+    );
+
+    // The guard holds against the application's rights; the owner drops it and forges.
+    let forged = "0".repeat(64);
+    let update = format!(
+        "UPDATE media_digests SET sm3 = '{forged}' WHERE recording_id = '{rec_id}' AND seq = {seq}"
+    );
+    let refused = db.execute(update.as_str()).await.unwrap_err().to_string();
+    assert!(refused.contains("append-only"), "{refused}");
+    if server.db.starts_with("postgres") {
+        db.execute("DROP TRIGGER media_digests_guard ON media_digests")
+            .await
+            .unwrap();
+    } else {
+        db.execute("DROP TRIGGER media_digests_no_update")
+            .await
+            .unwrap();
+    }
+    db.execute(update.as_str()).await.unwrap();
+    let bad = work.path().join("bad.tar");
+    export(&server, &session, &bad);
+    let (code, out) = verify(&bad, &["--public-key", &key]);
+    assert_eq!(code, 1, "a forged SM3 must fail the package:\n{out}");
+    assert!(
+        out.contains(&name) && out.contains("sm3 mismatch"),
+        "the file and the digest named:\n{out}"
+    );
+}
