@@ -1,10 +1,13 @@
-//! Stored objects read once into a package. Each object is read in pieces of `PIECE` bytes;
-//! each piece is hashed with SHA-256 on the writing thread and written to the archive. A
-//! segment's SM3 is normally known (computed when the chain writer sealed it, `media_digests`);
-//! for an object without one, each piece is then handed to an SM3 worker, so both digests come
-//! from the one read and SM3 (the slower) runs on the other cores. A fixed set of buffers travels between the writer and the workers: memory stays
-//! at `BUFFERS × PIECE` whatever the object's size, and the writer waits when the workers fall
-//! behind.
+//! Stored objects read once into a package. Each object is read in pieces of `PIECE` bytes and
+//! each piece written to the archive on the writing thread, then handed to a hashing worker on
+//! another core, which computes its SHA-256 (checked against the chain entry) and, for an object
+//! whose SM3 is not known already, its SM3: the copy and the hashing run side by side from the
+//! one read. (A segment's SM3 is normally known: the chain writer computed it when it sealed the
+//! segment, `media_digests`.) A fixed set of buffers travels between the writer and the
+//! workers: memory stays at `BUFFERS × PIECE` whatever the object's size, and the writer waits
+//! when the workers fall behind. A mismatch is found when the worker finishes the object, at
+//! most a few pieces after the writer: the copy fails then, or at `finish` at the latest, and
+//! the caller discards what was written (the package is incomplete and must not look whole).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,11 +31,33 @@ fn tampered(key: &str, why: &str) -> CoreError {
     )
 }
 
+/// One object as a worker hashes it.
+struct Object {
+    /// Package file number.
+    file: usize,
+    key: String,
+    /// The SHA-256 its chain entry gives.
+    expected: String,
+    sha256: Sha256,
+    /// Computed only when the digest is not known already.
+    sm3: Option<Sm3>,
+}
+
 enum Work {
+    /// The lane's next object.
+    Begin(Box<Object>),
     /// The next bytes of the lane's current object (the buffer goes back to the pool after).
     Piece(Vec<u8>),
-    /// The lane's current object is complete: its digest is that of file `usize`.
-    End(usize),
+    /// The lane's current object is complete.
+    End,
+}
+
+/// What a worker found of one object.
+struct Hashed {
+    file: usize,
+    key: String,
+    matches: bool,
+    sm3: Option<String>,
 }
 
 struct Lane {
@@ -41,15 +66,15 @@ struct Lane {
     queued: Arc<AtomicUsize>,
 }
 
-/// SM3 on worker threads, one object at a time per worker.
-struct Sm3Workers {
+/// SHA-256 (and SM3 where asked) on worker threads, one object at a time per worker.
+struct HashWorkers {
     lanes: Vec<Lane>,
-    results: mpsc::Receiver<(usize, String)>,
+    results: mpsc::Receiver<Hashed>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-impl Sm3Workers {
-    fn start(n: usize, free: mpsc::Sender<Vec<u8>>) -> Sm3Workers {
+impl HashWorkers {
+    fn start(n: usize, free: mpsc::Sender<Vec<u8>>) -> HashWorkers {
         let (done_tx, results) = mpsc::channel();
         let mut lanes = Vec::new();
         let mut threads = Vec::new();
@@ -58,27 +83,41 @@ impl Sm3Workers {
             let queued = Arc::new(AtomicUsize::new(0));
             let (q, free, done) = (queued.clone(), free.clone(), done_tx.clone());
             let t = std::thread::Builder::new()
-                .name(format!("package-sm3-{i}"))
+                .name(format!("package-hash-{i}"))
                 .spawn(move || {
-                    let mut h = Sm3::new();
+                    let mut current: Option<Box<Object>> = None;
                     for w in rx {
                         match w {
+                            Work::Begin(o) => current = Some(o),
                             Work::Piece(buf) => {
-                                h.update(&buf);
+                                if let Some(o) = current.as_mut() {
+                                    o.sha256.update(&buf);
+                                    if let Some(sm3) = o.sm3.as_mut() {
+                                        sm3.update(&buf);
+                                    }
+                                }
                                 q.fetch_sub(1, Ordering::Relaxed);
                                 let _ = free.send(buf);
                             }
-                            Work::End(file) => {
-                                let _ = done.send((file, hex::encode(h.finalize_reset())));
+                            Work::End => {
+                                if let Some(o) = current.take() {
+                                    let o = *o;
+                                    let _ = done.send(Hashed {
+                                        file: o.file,
+                                        matches: hex::encode(o.sha256.finalize()) == o.expected,
+                                        key: o.key,
+                                        sm3: o.sm3.map(|h| hex::encode(h.finalize())),
+                                    });
+                                }
                             }
                         }
                     }
                 })
-                .expect("spawn an SM3 worker");
+                .expect("spawn a package hashing worker");
             lanes.push(Lane { tx, queued });
             threads.push(t);
         }
-        Sm3Workers {
+        HashWorkers {
             lanes,
             results,
             threads,
@@ -99,15 +138,15 @@ impl Sm3Workers {
         self.lanes[lane]
             .tx
             .send(work)
-            .map_err(|_| CoreError::Internal("package: an SM3 worker stopped".into()))
+            .map_err(|_| CoreError::Internal("package: a hashing worker stopped".into()))
     }
 
-    /// Every digest, by file number.
-    fn finish(self) -> Result<Vec<(usize, String)>, CoreError> {
+    /// Waits for every object sent, then returns what was found of each.
+    fn finish(self) -> Result<Vec<Hashed>, CoreError> {
         drop(self.lanes);
         for t in self.threads {
             t.join()
-                .map_err(|_| CoreError::Internal("package: an SM3 worker failed".into()))?;
+                .map_err(|_| CoreError::Internal("package: a hashing worker failed".into()))?;
         }
         Ok(self.results.try_iter().collect())
     }
@@ -168,22 +207,22 @@ pub(crate) struct ObjectCopier {
     store: Store,
     free_rx: mpsc::Receiver<Vec<u8>>,
     free_tx: mpsc::Sender<Vec<u8>>,
+    workers: HashWorkers,
     /// Whether SM3 is wanted of objects whose digest is not known.
     sm3_wanted: bool,
-    workers: usize,
-    /// Started at the first object whose SM3 is to be computed (none, when all are known).
-    sm3: Option<Sm3Workers>,
+    /// The SM3 computed so far, by file number.
+    sm3: Vec<(usize, String)>,
 }
 
 impl ObjectCopier {
-    /// `sm3`: compute the SM3 of the objects copied whose digest is not known (on up to one
-    /// worker per core, started at the first such object).
+    /// `sm3`: compute the SM3 of the objects copied whose digest is not known.
     pub(crate) fn new(handle: tokio::runtime::Handle, store: Store, sm3: bool) -> ObjectCopier {
         let (free_tx, free_rx) = mpsc::channel();
         for _ in 0..BUFFERS {
             let _ = free_tx.send(Vec::with_capacity(PIECE));
         }
-        let workers = std::thread::available_parallelism()
+        // The writer has its core; the hashing its own (more only helps when SM3 is computed).
+        let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 4);
@@ -191,10 +230,10 @@ impl ObjectCopier {
             handle,
             store,
             free_rx,
+            workers: HashWorkers::start(n, free_tx.clone()),
             free_tx,
             sm3_wanted: sm3,
-            workers,
-            sm3: None,
+            sm3: Vec::new(),
         }
     }
 
@@ -225,9 +264,8 @@ impl ObjectCopier {
 
     /// Copies stored object `key` (`len` bytes, SHA-256 `sha256` by its chain entry) through
     /// `write` piece by piece, reading it once. With `sm3` (its digest is not known already),
-    /// the file is package file number `file` for its SM3. A difference is an error once the
-    /// last piece is read: the caller must then discard what was written (the package is
-    /// incomplete and must not look whole).
+    /// its SM3 is computed too, as package file number `file`. A difference found (in this
+    /// object or one copied before) is an error: the caller must then discard what was written.
     pub(crate) fn copy(
         &mut self,
         file: usize,
@@ -237,15 +275,19 @@ impl ObjectCopier {
         sm3: bool,
         mut write: impl FnMut(&[u8]) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
+        collect(self.workers.results.try_iter(), &mut self.sm3)?;
         let mut source = self.open(key, len)?;
-        if sm3 && self.sm3_wanted && self.sm3.is_none() {
-            self.sm3 = Some(Sm3Workers::start(self.workers, self.free_tx.clone()));
-        }
-        let lane = match &self.sm3 {
-            Some(w) if sm3 => Some(w.least_busy()),
-            _ => None,
-        };
-        let mut sha = Sha256::new();
+        let lane = self.workers.least_busy();
+        self.workers.send(
+            lane,
+            Work::Begin(Box::new(Object {
+                file,
+                key: key.to_string(),
+                expected: sha256.to_string(),
+                sha256: Sha256::new(),
+                sm3: (sm3 && self.sm3_wanted).then(Sm3::new),
+            })),
+        )?;
         let mut read = 0u64;
         loop {
             let mut buf = self
@@ -268,17 +310,11 @@ impl ObjectCopier {
                     &format!("holds more than the {len} bytes of its chain entry"),
                 ));
             }
-            sha.update(&buf);
             if let Err(e) = write(&buf) {
                 let _ = self.free_tx.send(buf);
                 return Err(e);
             }
-            match (&self.sm3, lane) {
-                (Some(w), Some(lane)) => w.send(lane, Work::Piece(buf))?,
-                _ => {
-                    let _ = self.free_tx.send(buf);
-                }
-            }
+            self.workers.send(lane, Work::Piece(buf))?;
         }
         if read != len {
             return Err(tampered(
@@ -286,20 +322,127 @@ impl ObjectCopier {
                 &format!("holds {read} bytes where its chain entry says {len}"),
             ));
         }
-        if hex::encode(sha.finalize()) != sha256 {
-            return Err(tampered(key, "does not match its chain entry"));
-        }
-        if let (Some(w), Some(lane)) = (&self.sm3, lane) {
-            w.send(lane, Work::End(file))?;
-        }
-        Ok(())
+        self.workers.send(lane, Work::End)
     }
 
-    /// The SM3 of every object copied, by file number (none when not asked for).
+    /// Waits for the last objects' digests. Every object copied matched its chain entry;
+    /// returns the SM3 computed, by file number (none when not asked for).
     pub(crate) fn finish(self) -> Result<Vec<(usize, String)>, CoreError> {
-        match self.sm3 {
-            Some(w) => w.finish(),
-            None => Ok(Vec::new()),
+        let ObjectCopier {
+            workers, mut sm3, ..
+        } = self;
+        collect(workers.finish()?, &mut sm3)?;
+        Ok(sm3)
+    }
+}
+
+/// Takes what the workers found: a mismatch is an error; each SM3 computed joins `sm3`.
+fn collect(
+    hashed: impl IntoIterator<Item = Hashed>,
+    sm3: &mut Vec<(usize, String)>,
+) -> Result<(), CoreError> {
+    for h in hashed {
+        if !h.matches {
+            return Err(tampered(&h.key, "does not match its chain entry"));
         }
+        if let Some(digest) = h.sm3 {
+            sm3.push((h.file, digest));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local store holding `objects`, and a runtime to drive it from this (blocking) thread.
+    fn store_with(
+        objects: &[(&str, Vec<u8>)],
+    ) -> (tempfile::TempDir, Store, tokio::runtime::Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Store =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        for (key, data) in objects {
+            rt.block_on(store.put(&object_store::path::Path::from(*key), data.clone().into()))
+                .unwrap();
+        }
+        (dir, store, rt)
+    }
+
+    fn sha(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    #[test]
+    fn copies_each_object_once_and_computes_only_the_sm3_not_known() {
+        // Larger than a piece, so that an object spans several.
+        let big: Vec<u8> = (0..(PIECE * 2 + 123)).map(|i| (i * 7) as u8).collect();
+        let small = b"a segment of a few bytes".to_vec();
+        let (_dir, store, rt) = store_with(&[("a/1.ts", big.clone()), ("a/2.ts", small.clone())]);
+        let mut copier = ObjectCopier::new(rt.handle().clone(), store, true);
+        let mut out = Vec::new();
+        let w = |out: &mut Vec<u8>, p: &[u8]| {
+            out.extend_from_slice(p);
+            Ok(())
+        };
+        copier
+            .copy(0, "a/1.ts", &sha(&big), big.len() as u64, true, |p| {
+                w(&mut out, p)
+            })
+            .unwrap();
+        copier
+            .copy(1, "a/2.ts", &sha(&small), small.len() as u64, false, |p| {
+                w(&mut out, p)
+            })
+            .unwrap();
+        let sm3 = copier.finish().unwrap();
+        assert_eq!(out, [big.clone(), small].concat());
+        assert_eq!(sm3, vec![(0, hex::encode(Sm3::digest(&big)))]);
+    }
+
+    #[test]
+    fn an_object_that_differs_from_its_chain_entry_fails_the_copy() {
+        let data = b"stored bytes".to_vec();
+        let (_dir, store, rt) = store_with(&[("a/1.ts", data.clone()), ("a/2.ts", data.clone())]);
+        let mut copier = ObjectCopier::new(rt.handle().clone(), store, false);
+        let wrong = sha(b"the bytes the chain vouches for");
+        // Found by the worker: at the next copy or at the end, whichever comes first.
+        let first = copier.copy(0, "a/1.ts", &wrong, data.len() as u64, false, |_| Ok(()));
+        let err = match first {
+            Err(e) => e,
+            Ok(()) => match copier.copy(1, "a/2.ts", &sha(&data), data.len() as u64, false, |_| {
+                Ok(())
+            }) {
+                Err(e) => e,
+                Ok(()) => copier.finish().unwrap_err(),
+            },
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("a/1.ts") && text.contains("does not match its chain entry"),
+            "{text}"
+        );
+
+        // A length other than the entry's is found before a byte is written.
+        let (_dir, store, rt) = store_with(&[("a/1.ts", data.clone())]);
+        let mut copier = ObjectCopier::new(rt.handle().clone(), store, false);
+        let mut wrote = false;
+        let err = copier
+            .copy(
+                0,
+                "a/1.ts",
+                &sha(&data),
+                data.len() as u64 + 1,
+                false,
+                |_| {
+                    wrote = true;
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("holds 12 bytes"), "{err}");
+        assert!(!wrote);
     }
 }
