@@ -124,3 +124,77 @@ pub fn object_stream(
         object_store::GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
     }
 }
+
+/// The largest single write to a local file. On the kernels we run (Linux 6.18, ext4), one
+/// `write` of 1 MiB into the page cache cost 2–6× as much system time as the same bytes in
+/// 256 KiB writes, and varied from run to run by as much (measured with `dd bs=1M` against
+/// `bs=256k` over 1.1 GiB; docs/performance.md): large writes are split.
+pub const WRITE_CHUNK: usize = 256 * 1024;
+
+/// `bytes` as a payload of `WRITE_CHUNK` slices (no copy): the local store writes each slice
+/// with its own `write`, so a segment is never written in one large call.
+pub fn payload(bytes: &bytes::Bytes) -> object_store::PutPayload {
+    (0..bytes.len())
+        .step_by(WRITE_CHUNK)
+        .map(|at| bytes.slice(at..(at + WRITE_CHUNK).min(bytes.len())))
+        .collect()
+}
+
+/// A file written at most `WRITE_CHUNK` bytes per call (see there).
+pub struct ChunkedWrites<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for ChunkedWrites<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(&buf[..buf.len().min(WRITE_CHUNK)])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_is_the_same_bytes_in_slices_no_larger_than_a_write() {
+        for len in [
+            0,
+            1,
+            WRITE_CHUNK - 1,
+            WRITE_CHUNK,
+            WRITE_CHUNK + 1,
+            5 * WRITE_CHUNK + 7,
+        ] {
+            let bytes = bytes::Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let p = payload(&bytes);
+            assert!(p.iter().all(|s| !s.is_empty() && s.len() <= WRITE_CHUNK));
+            assert_eq!(
+                p.iter().flatten().copied().collect::<Vec<u8>>(),
+                bytes.to_vec()
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_writes_write_everything_a_chunk_at_a_time() {
+        struct Calls(Vec<usize>, Vec<u8>);
+        impl std::io::Write for Calls {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.push(buf.len());
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let data: Vec<u8> = (0..(3 * WRITE_CHUNK + 5))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut w = ChunkedWrites(Calls(Vec::new(), Vec::new()));
+        std::io::Write::write_all(&mut w, &data).unwrap();
+        assert_eq!(w.0.0, vec![WRITE_CHUNK, WRITE_CHUNK, WRITE_CHUNK, 5]);
+        assert_eq!(w.0.1, data);
+    }
+}

@@ -44,7 +44,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tmp = args.out.with_extension("partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let writer = std::io::BufWriter::with_capacity(
+        witness::store::WRITE_CHUNK,
+        witness::store::ChunkedWrites(file),
+    );
     let progress = Box::new(progress_printer());
     let by = witness::audit::Actor {
         address: "cli".into(),
@@ -91,7 +94,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .map_err(anyhow::Error::from),
     };
-    eprintln!();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
     let summary = match summary {
         Ok((s, writer)) => {
             drop(writer);
@@ -123,10 +128,19 @@ fn format(format: Option<&str>, out: &Path) -> export::Format {
     }
 }
 
-/// Percentage, MiB and time left on one line of stderr, rewritten as bytes are written.
+/// Percentage, MiB and time left on one line of stderr, rewritten as bytes are written: on a
+/// terminal only (a log or a pipe gets no carriage-return lines), at most ten times a second.
 fn progress_printer() -> impl FnMut(u64, u64) + Send {
+    use std::io::IsTerminal;
     let started = Instant::now();
+    let on_terminal = std::io::stderr().is_terminal();
+    let mut shown: Option<Instant> = None;
     move |done: u64, total: u64| {
+        let due = shown.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100));
+        if !on_terminal || !(due || done >= total) {
+            return;
+        }
+        shown = Some(Instant::now());
         let pct = if total == 0 {
             100.0
         } else {

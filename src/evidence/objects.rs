@@ -163,12 +163,13 @@ enum Source {
 }
 
 impl Source {
-    /// Fills `buf` (cleared first) with up to `PIECE` bytes; empty at the end.
+    /// Fills `buf` with up to `PIECE` bytes (replacing what it held); empty at the end.
     fn fill(&mut self, handle: &tokio::runtime::Handle, buf: &mut Vec<u8>) -> Result<(), String> {
-        buf.clear();
         match self {
             Source::File(f) => {
                 use std::io::Read;
+                // Read over the buffer's old bytes: zeroing a whole piece first for every read
+                // cost as much as the read.
                 buf.resize(PIECE, 0);
                 let mut n = 0;
                 while n < PIECE {
@@ -182,6 +183,7 @@ impl Source {
                 buf.truncate(n);
             }
             Source::Stream(stream, left) => {
+                buf.clear();
                 while buf.len() < PIECE {
                     if left.is_empty() {
                         match handle.block_on(stream.next()) {

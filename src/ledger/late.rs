@@ -5,7 +5,6 @@
 //! re-reading the object and checking its hash, as a media entry that declares its overlap.
 //! A session that stopped before they arrived keeps them listed, hash and all.
 
-use object_store::PutPayload;
 use sqlx::Row;
 
 use crate::db::Pool;
@@ -107,7 +106,7 @@ pub async fn publish(
         store
             .put(
                 &object_store::path::Path::from(key.as_str()),
-                PutPayload::from(sealed.bytes.clone()),
+                crate::store::payload(&sealed.bytes),
             )
             .await
             .map_err(|source| LateError::Store {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use object_store::{PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -592,7 +592,7 @@ impl ChainWriter {
                 .store
                 .put_opts(
                     &path,
-                    PutPayload::from(sealed.bytes.clone()),
+                    crate::store::payload(&sealed.bytes),
                     PutOptions::from(mode),
                 )
                 .await;
