@@ -588,19 +588,23 @@ async function main() {
   state.end = Math.max(ended, ...walls.map((w) => w[1]));
   state.wall = state.start;
 
-  state.witness = await witness;
   const main = document.querySelector('main');
-  main.append(controls(), grid, timeline());
+  main.append(controls(), grid);
   const firstAudio = state.sources.find((s) => !s.isVideo) ?? state.sources.find((s) => s.hasAudio);
   if (firstAudio) {
     document.querySelector('#sound').value = firstAudio.name;
     setSound(firstAudio.name);
   }
   requestAnimationFrame(tick);
-  // The chain check re-reads and re-hashes every stored segment (an hour of four 1080p cameras
-  // is some 7 GB): started once every source shows its first picture (or after a few seconds),
-  // so that it does not compete with them for the server's and the browser's cores.
+  // The timeline draws every segment and gap (an hour of four cameras is some 7000 spans) and
+  // the witness record's markers: drawn once every source shows its first picture (or after a
+  // few seconds), so that the main thread is free while the players start. The chain check,
+  // which re-reads and re-hashes every stored segment (some 7 GB for that hour), follows it,
+  // so that it does not compete with the pictures for the server's and the browser's cores.
   await firstPictures(5000);
+  state.witness = await witness;
+  main.append(timeline());
+  render();
   chainStatus();
 }
 
