@@ -462,19 +462,36 @@ async fn main() {
     let mut secs = 20;
     let mut audio = true;
     let mut perf: Option<PathBuf> = None;
+    const USAGE: &str = "usage: bench_record [N ...] [--seconds S] [--video-only] [--perf DIR]";
+    let usage = |why: &str| -> ! {
+        eprintln!("bench_record: {why}\n{USAGE}");
+        std::process::exit(2)
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--perf" {
-            perf = Some(args.next().expect("--perf DIR").into());
-        } else if a == "--video-only" {
-            audio = false;
-        } else if a == "--seconds" {
-            secs = args
-                .next()
-                .and_then(|s| s.parse().ok())
-                .expect("--seconds N");
-        } else {
-            ns.push(a.parse().expect("stream counts are numbers"));
+        match a.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            "--perf" => {
+                perf = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage("--perf needs a folder"))
+                        .into(),
+                )
+            }
+            "--video-only" => audio = false,
+            "--seconds" => {
+                secs = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| usage("--seconds needs a whole number of seconds"))
+            }
+            n => match n.parse() {
+                Ok(n) if n > 0 => ns.push(n),
+                _ => usage(&format!("{n:?} is not a number of streams")),
+            },
         }
     }
     if ns.is_empty() {
