@@ -201,11 +201,10 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     b.kill();
 }
 
-// Ignored in the suite again: late evidence is now timed by the writer's clock rule and an open
-// segment measured by its media, which fixed the 7 s overclaims, but one full run of 2026-11-30
-// still saw mic1's segments and gaps sum to 1.0 s more than the session (17.419 s against
-// 16.417 s) after the freeze. Run it with `cargo test --test it a_frozen_node -- --ignored`.
-#[ignore = "a frozen node's late evidence can still overlap the chain by about a segment (mic1, 1.0 s)"]
+/// A node frozen whole past its lease: the other takes the room over; the frozen one, thawed,
+/// finds the room taken, stops writing and stores its spool as late evidence, which the lease
+/// holder chains as declared overlaps. Every source still tiles the session (overlaps counted
+/// once), nothing stays in either spool, and both verifiers say INTACT.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_node_loses_nothing() {
     let sim = Simulator::start(&[]);
