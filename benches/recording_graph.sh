@@ -5,10 +5,13 @@
 #   rtp       rtspsrc (TCP, jitterbuffer in slave mode) → fakesink: receiving RTP alone
 #   parsed    + depayloaders, h264timestamper, h264parse, aacparse → fakesink
 #   before    + a queue per stream → splitmuxsink (mpegtsmux, 2.1 s): the graph before issue 16
+#   mux       + one long-lived mpegtsmux (alignment=7) → filesink, no segmenting: what the muxer
+#             costs, and so what cutting segments without splitmuxsink could at best save
 #   witness   + splitmuxsink without the extra queue, mpegtsmux alignment=7: the graph now
 #   ffmpeg    one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 2` per stream
 # Each is measured ROUNDS times, alternating, as CPU % of one core over SECONDS after a warm-up,
-# with the segment files it wrote meanwhile. Witness's own work on top of the graph (hashing,
+# with the segment files and the bitrate it wrote meanwhile (proof that it recorded).
+# VARIANTS="rtp mux ffmpeg" measures only those. Witness's own work on top of the graph (hashing,
 # storing, indexing) is measured by examples/bench_record.rs.
 # Usage: benches/recording_graph.sh [N=16] [SECONDS=10] [ROUNDS=2]
 set -euo pipefail
@@ -43,6 +46,7 @@ graph() { # the gst-launch arguments of variant $1 for stream $2 writing into $3
     rtp) echo "$src $vp ! fakesink sync=false async=false $ap ! fakesink sync=false async=false" ;;
     parsed) echo "$src $vp ! $parse_v ! fakesink sync=false async=false $ap ! $parse_a ! fakesink sync=false async=false" ;;
     before) echo "$src $vp ! $parse_v ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 ! m$i.video $ap ! $parse_a ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 ! m$i.audio_0 splitmuxsink name=m$i muxer=mpegtsmux $sink" ;;
+    mux) echo "$src $vp ! $parse_v ! x$i.sink_65 $ap ! $parse_a ! x$i.sink_66 mpegtsmux name=x$i alignment=7 ! filesink async=false location=$out/m$i.ts" ;;
     witness) echo "$src $vp ! $parse_v ! m$i.video $ap ! $parse_a ! m$i.audio_0 splitmuxsink name=m$i muxer=\"mpegtsmux alignment=7\" $sink" ;;
   esac
 }
@@ -65,23 +69,23 @@ run() { # variant → "cpu% files"
   pids+=("${ps[@]}")
   sleep 6
   local c0 f0 c1 f1
-  c0=$(cpu_of "${ps[@]}"); f0=$(find "$out" -type f | wc -l)
+  c0=$(cpu_of "${ps[@]}"); f0=$(find "$out" -type f | wc -l); b0=$(du -sb "$out" | cut -f1)
   sleep "$secs"
-  c1=$(cpu_of "${ps[@]}"); f1=$(find "$out" -type f | wc -l)
+  c1=$(cpu_of "${ps[@]}"); f1=$(find "$out" -type f | wc -l); b1=$(du -sb "$out" | cut -f1)
   kill "${ps[@]}" 2>/dev/null || true
   wait "${ps[@]}" 2>/dev/null || true
   rm -rf "$out"
-  echo "$(echo "scale=1; ($c1-$c0)*100/$tck/$secs" | bc) $((f1-f0))"
+  echo "$(echo "scale=1; ($c1-$c0)*100/$tck/$secs" | bc) $((f1-f0)) $(((b1-b0)*8/secs/1000000))"
   sleep 3
 }
 
 echo "$n streams of 1080p25 H.264 ~4 Mbit/s + AAC over RTSP/TCP, $secs s measured, $rounds rounds, $(date -u +%F)"
 echo
-echo "| round | graph | CPU % of one core | per stream | segments written |"
-echo "|---:|---|---:|---:|---:|"
+echo "| round | graph | CPU % of one core | per stream | segment files written | Mbit/s written |"
+echo "|---:|---|---:|---:|---:|---:|"
 for r in $(seq 1 "$rounds"); do
-  for v in rtp parsed before witness ffmpeg; do
-    read -r cpu files < <(run "$v")
-    echo "| $r | $v | $cpu | $(echo "scale=2; $cpu/$n" | bc) | $files |"
+  for v in ${VARIANTS:-rtp parsed before mux witness ffmpeg}; do
+    read -r cpu files mbps < <(run "$v")
+    echo "| $r | $v | $cpu | $(echo "scale=2; $cpu/$n" | bc) | $files | $mbps |"
   done
 done
