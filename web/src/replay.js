@@ -51,8 +51,10 @@ const state = {
   lastTick: 0,
 };
 
+// A plain GET (the API answers JSON): the page's HTML preloads the session's view, and only a
+// request like the preload's takes its answer.
 async function getJson(url) {
-  const r = await fetch(url, { headers: { accept: 'application/json' } });
+  const r = await fetch(url);
   const body = await r.json().catch(() => ({}));
   if (r.status === 401) throw new Error(t('loginRequired'));
   if (!r.ok) throw new Error(body?.error?.message ?? `HTTP ${r.status}`);
