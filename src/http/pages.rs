@@ -43,13 +43,15 @@ async fn replay_page(Path(id): Path<String>) -> Response {
 fn replay_html(id: &str) -> String {
     // The script reads the session id from the address and loads everything through the API,
     // so an unknown id is reported on the page with the API's own message. The session's view
-    // (an hour of four cameras is 2 MB of JSON) is preloaded while the script is fetched and
-    // compiled: the script's own `fetch` of the same address takes the preloaded answer.
+    // without its segments (what the players start from) is preloaded while the script is
+    // fetched and compiled: the script's own `fetch` of the same address takes that answer.
     let preload = if !id.is_empty()
         && id.len() <= 64
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
-        format!("<link rel=\"preload\" href=\"/api/v1/sessions/{id}\" as=\"fetch\" crossorigin>\n")
+        format!(
+            "<link rel=\"preload\" href=\"/api/v1/sessions/{id}?segments=none\" as=\"fetch\" crossorigin>\n"
+        )
     } else {
         String::new()
     };
@@ -120,7 +122,7 @@ mod tests {
     fn the_replay_page_preloads_its_session_only_for_an_id_that_is_safe_in_html() {
         let id = "01a22ccc-6e53-7556-85f0-c60c71e25c36";
         assert!(replay_html(id).contains(&format!(
-            "<link rel=\"preload\" href=\"/api/v1/sessions/{id}\" as=\"fetch\" crossorigin>"
+            "<link rel=\"preload\" href=\"/api/v1/sessions/{id}?segments=none\" as=\"fetch\" crossorigin>"
         )));
         for hostile in ["\"><script>alert(1)</script>", "a b", "x/../../users", ""] {
             let html = replay_html(hostile);

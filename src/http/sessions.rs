@@ -100,12 +100,39 @@ struct WithRetention<R> {
     retention: R,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewQuery {
+    /// `none`: each recording without its list of segments (counts, gaps and all else kept),
+    /// for a client that needs the session before its thousands of segments (the replay page
+    /// starts its players from it).
+    segments: Option<String>,
+}
+
 /// The session with its segments and gaps, and its retention (rule, retain-until, holds).
 async fn get_session(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ViewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.sessions.view(&id).await?;
+    let without_segments = match q.segments.as_deref() {
+        None | Some("all") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("segments: expected \"all\" or \"none\", got {other:?}"),
+            ));
+        }
+    };
+    let mut view = s.sessions.view(&id).await?;
+    if without_segments {
+        for r in &mut view.recordings {
+            r.segments = Vec::new();
+            r.segments_omitted = true;
+        }
+    }
     let row = crate::ledger::index::existing_session(&s.pool, &id).await?;
     let retention = crate::retention::view(&s.pool, &s.policies, &row)
         .await

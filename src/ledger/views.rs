@@ -49,6 +49,10 @@ pub struct RecordingView {
     pub gap_count: usize,
     pub chain_head: Option<ChainHead>,
     pub segments: Vec<SegmentView>,
+    /// Set when the view was asked for without its segments (`?segments=none`): `segments` is
+    /// then empty although `segment_count` is not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub segments_omitted: bool,
     pub gaps: Vec<GapView>,
     /// Segments a node spooled before it lost the room's lease, stored afterwards (`late`):
     /// chained (`chained_seq`) by the lease holder, or listed only when the session had stopped.

@@ -92,6 +92,7 @@ impl Core {
                 hash: e.entry_hash.clone(),
             }),
             segments,
+            segments_omitted: false,
             gaps,
             late: Vec::new(),
         }

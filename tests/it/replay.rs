@@ -31,6 +31,39 @@ async fn hls_replay_of_a_recorded_session() {
         .await;
     let base = format!("/api/v1/sessions/{session}/sources/cam1");
 
+    // The view without its segments (what the replay page starts its players from): counts,
+    // gaps and all else as in the whole view, the segments left out and said to be.
+    let whole = server
+        .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+        .await;
+    let light = server
+        .ok(
+            "GET",
+            &format!("/api/v1/sessions/{session}?segments=none"),
+            None,
+        )
+        .await;
+    for source in ["cam1", "cam2", "mic1"] {
+        let (w, l) = (recording(&whole, source), recording(&light, source));
+        assert!(w["segments"].as_array().unwrap().len() >= 5 || source != "cam1");
+        assert_eq!(l["segments"], json!([]), "{l}");
+        assert_eq!(l["segments_omitted"], true);
+        assert!(w.get("segments_omitted").is_none(), "{w}");
+        for field in ["segment_count", "gap_count", "gaps", "chain_head", "bytes"] {
+            assert_eq!(w[field], l[field], "{source} {field}");
+        }
+    }
+    assert_eq!(whole["retention"], light["retention"]);
+    let (status, body) = server
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{session}?segments=some"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_query");
+
     // Confidential: no grant, no replay; then with a grant another person approved, no reason,
     // no replay either; each refusal audited.
     let (status, body) = server

@@ -255,9 +255,24 @@ function addSource(rec) {
     hls: null,
   };
   const url = withReason(`${api}/sources/${encodeURIComponent(name)}/index.m3u8`);
-  if (rec.segments.some((s) => !s.object_key.endsWith('.ts'))) {
-    fail(source, t('notHls', { template: rec.template }));
-  } else if (Hls.isSupported()) {
+  if (!notHls(source)) return addPlayer(source, url);
+  state.sources.push(source);
+  return source;
+}
+
+/// Segments that are not MPEG-TS cannot play through HLS: the source fails with the reason
+/// (known once the view with segments is read).
+function notHls(source) {
+  if (!source.rec.segments.some((s) => !s.object_key.endsWith('.ts'))) return false;
+  source.hls?.destroy();
+  source.hls = null;
+  fail(source, t('notHls', { template: source.rec.template }));
+  return true;
+}
+
+function addPlayer(source, url) {
+  const { media } = source;
+  if (Hls.isSupported()) {
     const hls = new Hls({ maxBufferLength: 20, backBufferLength: 30, startPosition: 0 });
     hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
       // The player's own reading of the playlist: its media timeline is what currentTime uses.
@@ -556,7 +571,9 @@ async function main() {
   document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
   let session;
   try {
-    session = await getJson(api);
+    // Without its segments (an hour of four cameras is 7000 of them, 2 MB): the players need
+    // only the playlists. The whole view follows for the timeline, once the pictures show.
+    session = await getJson(`${api}?segments=none`);
   } catch (e) {
     showError(t('notFound', { detail: e.message }));
     return;
@@ -579,16 +596,10 @@ async function main() {
 
   const grid = el('section', { id: 'grid', class: 'grid' });
   for (const rec of session.recordings) grid.append(addSource(rec).tile);
-  const walls = session.recordings.flatMap((r) => [
-    ...r.segments.map((s) => [Date.parse(s.start), Date.parse(s.start) + s.duration_seconds * 1000]),
-    ...r.gaps.map((g) => [Date.parse(g.start), Date.parse(g.end)]),
-  ]);
-  // The whole session, start to stop, so that a stretch nothing covers shows as such.
-  const begun = Date.parse(session.started_at);
-  const ended = session.stopped_at ? Date.parse(session.stopped_at) : begun;
-  state.start = Math.min(begun, ...walls.map((w) => w[0]));
-  state.end = Math.max(ended, ...walls.map((w) => w[1]));
+  setSpan(session.recordings);
   state.wall = state.start;
+  // The whole view, asked for now, read once the pictures show.
+  const whole = getJson(api).catch((e) => e);
 
   const main = document.querySelector('main');
   main.append(controls(), grid);
@@ -604,10 +615,41 @@ async function main() {
   // which re-reads and re-hashes every stored segment (some 7 GB for that hour), follows it,
   // so that it does not compete with the pictures for the server's and the browser's cores.
   await firstPictures(5000);
+  const full = await whole;
+  if (full instanceof Error) {
+    showError(t('loadError', { detail: full.message }));
+  } else {
+    state.session = full;
+    for (const source of state.sources) {
+      const rec = full.recordings.find((r) => r.source === source.name);
+      if (!rec) continue;
+      source.rec = rec;
+      // Native HLS has no playlist reading of its own to map media time to wall clock.
+      if (!source.hls) source.frags = fragsFromRecording(rec);
+      notHls(source);
+    }
+    const atStart = state.wall === state.start;
+    setSpan(full.recordings);
+    if (atStart) state.wall = state.start;
+  }
   state.witness = await witness;
   main.append(timeline());
   render();
   chainStatus();
+}
+
+/// The span the page shows: the whole session, start to stop, so that a stretch nothing covers
+/// shows as such, and any segment or gap reaching past it.
+function setSpan(recordings) {
+  const s = state.session;
+  const walls = recordings.flatMap((r) => [
+    ...r.segments.map((x) => [Date.parse(x.start), Date.parse(x.start) + x.duration_seconds * 1000]),
+    ...r.gaps.map((g) => [Date.parse(g.start), Date.parse(g.end)]),
+  ]);
+  const begun = Date.parse(s.started_at);
+  const ended = s.stopped_at ? Date.parse(s.stopped_at) : begun;
+  state.start = walls.reduce((m, w) => Math.min(m, w[0]), begun);
+  state.end = walls.reduce((m, w) => Math.max(m, w[1]), ended);
 }
 
 /// Resolves once every source has data at its current position (or failed), or after `ms`.
