@@ -126,13 +126,11 @@ async fn get_session(
             ));
         }
     };
-    let mut view = s.sessions.view(&id).await?;
-    if without_segments {
-        for r in &mut view.recordings {
-            r.segments = Vec::new();
-            r.segments_omitted = true;
-        }
-    }
+    let view = if without_segments {
+        s.sessions.view_without_segments(&id).await?
+    } else {
+        s.sessions.view(&id).await?
+    };
     let row = crate::ledger::index::existing_session(&s.pool, &id).await?;
     let retention = crate::retention::view(&s.pool, &s.policies, &row)
         .await

@@ -376,6 +376,30 @@ pub async fn entries(pool: &Pool, recording_id: &str) -> Result<Vec<Entry>, sqlx
     .collect()
 }
 
+/// A recording's entries other than media (genesis, gaps, tombstones), in order, and its media
+/// totals (count, bytes, microseconds): a view of a chain without reading each of its segments.
+pub async fn entries_but_media(
+    pool: &Pool,
+    recording_id: &str,
+) -> Result<(Vec<Entry>, i64, i64, i64), sqlx::Error> {
+    let others = sqlx::query(&format!(
+        "SELECT {ENTRY_COLS} FROM chain_entries WHERE recording_id = $1 AND kind <> 'media' ORDER BY seq"
+    ))
+    .bind(recording_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(entry_from)
+    .collect::<Result<Vec<_>, _>>()?;
+    let (count, bytes, duration_us): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), CAST(COALESCE(SUM(duration_us), 0) AS BIGINT) FROM chain_entries WHERE recording_id = $1 AND kind = 'media'",
+    )
+    .bind(recording_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((others, count, bytes, duration_us))
+}
+
 /// One entry of a chain by its sequence number (the primary key): for reads of one segment,
 /// which must not cost a read of the whole chain (an hour of 2 s segments is 1800 entries).
 pub async fn entry(

@@ -14,12 +14,38 @@ use super::Core;
 
 impl Core {
     pub async fn view(&self, session_id: &str) -> Result<SessionView, CoreError> {
+        self.view_of(session_id, true).await
+    }
+
+    /// The view with each recording's segments left out (`segments_omitted`), read without
+    /// reading them: counts and totals from SQL, the gaps and the head as they are.
+    pub async fn view_without_segments(&self, session_id: &str) -> Result<SessionView, CoreError> {
+        self.view_of(session_id, false).await
+    }
+
+    async fn view_of(&self, session_id: &str, segments: bool) -> Result<SessionView, CoreError> {
         let s = existing_session(&self.pool, session_id).await?;
         let mut recordings = Vec::new();
         for rec in index::recordings(&self.pool, &s.id).await? {
-            let entries = index::entries(&self.pool, &rec.id).await?;
             let late = late::of_recording(&self.pool, &rec.id).await?;
-            let mut view = self.recording_view(&s, rec, &entries);
+            let mut view = if segments {
+                let entries = index::entries(&self.pool, &rec.id).await?;
+                self.recording_view(&s, rec, &entries)
+            } else {
+                let head = index::head(&self.pool, &rec.id).await?;
+                let (others, count, bytes, duration_us) =
+                    index::entries_but_media(&self.pool, &rec.id).await?;
+                let mut v = self.recording_view(&s, rec, &others);
+                v.segment_count = count as usize;
+                v.bytes = bytes;
+                v.duration_seconds = duration_us as f64 / 1e6;
+                v.chain_head = head.map(|e| ChainHead {
+                    seq: e.seq,
+                    hash: e.entry_hash,
+                });
+                v.segments_omitted = true;
+                v
+            };
             view.late = late
                 .into_iter()
                 .map(|l| LateView {

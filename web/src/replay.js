@@ -598,8 +598,6 @@ async function main() {
   for (const rec of session.recordings) grid.append(addSource(rec).tile);
   setSpan(session.recordings);
   state.wall = state.start;
-  // The whole view, asked for now, read once the pictures show.
-  const whole = getJson(api).catch((e) => e);
 
   const main = document.querySelector('main');
   main.append(controls(), grid);
@@ -615,7 +613,8 @@ async function main() {
   // which re-reads and re-hashes every stored segment (some 7 GB for that hour), follows it,
   // so that it does not compete with the pictures for the server's and the browser's cores.
   await firstPictures(5000);
-  const full = await whole;
+  // The whole view only now: asked for earlier, it competed with the players' first requests.
+  const full = await getJson(api).catch((e) => e);
   if (full instanceof Error) {
     showError(t('loadError', { detail: full.message }));
   } else {
