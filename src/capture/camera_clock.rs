@@ -1,34 +1,61 @@
 //! The camera's own wall clock, learned from its RTCP sender reports: each jitterbuffer
 //! announces (`handle-sync`) the SR's NTP time together with the pipeline running time of the
-//! same RTP timestamp, which gives camera time = running time + offset.
+//! same RTP timestamp, which gives camera time = running time + offset. A recording graph that
+//! stamps media itself ([`crate::capture::rtp_timeline`]) places the report's RTP timestamp on
+//! its own timeline instead, so the offset holds for the running times its segments carry.
 
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
+use crate::capture::rtp_timeline::Timelines;
+
 /// Seconds between the NTP (1900) and Unix (1970) epochs.
 const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 
-/// What the latest sender report says: camera wall time (Unix ns) minus running time (ns).
+/// What the latest sender report says, placed on the running time when asked.
 #[derive(Debug, Default, Clone)]
-pub struct CameraClock(Arc<Mutex<Option<i128>>>);
+pub struct CameraClock {
+    latest: Arc<Mutex<Option<Report>>>,
+    timelines: Option<Timelines>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Report {
+    /// Camera wall time (Unix ns) minus running time (ns), by the jitterbuffer's mapping.
+    Offset(i128),
+    /// The report's own pair, placed on its stream's timeline when used: the timeline may have
+    /// been anchored again since the report came.
+    OnTimeline { ssrc: u32, rtp: u32, unix_ns: i128 },
+}
 
 impl CameraClock {
     /// Starts learning from `rtspsrc`'s sender reports; call before the element plays.
     pub fn watch(rtspsrc: &gst::Element) -> CameraClock {
-        let clock = CameraClock::default();
-        let c = clock.clone();
+        CameraClock::watch_on(rtspsrc, None)
+    }
+
+    /// As [`CameraClock::watch`], for media stamped on `timelines`.
+    pub fn watch_on(rtspsrc: &gst::Element, timelines: Option<Timelines>) -> CameraClock {
+        let clock = CameraClock {
+            latest: Arc::default(),
+            timelines: timelines.clone(),
+        };
+        // The streams are kept in step by these reports too (`Timelines::sender_report`).
+        let c = clock.latest.clone();
         rtspsrc.connect("new-manager", false, move |args| {
             let manager = args[1].get::<gst::Element>().ok()?;
             let c = c.clone();
+            let timelines = timelines.clone();
             manager.connect("new-jitterbuffer", false, move |args| {
                 let jb = args[1].get::<gst::Element>().ok()?;
                 let c = c.clone();
+                let timelines = timelines.clone();
                 jb.connect("handle-sync", false, move |args| {
                     if let Ok(s) = args[1].get::<gst::Structure>()
-                        && let Some(offset) = sync_offset(&s)
+                        && let Some(report) = sender_report(&s, timelines.as_ref())
                     {
-                        *c.0.lock().expect("camera clock lock") = Some(offset);
+                        *c.lock().expect("camera clock lock") = Some(report);
                     }
                     None
                 });
@@ -41,14 +68,18 @@ impl CameraClock {
 
     /// The camera's wall time (Unix ns) of a running time, once a sender report was seen.
     pub fn wall_ns(&self, running_ns: u64) -> Option<i128> {
-        self.0
-            .lock()
-            .expect("camera clock lock")
-            .map(|offset| running_ns as i128 + offset)
+        let report = (*self.latest.lock().expect("camera clock lock"))?;
+        let offset = match report {
+            Report::Offset(o) => o,
+            Report::OnTimeline { ssrc, rtp, unix_ns } => {
+                unix_ns - self.timelines.as_ref()?.running_of(ssrc, rtp)?
+            }
+        };
+        Some(running_ns as i128 + offset)
     }
 }
 
-fn sync_offset(s: &gst::StructureRef) -> Option<i128> {
+fn sender_report(s: &gst::StructureRef, timelines: Option<&Timelines>) -> Option<Report> {
     let base_rtptime = s.get::<u64>("base-rtptime").ok()?;
     let base_time = s.get::<u64>("base-time").ok()?;
     let clock_rate = s.get::<u32>("clock-rate").ok()? as i128;
@@ -63,7 +94,13 @@ fn sync_offset(s: &gst::StructureRef) -> Option<i128> {
     let ntp_frac = u32::from_be_bytes(map[12..16].try_into().ok()?) as u64;
     let unix_ns = ((ntp_s.checked_sub(NTP_UNIX_OFFSET_S)?) as i128) * 1_000_000_000
         + ((ntp_frac as i128 * 1_000_000_000) >> 32);
+    if let Some(t) = timelines {
+        let ssrc = u32::from_be_bytes(map[4..8].try_into().ok()?);
+        let rtp = u32::from_be_bytes(map[16..20].try_into().ok()?);
+        t.sender_report(ssrc, rtp, unix_ns);
+        return Some(Report::OnTimeline { ssrc, rtp, unix_ns });
+    }
     let sr_running = base_time as i128
         + (sr_rtptime as i128 - base_rtptime as i128) * 1_000_000_000 / clock_rate;
-    Some(unix_ns - sr_running)
+    Some(Report::Offset(unix_ns - sr_running))
 }

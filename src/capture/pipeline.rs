@@ -12,6 +12,7 @@ use gst::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::capture::camera_clock::CameraClock;
+use crate::capture::rtp_timeline::{Timelines, rtp_header};
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
 
@@ -256,8 +257,17 @@ impl RunningPipeline {
         select_streams_from_sdp(&src, spec.template, spec.media, &shared);
         watch_rtp_arrival(&src, &shared);
         watch_muxer_inputs(&muxer, &shared);
-        link_streams(&src, &pipeline, &sink, spec.template, &shared, &events);
-        let camera_clock = CameraClock::watch(&src);
+        let timelines = Timelines::default();
+        link_streams(
+            &src,
+            &pipeline,
+            &sink,
+            spec.template,
+            &shared,
+            &timelines,
+            &events,
+        );
+        let camera_clock = CameraClock::watch_on(&src, Some(timelines));
         let camera_clock_for_bus = camera_clock.clone();
 
         let bus = pipeline.bus().expect("a pipeline has a bus");
@@ -342,7 +352,12 @@ impl RunningPipeline {
             .filter(|s| !stalled.contains(s))
             .collect();
         // Nothing expected yet (no SDP): the graph as a whole must show life within the limit.
-        if stalled.is_empty() && flowing.is_empty() {
+        // (Not when expected streams merely had no RTP for a moment: a stall of the network
+        // or of this machine that they are catching up from.)
+        let expecting = [Stream::Video, Stream::Audio]
+            .iter()
+            .any(|s| self.shared.watch(*s).expected.load(Ordering::Relaxed));
+        if !expecting {
             let idle = now.saturating_sub(self.shared.started_ms);
             if idle > limit_ms {
                 return Some(Stall {
@@ -586,14 +601,16 @@ fn link_streams(
     sink: &gst::Element,
     template: &Template,
     shared: &Arc<Shared>,
+    timelines: &Timelines,
     events: &mpsc::UnboundedSender<PipelineEvent>,
 ) {
+    let timelines = timelines.clone();
     let pipeline = pipeline.downgrade();
     let sink = sink.downgrade();
     let template = template.clone();
     let shared = shared.clone();
     let events = events.clone();
-    src.connect_pad_added(move |_src, pad| {
+    src.connect_pad_added(move |src, pad| {
         let (Some(pipeline), Some(sink)) = (pipeline.upgrade(), sink.upgrade()) else {
             return;
         };
@@ -615,6 +632,7 @@ fn link_streams(
             let bin = gst::parse::bin_from_description(desc, true).map_err(|e| e.to_string())?;
             pipeline.add(&bin).map_err(|e| e.to_string())?;
             bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+            stamp_from_rtp_clock(src, pad, s, &timelines);
             let bin_sink = bin.static_pad("sink").ok_or("branch has no sink pad")?;
             pad.link(&bin_sink).map_err(|e| format!("{e:?}"))?;
             let bin_src = bin.static_pad("src").ok_or("branch has no src pad")?;
@@ -637,11 +655,58 @@ fn link_streams(
     });
 }
 
+/// Restamps each RTP packet of `pad` (caps `caps`) from the camera's RTP clock, anchored to its
+/// arrival ([`crate::capture::rtp_timeline`]): a delivery stall that catches up in a burst keeps
+/// its timestamps, where the jitterbuffer's would jump forward and back.
+fn stamp_from_rtp_clock(
+    src: &gst::Element,
+    pad: &gst::Pad,
+    caps: &gst::StructureRef,
+    timelines: &Timelines,
+) {
+    let (Ok(ssrc), Ok(rate)) = (caps.get::<u32>("ssrc"), caps.get::<i32>("clock-rate")) else {
+        // Without them the jitterbuffer's timestamps stay as they are.
+        return;
+    };
+    let video = caps.get::<&str>("media") == Ok("video");
+    let timeline = timelines.of(ssrc, rate.max(1) as u32, video);
+    let src = src.downgrade();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(arrival) = src.upgrade().and_then(|s| s.current_running_time()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some((rtp, _)) = buffer.map_readable().ok().and_then(|m| rtp_header(&m)) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut t = timeline.lock().expect("timeline lock");
+        let before = (t.restarts, t.resumes);
+        let out = t.stamp(rtp, arrival.nseconds());
+        if (t.restarts, t.resumes) != before {
+            tracing::info!(
+                ssrc,
+                restarts = t.restarts,
+                resumes = t.resumes,
+                arrival_s = arrival.nseconds() as f64 / 1e9,
+                "camera's RTP clock restarted or resumed after a pause: timeline anchored on arrival"
+            );
+        }
+        drop(t);
+        let b = buffer.make_mut();
+        b.set_pts(gst::ClockTime::from_nseconds(out));
+        b.set_dts(gst::ClockTime::from_nseconds(out));
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// RTP this recent means the camera is sending the stream now.
 const RTP_FRESH_MS: u64 = 1000;
 
-/// A timestamp that goes back further than this is a camera that restarted its stream (new
-/// SSRC, timestamps from zero), not jitter.
+/// A timestamp that goes back further than this is a broken stream, not jitter or B-frames.
+/// (A camera restarting its RTP clock is anchored again by its `rtp_timeline` and never shows
+/// here; this is the guard for what that misses.)
 const RESTART_JUMP: Duration = Duration::from_secs(1);
 
 /// Cleans the stream for the muxer: video starts at a keyframe so every segment is decodable,
@@ -696,7 +761,7 @@ fn clean_stream(pad: &gst::Pad, is_video: bool, shared: &Arc<Shared>) {
         if rt.nseconds() < last {
             if last - rt.nseconds() > RESTART_JUMP.as_nanos() as u64 {
                 let msg = format!(
-                    "{} timestamps went back {:.1} s (camera restarted its stream)",
+                    "{} timestamps went back {:.1} s",
                     if is_video { "video" } else { "audio" },
                     (last - rt.nseconds()) as f64 / 1e9
                 );
