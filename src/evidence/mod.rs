@@ -6,6 +6,7 @@ pub mod access;
 pub mod archive;
 pub mod export;
 pub mod grants;
+mod hash_lanes;
 mod objects;
 pub mod package;
 pub mod project_catalogue;

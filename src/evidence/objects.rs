@@ -1,27 +1,17 @@
-//! Stored objects read once into a package. Each object is read in pieces of `PIECE` bytes and
-//! each piece written to the archive on the writing thread, then handed to a hashing worker on
-//! another core, which computes its SHA-256 (checked against the chain entry) and, for an object
-//! whose SM3 is not known already, its SM3: the copy and the hashing run side by side from the
-//! one read. (A segment's SM3 is normally known: the chain writer computed it when it sealed the
-//! segment, `media_digests`.) A fixed set of buffers travels between the writer and the
-//! workers: memory stays at `BUFFERS × PIECE` whatever the object's size, and the writer waits
-//! when the workers fall behind. A mismatch is found when the worker finishes the object, at
-//! most a few pieces after the writer: the copy fails then, or at `finish` at the latest, and
+//! Stored objects read once into a package. Each object is read in pieces and each piece written
+//! to the archive on the writing thread, then handed to a hashing lane on another core
+//! (`hash_lanes`), which computes its SHA-256 (checked against the chain entry) and, for an
+//! object whose SM3 is not known already, its SM3: the copy and the hashing run side by side
+//! from the one read. (A segment's SM3 is normally known: the chain writer computed it when it
+//! sealed the segment, `media_digests`.) A mismatch is found when the lane finishes the object,
+//! at most a few pieces after the writer: the copy fails then, or at `finish` at the latest, and
 //! the caller discards what was written (the package is incomplete and must not look whole).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
-use sm3::Sm3;
 
 use crate::error::CoreError;
+use crate::evidence::hash_lanes::{Digests, HashLanes, LanesStopped, PIECE};
 use crate::store::Store;
-
-const PIECE: usize = 256 << 10;
-const BUFFERS: usize = 16;
 
 /// Why an object cannot go into a package: never bytes the chain does not vouch for.
 fn tampered(key: &str, why: &str) -> CoreError {
@@ -31,125 +21,8 @@ fn tampered(key: &str, why: &str) -> CoreError {
     )
 }
 
-/// One object as a worker hashes it.
-struct Object {
-    /// Package file number.
-    file: usize,
-    key: String,
-    /// The SHA-256 its chain entry gives.
-    expected: String,
-    sha256: Sha256,
-    /// Computed only when the digest is not known already.
-    sm3: Option<Sm3>,
-}
-
-enum Work {
-    /// The lane's next object.
-    Begin(Box<Object>),
-    /// The next bytes of the lane's current object (the buffer goes back to the pool after).
-    Piece(Vec<u8>),
-    /// The lane's current object is complete.
-    End,
-}
-
-/// What a worker found of one object.
-struct Hashed {
-    file: usize,
-    key: String,
-    matches: bool,
-    sm3: Option<String>,
-}
-
-struct Lane {
-    tx: mpsc::SyncSender<Work>,
-    /// Pieces sent and not yet hashed: a new object goes to the lane with fewest.
-    queued: Arc<AtomicUsize>,
-}
-
-/// SHA-256 (and SM3 where asked) on worker threads, one object at a time per worker.
-struct HashWorkers {
-    lanes: Vec<Lane>,
-    results: mpsc::Receiver<Hashed>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl HashWorkers {
-    fn start(n: usize, free: mpsc::Sender<Vec<u8>>) -> HashWorkers {
-        let (done_tx, results) = mpsc::channel();
-        let mut lanes = Vec::new();
-        let mut threads = Vec::new();
-        for i in 0..n {
-            let (tx, rx) = mpsc::sync_channel::<Work>(BUFFERS + 1);
-            let queued = Arc::new(AtomicUsize::new(0));
-            let (q, free, done) = (queued.clone(), free.clone(), done_tx.clone());
-            let t = std::thread::Builder::new()
-                .name(format!("package-hash-{i}"))
-                .spawn(move || {
-                    let mut current: Option<Box<Object>> = None;
-                    for w in rx {
-                        match w {
-                            Work::Begin(o) => current = Some(o),
-                            Work::Piece(buf) => {
-                                if let Some(o) = current.as_mut() {
-                                    o.sha256.update(&buf);
-                                    if let Some(sm3) = o.sm3.as_mut() {
-                                        sm3.update(&buf);
-                                    }
-                                }
-                                q.fetch_sub(1, Ordering::Relaxed);
-                                let _ = free.send(buf);
-                            }
-                            Work::End => {
-                                if let Some(o) = current.take() {
-                                    let o = *o;
-                                    let _ = done.send(Hashed {
-                                        file: o.file,
-                                        matches: hex::encode(o.sha256.finalize()) == o.expected,
-                                        key: o.key,
-                                        sm3: o.sm3.map(|h| hex::encode(h.finalize())),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                })
-                .expect("spawn a package hashing worker");
-            lanes.push(Lane { tx, queued });
-            threads.push(t);
-        }
-        HashWorkers {
-            lanes,
-            results,
-            threads,
-        }
-    }
-
-    /// The lane with the fewest pieces waiting.
-    fn least_busy(&self) -> usize {
-        (0..self.lanes.len())
-            .min_by_key(|&i| self.lanes[i].queued.load(Ordering::Relaxed))
-            .unwrap_or(0)
-    }
-
-    fn send(&self, lane: usize, work: Work) -> Result<(), CoreError> {
-        if let Work::Piece(_) = work {
-            self.lanes[lane].queued.fetch_add(1, Ordering::Relaxed);
-        }
-        self.lanes[lane]
-            .tx
-            .send(work)
-            .map_err(|_| CoreError::Internal("package: a hashing worker stopped".into()))
-    }
-
-    /// Waits for every object sent, then returns what was found of each.
-    fn finish(self) -> Result<Vec<Hashed>, CoreError> {
-        drop(self.lanes);
-        for t in self.threads {
-            t.join()
-                .map_err(|_| CoreError::Internal("package: a hashing worker failed".into()))?;
-        }
-        Ok(self.results.try_iter().collect())
-    }
+fn stopped(_: LanesStopped) -> CoreError {
+    CoreError::Internal("package: a hashing worker stopped".into())
 }
 
 /// Where an object's bytes come from: the file itself for a local store, else the store's
@@ -207,11 +80,11 @@ impl Source {
 pub(crate) struct ObjectCopier {
     handle: tokio::runtime::Handle,
     store: Store,
-    free_rx: mpsc::Receiver<Vec<u8>>,
-    free_tx: mpsc::Sender<Vec<u8>>,
-    workers: HashWorkers,
+    lanes: HashLanes,
     /// Whether SM3 is wanted of objects whose digest is not known.
     sm3_wanted: bool,
+    /// Per file number begun: its key and the SHA-256 its chain entry gives.
+    expected: std::collections::HashMap<usize, (String, String)>,
     /// The SM3 computed so far, by file number.
     sm3: Vec<(usize, String)>,
 }
@@ -219,24 +92,12 @@ pub(crate) struct ObjectCopier {
 impl ObjectCopier {
     /// `sm3`: compute the SM3 of the objects copied whose digest is not known.
     pub(crate) fn new(handle: tokio::runtime::Handle, store: Store, sm3: bool) -> ObjectCopier {
-        let (free_tx, free_rx) = mpsc::channel();
-        for _ in 0..BUFFERS {
-            let _ = free_tx.send(Vec::with_capacity(PIECE));
-        }
-        // One hashing worker per core, up to four (with a worker fewer than the cores, on two
-        // cores, the export took a tenth longer: the writer's reads and writes wait in the
-        // kernel part of the time).
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 4);
         ObjectCopier {
             handle,
             store,
-            free_rx,
-            workers: HashWorkers::start(n, free_tx.clone()),
-            free_tx,
+            lanes: HashLanes::start("package"),
             sm3_wanted: sm3,
+            expected: Default::default(),
             sm3: Vec::new(),
         }
     }
@@ -279,46 +140,38 @@ impl ObjectCopier {
         sm3: bool,
         mut write: impl FnMut(&[u8]) -> Result<(), CoreError>,
     ) -> Result<(), CoreError> {
-        collect(self.workers.results.try_iter(), &mut self.sm3)?;
+        collect(self.lanes.ready(), &mut self.expected, &mut self.sm3)?;
         let mut source = self.open(key, len)?;
-        let lane = self.workers.least_busy();
-        self.workers.send(
-            lane,
-            Work::Begin(Box::new(Object {
-                file,
-                key: key.to_string(),
-                expected: sha256.to_string(),
-                sha256: Sha256::new(),
-                sm3: (sm3 && self.sm3_wanted).then(Sm3::new),
-            })),
-        )?;
+        self.expected
+            .insert(file, (key.to_string(), sha256.to_string()));
+        let lane = self
+            .lanes
+            .begin(file, true, sm3 && self.sm3_wanted)
+            .map_err(stopped)?;
         let mut read = 0u64;
         loop {
-            let mut buf = self
-                .free_rx
-                .recv()
-                .map_err(|_| CoreError::Internal("package: buffers lost".into()))?;
+            let mut buf = self.lanes.buffer().map_err(stopped)?;
             if let Err(e) = source.fill(&self.handle, &mut buf) {
-                let _ = self.free_tx.send(buf);
+                self.lanes.give_back(buf);
                 return Err(CoreError::Internal(format!("reading object {key}: {e}")));
             }
             if buf.is_empty() {
-                let _ = self.free_tx.send(buf);
+                self.lanes.give_back(buf);
                 break;
             }
             read += buf.len() as u64;
             if read > len {
-                let _ = self.free_tx.send(buf);
+                self.lanes.give_back(buf);
                 return Err(tampered(
                     key,
                     &format!("holds more than the {len} bytes of its chain entry"),
                 ));
             }
             if let Err(e) = write(&buf) {
-                let _ = self.free_tx.send(buf);
+                self.lanes.give_back(buf);
                 return Err(e);
             }
-            self.workers.send(lane, Work::Piece(buf))?;
+            self.lanes.piece(lane, buf).map_err(stopped)?;
         }
         if read != len {
             return Err(tampered(
@@ -326,31 +179,36 @@ impl ObjectCopier {
                 &format!("holds {read} bytes where its chain entry says {len}"),
             ));
         }
-        self.workers.send(lane, Work::End)
+        self.lanes.end(lane).map_err(stopped)
     }
 
     /// Waits for the last objects' digests. Every object copied matched its chain entry;
     /// returns the SM3 computed, by file number (none when not asked for).
     pub(crate) fn finish(self) -> Result<Vec<(usize, String)>, CoreError> {
         let ObjectCopier {
-            workers, mut sm3, ..
+            lanes,
+            mut expected,
+            mut sm3,
+            ..
         } = self;
-        collect(workers.finish()?, &mut sm3)?;
+        collect(lanes.finish().map_err(stopped)?, &mut expected, &mut sm3)?;
         Ok(sm3)
     }
 }
 
-/// Takes what the workers found: a mismatch is an error; each SM3 computed joins `sm3`.
+/// Takes what the lanes found: a mismatch is an error; each SM3 computed joins `sm3`.
 fn collect(
-    hashed: impl IntoIterator<Item = Hashed>,
+    found: Vec<Digests>,
+    expected: &mut std::collections::HashMap<usize, (String, String)>,
     sm3: &mut Vec<(usize, String)>,
 ) -> Result<(), CoreError> {
-    for h in hashed {
-        if !h.matches {
-            return Err(tampered(&h.key, "does not match its chain entry"));
+    for d in found {
+        let (key, sha256) = expected.remove(&d.id).unwrap_or_default();
+        if d.sha256.as_deref() != Some(sha256.as_str()) {
+            return Err(tampered(&key, "does not match its chain entry"));
         }
-        if let Some(digest) = h.sm3 {
-            sm3.push((h.file, digest));
+        if let Some(digest) = d.sm3 {
+            sm3.push((d.id, digest));
         }
     }
     Ok(())
@@ -359,6 +217,9 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
+    use sm3::Sm3;
+    use std::sync::Arc;
 
     /// A local store holding `objects`, and a runtime to drive it from this (blocking) thread.
     fn store_with(

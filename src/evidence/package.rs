@@ -11,10 +11,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use sm3::Sm3;
 
 use crate::evidence::export::{PackagedChain, Selection, media_path};
+use crate::evidence::hash_lanes::{HashLanes, PIECE};
 use crate::ledger::chain::{Entry, EntryKind};
 use crate::ledger::checkpoint;
 use crate::ledger::coverage::{self, Verdict};
@@ -166,6 +165,10 @@ struct Contents {
     small: BTreeMap<String, Vec<u8>>,
     /// Bytes held in `small`.
     kept: u64,
+    /// Hashing members as they are read; `None` once settled.
+    lanes: Option<HashLanes>,
+    /// Member names by the number the lanes know them by.
+    names: Vec<String>,
 }
 
 impl Contents {
@@ -213,6 +216,8 @@ impl Contents {
             size: moved(&mut self.size, &rename),
             small,
             kept,
+            lanes: None,
+            names: Vec::new(),
         }
     }
 
@@ -221,7 +226,9 @@ impl Contents {
         Some((self.small.get(name)?, self.text(&format!("{name}.sig"))?))
     }
 
-    /// Hashes one member as it streams by, keeping its bytes only when a check parses it.
+    /// Hands one member to the hashing lanes as it streams by (SHA-256 and SM3 on other cores,
+    /// beside the reading of the next members), keeping its bytes only when a check parses it.
+    /// The digests are there once the package is read (`settle`).
     fn take(&mut self, name: &str, mut r: impl Read, len: u64) -> Result<(), PackageError> {
         let keep = parsed(name);
         if keep && (len > MAX_KEPT_FILE || self.kept + len > MAX_KEPT_TOTAL) {
@@ -235,56 +242,44 @@ impl Contents {
             path: name.to_string(),
             source,
         };
-        let mut sha = Sha256::new();
+        let lanes = self.lanes.get_or_insert_with(|| HashLanes::start("verify"));
+        let id = self.names.len();
+        self.names.push(name.to_string());
+        let lane = lanes
+            .begin(id, true, true)
+            .map_err(|_| io(lanes_stopped()))?;
         // Sized once from the declared length (bounded above), so growth never doubles it.
         let mut kept = Vec::with_capacity(if keep { len as usize } else { 0 });
         let mut total = 0u64;
-        // SM3, five times slower than SHA-256, runs on another core over the same pieces: the
-        // reading thread reads and computes SHA-256, a worker computes SM3, and a few buffers
-        // go back and forth between them.
-        let sm3 = std::thread::scope(|scope| -> Result<String, PackageError> {
-            const PIECE: usize = 256 * 1024;
-            let (to_sm3, pieces) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(4);
-            let (give_back, free) = std::sync::mpsc::channel::<Vec<u8>>();
-            for _ in 0..4 {
-                let _ = give_back.send(vec![0u8; PIECE]);
+        loop {
+            let mut buf = lanes.buffer().map_err(|_| io(lanes_stopped()))?;
+            buf.resize(PIECE, 0);
+            let n = match r.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    lanes.give_back(buf);
+                    return Err(io(e));
+                }
+            };
+            if n == 0 {
+                lanes.give_back(buf);
+                break;
             }
-            let worker = scope.spawn(move || {
-                let mut sm = Sm3::new();
-                for (buf, n) in pieces {
-                    sm.update(&buf[..n]);
-                    let _ = give_back.send(buf);
+            buf.truncate(n);
+            total += n as u64;
+            if keep {
+                // A member that holds more than it declared is not kept past the bounds either.
+                if total > MAX_KEPT_FILE || self.kept + total > MAX_KEPT_TOTAL {
+                    lanes.give_back(buf);
+                    return Err(PackageError::Hostile(format!(
+                        "{name}: holds more than the {len} bytes it declares"
+                    )));
                 }
-                hex::encode(sm.finalize())
-            });
-            while let Ok(mut buf) = free.recv() {
-                let n = r.read(&mut buf).map_err(io)?;
-                if n == 0 {
-                    break;
-                }
-                sha.update(&buf[..n]);
-                total += n as u64;
-                if keep {
-                    // A member that holds more than it declared is not kept past the bounds
-                    // either.
-                    if total > MAX_KEPT_FILE || self.kept + total > MAX_KEPT_TOTAL {
-                        return Err(PackageError::Hostile(format!(
-                            "{name}: holds more than the {len} bytes it declares"
-                        )));
-                    }
-                    kept.extend_from_slice(&buf[..n]);
-                }
-                if to_sm3.send((buf, n)).is_err() {
-                    break;
-                }
+                kept.extend_from_slice(&buf);
             }
-            drop(to_sm3);
-            worker
-                .join()
-                .map_err(|_| io(std::io::Error::other("the SM3 worker failed")))
-        })?;
-        self.sha256.insert(name.into(), hex::encode(sha.finalize()));
-        self.sm3.insert(name.into(), sm3);
+            lanes.piece(lane, buf).map_err(|_| io(lanes_stopped()))?;
+        }
+        lanes.end(lane).map_err(|_| io(lanes_stopped()))?;
         self.size.insert(name.into(), total);
         if keep {
             self.kept += kept.len() as u64;
@@ -292,6 +287,29 @@ impl Contents {
         }
         Ok(())
     }
+
+    /// Waits for the lanes to finish every member taken and files their digests.
+    fn settle(&mut self) -> Result<(), PackageError> {
+        let Some(lanes) = self.lanes.take() else {
+            return Ok(());
+        };
+        let digests = lanes.finish().map_err(|_| PackageError::Io {
+            path: String::new(),
+            source: lanes_stopped(),
+        })?;
+        for d in digests {
+            let name = self.names[d.id].clone();
+            if let (Some(sha256), Some(sm3)) = (d.sha256, d.sm3) {
+                self.sha256.insert(name.clone(), sha256);
+                self.sm3.insert(name, sm3);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lanes_stopped() -> std::io::Error {
+    std::io::Error::other("a hashing worker stopped")
 }
 
 /// Whether a check parses this file (so it is kept in memory): the tag files at the top of the
@@ -359,6 +377,7 @@ fn read(path: &Path) -> Result<Contents, PackageError> {
                 }
             }
         }
+        c.settle()?;
         return Ok(c);
     }
     let mut f = std::fs::File::open(path).map_err(io)?;
@@ -379,6 +398,7 @@ fn read(path: &Path) -> Result<Contents, PackageError> {
             other => other,
         })?;
     }
+    c.settle()?;
     Ok(c)
 }
 
@@ -1867,6 +1887,7 @@ mod tests {
         ] {
             c.take(name, body.as_bytes(), body.len() as u64).unwrap();
         }
+        c.settle().unwrap();
         // Parsed (kept) as a session package's would be: chains and identity, not media.
         assert!(c.small.contains_key("data/sessions/S1/chain/cam1.json"));
         assert!(c.small.contains_key("data/sessions/S1/session-info.txt"));
