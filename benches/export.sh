@@ -14,7 +14,11 @@ cargo build --release --bins >&2
 W=$PWD/target/release/witness
 dir=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+# EXPORT_BENCH_KEEP=1 keeps the session and packages (their folder is printed) for profiling.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ "${EXPORT_BENCH_KEEP:-0}" = 1 ]; then echo "kept: $dir" >&2; else rm -rf "$dir"; fi
+}
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rtsp=$(port); http=$(port)

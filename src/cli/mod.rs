@@ -26,10 +26,11 @@ pub async fn open_db(config: Option<&Path>) -> anyhow::Result<(Config, Pool)> {
     Ok((config, pool))
 }
 
-/// The recording core (database, store, signing key), without starting any recorder.
+/// The recording core (database, store, signing key) for a command that reads evidence: no
+/// recorder started, no pipeline element loaded.
 pub async fn open_core(config: Option<&Path>) -> anyhow::Result<Core> {
     let config = Config::load(config)?;
-    witness::services::open_core(&config).await
+    witness::services::open_evidence_core(&config).await
 }
 
 /// Who acts, in the audit trail, when a command is run on this machine.

@@ -39,6 +39,8 @@ pub fn start(
     store: Store,
 ) -> Result<mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>, String> {
     let launch = launch_for(media).ok_or_else(|| format!("media {media:?} cannot be remuxed"))?;
+    // A command that reads evidence starts GStreamer only when it remuxes (idempotent).
+    gst::init().map_err(|e| format!("initialising GStreamer: {e}"))?;
     let pipeline = gst::parse::launch(launch)
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()

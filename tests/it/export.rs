@@ -141,6 +141,24 @@ async fn evidence_package_verifies_offline_and_catches_tampering() {
     export(&server, &session, &pkg);
     let other_pkg = work.path().join("other.tar");
     export(&server, &other, &other_pkg);
+    // The command line starts GStreamer only to remux: a derived MP4 from it plays.
+    let derived_pkg = work.path().join("derived.tar");
+    let o = Command::new(BIN)
+        .args(["export", "--session", &other, "--reason", "derived copy"])
+        .args(["--derived-mp4", "--out"])
+        .arg(&derived_pkg)
+        .arg("--config")
+        .arg(&server.config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let derived = unpack(&derived_pkg, &work.path().join("derived"));
+    let (streams, _) = ffprobe(&derived.join("derived/cam1.mp4"));
+    assert!(
+        streams.iter().any(|(t, c)| t == "video" && c == "h264"),
+        "{streams:?}"
+    );
 
     // Offline, as a tar and unpacked.
     let key = server.ok("GET", "/api/v1/keys", None).await["keys"][0]["public_key"]
