@@ -20,14 +20,9 @@ pub struct CameraClock {
     timelines: Option<Timelines>,
 }
 
+/// Camera wall time (Unix ns) minus running time (ns), by the jitterbuffer's mapping.
 #[derive(Debug, Clone, Copy)]
-enum Report {
-    /// Camera wall time (Unix ns) minus running time (ns), by the jitterbuffer's mapping.
-    Offset(i128),
-    /// The report's own pair, placed on its stream's timeline when used: the timeline may have
-    /// been anchored again since the report came.
-    OnTimeline { ssrc: u32, rtp: u32, unix_ns: i128 },
-}
+struct Report(i128);
 
 impl CameraClock {
     /// Starts learning from `rtspsrc`'s sender reports; call before the element plays.
@@ -68,13 +63,10 @@ impl CameraClock {
 
     /// The camera's wall time (Unix ns) of a running time, once a sender report was seen.
     pub fn wall_ns(&self, running_ns: u64) -> Option<i128> {
-        let report = (*self.latest.lock().expect("camera clock lock"))?;
-        let offset = match report {
-            Report::Offset(o) => o,
-            Report::OnTimeline { ssrc, rtp, unix_ns } => {
-                unix_ns - self.timelines.as_ref()?.running_of(ssrc, rtp)?
-            }
-        };
+        if let Some(t) = &self.timelines {
+            return t.camera_offset().map(|o| running_ns as i128 + o);
+        }
+        let Report(offset) = (*self.latest.lock().expect("camera clock lock"))?;
         Some(running_ns as i128 + offset)
     }
 }
@@ -97,10 +89,11 @@ fn sender_report(s: &gst::StructureRef, timelines: Option<&Timelines>) -> Option
     if let Some(t) = timelines {
         let ssrc = u32::from_be_bytes(map[4..8].try_into().ok()?);
         let rtp = u32::from_be_bytes(map[16..20].try_into().ok()?);
+        // Kept by the timelines, read from them as they are when asked.
         t.sender_report(ssrc, rtp, unix_ns);
-        return Some(Report::OnTimeline { ssrc, rtp, unix_ns });
+        return None;
     }
     let sr_running = base_time as i128
         + (sr_rtptime as i128 - base_rtptime as i128) * 1_000_000_000 / clock_rate;
-    Some(Report::Offset(unix_ns - sr_running))
+    Some(Report(unix_ns - sr_running))
 }

@@ -15,15 +15,19 @@
 //! - anchored again, never earlier than the last output, when the RTP clock jumps back by more
 //!   than [`RESTART_BACK`] or ahead of arrival by more than [`RESTART_AHEAD`] (a camera that
 //!   restarted its stream on the same connection);
-//! - anchored again on arrival when packets keep arriving more than [`LATE_LIMIT`] behind their
-//!   time for [`LATE_HOLD`]: the camera paused and resumed without its RTP clock having moved,
-//!   so its media has a hole as long as the pause. A backlog delivered in a burst after a stall
-//!   catches up well within [`LATE_HOLD`] and keeps its times;
-//! - pulled back, by at most a quarter of each step, while it runs more than [`EARLY_LIMIT`]
-//!   ahead of arrival (a first packet that came late, the camera skipping ahead);
+//! - anchored again on arrival when packets resume after a silence longer than the RTP clock
+//!   advanced by more than [`LATE_LIMIT`], and keep arriving that late for [`LATE_HOLD`]: the
+//!   camera paused without its RTP clock moving, so its media has a hole as long as the pause.
+//!   A backlog delivered in a burst after a stall catches up (its lateness falls by half) well
+//!   within [`LATE_HOLD`] and keeps its times; so does a machine falling behind under load,
+//!   whose packets come late but without a silence;
 //! - slewed toward arrival by at most [`SLEW_PER_WINDOW`] per [`WINDOW`] when the least lateness
 //!   over a whole window drifts (a camera clock that runs fast or slow against the server's), so
 //!   hours of recording keep the two clocks together without a step.
+//!
+//! Nothing else moves the anchor: a timeline pulled faster would squeeze the media's durations,
+//! and a camera clock read from it would seem to jump. (A first packet that came late leaves
+//! every timestamp that much after arrival, which the slew takes back slowly.)
 //!
 //! The output never goes back by more than the RTP clock does (B-frames).
 //!
@@ -48,11 +52,10 @@ pub const WINDOW: u64 = 10_000_000_000;
 pub const SLEW_PER_WINDOW: i64 = 2_000_000;
 /// Lateness tolerated before slewing: the jitter of a healthy network.
 const SLEW_DEADBAND: i64 = 20_000_000;
-/// Arrival this far behind the timeline, for [`LATE_HOLD`], is a sender that paused.
+/// A silence this much longer than the RTP clock advanced, not caught up within [`LATE_HOLD`],
+/// is a sender that paused.
 pub const LATE_LIMIT: i64 = 1_000_000_000;
 pub const LATE_HOLD: u64 = 1_000_000_000;
-/// The timeline this far ahead of arrival is pulled back.
-pub const EARLY_LIMIT: i64 = 100_000_000;
 /// A difference between two streams' sender-report offsets below this is left alone; above
 /// [`SYNC_MAX`] the camera's reports are not believed (a stream on another clock).
 const SYNC_DEADBAND: i64 = 5_000_000;
@@ -70,8 +73,8 @@ pub struct RtpTimeline {
     window_start: u64,
     /// Least (arrival − output) over the current window.
     window_min_lateness: i64,
-    /// Since when (arrival) packets have been more than [`LATE_LIMIT`] behind.
-    late_since: Option<u64>,
+    /// After a silence: since when (arrival), and how late the first packet after it was.
+    late_since: Option<(u64, i64)>,
     /// What is still to be added to the anchor to keep this stream in step with the picture.
     pending_shift: i64,
     /// Kept in step with another stream by sender reports: no anchoring of its own on arrival.
@@ -130,14 +133,17 @@ impl RtpTimeline {
         }
         let mut out = anchor.running_ns + self.rtp_ns(ext - anchor.ext_rtp);
         let lateness = arrival as i64 - out;
-        if lateness > LATE_LIMIT {
-            let since = *self.late_since.get_or_insert(arrival);
-            if arrival - since >= LATE_HOLD {
+        if arrival_step - rtp_step > LATE_LIMIT && lateness > LATE_LIMIT {
+            self.late_since = Some((arrival, lateness));
+        }
+        if let Some((since, late)) = self.late_since {
+            if lateness < late / 2 {
+                // Caught up: a stall delivered in a burst.
+                self.late_since = None;
+            } else if arrival - since >= LATE_HOLD {
                 self.resumes += 1;
                 return self.anchor_at(arrival.max(self.last_out + 1), ext, arrival);
             }
-        } else {
-            self.late_since = None;
         }
         if self.pending_shift != 0 && rtp_step > 0 {
             // Never back by more than a quarter of the step: the output stays monotonic.
@@ -146,14 +152,8 @@ impl RtpTimeline {
             out += d;
             self.pending_shift -= d;
             self.anchor = Some(anchor);
-        } else if self.follows {
-            // Its place is set by the sender reports, not by its own arrival.
-        } else if lateness < -EARLY_LIMIT && rtp_step > 0 {
-            let pull = (-lateness - EARLY_LIMIT).min(rtp_step / 4);
-            anchor.running_ns -= pull;
-            out -= pull;
-            self.anchor = Some(anchor);
-        } else {
+        } else if !self.follows {
+            // A stream kept in step with the picture has its place set by the sender reports.
             self.observe(arrival, lateness);
         }
         let out = out.max(0) as u64;
@@ -243,6 +243,19 @@ impl Timelines {
             .get(&ssrc)?
             .clone();
         t.lock().expect("timeline lock").running_of(rtp)
+    }
+
+    /// Camera time minus running time, by the picture's latest sender report (whose timeline
+    /// no sender report shifts), else by any stream's; `None` before the first report.
+    pub fn camera_offset(&self) -> Option<i128> {
+        let streams = self.0.lock().expect("timelines lock");
+        let ssrc = streams
+            .picture
+            .filter(|p| streams.reports.contains_key(p))
+            .or_else(|| streams.reports.keys().next().copied())?;
+        let (rtp, camera_ns) = *streams.reports.get(&ssrc)?;
+        let t = streams.by_ssrc.get(&ssrc)?.lock().expect("timeline lock");
+        Some(camera_ns - t.running_of(rtp)?)
     }
 
     /// A sender report of `ssrc`: RTP time `rtp` was captured at camera time `camera_ns`. Shifts
@@ -386,20 +399,36 @@ mod tests {
     }
 
     #[test]
-    fn a_first_packet_that_came_late_is_pulled_back_without_a_step_back() {
+    fn a_machine_falling_behind_keeps_the_cameras_times() {
         let mut t = RtpTimeline::new(90_000);
-        // The first frame waited 600 ms somewhere; the rest come on time.
-        let mut last = t.stamp(0, 1_600 * MS);
-        for i in 1..100u32 {
-            let out = t.stamp(i * FRAME, 1_000 * MS + i as u64 * 40 * MS);
-            assert!(
-                out > last && out - last >= 30 * MS,
-                "frame {i}: {last} → {out}"
-            );
+        // Packets come without a silence but ever later: 1.5 s behind after 100 frames, for
+        // 3 s, then it catches up. No anchoring again, no step.
+        let mut last = 0;
+        for i in 0..300u64 {
+            let due = 1_000 * MS + i * 40 * MS;
+            let behind = match i {
+                0..100 => i * 15 * MS,
+                100..175 => 1_500 * MS,
+                _ => 1_500 * MS - ((i - 175) * 30 * MS).min(1_500 * MS),
+            };
+            let out = t.stamp(i as u32 * FRAME, due + behind);
+            assert_eq!(out, 1_000 * MS + i * 40 * MS, "frame {i}");
+            assert!(i == 0 || out > last);
             last = out;
         }
-        let lateness = (1_000 * MS + 99 * 40 * MS) as i64 - last as i64;
-        assert!((-EARLY_LIMIT..=0).contains(&lateness), "{lateness}");
+        assert_eq!((t.restarts, t.resumes), (0, 0));
+    }
+
+    #[test]
+    fn a_first_packet_that_came_late_leaves_a_constant_offset() {
+        let mut t = RtpTimeline::new(90_000);
+        // The first frame waited 600 ms somewhere; the rest come on time. The timeline keeps
+        // its steps (no squeezed durations); the slew takes the offset back 2 ms per 10 s.
+        let first = t.stamp(0, 1_600 * MS);
+        for i in 1..100u32 {
+            let out = t.stamp(i * FRAME, 1_000 * MS + i as u64 * 40 * MS);
+            assert_eq!(out - first, i as u64 * 40 * MS, "frame {i}");
+        }
     }
 
     #[test]
