@@ -8,6 +8,9 @@
 #   mux       + one long-lived mpegtsmux (alignment=7) → filesink, no segmenting: what the muxer
 #             costs, and so what cutting segments without splitmuxsink could at best save
 #   witness   + splitmuxsink without the extra queue, mpegtsmux alignment=7: the graph now
+#   own       the `parsed` graph into appsinks and Witness's own MPEG-TS writer
+#             (examples/ts_graph.rs, src/capture/ts_writer.rs), one file per stream, no segmenting:
+#             what replacing mpegtsmux would save, against `mux`
 #   ffmpeg    one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 2` per stream
 # Each is measured ROUNDS times, alternating, as CPU % of one core over SECONDS after a warm-up,
 # with the segment files and the bitrate it wrote meanwhile (proof that it recorded).
@@ -54,7 +57,12 @@ graph() { # the gst-launch arguments of variant $1 for stream $2 writing into $3
 run() { # variant → "cpu% files"
   local v=$1 out="$dir/out-$v-$RANDOM"; mkdir -p "$out"
   local ps=()
-  if [ "$v" = ffmpeg ]; then
+  if [ "$v" = own ]; then
+    local urls=()
+    for i in $(seq 0 $((n-1))); do urls+=("rtsp://127.0.0.1:$port/cam$((i+1))"); done
+    "$PWD/target/release/examples/ts_graph" "$out" "${urls[@]}" >/dev/null 2>&1 &
+    ps+=($!)
+  elif [ "$v" = ffmpeg ]; then
     for i in $(seq 0 $((n-1))); do
       ffmpeg -nostdin -loglevel error -rtsp_transport tcp -i "rtsp://127.0.0.1:$port/cam$((i+1))" -c copy -f segment -segment_time 2 "$out/f${i}_%05d.ts" >/dev/null 2>&1 &
       ps+=($!)

@@ -15,3 +15,4 @@ pub mod rtp_timeline;
 pub mod rtsp_compat;
 pub mod template;
 pub mod transport;
+pub mod ts_writer;
