@@ -69,20 +69,34 @@ measure() {
   echo "$e $m $(python3 -c "print(f'{$u + $sy:.2f}')")"
 }
 cat "$objects"/*/*.ts > /dev/null  # warm the cache for every contender alike
-read -r ex_s ex_kb ex_cpu < <(measure "$W" export --config "$dir/witness.toml" --session "$session" --out "$dir/pkg.tar" --reason bench)
-read -r tar_s tar_kb tar_cpu < <(measure tar -cf "$dir/plain.tar" -C "$dir/data/objects" "BENCH/$session")
-read -r ver_s ver_kb ver_cpu < <(measure "$W" verify "$dir/pkg.tar" --public-key "$key")
+# Each operation EXPORT_BENCH_RUNS times (default 5), the contenders in turn (export, tar,
+# verify, sha256sum, …) so a drift of the machine's speed touches them alike; medians reported.
+runs=${EXPORT_BENCH_RUNS:-5}
+declare -A T K C
+add() { T[$1]+="$2 "; K[$1]+="$3 "; C[$1]+="$4 "; }
+for _ in $(seq "$runs"); do
+  rm -f "$dir/pkg.tar" "$dir/plain.tar" "$dir/pkg.zip"
+  read -r s k c < <(measure "$W" export --config "$dir/witness.toml" --session "$session" --out "$dir/pkg.tar" --reason bench); add ex "$s" "$k" "$c"
+  read -r s k c < <(measure tar -cf "$dir/plain.tar" -C "$dir/data/objects" "BENCH/$session"); add tar "$s" "$k" "$c"
+  read -r s k c < <(measure "$W" verify "$dir/pkg.tar" --public-key "$key"); add ver "$s" "$k" "$c"
+  read -r s k c < <(measure sha256sum "$dir/pkg.tar"); add sha "$s" "$k" "$c"
+  read -r s k c < <(measure "$W" export --config "$dir/witness.toml" --session "$session" --out "$dir/pkg.zip" --reason bench); add exz "$s" "$k" "$c"
+  read -r s k c < <(measure "$W" verify "$dir/pkg.zip" --public-key "$key"); add verz "$s" "$k" "$c"
+  read -r s k c < <(measure sha256sum "$dir/pkg.zip"); add shaz "$s" "$k" "$c"
+done
 "$W" verify "$dir/pkg.tar" --public-key "$key" >/dev/null || { echo "package does not verify" >&2; exit 1; }
-read -r sha_s sha_kb sha_cpu < <(measure sha256sum "$dir/pkg.tar")
-read -r exz_s exz_kb exz_cpu < <(measure "$W" export --config "$dir/witness.toml" --session "$session" --out "$dir/pkg.zip" --reason bench)
-read -r verz_s verz_kb verz_cpu < <(measure "$W" verify "$dir/pkg.zip" --public-key "$key")
 "$W" verify "$dir/pkg.zip" --public-key "$key" >/dev/null || { echo "zip package does not verify" >&2; exit 1; }
-read -r shaz_s shaz_kb shaz_cpu < <(measure sha256sum "$dir/pkg.zip")
+med() { python3 -c "import statistics,sys; v=statistics.median(map(float, sys.argv[1:])); print(f'{v:.2f}' if v < 1000 else int(v))" $1; }
+for op in ex tar ver sha exz verz shaz; do
+  printf -v "${op}_s" '%s' "$(med "${T[$op]}")"
+  printf -v "${op}_kb" '%s' "$(med "${K[$op]}" | cut -d. -f1)"
+  printf -v "${op}_cpu" '%s' "$(med "${C[$op]}")"
+done
 ossl=$(openssl speed -seconds 3 -bytes 1048576 sha256 2>/dev/null | awk '/^sha256/ {print $2}' | tr -d k)
 ossl_sm3=$(openssl speed -seconds 3 -bytes 1048576 -evp sm3 2>/dev/null | awk '/^sm3/ {print $2}' | tr -d k)
 mib() { python3 -c "print(f'{$media_bytes / 1048576 / max($1, 1e-3):.0f}')"; }
 ratio() { python3 -c "print(f'{$1 / max($2, 1e-3):.2f}')"; }
-echo "session: $segments segments, $((media_bytes / 1048576)) MiB of media"
+echo "session: $segments segments, $((media_bytes / 1048576)) MiB of media; medians of $runs runs each"
 echo
 echo "| operation | seconds | CPU s | MiB/s | peak RSS MiB | baseline | baseline s | baseline CPU s | baseline MiB/s | time ratio |"
 echo "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"
