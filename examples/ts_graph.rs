@@ -4,7 +4,8 @@
 //! source. What `benches/recording_graph.sh` runs as its `own` variant, beside the same graph
 //! with one long-lived `mpegtsmux` (`mux`), to measure what the muxer costs.
 //!
-//! Usage: ts_graph OUT_DIR URL...
+//! Usage: ts_graph [--seconds N] OUT_DIR URL... (with `--seconds`, it stops after N seconds with
+//! an end of stream, so every file ends on a whole packet; without, it runs until killed).
 
 use std::sync::{Arc, Mutex};
 
@@ -15,11 +16,17 @@ use witness::capture::ts_writer::{Codec, TsWriter, ticks};
 type Writer = Arc<Mutex<Option<TsWriter<std::io::BufWriter<std::fs::File>>>>>;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut seconds = None;
+    if args.first().map(String::as_str) == Some("--seconds") && args.len() > 1 {
+        seconds = Some(args[1].parse::<u64>().expect("--seconds N"));
+        args.drain(..2);
+    }
     if args.len() < 2 {
-        eprintln!("usage: ts_graph OUT_DIR URL...");
+        eprintln!("usage: ts_graph [--seconds N] OUT_DIR URL...");
         std::process::exit(2);
     }
+    let writers: Arc<Mutex<Vec<Writer>>> = Arc::default();
     gst::init().expect("GStreamer");
     let out_dir = std::path::PathBuf::from(&args[0]);
     let pipeline = gst::Pipeline::new();
@@ -35,6 +42,7 @@ fn main() {
         // Both streams of a camera go into one file, as into one segment.
         let file = out_dir.join(format!("own{i}.ts"));
         let writer: Writer = Arc::new(Mutex::new(None));
+        writers.lock().unwrap().push(writer.clone());
         let pending: Arc<Mutex<Vec<Codec>>> = Arc::new(Mutex::new(Vec::new()));
         let pipeline_weak = pipeline.downgrade();
         src.connect_pad_added(move |_, pad| {
@@ -96,12 +104,6 @@ fn main() {
                             return Ok(gst::FlowSuccess::Ok);
                         };
                         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                        if !started.load(std::sync::atomic::Ordering::Relaxed) {
-                            if !key {
-                                return Ok(gst::FlowSuccess::Ok);
-                            }
-                            started.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
                         let mut w = writer.lock().unwrap();
                         if w.is_none() {
                             let codecs = pending.lock().unwrap().clone();
@@ -114,6 +116,18 @@ fn main() {
                             *w = Some(
                                 TsWriter::new(out, &codecs).map_err(|_| gst::FlowError::Error)?,
                             );
+                        }
+                        if !started.load(std::sync::atomic::Ordering::Relaxed) {
+                            // A parser that has not seen the parameter sets yet leaves frames
+                            // unflagged: start at a real IDR (as the recorder's clean_stream).
+                            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                            let idr = map
+                                .windows(4)
+                                .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1f == 5);
+                            if !(key && idr) {
+                                return Ok(gst::FlowSuccess::Ok);
+                            }
+                            started.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                         let pts90 = ticks(pts);
@@ -128,14 +142,34 @@ fn main() {
         });
     }
     pipeline.set_state(gst::State::Playing).expect("playing");
+    if let Some(s) = seconds {
+        let p = pipeline.downgrade();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(s));
+            if let Some(p) = p.upgrade() {
+                p.send_event(gst::event::Eos::new());
+            }
+        });
+    }
     let bus = pipeline.bus().unwrap();
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        if let gst::MessageView::Error(e) = msg.view() {
-            eprintln!("error: {}", e.error());
-            break;
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                eprintln!("error: {}", e.error());
+                let _ = pipeline.set_state(gst::State::Null);
+                std::process::exit(1);
+            }
+            gst::MessageView::Eos(_) => break,
+            _ => {}
         }
     }
     let _ = pipeline.set_state(gst::State::Null);
+    for w in writers.lock().unwrap().iter() {
+        if let Some(w) = w.lock().unwrap().take() {
+            use std::io::Write;
+            w.into_inner().flush().expect("flush");
+        }
+    }
 }
 
 use std::str::FromStr;
