@@ -7,6 +7,7 @@
 //! Usage: ts_graph [--seconds N] OUT_DIR URL... (with `--seconds`, it stops after N seconds with
 //! an end of stream, so every file ends on a whole packet; without, it runs until killed).
 
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
@@ -171,5 +172,3 @@ fn main() {
         }
     }
 }
-
-use std::str::FromStr;

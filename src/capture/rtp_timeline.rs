@@ -219,6 +219,16 @@ struct Streams {
     reports: HashMap<u32, (u32, i128)>,
 }
 
+impl Streams {
+    /// Camera time minus running time, by `ssrc`'s latest sender report placed on its timeline
+    /// as it is now (shifts already applied included).
+    fn offset(&self, ssrc: u32) -> Option<i128> {
+        let (rtp, camera_ns) = *self.reports.get(&ssrc)?;
+        let t = self.by_ssrc.get(&ssrc)?.lock().expect("timeline lock");
+        Some(camera_ns - t.running_of(rtp)?)
+    }
+}
+
 impl Timelines {
     /// The timeline of `ssrc`, made on first use; the first video stream is the picture.
     pub fn of(&self, ssrc: u32, clock_rate: u32, video: bool) -> Arc<Mutex<RtpTimeline>> {
@@ -234,7 +244,8 @@ impl Timelines {
     }
 
     /// The running time of `rtp` on `ssrc`'s timeline, once that stream has had a packet.
-    pub fn running_of(&self, ssrc: u32, rtp: u32) -> Option<i128> {
+    #[cfg(test)]
+    fn running_of(&self, ssrc: u32, rtp: u32) -> Option<i128> {
         let t = self
             .0
             .lock()
@@ -253,9 +264,7 @@ impl Timelines {
             .picture
             .filter(|p| streams.reports.contains_key(p))
             .or_else(|| streams.reports.keys().next().copied())?;
-        let (rtp, camera_ns) = *streams.reports.get(&ssrc)?;
-        let t = streams.by_ssrc.get(&ssrc)?.lock().expect("timeline lock");
-        Some(camera_ns - t.running_of(rtp)?)
+        streams.offset(ssrc)
     }
 
     /// A sender report of `ssrc`: RTP time `rtp` was captured at camera time `camera_ns`. Shifts
@@ -267,21 +276,14 @@ impl Timelines {
             return;
         }
         streams.reports.insert(ssrc, (rtp, camera_ns));
-        // Camera time minus running time, by each stream's latest report placed on its timeline
-        // as it is now (shifts already applied included).
-        let offset = |ssrc: &u32| -> Option<i128> {
-            let (rtp, camera_ns) = *streams.reports.get(ssrc)?;
-            let t = streams.by_ssrc.get(ssrc)?.lock().expect("timeline lock");
-            Some(camera_ns - t.running_of(rtp)?)
-        };
         let Some(picture) = streams.picture else {
             return;
         };
-        let Some(reference) = offset(&picture) else {
+        let Some(reference) = streams.offset(picture) else {
             return;
         };
-        for other in streams.reports.keys().filter(|s| **s != picture) {
-            let (Some(off), Some(t)) = (offset(other), streams.by_ssrc.get(other)) else {
+        for &other in streams.reports.keys().filter(|s| **s != picture) {
+            let (Some(off), Some(t)) = (streams.offset(other), streams.by_ssrc.get(&other)) else {
                 continue;
             };
             // A later offset means this stream's moments fall earlier than the picture's.

@@ -27,6 +27,17 @@ fn frame_clock(segment: &std::path::Path) -> f64 {
     digits.parse::<i64>().unwrap() as f64 / 1e6
 }
 
+/// A segment's recorded start is the time the camera put into its first frame (within 0.25 s).
+fn assert_starts_at_its_first_frame(server: &Server, seg: &Value) {
+    let picture = frame_clock(&server.objects().join(seg["object_key"].as_str().unwrap()));
+    let recorded = unix_seconds(&seg["start"]);
+    assert!(
+        (recorded - picture).abs() < 0.25,
+        "seq {}: recorded {recorded:.3}, the frame says {picture:.3}",
+        seg["seq"]
+    );
+}
+
 async fn one_camera_room(server: &Server, name: &str, url: &str) -> String {
     let room = server
         .ok(
@@ -85,14 +96,7 @@ async fn camera_clock_is_used_within_the_bound_and_matches_the_picture() {
             (offset - 1.5).abs() < 0.3,
             "camera clock offset {offset}: {seg}"
         );
-        // The recorded start is the time the camera put into the segment's first frame.
-        let picture = frame_clock(&server.objects().join(seg["object_key"].as_str().unwrap()));
-        let recorded = unix_seconds(&seg["start"]);
-        assert!(
-            (recorded - picture).abs() < 0.25,
-            "seq {}: recorded {recorded:.3}, the frame says {picture:.3}",
-            seg["seq"]
-        );
+        assert_starts_at_its_first_frame(&server, seg);
     }
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
     let metrics = server.text("/metrics").await;
@@ -650,13 +654,7 @@ async fn a_stall_that_catches_up_loses_nothing_and_is_no_gap() {
         );
     }
     for seg in recording(&stopped, "cam1")["segments"].as_array().unwrap() {
-        let picture = frame_clock(&server.objects().join(seg["object_key"].as_str().unwrap()));
-        let recorded = unix_seconds(&seg["start"]);
-        assert!(
-            (recorded - picture).abs() < 0.25,
-            "seq {}: recorded {recorded:.3}, the frame says {picture:.3}",
-            seg["seq"]
-        );
+        assert_starts_at_its_first_frame(&server, seg);
     }
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
 }
