@@ -306,7 +306,7 @@ async fn checkpoints_travel_in_packages_and_a_deleted_one_is_missed() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
     let dir = tempfile::tempdir().unwrap();
     let pkg = dir.path().join("pkg.tar");
     export(&server, &session, &pkg);

@@ -127,7 +127,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     let report = b
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
     drop(taken);
 
     // A stop asked of the node that is not recording reaches the one that is.
@@ -144,7 +144,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     let report = a
         .ok("GET", &format!("/api/v1/sessions/{second}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
     assert!(
         gaps(&stopped, "cam1")
             .iter()
@@ -189,7 +189,7 @@ async fn a_second_node_takes_over_a_room_whose_node_died() {
     let report = a
         .ok("GET", &format!("/api/v1/sessions/{third}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
     for source in ["cam1", "cam2", "mic1"] {
         let tiled = assert_tiled(&stopped, source);
         assert_eq!(outage_gaps(&tiled).len(), 1, "{source}: {tiled:#?}");
@@ -321,7 +321,7 @@ async fn a_frozen_node_loses_nothing() {
     let report = b
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
     let (code, out) = b.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
 }

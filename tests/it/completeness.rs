@@ -417,7 +417,7 @@ async fn a_second_client_joining_and_leaving_leaves_no_hole() {
         assert!(outage_gaps(&tiled).is_empty(), "{src}: {tiled:#?}");
     }
     let report = verify(&server, &session).await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
 }

@@ -81,7 +81,7 @@ async fn assert_intact(server: &Server, session: &str) {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
     let (code, out) = server.verify_cli(session);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("INTACT"), "{out}");

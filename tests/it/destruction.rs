@@ -259,7 +259,7 @@ async fn lawful_destruction_with_appraisal_two_approvers_and_tombstones() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
     let (code, out) = server.verify_cli(&session);
     assert_eq!(code, 0, "{out}");
     // ...and so does an exported package, offline.

@@ -45,7 +45,7 @@ async fn fixity_finds_altered_and_missing_objects() {
         .await;
 
     let report = run_and_wait(&server, 0).await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
     assert!(report["objects"].as_i64().unwrap() >= 9, "{report}");
     assert_eq!(report["requested_by"], "t-archive-clerk/token:tests");
 

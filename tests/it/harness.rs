@@ -709,6 +709,32 @@ pub fn default_role(method: &str, path: &str) -> &'static str {
     }
 }
 
+/// A session verification report says INTACT; if not, the panic names why in a few lines (the
+/// verdict, failures and uncovered stretches) rather than the whole report, so a CI log that
+/// keeps only part of the output still shows the cause.
+pub fn assert_report_intact(report: &Value, label: &str) {
+    if report["intact"] == true {
+        return;
+    }
+    let list = |key: &str| -> String {
+        report[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .take(6)
+                    .map(|v| format!("\n  {v}"))
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    };
+    panic!(
+        "{label}: not intact: {}\nfailures:{}\nuncovered:{}",
+        report["verdict"],
+        list("failures"),
+        list("uncovered")
+    );
+}
+
 pub fn recording<'a>(session: &'a Value, source: &str) -> &'a Value {
     session["recordings"]
         .as_array()

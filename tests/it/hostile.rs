@@ -296,7 +296,7 @@ async fn hostile_input_is_refused_cleanly_and_changes_nothing() {
             .is_empty()
     );
     let report = server.ok("GET", "/api/v1/audit/verify", None).await;
-    assert_eq!(report["intact"], true, "{report}");
+    assert_report_intact(&report, "session");
 }
 
 fn urlencode(s: &str) -> String {

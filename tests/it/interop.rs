@@ -125,7 +125,7 @@ async fn assert_intact(server: &Server, session: &str, label: &str) {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{label}: {report}");
+    crate::harness::assert_report_intact(&report, label);
     assert!(
         report["uncovered"].as_array().is_some_and(|u| u.is_empty()),
         "{label}: {report}"

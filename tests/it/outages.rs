@@ -285,7 +285,7 @@ async fn a_segment_left_in_the_spool_after_stop_is_listed_late_evidence_not_tamp
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
 
     // Altered afterwards: named, as any stored object would be.
     let path = server.objects().join(&key);

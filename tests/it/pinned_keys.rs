@@ -280,7 +280,7 @@ async fn only_pinned_keys_make_a_package_intact() {
         let report = first
             .ok("GET", &format!("/api/v1/sessions/{s}/verify"), None)
             .await;
-        assert_eq!(report["status"], "INTACT", "{report}");
+        crate::harness::assert_report_intact(&report, "session");
         let (code, out) = first.verify_cli(s);
         assert_eq!(code, 0, "{out}");
     }

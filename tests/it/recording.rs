@@ -109,8 +109,7 @@ async fn records_two_cameras_and_a_microphone_into_a_verified_chain() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
-    assert_eq!(report["status"], "INTACT", "{report}");
+    assert_report_intact(&report, "session");
     assert_eq!(report["uncovered"], serde_json::json!([]), "{report}");
     assert_eq!(report["manifest"]["status"], "verified");
     let (code, out) = server.verify_cli(&session);

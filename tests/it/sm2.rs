@@ -161,7 +161,7 @@ async fn sm2_signs_beside_ed25519_and_openssl_agrees() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
 
     // Offline: INTACT with both keys trusted; UNTRUSTED KEY (exit 4) naming the SM2 key with
     // only the Ed25519 key; fingerprints work as well as public keys.

@@ -385,7 +385,7 @@ async fn tsa_timestamps_manifests_and_checkpoints_and_openssl_agrees() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
     assert_eq!(report["timestamp"]["status"], "verified", "{report}");
     assert_eq!(
         report["timestamp"]["tsa"], "CN=Witness Test TSA",
@@ -765,7 +765,7 @@ async fn tsa_timestamps_chain_checkpoints_beside_them() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
     let rec = report["recordings"]
         .as_array()
         .unwrap()

@@ -441,7 +441,7 @@ async fn witness_entries_corrections_signature_manifest_package_and_tampering() 
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{a}/verify"), None)
         .await;
-    assert_eq!(report["status"], "INTACT", "{report}");
+    crate::harness::assert_report_intact(&report, "session");
     let line = report["witness_record"].as_str().unwrap();
     assert!(
         line.starts_with(&format!(

@@ -361,5 +361,5 @@ async fn witness_keeps_evidence_under_object_lock() {
     let report = server
         .ok("GET", &format!("/api/v1/sessions/{session}/verify"), None)
         .await;
-    assert_eq!(report["intact"], true, "{report}");
+    crate::harness::assert_report_intact(&report, "session");
 }
