@@ -1,5 +1,6 @@
 //! One GStreamer graph per source: `rtspsrc` (over one transport) → per-stream branch from the
-//! template → `splitmuxsink`, keyframe-aligned, no video transcoding. Emits segment open/close
+//! template → segment files, keyframe-aligned, no video transcoding: MPEG-TS by our own writer
+//! (`ts_segments`), any other muxer through `splitmuxsink`. Emits segment open/close
 //! events with both clocks (the camera's, from RTCP, and this server's), and watches each
 //! elementary stream where it reaches the segment muxer. Knows nothing of hashes, stores or SQL.
 
@@ -15,6 +16,7 @@ use crate::capture::camera_clock::CameraClock;
 use crate::capture::rtp_timeline::{Timelines, rtp_header};
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
+use crate::capture::ts_segments::{self, Segments};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -71,8 +73,15 @@ impl Stream {
 struct StreamWatch {
     /// Whether the camera's SDP offers this stream and we record it.
     expected: AtomicBool,
-    /// Milliseconds since `epoch()` of the last buffer into the muxer; 0 = none yet.
+    /// Milliseconds since `epoch()` of the last buffer into the muxer; 0 = none yet. For our
+    /// own MPEG-TS files, video counts at keyframes only (as splitmuxsink, which hands the muxer
+    /// whole GOPs): frames that never come to a keyframe cannot start a segment.
     last_ms: AtomicU64,
+    /// Milliseconds since `epoch()` of the last buffer of any kind into the files.
+    frame_ms: AtomicU64,
+    /// Running time (ns) of the last buffer into the files: a segment never closed reaches as
+    /// far as the stream that stopped first.
+    last_running_ns: AtomicU64,
     /// Milliseconds since `epoch()` of the last RTP of this stream out of rtspsrc; 0 = none.
     rtp_last_ms: AtomicU64,
 }
@@ -82,6 +91,8 @@ impl StreamWatch {
         StreamWatch {
             expected: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
+            frame_ms: AtomicU64::new(0),
+            last_running_ns: AtomicU64::new(0),
             rtp_last_ms: AtomicU64::new(0),
         }
     }
@@ -90,8 +101,6 @@ impl StreamWatch {
 struct Shared {
     video: StreamWatch,
     audio: StreamWatch,
-    /// Running time (ns) of the last buffer, to close a fragment the muxer never closed.
-    last_running_ns: AtomicU64,
     ended: AtomicBool,
     /// Running time (ns) of the first video keyframe; `u64::MAX` until then.
     video_start_ns: AtomicU64,
@@ -109,6 +118,8 @@ struct Shared {
     described_ms: AtomicU64,
     /// Milliseconds since `epoch()` when the graph was started.
     started_ms: u64,
+    /// The SDP's stream numbers set up: a segment file's table waits for each of them.
+    selected: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 impl Shared {
@@ -136,6 +147,38 @@ pub struct RunningPipeline {
     started: Instant,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     stop_bus: Arc<AtomicBool>,
+    /// Our own MPEG-TS files, when the template asks for them.
+    own_segments: Option<Arc<Mutex<Segments>>>,
+}
+
+/// Where the streams are cut into segment files.
+enum SegmentSink {
+    /// `splitmuxsink` around the template's muxer.
+    Split(gst::Element),
+    /// Witness's MPEG-TS writer, fed by an appsink per stream.
+    Own(Arc<Mutex<Segments>>),
+}
+
+/// `splitmuxsink` around the template's muxer, writing `{prefix}-%08d.{extension}`.
+fn split_muxer(spec: &PipelineSpec<'_>) -> Result<gst::Element, PipelineError> {
+    let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
+    // MPEG-TS out in runs of 7 packets rather than one by one: a seventh of the pushes and
+    // writes per segment (measured in docs/performance.md). A segment's last run is padded
+    // with null packets, which every demuxer skips.
+    if muxer.has_property_with_type("alignment", i32::static_type()) {
+        muxer.set_property("alignment", 7i32);
+    }
+    let location = spec.spool_dir.join(format!(
+        "{}-%08d.{}",
+        spec.file_prefix, spec.template.extension
+    ));
+    Ok(gst::ElementFactory::make("splitmuxsink")
+        .property("location", location.to_string_lossy().as_ref())
+        // Timestamps follow arrival (jitter): a GOP that ends a hair past the target
+        // length still belongs in the segment, or 1 s GOPs would make 1 s segments.
+        .property("max-size-time", (spec.segment.as_nanos() * 21 / 20) as u64)
+        .property("muxer", &muxer)
+        .build()?)
 }
 
 pub struct PipelineSpec<'a> {
@@ -165,6 +208,8 @@ pub struct Stall {
     pub idle: Duration,
     /// Streams still flowing meanwhile.
     pub flowing: Vec<Stream>,
+    /// The picture's frames still came, but no keyframe among them.
+    pub keyframeless: bool,
 }
 
 impl Stall {
@@ -176,7 +221,12 @@ impl Stall {
                 .collect::<Vec<_>>()
                 .join(" and ")
         };
-        if self.flowing.is_empty() {
+        if self.keyframeless {
+            format!(
+                "no video keyframe for {:.1} s while its other frames flowed (a segment can only start at one)",
+                self.idle.as_secs_f64()
+            )
+        } else if self.flowing.is_empty() {
             format!("no media for {:.1} s", self.idle.as_secs_f64())
         } else {
             format!(
@@ -205,9 +255,8 @@ impl RunningPipeline {
         let mut src = gst::ElementFactory::make("rtspsrc")
             .property("location", spec.url)
             .property_from_str("protocols", spec.transport.rtspsrc_protocols())
-            // Timestamps from arrival, skew-corrected against the camera's RTP clock: a camera
-            // whose RTP timestamps restart (a reboot, a server that seeks a shared stream for
-            // a new client) stays continuous instead of jumping back.
+            // The jitterbuffer's timestamps are replaced by the camera's RTP clock
+            // (`stamp_from_rtp_clock`); slave mode keeps them close to arrival meanwhile.
             .property_from_str("buffer-mode", "slave")
             .property("latency", 200u32)
             .property("tcp-timeout", 5_000_000u64)
@@ -220,30 +269,23 @@ impl RunningPipeline {
         }
         let src = src.build()?;
         crate::capture::rtsp_compat::append_controls(&src, spec.url);
-        let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
-        // MPEG-TS out in runs of 7 packets rather than one by one: a seventh of the pushes and
-        // writes per segment (measured in docs/performance.md). A segment's last run is padded
-        // with null packets, which every demuxer skips.
-        if muxer.has_property_with_type("alignment", i32::static_type()) {
-            muxer.set_property("alignment", 7i32);
+        let sink = if spec.template.muxer == ts_segments::MUXER {
+            SegmentSink::Own(Arc::new(Mutex::new(Segments::new(
+                spec.spool_dir,
+                spec.file_prefix,
+                spec.segment.as_nanos() as u64,
+            ))))
+        } else {
+            SegmentSink::Split(split_muxer(spec)?)
+        };
+        if let SegmentSink::Split(sink) = &sink {
+            pipeline.add(sink)?;
         }
-        let location = spec.spool_dir.join(format!(
-            "{}-%08d.{}",
-            spec.file_prefix, spec.template.extension
-        ));
-        let sink = gst::ElementFactory::make("splitmuxsink")
-            .property("location", location.to_string_lossy().as_ref())
-            // Timestamps follow arrival (jitter): a GOP that ends a hair past the target
-            // length still belongs in the segment, or 1 s GOPs would make 1 s segments.
-            .property("max-size-time", (spec.segment.as_nanos() * 21 / 20) as u64)
-            .property("muxer", &muxer)
-            .build()?;
-        pipeline.add_many([&src, &sink])?;
+        pipeline.add(&src)?;
 
         let shared = Arc::new(Shared {
             video: StreamWatch::new(),
             audio: StreamWatch::new(),
-            last_running_ns: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             video_start_ns: AtomicU64::new(u64::MAX),
             unsupported: Mutex::new(Vec::new()),
@@ -252,11 +294,14 @@ impl RunningPipeline {
             described: AtomicBool::new(false),
             described_ms: AtomicU64::new(0),
             started_ms: now_ms(),
+            selected: Mutex::new(Default::default()),
         });
 
         select_streams_from_sdp(&src, spec.template, spec.media, &shared);
         watch_rtp_arrival(&src, &shared);
-        watch_muxer_inputs(&muxer, &shared);
+        if let SegmentSink::Split(sink) = &sink {
+            watch_muxer_inputs(sink, &shared);
+        }
         let timelines = Timelines::default();
         link_streams(
             &src,
@@ -297,6 +342,10 @@ impl RunningPipeline {
             .set_state(gst::State::Playing)
             .map_err(|e| PipelineError::Build(format!("cannot start: {e}")))?;
         Ok(RunningPipeline {
+            own_segments: match &sink {
+                SegmentSink::Own(s) => Some(s.clone()),
+                SegmentSink::Split(_) => None,
+            },
             pipeline,
             shared,
             camera_clock,
@@ -364,14 +413,21 @@ impl RunningPipeline {
                     streams: vec![Stream::Video],
                     idle: Duration::from_millis(idle),
                     flowing: vec![],
+                    keyframeless: false,
                 });
             }
             return None;
         }
+        let video_frames = self.shared.video.frame_ms.load(Ordering::Relaxed);
+        // Frames still arriving now, not merely the last ones before everything stopped.
+        let keyframeless = stalled.contains(&Stream::Video)
+            && video_frames != 0
+            && now.saturating_sub(video_frames) <= RTP_FRESH_MS;
         (!stalled.is_empty()).then(|| Stall {
             streams: stalled,
             idle: Duration::from_millis(idle_ms),
             flowing,
+            keyframeless,
         })
     }
 
@@ -439,14 +495,26 @@ impl RunningPipeline {
         self.pipeline.send_event(gst::event::Eos::new());
     }
 
-    /// Tears the graph down. Returns the running time (ns) of the last buffer seen.
+    /// Tears the graph down. Returns the running time (ns) every recorded stream reached.
     pub fn shutdown(mut self) -> u64 {
         let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(s) = &self.own_segments {
+            // Whatever the open file holds is on disk before the recorder measures it.
+            s.lock().expect("segments lock").abandon();
+        }
         self.stop_bus.store(true, Ordering::Relaxed);
         if let Some(t) = self.bus_thread.take() {
             let _ = t.join();
         }
-        self.shared.last_running_ns.load(Ordering::Relaxed)
+        // As far as every stream reached: the one that stopped first bounds the file.
+        [Stream::Video, Stream::Audio]
+            .iter()
+            .map(|s| self.shared.watch(*s))
+            .filter(|w| w.expected.load(Ordering::Relaxed))
+            .map(|w| w.last_running_ns.load(Ordering::Relaxed))
+            .filter(|&ns| ns > 0)
+            .min()
+            .unwrap_or(0)
     }
 
     pub fn has_ended(&self) -> bool {
@@ -507,6 +575,9 @@ fn select_streams_from_sdp(
             return Some(false.to_value());
         }
         shared.watch(stream).expected.store(true, Ordering::Relaxed);
+        if let Ok(num) = args[1].get::<u32>() {
+            shared.selected.lock().expect("lock").insert(num);
+        }
         Some(true.to_value())
     });
 }
@@ -559,46 +630,59 @@ fn watch_rtp_arrival(src: &gst::Element, shared: &Arc<Shared>) {
     });
 }
 
-/// Liveness is measured where media enters the segment muxer (after the stream is cleaned), per
-/// elementary stream, so a stream that stalls or whose buffers are all dropped shows as such.
+/// Liveness is measured where media enters the segment files (after the stream is cleaned),
+/// per elementary stream, so a stream that stalls or whose buffers are all dropped shows as such.
 fn watch_muxer_inputs(muxer: &gst::Element, shared: &Arc<Shared>) {
     let shared = shared.clone();
     muxer.connect_pad_added(move |_, pad| {
-        if pad.direction() != gst::PadDirection::Sink {
-            return;
+        if pad.direction() == gst::PadDirection::Sink {
+            watch_input(pad, &shared, false);
         }
-        let shared = shared.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            // What reached the file, for the duration of a segment the muxer never closes.
-            if let Some(rt) = info.buffer().and_then(|b| running_time(pad, b)) {
-                shared
-                    .last_running_ns
-                    .fetch_max(rt.nseconds(), Ordering::Relaxed);
-            }
-            let stream = pad
-                .current_caps()
-                .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
-                .map(|n| {
-                    if n.starts_with("video/") {
-                        Stream::Video
-                    } else {
-                        Stream::Audio
-                    }
-                });
-            if let Some(s) = stream {
-                shared.watch(s).last_ms.store(now_ms(), Ordering::Relaxed);
-                shared.media_seen.store(true, Ordering::Relaxed);
-            }
-            gst::PadProbeReturn::Ok
-        });
     });
 }
 
-/// Links each RTP stream rtspsrc sets up through its template branch to the muxer.
+/// Watches one input of the segment files (see [`watch_muxer_inputs`]); with
+/// `video_by_keyframes`, video is alive while keyframes come.
+fn watch_input(pad: &gst::Pad, shared: &Arc<Shared>, video_by_keyframes: bool) {
+    let shared = shared.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let stream = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+            .map(|n| {
+                if n.starts_with("video/") {
+                    Stream::Video
+                } else {
+                    Stream::Audio
+                }
+            });
+        if let Some(s) = stream {
+            let w = shared.watch(s);
+            let now = now_ms();
+            w.frame_ms.store(now, Ordering::Relaxed);
+            // What reached the file, for the duration of a segment the muxer never closes.
+            if let Some(rt) = running_time(pad, buffer) {
+                w.last_running_ns
+                    .fetch_max(rt.nseconds(), Ordering::Relaxed);
+            }
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            if s == Stream::Audio || !video_by_keyframes || keyframe {
+                w.last_ms.store(now, Ordering::Relaxed);
+            }
+            shared.media_seen.store(true, Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Links each RTP stream rtspsrc sets up through its template branch to the segment files.
 fn link_streams(
     src: &gst::Element,
     pipeline: &gst::Pipeline,
-    sink: &gst::Element,
+    sink: &SegmentSink,
     template: &Template,
     shared: &Arc<Shared>,
     timelines: &Timelines,
@@ -606,12 +690,15 @@ fn link_streams(
 ) {
     let timelines = timelines.clone();
     let pipeline = pipeline.downgrade();
-    let sink = sink.downgrade();
+    let sink = match sink {
+        SegmentSink::Split(e) => WeakSink::Split(e.downgrade()),
+        SegmentSink::Own(s) => WeakSink::Own(Arc::downgrade(s)),
+    };
     let template = template.clone();
     let shared = shared.clone();
     let events = events.clone();
     src.connect_pad_added(move |src, pad| {
-        let (Some(pipeline), Some(sink)) = (pipeline.upgrade(), sink.upgrade()) else {
+        let Some(pipeline) = pipeline.upgrade() else {
             return;
         };
         let Some(caps) = pad.current_caps() else {
@@ -636,15 +723,27 @@ fn link_streams(
             let bin_sink = bin.static_pad("sink").ok_or("branch has no sink pad")?;
             pad.link(&bin_sink).map_err(|e| format!("{e:?}"))?;
             let bin_src = bin.static_pad("src").ok_or("branch has no src pad")?;
-            let mux_pad = sink
-                .request_pad_simple(if media == "video" {
-                    "video"
-                } else {
-                    "audio_%u"
-                })
-                .ok_or("splitmuxsink refused a pad")?;
             clean_stream(&bin_src, media == "video", &shared);
-            bin_src.link(&mux_pad).map_err(|e| format!("{e:?}"))?;
+            match &sink {
+                WeakSink::Split(sink) => {
+                    let sink = sink.upgrade().ok_or("graph torn down")?;
+                    let mux_pad = sink
+                        .request_pad_simple(if media == "video" {
+                            "video"
+                        } else {
+                            "audio_%u"
+                        })
+                        .ok_or("splitmuxsink refused a pad")?;
+                    bin_src.link(&mux_pad).map_err(|e| format!("{e:?}"))?;
+                }
+                WeakSink::Own(segments) => {
+                    let segments = segments.upgrade().ok_or("graph torn down")?;
+                    let streams = shared.selected.lock().expect("lock").len();
+                    segments.lock().expect("segments lock").expect(streams);
+                    let input = ts_segments::add_input(&segments, &pipeline, &bin_src)?;
+                    watch_input(&input, &shared, true);
+                }
+            }
             Ok(())
         })();
         if let Err(e) = linked {
@@ -653,6 +752,12 @@ fn link_streams(
             });
         }
     });
+}
+
+/// What `link_streams` keeps of the segment sink: the graph owns it.
+enum WeakSink {
+    Split(gst::glib::WeakRef<gst::Element>),
+    Own(std::sync::Weak<Mutex<Segments>>),
 }
 
 /// Restamps each RTP packet of `pad` (caps `caps`) from the camera's RTP clock, anchored to its
@@ -829,6 +934,9 @@ fn running_time(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<gst::ClockTim
     }
 }
 
+const SPLITMUX_OPENED: &str = "splitmuxsink-fragment-opened";
+const SPLITMUX_CLOSED: &str = "splitmuxsink-fragment-closed";
+
 struct BusContext {
     bus: gst::Bus,
     pipeline: gst::Pipeline,
@@ -861,7 +969,7 @@ fn forward_bus(cx: BusContext) {
                 let location = s.get::<String>("location").map(PathBuf::from);
                 let running = s.get::<u64>("running-time");
                 match (s.name().as_str(), location, running) {
-                    ("splitmuxsink-fragment-opened", Ok(path), Ok(rt)) => {
+                    (SPLITMUX_OPENED | ts_segments::OPENED, Ok(path), Ok(rt)) => {
                         open = Some((path.clone(), rt));
                         let _ = events.send(PipelineEvent::Opened {
                             path,
@@ -870,7 +978,7 @@ fn forward_bus(cx: BusContext) {
                             camera_start_us: camera_clock.wall_ns(rt).map(|ns| (ns / 1000) as i64),
                         });
                     }
-                    ("splitmuxsink-fragment-closed", Ok(path), Ok(rt)) => {
+                    (SPLITMUX_CLOSED | ts_segments::CLOSED, Ok(path), Ok(rt)) => {
                         let start = match &open {
                             Some((p, start)) if *p == path => *start,
                             _ => rt,

@@ -26,7 +26,8 @@ pub struct Template {
     #[serde(skip)]
     pub name: String,
     pub description: String,
-    /// Element name of the segment muxer, e.g. `mpegtsmux`.
+    /// Element name of the segment muxer, e.g. `matroskamux`, or `witness-ts` for MPEG-TS
+    /// written by Witness itself (`capture::ts_segments`).
     pub muxer: String,
     /// File extension of segments, e.g. `ts`.
     pub extension: String,
@@ -161,7 +162,9 @@ impl Templates {
                 path: format!("{}.toml", t.name),
                 message,
             };
-            if gst::ElementFactory::find(&t.muxer).is_none() {
+            if t.muxer != crate::capture::ts_segments::MUXER
+                && gst::ElementFactory::find(&t.muxer).is_none()
+            {
                 return Err(invalid(format!("muxer {:?} is not installed", t.muxer)));
             }
             for desc in t.video.values().chain(t.audio.values()) {

@@ -250,8 +250,8 @@ async fn one_frozen_camera_is_a_gap_of_its_own_and_the_others_go_on() {
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
 }
 
-/// An encoder that stops sending keyframes while its other frames flow: nothing recordable
-/// reaches the segment files, so the watchdog ends the run; the hole is one gap that says so, and
+/// An encoder that stops sending keyframes while its other frames flow: no segment can start,
+/// so the watchdog ends the run; the hole is one gap that says so, and
 /// recording resumes with the first keyframe once they come back. Never a silent hole.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_encoder_without_keyframes_is_a_named_gap_not_a_silent_hole() {
@@ -287,7 +287,7 @@ async fn an_encoder_without_keyframes_is_a_named_gap_not_a_silent_hole() {
     let gaps = outage_gaps(&tiled);
     assert_eq!(gaps.len(), 1, "{tiled:#?}");
     assert!(
-        gaps[0].text.contains("no media"),
+        gaps[0].text.contains("no video keyframe"),
         "the gap says why: {}",
         gaps[0].text
     );
