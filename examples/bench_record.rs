@@ -12,6 +12,7 @@
 //!
 //! `--perf DIR` also samples Witness with `perf record -g` over each measured window, into
 //! `DIR/witness-N.perf.data` (read with `perf report -i … --no-children`).
+//! `BENCH_SERVER_LOG=FILE` keeps Witness's log (level `BENCH_SERVER_LOG_LEVEL`, default warn).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -205,12 +206,24 @@ async fn bench_witness(
         ),
     )
     .unwrap();
+    // BENCH_SERVER_LOG=FILE keeps the server's log (at BENCH_SERVER_LOG_LEVEL, default warn)
+    // to explain a gap; by default it is dropped.
+    let log = std::env::var_os("BENCH_SERVER_LOG").map(|f| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+            .expect("BENCH_SERVER_LOG")
+    });
     let server = Command::new(witness_bin())
         .args(["serve", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.map_or_else(Stdio::null, Stdio::from))
         .spawn()
         .unwrap();
     let pid = server.id();
