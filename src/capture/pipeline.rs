@@ -43,8 +43,13 @@ pub enum PipelineEvent {
         /// The camera's clock (RTCP sender reports) at the same instant, once one was seen.
         camera_start_us: Option<i64>,
     },
-    /// A segment file is complete and closed by the muxer.
-    Closed { path: PathBuf, duration_us: i64 },
+    /// A segment file is complete and closed by the muxer. `missing`: the recorded streams the
+    /// file holds no frame of (the camera sent none while it was written), for the entry to say.
+    Closed {
+        path: PathBuf,
+        duration_us: i64,
+        missing: Option<String>,
+    },
     /// The RTSP control connection failed while UDP media went on: recording continues for as
     /// long as the media does (the per-stream watchdog ends it otherwise).
     ControlLost { error: String },
@@ -984,9 +989,27 @@ fn forward_bus(cx: BusContext) {
                             _ => rt,
                         };
                         open = None;
+                        // Our own files say which kinds of media they hold; splitmuxsink's
+                        // muxer waits for every stream, so its files hold all of them.
+                        let missing: Vec<&str> = [
+                            ("video", &shared.video, s.get::<bool>("video")),
+                            ("audio", &shared.audio, s.get::<bool>("audio")),
+                        ]
+                        .into_iter()
+                        .filter(|(_, w, held)| {
+                            w.expected.load(Ordering::Relaxed) && *held == Ok(false)
+                        })
+                        .map(|(name, _, _)| name)
+                        .collect();
                         let _ = events.send(PipelineEvent::Closed {
                             path,
                             duration_us: (rt.saturating_sub(start) / 1000) as i64,
+                            missing: (!missing.is_empty()).then(|| {
+                                format!(
+                                    "no {} in this segment: the camera sent none",
+                                    missing.join(" or ")
+                                )
+                            }),
                         });
                     }
                     _ => {}

@@ -284,9 +284,13 @@ async fn drive(
                     }
                     open = Some((path, running_ns, meta));
                 }
-                Some(PipelineEvent::Closed { path, duration_us }) => {
+                Some(PipelineEvent::Closed { path, duration_us, missing }) => {
                     let (meta, running_ns) = match open.take() {
-                        Some((p, running_ns, mut meta)) if p == path => { meta.duration_us = Some(duration_us); (meta, running_ns) }
+                        Some((p, running_ns, mut meta)) if p == path => {
+                            meta.duration_us = Some(duration_us);
+                            meta.add_note(missing);
+                            (meta, running_ns)
+                        }
                         other => { open = other; continue; }
                     };
                     hold.push(&pipe, (path, meta, running_ns, false), writer);
@@ -376,11 +380,16 @@ async fn drive(
         0
     });
     while let Ok(ev) = events.try_recv() {
-        if let PipelineEvent::Closed { path, duration_us } = ev
+        if let PipelineEvent::Closed {
+            path,
+            duration_us,
+            missing,
+        } = ev
             && open.as_ref().is_some_and(|(p, _, _)| *p == path)
             && let Some((_, running_ns, mut meta)) = open.take()
         {
             meta.duration_us = Some(duration_us);
+            meta.add_note(missing);
             meta.camera_start_us = camera_start(running_ns);
             last_segments.push((path, meta, false));
         }

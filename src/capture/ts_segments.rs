@@ -10,7 +10,8 @@
 //! streams' own threads write under one lock.
 //!
 //! The graph's bus sees the same element messages as from `splitmuxsink` (`location`,
-//! `running-time`): [`OPENED`] when a file starts, [`CLOSED`] once it is complete on disk.
+//! `running-time`): [`OPENED`] when a file starts, [`CLOSED`] once it is all written out, with
+//! whether it holds any picture (`video`) and any sound (`audio`).
 //!
 //! [`Segments`] is the cutting itself, without GStreamer; [`add_input`] feeds it from a branch.
 
@@ -61,8 +62,17 @@ impl Frame<'_> {
 /// What happened to the files, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Opened { path: PathBuf, running_ns: u64 },
-    Closed { path: PathBuf, running_ns: u64 },
+    Opened {
+        path: PathBuf,
+        running_ns: u64,
+    },
+    /// `video` and `audio`: whether the file holds any frame of each.
+    Closed {
+        path: PathBuf,
+        running_ns: u64,
+        video: bool,
+        audio: bool,
+    },
 }
 
 struct Queued {
@@ -85,6 +95,9 @@ struct OpenFile {
     /// table waits for the next file).
     index_of: Vec<Option<usize>>,
     codecs: Vec<Option<Codec>>,
+    /// Whether a frame of picture, of sound, was written.
+    video: bool,
+    audio: bool,
 }
 
 /// The segment files of one graph.
@@ -246,6 +259,8 @@ impl Segments {
             end_ns: start_ns,
             index_of,
             codecs: self.codecs.clone(),
+            video: false,
+            audio: false,
         });
         Ok(())
     }
@@ -266,6 +281,11 @@ impl Segments {
         open.writer
             .write_frame(index, pts, dts, f.keyframe && f.codec.is_video(), f.data)
             .map_err(|e| in_file(&open.path, e))?;
+        if f.codec.is_video() {
+            open.video = true;
+        } else {
+            open.audio = true;
+        }
         open.end_ns = open
             .end_ns
             .max(f.pts_ns.max(f.at()) + f.duration_ns.unwrap_or(0));
@@ -285,6 +305,8 @@ impl Segments {
         events.push(Event::Closed {
             path: open.path,
             running_ns: end_ns.max(open.start_ns),
+            video: open.video,
+            audio: open.audio,
         });
         Ok(())
     }
@@ -423,14 +445,23 @@ pub fn add_input(
 
 fn post_events(sink: &gst_app::AppSink, events: Vec<Event>) {
     for event in events {
-        let (name, path, running_ns) = match event {
-            Event::Opened { path, running_ns } => (OPENED, path, running_ns),
-            Event::Closed { path, running_ns } => (CLOSED, path, running_ns),
+        let s = match event {
+            Event::Opened { path, running_ns } => gst::Structure::builder(OPENED)
+                .field("location", path.to_string_lossy().as_ref())
+                .field("running-time", running_ns)
+                .build(),
+            Event::Closed {
+                path,
+                running_ns,
+                video,
+                audio,
+            } => gst::Structure::builder(CLOSED)
+                .field("location", path.to_string_lossy().as_ref())
+                .field("running-time", running_ns)
+                .field("video", video)
+                .field("audio", audio)
+                .build(),
         };
-        let s = gst::Structure::builder(name)
-            .field("location", path.to_string_lossy().as_ref())
-            .field("running-time", running_ns)
-            .build();
         let _ = sink.post_message(gst::message::Element::builder(s).src(sink).build());
     }
 }
@@ -594,6 +625,34 @@ mod tests {
         assert_eq!(opened(&events), [0]);
         events.extend(s.frame(video(4 * S, true)).unwrap());
         assert_eq!(opened(&events), [0, 4 * S]);
+    }
+
+    #[test]
+    fn a_closed_file_says_which_kinds_of_media_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segments::new(dir.path(), "r", 2 * S);
+        s.expect(2);
+        s.add_stream();
+        s.add_stream();
+        let mut events = Vec::new();
+        // Sound stops after the first second; the second file has picture only.
+        for i in 0..100u64 {
+            let t = i * S / 25;
+            events.extend(s.frame(video(t, i.is_multiple_of(25))).unwrap());
+            if t < S {
+                events.extend(s.frame(audio(1, t)).unwrap());
+            }
+        }
+        events.extend(s.end(0).unwrap());
+        events.extend(s.end(1).unwrap());
+        let kinds: Vec<(bool, bool)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Closed { video, audio, .. } => Some((*video, *audio)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, [(true, true), (true, false)]);
     }
 
     #[test]

@@ -55,6 +55,18 @@ pub fn write_sidecar(segment: &Path, meta: &SegmentMeta) -> std::io::Result<()> 
     written
 }
 
+impl SegmentMeta {
+    /// Adds `note` (if any) to what the entry's detail says, after what is there.
+    pub fn add_note(&mut self, note: Option<String>) {
+        if let Some(n) = note {
+            self.note = Some(match self.note.take() {
+                Some(before) => format!("{before}; {n}"),
+                None => n,
+            });
+        }
+    }
+}
+
 pub fn read_sidecar(segment: &Path) -> Option<SegmentMeta> {
     let bytes = std::fs::read(sidecar_path(segment)).ok()?;
     serde_json::from_slice(&bytes).ok()
