@@ -56,6 +56,10 @@ pub struct SimOptions {
     /// whose encoder hangs while its microphone works.
     #[arg(long)]
     pub hold_video_while: Option<std::path::PathBuf>,
+    /// While this file exists, every camera's sound is held back (video goes on): a camera
+    /// whose microphone drops out.
+    #[arg(long)]
+    pub hold_audio_while: Option<std::path::PathBuf>,
     /// While this file exists, every camera's keyframes are dropped (other frames go on): an
     /// encoder that stops sending IDR frames, so a recorder has nowhere to cut.
     #[arg(long)]
@@ -104,6 +108,8 @@ pub const CLOCK_SEI_UUID: [u8; 16] = *b"WITNESS-SIMCLOCK";
 
 /// Set while `--hold-video-while`'s file exists.
 static VIDEO_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set while `--hold-audio-while`'s file exists.
+static AUDIO_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Set while `--hold-keyframes-while`'s file exists.
 static KEYFRAMES_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -231,6 +237,17 @@ fn feed_loop(appsrc: gst::Element, clip: Arc<Clip>) {
                 std::thread::sleep(wait);
             }
         }
+    });
+}
+
+/// Swallows a camera's sound while `--hold-audio-while` says so, as a microphone that drops out.
+fn hold_audio(pad: &gst::Pad) {
+    pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if AUDIO_HELD.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = info.data.take();
+            return gst::PadProbeReturn::Handled;
+        }
+        gst::PadProbeReturn::Ok
     });
 }
 
@@ -367,6 +384,11 @@ pub fn start(o: &SimOptions) -> Result<gst_rtsp_server::RTSPServer, SimError> {
                 {
                     stamp_frames(&pad, offset_us);
                 }
+                if let Some(pay) = bin.by_name("pay1")
+                    && let Some(pad) = pay.static_pad("sink")
+                {
+                    hold_audio(&pad);
+                }
                 if offset_us != 0 {
                     skew_sender_reports(media, offset_us);
                 }
@@ -423,6 +445,7 @@ pub fn run(o: &SimOptions) -> Result<(), SimError> {
     let _server = start(o)?;
     for (path, flag, what) in [
         (o.hold_video_while.clone(), &VIDEO_HELD, "video"),
+        (o.hold_audio_while.clone(), &AUDIO_HELD, "audio"),
         (o.hold_keyframes_while.clone(), &KEYFRAMES_HELD, "keyframes"),
     ] {
         let Some(path) = path else { continue };

@@ -61,6 +61,7 @@ fn start_simulator(port: u16) -> anyhow::Result<()> {
         looped: false,
         clock_offset: 0.0,
         hold_video_while: None,
+        hold_audio_while: None,
         hold_keyframes_while: None,
         auth: None,
     };

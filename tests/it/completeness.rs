@@ -303,6 +303,55 @@ async fn an_encoder_without_keyframes_is_a_named_gap_not_a_silent_hole() {
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
 }
 
+/// A microphone that drops out for less than the watchdog time while the picture goes on: no
+/// gap (the source never stopped), but every segment written meanwhile without any sound says
+/// so in its chain entry, and the session still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold-audio");
+    let sim = Simulator::start(&["--hold-audio-while", hold.to_str().unwrap()]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 话筒", &sim.url("cam1")).await;
+    let session = server.start_recording(&room, "ZB-MIC").await;
+    server
+        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 3
+        })
+        .await;
+    let before = tiles(
+        &server
+            .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+            .await,
+        "cam1",
+    )
+    .len();
+    // Two and a half seconds without sound: at least one whole 1 s segment has none.
+    std::fs::write(&hold, b"").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::remove_file(&hold).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = stop(&server, &room).await;
+    let tiled = assert_tiled(&stopped, "cam1");
+    let silent: Vec<&Tile> = tiled
+        .iter()
+        .filter(|t| {
+            !t.gap
+                && t.text
+                    .contains("no audio in this segment: the camera sent none")
+        })
+        .collect();
+    assert!(!silent.is_empty(), "{tiled:#?}");
+    // Only segments written while the sound was held, none of the ones before.
+    assert!(silent.iter().all(|t| t.seq as usize > before), "{tiled:#?}");
+    assert!(
+        tiled.iter().filter(|t| !t.gap).count() > silent.len() + 3,
+        "segments with sound after it too: {tiled:#?}"
+    );
+    let report = verify(&server, &session).await;
+    crate::harness::assert_report_intact(&report, "session");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn video_that_stalls_while_audio_flows_is_a_gap_naming_video() {
     let dir = tempfile::tempdir().unwrap();
