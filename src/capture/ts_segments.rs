@@ -59,6 +59,14 @@ impl Frame<'_> {
     }
 }
 
+/// A write that failed, and what had happened to the files before it (a file opened or closed
+/// must still be told, or the recorder would never look at it again).
+#[derive(Debug)]
+pub struct Failed {
+    pub error: io::Error,
+    pub events: Vec<Event>,
+}
+
 /// What happened to the files, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -151,10 +159,17 @@ impl Segments {
     }
 
     /// Writes one frame, cutting a new file first when it is time.
-    pub fn frame(&mut self, f: Frame<'_>) -> io::Result<Vec<Event>> {
+    pub fn frame(&mut self, f: Frame<'_>) -> Result<Vec<Event>, Failed> {
         let mut events = Vec::new();
+        match self.frame_into(f, &mut events) {
+            Ok(()) => Ok(events),
+            Err(error) => Err(Failed { error, events }),
+        }
+    }
+
+    fn frame_into(&mut self, f: Frame<'_>, events: &mut Vec<Event>) -> io::Result<()> {
         if self.abandoned || f.stream >= self.codecs.len() {
-            return Ok(events);
+            return Ok(());
         }
         let changed = self.codecs[f.stream].is_some_and(|c| c != f.codec);
         self.codecs[f.stream] = Some(f.codec);
@@ -172,9 +187,9 @@ impl Segments {
             let times = self.queue.iter().map(|q| q.dts_ns.unwrap_or(q.pts_ns));
             let span = times.clone().max().unwrap_or(0) - times.min().unwrap_or(0);
             if known >= self.expected || span >= WAIT_FOR_STREAMS_NS {
-                self.flush_queue(&mut events)?;
+                self.flush_queue(events)?;
             }
-            return Ok(events);
+            return Ok(());
         }
         let at = f.at();
         let open = self.file.as_ref().expect("open file");
@@ -193,11 +208,10 @@ impl Segments {
             .enumerate()
             .any(|(i, c)| c.is_some() && open.index_of.get(i).copied().flatten().is_none());
         if changed || (cut_point && (at >= open.start_ns + cut_after || missing)) {
-            self.close(at, &mut events)?;
-            self.open(at, &mut events)?;
+            self.close(at, events)?;
+            self.open(at, events)?;
         }
-        self.write(f)?;
-        Ok(events)
+        self.write(f)
     }
 
     /// Writes the frames held while waiting for the streams, into the first file.
@@ -312,20 +326,26 @@ impl Segments {
     }
 
     /// Stream `stream` reached its end; once every stream has, the last file is closed.
-    pub fn end(&mut self, stream: usize) -> io::Result<Vec<Event>> {
+    pub fn end(&mut self, stream: usize) -> Result<Vec<Event>, Failed> {
         let mut events = Vec::new();
+        match self.end_into(stream, &mut events) {
+            Ok(()) => Ok(events),
+            Err(error) => Err(Failed { error, events }),
+        }
+    }
+
+    fn end_into(&mut self, stream: usize, events: &mut Vec<Event>) -> io::Result<()> {
         if let Some(e) = self.ended.get_mut(stream) {
             *e = true;
         }
         if self.abandoned || !self.ended.iter().all(|e| *e) {
-            return Ok(events);
+            return Ok(());
         }
         if self.file.is_none() && !self.queue.is_empty() {
-            self.flush_queue(&mut events)?;
+            self.flush_queue(events)?;
         }
         let end = self.file.as_ref().map_or(0, |f| f.end_ns);
-        self.close(end, &mut events)?;
-        Ok(events)
+        self.close(end, events)
     }
 
     /// The graph is torn down without an end of stream: what is written stays on disk (the
@@ -417,23 +437,28 @@ pub fn add_input(
                     keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
                     data: &map,
                 };
-                let events = on_sample.lock().expect("segments lock").frame(frame);
-                match events {
+                let written = on_sample.lock().expect("segments lock").frame(frame);
+                match written {
                     Ok(events) => {
                         post_events(sink, events);
                         Ok(gst::FlowSuccess::Ok)
                     }
-                    Err(e) => Err(post_error(sink, &e.to_string())),
+                    Err(Failed { error, events }) => {
+                        post_events(sink, events);
+                        Err(post_error(sink, &error.to_string()))
+                    }
                 }
             })
-            .eos(
-                move |sink| match on_eos.lock().expect("segments lock").end(stream) {
+            .eos(move |sink| {
+                let ended = on_eos.lock().expect("segments lock").end(stream);
+                match ended {
                     Ok(events) => post_events(sink, events),
-                    Err(e) => {
-                        let _ = post_error(sink, &e.to_string());
+                    Err(Failed { error, events }) => {
+                        post_events(sink, events);
+                        let _ = post_error(sink, &error.to_string());
                     }
-                },
-            )
+                }
+            })
             .build(),
     );
     pipeline.add(&sink).map_err(|e| e.to_string())?;
@@ -656,6 +681,26 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_at_a_cut_still_reports_the_file_closed_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let mut s = Segments::new(&spool, "r", 2 * S);
+        s.expect(1);
+        s.add_stream();
+        assert_eq!(opened(&s.frame(video(0, true)).unwrap()), [0]);
+        // The spool folder goes away: the next file cannot be made.
+        std::fs::remove_file(spool.join("r-00000000.ts")).unwrap();
+        std::fs::remove_dir(&spool).unwrap();
+        let failed = s.frame(video(2 * S, true)).unwrap_err();
+        assert!(
+            failed.error.to_string().contains("r-00000001.ts"),
+            "{failed:?}"
+        );
+        assert_eq!(closed(&failed.events), [2 * S], "{failed:?}");
+    }
+
+    #[test]
     fn sound_alone_is_cut_every_segment() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Segments::new(dir.path(), "r", 2 * S);
@@ -692,7 +737,7 @@ mod tests {
         let mut s = Segments::new(Path::new("/nonexistent/spool"), "r", 2 * S);
         s.expect(1);
         s.add_stream();
-        let e = s.frame(video(0, true)).unwrap_err();
+        let e = s.frame(video(0, true)).unwrap_err().error;
         assert!(
             e.to_string()
                 .contains("segment file /nonexistent/spool/r-00000000.ts"),

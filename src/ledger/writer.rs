@@ -435,9 +435,25 @@ impl ChainWriter {
         recovered: bool,
         closed_at: Instant,
     ) {
+        // Instrumented, never entered: a span entered across an await stays on the thread's
+        // stack after it closes, and the next `Span::current()` there panics in
+        // tracing-subscriber (tokio-rs/tracing#3514), killing whatever task ran it.
         let span =
             tracing::info_span!("segment", recording = %self.recording_id, file = %path.display());
-        let _g = span.enter();
+        tracing::Instrument::instrument(
+            self.append_segment_in_span(path, meta, recovered, closed_at),
+            span,
+        )
+        .await
+    }
+
+    async fn append_segment_in_span(
+        &mut self,
+        path: PathBuf,
+        meta: SegmentMeta,
+        recovered: bool,
+        closed_at: Instant,
+    ) {
         let sealed = {
             let path = path.clone();
             match tokio::task::spawn_blocking(move || spool::seal(&path)).await {
