@@ -502,15 +502,18 @@ impl RunningPipeline {
 
     /// Tears the graph down. Returns the running time (ns) every recorded stream reached.
     pub fn shutdown(mut self) -> u64 {
-        let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(s) = &self.own_segments {
-            // Whatever the open file holds is on disk before the recorder measures it.
+            // Whatever the open file holds is on disk before the recorder measures it, and no
+            // file is opened from here on.
             s.lock().expect("segments lock").abandon();
         }
+        // The bus is read to its end before the graph stops: going to NULL flushes it, and a
+        // file message lost there would leave a spool file nobody hears of.
         self.stop_bus.store(true, Ordering::Relaxed);
         if let Some(t) = self.bus_thread.take() {
             let _ = t.join();
         }
+        let _ = self.pipeline.set_state(gst::State::Null);
         // As far as every stream reached: the one that stopped first bounds the file.
         [Stream::Video, Stream::Audio]
             .iter()
@@ -964,9 +967,32 @@ fn forward_bus(cx: BusContext) {
         events,
     } = cx;
     let mut open: Option<(PathBuf, u64)> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
+    // The end of the graph is told once; file messages after it are still forwarded (a file
+    // opened just before an error must be heard of, or it would stay in the spool unlisted).
+    let mut ended = false;
+    let mut end = |error: Option<String>| {
+        if !ended {
+            ended = true;
+            shared.ended.store(true, Ordering::Relaxed);
+            let _ = events.send(PipelineEvent::Ended { error });
+        }
+    };
+    // Once stop is asked, what is already on the bus is still read, within bounds.
+    let mut left_after_stop = 1000;
+    loop {
+        let msg = if stop.load(Ordering::Relaxed) {
+            match bus.pop() {
+                Some(msg) if left_after_stop > 0 => {
+                    left_after_stop -= 1;
+                    msg
+                }
+                _ => return,
+            }
+        } else {
+            match bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
+                Some(msg) => msg,
+                None => continue,
+            }
         };
         match msg.view() {
             gst::MessageView::Element(e) => {
@@ -1015,11 +1041,7 @@ fn forward_bus(cx: BusContext) {
                     _ => {}
                 }
             }
-            gst::MessageView::Eos(_) => {
-                shared.ended.store(true, Ordering::Relaxed);
-                let _ = events.send(PipelineEvent::Ended { error: None });
-                return;
-            }
+            gst::MessageView::Eos(_) => end(None),
             gst::MessageView::Error(err) => {
                 let from_rtspsrc = err
                     .src()
@@ -1037,9 +1059,7 @@ fn forward_bus(cx: BusContext) {
                     let _ = events.send(PipelineEvent::ControlLost { error: text });
                     continue;
                 }
-                shared.ended.store(true, Ordering::Relaxed);
-                let _ = events.send(PipelineEvent::Ended { error: Some(text) });
-                return;
+                end(Some(text));
             }
             gst::MessageView::Warning(w) => {
                 tracing::debug!(warning = %w.error(), "pipeline warning");

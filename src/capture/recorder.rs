@@ -269,19 +269,7 @@ async fn drive(
                 Some(PipelineEvent::Opened { path, running_ns, server_start_us, camera_start_us }) => {
                     stats.set_state(SourceState::Recording);
                     stats.set_problem(None);
-                    let unsupported = pipe.unsupported();
-                    let meta = SegmentMeta {
-                        wall_start_us: server_start_us,
-                        duration_us: None,
-                        clock: "server".into(),
-                        server_start_us: Some(server_start_us),
-                        camera_start_us,
-                        note: (!unsupported.is_empty())
-                            .then(|| format!("not recorded: {}", unsupported.join(", "))),
-                    };
-                    if let Err(e) = spool::write_sidecar(&path, &meta) {
-                        tracing::error!(file = %path.display(), error = %e, "cannot write spool sidecar");
-                    }
+                    let meta = opened_meta(&path, server_start_us, camera_start_us, &pipe.unsupported());
                     open = Some((path, running_ns, meta));
                 }
                 Some(PipelineEvent::Closed { path, duration_us, missing }) => {
@@ -358,6 +346,7 @@ async fn drive(
     }
     // The camera answered over this transport if any RTP came, recordable or not.
     let recorded = pipe.rtp_seen() || pipe.media_seen();
+    let unsupported = pipe.unsupported();
     hold.settle(&pipe, true, writer);
     let camera_clock = (hold.camera == Some(true)).then(|| pipe.camera_clock());
     let camera_start = |running_ns: u64| {
@@ -367,6 +356,8 @@ async fn drive(
             .map(|ns| (ns / 1000) as i64)
     };
     let mut last_segments = Vec::new();
+    // Files opened and never closed: (path, start, entry, running time they end by at most).
+    let mut unclosed = Vec::new();
     // A wedged graph must not wedge stop: give teardown a bound, then abandon it.
     let last_running = tokio::time::timeout(
         Duration::from_secs(5),
@@ -379,29 +370,53 @@ async fn drive(
         tracing::error!("pipeline teardown did not finish within 5 s; abandoned");
         0
     });
+    // What the graph told after the loop ended: files closed, and files opened (the graph may
+    // have cut a file in the moment it failed; that file is kept or forgotten below, never
+    // left in the spool unlisted).
     while let Ok(ev) = events.try_recv() {
-        if let PipelineEvent::Closed {
-            path,
-            duration_us,
-            missing,
-        } = ev
-            && open.as_ref().is_some_and(|(p, _, _)| *p == path)
-            && let Some((_, running_ns, mut meta)) = open.take()
-        {
-            meta.duration_us = Some(duration_us);
-            meta.add_note(missing);
-            meta.camera_start_us = camera_start(running_ns);
-            last_segments.push((path, meta, false));
+        match ev {
+            PipelineEvent::Closed {
+                path,
+                duration_us,
+                missing,
+            } if open.as_ref().is_some_and(|(p, _, _)| *p == path) => {
+                let Some((_, running_ns, mut meta)) = open.take() else {
+                    continue;
+                };
+                meta.duration_us = Some(duration_us);
+                meta.add_note(missing);
+                meta.camera_start_us = camera_start(running_ns);
+                last_segments.push((path, meta, false));
+            }
+            PipelineEvent::Opened {
+                path,
+                running_ns,
+                server_start_us,
+                camera_start_us,
+            } => {
+                if let Some((earlier, start, meta)) = open.take() {
+                    // Opened again without a close: the earlier file was never completed; it
+                    // holds at most what came before this one.
+                    tracing::warn!(file = %earlier.display(), "segment opened again before it was closed");
+                    unclosed.push((earlier, start, meta, running_ns));
+                }
+                let meta = opened_meta(&path, server_start_us, camera_start_us, &unsupported);
+                open = Some((path, running_ns, meta));
+            }
+            _ => {}
         }
     }
-    if let Some((path, start_running, mut meta)) = open.take() {
+    if let Some((path, start_running, meta)) = open.take() {
+        unclosed.push((path, start_running, meta, last_running));
+    }
+    for (path, start_running, mut meta, end_running) in unclosed {
         // The camera vanished mid-segment: keep what was written, as long as the media that
         // reached the file (the last buffer in may still have been queued in the muxer).
         if std::fs::metadata(&path)
             .map(|m| m.len() > 0)
             .unwrap_or(false)
         {
-            let by_last_buffer = (last_running.saturating_sub(start_running) / 1000) as i64;
+            let by_last_buffer = (end_running.saturating_sub(start_running) / 1000) as i64;
             let measured = {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || crate::capture::media_span::measure(&path))
@@ -424,6 +439,29 @@ async fn drive(
         by_stop: stopping_since.is_some(),
         recorded,
     }
+}
+
+/// The entry of a segment file just opened, written beside it in the spool at once so that a
+/// crash before it closes still leaves its wall-clock start.
+fn opened_meta(
+    path: &std::path::Path,
+    server_start_us: i64,
+    camera_start_us: Option<i64>,
+    unsupported: &[String],
+) -> SegmentMeta {
+    let meta = SegmentMeta {
+        wall_start_us: server_start_us,
+        duration_us: None,
+        clock: "server".into(),
+        server_start_us: Some(server_start_us),
+        camera_start_us,
+        note: (!unsupported.is_empty())
+            .then(|| format!("not recorded: {}", unsupported.join(", "))),
+    };
+    if let Err(e) = spool::write_sidecar(path, &meta) {
+        tracing::error!(file = %path.display(), error = %e, "cannot write spool sidecar");
+    }
+    meta
 }
 
 /// A pipeline failure in words a user can act on: streams the template cannot record are named

@@ -121,7 +121,8 @@ pub struct Segments {
     queue: Vec<Queued>,
     file: Option<OpenFile>,
     next_number: u32,
-    /// Torn down: nothing more is written.
+    /// Torn down, or a write failed: nothing more is written (a graph whose disk refused a
+    /// write is ending; a new file now would be one the recorder never hears of).
     abandoned: bool,
 }
 
@@ -163,8 +164,15 @@ impl Segments {
         let mut events = Vec::new();
         match self.frame_into(f, &mut events) {
             Ok(()) => Ok(events),
-            Err(error) => Err(Failed { error, events }),
+            Err(error) => Err(self.failed(error, events)),
         }
+    }
+
+    /// After a failed write nothing more is written; the open file stays as it is on disk.
+    fn failed(&mut self, error: io::Error, events: Vec<Event>) -> Failed {
+        self.abandoned = true;
+        self.queue.clear();
+        Failed { error, events }
     }
 
     fn frame_into(&mut self, f: Frame<'_>, events: &mut Vec<Event>) -> io::Result<()> {
@@ -260,8 +268,12 @@ impl Segments {
             })
             .collect();
         let file = File::create(&path).map_err(|e| in_file(&path, e))?;
-        let writer = TsWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), &codecs)
-            .map_err(|e| in_file(&path, e))?;
+        let writer =
+            TsWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), &codecs).map_err(|e| {
+                // Not yet told to anyone: leave no file behind.
+                let _ = std::fs::remove_file(&path);
+                in_file(&path, e)
+            })?;
         events.push(Event::Opened {
             path: path.clone(),
             running_ns: start_ns,
@@ -330,7 +342,7 @@ impl Segments {
         let mut events = Vec::new();
         match self.end_into(stream, &mut events) {
             Ok(()) => Ok(events),
-            Err(error) => Err(Failed { error, events }),
+            Err(error) => Err(self.failed(error, events)),
         }
     }
 
@@ -681,7 +693,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_at_a_cut_still_reports_the_file_closed_before_it() {
+    fn a_failure_at_a_cut_reports_the_file_closed_before_it_and_makes_no_more() {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
@@ -698,6 +710,11 @@ mod tests {
             "{failed:?}"
         );
         assert_eq!(closed(&failed.events), [2 * S], "{failed:?}");
+        // Space comes back, but this graph is ending: it makes no file nobody will hear of.
+        std::fs::create_dir(&spool).unwrap();
+        assert!(s.frame(video(4 * S, true)).unwrap().is_empty());
+        assert!(s.end(0).unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
     }
 
     #[test]
