@@ -238,7 +238,13 @@ impl ChainWriter {
             // its reason for that one.
             let outage = self.pending_outage.take();
             let hole = l.wall_start_us - self.covered_until_us;
-            let reason = format!("no media for {:.1} s", hole as f64 / 1e6);
+            let reason = if self.head.seq == 0 {
+                // Nothing chained yet: the hole before the recording's first segment is the
+                // time the node that spooled it took to reach the camera.
+                format!("{CONNECTING} ({:.1} s)", hole as f64 / 1e6)
+            } else {
+                format!("no media for {:.1} s", hole as f64 / 1e6)
+            };
             let covered = self.cover_to(l.wall_start_us, &reason, false).await;
             self.pending_outage = outage;
             if covered != Commit::Done {
