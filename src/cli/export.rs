@@ -42,8 +42,15 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let core = super::open_core(args.config.as_deref()).await?;
     let tmp = args.out.with_extension("partial");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    // Read as well as written: stored objects are copied in by the kernel and checked where
+    // they landed (`evidence::objects`).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     let writer = std::io::BufWriter::with_capacity(
         witness::store::WRITE_CHUNK,
         witness::store::ChunkedWrites(file),

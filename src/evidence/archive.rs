@@ -3,8 +3,11 @@
 //! memory and no temporary copy. A file is either added whole from a reader (`add`), or
 //! announced with its length and written in pieces as they are read (`begin`, `data`, `end`),
 //! so the export can check each piece's hashes on the way without reading an object twice.
+//! When a tar package goes to a file (`PackageSink::file`), a stored file is copied into it by
+//! the kernel (`copy_file`) and checked there, in the package, by the hashing lanes.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -87,6 +90,42 @@ impl Write for ChannelSink {
     }
 }
 
+/// Where a package's bytes go.
+pub trait PackageSink: Write {
+    /// The file under any buffering, flushed and positioned at the end of what was written,
+    /// when the package goes to a file opened for reading and writing; `None` for a stream.
+    fn file(&mut self) -> std::io::Result<Option<&std::fs::File>> {
+        Ok(None)
+    }
+}
+
+impl PackageSink for ChannelSink {}
+
+impl PackageSink for Vec<u8> {}
+
+impl PackageSink for std::fs::File {
+    fn file(&mut self) -> std::io::Result<Option<&std::fs::File>> {
+        Ok(Some(self))
+    }
+}
+
+impl<W: PackageSink> PackageSink for std::io::BufWriter<W> {
+    fn file(&mut self) -> std::io::Result<Option<&std::fs::File>> {
+        self.flush()?;
+        self.get_mut().file()
+    }
+}
+
+impl<W: PackageSink> PackageSink for crate::store::ChunkedWrites<W> {
+    fn file(&mut self) -> std::io::Result<Option<&std::fs::File>> {
+        self.0.file()
+    }
+}
+
+/// Bytes per `copy_file_range` call: as the writes of `store::WRITE_CHUNK` (a page cache
+/// filled in large calls stalls on write-back).
+const COPY_CHUNK: usize = crate::store::WRITE_CHUNK;
+
 enum Inner<W: Write> {
     Tar(tar::Builder<W>),
     Zip(Box<zip::ZipWriter<zip::write::StreamWriter<W>>>),
@@ -98,19 +137,25 @@ pub struct ArchiveWriter<W: Write> {
     inner: Inner<W>,
     /// The file begun and not yet ended: its path, declared length and bytes written so far.
     open: Option<(String, u64, u64)>,
+    /// The package file, for reading back what `copy_file` put in it.
+    readback: Option<Arc<std::fs::File>>,
 }
 
 fn failed(path: &str, e: &dyn std::fmt::Display) -> CoreError {
     CoreError::Internal(format!("writing {path} into the package: {e}"))
 }
 
-impl<W: Write> ArchiveWriter<W> {
+impl<W: PackageSink> ArchiveWriter<W> {
     pub fn new(format: Format, sink: W) -> ArchiveWriter<W> {
         let inner = match format {
             Format::Tar => Inner::Tar(tar::Builder::new(sink)),
             Format::Zip => Inner::Zip(Box::new(zip::ZipWriter::new_stream(sink))),
         };
-        ArchiveWriter { inner, open: None }
+        ArchiveWriter {
+            inner,
+            open: None,
+            readback: None,
+        }
     }
 
     /// One read-only file of `len` bytes with a fixed time stamp (the same package bytes from the
@@ -177,6 +222,47 @@ impl<W: Write> ArchiveWriter<W> {
         r.map_err(|e| failed(path, &e))
     }
 
+    /// Copies all `len` bytes of the file begun from `from`, by the kernel, when the package is
+    /// a tar going to a file; returns the package file and where in it the bytes now are (to be
+    /// checked there). `None` (nothing done) for zip, whose checksum must see every byte, and
+    /// for a stream: the caller writes the bytes through `data` then.
+    pub fn copy_file(
+        &mut self,
+        from: &std::fs::File,
+        len: u64,
+    ) -> Result<Option<(Arc<std::fs::File>, u64)>, CoreError> {
+        let Some((path, declared, 0)) = self.open.clone() else {
+            return Err(CoreError::Internal(
+                "package: a copy into no file begun, or into one begun already".into(),
+            ));
+        };
+        if len != declared {
+            return Err(failed(
+                &path,
+                &format!("{len} bytes where {declared} were declared"),
+            ));
+        }
+        let Inner::Tar(tar) = &mut self.inner else {
+            return Ok(None);
+        };
+        let Some(out) = tar.get_mut().file().map_err(|e| failed(&path, &e))? else {
+            return Ok(None);
+        };
+        let mut out = out;
+        let at = out.stream_position().map_err(|e| failed(&path, &e))?;
+        copy_range(from, out, len).map_err(|e| failed(&path, &e))?;
+        let readback = match &self.readback {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(out.try_clone().map_err(|e| failed(&path, &e))?);
+                self.readback = Some(f.clone());
+                f
+            }
+        };
+        self.open = Some((path, declared, len));
+        Ok(Some((readback, at)))
+    }
+
     /// Ends the file begun, which must have received exactly the bytes it declared.
     pub fn end(&mut self) -> Result<(), CoreError> {
         let Some((path, len, written)) = self.open.take() else {
@@ -205,6 +291,7 @@ impl<W: Write> ArchiveWriter<W> {
         if let Some((open, _, _)) = &self.open {
             return Err(failed(&format!("{open} is not finished")));
         }
+        drop(self.readback);
         let mut sink = match self.inner {
             Inner::Tar(tar) => tar.into_inner().map_err(|e| failed(&e))?,
             Inner::Zip(zip) => zip.finish().map_err(|e| failed(&e))?.into_inner(),
@@ -212,4 +299,55 @@ impl<W: Write> ArchiveWriter<W> {
         sink.flush().map_err(|e| failed(&e))?;
         Ok(sink)
     }
+}
+
+/// Copies `len` bytes of `from` (from its start) to `out` at its position, by the kernel
+/// (`copy_file_range`), or through a buffer where the kernel will not (another filesystem, an
+/// old kernel).
+fn copy_range(from: &std::fs::File, mut out: &std::fs::File, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0u64;
+    let mut by_kernel = true;
+    let mut buf = Vec::new();
+    while done < len {
+        let want = (len - done).min(COPY_CHUNK as u64) as usize;
+        if by_kernel {
+            let mut from_at = done;
+            match rustix::fs::copy_file_range(from, Some(&mut from_at), out, None, want) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the stored file ended after {done} of its {len} bytes"),
+                    ));
+                }
+                Ok(n) => {
+                    done += n as u64;
+                    continue;
+                }
+                Err(e)
+                    if [
+                        rustix::io::Errno::XDEV,
+                        rustix::io::Errno::NOSYS,
+                        rustix::io::Errno::OPNOTSUPP,
+                        rustix::io::Errno::INVAL,
+                    ]
+                    .contains(&e) =>
+                {
+                    by_kernel = false;
+                    buf.resize(COPY_CHUNK, 0);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let n = from.read_at(&mut buf[..want], done)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the stored file ended after {done} of its {len} bytes"),
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
 }

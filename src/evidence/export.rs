@@ -14,7 +14,6 @@
 //! a whole package) and its job fails. `package` checks a package offline.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use futures::TryStreamExt;
@@ -28,7 +27,7 @@ use crate::disk::DiskWatch;
 use crate::error::CoreError;
 use crate::evidence::access::{MediaAccess, Read};
 pub use crate::evidence::archive::Format;
-use crate::evidence::archive::{ArchiveWriter, ChannelSink};
+use crate::evidence::archive::{ArchiveWriter, ChannelSink, PackageSink};
 use crate::evidence::objects::ObjectCopier;
 use crate::identity::caller::Caller;
 use crate::ledger::chain::{Entry, EntryKind};
@@ -831,7 +830,7 @@ async fn add_derived(
 /// missing or altered object fails the write after its bytes have gone into `sink`: the caller
 /// discards what was written (never a package that looks whole). `progress` gets the payload
 /// bytes written.
-pub async fn write_to<W: Write + Send + 'static>(
+pub async fn write_to<W: PackageSink + Send + 'static>(
     plan: Arc<Plan>,
     store: Store,
     format: Format,
@@ -846,7 +845,7 @@ pub async fn write_to<W: Write + Send + 'static>(
     .map_err(|e| CoreError::Internal(format!("package writer: {e}")))?
 }
 
-fn write_blocking<W: Write>(
+fn write_blocking<W: PackageSink>(
     plan: &Plan,
     store: Store,
     handle: tokio::runtime::Handle,
@@ -869,7 +868,7 @@ fn write_blocking<W: Write>(
             Content::Object { key, len } => {
                 archive.begin(&path, *len)?;
                 let sm3 = f.sm3.is_none();
-                objects.copy(i, key, &f.sha256, *len, sm3, |piece| archive.data(piece))?;
+                objects.copy(i, key, &f.sha256, *len, sm3, &mut archive)?;
                 archive.end()?;
                 done += len;
             }
@@ -972,7 +971,7 @@ async fn derive_mp4(
 
 /// Plan and write to a file-like sink, handed back flushed: what `witness export` does. On an
 /// error the sink holds part of a package, which the caller discards.
-pub async fn export_to<W: Write + Send + 'static>(
+pub async fn export_to<W: PackageSink + Send + 'static>(
     pool: &Pool,
     store: &Store,
     signer: &Signer,

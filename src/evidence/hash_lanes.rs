@@ -6,6 +6,9 @@
 //! travels between the reader and the workers: memory stays at `BUFFERS × PIECE`, and the reader
 //! waits when the workers fall behind.
 //!
+//! A lane can also be given a range of a file to read itself (`range`): the export hands it the
+//! bytes the kernel just copied into the package file, so that what is checked is the package.
+//!
 //! Used by the export (`objects`: stored objects copied into a package) and by the package
 //! verifier (`package`: every member of a package).
 
@@ -31,18 +34,51 @@ pub(crate) struct Digests {
     pub id: usize,
     pub sha256: Option<String>,
     pub sm3: Option<String>,
+    /// A range the lane was to read could not be read: the digests cover less than the file.
+    pub error: Option<String>,
 }
 
 struct File {
     id: usize,
     sha256: Option<Sha256>,
     sm3: Option<Sm3>,
+    error: Option<String>,
+}
+
+impl File {
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(bytes);
+        }
+        if let Some(h) = self.sm3.as_mut() {
+            h.update(bytes);
+        }
+    }
+
+    /// Reads `len` bytes of `from` at `offset` in pieces into the lane's own `buf`.
+    fn update_from(&mut self, from: &std::fs::File, offset: u64, len: u64, buf: &mut Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        buf.resize(PIECE, 0);
+        let mut done = 0u64;
+        while done < len && self.error.is_none() {
+            let want = (len - done).min(PIECE as u64) as usize;
+            match from.read_exact_at(&mut buf[..want], offset + done) {
+                Ok(()) => {
+                    self.update(&buf[..want]);
+                    done += want as u64;
+                }
+                Err(e) => self.error = Some(format!("reading {len} bytes at {offset}: {e}")),
+            }
+        }
+    }
 }
 
 enum Work {
     Begin(Box<File>),
     /// The next bytes of the lane's current file (the buffer goes back to the pool after).
     Piece(Vec<u8>),
+    /// The next bytes of the lane's current file are `len` bytes of this file at `offset`.
+    Range(Arc<std::fs::File>, u64, u64),
     End,
 }
 
@@ -83,20 +119,23 @@ impl HashLanes {
                 .name(format!("{name}-hash-{i}"))
                 .spawn(move || {
                     let mut current: Option<Box<File>> = None;
+                    // This lane's own buffer, for the ranges it reads itself.
+                    let mut own = Vec::new();
                     for w in rx {
                         match w {
                             Work::Begin(f) => current = Some(f),
                             Work::Piece(buf) => {
                                 if let Some(f) = current.as_mut() {
-                                    if let Some(h) = f.sha256.as_mut() {
-                                        h.update(&buf);
-                                    }
-                                    if let Some(h) = f.sm3.as_mut() {
-                                        h.update(&buf);
-                                    }
+                                    f.update(&buf);
                                 }
                                 q.fetch_sub(1, Ordering::Relaxed);
                                 let _ = free.send(buf);
+                            }
+                            Work::Range(file, offset, len) => {
+                                if let Some(f) = current.as_mut() {
+                                    f.update_from(&file, offset, len, &mut own);
+                                }
+                                q.fetch_sub(pieces(len), Ordering::Relaxed);
                             }
                             Work::End => {
                                 if let Some(f) = current.take() {
@@ -104,6 +143,7 @@ impl HashLanes {
                                         id: f.id,
                                         sha256: f.sha256.map(|h| hex::encode(h.finalize())),
                                         sm3: f.sm3.map(|h| hex::encode(h.finalize())),
+                                        error: f.error,
                                     });
                                 }
                             }
@@ -147,6 +187,7 @@ impl HashLanes {
                 id,
                 sha256: sha256.then(Sha256::new),
                 sm3: sm3.then(Sm3::new),
+                error: None,
             })),
         )?;
         Ok(lane)
@@ -156,6 +197,21 @@ impl HashLanes {
     pub(crate) fn piece(&self, lane: usize, buf: Vec<u8>) -> Result<(), LanesStopped> {
         self.lanes[lane].queued.fetch_add(1, Ordering::Relaxed);
         self.send(lane, Work::Piece(buf))
+    }
+
+    /// The next bytes of the lane's file are `len` bytes of `file` at `offset`, which the lane
+    /// reads itself (no buffer of the pool is used).
+    pub(crate) fn range(
+        &self,
+        lane: usize,
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), LanesStopped> {
+        self.lanes[lane]
+            .queued
+            .fetch_add(pieces(len), Ordering::Relaxed);
+        self.send(lane, Work::Range(file, offset, len))
     }
 
     /// The lane's file is complete.
@@ -182,6 +238,11 @@ impl HashLanes {
     }
 }
 
+/// A range's weight in the lanes' balance: the pieces it would have been sent as.
+fn pieces(len: u64) -> usize {
+    len.div_ceil(PIECE as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,20 +257,37 @@ mod tests {
                     .collect()
             })
             .collect();
+        // Every third file is read by its lane from a file holding them all.
+        let mut all = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut all, &files.concat()).unwrap();
+        let all = Arc::new(all);
         let mut got = Vec::new();
+        let mut at = 0u64;
         for (id, f) in files.iter().enumerate() {
             let lane = lanes.begin(id, true, id % 2 == 0).unwrap();
-            for chunk in f.chunks(PIECE) {
-                let mut buf = lanes.buffer().unwrap();
-                buf.clear();
-                buf.extend_from_slice(chunk);
-                lanes.piece(lane, buf).unwrap();
+            if id % 3 == 0 {
+                lanes.range(lane, all.clone(), at, f.len() as u64).unwrap();
+            } else {
+                for chunk in f.chunks(PIECE) {
+                    let mut buf = lanes.buffer().unwrap();
+                    buf.clear();
+                    buf.extend_from_slice(chunk);
+                    lanes.piece(lane, buf).unwrap();
+                }
             }
+            at += f.len() as u64;
             lanes.end(lane).unwrap();
             got.extend(lanes.ready());
         }
+        // A range past the end of its file is an error, not a digest of less.
+        let lane = lanes.begin(99, true, false).unwrap();
+        lanes.range(lane, all.clone(), at - 10, 20).unwrap();
+        lanes.end(lane).unwrap();
         got.extend(lanes.finish().unwrap());
         got.sort_by_key(|d| d.id);
+        let past_end = got.pop().unwrap();
+        assert_eq!(past_end.id, 99);
+        assert!(past_end.error.is_some(), "{past_end:?}");
         assert_eq!(got.len(), files.len());
         for (d, f) in got.iter().zip(&files) {
             assert_eq!(
@@ -218,6 +296,7 @@ mod tests {
             );
             let sm3 = (d.id % 2 == 0).then(|| hex::encode(Sm3::digest(f)));
             assert_eq!(d.sm3, sm3, "file {}", d.id);
+            assert_eq!(d.error, None);
         }
     }
 }

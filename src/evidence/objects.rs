@@ -6,6 +6,10 @@
 //! sealed the segment, `media_digests`.) A mismatch is found when the lane finishes the object,
 //! at most a few pieces after the writer: the copy fails then, or at `finish` at the latest, and
 //! the caller discards what was written (the package is incomplete and must not look whole).
+//!
+//! A package going to a file takes a stored file by the kernel instead (`copy_file_range`, no
+//! copy through this process), and the lane reads the bytes back from the package file: the
+//! bytes checked are then the package's own.
 
 use futures::StreamExt;
 
@@ -75,6 +79,35 @@ impl Source {
     }
 }
 
+/// Where a package's member goes: the archive, or a buffer in tests.
+pub(crate) trait Member {
+    /// The next bytes of the member.
+    fn write(&mut self, piece: &[u8]) -> Result<(), CoreError>;
+    /// Copies the member whole from `from` (`len` bytes) where this can be done without
+    /// reading it here; returns the file and offset where the bytes now are, to be checked
+    /// there. `None`: nothing was done, the bytes are to come through `write`.
+    fn copy_file(
+        &mut self,
+        from: &std::fs::File,
+        len: u64,
+    ) -> Result<Option<(std::sync::Arc<std::fs::File>, u64)>, CoreError>;
+}
+
+impl<W: crate::evidence::archive::PackageSink> Member
+    for crate::evidence::archive::ArchiveWriter<W>
+{
+    fn write(&mut self, piece: &[u8]) -> Result<(), CoreError> {
+        self.data(piece)
+    }
+    fn copy_file(
+        &mut self,
+        from: &std::fs::File,
+        len: u64,
+    ) -> Result<Option<(std::sync::Arc<std::fs::File>, u64)>, CoreError> {
+        crate::evidence::archive::ArchiveWriter::copy_file(self, from, len)
+    }
+}
+
 /// The objects of one package as it is written: each read once, its SHA-256 checked and, unless
 /// already known, its SM3 computed.
 pub(crate) struct ObjectCopier {
@@ -127,10 +160,11 @@ impl ObjectCopier {
         })
     }
 
-    /// Copies stored object `key` (`len` bytes, SHA-256 `sha256` by its chain entry) through
-    /// `write` piece by piece, reading it once. With `sm3` (its digest is not known already),
-    /// its SM3 is computed too, as package file number `file`. A difference found (in this
-    /// object or one copied before) is an error: the caller must then discard what was written.
+    /// Copies stored object `key` (`len` bytes, SHA-256 `sha256` by its chain entry) into
+    /// `member`, reading it once: piece by piece, or whole by the kernel where `member` can. With
+    /// `sm3` (its digest is not known already), its SM3 is computed too, as package file number
+    /// `file`. A difference found (in this object or one copied before) is an error: the caller
+    /// must then discard what was written.
     pub(crate) fn copy(
         &mut self,
         file: usize,
@@ -138,7 +172,7 @@ impl ObjectCopier {
         sha256: &str,
         len: u64,
         sm3: bool,
-        mut write: impl FnMut(&[u8]) -> Result<(), CoreError>,
+        member: &mut impl Member,
     ) -> Result<(), CoreError> {
         collect(self.lanes.ready(), &mut self.expected, &mut self.sm3)?;
         let mut source = self.open(key, len)?;
@@ -148,6 +182,12 @@ impl ObjectCopier {
             .lanes
             .begin(file, true, sm3 && self.sm3_wanted)
             .map_err(stopped)?;
+        if let Source::File(f) = &source
+            && let Some((copied, at)) = member.copy_file(f, len)?
+        {
+            self.lanes.range(lane, copied, at, len).map_err(stopped)?;
+            return self.lanes.end(lane).map_err(stopped);
+        }
         let mut read = 0u64;
         loop {
             let mut buf = self.lanes.buffer().map_err(stopped)?;
@@ -167,7 +207,7 @@ impl ObjectCopier {
                     &format!("holds more than the {len} bytes of its chain entry"),
                 ));
             }
-            if let Err(e) = write(&buf) {
+            if let Err(e) = member.write(&buf) {
                 self.lanes.give_back(buf);
                 return Err(e);
             }
@@ -204,6 +244,11 @@ fn collect(
 ) -> Result<(), CoreError> {
     for d in found {
         let (key, sha256) = expected.remove(&d.id).unwrap_or_default();
+        if let Some(e) = &d.error {
+            return Err(CoreError::Internal(format!(
+                "object {key}: its copy in the package cannot be read back to check it: {e}"
+            )));
+        }
         if d.sha256.as_deref() != Some(sha256.as_str()) {
             return Err(tampered(&key, "does not match its chain entry"));
         }
@@ -240,6 +285,24 @@ mod tests {
         hex::encode(Sha256::digest(data))
     }
 
+    /// A member kept in memory, as a stream would send it.
+    #[derive(Default)]
+    struct Buffer(Vec<u8>);
+
+    impl Member for Buffer {
+        fn write(&mut self, piece: &[u8]) -> Result<(), CoreError> {
+            self.0.extend_from_slice(piece);
+            Ok(())
+        }
+        fn copy_file(
+            &mut self,
+            _: &std::fs::File,
+            _: u64,
+        ) -> Result<Option<(Arc<std::fs::File>, u64)>, CoreError> {
+            Ok(None)
+        }
+    }
+
     #[test]
     fn copies_each_object_once_and_computes_only_the_sm3_not_known() {
         // Larger than a piece, so that an object spans several.
@@ -247,24 +310,98 @@ mod tests {
         let small = b"a segment of a few bytes".to_vec();
         let (_dir, store, rt) = store_with(&[("a/1.ts", big.clone()), ("a/2.ts", small.clone())]);
         let mut copier = ObjectCopier::new(rt.handle().clone(), store, true);
-        let mut out = Vec::new();
-        let w = |out: &mut Vec<u8>, p: &[u8]| {
-            out.extend_from_slice(p);
-            Ok(())
-        };
+        let mut out = Buffer::default();
         copier
-            .copy(0, "a/1.ts", &sha(&big), big.len() as u64, true, |p| {
-                w(&mut out, p)
-            })
+            .copy(0, "a/1.ts", &sha(&big), big.len() as u64, true, &mut out)
             .unwrap();
         copier
-            .copy(1, "a/2.ts", &sha(&small), small.len() as u64, false, |p| {
-                w(&mut out, p)
-            })
+            .copy(
+                1,
+                "a/2.ts",
+                &sha(&small),
+                small.len() as u64,
+                false,
+                &mut out,
+            )
             .unwrap();
         let sm3 = copier.finish().unwrap();
-        assert_eq!(out, [big.clone(), small].concat());
+        assert_eq!(out.0, [big.clone(), small].concat());
         assert_eq!(sm3, vec![(0, hex::encode(Sm3::digest(&big)))]);
+    }
+
+    #[test]
+    fn into_a_tar_file_objects_are_copied_by_the_kernel_and_checked_in_the_package() {
+        use crate::evidence::archive::{ArchiveWriter, Format};
+        let big: Vec<u8> = (0..(PIECE * 3 + 5)).map(|i| (i * 13) as u8).collect();
+        let small = b"a segment of a few bytes".to_vec();
+        let (dir, store, rt) = store_with(&[("a/1.ts", big.clone()), ("a/2.ts", small.clone())]);
+        let package = dir.path().join("package.tar");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&package)
+            .unwrap();
+        let mut archive = ArchiveWriter::new(Format::Tar, std::io::BufWriter::new(file));
+        let mut copier = ObjectCopier::new(rt.handle().clone(), store.clone(), true);
+        for (i, (key, data)) in [("a/1.ts", &big), ("a/2.ts", &small)]
+            .into_iter()
+            .enumerate()
+        {
+            archive.begin(key, data.len() as u64).unwrap();
+            copier
+                .copy(i, key, &sha(data), data.len() as u64, true, &mut archive)
+                .unwrap();
+            archive.end().unwrap();
+        }
+        archive.add("bag-info.txt", 3, &b"abc"[..]).unwrap();
+        let sm3 = copier.finish().unwrap();
+        archive.finish().unwrap();
+        assert_eq!(sm3.len(), 2);
+        let mut members = Vec::new();
+        let mut tar = tar::Archive::new(std::fs::File::open(&package).unwrap());
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            members.push((e.path().unwrap().display().to_string(), data));
+        }
+        assert_eq!(
+            members,
+            [
+                ("a/1.ts".to_string(), big.clone()),
+                ("a/2.ts".to_string(), small.clone()),
+                ("bag-info.txt".to_string(), b"abc".to_vec())
+            ]
+        );
+
+        // A stored file that differs from its entry fails the copy here too.
+        let out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("second.tar"))
+            .unwrap();
+        let mut archive = ArchiveWriter::new(Format::Tar, out);
+        let mut copier = ObjectCopier::new(rt.handle().clone(), store, false);
+        archive.begin("a/1.ts", big.len() as u64).unwrap();
+        let copied = copier.copy(
+            0,
+            "a/1.ts",
+            &sha(&small),
+            big.len() as u64,
+            false,
+            &mut archive,
+        );
+        let err = copied
+            .and_then(|()| copier.finish().map(|_| ()))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("does not match its chain entry"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -274,15 +411,16 @@ mod tests {
         let mut copier = ObjectCopier::new(rt.handle().clone(), store, false);
         let wrong = sha(b"the bytes the chain vouches for");
         // Found by the worker: at the next copy or at the end, whichever comes first.
-        let first = copier.copy(0, "a/1.ts", &wrong, data.len() as u64, false, |_| Ok(()));
+        let mut out = Buffer::default();
+        let first = copier.copy(0, "a/1.ts", &wrong, data.len() as u64, false, &mut out);
         let err = match first {
             Err(e) => e,
-            Ok(()) => match copier.copy(1, "a/2.ts", &sha(&data), data.len() as u64, false, |_| {
-                Ok(())
-            }) {
-                Err(e) => e,
-                Ok(()) => copier.finish().unwrap_err(),
-            },
+            Ok(()) => {
+                match copier.copy(1, "a/2.ts", &sha(&data), data.len() as u64, false, &mut out) {
+                    Err(e) => e,
+                    Ok(()) => copier.finish().unwrap_err(),
+                }
+            }
         };
         let text = err.to_string();
         assert!(
@@ -293,7 +431,7 @@ mod tests {
         // A length other than the entry's is found before a byte is written.
         let (_dir, store, rt) = store_with(&[("a/1.ts", data.clone())]);
         let mut copier = ObjectCopier::new(rt.handle().clone(), store, false);
-        let mut wrote = false;
+        let mut out = Buffer::default();
         let err = copier
             .copy(
                 0,
@@ -301,13 +439,10 @@ mod tests {
                 &sha(&data),
                 data.len() as u64 + 1,
                 false,
-                |_| {
-                    wrote = true;
-                    Ok(())
-                },
+                &mut out,
             )
             .unwrap_err();
         assert!(err.to_string().contains("holds 12 bytes"), "{err}");
-        assert!(!wrote);
+        assert!(out.0.is_empty());
     }
 }

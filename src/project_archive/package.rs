@@ -5,13 +5,13 @@
 //! (`data/audit/audit.jsonl`), in the session package's BagIt format (`evidence::export`,
 //! which plans and writes it) and checked offline by `witness verify` (`evidence::package`).
 
-use std::io::Write;
 use std::sync::Arc;
 
 use super::{ArchiveError, gather};
 use crate::audit::Actor;
 use crate::disk::DiskWatch;
 use crate::error::CoreError;
+use crate::evidence::archive::PackageSink;
 use crate::evidence::export::{self, Format, Plan, Progress, ProjectExportRequest};
 use crate::evidence::project_catalogue;
 use crate::identity::caller::{Caller, Scope};
@@ -129,7 +129,7 @@ pub async fn plan(core: &Core, req: ProjectExport<'_>) -> Result<Plan, ArchiveEr
 /// Plans and writes the project package to a file-like sink, handed back flushed:
 /// `witness export --project`. On an error the sink holds part of a package, which the caller
 /// discards.
-pub async fn export_to<W: Write + Send + 'static>(
+pub async fn export_to<W: PackageSink + Send + 'static>(
     core: &Core,
     req: ProjectExport<'_>,
     format: Format,
