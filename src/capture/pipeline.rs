@@ -533,6 +533,13 @@ impl RunningPipeline {
 impl Drop for RunningPipeline {
     fn drop(&mut self) {
         if self.bus_thread.is_some() {
+            // Dropped without a shutdown (its recorder failed): the open file is written out
+            // for whoever chains the spool's leftovers.
+            if let Some(s) = &self.own_segments
+                && let Ok(mut s) = s.lock()
+            {
+                s.abandon();
+            }
             let _ = self.pipeline.set_state(gst::State::Null);
             self.stop_bus.store(true, Ordering::Relaxed);
             if let Some(t) = self.bus_thread.take() {

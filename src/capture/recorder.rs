@@ -30,8 +30,9 @@ pub enum Stop {
 }
 
 /// Told once a transport delivered media, so the next session of the room tries it first.
-pub type LearnedTransport = Box<dyn Fn(Transport) + Send + Sync>;
+pub type LearnedTransport = Arc<dyn Fn(Transport) + Send + Sync>;
 
+#[derive(Clone)]
 pub struct RecorderSpec {
     pub recording_id: String,
     pub source_name: String,
@@ -116,6 +117,85 @@ impl ClockHold {
     }
 }
 
+/// Runs [`run`], and runs it again if it fails (a panic: a defect, never the camera's doing):
+/// what the failed run left in the spool (segments held back, the file it had open) is chained
+/// first, the time it was down is a gap naming the failure, and recording goes on. Without
+/// this, a recorder that failed left its source "recording" with no segment and no gap until
+/// the stop.
+pub async fn supervise(
+    mut spec: RecorderSpec,
+    writer: mpsc::UnboundedSender<WriterMsg>,
+    mut stop: watch::Receiver<Stop>,
+    stats: Arc<SourceStats>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let attempt = std::panic::AssertUnwindSafe(run(
+            spec.clone(),
+            writer.clone(),
+            stop.clone(),
+            stats.clone(),
+        ));
+        let Err(panic) = futures::FutureExt::catch_unwind(attempt).await else {
+            return;
+        };
+        failures += 1;
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic")
+            .to_string();
+        tracing::error!(error = %what, failures, "recorder failed; starting it again");
+        let (done, chained) = tokio::sync::oneshot::channel();
+        let _ = writer.send(WriterMsg::Leftovers {
+            dir: spec.spool_dir.clone(),
+            measure: crate::capture::media_span::measure,
+            done,
+        });
+        // Answered, or dropped if the writer is gone: either way no file of ours is pending.
+        let _ = chained.await;
+        let reason = format!("the recorder failed ({what}) and was started again");
+        stats.set_state(SourceState::Reconnecting);
+        stats.set_problem(Some(reason.clone()));
+        let _ = writer.send(WriterMsg::Outage { reason });
+        // The next run's hole is this failure's, not a resume's.
+        spec.resume_gap = None;
+        let pause = (spec.backoff_min * failures.min(8)).min(spec.backoff_max);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+        let stopping = *stop.borrow();
+        match stopping {
+            Stop::Running => {}
+            Stop::At(stop_us) => {
+                let _ = writer.send(WriterMsg::Close { stop_us });
+                stats.set_state(SourceState::Stopped);
+                return;
+            }
+            Stop::Abandon => {
+                stats.set_state(SourceState::Stopped);
+                return;
+            }
+        }
+    }
+}
+
+/// Debug builds only, for the tests: `WITNESS_FAULT_RECORDER_PANIC=cam2` makes the recorder of
+/// source `cam2` panic once in the process, after its first segment, as a defect would.
+#[cfg(debug_assertions)]
+fn injected_fault(source: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("WITNESS_FAULT_RECORDER_PANIC").is_ok_and(|s| s == source)
+        && !DONE.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        panic!("injected fault in the recorder of {source}");
+    }
+}
+
+/// Records one source from start to stop: pipelines run one after another, each until it ends,
+/// stalls or the stop closes its last segment.
 pub async fn run(
     spec: RecorderSpec,
     writer: mpsc::UnboundedSender<WriterMsg>,
@@ -282,6 +362,8 @@ async fn drive(
                         other => { open = other; continue; }
                     };
                     hold.push(&pipe, (path, meta, running_ns, false), writer);
+                    #[cfg(debug_assertions)]
+                    injected_fault(&spec.source_name);
                 }
                 Some(PipelineEvent::ControlLost { error }) => {
                     let error = spec.credentials.as_ref().map_or(error.clone(), |c| c.scrub(&error));

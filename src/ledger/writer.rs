@@ -40,6 +40,14 @@ pub enum WriterMsg {
     Outage { reason: String },
     /// The session stopped at `stop_us`: the chain must reach it (a gap covers any tail).
     Close { stop_us: i64 },
+    /// The recorder sending to this writer failed: what it left in `dir` (segments closed and
+    /// held back, the one it had open) is chained now, in order, as after a crash; `done` is
+    /// told once they are, so that no new run's file is taken for a leftover.
+    Leftovers {
+        dir: PathBuf,
+        measure: spool::Measure,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// What became of an entry the writer tried to append.
@@ -306,6 +314,18 @@ impl ChainWriter {
                     Some(first) if first == CONNECTING => format!("{CONNECTING}: {reason}"),
                     Some(first) => first,
                 });
+            }
+            WriterMsg::Leftovers { dir, measure, done } => {
+                // Every segment sent before this message is chained and out of the spool: what
+                // is left there was never sent.
+                let left = tokio::task::spawn_blocking(move || spool::leftovers(&dir, measure))
+                    .await
+                    .unwrap_or_default();
+                for (path, meta, recovered) in left {
+                    self.append_segment(path, meta, recovered, Instant::now())
+                        .await;
+                }
+                let _ = done.send(());
             }
             WriterMsg::Close { stop_us } => {
                 let stop_us = stop_us.min(now_us());

@@ -227,7 +227,7 @@ impl Core {
                 let pool = self.pool.clone();
                 let room = session.room_id.clone();
                 let source = rec.source_name.clone();
-                Box::new(move |t: Transport| {
+                std::sync::Arc::new(move |t: Transport| {
                     let (pool, room, source) = (pool.clone(), room.clone(), source.clone());
                     tokio::spawn(async move {
                         if let Err(e) = rooms::remember_transport(&pool, &room, &source, t).await {
@@ -263,7 +263,7 @@ impl Core {
                 resume_gap: resume_gap.map(str::to_string),
             };
             tasks.push(tokio::spawn(
-                recorder::run(spec, tx, stop_rx.clone(), stats).instrument(span),
+                recorder::supervise(spec, tx, stop_rx.clone(), stats).instrument(span),
             ));
         }
         Ok(LiveSession {

@@ -10,15 +10,6 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-fn gaps(session: &Value, source: &str) -> Vec<String> {
-    recording(session, source)["gaps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["reason"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_node_takes_over_a_room_whose_node_died() {
     let sim = Simulator::start(&[]);

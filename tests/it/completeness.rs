@@ -352,6 +352,78 @@ async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
     crate::harness::assert_report_intact(&report, "session");
 }
 
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A recorder that fails (a defect: here a panic injected into the debug build) is started
+/// again at once: its source goes on recording, the time it was down is a gap that names the
+/// failure, and the other sources never notice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorder_that_fails_is_started_again_and_its_gap_says_why() {
+    let sim = Simulator::start(&[]);
+    let mut server = Server::start().await;
+    server.kill();
+    server
+        .env
+        .push(("WITNESS_FAULT_RECORDER_PANIC".into(), "cam2".into()));
+    server.restart().await;
+    let room = server.demo_room(&sim, "default").await;
+    let session = server.start_recording(&room, "ZB-PANIC").await;
+    server
+        .wait_session(
+            &session,
+            "cam2 failed and records again",
+            Duration::from_secs(30),
+            |s| {
+                gaps(s, "cam2")
+                    .iter()
+                    .any(|g| g.contains("the recorder failed"))
+                    && segments(s, "cam2") >= 4
+            },
+        )
+        .await;
+    let stopped = stop(&server, &room).await;
+    let tiled = assert_tiled(&stopped, "cam2");
+    let failed: Vec<&Tile> = outage_gaps(&tiled)
+        .into_iter()
+        .filter(|g| g.text.contains("injected fault in the recorder of cam2"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{tiled:#?}");
+    assert!(
+        tiled.iter().any(|t| !t.gap && t.seq > failed[0].seq),
+        "recording went on after the failure: {tiled:#?}"
+    );
+    for other in ["cam1", "mic1"] {
+        let tiled = assert_tiled(&stopped, other);
+        assert!(outage_gaps(&tiled).is_empty(), "{other}: {tiled:#?}");
+    }
+    // What the failed run had written (its first segment, held back until the clock was known
+    // or not, and the file it had open) is in the chain before the failure's gap; nothing is
+    // left in the spool.
+    assert!(
+        tiled.iter().any(|t| !t.gap && t.seq < failed[0].seq),
+        "{tiled:#?}"
+    );
+    let left: Vec<_> = walk(&server.dir.path().join("data/spool"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    assert!(left.is_empty(), "left in the spool: {left:?}");
+    let report = verify(&server, &session).await;
+    crate::harness::assert_report_intact(&report, "session");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn video_that_stalls_while_audio_flows_is_a_gap_naming_video() {
     let dir = tempfile::tempdir().unwrap();

@@ -123,6 +123,8 @@ pub struct Server {
     pub users: Vec<TestUser>,
     child: Option<Child>,
     pub http: reqwest::Client,
+    /// Environment the server process gets at its next (re)start, beside `RUST_LOG`.
+    pub env: Vec<(String, String)>,
 }
 
 /// A database URL for one test: a SQLite file in `dir`, or a fresh PostgreSQL database.
@@ -187,6 +189,7 @@ impl Server {
             users: Vec::new(),
             child: None,
             http: http_client(),
+            env: Vec::new(),
         };
         s.restart().await;
         for role in ROLES {
@@ -268,6 +271,7 @@ impl Server {
                 .collect(),
             child: None,
             http: http_client(),
+            env: Vec::new(),
         };
         s.restart().await;
         s
@@ -427,6 +431,7 @@ impl Server {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,witness=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -733,6 +738,16 @@ pub fn assert_report_intact(report: &Value, label: &str) {
         list("failures"),
         list("uncovered")
     );
+}
+
+/// The reasons of a source's gaps, as the session view lists them.
+pub fn gaps(session: &Value, source: &str) -> Vec<String> {
+    recording(session, source)["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["reason"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn recording<'a>(session: &'a Value, source: &str) -> &'a Value {
