@@ -3,6 +3,8 @@
 # simulator's looped mode (1080p25 H.264 ~4 Mbit/s + AAC) are received by `gst-launch-1.0` graphs
 # that stop at successive stages of Witness's recording graph, and by `ffmpeg -c copy -f segment`:
 #   rtp       rtspsrc (TCP, jitterbuffer in slave mode) → fakesink: receiving RTP alone
+#   depay     + depayloaders only (H.264 byte-stream access units, raw AAC) → fakesink: what
+#             the timestamper and parsers cost, against `parsed`
 #   parsed    + depayloaders, h264timestamper, h264parse, aacparse → fakesink
 #   before    + a queue per stream → splitmuxsink (mpegtsmux, 2.1 s): the graph before issue 16
 #   mux       + one long-lived mpegtsmux (alignment=7) → filesink, no segmenting: what the muxer
@@ -47,6 +49,7 @@ graph() { # the gst-launch arguments of variant $1 for stream $2 writing into $3
   local sink="location=$out/g${i}_%05d.ts max-size-time=2100000000"
   case $v in
     rtp) echo "$src $vp ! fakesink sync=false async=false $ap ! fakesink sync=false async=false" ;;
+    depay) echo "$src $vp ! rtph264depay ! video/x-h264,stream-format=byte-stream,alignment=au ! fakesink sync=false async=false $ap ! rtpmp4gdepay ! fakesink sync=false async=false" ;;
     parsed) echo "$src $vp ! $parse_v ! fakesink sync=false async=false $ap ! $parse_a ! fakesink sync=false async=false" ;;
     before) echo "$src $vp ! $parse_v ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 ! m$i.video $ap ! $parse_a ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 ! m$i.audio_0 splitmuxsink name=m$i muxer=mpegtsmux $sink" ;;
     mux) echo "$src $vp ! $parse_v ! x$i.sink_65 $ap ! $parse_a ! x$i.sink_66 mpegtsmux name=x$i alignment=7 ! filesink async=false location=$out/m$i.ts" ;;

@@ -83,6 +83,7 @@ pub enum Event {
     },
 }
 
+/// A frame held (its bytes copied) while the first file waits for every stream.
 struct Queued {
     stream: usize,
     codec: Codec,
@@ -91,6 +92,32 @@ struct Queued {
     duration_ns: Option<u64>,
     keyframe: bool,
     data: Vec<u8>,
+}
+
+impl Queued {
+    fn of(f: &Frame<'_>) -> Queued {
+        Queued {
+            stream: f.stream,
+            codec: f.codec,
+            pts_ns: f.pts_ns,
+            dts_ns: f.dts_ns,
+            duration_ns: f.duration_ns,
+            keyframe: f.keyframe,
+            data: f.data.to_vec(),
+        }
+    }
+
+    fn frame(&self) -> Frame<'_> {
+        Frame {
+            stream: self.stream,
+            codec: self.codec,
+            pts_ns: self.pts_ns,
+            dts_ns: self.dts_ns,
+            duration_ns: self.duration_ns,
+            keyframe: self.keyframe,
+            data: &self.data,
+        }
+    }
 }
 
 struct OpenFile {
@@ -182,17 +209,9 @@ impl Segments {
         let changed = self.codecs[f.stream].is_some_and(|c| c != f.codec);
         self.codecs[f.stream] = Some(f.codec);
         if self.file.is_none() {
-            self.queue.push(Queued {
-                stream: f.stream,
-                codec: f.codec,
-                pts_ns: f.pts_ns,
-                dts_ns: f.dts_ns,
-                duration_ns: f.duration_ns,
-                keyframe: f.keyframe,
-                data: f.data.to_vec(),
-            });
+            self.queue.push(Queued::of(&f));
             let known = self.codecs.iter().flatten().count();
-            let times = self.queue.iter().map(|q| q.dts_ns.unwrap_or(q.pts_ns));
+            let times = self.queue.iter().map(|q| q.frame().at());
             let span = times.clone().max().unwrap_or(0) - times.min().unwrap_or(0);
             if known >= self.expected || span >= WAIT_FOR_STREAMS_NS {
                 self.flush_queue(events)?;
@@ -231,21 +250,13 @@ impl Segments {
         let start = queue
             .iter()
             .filter(|q| !has_video || (q.codec.is_video() && q.keyframe))
-            .map(|q| q.dts_ns.unwrap_or(q.pts_ns))
+            .map(|q| q.frame().at())
             .next()
-            .or_else(|| queue.iter().map(|q| q.dts_ns.unwrap_or(q.pts_ns)).min())
+            .or_else(|| queue.iter().map(|q| q.frame().at()).min())
             .unwrap_or(0);
         self.open(start, events)?;
         for q in &queue {
-            self.write(Frame {
-                stream: q.stream,
-                codec: q.codec,
-                pts_ns: q.pts_ns,
-                dts_ns: q.dts_ns,
-                duration_ns: q.duration_ns,
-                keyframe: q.keyframe,
-                data: &q.data,
-            })?;
+            self.write(q.frame())?;
         }
         Ok(())
     }
