@@ -43,8 +43,9 @@ pub enum PipelineEvent {
         /// The camera's clock (RTCP sender reports) at the same instant, once one was seen.
         camera_start_us: Option<i64>,
     },
-    /// A segment file is complete and closed by the muxer. `missing`: the recorded streams the
-    /// file holds no frame of (the camera sent none while it was written), for the entry to say.
+    /// A segment file is complete and closed by the muxer. `missing`: what the file lacks, for
+    /// the entry to say: the recorded streams it holds no frame of (the camera sent none while
+    /// it was written), and the stretches a stream it holds left without frames.
     Closed {
         path: PathBuf,
         duration_us: i64,
@@ -1034,15 +1035,22 @@ fn forward_bus(cx: BusContext) {
                         })
                         .map(|(name, _, _)| name)
                         .collect();
+                        let absent = (!missing.is_empty()).then(|| {
+                            format!(
+                                "no {} in this segment: the camera sent none",
+                                missing.join(" or ")
+                            )
+                        });
+                        // And the stretches a stream it holds left without frames.
+                        let silences = s.get::<String>("silences").ok();
+                        let note = match (absent, silences) {
+                            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                            (a, b) => a.or(b),
+                        };
                         let _ = events.send(PipelineEvent::Closed {
                             path,
                             duration_us: (rt.saturating_sub(start) / 1000) as i64,
-                            missing: (!missing.is_empty()).then(|| {
-                                format!(
-                                    "no {} in this segment: the camera sent none",
-                                    missing.join(" or ")
-                                )
-                            }),
+                            missing: note,
                         });
                     }
                     _ => {}

@@ -11,7 +11,8 @@
 //!
 //! The graph's bus sees the same element messages as from `splitmuxsink` (`location`,
 //! `running-time`): [`OPENED`] when a file starts, [`CLOSED`] once it is all written out, with
-//! whether it holds any picture (`video`) and any sound (`audio`).
+//! whether it holds any picture (`video`) and any sound (`audio`), and (`silences`) the
+//! stretches inside it that a stream it holds left without frames.
 //!
 //! [`Segments`] is the cutting itself, without GStreamer; [`add_input`] feeds it from a branch.
 
@@ -34,6 +35,11 @@ pub const CUT_AFTER: (u64, u64) = (19, 20);
 /// Frames are held until every expected stream has sent one (the file's table lists them all),
 /// but no longer than this span of media.
 const WAIT_FOR_STREAMS_NS: u64 = 3_000_000_000;
+/// A stream without a frame for longer than this inside a file is named in the file's entry
+/// (a picture: some cameras send one frame a second in a still scene; sound frames never
+/// pause).
+const VIDEO_SILENCE_NS: u64 = 1_000_000_000;
+const AUDIO_SILENCE_NS: u64 = 500_000_000;
 /// Writes reach the disk at most this many bytes at a time (docs/performance.md: larger writes
 /// were slower on this kernel).
 const WRITE_BUFFER: usize = 256 << 10;
@@ -74,13 +80,40 @@ pub enum Event {
         path: PathBuf,
         running_ns: u64,
     },
-    /// `video` and `audio`: whether the file holds any frame of each.
+    /// `video` and `audio`: whether the file holds any frame of each; `silences`: where a
+    /// stream it holds had no frame for longer than its silence bound.
     Closed {
         path: PathBuf,
         running_ns: u64,
         video: bool,
         audio: bool,
+        silences: Vec<Silence>,
     },
+}
+
+/// A stretch of a file without frames of one stream that the file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silence {
+    pub video: bool,
+    /// From the file's start.
+    pub from_ns: u64,
+    pub len_ns: u64,
+}
+
+/// The entry's words for a file's silences: "no video for 1.6 s from 0.4 s into this segment".
+pub fn silence_note(silences: &[Silence]) -> Option<String> {
+    let parts: Vec<String> = silences
+        .iter()
+        .map(|s| {
+            format!(
+                "no {} for {:.1} s from {:.1} s into this segment",
+                if s.video { "video" } else { "audio" },
+                s.len_ns as f64 / 1e9,
+                s.from_ns as f64 / 1e9
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// A frame held (its bytes copied) while the first file waits for every stream.
@@ -133,6 +166,28 @@ struct OpenFile {
     /// Whether a frame of picture, of sound, was written.
     video: bool,
     audio: bool,
+    /// Per input stream, how far its frames written so far reach.
+    reached: Vec<Option<u64>>,
+    silences: Vec<Silence>,
+}
+
+impl OpenFile {
+    /// Notes the time from `from_ns` to `to_ns` without frames of a stream, when longer than
+    /// its bound.
+    fn without_frames(&mut self, video: bool, from_ns: u64, to_ns: u64) {
+        let bound = if video {
+            VIDEO_SILENCE_NS
+        } else {
+            AUDIO_SILENCE_NS
+        };
+        if to_ns > from_ns + bound {
+            self.silences.push(Silence {
+                video,
+                from_ns: from_ns.saturating_sub(self.start_ns),
+                len_ns: to_ns - from_ns,
+            });
+        }
+    }
 }
 
 /// The segment files of one graph.
@@ -298,6 +353,8 @@ impl Segments {
             codecs: self.codecs.clone(),
             video: false,
             audio: false,
+            reached: vec![None; self.codecs.len()],
+            silences: Vec::new(),
         });
         Ok(())
     }
@@ -323,6 +380,10 @@ impl Segments {
         } else {
             open.audio = true;
         }
+        let at = f.at();
+        let reached = open.reached[f.stream].unwrap_or(open.start_ns);
+        open.without_frames(f.codec.is_video(), reached, at);
+        open.reached[f.stream] = Some(reached.max(at + f.duration_ns.unwrap_or(0)));
         open.end_ns = open
             .end_ns
             .max(f.pts_ns.max(f.at()) + f.duration_ns.unwrap_or(0));
@@ -331,9 +392,15 @@ impl Segments {
 
     /// Completes the open file on disk, ending at `end_ns`.
     fn close(&mut self, end_ns: u64, events: &mut Vec<Event>) -> io::Result<()> {
-        let Some(open) = self.file.take() else {
+        let Some(mut open) = self.file.take() else {
             return Ok(());
         };
+        let end = end_ns.max(open.start_ns);
+        for (stream, reached) in open.reached.clone().into_iter().enumerate() {
+            if let (Some(reached), Some(codec)) = (reached, open.codecs[stream]) {
+                open.without_frames(codec.is_video(), reached, end);
+            }
+        }
         let mut out = open.writer.into_inner();
         out.flush().map_err(|e| in_file(&open.path, e))?;
         // Closed means written out; the ledger's seal makes it durable (fsync) before hashing,
@@ -341,9 +408,10 @@ impl Segments {
         drop(out);
         events.push(Event::Closed {
             path: open.path,
-            running_ns: end_ns.max(open.start_ns),
+            running_ns: end,
             video: open.video,
             audio: open.audio,
+            silences: open.silences,
         });
         Ok(())
     }
@@ -503,11 +571,13 @@ fn post_events(sink: &gst_app::AppSink, events: Vec<Event>) {
                 running_ns,
                 video,
                 audio,
+                silences,
             } => gst::Structure::builder(CLOSED)
                 .field("location", path.to_string_lossy().as_ref())
                 .field("running-time", running_ns)
                 .field("video", video)
                 .field("audio", audio)
+                .field_if_some("silences", silence_note(&silences))
                 .build(),
         };
         let _ = sink.post_message(gst::message::Element::builder(s).src(sink).build());
@@ -726,6 +796,45 @@ mod tests {
         assert!(s.frame(video(4 * S, true)).unwrap().is_empty());
         assert!(s.end(0).unwrap().is_empty());
         assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_stream_that_pauses_inside_a_file_is_named_with_where_and_how_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segments::new(dir.path(), "r", 4 * S);
+        s.expect(2);
+        s.add_stream();
+        s.add_stream();
+        let mut events = Vec::new();
+        // Picture every 40 ms with a keyframe each second, except from 1.0 s to 2.6 s; sound
+        // every 20 ms throughout.
+        for i in 0..250u64 {
+            let at = i * S / 50;
+            events.extend(s.frame(audio(1, at)).unwrap());
+            if i % 2 == 0 && !(S..S * 26 / 10).contains(&at) {
+                events.extend(s.frame(video(at, at % S == 0)).unwrap());
+            }
+        }
+        events.extend(s.end(0).unwrap());
+        events.extend(s.end(1).unwrap());
+        let silences: Vec<&Vec<Silence>> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Closed { silences, .. } => Some(silences),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(silences.len(), 2, "{events:?}");
+        assert_eq!(silences[0].len(), 1, "{silences:?}");
+        let gap = &silences[0][0];
+        assert!(gap.video, "{gap:?}");
+        // From the last picture before it (0.96 s, lasting 40 ms) to the next (2.6 s).
+        assert_eq!((gap.from_ns, gap.len_ns), (S, S * 16 / 10), "{gap:?}");
+        assert_eq!(
+            silence_note(silences[0]).unwrap(),
+            "no video for 1.6 s from 1.0 s into this segment"
+        );
+        assert!(silences[1].is_empty(), "{silences:?}");
     }
 
     #[test]

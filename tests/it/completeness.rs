@@ -352,6 +352,46 @@ async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
     crate::harness::assert_report_intact(&report, "session");
 }
 
+/// A picture that pauses for less than the watchdog time (1.3 s, the sound flowing on) is no
+/// gap, but the segment it fell in says where and for how long it had no picture.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_picture_that_pauses_briefly_is_named_in_the_segment_it_fell_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold-video");
+    let sim = Simulator::start(&["--hold-video-while", hold.to_str().unwrap()]);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 画面", &sim.url("cam1")).await;
+    let session = server.start_recording(&room, "ZB-PAUSE").await;
+    server
+        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
+            segments(s, "cam1") >= 3
+        })
+        .await;
+    let before = tiles(
+        &server
+            .ok("GET", &format!("/api/v1/sessions/{session}"), None)
+            .await,
+        "cam1",
+    )
+    .len();
+    std::fs::write(&hold, b"").unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    std::fs::remove_file(&hold).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stopped = stop(&server, &room).await;
+    let tiled = assert_tiled(&stopped, "cam1");
+    assert!(outage_gaps(&tiled).is_empty(), "no gap: {tiled:#?}");
+    let paused: Vec<&Tile> = tiled
+        .iter()
+        .filter(|t| !t.gap && t.text.contains("no video for 1."))
+        .collect();
+    assert_eq!(paused.len(), 1, "{tiled:#?}");
+    assert!(paused[0].seq as usize > before, "{tiled:#?}");
+    assert!(paused[0].text.contains("s into this segment"), "{tiled:#?}");
+    let report = verify(&server, &session).await;
+    crate::harness::assert_report_intact(&report, "session");
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
