@@ -811,8 +811,8 @@ mod tests {
         for i in 0..250u64 {
             let at = i * S / 50;
             events.extend(s.frame(audio(1, at)).unwrap());
-            if i % 2 == 0 && !(S..S * 26 / 10).contains(&at) {
-                events.extend(s.frame(video(at, at % S == 0)).unwrap());
+            if i.is_multiple_of(2) && !(S..S * 26 / 10).contains(&at) {
+                events.extend(s.frame(video(at, at.is_multiple_of(S))).unwrap());
             }
         }
         events.extend(s.end(0).unwrap());
