@@ -13,6 +13,8 @@
 #   own       the `parsed` graph into appsinks and Witness's own MPEG-TS writer
 #             (examples/ts_graph.rs, src/capture/ts_writer.rs), one file per stream, no segmenting:
 #             what replacing mpegtsmux would save, against `mux`
+#   retina    no GStreamer: the `retina` crate's RTSP/RTP client → `capture::ts_segments`, 2 s
+#             files, one tokio task per camera in one process (examples/retina_graph.rs)
 #   ffmpeg    one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 2` per stream
 # Each is measured ROUNDS times, alternating, as CPU % of one core over SECONDS after a warm-up,
 # with the segment files and the bitrate it wrote meanwhile (proof that it recorded).
@@ -60,10 +62,12 @@ graph() { # the gst-launch arguments of variant $1 for stream $2 writing into $3
 run() { # variant → "cpu% files"
   local v=$1 out="$dir/out-$v-$RANDOM"; mkdir -p "$out"
   local ps=()
-  if [ "$v" = own ]; then
+  if [ "$v" = own ] || [ "$v" = retina ]; then
     local urls=()
     for i in $(seq 0 $((n-1))); do urls+=("rtsp://127.0.0.1:$port/cam$((i+1))"); done
-    "$PWD/target/release/examples/ts_graph" "$out" "${urls[@]}" >/dev/null 2>&1 &
+    local example=ts_graph
+    [ "$v" = retina ] && example=retina_graph
+    "$PWD/target/release/examples/$example" "$out" "${urls[@]}" >/dev/null 2>&1 &
     ps+=($!)
   elif [ "$v" = ffmpeg ]; then
     for i in $(seq 0 $((n-1))); do
