@@ -245,10 +245,9 @@ impl<W: PackageSink> ArchiveWriter<W> {
         let Inner::Tar(tar) = &mut self.inner else {
             return Ok(None);
         };
-        let Some(out) = tar.get_mut().file().map_err(|e| failed(&path, &e))? else {
+        let Some(mut out) = tar.get_mut().file().map_err(|e| failed(&path, &e))? else {
             return Ok(None);
         };
-        let mut out = out;
         let at = out.stream_position().map_err(|e| failed(&path, &e))?;
         copy_range(from, out, len).map_err(|e| failed(&path, &e))?;
         let readback = match &self.readback {

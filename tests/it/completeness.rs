@@ -303,17 +303,23 @@ async fn an_encoder_without_keyframes_is_a_named_gap_not_a_silent_hole() {
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
 }
 
-/// A microphone that drops out for less than the watchdog time while the picture goes on: no
-/// gap (the source never stopped), but every segment written meanwhile without any sound says
-/// so in its chain entry, and the session still verifies.
-#[tokio::test(flavor = "multi_thread")]
-async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
+/// Records one camera of a simulator started with `hold_flag` (`--hold-audio-while` …): once 3
+/// segments are in, that stream is held for `held`, flows again for `after`, and the room is
+/// stopped. Returns the simulator and server (alive), the session, how many tiles came before
+/// the hold, and the stopped session's view.
+async fn hold_one_stream_briefly(
+    hold_flag: &str,
+    room_name: &str,
+    project: &str,
+    held: Duration,
+    after: Duration,
+) -> (Simulator, Server, String, usize, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let hold = dir.path().join("hold-audio");
-    let sim = Simulator::start(&["--hold-audio-while", hold.to_str().unwrap()]);
+    let hold = dir.path().join("hold");
+    let sim = Simulator::start(&[hold_flag, hold.to_str().unwrap()]);
     let server = Server::start().await;
-    let room = one_camera_room(&server, "开标室 话筒", &sim.url("cam1")).await;
-    let session = server.start_recording(&room, "ZB-MIC").await;
+    let room = one_camera_room(&server, room_name, &sim.url("cam1")).await;
+    let session = server.start_recording(&room, project).await;
     server
         .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
             segments(s, "cam1") >= 3
@@ -326,12 +332,28 @@ async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
         "cam1",
     )
     .len();
-    // Two and a half seconds without sound: at least one whole 1 s segment has none.
     std::fs::write(&hold, b"").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(held).await;
     std::fs::remove_file(&hold).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(after).await;
     let stopped = stop(&server, &room).await;
+    (sim, server, session, before, stopped)
+}
+
+/// A microphone that drops out for less than the watchdog time while the picture goes on: no
+/// gap (the source never stopped), but every segment written meanwhile without any sound says
+/// so in its chain entry, and the session still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
+    // Two and a half seconds without sound: at least one whole 1 s segment has none.
+    let (_sim, server, session, before, stopped) = hold_one_stream_briefly(
+        "--hold-audio-while",
+        "开标室 话筒",
+        "ZB-MIC",
+        Duration::from_millis(2500),
+        Duration::from_secs(3),
+    )
+    .await;
     let tiled = assert_tiled(&stopped, "cam1");
     let silent: Vec<&Tile> = tiled
         .iter()
@@ -356,29 +378,14 @@ async fn sound_that_drops_out_briefly_is_named_in_the_segments_without_it() {
 /// gap, but the segment it fell in says where and for how long it had no picture.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_picture_that_pauses_briefly_is_named_in_the_segment_it_fell_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let hold = dir.path().join("hold-video");
-    let sim = Simulator::start(&["--hold-video-while", hold.to_str().unwrap()]);
-    let server = Server::start().await;
-    let room = one_camera_room(&server, "开标室 画面", &sim.url("cam1")).await;
-    let session = server.start_recording(&room, "ZB-PAUSE").await;
-    server
-        .wait_session(&session, "3 segments", Duration::from_secs(30), |s| {
-            segments(s, "cam1") >= 3
-        })
-        .await;
-    let before = tiles(
-        &server
-            .ok("GET", &format!("/api/v1/sessions/{session}"), None)
-            .await,
-        "cam1",
+    let (_sim, server, session, before, stopped) = hold_one_stream_briefly(
+        "--hold-video-while",
+        "开标室 画面",
+        "ZB-PAUSE",
+        Duration::from_millis(1300),
+        Duration::from_secs(4),
     )
-    .len();
-    std::fs::write(&hold, b"").unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    std::fs::remove_file(&hold).unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let stopped = stop(&server, &room).await;
+    .await;
     let tiled = assert_tiled(&stopped, "cam1");
     assert!(outage_gaps(&tiled).is_empty(), "no gap: {tiled:#?}");
     let paused: Vec<&Tile> = tiled
@@ -390,20 +397,6 @@ async fn a_picture_that_pauses_briefly_is_named_in_the_segment_it_fell_in() {
     assert!(paused[0].text.contains("s into this segment"), "{tiled:#?}");
     let report = verify(&server, &session).await;
     crate::harness::assert_report_intact(&report, "session");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A recorder that fails (a defect: here a panic injected into the debug build) is started
@@ -455,7 +448,7 @@ async fn a_recorder_that_fails_is_started_again_and_its_gap_says_why() {
         tiled.iter().any(|t| !t.gap && t.seq < failed[0].seq),
         "{tiled:#?}"
     );
-    let left: Vec<_> = walk(&server.dir.path().join("data/spool"))
+    let left: Vec<_> = files_under(&server.dir.path().join("data/spool"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "ts"))
         .collect();

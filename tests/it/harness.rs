@@ -740,6 +740,20 @@ pub fn assert_report_intact(report: &Value, label: &str) {
     );
 }
 
+/// Every file under `dir`, in its subfolders too (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// The reasons of a source's gaps, as the session view lists them.
 pub fn gaps(session: &Value, source: &str) -> Vec<String> {
     recording(session, source)["gaps"]

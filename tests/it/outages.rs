@@ -203,23 +203,8 @@ async fn server_killed_mid_recording_loses_no_closed_segment() {
     let spool = server.dir.path().join("data/spool");
     // The walk finds nothing in a folder that does not exist: check it is the real spool.
     assert!(spool.is_dir(), "no spool at {}", spool.display());
-    let left: Vec<_> = walk(&spool);
+    let left: Vec<_> = files_under(&spool);
     assert!(left.is_empty(), "spool empty after stop: {left:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// A segment left in the spool when its session stopped (a node so loaded its last segment was
