@@ -441,6 +441,10 @@ pub struct RecordingConfig {
     pub camera_clock_max_offset_seconds: f64,
     pub reconnect_min_seconds: f64,
     pub reconnect_max_seconds: f64,
+    /// Which graph receives the cameras: `direct` (the RTSP client `retina` straight into the
+    /// segment writer, where the template allows; GStreamer's graph otherwise) or `gstreamer`
+    /// (GStreamer's `rtspsrc` graph for every source).
+    pub receiver: crate::capture::graph::Receiver,
     /// How often each chain's head is signed and stored beside its segments while recording
     /// (`ledger::checkpoint`): a rewrite of the chain after a checkpoint is caught.
     pub checkpoint_seconds: f64,
@@ -505,6 +509,7 @@ impl Default for RecordingConfig {
             camera_clock_max_offset_seconds: 2.0,
             reconnect_min_seconds: 0.5,
             reconnect_max_seconds: 2.0,
+            receiver: Default::default(),
             checkpoint_seconds: 60.0,
             pipelines_dir: PathBuf::from(DEFAULT_PIPELINES_DIR),
             spool_dir: PathBuf::new(),

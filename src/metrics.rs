@@ -56,6 +56,8 @@ pub struct SourceStats {
     streams: Mutex<Vec<StreamStatus>>,
     /// The transport the current (or last) attempt uses: `tcp`, `udp`, `multicast`.
     transport: Mutex<String>,
+    /// The graph receiving the camera: `direct` or `gstreamer` (`capture::graph`).
+    receiver: Mutex<&'static str>,
     /// Why the source is not recording right now, in plain words (for the console's alarm).
     problem: Mutex<Option<String>>,
 }
@@ -83,6 +85,12 @@ impl SourceStats {
     }
     pub fn transport(&self) -> String {
         self.transport.lock().expect("transport lock").clone()
+    }
+    pub fn set_receiver(&self, r: &'static str) {
+        *self.receiver.lock().expect("receiver lock") = r;
+    }
+    pub fn receiver(&self) -> &'static str {
+        *self.receiver.lock().expect("receiver lock")
     }
     pub fn set_problem(&self, p: Option<String>) {
         *self.problem.lock().expect("problem lock") = p;
@@ -215,6 +223,7 @@ impl Metrics {
                     chain_conflicts: AtomicU64::new(0),
                     streams: Mutex::new(Vec::new()),
                     transport: Mutex::new(String::new()),
+                    receiver: Mutex::new(""),
                     problem: Mutex::new(None),
                 })
             })

@@ -61,6 +61,15 @@ impl CameraClock {
         clock
     }
 
+    /// A clock read from the sender reports that `timelines` are told of (by a graph that
+    /// reads RTCP itself).
+    pub fn on_timelines(timelines: Timelines) -> CameraClock {
+        CameraClock {
+            latest: Arc::default(),
+            timelines: Some(timelines),
+        }
+    }
+
     /// The camera's wall time (Unix ns) of a running time, once a sender report was seen.
     pub fn wall_ns(&self, running_ns: u64) -> Option<i128> {
         if let Some(t) = &self.timelines {

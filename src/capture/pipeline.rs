@@ -1,149 +1,41 @@
-//! One GStreamer graph per source: `rtspsrc` (over one transport) → per-stream branch from the
-//! template → segment files, keyframe-aligned, no video transcoding: MPEG-TS by our own writer
-//! (`ts_segments`), any other muxer through `splitmuxsink`. Emits segment open/close
-//! events with both clocks (the camera's, from RTCP, and this server's), and watches each
-//! elementary stream where it reaches the segment muxer. Knows nothing of hashes, stores or SQL.
+//! The GStreamer receive graph of a source (see [`crate::capture::graph`] for when it is used):
+//! `rtspsrc` (over one transport) → per-stream branch from the template → segment files,
+//! keyframe-aligned, no video transcoding: MPEG-TS by our own writer (`ts_segments`), any other
+//! muxer through `splitmuxsink`. Emits segment open/close events with both clocks (the
+//! camera's, from RTCP, and this server's), and watches each elementary stream where it reaches
+//! the segment muxer. Knows nothing of hashes, stores or SQL.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::capture::camera_clock::CameraClock;
+use crate::capture::graph::{Graph, GraphError, GraphEvent, GraphSpec};
+use crate::capture::liveness::{Liveness, Stream};
 use crate::capture::rtp_timeline::{Timelines, rtp_header};
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
 use crate::capture::ts_segments::{self, Segments};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("gstreamer: {0}")]
-    Build(String),
-}
-
-impl From<gst::glib::BoolError> for PipelineError {
-    fn from(e: gst::glib::BoolError) -> Self {
-        PipelineError::Build(e.to_string())
-    }
-}
-
-/// What a running pipeline reports, in order.
-#[derive(Debug)]
-pub enum PipelineEvent {
-    /// A segment file was opened; its wall-clock start is known now, on both clocks.
-    Opened {
-        path: PathBuf,
-        /// Pipeline running time at the start, to estimate a segment the muxer never closed.
-        running_ns: u64,
-        /// This server's clock at the segment's first buffer (Unix µs).
-        server_start_us: i64,
-        /// The camera's clock (RTCP sender reports) at the same instant, once one was seen.
-        camera_start_us: Option<i64>,
-    },
-    /// A segment file is complete and closed by the muxer. `missing`: what the file lacks, for
-    /// the entry to say: the recorded streams it holds no frame of (the camera sent none while
-    /// it was written), and the stretches a stream it holds left without frames.
-    Closed {
-        path: PathBuf,
-        duration_us: i64,
-        missing: Option<String>,
-    },
-    /// The RTSP control connection failed while UDP media went on: recording continues for as
-    /// long as the media does (the per-stream watchdog ends it otherwise).
-    ControlLost { error: String },
-    /// The graph stopped: end of stream (camera closed or we asked) or an error.
-    Ended { error: Option<String> },
-}
-
-/// The elementary streams of a source, as the segment muxer sees them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Video,
-    Audio,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Video => "video",
-            Stream::Audio => "audio",
-        }
-    }
-}
-
-/// Liveness of one elementary stream where it enters the segment muxer.
-#[derive(Debug)]
-struct StreamWatch {
-    /// Whether the camera's SDP offers this stream and we record it.
-    expected: AtomicBool,
-    /// Milliseconds since `epoch()` of the last buffer into the muxer; 0 = none yet. For our
-    /// own MPEG-TS files, video counts at keyframes only (as splitmuxsink, which hands the muxer
-    /// whole GOPs): frames that never come to a keyframe cannot start a segment.
-    last_ms: AtomicU64,
-    /// Milliseconds since `epoch()` of the last buffer of any kind into the files.
-    frame_ms: AtomicU64,
-    /// Running time (ns) of the last buffer into the files: a segment never closed reaches as
-    /// far as the stream that stopped first.
-    last_running_ns: AtomicU64,
-    /// Milliseconds since `epoch()` of the last RTP of this stream out of rtspsrc; 0 = none.
-    rtp_last_ms: AtomicU64,
-}
-
-impl StreamWatch {
-    fn new() -> StreamWatch {
-        StreamWatch {
-            expected: AtomicBool::new(false),
-            last_ms: AtomicU64::new(0),
-            frame_ms: AtomicU64::new(0),
-            last_running_ns: AtomicU64::new(0),
-            rtp_last_ms: AtomicU64::new(0),
-        }
-    }
-}
-
+/// What the graph's streaming threads share: the streams' liveness, and what the GStreamer
+/// graph needs besides.
 struct Shared {
-    video: StreamWatch,
-    audio: StreamWatch,
-    ended: AtomicBool,
+    live: Liveness,
     /// Running time (ns) of the first video keyframe; `u64::MAX` until then.
     video_start_ns: AtomicU64,
-    /// Streams the camera offers that the template cannot record, for the chain to name.
-    unsupported: Mutex<Vec<String>>,
-    /// Set once any buffer reached the muxer: the camera works over this transport.
-    media_seen: AtomicBool,
-    /// Set once any RTP came out of rtspsrc: the camera sends over this transport, even if
-    /// nothing of it is recordable (yet).
-    rtp_seen: AtomicBool,
-    /// Set once the camera answered DESCRIBE with a session description.
-    described: AtomicBool,
-    /// Milliseconds since `epoch()` when it did (0 before): a camera that answers late (a
-    /// frozen one thawing) gets the whole watchdog time from then to send its first media.
-    described_ms: AtomicU64,
-    /// Milliseconds since `epoch()` when the graph was started.
-    started_ms: u64,
     /// The SDP's stream numbers set up: a segment file's table waits for each of them.
     selected: Mutex<std::collections::BTreeSet<u32>>,
 }
 
-impl Shared {
-    fn watch(&self, s: Stream) -> &StreamWatch {
-        match s {
-            Stream::Video => &self.video,
-            Stream::Audio => &self.audio,
-        }
+impl std::ops::Deref for Shared {
+    type Target = Liveness;
+    fn deref(&self) -> &Liveness {
+        &self.live
     }
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
 }
 
 pub struct RunningPipeline {
@@ -166,7 +58,7 @@ enum SegmentSink {
 }
 
 /// `splitmuxsink` around the template's muxer, writing `{prefix}-%08d.{extension}`.
-fn split_muxer(spec: &PipelineSpec<'_>) -> Result<gst::Element, PipelineError> {
+fn split_muxer(spec: &GraphSpec<'_>) -> Result<gst::Element, GraphError> {
     let muxer = gst::ElementFactory::make(&spec.template.muxer).build()?;
     // MPEG-TS out in runs of 7 packets rather than one by one: a seventh of the pushes and
     // writes per segment (measured in docs/performance.md). A segment's last run is padded
@@ -187,71 +79,12 @@ fn split_muxer(spec: &PipelineSpec<'_>) -> Result<gst::Element, PipelineError> {
         .build()?)
 }
 
-pub struct PipelineSpec<'a> {
-    pub name: &'a str,
-    /// The camera's URL, without user info.
-    pub url: &'a str,
-    /// The camera's credentials, given to `rtspsrc` as `user-id` and `user-pw` so that no URL
-    /// (and so no GStreamer message naming one) ever holds them.
-    pub credentials: Option<&'a crate::capture::credentials::Credentials>,
-    /// A concrete transport for this attempt (never `Auto`; the recorder chooses).
-    pub transport: Transport,
-    pub template: &'a Template,
-    /// `av`, `video` or `audio`: which of the camera's streams to record.
-    pub media: &'a str,
-    /// Folder for this run's segment files.
-    pub spool_dir: &'a Path,
-    /// File name prefix, unique per run so files of successive runs sort in order.
-    pub file_prefix: &'a str,
-    pub segment: Duration,
-}
-
-/// Which elementary streams have stopped reaching the muxer, and for how long.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stall {
-    /// The stalled streams (never empty).
-    pub streams: Vec<Stream>,
-    pub idle: Duration,
-    /// Streams still flowing meanwhile.
-    pub flowing: Vec<Stream>,
-    /// The picture's frames still came, but no keyframe among them.
-    pub keyframeless: bool,
-}
-
-impl Stall {
-    /// The gap reason: which stream, for how long, and whether the other one went on.
-    pub fn reason(&self) -> String {
-        let names = |v: &[Stream]| {
-            v.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        };
-        if self.keyframeless {
-            format!(
-                "no video keyframe for {:.1} s while its other frames flowed (a segment can only start at one)",
-                self.idle.as_secs_f64()
-            )
-        } else if self.flowing.is_empty() {
-            format!("no media for {:.1} s", self.idle.as_secs_f64())
-        } else {
-            format!(
-                "{} stalled: no {} for {:.1} s while {} flowed",
-                names(&self.streams),
-                names(&self.streams),
-                self.idle.as_secs_f64(),
-                names(&self.flowing)
-            )
-        }
-    }
-}
-
 impl RunningPipeline {
     /// Builds the graph, sets it playing and starts forwarding its events to `events`.
     pub fn start(
-        spec: &PipelineSpec<'_>,
-        events: mpsc::UnboundedSender<PipelineEvent>,
-    ) -> Result<RunningPipeline, PipelineError> {
+        spec: &GraphSpec<'_>,
+        events: mpsc::UnboundedSender<GraphEvent>,
+    ) -> Result<RunningPipeline, GraphError> {
         let pipeline = gst::Pipeline::with_name(spec.name);
         // Running time then maps to the server's wall clock by adding the base time.
         let clock = gst::SystemClock::obtain();
@@ -290,16 +123,8 @@ impl RunningPipeline {
         pipeline.add(&src)?;
 
         let shared = Arc::new(Shared {
-            video: StreamWatch::new(),
-            audio: StreamWatch::new(),
-            ended: AtomicBool::new(false),
+            live: Liveness::new(),
             video_start_ns: AtomicU64::new(u64::MAX),
-            unsupported: Mutex::new(Vec::new()),
-            media_seen: AtomicBool::new(false),
-            rtp_seen: AtomicBool::new(false),
-            described: AtomicBool::new(false),
-            described_ms: AtomicU64::new(0),
-            started_ms: now_ms(),
             selected: Mutex::new(Default::default()),
         });
 
@@ -341,12 +166,12 @@ impl RunningPipeline {
                         events,
                     })
                 })
-                .map_err(|e| PipelineError::Build(e.to_string()))?
+                .map_err(|e| GraphError::Build(e.to_string()))?
         };
 
         pipeline
             .set_state(gst::State::Playing)
-            .map_err(|e| PipelineError::Build(format!("cannot start: {e}")))?;
+            .map_err(|e| GraphError::Build(format!("cannot start: {e}")))?;
         Ok(RunningPipeline {
             own_segments: match &sink {
                 SegmentSink::Own(s) => Some(s.clone()),
@@ -360,149 +185,30 @@ impl RunningPipeline {
             stop_bus,
         })
     }
+}
 
-    /// The expected streams that have not reached the muxer for longer than `limit` (counted
-    /// from the start of the graph before their first buffer), or `None` while all flow.
-    pub fn stalled(&self, limit: Duration) -> Option<Stall> {
-        let now = now_ms();
-        let limit_ms = limit.as_millis() as u64;
-        // Before its first buffer, a stream is waited for from the camera's answer.
-        let first_wait = self
-            .shared
-            .started_ms
-            .max(self.shared.described_ms.load(Ordering::Relaxed));
-        let since = |t: u64| now.saturating_sub(if t == 0 { first_wait } else { t });
-        let mut stalled = Vec::new();
-        let mut flowing = Vec::new();
-        let mut idle_ms = 0;
-        for s in [Stream::Video, Stream::Audio] {
-            let w = self.shared.watch(s);
-            if !w.expected.load(Ordering::Relaxed) {
-                continue;
-            }
-            let idle = since(w.last_ms.load(Ordering::Relaxed));
-            if idle > limit_ms {
-                stalled.push(s);
-                idle_ms = idle_ms.max(idle);
-            }
-            // A stream the camera still sends, even if the muxer holds it back waiting for
-            // another one (audio waits for the picture). Packets come every few tens of ms.
-            if since(w.rtp_last_ms.load(Ordering::Relaxed)) <= RTP_FRESH_MS {
-                flowing.push(s);
-            }
-        }
-        if !stalled.is_empty() && !flowing.is_empty() {
-            // Name the streams the camera stopped sending; the others only waited for them.
-            let silent: Vec<Stream> = stalled
-                .iter()
-                .copied()
-                .filter(|s| !flowing.contains(s))
-                .collect();
-            if !silent.is_empty() {
-                stalled = silent;
-            }
-        }
-        let flowing: Vec<Stream> = flowing
-            .into_iter()
-            .filter(|s| !stalled.contains(s))
-            .collect();
-        // Nothing expected yet (no SDP): the graph as a whole must show life within the limit.
-        // (Not when expected streams merely had no RTP for a moment: a stall of the network
-        // or of this machine that they are catching up from.)
-        let expecting = [Stream::Video, Stream::Audio]
-            .iter()
-            .any(|s| self.shared.watch(*s).expected.load(Ordering::Relaxed));
-        if !expecting {
-            let idle = now.saturating_sub(self.shared.started_ms);
-            if idle > limit_ms {
-                return Some(Stall {
-                    streams: vec![Stream::Video],
-                    idle: Duration::from_millis(idle),
-                    flowing: vec![],
-                    keyframeless: false,
-                });
-            }
-            return None;
-        }
-        let video_frames = self.shared.video.frame_ms.load(Ordering::Relaxed);
-        // Frames still arriving now, not merely the last ones before everything stopped.
-        let keyframeless = stalled.contains(&Stream::Video)
-            && video_frames != 0
-            && now.saturating_sub(video_frames) <= RTP_FRESH_MS;
-        (!stalled.is_empty()).then(|| Stall {
-            streams: stalled,
-            idle: Duration::from_millis(idle_ms),
-            flowing,
-            keyframeless,
-        })
+impl Graph for RunningPipeline {
+    fn kind(&self) -> &'static str {
+        "gstreamer"
     }
 
-    /// Per expected stream, seconds since its last buffer reached the muxer.
-    pub fn stream_ages(&self) -> Vec<(Stream, Option<f64>)> {
-        self.ages(|w| &w.last_ms)
+    fn liveness(&self) -> &Liveness {
+        &self.shared.live
     }
 
-    /// Per expected stream, seconds since its last RTP arrived (diagnostics).
-    pub fn rtp_ages(&self) -> Vec<(Stream, Option<f64>)> {
-        self.ages(|w| &w.rtp_last_ms)
-    }
-
-    /// Seconds since the instant `of` keeps for each expected stream; `None` before the first.
-    fn ages(&self, of: fn(&StreamWatch) -> &AtomicU64) -> Vec<(Stream, Option<f64>)> {
-        let now = now_ms();
-        [Stream::Video, Stream::Audio]
-            .into_iter()
-            .filter(|s| self.shared.watch(*s).expected.load(Ordering::Relaxed))
-            .map(|s| {
-                let t = of(self.shared.watch(s)).load(Ordering::Relaxed);
-                (s, (t != 0).then(|| now.saturating_sub(t) as f64 / 1000.0))
-            })
-            .collect()
-    }
-
-    /// The camera's wall clock (Unix µs) at a running time, once its first sender report came.
-    pub fn camera_wall_us(&self, running_ns: u64) -> Option<i64> {
-        self.camera_clock
-            .wall_ns(running_ns)
-            .map(|ns| (ns / 1000) as i64)
-    }
-
-    /// The camera clock this graph learns, usable after the graph is gone.
-    pub fn camera_clock(&self) -> CameraClock {
+    fn camera_clock(&self) -> CameraClock {
         self.camera_clock.clone()
     }
 
-    /// Whether any media reached the muxer: the camera works over this transport.
-    pub fn media_seen(&self) -> bool {
-        self.shared.media_seen.load(Ordering::Relaxed)
-    }
-
-    /// Whether the camera answered DESCRIBE (its SDP was read).
-    pub fn described(&self) -> bool {
-        self.shared.described.load(Ordering::Relaxed)
-    }
-
-    /// Whether any RTP arrived: the camera sends over this transport.
-    pub fn rtp_seen(&self) -> bool {
-        self.shared.rtp_seen.load(Ordering::Relaxed)
-    }
-
-    /// Streams the camera offers that the template cannot record.
-    pub fn unsupported(&self) -> Vec<String> {
-        self.shared.unsupported.lock().expect("lock").clone()
-    }
-
-    pub fn uptime(&self) -> Duration {
+    fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
-    /// Asks the graph to finish: the muxer closes the open segment, then `Ended` follows.
-    pub fn send_eos(&self) {
+    fn send_eos(&self) {
         self.pipeline.send_event(gst::event::Eos::new());
     }
 
-    /// Tears the graph down. Returns the running time (ns) every recorded stream reached.
-    pub fn shutdown(mut self) -> u64 {
+    fn shutdown(mut self: Box<Self>) -> u64 {
         if let Some(s) = &self.own_segments {
             // Whatever the open file holds is on disk before the recorder measures it, and no
             // file is opened from here on.
@@ -515,19 +221,7 @@ impl RunningPipeline {
             let _ = t.join();
         }
         let _ = self.pipeline.set_state(gst::State::Null);
-        // As far as every stream reached: the one that stopped first bounds the file.
-        [Stream::Video, Stream::Audio]
-            .iter()
-            .map(|s| self.shared.watch(*s))
-            .filter(|w| w.expected.load(Ordering::Relaxed))
-            .map(|w| w.last_running_ns.load(Ordering::Relaxed))
-            .filter(|&ns| ns > 0)
-            .min()
-            .unwrap_or(0)
-    }
-
-    pub fn has_ended(&self) -> bool {
-        self.shared.ended.load(Ordering::Relaxed)
+        self.shared.reached_ns()
     }
 }
 
@@ -563,9 +257,7 @@ fn select_streams_from_sdp(
     let template = template.clone();
     let media_wanted = media_wanted.to_string();
     src.connect("select-stream", false, move |args| {
-        if !shared.described.swap(true, Ordering::Relaxed) {
-            shared.described_ms.store(now_ms(), Ordering::Relaxed);
-        }
+        shared.described_now();
         let Ok(caps) = args[2].get::<gst::Caps>() else {
             return Some(false.to_value());
         };
@@ -633,11 +325,7 @@ fn watch_rtp_arrival(src: &gst::Element, shared: &Arc<Shared>) {
                     let Some(stream) = stream else {
                         return gst::PadProbeReturn::Ok;
                     };
-                    shared.rtp_seen.store(true, Ordering::Relaxed);
-                    shared
-                        .watch(stream)
-                        .rtp_last_ms
-                        .store(now_ms(), Ordering::Relaxed);
+                    shared.rtp_in(stream);
                     gst::PadProbeReturn::Ok
                 },
             );
@@ -676,19 +364,13 @@ fn watch_input(pad: &gst::Pad, shared: &Arc<Shared>, video_by_keyframes: bool) {
                 }
             });
         if let Some(s) = stream {
-            let w = shared.watch(s);
-            let now = now_ms();
-            w.frame_ms.store(now, Ordering::Relaxed);
             // What reached the file, for the duration of a segment the muxer never closes.
-            if let Some(rt) = running_time(pad, buffer) {
-                w.last_running_ns
-                    .fetch_max(rt.nseconds(), Ordering::Relaxed);
-            }
-            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            if s == Stream::Audio || !video_by_keyframes || keyframe {
-                w.last_ms.store(now, Ordering::Relaxed);
-            }
-            shared.media_seen.store(true, Ordering::Relaxed);
+            shared.frame_in(
+                s,
+                running_time(pad, buffer).map(|rt| rt.nseconds()),
+                !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                video_by_keyframes,
+            );
         }
         gst::PadProbeReturn::Ok
     });
@@ -702,7 +384,7 @@ fn link_streams(
     template: &Template,
     shared: &Arc<Shared>,
     timelines: &Timelines,
-    events: &mpsc::UnboundedSender<PipelineEvent>,
+    events: &mpsc::UnboundedSender<GraphEvent>,
 ) {
     let timelines = timelines.clone();
     let pipeline = pipeline.downgrade();
@@ -763,7 +445,7 @@ fn link_streams(
             Ok(())
         })();
         if let Err(e) = linked {
-            let _ = events.send(PipelineEvent::Ended {
+            let _ = events.send(GraphEvent::Ended {
                 error: Some(format!("linking {media} {encoding}: {e}")),
             });
         }
@@ -821,9 +503,6 @@ fn stamp_from_rtp_clock(
         gst::PadProbeReturn::Ok
     });
 }
-
-/// RTP this recent means the camera is sending the stream now.
-const RTP_FRESH_MS: u64 = 1000;
 
 /// A timestamp that goes back further than this is a broken stream, not jitter or B-frames.
 /// (A camera restarting its RTP clock is anchored again by its `rtp_timeline` and never shows
@@ -961,7 +640,7 @@ struct BusContext {
     /// Media over UDP keeps flowing when the RTSP control connection dies.
     media_over_udp: bool,
     stop: Arc<AtomicBool>,
-    events: mpsc::UnboundedSender<PipelineEvent>,
+    events: mpsc::UnboundedSender<GraphEvent>,
 }
 
 fn forward_bus(cx: BusContext) {
@@ -982,7 +661,7 @@ fn forward_bus(cx: BusContext) {
         if !ended {
             ended = true;
             shared.ended.store(true, Ordering::Relaxed);
-            let _ = events.send(PipelineEvent::Ended { error });
+            let _ = events.send(GraphEvent::Ended { error });
         }
     };
     // Once stop is asked, what is already on the bus is still read, within bounds.
@@ -1010,7 +689,7 @@ fn forward_bus(cx: BusContext) {
                 match (s.name().as_str(), location, running) {
                     (SPLITMUX_OPENED | ts_segments::OPENED, Ok(path), Ok(rt)) => {
                         open = Some((path.clone(), rt));
-                        let _ = events.send(PipelineEvent::Opened {
+                        let _ = events.send(GraphEvent::Opened {
                             path,
                             running_ns: rt,
                             server_start_us: (server_wall_ns(&pipeline, rt) / 1000) as i64,
@@ -1025,29 +704,12 @@ fn forward_bus(cx: BusContext) {
                         open = None;
                         // Our own files say which kinds of media they hold; splitmuxsink's
                         // muxer waits for every stream, so its files hold all of them.
-                        let missing: Vec<&str> = [
-                            ("video", &shared.video, s.get::<bool>("video")),
-                            ("audio", &shared.audio, s.get::<bool>("audio")),
-                        ]
-                        .into_iter()
-                        .filter(|(_, w, held)| {
-                            w.expected.load(Ordering::Relaxed) && *held == Ok(false)
-                        })
-                        .map(|(name, _, _)| name)
-                        .collect();
-                        let absent = (!missing.is_empty()).then(|| {
-                            format!(
-                                "no {} in this segment: the camera sent none",
-                                missing.join(" or ")
-                            )
-                        });
-                        // And the stretches a stream it holds left without frames.
-                        let silences = s.get::<String>("silences").ok();
-                        let note = match (absent, silences) {
-                            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                            (a, b) => a.or(b),
-                        };
-                        let _ = events.send(PipelineEvent::Closed {
+                        let note = shared.missing_note(
+                            s.get::<bool>("video").ok(),
+                            s.get::<bool>("audio").ok(),
+                            s.get::<String>("silences").ok(),
+                        );
+                        let _ = events.send(GraphEvent::Closed {
                             path,
                             duration_us: (rt.saturating_sub(start) / 1000) as i64,
                             missing: note,
@@ -1071,7 +733,7 @@ fn forward_bus(cx: BusContext) {
                 // The camera closed the RTSP connection after PLAY, but RTP over UDP does not
                 // need it: keep recording while media flows (the watchdog ends it otherwise).
                 if from_rtspsrc && media_over_udp && shared.media_seen.load(Ordering::Relaxed) {
-                    let _ = events.send(PipelineEvent::ControlLost { error: text });
+                    let _ = events.send(GraphEvent::ControlLost { error: text });
                     continue;
                 }
                 end(Some(text));

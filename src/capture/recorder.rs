@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::capture::pipeline::{PipelineEvent, PipelineSpec, RunningPipeline};
+use crate::capture::graph::{self, Graph, GraphEvent, GraphSpec, Receiver};
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
 use crate::ledger::spool::{self, SegmentMeta};
@@ -55,6 +55,9 @@ pub struct RecorderSpec {
     pub backoff_max: Duration,
     /// Set when resuming after the server stopped: why the chain has a hole before now.
     pub resume_gap: Option<String>,
+    /// Which graph receives the camera (the direct client unless configured otherwise, or
+    /// GStreamer's once the camera offers what only it can take).
+    pub receiver: Receiver,
 }
 
 /// How long a pipeline may take to finish its last segment after stop.
@@ -81,12 +84,7 @@ impl ClockHold {
     }
 
     /// Decides the run's clock if it can (or must, `force`), then sends what it held.
-    fn settle(
-        &mut self,
-        pipe: &RunningPipeline,
-        force: bool,
-        writer: &mpsc::UnboundedSender<WriterMsg>,
-    ) {
+    fn settle(&mut self, pipe: &dyn Graph, force: bool, writer: &mpsc::UnboundedSender<WriterMsg>) {
         if self.camera.is_none() {
             if pipe.camera_wall_us(0).is_some() {
                 self.camera = Some(true);
@@ -108,7 +106,7 @@ impl ClockHold {
 
     fn push(
         &mut self,
-        pipe: &RunningPipeline,
+        pipe: &dyn Graph,
         seg: (PathBuf, SegmentMeta, u64, bool),
         writer: &mpsc::UnboundedSender<WriterMsg>,
     ) {
@@ -197,7 +195,7 @@ fn injected_fault(source: &str) {
 /// Records one source from start to stop: pipelines run one after another, each until it ends,
 /// stalls or the stop closes its last segment.
 pub async fn run(
-    spec: RecorderSpec,
+    mut spec: RecorderSpec,
     writer: mpsc::UnboundedSender<WriterMsg>,
     mut stop: watch::Receiver<Stop>,
     stats: Arc<SourceStats>,
@@ -232,8 +230,8 @@ pub async fn run(
         let (tx, mut events) = mpsc::unbounded_channel();
         let prefix = format!("{:016}", chrono::Utc::now().timestamp_millis());
         let name = format!("rec-{}-{attempt}", spec.recording_id);
-        let started = RunningPipeline::start(
-            &PipelineSpec {
+        let started = graph::start(
+            &GraphSpec {
                 name: &name,
                 url: &spec.url,
                 credentials: spec.credentials.as_ref(),
@@ -244,6 +242,7 @@ pub async fn run(
                 file_prefix: &prefix,
                 segment: spec.segment,
             },
+            spec.receiver,
             tx,
         );
         let ended = match started {
@@ -251,9 +250,20 @@ pub async fn run(
                 reason: format!("pipeline did not start: {e}"),
                 by_stop: false,
                 recorded: false,
+                needs_gstreamer: false,
             },
-            Ok(pipe) => drive(&spec, pipe, &mut events, &writer, &mut stop, &stats).await,
+            Ok(pipe) => {
+                stats.set_receiver(pipe.kind());
+                drive(&spec, pipe, &mut events, &writer, &mut stop, &stats).await
+            }
         };
+        if ended.needs_gstreamer {
+            // Nothing was recorded and no time lost waiting: the same attempt, on GStreamer.
+            tracing::info!(source = %spec.source_name, why = %ended.reason, "receiving this source with GStreamer's graph");
+            spec.receiver = Receiver::Gstreamer;
+            attempt -= 1;
+            continue;
+        }
         if ended.recorded {
             backoff = spec.backoff_min;
             if !any_media || Some(transport) != spec.learned {
@@ -316,14 +326,16 @@ struct Ended {
     by_stop: bool,
     /// Whether the camera sent RTP (recordable or not): it works over this transport.
     recorded: bool,
+    /// The direct client cannot take what the camera offers (`reason` says what).
+    needs_gstreamer: bool,
 }
 
 /// Runs one pipeline until it ends, a stream stalls, or stop is asked and the last segment is
 /// closed.
 async fn drive(
     spec: &RecorderSpec,
-    pipe: RunningPipeline,
-    events: &mut mpsc::UnboundedReceiver<PipelineEvent>,
+    pipe: Box<dyn Graph>,
+    events: &mut mpsc::UnboundedReceiver<GraphEvent>,
     writer: &mpsc::UnboundedSender<WriterMsg>,
     stop: &mut watch::Receiver<Stop>,
     stats: &SourceStats,
@@ -333,6 +345,7 @@ async fn drive(
     let mut stopping_since: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let reason: String;
+    let mut needs_gstreamer = false;
     if *stop.borrow() != Stop::Running {
         pipe.send_eos();
         stopping_since = Some(tokio::time::Instant::now());
@@ -346,13 +359,13 @@ async fn drive(
         }
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(PipelineEvent::Opened { path, running_ns, server_start_us, camera_start_us }) => {
+                Some(GraphEvent::Opened { path, running_ns, server_start_us, camera_start_us }) => {
                     stats.set_state(SourceState::Recording);
                     stats.set_problem(None);
                     let meta = opened_meta(&path, server_start_us, camera_start_us, &pipe.unsupported());
                     open = Some((path, running_ns, meta));
                 }
-                Some(PipelineEvent::Closed { path, duration_us, missing }) => {
+                Some(GraphEvent::Closed { path, duration_us, missing }) => {
                     let (meta, running_ns) = match open.take() {
                         Some((p, running_ns, mut meta)) if p == path => {
                             meta.duration_us = Some(duration_us);
@@ -361,19 +374,24 @@ async fn drive(
                         }
                         other => { open = other; continue; }
                     };
-                    hold.push(&pipe, (path, meta, running_ns, false), writer);
+                    hold.push(pipe.as_ref(), (path, meta, running_ns, false), writer);
                     #[cfg(debug_assertions)]
                     injected_fault(&spec.source_name);
                 }
-                Some(PipelineEvent::ControlLost { error }) => {
+                Some(GraphEvent::ControlLost { error }) => {
                     let error = spec.credentials.as_ref().map_or(error.clone(), |c| c.scrub(&error));
                     tracing::warn!(source = %spec.source_name, %error, "camera closed the RTSP connection; media over UDP continues");
                 }
-                Some(PipelineEvent::Ended { error }) => {
+                Some(GraphEvent::Ended { error }) => {
                     reason = match error {
-                        Some(e) => explain(&e, &pipe),
+                        Some(e) => explain(&e, pipe.as_ref()),
                         None => "camera ended the stream".into(),
                     };
+                    break;
+                }
+                Some(GraphEvent::NeedsGstreamer { why }) => {
+                    reason = why;
+                    needs_gstreamer = true;
                     break;
                 }
                 None => { reason = "pipeline event channel closed".into(); break; }
@@ -386,7 +404,7 @@ async fn drive(
                 continue;
             }
             _ = tick.tick() => {
-                hold.settle(&pipe, false, writer);
+                hold.settle(pipe.as_ref(), false, writer);
                 let stall = pipe.stalled(spec.watchdog);
                 stats.set_streams(
                     pipe.stream_ages()
@@ -419,7 +437,7 @@ async fn drive(
                             stall.idle.as_secs_f64()
                         )
                     } else {
-                        explain(&format!("no media for {:.1} s after connecting", stall.idle.as_secs_f64()), &pipe)
+                        explain(&format!("no media for {:.1} s after connecting", stall.idle.as_secs_f64()), pipe.as_ref())
                     };
                     break;
                 }
@@ -429,7 +447,7 @@ async fn drive(
     // The camera answered over this transport if any RTP came, recordable or not.
     let recorded = pipe.rtp_seen() || pipe.media_seen();
     let unsupported = pipe.unsupported();
-    hold.settle(&pipe, true, writer);
+    hold.settle(pipe.as_ref(), true, writer);
     let camera_clock = (hold.camera == Some(true)).then(|| pipe.camera_clock());
     let camera_start = |running_ns: u64| {
         camera_clock
@@ -457,7 +475,7 @@ async fn drive(
     // left in the spool unlisted).
     while let Ok(ev) = events.try_recv() {
         match ev {
-            PipelineEvent::Closed {
+            GraphEvent::Closed {
                 path,
                 duration_us,
                 missing,
@@ -470,7 +488,7 @@ async fn drive(
                 meta.camera_start_us = camera_start(running_ns);
                 last_segments.push((path, meta, false));
             }
-            PipelineEvent::Opened {
+            GraphEvent::Opened {
                 path,
                 running_ns,
                 server_start_us,
@@ -520,6 +538,7 @@ async fn drive(
         reason,
         by_stop: stopping_since.is_some(),
         recorded,
+        needs_gstreamer,
     }
 }
 
@@ -548,7 +567,7 @@ fn opened_meta(
 
 /// A pipeline failure in words a user can act on: streams the template cannot record are named
 /// when they are why nothing could be recorded.
-fn explain(error: &str, pipe: &RunningPipeline) -> String {
+fn explain(error: &str, pipe: &dyn Graph) -> String {
     let unsupported = pipe.unsupported();
     if !pipe.media_seen() && !unsupported.is_empty() {
         format!(

@@ -459,12 +459,12 @@ fn in_file(path: &Path, e: io::Error) -> io::Error {
 
 /// Caps a branch must hand on: the codecs [`crate::capture::ts_writer`] carries, parsed into
 /// access units.
-const INPUT_CAPS: &str = "video/x-h264,stream-format=byte-stream,alignment=au; \
+pub(crate) const INPUT_CAPS: &str = "video/x-h264,stream-format=byte-stream,alignment=au; \
      video/x-h265,stream-format=byte-stream,alignment=au; \
      audio/mpeg,mpegversion=4,stream-format=adts; audio/x-opus";
 
 /// The writer's codec for negotiated caps, if it carries them.
-fn codec_of(caps: &gst::CapsRef) -> Option<Codec> {
+pub(crate) fn codec_of(caps: &gst::CapsRef) -> Option<Codec> {
     let s = caps.structure(0)?;
     Some(match s.name().as_str() {
         "video/x-h264" => Codec::H264,

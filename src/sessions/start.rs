@@ -261,6 +261,7 @@ impl Core {
                 backoff_min: std::time::Duration::from_secs_f64(self.config.reconnect_min_seconds),
                 backoff_max: std::time::Duration::from_secs_f64(self.config.reconnect_max_seconds),
                 resume_gap: resume_gap.map(str::to_string),
+                receiver: self.config.receiver.or_from_env(),
             };
             tasks.push(tokio::spawn(
                 recorder::supervise(spec, tx, stop_rx.clone(), stats).instrument(span),

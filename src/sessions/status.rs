@@ -29,6 +29,9 @@ pub struct SourceStatus {
     pub streams: Vec<crate::metrics::StreamStatus>,
     /// Transport of the current attempt (`tcp`, `udp`, `multicast`); empty before the first.
     pub transport: String,
+    /// The graph receiving the camera: `direct` (the RTSP client into the segment writer) or
+    /// `gstreamer`; empty before the first attempt.
+    pub receiver: &'static str,
     /// Why the source is not recording now, in plain words; `None` while it records.
     pub problem: Option<String>,
     pub clock_corrections: u64,
@@ -132,6 +135,7 @@ impl Core {
             last_segment_age_seconds: (last > 0).then(|| (now - last as i64).max(0) as f64 / 1e6),
             streams: stats.as_ref().map(|st| st.streams()).unwrap_or_default(),
             transport: stats.as_ref().map(|st| st.transport()).unwrap_or_default(),
+            receiver: stats.as_ref().map(|st| st.receiver()).unwrap_or_default(),
             problem: stats.as_ref().and_then(|st| st.problem()),
             clock_corrections: read(|st| st.clock_corrections.load(Relaxed)),
         }

@@ -729,10 +729,22 @@ async fn a_linked_chain_with_a_hole_is_incomplete_not_intact() {
 /// becomes AAC in the default MPEG-TS template, as A-law does).
 #[tokio::test(flavor = "multi_thread")]
 async fn opus_mulaw_video_only_and_audio_only_sources_are_recorded() {
-    for (audio, cam_codecs, mic_codec) in [
-        ("opus", vec![("video", "h264"), ("audio", "opus")], "opus"),
-        ("pcmu", vec![("video", "h264"), ("audio", "aac")], "aac"),
-        ("none", vec![("video", "h264")], "aac"),
+    // Opus is not depayloaded by the direct RTSP client: that source is received by rtspsrc's
+    // graph; µ-law is, and goes through the template's transcoding branch.
+    for (audio, cam_codecs, mic_codec, mic_receiver) in [
+        (
+            "opus",
+            vec![("video", "h264"), ("audio", "opus")],
+            "opus",
+            "gstreamer",
+        ),
+        (
+            "pcmu",
+            vec![("video", "h264"), ("audio", "aac")],
+            "aac",
+            "direct",
+        ),
+        ("none", vec![("video", "h264")], "aac", "direct"),
     ] {
         let sim = Simulator::start(&["--audio", audio]);
         let server = Server::start().await;
@@ -744,6 +756,20 @@ async fn opus_mulaw_video_only_and_audio_only_sources_are_recorded() {
                 ["cam1", "mic1"].iter().all(|src| segments(s, src) >= 3)
             })
             .await;
+        let status = server.ok("GET", "/api/v1/rooms/status", None).await;
+        let receiver = |src: &str| {
+            status[0]["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == src)
+                .map(|s| s["receiver"].clone())
+        };
+        assert_eq!(
+            receiver("mic1"),
+            Some(mic_receiver.into()),
+            "--audio {audio}: {status}"
+        );
         let stop_asked = std::time::Instant::now();
         let stopped = stop(&server, &room).await;
         assert_lasted(&stopped, stop_asked - asked);

@@ -232,10 +232,18 @@ fn streams(s: &[(&str, &str)]) -> Vec<(String, String)> {
 fn check_peer_recording(server: &Server, p: &Peer, session: &Value, seen: &[String]) -> String {
     let label = p.label;
     let mut wrong = Vec::new();
-    if seen != [p.transport.ffmpeg()] {
+    // Media interleaved over TCP comes through the direct RTSP client; UDP through rtspsrc.
+    let expected = format!(
+        "{} via {}",
+        p.transport.ffmpeg(),
+        match p.transport {
+            Transport::Tcp => "direct",
+            Transport::Udp => "gstreamer",
+        }
+    );
+    if seen != [expected.clone()] {
         wrong.push(format!(
-            "rooms status showed transports {seen:?} while recording, expected [{:?}]",
-            p.transport.ffmpeg()
+            "rooms status showed {seen:?} while recording, expected [{expected:?}]"
         ));
     }
     let t = assert_tiled(session, "cam");
@@ -356,7 +364,8 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
         let room = camera_room(&server, &format!("互通 {i} {}", p.label), &p.url).await;
         takes.push(start(&server, &room, &format!("ZB-PEER-{i}")).await);
     }
-    // While they record, the console shows each on the transport its server takes.
+    // While they record, the console shows each on the transport its server takes, and the
+    // graph receiving it.
     let mut seen: Vec<Vec<String>> = vec![Vec::new(); peers.len()];
     let last = takes.last().unwrap().asked;
     while last.elapsed() < Duration::from_secs(12) {
@@ -370,7 +379,11 @@ async fn records_vlc_perl_and_aio_servers_over_the_transport_each_serves() {
                 .map(|r| r["sources"][0].clone())
                 .unwrap_or(Value::Null);
             if src["state"] == "recording" {
-                let t = src["transport"].as_str().unwrap_or("").to_string();
+                let t = format!(
+                    "{} via {}",
+                    src["transport"].as_str().unwrap_or(""),
+                    src["receiver"].as_str().unwrap_or("")
+                );
                 if !seen[i].contains(&t) {
                     seen[i].push(t);
                 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -24,6 +26,15 @@ async fn records_two_cameras_and_a_microphone_into_a_verified_chain() {
             },
         )
         .await;
+    // The default template's sources are received by the direct RTSP client, no rtspsrc.
+    let status = server.ok("GET", "/api/v1/rooms/status", None).await;
+    let receivers: Vec<&Value> = status[0]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["receiver"])
+        .collect();
+    assert_eq!(receivers, ["direct", "direct", "direct"], "{status}");
     // From asking start to asking stop: the stop call itself waits for the last segments.
     let measured = asked.elapsed();
     let stopped = server
