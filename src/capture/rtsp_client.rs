@@ -493,7 +493,7 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
         .user_agent(format!("Witness/{}", env!("CARGO_PKG_VERSION")));
     let mut described = match retina::client::Session::describe(url, options).await {
         Ok(s) => s,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(said(&e)),
     };
     let live = &run.files.live;
     live.described_now();
@@ -571,7 +571,7 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
             )
             .await;
         if let Err(e) = setup {
-            return failed(e.to_string());
+            return failed(said(&e));
         }
     }
     let playing = match described
@@ -582,19 +582,28 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
         .await
     {
         Ok(p) => p,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(said(&e)),
     };
     let mut frames = match playing.demuxed() {
         Ok(d) => d,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(said(&e)),
     };
     let mut video_start: Option<u64> = None;
     let video_expected = recorded.iter().any(|r| r.kind == Stream::Video);
+    let mut bad_packets = 0u32;
     while let Some(item) = frames.next().await {
         let item = match item {
             Ok(i) => i,
-            Err(e) => return failed(e.to_string()),
+            // One malformed packet loses its frame, as a depayloader would drop it; a stream
+            // that sends nothing else is broken.
+            Err(e) if is_packet_error(&e) && bad_packets < BAD_PACKETS_IN_A_ROW => {
+                bad_packets += 1;
+                tracing::warn!(error = %said(&e), bad_packets, "camera sent a packet that cannot be depayloaded; its frame is lost");
+                continue;
+            }
+            Err(e) => return failed(said(&e)),
         };
+        bad_packets = 0;
         let arrival = run.started.elapsed().as_nanos() as u64;
         match item {
             retina::codec::CodecItem::VideoFrame(f) => {
@@ -674,6 +683,31 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
         }
     }
     Ok(None)
+}
+
+/// Malformed packets in a row (with no frame between) that end the run.
+const BAD_PACKETS_IN_A_ROW: u32 = 50;
+
+/// Whether retina's error is about one RTP packet (bad payload, wrong SSRC), after which the
+/// session can go on, rather than about the connection.
+fn is_packet_error(e: &retina::Error) -> bool {
+    format!("{e:?}").starts_with("RtpPacketError")
+}
+
+/// retina's error in the words a gap reason keeps: its first paragraph (the rest is connection
+/// context: addresses, times, sequence numbers, logged instead).
+fn said(e: &retina::Error) -> String {
+    let full = e.to_string();
+    let first = full
+        .split("\n\n")
+        .next()
+        .unwrap_or(&full)
+        .trim()
+        .to_string();
+    if first != full.trim() {
+        tracing::debug!(error = %full, "RTSP client error");
+    }
+    first
 }
 
 /// The running time (ns) of a frame: its RTP time on the stream's timeline, anchored on
