@@ -444,7 +444,7 @@ pub struct RecordingConfig {
     /// Which graph receives the cameras: `direct` (the RTSP client `retina` straight into the
     /// segment writer, where the template allows; GStreamer's graph otherwise) or `gstreamer`
     /// (GStreamer's `rtspsrc` graph for every source).
-    pub receiver: crate::capture::graph::Receiver,
+    pub receiver: Receiver,
     /// How often each chain's head is signed and stored beside its segments while recording
     /// (`ledger::checkpoint`): a rewrite of the chain after a checkpoint is caught.
     pub checkpoint_seconds: f64,
@@ -454,6 +454,30 @@ pub struct RecordingConfig {
     pub spool_dir: PathBuf,
     /// Scratch space for the derived MP4s of evidence packages; empty means `{data_dir}/exports`.
     pub export_scratch_dir: PathBuf,
+}
+
+/// Which graph receives a source (`[recording] receiver`; `capture::graph`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Receiver {
+    /// `retina` into our writer where the template and transport allow, else GStreamer.
+    #[default]
+    Direct,
+    /// GStreamer's graph for every source (to compare the two, or as a way back should a
+    /// camera need it).
+    Gstreamer,
+}
+
+impl Receiver {
+    /// The configured receiver, unless the environment names one (`WITNESS_RECEIVER`, so that
+    /// a whole test run can be made on either graph).
+    pub fn or_from_env(self) -> Receiver {
+        match std::env::var("WITNESS_RECEIVER").as_deref() {
+            Ok("gstreamer") => Receiver::Gstreamer,
+            Ok("direct") => Receiver::Direct,
+            _ => self,
+        }
+    }
 }
 
 fn default_region() -> String {

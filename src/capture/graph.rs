@@ -144,29 +144,7 @@ pub trait Graph: Send + Sync {
     }
 }
 
-/// Which graph receives a source (`[recording] receiver`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Receiver {
-    /// `retina` into our writer where the template and transport allow, else GStreamer.
-    #[default]
-    Direct,
-    /// GStreamer's graph for every source (to compare the two, or as a way back should a
-    /// camera need it).
-    Gstreamer,
-}
-
-impl Receiver {
-    /// The configured receiver, unless the environment names one (`WITNESS_RECEIVER`, so that
-    /// a whole test run can be made on either graph).
-    pub fn or_from_env(self) -> Receiver {
-        match std::env::var("WITNESS_RECEIVER").as_deref() {
-            Ok("gstreamer") => Receiver::Gstreamer,
-            Ok("direct") => Receiver::Direct,
-            _ => self,
-        }
-    }
-}
+pub use crate::config::Receiver;
 
 /// Starts the graph that receives `spec`: the direct client when `receiver` allows it and it
 /// can take the template and transport, else GStreamer's.
