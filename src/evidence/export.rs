@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sm3::Sm3;
@@ -555,11 +555,30 @@ async fn add_checkpoints(
     payload: &mut Payload,
 ) -> Result<(), CoreError> {
     let keys = signer.all_public_keys();
-    for chain in chains {
+    // One folder per recording, read side by side (a store answers each listing in its own
+    // time), and not below it: checkpoints lie beside the segments.
+    let folders: Vec<object_store::path::Path> = chains
+        .iter()
+        .map(|c| {
+            let prefix = recording_prefix(&session.project_code, &session.id, &c.rec.source_name);
+            object_store::path::Path::from(prefix.as_str())
+        })
+        .collect();
+    let listings: Vec<Vec<object_store::ObjectMeta>> = futures::stream::iter(folders)
+        .map(|folder| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_with_delimiter(Some(&folder))
+                    .await
+                    .map(|l| l.objects)
+            }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    for (chain, objects) in chains.iter().zip(listings) {
         let source = &chain.rec.source_name;
-        let prefix = recording_prefix(&session.project_code, &session.id, source);
-        let listing = object_store::path::Path::from(prefix.as_str());
-        let objects: Vec<_> = store.list(Some(&listing)).try_collect().await?;
         for o in objects {
             let key = o.location.to_string();
             let name = key.rsplit('/').next().unwrap_or(&key);
