@@ -507,10 +507,6 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
         if run.media != "av" && run.media != s.media() {
             continue;
         }
-        // Only one stream of each kind is recorded, as rtspsrc's graph does with its muxer.
-        if recorded.iter().any(|r: &Recorded| r.kind == kind) {
-            continue;
-        }
         let encoding = s.encoding_name().to_ascii_uppercase();
         let how = take(&run.template, s.media(), &encoding)
             .map_err(|why| GraphEvent::NeedsGstreamer { why })?;
