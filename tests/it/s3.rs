@@ -43,47 +43,65 @@ impl SeaweedFs {
         SeaweedFs::start_with(&[])
     }
 
-    /// Started with more `weed mini` flags (e.g. `-s3.config=` with identities).
+    /// Started with more `weed mini` flags (e.g. `-s3.config=` with identities). Each of its
+    /// listeners gets a port found free a moment before; one taken meanwhile (by any socket on
+    /// the machine) makes `weed` exit, and it is started again on other ports.
     pub(crate) fn start_with(extra: &[String]) -> SeaweedFs {
-        let dir = tempfile::tempdir().unwrap();
-        let s3_port = free_port();
-        let mut args = vec![
-            "mini".to_string(),
-            format!("-dir={}", dir.path().display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            format!("-s3.port={s3_port}"),
-        ];
-        // Every other listener on a free port too, so nothing collides with the machine.
-        for flag in [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port.grpc",
-            "s3.port.iceberg",
-            "s3.port.lance",
-            "admin.port",
-            "admin.port.grpc",
-            "webdav.port",
-        ] {
-            args.push(format!("-{flag}={}", free_port()));
+        for attempt in 1.. {
+            let dir = tempfile::tempdir().unwrap();
+            let s3_port = free_port();
+            let mut args = vec![
+                "mini".to_string(),
+                format!("-dir={}", dir.path().display()),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                format!("-s3.port={s3_port}"),
+            ];
+            // Every other listener on a free port too, so nothing collides with the machine.
+            for flag in [
+                "master.port",
+                "master.port.grpc",
+                "volume.port",
+                "volume.port.grpc",
+                "filer.port",
+                "filer.port.grpc",
+                "s3.port.grpc",
+                "s3.port.iceberg",
+                "s3.port.lance",
+                "admin.port",
+                "admin.port.grpc",
+                "webdav.port",
+            ] {
+                args.push(format!("-{flag}={}", free_port()));
+            }
+            args.extend_from_slice(extra);
+            let mut fs = SeaweedFs {
+                child: None,
+                args,
+                s3_port,
+                _dir: dir,
+            };
+            match fs.try_start() {
+                Ok(()) => return fs,
+                Err(why) if attempt < 3 => {
+                    eprintln!("SeaweedFS attempt {attempt}: {why}; again on other ports");
+                    fs.kill();
+                    continue;
+                }
+                Err(why) => panic!("SeaweedFS S3 did not come up: {why}"),
+            }
         }
-        args.extend_from_slice(extra);
-        let mut fs = SeaweedFs {
-            child: None,
-            args,
-            s3_port,
-            _dir: dir,
-        };
-        fs.restart();
-        fs
+        unreachable!()
     }
 
     /// Starts (again, on the same ports and data) and waits until the bucket exists.
     fn restart(&mut self) {
+        if let Err(why) = self.try_start() {
+            panic!("SeaweedFS S3 did not come up: {why}");
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
         let child = Command::new(weed_binary())
             .args(&self.args)
             .stdout(Stdio::null())
@@ -94,12 +112,20 @@ impl SeaweedFs {
         let t = Instant::now();
         // Anonymous bucket creation: this test server has no identities. Idempotent.
         while !raw_http::put_ok(&format!("http://127.0.0.1:{}/evidence", self.s3_port)) {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "SeaweedFS S3 did not come up"
-            );
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!("weed exited with {status}"));
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                return Err("no answer within 60 s".into());
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
+        Ok(())
     }
 
     /// The `[store]` table pointing a server at this bucket. Credentials are generated per run;
