@@ -124,6 +124,9 @@ struct Files {
     wall_at_zero_ns: i128,
     /// The open file and its start (running ns), for the duration of its close.
     open: Mutex<Option<(PathBuf, u64)>>,
+    /// RTP packets the camera's sequence numbers say were lost, or that could not be read,
+    /// since the last file closed: the file's entry names them.
+    damaged: std::sync::atomic::AtomicU64,
 }
 
 impl Files {
@@ -142,6 +145,11 @@ impl Files {
                 Err(error.to_string())
             }
         }
+    }
+
+    /// `n` packets lost or unreadable before the next frame.
+    fn damaged(&self, n: u64) {
+        self.damaged.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Closes the open file (every stream ended) and writes nothing more.
@@ -193,10 +201,13 @@ impl Files {
                     };
                     GraphEvent::Closed {
                         duration_us: (running_ns.saturating_sub(start) / 1000) as i64,
-                        missing: self.live.missing_note(
-                            Some(video),
-                            Some(audio),
-                            ts_segments::silence_note(&silences),
+                        missing: join_notes(
+                            self.live.missing_note(
+                                Some(video),
+                                Some(audio),
+                                ts_segments::silence_note(&silences),
+                            ),
+                            damaged_note(self.damaged.swap(0, Ordering::Relaxed)),
                         ),
                         path,
                     }
@@ -204,6 +215,24 @@ impl Files {
             };
             let _ = self.events.send(ev);
         }
+    }
+}
+
+/// The entry's words for packets lost or unreadable while a file was written.
+fn damaged_note(packets: u64) -> Option<String> {
+    (packets > 0).then(|| {
+        format!(
+            "{packets} RTP packet{} lost or unreadable while this segment was written: frames around {} may be damaged",
+            if packets == 1 { "" } else { "s" },
+            if packets == 1 { "it" } else { "them" }
+        )
+    })
+}
+
+fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
     }
 }
 
@@ -382,6 +411,7 @@ impl DirectGraph {
             camera_clock: camera_clock.clone(),
             wall_at_zero_ns,
             open: Mutex::new(None),
+            damaged: Default::default(),
         });
         let eos = Arc::new(Notify::new());
         let run = Run {
@@ -594,6 +624,7 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
             // that sends nothing else is broken.
             Err(e) if is_packet_error(&e) && bad_packets < BAD_PACKETS_IN_A_ROW => {
                 bad_packets += 1;
+                run.files.damaged(1);
                 tracing::warn!(error = %said(&e), bad_packets, "camera sent a packet that cannot be depayloaded; its frame is lost");
                 continue;
             }
@@ -607,6 +638,7 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
                     continue;
                 };
                 live.rtp_in(r.kind);
+                run.files.damaged(f.loss() as u64);
                 let keyframe = f.is_random_access_point();
                 let at = stamp(r, f.timestamp(), arrival);
                 if !r.seen_keyframe {
@@ -641,6 +673,7 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
                     continue;
                 };
                 live.rtp_in(r.kind);
+                run.files.damaged(f.loss() as u64);
                 let at = stamp(r, f.timestamp(), arrival);
                 let clock = f.timestamp().clock_rate().get() as u64;
                 let duration = f.frame_length().get() as u64 * 1_000_000_000 / clock.max(1);
@@ -796,6 +829,21 @@ mod tests {
         // What this client does not depayload goes to GStreamer's graph, named.
         let opus = take(&t, "audio", "OPUS").unwrap_err();
         assert!(opus.contains("OPUS"), "{opus}");
+    }
+
+    #[test]
+    fn packets_lost_are_named_in_the_entry() {
+        assert_eq!(damaged_note(0), None);
+        assert_eq!(
+            damaged_note(1).as_deref(),
+            Some(
+                "1 RTP packet lost or unreadable while this segment was written: frames around it may be damaged"
+            )
+        );
+        assert_eq!(
+            join_notes(Some("no audio in this segment: the camera sent none".into()), damaged_note(3)),
+            Some("no audio in this segment: the camera sent none; 3 RTP packets lost or unreadable while this segment was written: frames around them may be damaged".into())
+        );
     }
 
     #[test]
