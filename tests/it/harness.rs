@@ -11,12 +11,30 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_witness");
 
+/// A port for a server a test starts, free now. Taken below the kernel's ephemeral range
+/// (32768–60999 on Linux): a port from `bind(:0)` comes from that range, and before the server
+/// binds it an outgoing connection of any test may take it as its local port ("Address already
+/// in use"); ports below it are never handed out that way. Each is given once per test process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const HIGH: u32 = 32_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        LOW + std::process::id() % (HIGH - LOW),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in LOW..HIGH {
+        let port = (LOW + (NEXT.fetch_add(1, Ordering::SeqCst) - LOW) % (HIGH - LOW)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {HIGH}");
 }
 
 /// An HTTP client that never reuses a connection the server may be closing: the server closes a
