@@ -3,8 +3,9 @@
 //! memory and no temporary copy. A file is either added whole from a reader (`add`), or
 //! announced with its length and written in pieces as they are read (`begin`, `data`, `end`),
 //! so the export can check each piece's hashes on the way without reading an object twice.
-//! When a tar package goes to a file (`PackageSink::file`), a stored file is copied into it by
-//! the kernel (`copy_file`) and checked there, in the package, by the hashing lanes.
+//! When a tar package goes to a file (`PackageSink::file`), a stored file's bytes are set aside
+//! in it (`reserve`) while the archive goes on, and a hashing lane copies the file into them by
+//! the kernel (`copy_into`) and checks them there, in the package.
 
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
@@ -137,8 +138,8 @@ pub struct ArchiveWriter<W: Write> {
     inner: Inner<W>,
     /// The file begun and not yet ended: its path, declared length and bytes written so far.
     open: Option<(String, u64, u64)>,
-    /// The package file, for reading back what `copy_file` put in it.
-    readback: Option<Arc<std::fs::File>>,
+    /// The package file, shared with those who put in the bytes `reserve` set aside.
+    file: Option<Arc<std::fs::File>>,
 }
 
 fn failed(path: &str, e: &dyn std::fmt::Display) -> CoreError {
@@ -154,7 +155,7 @@ impl<W: PackageSink> ArchiveWriter<W> {
         ArchiveWriter {
             inner,
             open: None,
-            readback: None,
+            file: None,
         }
     }
 
@@ -222,18 +223,16 @@ impl<W: PackageSink> ArchiveWriter<W> {
         r.map_err(|e| failed(path, &e))
     }
 
-    /// Copies all `len` bytes of the file begun from `from`, by the kernel, when the package is
-    /// a tar going to a file; returns the package file and where in it the bytes now are (to be
-    /// checked there). `None` (nothing done) for zip, whose checksum must see every byte, and
-    /// for a stream: the caller writes the bytes through `data` then.
-    pub fn copy_file(
-        &mut self,
-        from: &std::fs::File,
-        len: u64,
-    ) -> Result<Option<(Arc<std::fs::File>, u64)>, CoreError> {
+    /// Sets aside the `len` bytes of the file begun in the package file, when the package is a
+    /// tar going to a file, for the caller to put there (`copy_into`, on another thread) while
+    /// the archive goes on after them; returns the package file and where in it the bytes go.
+    /// `None` (nothing done) for zip, whose checksum must see every byte, and for a stream: the
+    /// caller writes the bytes through `data` then. The package is whole only once the caller
+    /// has put every byte set aside.
+    pub fn reserve(&mut self, len: u64) -> Result<Option<(Arc<std::fs::File>, u64)>, CoreError> {
         let Some((path, declared, 0)) = self.open.clone() else {
             return Err(CoreError::Internal(
-                "package: a copy into no file begun, or into one begun already".into(),
+                "package: bytes set aside for no file begun, or for one begun already".into(),
             ));
         };
         if len != declared {
@@ -249,17 +248,19 @@ impl<W: PackageSink> ArchiveWriter<W> {
             return Ok(None);
         };
         let at = out.stream_position().map_err(|e| failed(&path, &e))?;
-        copy_range(from, out, len).map_err(|e| failed(&path, &e))?;
-        let readback = match &self.readback {
+        let skip = i64::try_from(len).map_err(|e| failed(&path, &e))?;
+        out.seek(std::io::SeekFrom::Current(skip))
+            .map_err(|e| failed(&path, &e))?;
+        let file = match &self.file {
             Some(f) => f.clone(),
             None => {
                 let f = Arc::new(out.try_clone().map_err(|e| failed(&path, &e))?);
-                self.readback = Some(f.clone());
+                self.file = Some(f.clone());
                 f
             }
         };
         self.open = Some((path, declared, len));
-        Ok(Some((readback, at)))
+        Ok(Some((file, at)))
     }
 
     /// Ends the file begun, which must have received exactly the bytes it declared.
@@ -290,7 +291,7 @@ impl<W: PackageSink> ArchiveWriter<W> {
         if let Some((open, _, _)) = &self.open {
             return Err(failed(&format!("{open} is not finished")));
         }
-        drop(self.readback);
+        drop(self.file);
         let mut sink = match self.inner {
             Inner::Tar(tar) => tar.into_inner().map_err(|e| failed(&e))?,
             Inner::Zip(zip) => zip.finish().map_err(|e| failed(&e))?.into_inner(),
@@ -300,25 +301,37 @@ impl<W: PackageSink> ArchiveWriter<W> {
     }
 }
 
-/// Copies `len` bytes of `from` (from its start) to `out` at its position, by the kernel
-/// (`copy_file_range`), or through a buffer where the kernel will not (another filesystem, an
-/// old kernel).
-fn copy_range(from: &std::fs::File, mut out: &std::fs::File, len: u64) -> std::io::Result<()> {
+/// Copies `len` bytes of `from` (from its start) into `out` at `at`, by the kernel
+/// (`copy_file_range`, no copy through this process), or through a buffer where the kernel will
+/// not (another filesystem, an old kernel). Neither file's position moves.
+pub fn copy_into(
+    from: &std::fs::File,
+    out: &std::fs::File,
+    at: u64,
+    len: u64,
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
+    let ended = |done: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the stored file ended after {done} of its {len} bytes"),
+        )
+    };
     let mut done = 0u64;
     let mut by_kernel = true;
     let mut buf = Vec::new();
     while done < len {
         let want = (len - done).min(COPY_CHUNK as u64) as usize;
         if by_kernel {
-            let mut from_at = done;
-            match rustix::fs::copy_file_range(from, Some(&mut from_at), out, None, want) {
-                Ok(0) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("the stored file ended after {done} of its {len} bytes"),
-                    ));
-                }
+            let (mut from_at, mut out_at) = (done, at + done);
+            match rustix::fs::copy_file_range(
+                from,
+                Some(&mut from_at),
+                out,
+                Some(&mut out_at),
+                want,
+            ) {
+                Ok(0) => return Err(ended(done)),
                 Ok(n) => {
                     done += n as u64;
                     continue;
@@ -340,12 +353,9 @@ fn copy_range(from: &std::fs::File, mut out: &std::fs::File, len: u64) -> std::i
         }
         let n = from.read_at(&mut buf[..want], done)?;
         if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("the stored file ended after {done} of its {len} bytes"),
-            ));
+            return Err(ended(done));
         }
-        out.write_all(&buf[..n])?;
+        out.write_all_at(&buf[..n], at + done)?;
         done += n as u64;
     }
     Ok(())

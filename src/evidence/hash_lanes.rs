@@ -6,8 +6,10 @@
 //! travels between the reader and the workers: memory stays at `BUFFERS × PIECE`, and the reader
 //! waits when the workers fall behind.
 //!
-//! A lane can also be given a range of a file to read itself (`range`): the export hands it the
-//! bytes the kernel just copied into the package file, so that what is checked is the package.
+//! A lane can also be given a range of a file to read itself (`range`), and a job that first puts
+//! the bytes there: the export has each lane copy a stored file into the package file by the
+//! kernel, then read it back, so that what is checked is the package, and the copies of several
+//! files run side by side as their hashing does.
 //!
 //! Used by the export (`objects`: stored objects copied into a package) and by the package
 //! verifier (`package`: every member of a package).
@@ -73,12 +75,17 @@ impl File {
     }
 }
 
+/// What puts a range's bytes in place before the lane reads them (the export's copy of a stored
+/// file into the package).
+pub(crate) type Fill = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
 enum Work {
     Begin(Box<File>),
     /// The next bytes of the lane's current file (the buffer goes back to the pool after).
     Piece(Vec<u8>),
-    /// The next bytes of the lane's current file are `len` bytes of this file at `offset`.
-    Range(Arc<std::fs::File>, u64, u64),
+    /// The next bytes of the lane's current file are `len` bytes of this file at `offset`,
+    /// once the job given (if any) has put them there.
+    Range(Option<Fill>, Arc<std::fs::File>, u64, u64),
     End,
 }
 
@@ -131,9 +138,12 @@ impl HashLanes {
                                 q.fetch_sub(1, Ordering::Relaxed);
                                 let _ = free.send(buf);
                             }
-                            Work::Range(file, offset, len) => {
+                            Work::Range(fill, file, offset, len) => {
                                 if let Some(f) = current.as_mut() {
-                                    f.update_from(&file, offset, len, &mut own);
+                                    match fill.map_or(Ok(()), |fill| fill()) {
+                                        Ok(()) => f.update_from(&file, offset, len, &mut own),
+                                        Err(e) => f.error = Some(e.to_string()),
+                                    }
                                 }
                                 q.fetch_sub(pieces(len), Ordering::Relaxed);
                             }
@@ -200,10 +210,13 @@ impl HashLanes {
     }
 
     /// The next bytes of the lane's file are `len` bytes of `file` at `offset`, which the lane
-    /// reads itself (no buffer of the pool is used).
+    /// reads itself (no buffer of the pool is used), after running `fill` to put them there
+    /// when given: the work of filling is then spread over the lanes too. A `fill` that fails
+    /// is the file's `error`.
     pub(crate) fn range(
         &self,
         lane: usize,
+        fill: Option<Fill>,
         file: Arc<std::fs::File>,
         offset: u64,
         len: u64,
@@ -211,7 +224,7 @@ impl HashLanes {
         self.lanes[lane]
             .queued
             .fetch_add(pieces(len), Ordering::Relaxed);
-        self.send(lane, Work::Range(file, offset, len))
+        self.send(lane, Work::Range(fill, file, offset, len))
     }
 
     /// The lane's file is complete.
@@ -266,7 +279,9 @@ mod tests {
         for (id, f) in files.iter().enumerate() {
             let lane = lanes.begin(id, true, id % 2 == 0).unwrap();
             if id % 3 == 0 {
-                lanes.range(lane, all.clone(), at, f.len() as u64).unwrap();
+                lanes
+                    .range(lane, None, all.clone(), at, f.len() as u64)
+                    .unwrap();
             } else {
                 for chunk in f.chunks(PIECE) {
                     let mut buf = lanes.buffer().unwrap();
@@ -281,7 +296,7 @@ mod tests {
         }
         // A range past the end of its file is an error, not a digest of less.
         let lane = lanes.begin(99, true, false).unwrap();
-        lanes.range(lane, all.clone(), at - 10, 20).unwrap();
+        lanes.range(lane, None, all.clone(), at - 10, 20).unwrap();
         lanes.end(lane).unwrap();
         got.extend(lanes.finish().unwrap());
         got.sort_by_key(|d| d.id);
@@ -298,5 +313,39 @@ mod tests {
             assert_eq!(d.sm3, sm3, "file {}", d.id);
             assert_eq!(d.error, None);
         }
+    }
+
+    #[test]
+    fn a_range_is_read_after_its_fill_and_a_fill_that_fails_is_the_files_error() {
+        let lanes = HashLanes::start("test");
+        let data: Vec<u8> = (0..PIECE * 2 + 17).map(|b| (b % 251) as u8).collect();
+        let out = Arc::new(tempfile::tempfile().unwrap());
+        // Filled at an offset, as the export puts a member after its header.
+        let lane = lanes.begin(0, true, true).unwrap();
+        let (to, bytes) = (out.clone(), data.clone());
+        let fill: Fill = Box::new(move || {
+            use std::os::unix::fs::FileExt;
+            to.write_all_at(&bytes, 512)
+        });
+        lanes
+            .range(lane, Some(fill), out.clone(), 512, data.len() as u64)
+            .unwrap();
+        lanes.end(lane).unwrap();
+        let lane = lanes.begin(1, true, false).unwrap();
+        let fill: Fill = Box::new(|| Err(std::io::Error::other("the disk is full")));
+        lanes.range(lane, Some(fill), out.clone(), 0, 10).unwrap();
+        lanes.end(lane).unwrap();
+        let mut got = lanes.finish().unwrap();
+        got.sort_by_key(|d| d.id);
+        assert_eq!(
+            got[0].sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&data)).as_str())
+        );
+        assert_eq!(
+            got[0].sm3.as_deref(),
+            Some(hex::encode(Sm3::digest(&data)).as_str())
+        );
+        assert_eq!(got[0].error, None);
+        assert_eq!(got[1].error.as_deref(), Some("the disk is full"));
     }
 }

@@ -8,13 +8,14 @@
 //! the caller discards what was written (the package is incomplete and must not look whole).
 //!
 //! A package going to a file takes a stored file by the kernel instead (`copy_file_range`, no
-//! copy through this process), and the lane reads the bytes back from the package file: the
-//! bytes checked are then the package's own.
+//! copy through this process): the writing thread sets the file's bytes aside in the package and
+//! goes on, and a lane copies the file into them, then reads them back from the package file:
+//! the bytes checked are the package's own, and the copies run on every core.
 
 use futures::StreamExt;
 
 use crate::error::CoreError;
-use crate::evidence::hash_lanes::{Digests, HashLanes, LanesStopped, PIECE};
+use crate::evidence::hash_lanes::{Digests, Fill, HashLanes, LanesStopped, PIECE};
 use crate::store::Store;
 
 /// Why an object cannot go into a package: never bytes the chain does not vouch for.
@@ -83,12 +84,11 @@ impl Source {
 pub(crate) trait Member {
     /// The next bytes of the member.
     fn write(&mut self, piece: &[u8]) -> Result<(), CoreError>;
-    /// Copies the member whole from `from` (`len` bytes) where this can be done without
-    /// reading it here; returns the file and offset where the bytes now are, to be checked
-    /// there. `None`: nothing was done, the bytes are to come through `write`.
-    fn copy_file(
+    /// Sets aside the member's `len` bytes where they can be put without reading them here;
+    /// returns the file and offset where they go, to be copied and checked there. `None`:
+    /// nothing was done, the bytes are to come through `write`.
+    fn reserve(
         &mut self,
-        from: &std::fs::File,
         len: u64,
     ) -> Result<Option<(std::sync::Arc<std::fs::File>, u64)>, CoreError>;
 }
@@ -99,12 +99,11 @@ impl<W: crate::evidence::archive::PackageSink> Member
     fn write(&mut self, piece: &[u8]) -> Result<(), CoreError> {
         self.data(piece)
     }
-    fn copy_file(
+    fn reserve(
         &mut self,
-        from: &std::fs::File,
         len: u64,
     ) -> Result<Option<(std::sync::Arc<std::fs::File>, u64)>, CoreError> {
-        crate::evidence::archive::ArchiveWriter::copy_file(self, from, len)
+        crate::evidence::archive::ArchiveWriter::reserve(self, len)
     }
 }
 
@@ -182,10 +181,20 @@ impl ObjectCopier {
             .lanes
             .begin(file, true, sm3 && self.sm3_wanted)
             .map_err(stopped)?;
-        if let Source::File(f) = &source
-            && let Some((copied, at)) = member.copy_file(f, len)?
+        if let Source::File(_) = &source
+            && let Some((package, at)) = member.reserve(len)?
         {
-            self.lanes.range(lane, copied, at, len).map_err(stopped)?;
+            let Source::File(from) = source else {
+                unreachable!("matched above")
+            };
+            let to = package.clone();
+            let fill: Fill = Box::new(move || {
+                crate::evidence::archive::copy_into(&from, &to, at, len)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("copying it in: {e}")))
+            });
+            self.lanes
+                .range(lane, Some(fill), package, at, len)
+                .map_err(stopped)?;
             return self.lanes.end(lane).map_err(stopped);
         }
         let mut read = 0u64;
@@ -246,7 +255,7 @@ fn collect(
         let (key, sha256) = expected.remove(&d.id).unwrap_or_default();
         if let Some(e) = &d.error {
             return Err(CoreError::Internal(format!(
-                "object {key}: its copy in the package cannot be read back to check it: {e}"
+                "object {key}: its copy in the package cannot be made or read back to check it: {e}"
             )));
         }
         if d.sha256.as_deref() != Some(sha256.as_str()) {
@@ -294,11 +303,7 @@ mod tests {
             self.0.extend_from_slice(piece);
             Ok(())
         }
-        fn copy_file(
-            &mut self,
-            _: &std::fs::File,
-            _: u64,
-        ) -> Result<Option<(Arc<std::fs::File>, u64)>, CoreError> {
+        fn reserve(&mut self, _: u64) -> Result<Option<(Arc<std::fs::File>, u64)>, CoreError> {
             Ok(None)
         }
     }
