@@ -4,8 +4,7 @@
 //! announced with its length and written in pieces as they are read (`begin`, `data`, `end`),
 //! so the export can check each piece's hashes on the way without reading an object twice.
 //! When a tar package goes to a file (`PackageSink::file`), a stored file's bytes are set aside
-//! in it (`reserve`) while the archive goes on, and a hashing lane copies the file into them by
-//! the kernel (`copy_into`) and checks them there, in the package.
+//! in it (`reserve`) while the archive goes on, and a hashing lane writes them there.
 
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
@@ -123,10 +122,6 @@ impl<W: PackageSink> PackageSink for crate::store::ChunkedWrites<W> {
     }
 }
 
-/// Bytes per `copy_file_range` call: as the writes of `store::WRITE_CHUNK` (a page cache
-/// filled in large calls stalls on write-back).
-const COPY_CHUNK: usize = crate::store::WRITE_CHUNK;
-
 enum Inner<W: Write> {
     Tar(tar::Builder<W>),
     Zip(Box<zip::ZipWriter<zip::write::StreamWriter<W>>>),
@@ -224,7 +219,7 @@ impl<W: PackageSink> ArchiveWriter<W> {
     }
 
     /// Sets aside the `len` bytes of the file begun in the package file, when the package is a
-    /// tar going to a file, for the caller to put there (`copy_into`, on another thread) while
+    /// tar going to a file, for the caller to put there (on another thread) while
     /// the archive goes on after them; returns the package file and where in it the bytes go.
     /// `None` (nothing done) for zip, whose checksum must see every byte, and for a stream: the
     /// caller writes the bytes through `data` then. The package is whole only once the caller
@@ -299,64 +294,4 @@ impl<W: PackageSink> ArchiveWriter<W> {
         sink.flush().map_err(|e| failed(&e))?;
         Ok(sink)
     }
-}
-
-/// Copies `len` bytes of `from` (from its start) into `out` at `at`, by the kernel
-/// (`copy_file_range`, no copy through this process), or through a buffer where the kernel will
-/// not (another filesystem, an old kernel). Neither file's position moves.
-pub fn copy_into(
-    from: &std::fs::File,
-    out: &std::fs::File,
-    at: u64,
-    len: u64,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let ended = |done: u64| {
-        std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("the stored file ended after {done} of its {len} bytes"),
-        )
-    };
-    let mut done = 0u64;
-    let mut by_kernel = true;
-    let mut buf = Vec::new();
-    while done < len {
-        let want = (len - done).min(COPY_CHUNK as u64) as usize;
-        if by_kernel {
-            let (mut from_at, mut out_at) = (done, at + done);
-            match rustix::fs::copy_file_range(
-                from,
-                Some(&mut from_at),
-                out,
-                Some(&mut out_at),
-                want,
-            ) {
-                Ok(0) => return Err(ended(done)),
-                Ok(n) => {
-                    done += n as u64;
-                    continue;
-                }
-                Err(e)
-                    if [
-                        rustix::io::Errno::XDEV,
-                        rustix::io::Errno::NOSYS,
-                        rustix::io::Errno::OPNOTSUPP,
-                        rustix::io::Errno::INVAL,
-                    ]
-                    .contains(&e) =>
-                {
-                    by_kernel = false;
-                    buf.resize(COPY_CHUNK, 0);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let n = from.read_at(&mut buf[..want], done)?;
-        if n == 0 {
-            return Err(ended(done));
-        }
-        out.write_all_at(&buf[..n], at + done)?;
-        done += n as u64;
-    }
-    Ok(())
 }

@@ -6,10 +6,10 @@
 //! travels between the reader and the workers: memory stays at `BUFFERS × PIECE`, and the reader
 //! waits when the workers fall behind.
 //!
-//! A lane can also be given a range of a file to read itself (`range`), and a job that first puts
-//! the bytes there: the export has each lane copy a stored file into the package file by the
-//! kernel, then read it back, so that what is checked is the package, and the copies of several
-//! files run side by side as their hashing does.
+//! A lane can also be given a whole file to copy itself (`copy`): it reads the file piece by piece,
+//! hashes each piece and writes it into another file at a given place. The export has the lanes
+//! copy stored files into the package file this way: each byte is read once, the bytes written
+//! are the bytes hashed, and the copies run on every core.
 //!
 //! Used by the export (`objects`: stored objects copied into a package) and by the package
 //! verifier (`package`: every member of a package).
@@ -57,35 +57,44 @@ impl File {
         }
     }
 
-    /// Reads `len` bytes of `from` at `offset` in pieces into the lane's own `buf`.
-    fn update_from(&mut self, from: &std::fs::File, offset: u64, len: u64, buf: &mut Vec<u8>) {
+    /// Reads the `len` bytes of `from` (from its start) in pieces into the lane's own `buf`,
+    /// hashes each piece and writes it into `to` at `at`: the bytes written are the bytes
+    /// hashed. A file shorter than `len` is an error, never a digest of less.
+    fn copy(
+        &mut self,
+        from: &std::fs::File,
+        to: &std::fs::File,
+        at: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) {
         use std::os::unix::fs::FileExt;
         buf.resize(PIECE, 0);
         let mut done = 0u64;
         while done < len && self.error.is_none() {
             let want = (len - done).min(PIECE as u64) as usize;
-            match from.read_exact_at(&mut buf[..want], offset + done) {
-                Ok(()) => {
-                    self.update(&buf[..want]);
-                    done += want as u64;
-                }
-                Err(e) => self.error = Some(format!("reading {len} bytes at {offset}: {e}")),
+            let piece = &mut buf[..want];
+            if let Err(e) = from.read_exact_at(piece, done) {
+                self.error = Some(format!("reading {len} bytes: {e}"));
+                break;
             }
+            self.update(piece);
+            if let Err(e) = to.write_all_at(piece, at + done) {
+                self.error = Some(format!("writing it into the package: {e}"));
+                break;
+            }
+            done += want as u64;
         }
     }
 }
-
-/// What puts a range's bytes in place before the lane reads them (the export's copy of a stored
-/// file into the package).
-pub(crate) type Fill = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 
 enum Work {
     Begin(Box<File>),
     /// The next bytes of the lane's current file (the buffer goes back to the pool after).
     Piece(Vec<u8>),
-    /// The next bytes of the lane's current file are `len` bytes of this file at `offset`,
-    /// once the job given (if any) has put them there.
-    Range(Option<Fill>, Arc<std::fs::File>, u64, u64),
+    /// The next bytes of the lane's current file are all `len` bytes of the first file, which
+    /// the lane copies into the second at the offset given as it hashes them.
+    Copy(std::fs::File, Arc<std::fs::File>, u64, u64),
     End,
 }
 
@@ -126,7 +135,7 @@ impl HashLanes {
                 .name(format!("{name}-hash-{i}"))
                 .spawn(move || {
                     let mut current: Option<Box<File>> = None;
-                    // This lane's own buffer, for the ranges it reads itself.
+                    // This lane's own buffer, for the files it copies itself.
                     let mut own = Vec::new();
                     for w in rx {
                         match w {
@@ -138,12 +147,9 @@ impl HashLanes {
                                 q.fetch_sub(1, Ordering::Relaxed);
                                 let _ = free.send(buf);
                             }
-                            Work::Range(fill, file, offset, len) => {
+                            Work::Copy(from, to, at, len) => {
                                 if let Some(f) = current.as_mut() {
-                                    match fill.map_or(Ok(()), |fill| fill()) {
-                                        Ok(()) => f.update_from(&file, offset, len, &mut own),
-                                        Err(e) => f.error = Some(e.to_string()),
-                                    }
+                                    f.copy(&from, &to, at, len, &mut own);
                                 }
                                 q.fetch_sub(pieces(len), Ordering::Relaxed);
                             }
@@ -209,22 +215,22 @@ impl HashLanes {
         self.send(lane, Work::Piece(buf))
     }
 
-    /// The next bytes of the lane's file are `len` bytes of `file` at `offset`, which the lane
-    /// reads itself (no buffer of the pool is used), after running `fill` to put them there
-    /// when given: the work of filling is then spread over the lanes too. A `fill` that fails
-    /// is the file's `error`.
-    pub(crate) fn range(
+    /// The next bytes of the lane's file are all `len` bytes of `from`, which the lane reads
+    /// itself (no buffer of the pool is used) and writes into `to` at `at` as it hashes them:
+    /// the copies of several files run side by side, as their hashing does. A file that cannot
+    /// be read or written whole is the file's `error`.
+    pub(crate) fn copy(
         &self,
         lane: usize,
-        fill: Option<Fill>,
-        file: Arc<std::fs::File>,
-        offset: u64,
+        from: std::fs::File,
+        to: Arc<std::fs::File>,
+        at: u64,
         len: u64,
     ) -> Result<(), LanesStopped> {
         self.lanes[lane]
             .queued
             .fetch_add(pieces(len), Ordering::Relaxed);
-        self.send(lane, Work::Range(fill, file, offset, len))
+        self.send(lane, Work::Copy(from, to, at, len))
     }
 
     /// The lane's file is complete.
@@ -251,7 +257,7 @@ impl HashLanes {
     }
 }
 
-/// A range's weight in the lanes' balance: the pieces it would have been sent as.
+/// A copy's weight in the lanes' balance: the pieces it would have been sent as.
 fn pieces(len: u64) -> usize {
     len.div_ceil(PIECE as u64) as usize
 }
@@ -270,17 +276,20 @@ mod tests {
                     .collect()
             })
             .collect();
-        // Every third file is read by its lane from a file holding them all.
-        let mut all = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut all, &files.concat()).unwrap();
-        let all = Arc::new(all);
+        // Every third file is copied by its lane into `out`, after a header of 512 bytes.
+        let out = Arc::new(tempfile::tempfile().unwrap());
+        let mut copied = Vec::new();
         let mut got = Vec::new();
-        let mut at = 0u64;
         for (id, f) in files.iter().enumerate() {
             let lane = lanes.begin(id, true, id % 2 == 0).unwrap();
             if id % 3 == 0 {
+                let mut from = tempfile::tempfile().unwrap();
+                std::io::Write::write_all(&mut from, f).unwrap();
+                let at = (copied.len() + 512) as u64;
+                copied.extend(vec![0u8; 512]);
+                copied.extend_from_slice(f);
                 lanes
-                    .range(lane, None, all.clone(), at, f.len() as u64)
+                    .copy(lane, from, out.clone(), at, f.len() as u64)
                     .unwrap();
             } else {
                 for chunk in f.chunks(PIECE) {
@@ -290,19 +299,34 @@ mod tests {
                     lanes.piece(lane, buf).unwrap();
                 }
             }
-            at += f.len() as u64;
             lanes.end(lane).unwrap();
             got.extend(lanes.ready());
         }
-        // A range past the end of its file is an error, not a digest of less.
+        // A file shorter than said is an error, not a digest of less.
         let lane = lanes.begin(99, true, false).unwrap();
-        lanes.range(lane, None, all.clone(), at - 10, 20).unwrap();
+        let mut short = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut short, b"ten bytes.").unwrap();
+        let end = copied.len() as u64;
+        lanes.copy(lane, short, out.clone(), end, 20).unwrap();
+        lanes.end(lane).unwrap();
+        // So is a package that cannot be written (here: opened for reading only).
+        let lane = lanes.begin(100, true, false).unwrap();
+        let mut from = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut from, b"ten bytes.").unwrap();
+        let unwritable = tempfile::NamedTempFile::new().unwrap();
+        let read_only = Arc::new(std::fs::File::open(unwritable.path()).unwrap());
+        lanes.copy(lane, from, read_only, 0, 10).unwrap();
         lanes.end(lane).unwrap();
         got.extend(lanes.finish().unwrap());
         got.sort_by_key(|d| d.id);
-        let past_end = got.pop().unwrap();
-        assert_eq!(past_end.id, 99);
-        assert!(past_end.error.is_some(), "{past_end:?}");
+        let unwritten = got.pop().unwrap();
+        assert_eq!(unwritten.id, 100);
+        let why = unwritten.error.unwrap_or_default();
+        assert!(why.starts_with("writing it into the package"), "{why}");
+        let short = got.pop().unwrap();
+        assert_eq!(short.id, 99);
+        let why = short.error.unwrap_or_default();
+        assert!(why.starts_with("reading 20 bytes"), "{why}");
         assert_eq!(got.len(), files.len());
         for (d, f) in got.iter().zip(&files) {
             assert_eq!(
@@ -313,39 +337,8 @@ mod tests {
             assert_eq!(d.sm3, sm3, "file {}", d.id);
             assert_eq!(d.error, None);
         }
-    }
-
-    #[test]
-    fn a_range_is_read_after_its_fill_and_a_fill_that_fails_is_the_files_error() {
-        let lanes = HashLanes::start("test");
-        let data: Vec<u8> = (0..PIECE * 2 + 17).map(|b| (b % 251) as u8).collect();
-        let out = Arc::new(tempfile::tempfile().unwrap());
-        // Filled at an offset, as the export puts a member after its header.
-        let lane = lanes.begin(0, true, true).unwrap();
-        let (to, bytes) = (out.clone(), data.clone());
-        let fill: Fill = Box::new(move || {
-            use std::os::unix::fs::FileExt;
-            to.write_all_at(&bytes, 512)
-        });
-        lanes
-            .range(lane, Some(fill), out.clone(), 512, data.len() as u64)
-            .unwrap();
-        lanes.end(lane).unwrap();
-        let lane = lanes.begin(1, true, false).unwrap();
-        let fill: Fill = Box::new(|| Err(std::io::Error::other("the disk is full")));
-        lanes.range(lane, Some(fill), out.clone(), 0, 10).unwrap();
-        lanes.end(lane).unwrap();
-        let mut got = lanes.finish().unwrap();
-        got.sort_by_key(|d| d.id);
-        assert_eq!(
-            got[0].sha256.as_deref(),
-            Some(hex::encode(Sha256::digest(&data)).as_str())
-        );
-        assert_eq!(
-            got[0].sm3.as_deref(),
-            Some(hex::encode(Sm3::digest(&data)).as_str())
-        );
-        assert_eq!(got[0].error, None);
-        assert_eq!(got[1].error.as_deref(), Some("the disk is full"));
+        let mut written = vec![0u8; copied.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&*out, &mut written, 0).unwrap();
+        assert_eq!(written, copied);
     }
 }

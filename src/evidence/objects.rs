@@ -7,15 +7,15 @@
 //! at most a few pieces after the writer: the copy fails then, or at `finish` at the latest, and
 //! the caller discards what was written (the package is incomplete and must not look whole).
 //!
-//! A package going to a file takes a stored file by the kernel instead (`copy_file_range`, no
-//! copy through this process): the writing thread sets the file's bytes aside in the package and
-//! goes on, and a lane copies the file into them, then reads them back from the package file:
-//! the bytes checked are the package's own, and the copies run on every core.
+//! A package going to a file (a tar) takes a stored file on a lane instead: the writing thread
+//! sets the file's bytes aside in the package and goes on, and the lane reads the file, hashes
+//! each piece and writes it into its place, so the copies run on every core too. Either way the
+//! bytes written are the bytes hashed, read once.
 
 use futures::StreamExt;
 
 use crate::error::CoreError;
-use crate::evidence::hash_lanes::{Digests, Fill, HashLanes, LanesStopped, PIECE};
+use crate::evidence::hash_lanes::{Digests, HashLanes, LanesStopped, PIECE};
 use crate::store::Store;
 
 /// Why an object cannot go into a package: never bytes the chain does not vouch for.
@@ -160,9 +160,9 @@ impl ObjectCopier {
     }
 
     /// Copies stored object `key` (`len` bytes, SHA-256 `sha256` by its chain entry) into
-    /// `member`, reading it once: piece by piece, or whole by the kernel where `member` can. With
-    /// `sm3` (its digest is not known already), its SM3 is computed too, as package file number
-    /// `file`. A difference found (in this object or one copied before) is an error: the caller
+    /// `member`, reading it once: piece by piece here, or on a lane where `member` can set its
+    /// place aside (a package file). With `sm3` (its digest is not known already), its SM3 is
+    /// computed too, as package file number `file`. A difference found (in this object or one copied before) is an error: the caller
     /// must then discard what was written.
     pub(crate) fn copy(
         &mut self,
@@ -174,29 +174,26 @@ impl ObjectCopier {
         member: &mut impl Member,
     ) -> Result<(), CoreError> {
         collect(self.lanes.ready(), &mut self.expected, &mut self.sm3)?;
-        let mut source = self.open(key, len)?;
+        let source = self.open(key, len)?;
         self.expected
             .insert(file, (key.to_string(), sha256.to_string()));
         let lane = self
             .lanes
             .begin(file, true, sm3 && self.sm3_wanted)
             .map_err(stopped)?;
-        if let Source::File(_) = &source
-            && let Some((package, at)) = member.reserve(len)?
-        {
-            let Source::File(from) = source else {
-                unreachable!("matched above")
-            };
-            let to = package.clone();
-            let fill: Fill = Box::new(move || {
-                crate::evidence::archive::copy_into(&from, &to, at, len)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("copying it in: {e}")))
-            });
-            self.lanes
-                .range(lane, Some(fill), package, at, len)
-                .map_err(stopped)?;
-            return self.lanes.end(lane).map_err(stopped);
-        }
+        // Into a package file, the lane copies a stored file into the place set aside for it.
+        let mut source = match source {
+            Source::File(from) => match member.reserve(len)? {
+                Some((package, at)) => {
+                    self.lanes
+                        .copy(lane, from, package, at, len)
+                        .map_err(stopped)?;
+                    return self.lanes.end(lane).map_err(stopped);
+                }
+                None => Source::File(from),
+            },
+            stream => stream,
+        };
         let mut read = 0u64;
         loop {
             let mut buf = self.lanes.buffer().map_err(stopped)?;
@@ -255,7 +252,7 @@ fn collect(
         let (key, sha256) = expected.remove(&d.id).unwrap_or_default();
         if let Some(e) = &d.error {
             return Err(CoreError::Internal(format!(
-                "object {key}: its copy in the package cannot be made or read back to check it: {e}"
+                "object {key}: its copy into the package failed: {e}"
             )));
         }
         if d.sha256.as_deref() != Some(sha256.as_str()) {
@@ -335,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn into_a_tar_file_objects_are_copied_by_the_kernel_and_checked_in_the_package() {
+    fn into_a_tar_file_objects_are_copied_into_their_place_by_the_lanes() {
         use crate::evidence::archive::{ArchiveWriter, Format};
         let big: Vec<u8> = (0..(PIECE * 3 + 5)).map(|i| (i * 13) as u8).collect();
         let small = b"a segment of a few bytes".to_vec();
