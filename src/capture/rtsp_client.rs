@@ -37,7 +37,7 @@ use crate::capture::liveness::{Liveness, Stream};
 use crate::capture::rtp_timeline::{RtpTimeline, Timelines};
 use crate::capture::template::Template;
 use crate::capture::transport::Transport;
-use crate::capture::ts_segments::{self, Event, Failed, Frame, Segments};
+use crate::capture::ts_segments::{self, Event, Failed, Frame, NoFrame, Segments};
 use crate::capture::ts_writer::Codec;
 
 /// A timestamp that goes back further than this is a broken stream, not jitter or B-frames.
@@ -280,13 +280,7 @@ impl Transcoder {
         let sink = by_name("sink")?
             .downcast::<gst_app::AppSink>()
             .map_err(|_| "sink is no appsink".to_string())?;
-        let out_caps: gst::Caps = ts_segments::INPUT_CAPS
-            .parse()
-            .map_err(|e| format!("{e}"))?;
-        sink.set_caps(Some(&out_caps));
-        sink.set_sync(false);
-        sink.set_async(false);
-        sink.set_property("enable-last-sample", false);
+        ts_segments::input_sink(&sink)?;
         let files = files.clone();
         let drained = Arc::new(Notify::new());
         let on_eos = drained.clone();
@@ -294,31 +288,14 @@ impl Transcoder {
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let Some(codec) = ts_segments::codec_of(caps) else {
-                        return Err(gst::FlowError::NotNegotiated);
-                    };
-                    let Some(pts) = buffer.pts() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    files
-                        .write(
-                            Stream::Audio,
-                            Frame {
-                                stream: input,
-                                codec,
-                                pts_ns: pts.nseconds(),
-                                dts_ns: None,
-                                duration_ns: buffer.duration().map(|d| d.nseconds()),
-                                keyframe: true,
-                                data: &map,
-                            },
-                        )
-                        .map(|_| gst::FlowSuccess::Ok)
-                        .map_err(|_| gst::FlowError::Error)
+                    // The appsrc's segment starts at 0: running time is the timeline's time.
+                    match ts_segments::with_frame(&sample, input, |frame| {
+                        files.write(Stream::Audio, frame)
+                    }) {
+                        Ok(None) | Ok(Some(Ok(_))) => Ok(gst::FlowSuccess::Ok),
+                        Ok(Some(Err(_))) | Err(NoFrame::Unreadable) => Err(gst::FlowError::Error),
+                        Err(NoFrame::Codec(_)) => Err(gst::FlowError::NotNegotiated),
+                    }
                 })
                 .eos(move |_| on_eos.notify_one())
                 .build(),

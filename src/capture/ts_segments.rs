@@ -477,6 +477,60 @@ pub(crate) fn codec_of(caps: &gst::CapsRef) -> Option<Codec> {
     })
 }
 
+/// Sets `sink` to take what [`INPUT_CAPS`] allows and to hand samples on as media arrives: no
+/// clock, no preroll, no sample kept.
+pub(crate) fn input_sink(sink: &gst_app::AppSink) -> Result<(), String> {
+    let caps: gst::Caps = INPUT_CAPS.parse().map_err(|e| format!("{e}"))?;
+    sink.set_caps(Some(&caps));
+    sink.set_sync(false);
+    sink.set_async(false);
+    sink.set_property("enable-last-sample", false);
+    Ok(())
+}
+
+/// Why an appsink's sample cannot become a [`Frame`].
+#[derive(Debug)]
+pub(crate) enum NoFrame {
+    /// Caps the writer does not carry (these).
+    Codec(String),
+    /// The buffer could not be mapped.
+    Unreadable,
+}
+
+/// Hands `write` the frame `sample` holds, as input `stream`: its times in running time (by the
+/// sample's segment, as a graph's clock sees them), its duration and its keyframe flag.
+/// `Ok(None)`: nothing to write (no buffer, or no time on it).
+pub(crate) fn with_frame<R>(
+    sample: &gst::Sample,
+    stream: usize,
+    write: impl FnOnce(Frame<'_>) -> R,
+) -> Result<Option<R>, NoFrame> {
+    let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+        return Ok(None);
+    };
+    let codec = codec_of(caps).ok_or_else(|| NoFrame::Codec(caps.to_string()))?;
+    let segment = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+    let running = |t: Option<gst::ClockTime>| {
+        t.and_then(|t| segment.as_ref()?.to_running_time(t))
+            .map(|t| t.nseconds())
+    };
+    let Some(pts_ns) = running(buffer.pts()).or(running(buffer.dts())) else {
+        return Ok(None);
+    };
+    let map = buffer.map_readable().map_err(|_| NoFrame::Unreadable)?;
+    Ok(Some(write(Frame {
+        stream,
+        codec,
+        pts_ns,
+        dts_ns: running(buffer.dts()),
+        duration_ns: buffer.duration().map(|d| d.nseconds()),
+        keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        data: &map,
+    })))
+}
+
 /// Ends `from` (a branch's src pad) in an appsink of `pipeline` that writes into `segments`.
 /// Returns the appsink's sink pad, where the graph watches what reaches the files.
 pub fn add_input(
@@ -484,15 +538,8 @@ pub fn add_input(
     pipeline: &gst::Pipeline,
     from: &gst::Pad,
 ) -> Result<gst::Pad, String> {
-    use gst_app::AppSink;
-    let caps: gst::Caps = INPUT_CAPS.parse().map_err(|e| format!("{e}"))?;
-    let sink = AppSink::builder()
-        .caps(&caps)
-        // Files are written as media arrives: no clock, no preroll, no sample kept.
-        .sync(false)
-        .async_(false)
-        .enable_last_sample(false)
-        .build();
+    let sink = gst_app::AppSink::builder().build();
+    input_sink(&sink)?;
     let stream = segments.lock().expect("segments lock").add_stream();
     let on_sample = segments.clone();
     let on_eos = segments.clone();
@@ -500,44 +547,23 @@ pub fn add_input(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let Some(codec) = codec_of(caps) else {
-                    return Err(post_error(sink, &format!("cannot write {caps} to MPEG-TS")));
-                };
-                let segment = sample
-                    .segment()
-                    .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
-                let running = |t: Option<gst::ClockTime>| {
-                    t.and_then(|t| segment.as_ref()?.to_running_time(t))
-                        .map(|t| t.nseconds())
-                };
-                let Some(pts_ns) = running(buffer.pts()).or(running(buffer.dts())) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let map = buffer
-                    .map_readable()
-                    .map_err(|_| post_error(sink, "cannot read a buffer"))?;
-                let frame = Frame {
-                    stream,
-                    codec,
-                    pts_ns,
-                    dts_ns: running(buffer.dts()),
-                    duration_ns: buffer.duration().map(|d| d.nseconds()),
-                    keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                    data: &map,
-                };
-                let written = on_sample.lock().expect("segments lock").frame(frame);
+                let written = with_frame(&sample, stream, |frame| {
+                    on_sample.lock().expect("segments lock").frame(frame)
+                });
                 match written {
-                    Ok(events) => {
+                    Ok(None) => Ok(gst::FlowSuccess::Ok),
+                    Ok(Some(Ok(events))) => {
                         post_events(sink, events);
                         Ok(gst::FlowSuccess::Ok)
                     }
-                    Err(Failed { error, events }) => {
+                    Ok(Some(Err(Failed { error, events }))) => {
                         post_events(sink, events);
                         Err(post_error(sink, &error.to_string()))
                     }
+                    Err(NoFrame::Codec(caps)) => {
+                        Err(post_error(sink, &format!("cannot write {caps} to MPEG-TS")))
+                    }
+                    Err(NoFrame::Unreadable) => Err(post_error(sink, "cannot read a buffer")),
                 }
             })
             .eos(move |sink| {
