@@ -599,13 +599,15 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
             Ok(i) => i,
             // One malformed packet loses its frame, as a depayloader would drop it; a stream
             // that sends nothing else is broken.
-            Err(e) if is_packet_error(&e) && bad_packets < BAD_PACKETS_IN_A_ROW => {
-                bad_packets += 1;
-                run.files.damaged(1);
-                tracing::warn!(error = %said(&e), bad_packets, "camera sent a packet that cannot be depayloaded; its frame is lost");
-                continue;
-            }
-            Err(e) => return failed(said(&e)),
+            Err(e) => match packet_error(&e) {
+                Some(unreadable) if bad_packets < BAD_PACKETS_IN_A_ROW => {
+                    bad_packets += 1;
+                    run.files.damaged(unreadable);
+                    tracing::warn!(error = %said(&e), bad_packets, "camera sent a packet that cannot be read or depayloaded; its frame is lost");
+                    continue;
+                }
+                _ => return failed(said(&e)),
+            },
         };
         bad_packets = 0;
         let arrival = run.started.elapsed().as_nanos() as u64;
@@ -694,10 +696,20 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
 /// Malformed packets in a row (with no frame between) that end the run.
 const BAD_PACKETS_IN_A_ROW: u32 = 50;
 
-/// Whether retina's error is about one RTP packet (bad payload, wrong SSRC), after which the
-/// session can go on, rather than about the connection.
-fn is_packet_error(e: &retina::Error) -> bool {
-    format!("{e:?}").starts_with("RtpPacketError")
+/// When retina's error is about one RTP or RTCP packet (a header that does not parse, a bad
+/// payload, a wrong SSRC), after which the session can go on, rather than about the connection:
+/// how many packets to count as unreadable now. A packet whose header does not parse never
+/// reaches retina's sequence check, so it shows later as a gap in the next frame's `loss()`
+/// and is not counted here too.
+fn packet_error(e: &retina::Error) -> Option<u64> {
+    let e = format!("{e:?}");
+    if e.starts_with("RtpPacketError") {
+        Some(1)
+    } else if e.starts_with("PacketError") {
+        Some(0)
+    } else {
+        None
+    }
 }
 
 /// retina's error in the words a gap reason keeps: its first paragraph (the rest is connection

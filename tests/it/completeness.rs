@@ -151,6 +151,75 @@ async fn camera_clock_beyond_the_bound_gives_way_to_the_server_clock() {
     assert_eq!(verify(&server, &session).await["status"], "INTACT");
 }
 
+/// The number of RTP packets a segment's note names as lost or unreadable (0 when none).
+fn damaged_packets(seg: &Value) -> u64 {
+    let note = seg["note"].as_str().unwrap_or("");
+    note.split("; ")
+        .find_map(|part| {
+            let (n, rest) = part.split_once(' ')?;
+            rest.starts_with("RTP packet").then(|| n.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtp_lost_or_garbled_over_tcp_is_named_in_the_segments_it_fell_in() {
+    // A camera whose sender skips every 97th video packet and mangles every 89th (a wrong RTP
+    // version), over interleaved TCP: frames are damaged, the recording goes on, and the
+    // entry of each segment says how many packets were missing or unreadable in it.
+    let sim = Simulator::start(&[]);
+    let lossy = crate::peers::LossyRtsp::start(&sim.url("cam1"), 97, 89);
+    let server = Server::start().await;
+    let room = one_camera_room(&server, "开标室 丢包", &lossy.url()).await;
+    let session = server.start_recording(&room, "ZB-LOSS").await;
+    server
+        .wait_session(&session, "5 segments", Duration::from_secs(40), |s| {
+            segments(s, "cam1") >= 5
+        })
+        .await;
+    let status = server.ok("GET", "/api/v1/rooms/status", None).await;
+    let receiver = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room_id"] == room.as_str())
+        .map(|r| r["sources"][0]["receiver"].clone())
+        .unwrap_or(Value::Null);
+    let stopped = stop(&server, &room).await;
+    let log = lossy.requests();
+    let lost = log.iter().filter(|r| *r == "dropped RTP").count() as u64;
+    let garbled = log.iter().filter(|r| *r == "garbled RTP").count() as u64;
+    assert!(lost >= 5 && garbled >= 5, "the proxy did its part: {log:?}");
+    // Damaged frames are not an outage: the segments tile the session.
+    let tiled = assert_tiled(&stopped, "cam1");
+    assert!(outage_gaps(&tiled).is_empty(), "{tiled:#?}");
+    assert_eq!(verify(&server, &session).await["status"], "INTACT");
+    if receiver == "gstreamer" {
+        // rtspsrc's graph (WITNESS_RECEIVER=gstreamer) records through loss without naming it.
+        return;
+    }
+    assert_eq!(receiver, "direct", "{status}");
+    let segs = recording(&stopped, "cam1")["segments"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let named: Vec<u64> = segs.iter().map(damaged_packets).collect();
+    // About 3 of each per 2 s segment: every whole segment names some.
+    let whole = &named[..named.len() - 1];
+    assert!(whole.iter().all(|&n| n > 0), "{named:?}\n{segs:#?}");
+    // A garbled packet is counted once: unreadable, and not again as a gap in the sequence.
+    let total: u64 = named.iter().sum();
+    assert!(
+        total <= lost + garbled,
+        "{total} named, {lost} dropped and {garbled} garbled: {named:?}"
+    );
+    // Those of the last moments, after the last frame written, are named by no segment.
+    assert!(
+        total * 2 >= lost + garbled,
+        "{total} named, {lost} dropped and {garbled} garbled: {named:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_frozen_camera_is_a_gap_of_its_own_and_the_others_go_on() {
     // Two cameras from two simulator processes: one is frozen (SIGSTOP) with its TCP

@@ -19,6 +19,7 @@
 //! - [`TcpRefusingRtsp`], a proxy in front of a real server, answers a TCP SETUP with 461.
 //! - [`ControlCloser`], a proxy in front of a real server, closes the client's RTSP connection
 //!   after PLAY while RTP over UDP flows on.
+//! - [`LossyRtsp`], a proxy in front of a real server, drops and garbles interleaved RTP.
 //!
 //! Each process fixture has `url`, `pid`, `pause` (SIGSTOP), `resume` (SIGCONT), `kill` (SIGKILL)
 //! and `restart` (same port), and kills its processes when dropped.
@@ -1203,6 +1204,12 @@ fn send_noise(to: MediaTo, writer: &Mutex<TcpStream>, alive: &AtomicBool, stop: 
 enum ProxyMode {
     RefuseTcp,
     CloseAfterPlay,
+    /// Of the RTP packets interleaved on channel 0, drops every `drop_every`-th and garbles
+    /// every `garble_every`-th (its RTP version set to 1), counting from PLAY.
+    Lossy {
+        drop_every: u64,
+        garble_every: u64,
+    },
 }
 
 /// An RTSP proxy on threads in the test process, in front of a real server at `upstream`: it
@@ -1248,7 +1255,7 @@ impl RtspProxy {
     }
 
     /// The requests clients sent, as [`FakeRtsp::requests`], and what the proxy did on its own
-    /// (`refused TCP`, `closed control after PLAY`).
+    /// (`refused TCP`, `closed control after PLAY`, `dropped RTP`, `garbled RTP`).
     pub fn requests(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -1295,11 +1302,32 @@ fn proxy_connection(
         let (ours, theirs) = (ours.clone(), theirs.clone());
         std::thread::spawn(move || {
             let mut wire = Wire::new(up);
+            let mut rtp_packets = 0u64;
             while let Ok(Some(msg)) = wire.read(Some(&stop)) {
                 if cut.load(Ordering::Relaxed) {
                     continue; // the client is cut off; the server's session lives on
                 }
-                let msg = msg.replace(&theirs, &ours);
+                let mut msg = msg.replace(&theirs, &ours);
+                if let (
+                    ProxyMode::Lossy {
+                        drop_every,
+                        garble_every,
+                    },
+                    Msg::Interleaved(b),
+                ) = (mode, &mut msg)
+                    && b.len() > 4
+                    && b[1] == 0
+                {
+                    rtp_packets += 1;
+                    if rtp_packets.is_multiple_of(drop_every) {
+                        log.lock().unwrap().push("dropped RTP".into());
+                        continue;
+                    }
+                    if rtp_packets.is_multiple_of(garble_every) {
+                        b[4] = (b[4] & 0x3f) | 0x40;
+                        log.lock().unwrap().push("garbled RTP".into());
+                    }
+                }
                 let play_ok = match &msg {
                     Msg::Rtsp { start, headers, .. } => {
                         start.split(' ').nth(1).is_some_and(|s| s.starts_with('2'))
@@ -1389,6 +1417,24 @@ pub struct ControlCloser;
 impl ControlCloser {
     pub fn start(upstream: &str) -> RtspProxy {
         RtspProxy::start(upstream, ProxyMode::CloseAfterPlay)
+    }
+}
+
+/// A proxy that forwards everything to `upstream` but loses RTP on the way, as a lossy link in
+/// front of a camera over interleaved TCP would not, and a camera whose own sender skips and
+/// mangles packets does: of the packets on interleaved channel 0 it drops every
+/// `drop_every`-th and garbles every `garble_every`-th (an RTP version of 1).
+pub struct LossyRtsp;
+
+impl LossyRtsp {
+    pub fn start(upstream: &str, drop_every: u64, garble_every: u64) -> RtspProxy {
+        RtspProxy::start(
+            upstream,
+            ProxyMode::Lossy {
+                drop_every,
+                garble_every,
+            },
+        )
     }
 }
 
