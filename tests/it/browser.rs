@@ -231,13 +231,7 @@ async fn staff_book_a_room_in_the_console_and_it_records_by_itself() {
         (unix_seconds(&b["starts_at"]) - booked_start).abs() < 0.01,
         "{b}"
     );
-    let status = server.ok("GET", "/api/v1/rooms/status", None).await;
-    let card = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["room_id"] == room.as_str())
-        .unwrap();
+    let card = server.room_card(&room).await;
     let session = &card["session"];
     assert_eq!(session["booking_id"], id, "{card}");
     assert_eq!(session["session_code"], "BD-02.bid_opening");

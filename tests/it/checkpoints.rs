@@ -213,13 +213,7 @@ async fn a_chain_rewritten_and_set_to_stopping_is_not_signed() {
         "{m}"
     );
     // The room card shows the alarm, and staff pressing stop are told why nothing is signed.
-    let rooms = server.ok("GET", "/api/v1/rooms/status", None).await;
-    let card = rooms
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["room_id"] == room.as_str())
-        .unwrap();
+    let card = server.room_card(&room).await;
     assert!(
         card["signing_alarm"]
             .as_str()

@@ -177,14 +177,8 @@ async fn rtp_lost_or_garbled_over_tcp_is_named_in_the_segments_it_fell_in() {
             segments(s, "cam1") >= 5
         })
         .await;
-    let status = server.ok("GET", "/api/v1/rooms/status", None).await;
-    let receiver = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["room_id"] == room.as_str())
-        .map(|r| r["sources"][0]["receiver"].clone())
-        .unwrap_or(Value::Null);
+    let card = server.room_card(&room).await;
+    let receiver = card["sources"][0]["receiver"].clone();
     let stopped = stop(&server, &room).await;
     let log = lossy.requests();
     let lost = log.iter().filter(|r| *r == "dropped RTP").count() as u64;
@@ -198,7 +192,7 @@ async fn rtp_lost_or_garbled_over_tcp_is_named_in_the_segments_it_fell_in() {
         // rtspsrc's graph (WITNESS_RECEIVER=gstreamer) records through loss without naming it.
         return;
     }
-    assert_eq!(receiver, "direct", "{status}");
+    assert_eq!(receiver, "direct", "{card}");
     let segs = recording(&stopped, "cam1")["segments"]
         .as_array()
         .unwrap()
@@ -254,14 +248,7 @@ async fn one_frozen_camera_is_a_gap_of_its_own_and_the_others_go_on() {
     // The room shows the frozen source as reconnecting within the watchdog time (3 s).
     let t = Instant::now();
     loop {
-        let status = server.ok("GET", "/api/v1/rooms/status", None).await;
-        let me = status
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["room_id"] == room.as_str())
-            .unwrap()
-            .clone();
+        let me = server.room_card(&room).await;
         let src = me["sources"]
             .as_array()
             .unwrap()

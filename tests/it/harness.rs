@@ -550,6 +550,15 @@ impl Server {
             .unwrap()
     }
 
+    /// The `GET /api/v1/rooms/status` card of `room`; `Null` while the list shows none.
+    pub async fn room_card(&self, room: &str) -> Value {
+        let all = self.ok("GET", "/api/v1/rooms/status", None).await;
+        all.as_array()
+            .and_then(|cards| cards.iter().find(|r| r["room_id"] == room))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.call(method, path, body).await;
         assert!(
