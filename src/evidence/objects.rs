@@ -162,8 +162,8 @@ impl ObjectCopier {
     /// Copies stored object `key` (`len` bytes, SHA-256 `sha256` by its chain entry) into
     /// `member`, reading it once: piece by piece here, or on a lane where `member` can set its
     /// place aside (a package file). With `sm3` (its digest is not known already), its SM3 is
-    /// computed too, as package file number `file`. A difference found (in this object or one copied before) is an error: the caller
-    /// must then discard what was written.
+    /// computed too, as package file number `file`. A difference found (in this object or one
+    /// copied before) is an error: the caller must then discard what was written.
     pub(crate) fn copy(
         &mut self,
         file: usize,
