@@ -12,7 +12,9 @@
 //!
 //! `--perf DIR` also samples Witness with `perf record -g` over each measured window, into
 //! `DIR/witness-N.perf.data` (read with `perf report -i … --no-children`).
-//! `BENCH_SERVER_LOG=FILE` keeps Witness's log (level `BENCH_SERVER_LOG_LEVEL`, default warn).
+//! `BENCH_SERVER_LOG=FILE` keeps Witness's log (level `BENCH_SERVER_LOG_LEVEL`, default warn);
+//! `BENCH_SIM_LOG=FILE` keeps the camera simulator's (with `GST_DEBUG=rtspstream:5`, say, to see
+//! what gst-rtsp-server sent each client).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -536,7 +538,11 @@ async fn main() {
             &sim_port.to_string(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::env::var_os("BENCH_SIM_LOG").map_or_else(Stdio::null, |f| {
+                Stdio::from(std::fs::File::create(f).expect("BENCH_SIM_LOG"))
+            }),
+        )
         .spawn()
         .unwrap();
     let _sim = Kill(vec![sim]);

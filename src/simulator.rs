@@ -216,9 +216,24 @@ fn encode_clip(desc: &str, frame: Duration) -> Result<Clip, SimError> {
 }
 
 /// Feeds a looped clip into one media's appsrc at its frame rate until the media goes away.
+///
+/// It waits for the appsrc to play first. The media is configured before its pipeline has a
+/// base time, and `do-timestamp` stamps a buffer pushed before then with the clock's absolute
+/// time (hours, as running time); gst-rtsp-server's rate-controlled sink then holds that stream
+/// back for as long, while the other stream of the camera flows. Under load (64 cameras
+/// starting at once) one feeder in a few lost that race, and the recorder rightly saw a camera
+/// that sent no sound.
 fn feed_loop(appsrc: gst::Element, clip: Arc<Clip>) {
     std::thread::spawn(move || {
         let frame = clip.frame;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while appsrc.current_state() != gst::State::Playing {
+            if Instant::now() > deadline {
+                tracing::warn!(element = %appsrc.name(), "media never started playing; its clip is not fed");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let start = Instant::now();
         // Start on a keyframe so the first client can decode at once.
         for (n, (buf, _)) in clip.frames.iter().cycle().enumerate() {

@@ -296,6 +296,11 @@ impl Timelines {
             }
             t.follows = true;
             t.pending_shift = if shift.abs() > SYNC_DEADBAND {
+                tracing::debug!(
+                    ssrc = other,
+                    shift_ms = shift / 1_000_000,
+                    "sender reports: stream shifted into step with the picture"
+                );
                 shift
             } else {
                 0

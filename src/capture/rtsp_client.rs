@@ -594,6 +594,8 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
     let mut video_start: Option<u64> = None;
     let video_expected = recorded.iter().any(|r| r.kind == Stream::Video);
     let mut bad_packets = 0u32;
+    // Frames of sound dropped because the picture had not started, for the log.
+    let mut held_back = 0u64;
     while let Some(item) = frames.next().await {
         let item = match item {
             Ok(i) => i,
@@ -633,6 +635,13 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
                     continue;
                 }
                 r.last_ns = at;
+                if video_start.is_none() {
+                    tracing::debug!(
+                        at_s = at as f64 / 1e9,
+                        arrival_s = arrival as f64 / 1e9,
+                        "the picture starts"
+                    );
+                }
                 video_start.get_or_insert(at);
                 let frame = Frame {
                     stream: r.input,
@@ -658,7 +667,18 @@ async fn session(run: &Run, recorded: &mut Vec<Recorded>) -> Result<Option<Strin
                 let duration = f.frame_length().get() as u64 * 1_000_000_000 / clock.max(1);
                 // Sound starts with the picture, as in every segment after the first.
                 if video_expected && video_start.is_none_or(|v| at < v) {
+                    held_back += 1;
                     continue;
+                }
+                if held_back > 0 {
+                    tracing::debug!(
+                        held_back,
+                        at_s = at as f64 / 1e9,
+                        arrival_s = arrival as f64 / 1e9,
+                        video_start_s = video_start.unwrap_or(0) as f64 / 1e9,
+                        "first sound after the picture's start"
+                    );
+                    held_back = 0;
                 }
                 if let Some(error) = forward_only(r, at) {
                     return failed(error);
