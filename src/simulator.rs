@@ -486,3 +486,54 @@ pub fn run(o: &SimOptions) -> Result<(), SimError> {
     glib::MainLoop::new(None, false).run();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race behind the 64-camera start-up gaps (docs/performance.md): a buffer pushed
+    /// before the media's pipeline plays is stamped with the clock's absolute time, and
+    /// gst-rtsp-server then holds that stream back by hours. The feeder waits until it plays.
+    #[test]
+    fn a_looped_feeder_pushes_nothing_before_its_pipeline_plays() {
+        gst::init().expect("gstreamer");
+        let pipeline = gst::parse::launch(
+            "appsrc name=src is-live=true format=time do-timestamp=true ! appsink name=sink sync=false",
+        )
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let src = pipeline.by_name("src").expect("appsrc");
+        let sink = pipeline
+            .by_name("sink")
+            .expect("appsink")
+            .downcast::<gst_app::AppSink>()
+            .expect("an appsink");
+        let clip = Arc::new(Clip {
+            frames: (0..4)
+                .map(|_| (gst::Buffer::from_slice(vec![0u8; 16]), true))
+                .collect(),
+            frame: Duration::from_millis(10),
+        });
+        // As gst-rtsp-server's media: the pipeline's clock is set on its elements from the
+        // start, and the media is paused between its configuration and its start, when the
+        // appsrc is started and no base time is set yet.
+        let clock = gst::SystemClock::obtain();
+        pipeline.use_clock(Some(&clock));
+        let _ = pipeline.set_clock(Some(&clock));
+        let _ = pipeline.set_state(gst::State::Paused);
+        feed_loop(src, clip);
+        std::thread::sleep(Duration::from_millis(200));
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let sample = sink
+            .try_pull_sample(gst::ClockTime::from_seconds(5))
+            .expect("the clip is fed once the pipeline plays");
+        let pts = sample.buffer().and_then(|b| b.pts());
+        pipeline.set_state(gst::State::Null).expect("stopped");
+        let pts = pts.expect("the first buffer is stamped");
+        assert!(
+            pts < gst::ClockTime::from_seconds(1),
+            "the first buffer is stamped at running time {pts}, not near 0"
+        );
+    }
+}
